@@ -1,0 +1,122 @@
+//! Config errors that point into the user's file: path, line, column and a snippet.
+
+use miette::{Diagnostic, NamedSource, SourceSpan};
+use std::sync::Arc;
+use thiserror::Error;
+
+/// A config file's text, shared by every diagnostic that points into it.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub name: String,
+    pub text: Arc<String>,
+}
+
+impl SourceFile {
+    pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
+        Self { name: name.into(), text: Arc::new(text.into()) }
+    }
+
+    pub fn named(&self) -> NamedSource<Arc<String>> {
+        NamedSource::new(self.name.clone(), self.text.clone())
+    }
+
+    /// 1-based line and column of a byte offset, for messages that cannot show a snippet.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, col)
+    }
+}
+
+/// One problem in a config file.
+#[derive(Debug, Error, Diagnostic, Clone)]
+#[error("{message}")]
+#[diagnostic(code(fleet::config))]
+pub struct ConfigError {
+    pub message: String,
+    #[source_code]
+    pub src: NamedSource<Arc<String>>,
+    #[label("{label}")]
+    pub span: SourceSpan,
+    pub label: String,
+    #[help]
+    pub help: Option<String>,
+}
+
+impl ConfigError {
+    pub fn new(src: &SourceFile, span: SourceSpan, message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            src: src.named(),
+            span,
+            label: "here".into(),
+            help: None,
+        }
+    }
+
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// `fleet.kdl:3:14`, for tests and one-line logs.
+    pub fn location(&self) -> String {
+        let text = self.src.inner();
+        let file = SourceFile { name: self.src.name().to_string(), text: text.clone() };
+        let (line, col) = file.line_col(self.span.offset());
+        format!("{}:{line}:{col}", self.src.name())
+    }
+}
+
+/// Every problem found in one pass, so the user fixes them all at once.
+#[derive(Debug, Error, Diagnostic)]
+#[error("{} in {file}", plural(.errors.len()))]
+#[diagnostic(code(fleet::config::invalid))]
+pub struct ConfigErrors {
+    pub file: String,
+    #[related]
+    pub errors: Vec<ConfigError>,
+}
+
+fn plural(n: usize) -> String {
+    if n == 1 { "1 config error".into() } else { format!("{n} config errors") }
+}
+
+/// "did you mean `environment`?" for a misspelt key.
+pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    // Transpositions ("wbe") score low on Jaro-Winkler, so accept a small edit distance too.
+    let max_edits = (word.chars().count() / 3).max(1);
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(word, c), strsim::damerau_levenshtein(word, c), c))
+        .filter(|(score, edits, _)| *score > 0.8 || *edits <= max_edits)
+        .min_by(|a, b| a.1.cmp(&b.1).then(b.0.total_cmp(&a.0)))
+        .map(|(_, _, c)| format!("did you mean `{c}`?"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_characters_after_multibyte_text() {
+        let f = SourceFile::new("fleet.kdl", "// 日本語\nservice x");
+        let offset = f.text.find('x').unwrap();
+        assert_eq!(f.line_col(offset), (2, 9));
+    }
+
+    #[test]
+    fn suggests_nearest_key() {
+        assert_eq!(
+            suggest("enviroment", ["image", "environment", "ports"]).as_deref(),
+            Some("did you mean `environment`?")
+        );
+        assert_eq!(suggest("zzz", ["image", "ports"]), None);
+    }
+}

@@ -1,0 +1,172 @@
+//! Compose-style `${VAR}` interpolation inside string values.
+//!
+//! Supported: `${VAR}`, `${VAR:-default}` (unset or empty), `${VAR-default}` (unset),
+//! `${VAR:?message}` (unset or empty is an error), and `$$` for a literal `$`.
+//! A bare `$VAR` is left as it is, so passwords with a `$` survive.
+
+use std::collections::BTreeMap;
+
+/// Where a variable's value came from, strongest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VarSource {
+    Process,
+    StageEnvFile,
+    EnvFile,
+    StageVariables,
+    Variables,
+}
+
+/// The merged variable scope of one stage.
+#[derive(Debug, Clone, Default)]
+pub struct Vars {
+    values: BTreeMap<String, (String, VarSource)>,
+}
+
+impl Vars {
+    /// Adds a layer; an existing (stronger) value wins, so layers are added strongest first.
+    pub fn add_layer(&mut self, layer: impl IntoIterator<Item = (String, String)>, source: VarSource) {
+        for (k, v) in layer {
+            self.values.entry(k).or_insert((v, source));
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(|(v, _)| v.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InterpolateError {
+    /// `${VAR}` with no value and no default.
+    Undefined { name: String },
+    /// `${VAR:?message}` with no value.
+    Required { name: String, message: String },
+    /// `${` without its `}`, or an invalid name.
+    Malformed { reason: String },
+}
+
+impl std::fmt::Display for InterpolateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Undefined { name } => write!(f, "variable `{name}` is not defined"),
+            Self::Required { name, message } => write!(f, "variable `{name}` is required: {message}"),
+            Self::Malformed { reason } => write!(f, "bad variable reference: {reason}"),
+        }
+    }
+}
+
+pub fn interpolate(input: &str, vars: &Vars) -> Result<String, InterpolateError> {
+    let mut out = String::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body_start) = after.strip_prefix('{') {
+            let end = closing_brace(body_start).ok_or_else(|| InterpolateError::Malformed {
+                reason: format!("`${{{body_start}` has no closing `}}`"),
+            })?;
+            out.push_str(&expand(&body_start[..end], vars)?);
+            rest = &body_start[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The `}` that closes a reference, allowing nested `${…}` in a default.
+fn closing_brace(s: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, c) in s.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => return Some(i),
+            '}' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
+}
+
+fn expand(body: &str, vars: &Vars) -> Result<String, InterpolateError> {
+    let name_end = body.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(body.len());
+    let (name, op) = body.split_at(name_end);
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(InterpolateError::Malformed { reason: format!("`${{{body}}}` is not a variable name") });
+    }
+    let value = vars.get(name);
+    let set_and_nonempty = value.is_some_and(|v| !v.is_empty());
+    let (kind, arg) = if let Some(a) = op.strip_prefix(":-") {
+        (":-", a)
+    } else if let Some(a) = op.strip_prefix(":?") {
+        (":?", a)
+    } else if let Some(a) = op.strip_prefix('-') {
+        ("-", a)
+    } else if let Some(a) = op.strip_prefix('?') {
+        ("?", a)
+    } else if op.is_empty() {
+        ("", "")
+    } else {
+        return Err(InterpolateError::Malformed { reason: format!("unknown operator in `${{{body}}}`") });
+    };
+    match kind {
+        ":-" if !set_and_nonempty => interpolate(arg, vars),
+        "-" if value.is_none() => interpolate(arg, vars),
+        ":?" if !set_and_nonempty => Err(required(name, arg)),
+        "?" if value.is_none() => Err(required(name, arg)),
+        "" if value.is_none() => Err(InterpolateError::Undefined { name: name.into() }),
+        _ => Ok(value.unwrap_or_default().to_string()),
+    }
+}
+
+fn required(name: &str, message: &str) -> InterpolateError {
+    let message = if message.is_empty() { "set it in the environment or a .env file".into() } else { message.into() };
+    InterpolateError::Required { name: name.into(), message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vars {
+        let mut v = Vars::default();
+        v.add_layer(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())), VarSource::Variables);
+        v
+    }
+
+    #[test]
+    fn expands_every_form() {
+        let v = vars(&[("A", "1"), ("EMPTY", "")]);
+        assert_eq!(interpolate("x${A}y", &v).unwrap(), "x1y");
+        assert_eq!(interpolate("${B:-def}", &v).unwrap(), "def");
+        assert_eq!(interpolate("${EMPTY:-def}", &v).unwrap(), "def");
+        assert_eq!(interpolate("${EMPTY-def}", &v).unwrap(), "");
+        assert_eq!(interpolate("${B-${A}}", &v).unwrap(), "1");
+        assert_eq!(interpolate("cost $$5 and $HOME", &v).unwrap(), "cost $5 and $HOME");
+    }
+
+    #[test]
+    fn reports_missing_and_required() {
+        let v = vars(&[]);
+        assert_eq!(interpolate("${NOPE}", &v), Err(InterpolateError::Undefined { name: "NOPE".into() }));
+        assert_eq!(
+            interpolate("${DB:?set DB first}", &v),
+            Err(InterpolateError::Required { name: "DB".into(), message: "set DB first".into() })
+        );
+        assert!(matches!(interpolate("${A", &v), Err(InterpolateError::Malformed { .. })));
+        assert!(matches!(interpolate("${1A}", &v), Err(InterpolateError::Malformed { .. })));
+    }
+
+    #[test]
+    fn stronger_layer_wins() {
+        let mut v = Vars::default();
+        v.add_layer([("X".to_string(), "env".to_string())], VarSource::Process);
+        v.add_layer([("X".to_string(), "file".to_string())], VarSource::EnvFile);
+        assert_eq!(v.get("X"), Some("env"));
+    }
+}

@@ -1,0 +1,169 @@
+//! `fleet.kdl`: discovery, parsing (KDL 2, KDL 1 with a warning), and resolution of one stage.
+
+mod diagnostic;
+mod interpolate;
+mod reader;
+mod validate;
+
+pub use diagnostic::{ConfigError, ConfigErrors, SourceFile, suggest};
+pub use interpolate::{InterpolateError, VarSource, Vars, interpolate};
+
+use crate::error::{Error, Result};
+use crate::model::StageSpec;
+use kdl::{KdlDocument, KdlNode};
+use std::path::{Path, PathBuf};
+
+pub const FILE_NAME: &str = "fleet.kdl";
+const HIDDEN_DIR: &str = ".fleetflow";
+
+/// A parsed `fleet.kdl`; stages are resolved from it on demand.
+#[derive(Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    /// Relative paths in the file (binds, env_file, .env) are relative to this directory.
+    pub dir: PathBuf,
+    pub source: SourceFile,
+    pub doc: KdlDocument,
+    pub project: String,
+    /// Non-fatal notes, e.g. KDL 1 syntax.
+    pub warnings: Vec<String>,
+}
+
+/// `-f PATH`, else `fleet.kdl` or `.fleetflow/fleet.kdl` here or in the nearest parent.
+pub fn discover(explicit: Option<&Path>, cwd: &Path) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        let p = cwd.join(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(Error::usage(format!("config file {} not found", p.display())))
+        };
+    }
+    for dir in cwd.ancestors() {
+        for candidate in [dir.join(FILE_NAME), dir.join(HIDDEN_DIR).join(FILE_NAME)] {
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(Error::usage_help(
+        format!("no {FILE_NAME} found in {} or any parent directory", cwd.display()),
+        "create one (see the README's config reference) or pass -f PATH",
+    ))
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        Self::from_text(path, text)
+    }
+
+    pub fn from_text(path: &Path, text: String) -> Result<Self> {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let mut dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        if dir.file_name().is_some_and(|n| n == HIDDEN_DIR) {
+            dir.pop();
+        }
+        let display = display_name(&path);
+        let source = SourceFile::new(display.clone(), text);
+        let (doc, warnings) = parse_kdl(&source)?;
+        let project = reader::project_name(&doc, &source, &dir)?;
+        Ok(Self { path, dir, source, doc, project, warnings })
+    }
+
+    fn stage_nodes(&self) -> impl Iterator<Item = &KdlNode> {
+        self.doc.nodes().iter().filter(|n| n.name().value() == "stage")
+    }
+
+    /// Stage names in file order.
+    pub fn stage_names(&self) -> Vec<String> {
+        self.stage_nodes()
+            .filter_map(|n| n.entries().first().and_then(|e| e.value().as_string()).map(String::from))
+            .collect()
+    }
+
+    /// Resolves one stage: variables, overrides, validation. Nothing here touches an engine.
+    pub fn stage(&self, name: &str) -> Result<StageSpec> {
+        if !self.stage_names().iter().any(|s| s == name) {
+            let names = self.stage_names();
+            let help = match suggest(name, names.iter().map(String::as_str)) {
+                Some(s) => s,
+                None if names.is_empty() => format!("{} declares no stage", self.source.name),
+                None => format!("stages in {}: {}", self.source.name, names.join(", ")),
+            };
+            return Err(Error::usage_help(format!("stage `{name}` is not defined"), help));
+        }
+        let (spec, spans) = reader::read_stage(self, name).map_err(|errors| self.errors(errors))?;
+        let errors = validate::validate(self, name, &spec, &spans);
+        if errors.is_empty() { Ok(spec) } else { Err(self.errors(errors)) }
+    }
+
+    /// Checks the whole file: its structure and every stage.
+    pub fn validate_all(&self) -> Result<Vec<StageSpec>> {
+        let mut errors = reader::check_structure(self);
+        let mut specs = Vec::new();
+        for name in self.stage_names() {
+            match reader::read_stage(self, &name) {
+                Ok((spec, spans)) => {
+                    errors.extend(validate::validate(self, &name, &spec, &spans));
+                    specs.push(spec);
+                }
+                Err(e) => errors.extend(e),
+            }
+        }
+        // The same service read by several stages reports the same mistake once.
+        let mut seen = std::collections::HashSet::new();
+        errors.retain(|e| seen.insert((e.message.clone(), e.span.offset())));
+        if errors.is_empty() { Ok(specs) } else { Err(self.errors(errors)) }
+    }
+
+    fn errors(&self, errors: Vec<ConfigError>) -> Error {
+        ConfigErrors { file: self.source.name.clone(), errors }.into()
+    }
+}
+
+/// The path as the user would type it: relative to the working directory when possible.
+fn display_name(path: &Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
+        .unwrap_or_else(|| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// KDL 2 first; a file that only parses as KDL 1 is accepted with a deprecation warning.
+fn parse_kdl(source: &SourceFile) -> Result<(KdlDocument, Vec<String>)> {
+    let v2_error = match KdlDocument::parse_v2(&source.text) {
+        Ok(doc) => return Ok((doc, Vec::new())),
+        Err(e) => e,
+    };
+    if let Ok(doc) = KdlDocument::parse_v1(&source.text) {
+        let warning = format!(
+            "{} uses KDL 1 syntax, which is deprecated: write booleans as #true / #false and null as #null (KDL 2)",
+            source.name
+        );
+        return Ok((doc, vec![warning]));
+    }
+    let errors = v2_error
+        .diagnostics
+        .iter()
+        .map(|d| {
+            let message = d.message.clone().unwrap_or_else(|| "invalid KDL".into());
+            let mut err = ConfigError::new(source, d.span, message)
+                .label(d.label.clone().unwrap_or_else(|| "here".into()));
+            let at = &source.text[d.span.offset().min(source.text.len())..];
+            if ["true", "false", "null"].iter().any(|w| at.starts_with(w)) {
+                err = err.help("in KDL 2 booleans and null are written #true, #false and #null");
+            } else if let Some(h) = &d.help {
+                err = err.help(h.clone());
+            }
+            err
+        })
+        .collect();
+    Err(ConfigErrors { file: source.name.clone(), errors }.into())
+}
+
+#[cfg(test)]
+mod tests;

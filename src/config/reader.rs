@@ -1,0 +1,749 @@
+//! KDL nodes → model, one stage at a time, with every mistake tied to its span.
+
+use super::diagnostic::{ConfigError, SourceFile, suggest};
+use super::interpolate::{InterpolateError, VarSource, Vars, interpolate};
+use super::{Config, ConfigErrors};
+use crate::error::Result;
+use crate::model::{
+    Healthcheck, Port, Protocol, RestartPolicy, Service, StageSpec, Volume, VolumeSource,
+};
+use kdl::{KdlEntry, KdlNode, KdlValue};
+use miette::SourceSpan;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+const TOP_LEVEL: &[&str] = &["project", "variables", "service", "stage", "providers", "server"];
+const STAGE_NODES: &[&str] = &["service", "variables", "protect", "server"];
+const SERVICE_NODES: &[&str] = &[
+    "image",
+    "version",
+    "command",
+    "entrypoint",
+    "ports",
+    "environment",
+    "env",
+    "env_file",
+    "volumes",
+    "depends_on",
+    "healthcheck",
+    "restart",
+    "labels",
+    "stop_signal",
+    "stop_timeout",
+    "oneshot",
+];
+const HEALTH_NODES: &[&str] = &["test", "interval", "timeout", "retries", "start_period"];
+const PORT_PROPS: &[&str] = &["host", "container", "protocol", "host_ip"];
+
+/// Where things were written, so cross-service checks can point at them.
+#[derive(Debug, Default)]
+pub struct Spans {
+    /// The `service "x"` entry inside the stage.
+    pub service_ref: HashMap<String, SourceSpan>,
+    /// (service, dependency) → the `depends_on` argument.
+    pub depends_on: HashMap<(String, String), SourceSpan>,
+    /// (service, index in `ports`) → the `port` node.
+    pub ports: HashMap<(String, usize), SourceSpan>,
+}
+
+/// `project "name"`, or the directory name made safe for Docker.
+pub fn project_name(doc: &kdl::KdlDocument, src: &SourceFile, dir: &Path) -> Result<String> {
+    if let Some(node) = doc.nodes().iter().find(|n| n.name().value() == "project") {
+        let entry = node.entries().first();
+        let name = entry.and_then(|e| e.value().as_string());
+        let span = entry.map_or(node.span(), KdlEntry::span);
+        return match name {
+            Some(n) if is_docker_name(n) => Ok(n.to_string()),
+            Some(n) => Err(errors(src, vec![ConfigError::new(src, span, format!("project name `{n}` cannot be used in container names"))
+                .label("invalid name")
+                .help("use lowercase letters, digits, `-`, `_` and `.`, starting with a letter or digit")])),
+            None => Err(errors(src, vec![ConfigError::new(src, span, "`project` takes one string, e.g. `project \"myapp\"`")])),
+        };
+    }
+    let raw = dir.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let cleaned: String = raw
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-' { c } else { '-' })
+        .collect();
+    let cleaned = cleaned.trim_start_matches(|c: char| !c.is_ascii_alphanumeric()).to_string();
+    Ok(if cleaned.is_empty() { "fleet".into() } else { cleaned })
+}
+
+fn is_docker_name(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
+}
+
+fn errors(src: &SourceFile, errors: Vec<ConfigError>) -> crate::error::Error {
+    ConfigErrors { file: src.name.clone(), errors }.into()
+}
+
+/// Checks that do not depend on a stage: known top-level nodes, unique names.
+pub fn check_structure(config: &Config) -> Vec<ConfigError> {
+    let src = &config.source;
+    let mut errs = Vec::new();
+    let mut seen: HashMap<(String, String), SourceSpan> = HashMap::new();
+    for node in config.doc.nodes() {
+        let kind = node.name().value();
+        if !TOP_LEVEL.contains(&kind) {
+            errs.push(unknown_node(src, node, "at the top level", TOP_LEVEL));
+            continue;
+        }
+        if !matches!(kind, "service" | "stage" | "server") {
+            continue;
+        }
+        let Some(first) = node.entries().first() else {
+            errs.push(ConfigError::new(src, node.span(), format!("`{kind}` needs a name, e.g. `{kind} \"web\"`")));
+            continue;
+        };
+        let Some(name) = first.value().as_string() else {
+            errs.push(ConfigError::new(src, first.span(), format!("the name of a {kind} must be a string")));
+            continue;
+        };
+        if kind != "server" && !is_docker_name(name) {
+            errs.push(
+                ConfigError::new(src, first.span(), format!("{kind} name `{name}` cannot be used in container names"))
+                    .help("use lowercase letters, digits, `-`, `_` and `.`"),
+            );
+        }
+        let key = (kind.to_string(), name.to_string());
+        if let Some(prev) = seen.get(&key) {
+            let (line, _) = src.line_col(prev.offset());
+            errs.push(
+                ConfigError::new(src, first.span(), format!("{kind} `{name}` is defined twice"))
+                    .label("second definition")
+                    .help(format!("the first definition is on line {line}; merge them")),
+            );
+        } else {
+            seen.insert(key, first.span());
+        }
+    }
+    errs
+}
+
+fn unknown_node(src: &SourceFile, node: &KdlNode, place: &str, known: &[&str]) -> ConfigError {
+    let name = node.name().value();
+    let err = ConfigError::new(src, node.name().span(), format!("unknown node `{name}` {place}")).label("unknown");
+    match suggest(name, known.iter().copied()) {
+        Some(s) => err.help(s),
+        None => err.help(format!("expected one of: {}", known.join(", "))),
+    }
+}
+
+/// Reads one stage with its variables resolved. Errors are collected, not thrown one by one.
+pub fn read_stage(config: &Config, stage: &str) -> std::result::Result<(StageSpec, Spans), Vec<ConfigError>> {
+    let structure = check_structure(config);
+    if !structure.is_empty() {
+        return Err(structure);
+    }
+    let stage_node = config
+        .doc
+        .nodes()
+        .iter()
+        .find(|n| n.name().value() == "stage" && n.entries().first().and_then(|e| e.value().as_string()) == Some(stage))
+        .expect("caller checked the stage exists");
+    let mut r = Reader { src: &config.source, dir: &config.dir, vars: Vars::default(), errors: Vec::new() };
+    r.vars = r.stage_vars(config, stage_node, stage);
+
+    let definitions: HashMap<&str, &KdlNode> = config
+        .doc
+        .nodes()
+        .iter()
+        .filter(|n| n.name().value() == "service")
+        .filter_map(|n| Some((n.entries().first()?.value().as_string()?, n)))
+        .collect();
+
+    let mut spec = StageSpec {
+        project: config.project.clone(),
+        name: stage.to_string(),
+        services: Vec::new(),
+        servers: Vec::new(),
+        protect: false,
+    };
+    let mut spans = Spans::default();
+    for node in children(stage_node) {
+        match node.name().value() {
+            "service" => {
+                let overlay = node.children().map(|_| node);
+                for entry in r.args(node) {
+                    let Some(name) = r.plain_string(entry) else { continue };
+                    if spans.service_ref.contains_key(&name) {
+                        r.push(ConfigError::new(r.src, entry.span(), format!("service `{name}` is listed twice in stage `{stage}`")));
+                        continue;
+                    }
+                    spans.service_ref.insert(name.clone(), entry.span());
+                    match definitions.get(name.as_str()) {
+                        Some(def) => {
+                            let svc = r.read_service(&name, def, overlay, &mut spans);
+                            spec.services.push(svc);
+                        }
+                        None => {
+                            let mut err = ConfigError::new(r.src, entry.span(), format!("stage `{stage}` names service `{name}`, which is not defined"))
+                                .label("undefined service");
+                            err = match suggest(&name, definitions.keys().copied()) {
+                                Some(s) => err.help(s),
+                                None => err.help(format!("define it at the top level: service \"{name}\" {{ image \"…\" }}")),
+                            };
+                            r.push(err);
+                        }
+                    }
+                }
+                if r.args(node).is_empty() {
+                    r.push(ConfigError::new(r.src, node.span(), "`service` in a stage needs the service's name"));
+                }
+            }
+            "server" => {
+                if let Some(name) = node.entries().first().and_then(|e| e.value().as_string()) {
+                    spec.servers.push(name.to_string());
+                }
+            }
+            "protect" => spec.protect = r.flag(node).unwrap_or(true),
+            "variables" => {}
+            _ => r.push(unknown_node(r.src, node, &format!("in stage `{stage}`"), STAGE_NODES)),
+        }
+    }
+    if r.errors.is_empty() { Ok((spec, spans)) } else { Err(r.errors) }
+}
+
+fn children(node: &KdlNode) -> impl Iterator<Item = &KdlNode> {
+    node.children().into_iter().flat_map(|d| d.nodes().iter())
+}
+
+/// A service being read: fields that need the whole definition before they resolve.
+#[derive(Default)]
+struct Draft {
+    image: Option<String>,
+    version: Option<String>,
+    env_files: Vec<(PathBuf, SourceSpan)>,
+    environment: BTreeMap<String, String>,
+}
+
+struct Reader<'a> {
+    src: &'a SourceFile,
+    dir: &'a Path,
+    vars: Vars,
+    errors: Vec<ConfigError>,
+}
+
+impl Reader<'_> {
+    fn push(&mut self, e: ConfigError) {
+        self.errors.push(e);
+    }
+
+    fn error(&mut self, span: SourceSpan, message: impl Into<String>) {
+        self.errors.push(ConfigError::new(self.src, span, message));
+    }
+
+    /// Process env > `.env.<stage>` > `.env` > stage `variables` > top-level `variables`.
+    fn stage_vars(&mut self, config: &Config, stage_node: &KdlNode, stage: &str) -> Vars {
+        let mut vars = Vars::default();
+        vars.add_layer(std::env::vars(), VarSource::Process);
+        for (file, source) in [(format!(".env.{stage}"), VarSource::StageEnvFile), (".env".to_string(), VarSource::EnvFile)] {
+            let path = config.dir.join(&file);
+            if path.is_file() {
+                match read_env_file(&path) {
+                    Ok(values) => vars.add_layer(values, source),
+                    Err(msg) => self.error(stage_node.name().span(), msg),
+                }
+            }
+        }
+        let stage_vars = children(stage_node).filter(|n| n.name().value() == "variables");
+        let top_vars = config.doc.nodes().iter().filter(|n| n.name().value() == "variables");
+        for (nodes, source) in [(stage_vars.collect::<Vec<_>>(), VarSource::StageVariables), (top_vars.collect(), VarSource::Variables)] {
+            for node in nodes {
+                let values = self.key_values(node, false);
+                vars.add_layer(values, source);
+            }
+        }
+        vars
+    }
+
+    fn args<'n>(&self, node: &'n KdlNode) -> Vec<&'n KdlEntry> {
+        node.entries().iter().filter(|e| e.name().is_none()).collect()
+    }
+
+    fn prop<'n>(&self, node: &'n KdlNode, key: &str) -> Option<&'n KdlEntry> {
+        node.entries().iter().rev().find(|e| e.name().is_some_and(|n| n.value() == key))
+    }
+
+    /// Rejects properties the node does not take.
+    fn check_props(&mut self, node: &KdlNode, allowed: &[&str]) {
+        for e in node.entries() {
+            let Some(key) = e.name() else { continue };
+            if !allowed.contains(&key.value()) {
+                let mut err = ConfigError::new(self.src, e.span(), format!("unknown property `{}` on `{}`", key.value(), node.name().value()))
+                    .label("unknown property");
+                if let Some(s) = suggest(key.value(), allowed.iter().copied()) {
+                    err = err.help(s);
+                } else if allowed.is_empty() {
+                    err = err.help(format!("`{}` takes no properties", node.name().value()));
+                }
+                self.push(err);
+            }
+        }
+    }
+
+    /// A string value with variables resolved.
+    fn string(&mut self, entry: &KdlEntry) -> Option<String> {
+        match entry.value() {
+            KdlValue::String(s) => match interpolate(s, &self.vars) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    let help = match &e {
+                        InterpolateError::Undefined { name } => Some(format!("set {name} in the environment, .env, or a `variables` block, or write ${{{name}:-default}}")),
+                        _ => None,
+                    };
+                    let mut err = ConfigError::new(self.src, entry.span(), e.to_string()).label("in this value");
+                    if let Some(h) = help {
+                        err = err.help(h);
+                    }
+                    self.push(err);
+                    None
+                }
+            },
+            other => {
+                self.type_error(entry, "a string", other);
+                None
+            }
+        }
+    }
+
+    /// A string taken literally (names), without interpolation.
+    fn plain_string(&mut self, entry: &KdlEntry) -> Option<String> {
+        match entry.value() {
+            KdlValue::String(s) => Some(s.clone()),
+            other => {
+                self.type_error(entry, "a string", other);
+                None
+            }
+        }
+    }
+
+    fn type_error(&mut self, entry: &KdlEntry, expected: &str, got: &KdlValue) {
+        let got = match got {
+            KdlValue::String(_) => "a string",
+            KdlValue::Integer(_) => "an integer",
+            KdlValue::Float(_) => "a number",
+            KdlValue::Bool(_) => "a boolean",
+            KdlValue::Null => "#null",
+        };
+        self.push(ConfigError::new(self.src, entry.span(), format!("expected {expected}, found {got}")).label(format!("expected {expected}")));
+    }
+
+    fn one_arg<'n>(&mut self, node: &'n KdlNode) -> Option<&'n KdlEntry> {
+        self.check_props(node, &[]);
+        self.no_children(node);
+        let args = self.args(node);
+        if args.len() != 1 {
+            self.error(node.span(), format!("`{}` takes exactly one value", node.name().value()));
+            return None;
+        }
+        Some(args[0])
+    }
+
+    fn one_string(&mut self, node: &KdlNode) -> Option<String> {
+        let e = self.one_arg(node)?;
+        self.string(e)
+    }
+
+    fn no_children(&mut self, node: &KdlNode) {
+        if let Some(c) = node.children() {
+            self.error(c.span(), format!("`{}` takes no block", node.name().value()));
+        }
+    }
+
+    /// `oneshot` or `oneshot #true`.
+    fn flag(&mut self, node: &KdlNode) -> Option<bool> {
+        self.check_props(node, &[]);
+        match self.args(node).as_slice() {
+            [] => Some(true),
+            [e] => match e.value() {
+                KdlValue::Bool(b) => Some(*b),
+                other => {
+                    self.type_error(e, "#true or #false", other);
+                    None
+                }
+            },
+            _ => {
+                self.error(node.span(), format!("`{}` takes at most one value", node.name().value()));
+                None
+            }
+        }
+    }
+
+    fn integer(&mut self, entry: &KdlEntry, min: i128, max: i128, what: &str) -> Option<i128> {
+        let value = match entry.value() {
+            KdlValue::Integer(i) => *i,
+            // A port may come from a variable: `host="${WEB_PORT:-8080}"`.
+            KdlValue::String(_) => {
+                let s = self.string(entry)?;
+                match s.trim().parse::<i128>() {
+                    Ok(i) => i,
+                    Err(_) => {
+                        self.push(ConfigError::new(self.src, entry.span(), format!("invalid {what} `{s}`")).label("expected an integer here"));
+                        return None;
+                    }
+                }
+            }
+            other => {
+                self.type_error(entry, "an integer", other);
+                return None;
+            }
+        };
+        if value < min || value > max {
+            self.push(
+                ConfigError::new(self.src, entry.span(), format!("{what} {value} is out of range"))
+                    .label(format!("must be {min}-{max}")),
+            );
+            return None;
+        }
+        Some(value)
+    }
+
+    /// Integers are seconds; strings like "500ms" or "2s" are durations.
+    fn duration_ms(&mut self, entry: &KdlEntry) -> Option<u64> {
+        match entry.value() {
+            KdlValue::Integer(i) if *i >= 0 => Some(u64::try_from(*i).ok()?.saturating_mul(1000)),
+            KdlValue::String(s) => match humantime::parse_duration(s) {
+                Ok(d) => Some(d.as_millis() as u64),
+                Err(e) => {
+                    self.push(ConfigError::new(self.src, entry.span(), format!("invalid duration `{s}`: {e}")).help("write seconds as an integer, or a string like \"500ms\", \"2s\", \"1m\""));
+                    None
+                }
+            },
+            other => {
+                self.type_error(entry, "seconds or a duration string", other);
+                None
+            }
+        }
+    }
+
+    /// `{ KEY "value" }` blocks; scalars become strings (`PORT 8080` → "8080").
+    fn key_values(&mut self, node: &KdlNode, interpolated: bool) -> Vec<(String, String)> {
+        self.check_props(node, &[]);
+        let mut out = Vec::new();
+        for child in children(node) {
+            let key = child.name().value().to_string();
+            self.check_props(child, &[]);
+            let args = self.args(child);
+            let [entry] = args.as_slice() else {
+                self.error(child.span(), format!("`{key}` takes exactly one value"));
+                continue;
+            };
+            let value = match entry.value() {
+                KdlValue::String(s) if !interpolated => Some(s.clone()),
+                KdlValue::String(_) => self.string(entry),
+                KdlValue::Integer(i) => Some(i.to_string()),
+                KdlValue::Float(f) => Some(f.to_string()),
+                KdlValue::Bool(b) => Some(b.to_string()),
+                KdlValue::Null => {
+                    self.type_error(entry, "a string", &KdlValue::Null);
+                    None
+                }
+            };
+            if let Some(v) = value {
+                out.push((key, v));
+            }
+        }
+        out
+    }
+
+    /// One string splits like a shell would; several strings are the argv as written.
+    fn argv(&mut self, node: &KdlNode) -> Option<Vec<String>> {
+        self.check_props(node, &[]);
+        self.no_children(node);
+        let args = self.args(node);
+        let values: Vec<String> = args.iter().filter_map(|e| self.string(e)).collect();
+        if values.len() != args.len() {
+            return None;
+        }
+        match values.as_slice() {
+            [] => {
+                self.error(node.span(), format!("`{}` needs a value", node.name().value()));
+                None
+            }
+            [one] => match shell_words::split(one) {
+                Ok(words) => Some(words),
+                Err(e) => {
+                    self.push(ConfigError::new(self.src, args[0].span(), format!("cannot split `{}`: {e}", node.name().value())).help("check the quotes, or give each argument as its own string"));
+                    None
+                }
+            },
+            _ => Some(values),
+        }
+    }
+
+    fn read_service(&mut self, name: &str, def: &KdlNode, overlay: Option<&KdlNode>, spans: &mut Spans) -> Service {
+        let mut svc = Service { name: name.to_string(), ..Service::default() };
+        let mut draft = Draft::default();
+        let def_children: Vec<&KdlNode> = children(def).collect();
+        let overlay_children: Vec<&KdlNode> = overlay.into_iter().flat_map(children).collect();
+        for node in def_children.into_iter().chain(overlay_children) {
+            self.service_field(&mut svc, &mut draft, node, spans);
+        }
+        svc.image = compose_image(draft.image.as_deref().unwrap_or(name), draft.version.as_deref());
+        for (path, span) in draft.env_files {
+            match read_env_file(&path) {
+                Ok(values) => {
+                    for (k, v) in values {
+                        svc.environment.entry(k).or_insert(v);
+                    }
+                }
+                Err(msg) => self.error(span, msg),
+            }
+        }
+        svc.environment.extend(draft.environment);
+        svc
+    }
+
+    fn service_field(&mut self, svc: &mut Service, draft: &mut Draft, node: &KdlNode, spans: &mut Spans) {
+        let field = node.name().value();
+        match field {
+            "image" => draft.image = self.one_string(node).or(draft.image.take()),
+            "version" => draft.version = self.one_string(node).or(draft.version.take()),
+            "command" => svc.command = self.argv(node),
+            "entrypoint" => svc.entrypoint = self.argv(node),
+            "environment" | "env" => {
+                let pairs = self.key_values(node, true);
+                draft.environment.extend(pairs);
+            }
+            "labels" => {
+                let pairs = self.key_values(node, true);
+                svc.labels.extend(pairs);
+            }
+            "env_file" => {
+                self.check_props(node, &[]);
+                for e in self.args(node) {
+                    if let Some(p) = self.string(e) {
+                        draft.env_files.push((self.dir.join(p), e.span()));
+                    }
+                }
+            }
+            "depends_on" => {
+                self.check_props(node, &[]);
+                self.no_children(node);
+                svc.depends_on.clear();
+                for e in self.args(node) {
+                    if let Some(dep) = self.plain_string(e) {
+                        spans.depends_on.insert((svc.name.clone(), dep.clone()), e.span());
+                        svc.depends_on.push(dep);
+                    }
+                }
+            }
+            "restart" => {
+                if let Some(e) = self.one_arg(node)
+                    && let Some(s) = self.string(e)
+                {
+                    match RestartPolicy::parse(&s) {
+                        Some(p) => svc.restart = Some(p),
+                        None => self.push(
+                            ConfigError::new(self.src, e.span(), format!("unknown restart policy `{s}`"))
+                                .help(format!("use one of: {}", RestartPolicy::NAMES.join(", "))),
+                        ),
+                    }
+                }
+            }
+            "stop_signal" => svc.stop_signal = self.one_string(node),
+            "stop_timeout" => {
+                if let Some(e) = self.one_arg(node) {
+                    svc.stop_timeout = self.integer(e, 0, 3600, "stop_timeout").map(|v| v as u32);
+                }
+            }
+            "oneshot" => svc.oneshot = self.flag(node).unwrap_or(false),
+            "ports" => {
+                self.check_props(node, &[]);
+                svc.ports.clear();
+                for child in children(node) {
+                    if child.name().value() != "port" {
+                        self.push(unknown_node(self.src, child, "in `ports`", &["port"]));
+                        continue;
+                    }
+                    if let Some(port) = self.port(child) {
+                        spans.ports.insert((svc.name.clone(), svc.ports.len()), child.span());
+                        svc.ports.push(port);
+                    }
+                }
+            }
+            "volumes" => {
+                self.check_props(node, &[]);
+                svc.volumes.clear();
+                for child in children(node) {
+                    if child.name().value() != "volume" {
+                        self.push(unknown_node(self.src, child, "in `volumes`", &["volume"]));
+                        continue;
+                    }
+                    if let Some(v) = self.volume(child) {
+                        svc.volumes.push(v);
+                    }
+                }
+            }
+            "healthcheck" => svc.healthcheck = self.healthcheck(node),
+            _ => self.push(unknown_node(self.src, node, &format!("in service `{}`", svc.name), SERVICE_NODES)),
+        }
+    }
+
+    /// `port host=8080 container=80 protocol="udp" host_ip="127.0.0.1"` or `port 8080 80`.
+    fn port(&mut self, node: &KdlNode) -> Option<Port> {
+        self.check_props(node, PORT_PROPS);
+        self.no_children(node);
+        let args = self.args(node);
+        let mut host = None;
+        let mut container = None;
+        match args.as_slice() {
+            [] => {}
+            [c] => container = self.integer(c, 1, 65535, "port"),
+            [h, c] => {
+                host = self.integer(h, 1, 65535, "port");
+                container = self.integer(c, 1, 65535, "port");
+            }
+            _ => self.error(node.span(), "`port` takes at most two values: host and container"),
+        }
+        if let Some(e) = self.prop(node, "host") {
+            host = self.integer(e, 1, 65535, "port");
+        }
+        if let Some(e) = self.prop(node, "container") {
+            container = self.integer(e, 1, 65535, "port");
+        }
+        let protocol = match self.prop(node, "protocol") {
+            None => Protocol::Tcp,
+            Some(e) => match self.string(e).as_deref() {
+                Some("tcp") => Protocol::Tcp,
+                Some("udp") => Protocol::Udp,
+                Some(other) => {
+                    self.push(ConfigError::new(self.src, e.span(), format!("unknown protocol `{other}`")).help("use \"tcp\" or \"udp\""));
+                    return None;
+                }
+                None => return None,
+            },
+        };
+        let host_ip = match self.prop(node, "host_ip") {
+            Some(e) => Some(self.string(e)?),
+            None => None,
+        };
+        let Some(container) = container else {
+            if self.errors.iter().all(|e| e.span != node.span()) && self.prop(node, "container").is_none() && args.is_empty() {
+                self.error(node.span(), "`port` needs a container port, e.g. `port host=8080 container=80`");
+            }
+            return None;
+        };
+        Some(Port { host: host.map(|h| h as u16), container: container as u16, protocol, host_ip })
+    }
+
+    /// `volume "./data" "/data" read_only=#true`; `.`/`/`/`~` sources are binds, others named volumes.
+    fn volume(&mut self, node: &KdlNode) -> Option<Volume> {
+        self.check_props(node, &["read_only", "read-only"]);
+        self.no_children(node);
+        let args = self.args(node);
+        let [src_entry, target_entry] = args.as_slice() else {
+            self.error(node.span(), "`volume` takes a source and a target: volume \"./data\" \"/data\"");
+            return None;
+        };
+        let source = self.string(src_entry)?;
+        let target = self.string(target_entry)?;
+        if !target.starts_with('/') {
+            self.push(ConfigError::new(self.src, target_entry.span(), format!("volume target `{target}` must be an absolute path in the container")));
+            return None;
+        }
+        let read_only = match self.prop(node, "read_only").or(self.prop(node, "read-only")) {
+            None => false,
+            Some(e) => match e.value() {
+                KdlValue::Bool(b) => *b,
+                other => {
+                    self.type_error(e, "#true or #false", other);
+                    return None;
+                }
+            },
+        };
+        let source = if let Some(rest) = source.strip_prefix("~/") {
+            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+            VolumeSource::Bind { path: home.join(rest) }
+        } else if source.starts_with('.') || source.starts_with('/') {
+            VolumeSource::Bind { path: normalize(&self.dir.join(&source)) }
+        } else if is_docker_name(&source) {
+            VolumeSource::Named { name: source }
+        } else {
+            self.push(ConfigError::new(self.src, src_entry.span(), format!("`{source}` is neither a path nor a volume name")).help("start host paths with ./ or /; name volumes with lowercase letters, digits, - and _"));
+            return None;
+        };
+        Some(Volume { source, target, read_only })
+    }
+
+    fn healthcheck(&mut self, node: &KdlNode) -> Option<Healthcheck> {
+        self.check_props(node, &[]);
+        let mut hc = Healthcheck {
+            test: Vec::new(),
+            interval_ms: Healthcheck::DEFAULT_INTERVAL_MS,
+            timeout_ms: Healthcheck::DEFAULT_TIMEOUT_MS,
+            retries: Healthcheck::DEFAULT_RETRIES,
+            start_period_ms: 0,
+        };
+        for child in children(node) {
+            match child.name().value() {
+                "test" => {
+                    self.check_props(child, &[]);
+                    let args = self.args(child);
+                    let words: Vec<String> = args.iter().filter_map(|e| self.string(e)).collect();
+                    hc.test = match words.first().map(String::as_str) {
+                        Some("CMD" | "CMD-SHELL" | "NONE") => words,
+                        Some(_) if words.len() == 1 => vec!["CMD-SHELL".into(), words[0].clone()],
+                        Some(_) => std::iter::once("CMD".to_string()).chain(words).collect(),
+                        None => {
+                            self.error(child.span(), "`test` needs a command, e.g. test \"CMD\" \"pg_isready\"");
+                            Vec::new()
+                        }
+                    };
+                }
+                "interval" | "timeout" | "start_period" => {
+                    let Some(e) = self.one_arg(child) else { continue };
+                    let Some(ms) = self.duration_ms(e) else { continue };
+                    match child.name().value() {
+                        "interval" => hc.interval_ms = ms,
+                        "timeout" => hc.timeout_ms = ms,
+                        _ => hc.start_period_ms = ms,
+                    }
+                }
+                "retries" => {
+                    if let Some(e) = self.one_arg(child) {
+                        hc.retries = self.integer(e, 0, 1000, "retries").unwrap_or(3) as u32;
+                    }
+                }
+                _ => self.push(unknown_node(self.src, child, "in `healthcheck`", HEALTH_NODES)),
+            }
+        }
+        if hc.test.is_empty() {
+            self.error(node.span(), "`healthcheck` needs a `test`");
+            return None;
+        }
+        Some(hc)
+    }
+}
+
+/// `postgres` + `16` → `postgres:16`; a tag or digest in the image wins; default `latest`.
+pub fn compose_image(image: &str, version: Option<&str>) -> String {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if last.contains(':') || image.contains('@') {
+        image.to_string()
+    } else {
+        format!("{image}:{}", version.unwrap_or("latest"))
+    }
+}
+
+fn read_env_file(path: &Path) -> std::result::Result<Vec<(String, String)>, String> {
+    let iter = dotenvy::from_path_iter(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    iter.map(|item| item.map_err(|e| format!("{}: {e}", path.display()))).collect()
+}
+
+/// `/a/./b/../c` → `/a/c`, without touching the filesystem (the path may not exist yet).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}

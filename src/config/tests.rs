@@ -1,0 +1,231 @@
+use super::*;
+use crate::model::{Protocol, RestartPolicy, VolumeSource};
+
+fn load(text: &str) -> Config {
+    Config::from_text(Path::new("/proj/fleet.kdl"), text.to_string()).expect("parses")
+}
+
+/// The single error of a stage, as (message, location).
+fn stage_error(text: &str, stage: &str) -> (String, String, Option<String>) {
+    let cfg = load(text);
+    match cfg.stage(stage) {
+        Err(Error::Config(errs)) => {
+            assert_eq!(errs.errors.len(), 1, "{:#?}", errs.errors.iter().map(|e| &e.message).collect::<Vec<_>>());
+            let e = &errs.errors[0];
+            (e.message.clone(), e.location(), e.help.clone())
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    }
+}
+
+#[test]
+fn reads_a_full_service() {
+    let cfg = load(
+        r#"
+project "shop"
+service "db" {
+    image "postgres"
+    version "16"
+    command "postgres -c 'max_connections=50'"
+    ports {
+        port host=5433 container=5432 host_ip="127.0.0.1"
+        port 53 53 protocol="udp"
+    }
+    environment { POSTGRES_USER "app"; PORT 8080 }
+    volumes {
+        volume "./data" "/var/lib/postgresql/data"
+        volume "cache" "/cache" read_only=#true
+    }
+    healthcheck { test "pg_isready"; interval 2; timeout "500ms"; retries 5; start_period 10 }
+    restart "unless-stopped"
+    stop_signal "SIGINT"
+    stop_timeout 20
+}
+stage "local" { service "db" }
+"#,
+    );
+    assert_eq!(cfg.project, "shop");
+    let spec = cfg.stage("local").unwrap();
+    let db = &spec.services[0];
+    assert_eq!(db.image, "postgres:16");
+    assert_eq!(db.command.as_deref().unwrap(), ["postgres", "-c", "max_connections=50"]);
+    assert_eq!(db.ports[0].host, Some(5433));
+    assert_eq!(db.ports[0].host_ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(db.ports[1].protocol, Protocol::Udp);
+    assert_eq!(db.environment["PORT"], "8080");
+    assert_eq!(db.volumes[0].source, VolumeSource::Bind { path: "/proj/data".into() });
+    assert_eq!(db.volumes[1].source, VolumeSource::Named { name: "cache".into() });
+    assert!(db.volumes[1].read_only);
+    let hc = db.healthcheck.as_ref().unwrap();
+    assert_eq!(hc.test, ["CMD-SHELL", "pg_isready"]);
+    assert_eq!((hc.interval_ms, hc.timeout_ms, hc.retries, hc.start_period_ms), (2000, 500, 5, 10_000));
+    assert_eq!(db.restart, Some(RestartPolicy::UnlessStopped));
+    assert_eq!(db.stop_timeout, Some(20));
+}
+
+#[test]
+fn project_defaults_to_sanitized_directory_name() {
+    let cfg = Config::from_text(Path::new("/x/My App/fleet.kdl"), "stage \"local\"".into()).unwrap();
+    assert_eq!(cfg.project, "my-app");
+    let hidden = Config::from_text(Path::new("/x/shop/.fleetflow/fleet.kdl"), "".into()).unwrap();
+    assert_eq!(hidden.project, "shop");
+    assert_eq!(hidden.dir, Path::new("/x/shop"));
+}
+
+#[test]
+fn stage_overrides_replace_fields_and_merge_environment() {
+    let cfg = load(
+        r#"
+service "web" { image "nginx:1"; environment { A "1"; B "2" }; ports { port 8080 80 } }
+stage "local" { service "web" }
+stage "dev" { service "web" { environment { B "dev" }; ports { port 9090 80 } } }
+"#,
+    );
+    let dev = cfg.stage("dev").unwrap();
+    assert_eq!(dev.services[0].environment["A"], "1");
+    assert_eq!(dev.services[0].environment["B"], "dev");
+    assert_eq!(dev.services[0].ports[0].host, Some(9090));
+    assert_eq!(cfg.stage("local").unwrap().services[0].ports[0].host, Some(8080));
+}
+
+#[test]
+fn image_defaults_to_service_name_and_latest() {
+    let cfg = load("service \"redis\"\nservice \"x\" { image \"reg:5000/a/b\" }\nstage \"local\" { service \"redis\" \"x\" }");
+    let spec = cfg.stage("local").unwrap();
+    assert_eq!(spec.services[0].image, "redis:latest");
+    assert_eq!(spec.services[1].image, "reg:5000/a/b:latest");
+}
+
+#[test]
+fn variables_resolve_with_stage_layer_winning() {
+    let cfg = load(
+        r#"
+variables { TAG "1"; LEVEL "info" }
+service "web" { image "nginx:${TAG}"; environment { LOG "${LEVEL}"; COST "$$5"; D "${NOPE:-fallback}" } }
+stage "local" { service "web"; variables { LEVEL "debug" } }
+"#,
+    );
+    let web = &cfg.stage("local").unwrap().services[0];
+    assert_eq!(web.image, "nginx:1");
+    assert_eq!(web.environment["LOG"], "debug");
+    assert_eq!(web.environment["COST"], "$5");
+    assert_eq!(web.environment["D"], "fallback");
+}
+
+#[test]
+fn kdl1_is_accepted_with_a_warning() {
+    let cfg = load("service \"web\" {\n volumes {\n volume \"./a\" \"/a\" read_only=true\n }\n}\nstage \"local\" { service \"web\"; }\n");
+    assert_eq!(cfg.warnings.len(), 1);
+    assert!(cfg.warnings[0].contains("KDL 1"));
+    assert!(cfg.stage("local").unwrap().services[0].volumes[0].read_only);
+}
+
+#[test]
+fn syntax_error_has_location_and_kdl2_hint() {
+    let err = Config::from_text(Path::new("fleet.kdl"), "service \"a\" {\n  volumes { volume \"a\" \"/b\" read_only=true }\n}\nfoo bar=true x=\n".into()).unwrap_err();
+    let Error::Config(errs) = err else { panic!("{err:?}") };
+    assert!(!errs.errors.is_empty());
+    assert!(errs.errors.iter().any(|e| e.location().starts_with("fleet.kdl:")));
+}
+
+#[test]
+fn error_unknown_node_suggests() {
+    let (msg, loc, help) = stage_error("service \"web\" {\n    enviroment { A \"1\" }\n}\nstage \"local\" { service \"web\" }", "local");
+    assert_eq!(msg, "unknown node `enviroment` in service `web`");
+    assert_eq!(loc, "/proj/fleet.kdl:2:5");
+    assert_eq!(help.as_deref(), Some("did you mean `environment`?"));
+}
+
+#[test]
+fn error_unknown_property() {
+    let (msg, loc, help) = stage_error("service \"web\" {\n  ports { port hots=80 container=80 }\n}\nstage \"local\" { service \"web\" }", "local");
+    assert_eq!(msg, "unknown property `hots` on `port`");
+    assert_eq!(loc, "/proj/fleet.kdl:2:16");
+    assert_eq!(help.as_deref(), Some("did you mean `host`?"));
+}
+
+#[test]
+fn error_wrong_value_type() {
+    let (msg, loc, _) = stage_error("service \"web\" {\n  image 42\n}\nstage \"local\" { service \"web\" }", "local");
+    assert_eq!(msg, "expected a string, found an integer");
+    assert_eq!(loc, "/proj/fleet.kdl:2:9");
+}
+
+#[test]
+fn error_undefined_service_in_stage() {
+    let (msg, loc, help) = stage_error("service \"web\"\nstage \"local\" {\n  service \"wbe\"\n}", "local");
+    assert_eq!(msg, "stage `local` names service `wbe`, which is not defined");
+    assert_eq!(loc, "/proj/fleet.kdl:3:11");
+    assert_eq!(help.as_deref(), Some("did you mean `web`?"));
+}
+
+#[test]
+fn error_duplicate_service_definition() {
+    let (msg, loc, help) = stage_error("service \"web\"\nservice \"web\"\nstage \"local\" { service \"web\" }", "local");
+    assert_eq!(msg, "service `web` is defined twice");
+    assert_eq!(loc, "/proj/fleet.kdl:2:9");
+    assert!(help.unwrap().contains("line 1"));
+}
+
+#[test]
+fn error_dependency_cycle_prints_the_cycle() {
+    let (msg, loc, _) = stage_error(
+        "service \"a\" { depends_on \"b\" }\nservice \"b\" { depends_on \"c\" }\nservice \"c\" { depends_on \"a\" }\nstage \"local\" { service \"a\" \"b\" \"c\" }",
+        "local",
+    );
+    assert_eq!(msg, "dependency cycle: a → b → c → a");
+    assert_eq!(loc, "/proj/fleet.kdl:1:26");
+}
+
+#[test]
+fn error_dependency_outside_the_stage() {
+    let (msg, _, help) = stage_error("service \"db\"\nservice \"web\" { depends_on \"db\" }\nstage \"local\" { service \"web\" }", "local");
+    assert_eq!(msg, "service `web` depends on `db`, which is not in stage `local`");
+    assert_eq!(help.as_deref(), Some("add `service \"db\"` to stage `local`"));
+}
+
+#[test]
+fn error_host_port_used_twice() {
+    let (msg, loc, _) = stage_error(
+        "service \"a\" { ports { port 8080 80 } }\nservice \"b\" {\n  ports { port 8080 81 }\n}\nstage \"local\" { service \"a\" \"b\" }",
+        "local",
+    );
+    assert_eq!(msg, "host port 8080/tcp is used twice in stage `local`");
+    assert_eq!(loc, "/proj/fleet.kdl:3:11");
+}
+
+#[test]
+fn error_port_out_of_range() {
+    let (msg, loc, _) = stage_error("service \"a\" {\n  ports { port host=70000 container=80 }\n}\nstage \"local\" { service \"a\" }", "local");
+    assert_eq!(msg, "port 70000 is out of range");
+    assert_eq!(loc, "/proj/fleet.kdl:2:16");
+}
+
+#[test]
+fn error_undefined_variable() {
+    let (msg, loc, help) = stage_error("service \"a\" {\n  image \"busybox:${TAG_THAT_IS_NOT_SET}\"\n}\nstage \"local\" { service \"a\" }", "local");
+    assert_eq!(msg, "variable `TAG_THAT_IS_NOT_SET` is not defined");
+    assert_eq!(loc, "/proj/fleet.kdl:2:9");
+    assert!(help.unwrap().contains("TAG_THAT_IS_NOT_SET:-default"));
+}
+
+#[test]
+fn error_required_variable_message() {
+    let (msg, _, _) = stage_error("service \"a\" { environment { P \"${DB_PASSWORD_UNSET:?set the database password}\" } }\nstage \"local\" { service \"a\" }", "local");
+    assert_eq!(msg, "variable `DB_PASSWORD_UNSET` is required: set the database password");
+}
+
+#[test]
+fn unknown_stage_is_a_usage_error_with_suggestion() {
+    let cfg = load("stage \"local\"\nstage \"dev\"");
+    let err = cfg.stage("lcoal").unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(matches!(err, Error::Usage { help: Some(ref h), .. } if h.contains("local")));
+}
+
+#[test]
+fn validate_all_reports_every_stage_once() {
+    let cfg = load("service \"a\" { imag \"x\" }\nstage \"local\" { service \"a\" }\nstage \"dev\" { service \"a\" }");
+    let Err(Error::Config(errs)) = cfg.validate_all() else { panic!() };
+    assert_eq!(errs.errors.len(), 1);
+}

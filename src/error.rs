@@ -1,0 +1,94 @@
+//! The one error type the CLI reports, and the exit code each kind maps to.
+
+use crate::config::ConfigErrors;
+use miette::Diagnostic;
+use thiserror::Error;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Error, Diagnostic)]
+pub enum Error {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Config(#[from] Box<ConfigErrors>),
+
+    /// Wrong flags or a request the file cannot satisfy (unknown stage, no config found).
+    #[error("{message}")]
+    #[diagnostic(code(fleet::usage))]
+    Usage {
+        message: String,
+        #[help]
+        help: Option<String>,
+    },
+
+    /// The container engine refused or failed; `context` names the resource.
+    #[error("{context}: {source}")]
+    #[diagnostic(code(fleet::engine))]
+    Engine {
+        context: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+
+    /// An operation ran and did not reach its goal (a container crashed, a health check failed).
+    #[error("{message}")]
+    #[diagnostic(code(fleet::failed))]
+    Failed {
+        message: String,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("{context}: {source}")]
+    #[diagnostic(code(fleet::io))]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("interrupted; run the same command again to converge")]
+    #[diagnostic(code(fleet::interrupted))]
+    Interrupted,
+}
+
+impl Error {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::Usage { message: message.into(), help: None }
+    }
+
+    pub fn usage_help(message: impl Into<String>, help: impl Into<String>) -> Self {
+        Self::Usage { message: message.into(), help: Some(help.into()) }
+    }
+
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self::Failed { message: message.into(), help: None }
+    }
+
+    pub fn failed_help(message: impl Into<String>, help: impl Into<String>) -> Self {
+        Self::Failed { message: message.into(), help: Some(help.into()) }
+    }
+
+    pub fn engine(context: impl Into<String>, source: bollard::errors::Error) -> Self {
+        Self::Engine { context: context.into(), source }
+    }
+
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io { context: context.into(), source }
+    }
+
+    /// 0 success, 1 operation failed, 2 usage or config error, 130 interrupted.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) | Error::Usage { .. } => 2,
+            Error::Interrupted => 130,
+            _ => 1,
+        }
+    }
+}
+
+impl From<ConfigErrors> for Error {
+    fn from(e: ConfigErrors) -> Self {
+        Error::Config(Box::new(e))
+    }
+}

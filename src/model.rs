@@ -1,0 +1,156 @@
+//! The declared world: plain data resolved from `fleet.kdl`, no I/O.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// One stage of one project, every variable resolved: what `up` converges to.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StageSpec {
+    pub project: String,
+    pub name: String,
+    /// Services in the order the stage lists them.
+    pub services: Vec<Service>,
+    /// Servers the stage runs on; empty for a local stage.
+    pub servers: Vec<String>,
+    /// `protect` refuses `down --destroy`.
+    pub protect: bool,
+}
+
+impl StageSpec {
+    pub fn is_local(&self) -> bool {
+        self.servers.is_empty()
+    }
+
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    /// The Docker network every service of the stage joins.
+    pub fn network_name(&self) -> String {
+        format!("{}-{}", self.project, self.name)
+    }
+
+    pub fn container_name(&self, service: &str) -> String {
+        format!("{}-{}-{}", self.project, self.name, service)
+    }
+
+    /// Named volumes are owned by the stage, so two stages never share data by accident.
+    pub fn volume_name(&self, volume: &str) -> String {
+        format!("{}-{}-{}", self.project, self.name, volume)
+    }
+}
+
+/// One container definition.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct Service {
+    pub name: String,
+    /// Full reference with a tag, e.g. `postgres:16`.
+    pub image: String,
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub ports: Vec<Port>,
+    pub environment: BTreeMap<String, String>,
+    pub volumes: Vec<Volume>,
+    pub depends_on: Vec<String>,
+    pub healthcheck: Option<Healthcheck>,
+    pub restart: Option<RestartPolicy>,
+    pub labels: BTreeMap<String, String>,
+    pub stop_signal: Option<String>,
+    /// Seconds Docker waits after the stop signal before killing.
+    pub stop_timeout: Option<u32>,
+    /// Runs to completion (exit 0) instead of staying up; dependents wait for it to finish.
+    pub oneshot: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Port {
+    /// None publishes on an ephemeral host port.
+    pub host: Option<u16>,
+    pub container: u16,
+    pub protocol: Protocol,
+    pub host_ip: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum VolumeSource {
+    /// An absolute host path (relative paths are resolved against the config's directory).
+    Bind { path: PathBuf },
+    /// A named volume, by its short name in the file; the engine name adds project and stage.
+    Named { name: String },
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Volume {
+    pub source: VolumeSource,
+    pub target: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Healthcheck {
+    /// Docker form: `["CMD", ...]` or `["CMD-SHELL", "..."]`.
+    pub test: Vec<String>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub retries: u32,
+    pub start_period_ms: u64,
+}
+
+impl Healthcheck {
+    pub const DEFAULT_INTERVAL_MS: u64 = 30_000;
+    pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+    pub const DEFAULT_RETRIES: u32 = 3;
+
+    /// How long a healthy container may take, by Docker's own rules, plus slack.
+    pub fn patience_ms(&self) -> u64 {
+        const SLACK_MS: u64 = 10_000;
+        self.start_period_ms
+            + u64::from(self.retries + 1) * (self.interval_ms + self.timeout_ms)
+            + SLACK_MS
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    No,
+    Always,
+    UnlessStopped,
+    OnFailure,
+}
+
+impl RestartPolicy {
+    pub const NAMES: [&'static str; 4] = ["no", "always", "unless-stopped", "on-failure"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "no" => Self::No,
+            "always" => Self::Always,
+            "unless-stopped" => Self::UnlessStopped,
+            "on-failure" => Self::OnFailure,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}

@@ -1,0 +1,273 @@
+//! Observed state + declared state → the actions that converge one onto the other. Pure.
+
+pub mod graph;
+pub mod hash;
+mod render;
+
+pub use hash::ConfigHash;
+pub use render::{PlanSummary, render_action};
+
+use crate::model::{Service, StageSpec, VolumeSource};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A container's run state as the engine reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "state", content = "exit_code")]
+pub enum RunState {
+    Created,
+    Running,
+    Restarting,
+    Paused,
+    Exited(i64),
+    Dead,
+    Other,
+}
+
+impl RunState {
+    pub fn is_running(&self) -> bool {
+        matches!(self, RunState::Running | RunState::Restarting)
+    }
+
+    pub fn label(&self) -> String {
+        match self {
+            RunState::Created => "created".into(),
+            RunState::Running => "running".into(),
+            RunState::Restarting => "restarting".into(),
+            RunState::Paused => "paused".into(),
+            RunState::Exited(c) => format!("exited ({c})"),
+            RunState::Dead => "dead".into(),
+            RunState::Other => "unknown".into(),
+        }
+    }
+}
+
+/// One of our containers as found on the engine.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObservedContainer {
+    pub id: String,
+    pub name: String,
+    pub stage: String,
+    pub service: String,
+    pub state: RunState,
+    /// `healthy`, `unhealthy`, `starting`, or None without a healthcheck.
+    pub health: Option<String>,
+    pub config_hash: Option<String>,
+    pub field_hashes: BTreeMap<String, String>,
+    pub image_id: Option<String>,
+    /// Unix seconds.
+    pub created: i64,
+    /// `Up 2 hours`-style text from the engine.
+    pub status_text: String,
+    pub ports: Vec<String>,
+    /// Filled only when a recreate needs to say which variables changed.
+    pub environment: Option<BTreeMap<String, String>>,
+}
+
+/// Everything of one stage on one engine.
+#[derive(Debug, Clone, Default)]
+pub struct ObservedStage {
+    pub network_exists: bool,
+    pub volumes: BTreeSet<String>,
+    pub containers: Vec<ObservedContainer>,
+}
+
+impl ObservedStage {
+    pub fn container(&self, service: &str) -> Option<&ObservedContainer> {
+        self.containers.iter().find(|c| c.service == service)
+    }
+}
+
+/// What `up` does to one service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", content = "reason", rename_all = "lowercase")]
+pub enum Decision {
+    Create,
+    Recreate(String),
+    Start,
+    Keep,
+}
+
+/// One step of a plan, in the order it will run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    CreateNetwork { name: String },
+    CreateVolume { name: String },
+    CreateContainer { service: String },
+    RecreateContainer { service: String, reason: String },
+    StartContainer { service: String },
+    StopContainer { service: String },
+    RemoveContainer { service: String, orphan: bool },
+    RemoveNetwork { name: String },
+    RemoveVolume { name: String },
+}
+
+/// The ordered actions, plus what was looked at and left alone.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Plan {
+    pub stage: String,
+    pub actions: Vec<Action>,
+    /// Per service, in dependency order: what `up` does to it.
+    #[serde(skip)]
+    pub decisions: BTreeMap<String, Decision>,
+    /// Containers with our labels whose service left the stage.
+    pub orphans: Vec<String>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+}
+
+/// Desired state for one service: its spec and the hash it must carry.
+pub struct Desired<'a> {
+    pub service: &'a Service,
+    pub hash: ConfigHash,
+}
+
+/// `up`: create what is missing, recreate what drifted, start what is stopped.
+pub fn plan_up(spec: &StageSpec, desired: &[Desired], observed: &ObservedStage, remove_orphans: bool, force_recreate: bool) -> Plan {
+    let mut plan = Plan { stage: spec.name.clone(), ..Plan::default() };
+    if !observed.network_exists {
+        plan.actions.push(Action::CreateNetwork { name: spec.network_name() });
+    }
+    let mut volumes = BTreeSet::new();
+    for svc in &spec.services {
+        for v in &svc.volumes {
+            if let VolumeSource::Named { name } = &v.source {
+                volumes.insert(spec.volume_name(name));
+            }
+        }
+    }
+    for name in volumes.difference(&observed.volumes) {
+        plan.actions.push(Action::CreateVolume { name: name.clone() });
+    }
+
+    for c in &observed.containers {
+        if spec.service(&c.service).is_none() {
+            plan.orphans.push(c.service.clone());
+            if remove_orphans {
+                plan.actions.push(Action::RemoveContainer { service: c.service.clone(), orphan: true });
+            }
+        }
+    }
+
+    for level in graph::levels(&spec.services) {
+        for name in level {
+            let Some(want) = desired.iter().find(|d| d.service.name == name) else { continue };
+            let decision = decide(want, observed.container(&name), force_recreate);
+            let action = match &decision {
+                Decision::Create => Some(Action::CreateContainer { service: name.clone() }),
+                Decision::Recreate(reason) => Some(Action::RecreateContainer { service: name.clone(), reason: reason.clone() }),
+                Decision::Start => Some(Action::StartContainer { service: name.clone() }),
+                Decision::Keep => None,
+            };
+            plan.actions.extend(action);
+            plan.decisions.insert(name, decision);
+        }
+    }
+    plan
+}
+
+fn decide(want: &Desired, have: Option<&ObservedContainer>, force_recreate: bool) -> Decision {
+    let Some(have) = have else { return Decision::Create };
+    if force_recreate {
+        return Decision::Recreate("--force-recreate".into());
+    }
+    if have.config_hash.as_deref() != Some(want.hash.hash.as_str()) {
+        return Decision::Recreate(recreate_reason(want, have));
+    }
+    match &have.state {
+        RunState::Running | RunState::Restarting | RunState::Paused => Decision::Keep,
+        RunState::Exited(0) if want.service.oneshot => Decision::Keep,
+        _ => Decision::Start,
+    }
+}
+
+/// Which fields changed, or that the image behind the same reference moved.
+fn recreate_reason(want: &Desired, have: &ObservedContainer) -> String {
+    if have.config_hash.is_none() {
+        return "not created by this version of fleet".into();
+    }
+    let changed: Vec<&str> = want
+        .hash
+        .fields
+        .iter()
+        .filter(|(k, v)| have.field_hashes.get(*k) != Some(v))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if changed.is_empty() {
+        return if have.image_id.as_deref() != Some(want.hash.image_id.as_str()) {
+            "image updated".into()
+        } else {
+            "configuration changed".into()
+        };
+    }
+    let mut parts = Vec::new();
+    for field in changed {
+        if field == "environment"
+            && let Some(env) = &have.environment
+        {
+            let keys: Vec<&str> = want
+                .service
+                .environment
+                .iter()
+                .filter(|(k, v)| env.get(*k) != Some(v))
+                .map(|(k, _)| k.as_str())
+                .collect();
+            if !keys.is_empty() {
+                parts.push(format!("environment changed ({})", keys.join(", ")));
+                continue;
+            }
+        }
+        parts.push(format!("{field} changed"));
+    }
+    parts.join(", ")
+}
+
+/// How far `down` goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownMode {
+    Stop,
+    Destroy { volumes: bool },
+}
+
+/// `down`: stop in reverse dependency order; `--destroy` also removes containers and network.
+pub fn plan_down(spec: &StageSpec, observed: &ObservedStage, mode: DownMode) -> Plan {
+    let mut plan = Plan { stage: spec.name.clone(), ..Plan::default() };
+    let mut ordered: Vec<&ObservedContainer> = Vec::new();
+    for level in graph::levels(&spec.services).iter().rev() {
+        for name in level {
+            ordered.extend(observed.container(name));
+        }
+    }
+    let orphans: Vec<&ObservedContainer> = observed.containers.iter().filter(|c| spec.service(&c.service).is_none()).collect();
+    plan.orphans = orphans.iter().map(|c| c.service.clone()).collect();
+    // Orphans first: nothing in the stage depends on them any more.
+    let all: Vec<&ObservedContainer> = orphans.into_iter().chain(ordered).collect();
+    for c in &all {
+        if matches!(mode, DownMode::Stop) && c.state.is_running() {
+            plan.actions.push(Action::StopContainer { service: c.service.clone() });
+        }
+    }
+    if let DownMode::Destroy { volumes } = mode {
+        for c in &all {
+            let orphan = spec.service(&c.service).is_none();
+            plan.actions.push(Action::RemoveContainer { service: c.service.clone(), orphan });
+        }
+        if observed.network_exists {
+            plan.actions.push(Action::RemoveNetwork { name: spec.network_name() });
+        }
+        if volumes {
+            for v in &observed.volumes {
+                plan.actions.push(Action::RemoveVolume { name: v.clone() });
+            }
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests;
