@@ -1,6 +1,12 @@
-//! FleetFlow: converge a whole stage (containers today; servers and DNS next) from one KDL file.
+//! FleetFlow: converge a whole stage from one KDL file. Local stages run on this machine's
+//! Docker engine; the layers below are shaped so servers and DNS slot in beside containers.
 
+pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod error;
+pub mod lock;
 pub mod model;
 pub mod plan;
+pub mod stage;
+pub mod ui;

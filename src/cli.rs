@@ -1,0 +1,333 @@
+//! Command-line surface: parsing and dispatch only.
+
+use crate::config::{self, Config};
+use crate::engine::{LogOptions, PullPolicy};
+use crate::error::{Error, Result};
+use crate::model::StageSpec;
+use crate::stage::{self, DownOptions, UpOptions};
+use crate::ui::{Format, Ui};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(name = "fleet", version, about = "Converge a whole stage (servers, containers, DNS) from one fleet.kdl")]
+pub struct Cli {
+    /// Config file (default: fleet.kdl or .fleetflow/fleet.kdl here or in a parent directory).
+    /// Given before the command, like `docker compose -f`: `fleet -f app.kdl logs -f dev`
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// Print only errors and requested data
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Print more detail
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Work on one stage (an environment: local, dev, pre, prod)
+    #[command(subcommand)]
+    Stage(StageCommand),
+    /// Alias of `fleet stage up`
+    Up(UpArgs),
+    /// Alias of `fleet stage down`
+    Down(DownArgs),
+    /// Alias of `fleet stage status`
+    Status(StatusArgs),
+    /// Alias of `fleet stage ps`
+    Ps(PsArgs),
+    /// Alias of `fleet stage logs`
+    Logs(LogsArgs),
+    /// Alias of `fleet stage plan`
+    Plan(PlanArgs),
+    /// Print the resolved config of a stage (secrets masked)
+    Config(ConfigArgs),
+    /// Check fleet.kdl and every stage in it; touches nothing
+    Validate,
+    /// Print a shell completion script
+    Completions {
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StageCommand {
+    /// Converge the stage: create, start or recreate what differs from fleet.kdl
+    Up(UpArgs),
+    /// Stop the stage (--destroy removes it)
+    Down(DownArgs),
+    /// Infrastructure and services of the stage, with state, health and uptime
+    Status(StatusArgs),
+    /// Containers of one stage, or of every stage when none is given
+    Ps(PsArgs),
+    /// Logs of the stage's services, merged
+    Logs(LogsArgs),
+    /// Show what `up` would do; exit 0 when nothing, 2 when there are changes, 1 on error
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StageArg {
+    /// Stage name (or FLEET_STAGE)
+    #[arg(env = "FLEET_STAGE")]
+    pub stage: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub stage: StageArg,
+    /// Pull every image even when present, and recreate what changed
+    #[arg(long)]
+    pub pull: bool,
+    /// Print the plan and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Remove containers of services no longer in the stage
+    #[arg(long)]
+    pub remove_orphans: bool,
+    /// Recreate every container even when unchanged
+    #[arg(long)]
+    pub force_recreate: bool,
+    /// Skip confirmations
+    #[arg(short, long)]
+    pub yes: bool,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    /// Wait this long for another run's lock (e.g. 30s, 5m)
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub lock_wait: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    #[command(flatten)]
+    pub stage: StageArg,
+    /// Also power the servers off (disk-only billing); remote stages only
+    #[arg(long, conflicts_with = "destroy")]
+    pub suspend: bool,
+    /// Delete containers and networks (and servers and DNS records of remote stages)
+    #[arg(long)]
+    pub destroy: bool,
+    /// With --destroy: also delete the stage's named volumes
+    #[arg(long, requires = "destroy")]
+    pub volumes: bool,
+    /// Skip the confirmation --destroy asks for
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Print the plan and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub lock_wait: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub stage: StageArg,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    #[command(flatten)]
+    pub stage: StageArg,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub stage: StageArg,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub stage: StageArg,
+    /// Only this service (repeatable)
+    #[arg(short, long = "service")]
+    pub service: Vec<String>,
+    /// Keep following every selected service
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Lines from the end of each log
+    #[arg(short = 'n', long)]
+    pub tail: Option<u64>,
+    /// Only lines newer than this: a duration (10m) or an RFC 3339 time
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Show timestamps
+    #[arg(short, long)]
+    pub timestamps: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(flatten)]
+    pub stage: StageArg,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    /// Print values that look like secrets instead of masking them
+    #[arg(long)]
+    pub show_secrets: bool,
+}
+
+/// Parses, runs, and returns the exit code.
+pub async fn run(cli: Cli) -> Result<i32> {
+    let ui = Ui { quiet: cli.quiet, verbose: cli.verbose };
+    let load = || -> Result<Config> {
+        let cwd = std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?;
+        let path = config::discover(cli.file.as_deref(), &cwd)?;
+        let cfg = Config::load(&path)?;
+        for w in &cfg.warnings {
+            ui.warn(w);
+        }
+        Ok(cfg)
+    };
+    let command = match cli.command {
+        Command::Stage(c) => c,
+        Command::Up(a) => StageCommand::Up(a),
+        Command::Down(a) => StageCommand::Down(a),
+        Command::Status(a) => StageCommand::Status(a),
+        Command::Ps(a) => StageCommand::Ps(a),
+        Command::Logs(a) => StageCommand::Logs(a),
+        Command::Plan(a) => StageCommand::Plan(a),
+        Command::Validate => {
+            let cfg = load()?;
+            let specs = cfg.validate_all()?;
+            ui.line(format!("{} is valid: project {}, {} stage(s)", cfg.source.name, cfg.project, specs.len()));
+            return Ok(0);
+        }
+        Command::Config(a) => {
+            let cfg = load()?;
+            let spec = resolve(&cfg, &a.stage)?;
+            print_config(&spec, a.format, a.show_secrets, &ui);
+            return Ok(0);
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "fleet", &mut std::io::stdout());
+            return Ok(0);
+        }
+    };
+    let cfg = load()?;
+    match command {
+        StageCommand::Up(a) => {
+            let spec = resolve(&cfg, &a.stage)?;
+            let opts = UpOptions {
+                pull: if a.pull { PullPolicy::Always } else { PullPolicy::Missing },
+                dry_run: a.dry_run,
+                remove_orphans: a.remove_orphans,
+                force_recreate: a.force_recreate,
+                format: a.format,
+                lock_wait: a.lock_wait,
+            };
+            stage::up(&cfg, &spec, &opts, &ui).await?;
+        }
+        StageCommand::Plan(a) => {
+            let spec = resolve(&cfg, &a.stage)?;
+            let opts = UpOptions { pull: PullPolicy::Missing, dry_run: true, remove_orphans: false, force_recreate: false, format: a.format, lock_wait: None };
+            let plan = stage::up(&cfg, &spec, &opts, &ui).await?;
+            return Ok(if plan.is_empty() { 0 } else { 2 });
+        }
+        StageCommand::Down(a) => {
+            let spec = resolve(&cfg, &a.stage)?;
+            let opts = DownOptions {
+                suspend: a.suspend,
+                destroy: a.destroy,
+                volumes: a.volumes,
+                yes: a.yes,
+                dry_run: a.dry_run,
+                format: a.format,
+                lock_wait: a.lock_wait,
+            };
+            stage::down(&cfg, &spec, &opts, &ui).await?;
+        }
+        StageCommand::Status(a) => {
+            let spec = resolve(&cfg, &a.stage)?;
+            stage::status(&spec, a.format, &ui).await?;
+        }
+        StageCommand::Ps(a) => {
+            let spec = match &a.stage.stage {
+                Some(_) => Some(resolve(&cfg, &a.stage)?),
+                None => None,
+            };
+            stage::ps(&cfg, spec.as_ref(), a.format, &ui).await?;
+        }
+        StageCommand::Logs(a) => {
+            let spec = resolve(&cfg, &a.stage)?;
+            let opts = LogOptions { follow: a.follow, tail: a.tail, since: a.since.as_deref().map(parse_since).transpose()?, timestamps: a.timestamps };
+            stage::logs(&spec, &a.service, &opts, &ui).await?;
+        }
+    }
+    Ok(0)
+}
+
+fn resolve(cfg: &Config, arg: &StageArg) -> Result<StageSpec> {
+    match &arg.stage {
+        Some(name) => cfg.stage(name),
+        None => {
+            let names = cfg.stage_names();
+            Err(Error::usage_help(
+                "no stage given",
+                format!("name one (or set FLEET_STAGE); stages in {}: {}", cfg.source.name, names.join(", ")),
+            ))
+        }
+    }
+}
+
+/// `10m` ago, or an absolute RFC 3339 time (offsets allowed), as unix seconds.
+fn parse_since(s: &str) -> Result<i64> {
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(jiff::Timestamp::now().as_second() - d.as_secs() as i64);
+    }
+    s.parse::<jiff::Timestamp>()
+        .map(|t| t.as_second())
+        .map_err(|_| Error::usage(format!("--since {s}: expected a duration like 10m or a time like 2026-11-28T09:00:00+09:00")))
+}
+
+/// Environment keys whose values are masked in `fleet config`.
+const SECRET_MARKERS: [&str; 6] = ["PASSWORD", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "PASSWD"];
+
+fn print_config(spec: &StageSpec, format: Format, show_secrets: bool, ui: &Ui) {
+    let mut spec = spec.clone();
+    if !show_secrets {
+        for svc in &mut spec.services {
+            for (k, v) in svc.environment.iter_mut() {
+                if SECRET_MARKERS.iter().any(|m| k.to_uppercase().contains(m)) {
+                    *v = "********".into();
+                }
+            }
+        }
+    }
+    let value = serde_json::to_value(&spec).unwrap_or_default();
+    match format {
+        Format::Json => ui.json(&value),
+        Format::Text => {
+            ui.line(format!("project: {}\nstage: {} ({})", spec.project, spec.name, if spec.is_local() { "local" } else { "remote" }));
+            for svc in &spec.services {
+                ui.line(format!("service {}:", svc.name));
+                let v = serde_json::to_value(svc).unwrap_or_default();
+                if let Some(map) = v.as_object() {
+                    for (k, v) in map {
+                        if k == "name" || v.is_null() || v == &serde_json::json!([]) || v == &serde_json::json!({}) || v == &serde_json::json!(false) {
+                            continue;
+                        }
+                        ui.line(format!("  {k}: {v}"));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Everything fleet writes to the terminal: plan lines, status, tables, logs, prompts.
+//! Colour is stripped by anstream when output is not a terminal or NO_COLOR is set.
+
+use crate::engine::{Event, Events, LogLine};
+use crate::plan::{Action, ObservedContainer, Plan, PlanSummary, render_action};
+use indicatif::{ProgressBar, ProgressStyle};
+use owo_colors::OwoColorize;
+use std::collections::HashMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Output settings shared by every command.
+#[derive(Debug, Clone, Copy)]
+pub struct Ui {
+    pub quiet: bool,
+    pub verbose: bool,
+}
+
+/// Plan lines coloured like Terraform's: green add, yellow change, red destroy.
+pub fn action_line(action: &Action) -> String {
+    let text = render_action(action);
+    match text.split_once(' ').map(|(sym, _)| sym) {
+        Some("+") => text.green().to_string(),
+        Some("~") => text.yellow().to_string(),
+        Some("-/+") => text.magenta().to_string(),
+        Some("-") => text.red().to_string(),
+        _ => text,
+    }
+}
+
+impl Ui {
+    pub fn line(&self, text: impl std::fmt::Display) {
+        if !self.quiet {
+            anstream::println!("{text}");
+        }
+    }
+
+    pub fn warn(&self, text: impl std::fmt::Display) {
+        anstream::eprintln!("{} {text}", "warning:".yellow().bold());
+    }
+
+    pub fn note(&self, text: impl std::fmt::Display) {
+        if !self.quiet {
+            anstream::eprintln!("{}", text.dimmed());
+        }
+    }
+
+    pub fn json(&self, value: &serde_json::Value) {
+        println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    }
+
+    /// The plan as `--dry-run` shows it.
+    pub fn plan(&self, plan: &Plan) {
+        for orphan in &plan.orphans {
+            if !plan.actions.iter().any(|a| matches!(a, Action::RemoveContainer { service, .. } if service == orphan)) {
+                self.warn(format!("container for service `{orphan}` is an orphan (no longer in stage `{}`); --remove-orphans removes it", plan.stage));
+            }
+        }
+        if plan.is_empty() {
+            self.line(format!("Stage {} is up to date; nothing to do.", plan.stage));
+            return;
+        }
+        for a in &plan.actions {
+            self.line(action_line(a));
+        }
+        self.line(PlanSummary::of(plan).to_string());
+    }
+
+    /// Progress from the engine: the action lines as they run, spinners for long waits on a TTY.
+    pub fn events(&self) -> Events {
+        let ui = *self;
+        let tty = std::io::stderr().is_terminal() && !ui.quiet;
+        let spinners: Arc<Mutex<HashMap<String, ProgressBar>>> = Arc::default();
+        Arc::new(move |event| match event {
+            Event::Applying(action) => ui.line(action_line(&action)),
+            Event::Pulling { image } => ui.note(format!("pulling {image}…")),
+            Event::Pulled { image } => ui.note(format!("pulled {image}")),
+            Event::Warning(w) => ui.warn(w),
+            Event::Waiting { service, until } => {
+                if tty {
+                    let bar = ProgressBar::new_spinner().with_message(format!("waiting for {service} to be {until}"));
+                    bar.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                    spinners.lock().unwrap_or_else(|e| e.into_inner()).insert(service, bar);
+                } else {
+                    ui.note(format!("waiting for {service} to be {until}"));
+                }
+            }
+            Event::Ready { service } => {
+                if let Some(bar) = spinners.lock().unwrap_or_else(|e| e.into_inner()).remove(&service) {
+                    bar.finish_and_clear();
+                }
+                ui.note(format!("{service} is ready"));
+            }
+        })
+    }
+
+    /// Asks on a terminal; without one the caller must have passed `--yes`.
+    pub fn confirm(&self, question: &str) -> std::io::Result<bool> {
+        anstream::eprint!("{question} Type 'yes' to continue: ");
+        std::io::stderr().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        Ok(answer.trim() == "yes")
+    }
+
+    pub fn log_line(&self, line: &LogLine, width: usize, colour: usize) {
+        const PALETTE: [owo_colors::AnsiColors; 6] = [
+            owo_colors::AnsiColors::Cyan,
+            owo_colors::AnsiColors::Yellow,
+            owo_colors::AnsiColors::Green,
+            owo_colors::AnsiColors::Magenta,
+            owo_colors::AnsiColors::Blue,
+            owo_colors::AnsiColors::Red,
+        ];
+        let prefix = format!("{:width$} |", line.service);
+        let prefix = prefix.color(PALETTE[colour % PALETTE.len()]);
+        for text in line.text.lines() {
+            anstream::println!("{prefix} {text}");
+        }
+    }
+}
+
+/// `2 days`, `1 hour`, `5 minutes`, `12 seconds`, like Docker's `Up …`.
+pub fn human_duration(secs: i64) -> String {
+    let secs = secs.max(0);
+    let (n, unit) = match secs {
+        s if s < 60 => (s, "second"),
+        s if s < 3600 => (s / 60, "minute"),
+        s if s < 86_400 => (s / 3600, "hour"),
+        s => (s / 86_400, "day"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+/// Left-aligned columns, two spaces apart.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let fmt_row = |cells: Vec<String>| {
+        let last = cells.len().saturating_sub(1);
+        cells
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| if i == last { c } else { format!("{c:w$}", w = widths[i]) })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    let mut out = vec![fmt_row(header.iter().map(|h| h.to_string()).collect())];
+    out.extend(rows.iter().map(|r| fmt_row(r.clone())));
+    out.join("\n")
+}
+
+/// One service line of `status`: `✓ db  running, healthy  (up 2 days)`.
+pub fn status_mark(c: Option<&ObservedContainer>, oneshot: bool) -> String {
+    match c {
+        None => "○".dimmed().to_string(),
+        Some(c) if c.state.is_running() && c.health.as_deref() != Some("unhealthy") => "✓".green().to_string(),
+        Some(c) if oneshot && c.state == crate::plan::RunState::Exited(0) => "✓".green().to_string(),
+        Some(c) if matches!(c.state, crate::plan::RunState::Exited(0) | crate::plan::RunState::Created) => "■".yellow().to_string(),
+        Some(_) => "✗".red().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_docker() {
+        assert_eq!(human_duration(5), "5 seconds");
+        assert_eq!(human_duration(60), "1 minute");
+        assert_eq!(human_duration(7200), "2 hours");
+        assert_eq!(human_duration(172_800), "2 days");
+    }
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = table(&["A", "BB"], &[vec!["long".into(), "x".into()]]);
+        assert_eq!(t, "A     BB\nlong  x");
+    }
+}
