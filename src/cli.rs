@@ -11,7 +11,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
-#[command(name = "fleet", version, about = "Converge a whole stage (servers, containers, DNS) from one fleet.kdl")]
+#[command(
+    name = "fleet",
+    version,
+    about = "Converge a whole stage (servers, containers, DNS) from one fleet.kdl"
+)]
 pub struct Cli {
     /// Config file (default: fleet.kdl or .fleetflow/fleet.kdl here or in a parent directory).
     /// Given before the command, like `docker compose -f`: `fleet -f app.kdl logs -f dev`
@@ -49,9 +53,7 @@ pub enum Command {
     /// Check fleet.kdl and every stage in it; touches nothing
     Validate,
     /// Print a shell completion script
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,9 +188,13 @@ pub struct ConfigArgs {
 
 /// Parses, runs, and returns the exit code.
 pub async fn run(cli: Cli) -> Result<i32> {
-    let ui = Ui { quiet: cli.quiet, verbose: cli.verbose };
+    let ui = Ui {
+        quiet: cli.quiet,
+        verbose: cli.verbose,
+    };
     let load = || -> Result<Config> {
-        let cwd = std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?;
+        let cwd =
+            std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?;
         let path = config::discover(cli.file.as_deref(), &cwd)?;
         let cfg = Config::load(&path)?;
         for w in &cfg.warnings {
@@ -207,7 +213,12 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Validate => {
             let cfg = load()?;
             let specs = cfg.validate_all()?;
-            ui.line(format!("{} is valid: project {}, {} stage(s)", cfg.source.name, cfg.project, specs.len()));
+            ui.line(format!(
+                "{} is valid: project {}, {} stage(s)",
+                cfg.source.name,
+                cfg.project,
+                specs.len()
+            ));
             return Ok(0);
         }
         Command::Config(a) => {
@@ -226,7 +237,11 @@ pub async fn run(cli: Cli) -> Result<i32> {
         StageCommand::Up(a) => {
             let spec = resolve(&cfg, &a.stage)?;
             let opts = UpOptions {
-                pull: if a.pull { PullPolicy::Always } else { PullPolicy::Missing },
+                pull: if a.pull {
+                    PullPolicy::Always
+                } else {
+                    PullPolicy::Missing
+                },
                 dry_run: a.dry_run,
                 remove_orphans: a.remove_orphans,
                 force_recreate: a.force_recreate,
@@ -237,7 +252,14 @@ pub async fn run(cli: Cli) -> Result<i32> {
         }
         StageCommand::Plan(a) => {
             let spec = resolve(&cfg, &a.stage)?;
-            let opts = UpOptions { pull: PullPolicy::Missing, dry_run: true, remove_orphans: false, force_recreate: false, format: a.format, lock_wait: None };
+            let opts = UpOptions {
+                pull: PullPolicy::Missing,
+                dry_run: true,
+                remove_orphans: false,
+                force_recreate: false,
+                format: a.format,
+                lock_wait: None,
+            };
             let plan = stage::up(&cfg, &spec, &opts, &ui).await?;
             return Ok(if plan.is_empty() { 0 } else { 2 });
         }
@@ -267,7 +289,12 @@ pub async fn run(cli: Cli) -> Result<i32> {
         }
         StageCommand::Logs(a) => {
             let spec = resolve(&cfg, &a.stage)?;
-            let opts = LogOptions { follow: a.follow, tail: a.tail, since: a.since.as_deref().map(parse_since).transpose()?, timestamps: a.timestamps };
+            let opts = LogOptions {
+                follow: a.follow,
+                tail: a.tail,
+                since: a.since.as_deref().map(parse_since).transpose()?,
+                timestamps: a.timestamps,
+            };
             stage::logs(&spec, &a.service, &opts, &ui).await?;
         }
     }
@@ -281,7 +308,11 @@ fn resolve(cfg: &Config, arg: &StageArg) -> Result<StageSpec> {
             let names = cfg.stage_names();
             Err(Error::usage_help(
                 "no stage given",
-                format!("name one (or set FLEET_STAGE); stages in {}: {}", cfg.source.name, names.join(", ")),
+                format!(
+                    "name one (or set FLEET_STAGE); stages in {}: {}",
+                    cfg.source.name,
+                    names.join(", ")
+                ),
             ))
         }
     }
@@ -294,7 +325,11 @@ fn parse_since(s: &str) -> Result<i64> {
     }
     s.parse::<jiff::Timestamp>()
         .map(|t| t.as_second())
-        .map_err(|_| Error::usage(format!("--since {s}: expected a duration like 10m or a time like 2026-11-28T09:00:00+09:00")))
+        .map_err(|_| {
+            Error::usage(format!(
+                "--since {s}: expected a duration like 10m or a time like 2026-11-28T09:00:00+09:00"
+            ))
+        })
 }
 
 /// Environment keys whose values are masked in `fleet config`.
@@ -315,13 +350,23 @@ fn print_config(spec: &StageSpec, format: Format, show_secrets: bool, ui: &Ui) {
     match format {
         Format::Json => ui.json(&value),
         Format::Text => {
-            ui.line(format!("project: {}\nstage: {} ({})", spec.project, spec.name, if spec.is_local() { "local" } else { "remote" }));
+            ui.line(format!(
+                "project: {}\nstage: {} ({})",
+                spec.project,
+                spec.name,
+                if spec.is_local() { "local" } else { "remote" }
+            ));
             for svc in &spec.services {
                 ui.line(format!("service {}:", svc.name));
                 let v = serde_json::to_value(svc).unwrap_or_default();
                 if let Some(map) = v.as_object() {
                     for (k, v) in map {
-                        if k == "name" || v.is_null() || v == &serde_json::json!([]) || v == &serde_json::json!({}) || v == &serde_json::json!(false) {
+                        if k == "name"
+                            || v.is_null()
+                            || v == &serde_json::json!([])
+                            || v == &serde_json::json!({})
+                            || v == &serde_json::json!(false)
+                        {
                             continue;
                         }
                         ui.line(format!("  {k}: {v}"));

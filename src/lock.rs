@@ -16,14 +16,22 @@ pub struct StageLock {
 }
 
 fn lock_dir() -> PathBuf {
-    std::env::var_os("FLEET_LOCK_DIR").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("fleetflow-locks"))
+    std::env::var_os("FLEET_LOCK_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("fleetflow-locks"))
 }
 
 impl StageLock {
     /// Takes the lock or fails at once naming the holder; with `wait`, retries that long.
-    pub fn acquire(project: &str, stage: &str, purpose: &str, wait: Option<Duration>) -> Result<Self> {
+    pub fn acquire(
+        project: &str,
+        stage: &str,
+        purpose: &str,
+        wait: Option<Duration>,
+    ) -> Result<Self> {
         let dir = lock_dir();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating lock directory {}", dir.display()), e))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating lock directory {}", dir.display()), e))?;
         let path = dir.join(format!("{project}-{stage}.lock"));
         let mut file = OpenOptions::new()
             .create(true)
@@ -43,20 +51,33 @@ impl StageLock {
                     }
                     let mut holder = String::new();
                     let _ = file.read_to_string(&mut holder);
-                    let holder = if holder.trim().is_empty() { "another fleet run".to_string() } else { holder.trim().to_string() };
+                    let holder = if holder.trim().is_empty() {
+                        "another fleet run".to_string()
+                    } else {
+                        holder.trim().to_string()
+                    };
                     return Err(Error::failed_help(
                         format!("stage `{stage}` of project `{project}` is locked by {holder}"),
                         "wait for it to finish, or pass --lock-wait 5m to wait for the lock",
                     ));
                 }
-                Err(TryLockError::Error(e)) => return Err(Error::io(format!("locking {}", path.display()), e)),
+                Err(TryLockError::Error(e)) => {
+                    return Err(Error::io(format!("locking {}", path.display()), e));
+                }
             }
         }
         let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
         let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
         let since = jiff::Timestamp::now();
-        let note = format!("pid {} ({user}@{}, `fleet {purpose}`) since {since}", std::process::id(), host.trim());
-        file.set_len(0).and_then(|_| file.rewind()).and_then(|_| file.write_all(note.as_bytes())).map_err(|e| Error::io("writing lock holder", e))?;
+        let note = format!(
+            "pid {} ({user}@{}, `fleet {purpose}`) since {since}",
+            std::process::id(),
+            host.trim()
+        );
+        file.set_len(0)
+            .and_then(|_| file.rewind())
+            .and_then(|_| file.write_all(note.as_bytes()))
+            .map_err(|e| Error::io("writing lock holder", e))?;
         Ok(Self { _file: file })
     }
 }

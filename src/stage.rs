@@ -49,13 +49,28 @@ fn require_local(spec: &StageSpec, verb: &str) -> Result<()> {
 }
 
 /// Observes and plans `up`. Nothing is changed (images are not pulled).
-pub async fn plan_up(engine: &Engine, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<(Plan, plan::ObservedStage, std::collections::BTreeMap<String, String>)> {
+pub async fn plan_up(
+    engine: &Engine,
+    spec: &StageSpec,
+    opts: &UpOptions,
+    ui: &Ui,
+) -> Result<(
+    Plan,
+    plan::ObservedStage,
+    std::collections::BTreeMap<String, String>,
+)> {
     let events = ui.events();
-    let (images, mut observed) = futures_util::try_join!(engine.resolve_images(spec, opts.pull, opts.dry_run, &events), engine.observe(spec))?;
+    let (images, mut observed) = futures_util::try_join!(
+        engine.resolve_images(spec, opts.pull, opts.dry_run, &events),
+        engine.observe(spec)
+    )?;
     let desired: Vec<Desired> = spec
         .services
         .iter()
-        .map(|s| Desired { service: s, hash: ConfigHash::of(s, images.get(&s.image).map_or("", String::as_str)) })
+        .map(|s| Desired {
+            service: s,
+            hash: ConfigHash::of(s, images.get(&s.image).map_or("", String::as_str)),
+        })
         .collect();
     // Only a container whose environment changed is inspected, so the reason can name the variable.
     let env_changed: Vec<usize> = observed
@@ -63,20 +78,40 @@ pub async fn plan_up(engine: &Engine, spec: &StageSpec, opts: &UpOptions, ui: &U
         .iter()
         .enumerate()
         .filter(|(_, c)| {
-            desired.iter().any(|d| d.service.name == c.service && c.field_hashes.get("environment") != d.hash.fields.get("environment"))
+            desired.iter().any(|d| {
+                d.service.name == c.service
+                    && c.field_hashes.get("environment") != d.hash.fields.get("environment")
+            })
         })
         .map(|(i, _)| i)
         .collect();
     for i in env_changed {
-        engine.fill_environment(std::slice::from_mut(&mut observed.containers[i])).await?;
+        engine
+            .fill_environment(std::slice::from_mut(&mut observed.containers[i]))
+            .await?;
     }
-    let plan = plan::plan_up(spec, &desired, &observed, opts.remove_orphans, opts.force_recreate);
+    let plan = plan::plan_up(
+        spec,
+        &desired,
+        &observed,
+        opts.remove_orphans,
+        opts.force_recreate,
+    );
     Ok((plan, observed, images))
 }
 
 pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<Plan> {
     require_local(spec, "up")?;
-    let _lock = if opts.dry_run { None } else { Some(StageLock::acquire(&config.project, &spec.name, &format!("up {}", spec.name), opts.lock_wait)?) };
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        Some(StageLock::acquire(
+            &config.project,
+            &spec.name,
+            &format!("up {}", spec.name),
+            opts.lock_wait,
+        )?)
+    };
     let engine = Engine::connect_local().await?;
     let (plan, observed, images) = plan_up(&engine, spec, opts, ui).await?;
     if opts.dry_run {
@@ -94,7 +129,10 @@ pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) ->
     }
     engine::up(&engine, spec, &plan, &observed, &images, ui.events()).await?;
     let s = PlanSummary::of(&plan);
-    ui.line(format!("Stage {} is up: {} added, {} changed, {} replaced, {} destroyed.", spec.name, s.add, s.change, s.replace, s.destroy));
+    ui.line(format!(
+        "Stage {} is up: {} added, {} changed, {} replaced, {} destroyed.",
+        spec.name, s.add, s.change, s.replace, s.destroy
+    ));
     Ok(plan)
 }
 
@@ -114,28 +152,58 @@ fn print_plan(plan: &Plan, format: Format, ui: &Ui) {
 pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui) -> Result<Plan> {
     if opts.suspend && spec.is_local() {
         return Err(Error::usage_help(
-            format!("--suspend powers servers off, and stage `{}` has no servers", spec.name),
-            format!("use `fleet down {}` to stop its containers, or --destroy to remove them", spec.name),
+            format!(
+                "--suspend powers servers off, and stage `{}` has no servers",
+                spec.name
+            ),
+            format!(
+                "use `fleet down {}` to stop its containers, or --destroy to remove them",
+                spec.name
+            ),
         ));
     }
     if opts.destroy && spec.protect {
         return Err(Error::usage_help(
-            format!("stage `{}` is protected: `down --destroy` is refused", spec.name),
-            format!("remove `protect` from stage \"{}\" in {} to allow it", spec.name, config.source.name),
+            format!(
+                "stage `{}` is protected: `down --destroy` is refused",
+                spec.name
+            ),
+            format!(
+                "remove `protect` from stage \"{}\" in {} to allow it",
+                spec.name, config.source.name
+            ),
         ));
     }
     require_local(spec, "down")?;
-    let _lock = if opts.dry_run { None } else { Some(StageLock::acquire(&config.project, &spec.name, &format!("down {}", spec.name), opts.lock_wait)?) };
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        Some(StageLock::acquire(
+            &config.project,
+            &spec.name,
+            &format!("down {}", spec.name),
+            opts.lock_wait,
+        )?)
+    };
     let engine = Engine::connect_local().await?;
     let observed = engine.observe(spec).await?;
-    let mode = if opts.destroy { DownMode::Destroy { volumes: opts.volumes } } else { DownMode::Stop };
+    let mode = if opts.destroy {
+        DownMode::Destroy {
+            volumes: opts.volumes,
+        }
+    } else {
+        DownMode::Stop
+    };
     let plan = plan::plan_down(spec, &observed, mode);
     if opts.dry_run {
         print_plan(&plan, opts.format, ui);
         return Ok(plan);
     }
     if plan.is_empty() {
-        ui.line(format!("Stage {} is already down; nothing to do.", spec.name));
+        ui.line(format!(
+            "Stage {} is already down; nothing to do.",
+            spec.name
+        ));
         return Ok(plan);
     }
     if opts.destroy && !opts.yes {
@@ -151,12 +219,22 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
 fn confirm_destroy(spec: &StageSpec, plan: &Plan, ui: &Ui) -> Result<()> {
     if !std::io::stdin().is_terminal() {
         return Err(Error::usage_help(
-            format!("refusing to destroy stage `{}` without confirmation", spec.name),
+            format!(
+                "refusing to destroy stage `{}` without confirmation",
+                spec.name
+            ),
             "run it in a terminal to confirm, or pass --yes",
         ));
     }
     ui.line(format!("This will delete from stage {}:", spec.name));
-    for a in plan.actions.iter().filter(|a| matches!(a, Action::RemoveContainer { .. } | Action::RemoveNetwork { .. } | Action::RemoveVolume { .. })) {
+    for a in plan.actions.iter().filter(|a| {
+        matches!(
+            a,
+            Action::RemoveContainer { .. }
+                | Action::RemoveNetwork { .. }
+                | Action::RemoveVolume { .. }
+        )
+    }) {
         ui.line(format!("  {}", ui::action_line(a)));
     }
     match ui.confirm("Destroy these?") {
@@ -168,16 +246,26 @@ fn confirm_destroy(spec: &StageSpec, plan: &Plan, ui: &Ui) -> Result<()> {
 
 /// The stage's overall state from its services'.
 fn overall(spec: &StageSpec, observed: &plan::ObservedStage) -> &'static str {
-    let containers: Vec<_> = spec.services.iter().map(|s| (s, observed.container(&s.name))).collect();
+    let containers: Vec<_> = spec
+        .services
+        .iter()
+        .map(|s| (s, observed.container(&s.name)))
+        .collect();
     if containers.iter().all(|(_, c)| c.is_none()) {
         return "not created";
     }
     let ok = |(s, c): &(&crate::model::Service, Option<&plan::ObservedContainer>)| {
-        c.is_some_and(|c| (c.state.is_running() && c.health.as_deref() != Some("unhealthy")) || (s.oneshot && c.state == plan::RunState::Exited(0)))
+        c.is_some_and(|c| {
+            (c.state.is_running() && c.health.as_deref() != Some("unhealthy"))
+                || (s.oneshot && c.state == plan::RunState::Exited(0))
+        })
     };
     if containers.iter().all(ok) {
         "running"
-    } else if containers.iter().any(|(_, c)| c.is_some_and(|c| c.state.is_running())) {
+    } else if containers
+        .iter()
+        .any(|(_, c)| c.is_some_and(|c| c.state.is_running()))
+    {
         "degraded"
     } else {
         "stopped"
@@ -223,7 +311,12 @@ pub async fn status(spec: &StageSpec, format: Format, ui: &Ui) -> Result<()> {
     ui.line("Type: local");
     ui.line(format!("Status: {status}"));
     ui.line("Services:");
-    let width = spec.services.iter().map(|s| s.name.len()).max().unwrap_or(0);
+    let width = spec
+        .services
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(0);
     for (svc, c, up) in rows {
         let state = match c {
             None => "not created".to_string(),
@@ -232,8 +325,14 @@ pub async fn status(spec: &StageSpec, format: Format, ui: &Ui) -> Result<()> {
                 None => c.state.label(),
             },
         };
-        let uptime = up.map(|s| format!("  (up {})", ui::human_duration(s))).unwrap_or_default();
-        ui.line(format!("  {} {:width$}  {state}{uptime}", ui::status_mark(c, svc.oneshot), svc.name));
+        let uptime = up
+            .map(|s| format!("  (up {})", ui::human_duration(s)))
+            .unwrap_or_default();
+        ui.line(format!(
+            "  {} {:width$}  {state}{uptime}",
+            ui::status_mark(c, svc.oneshot),
+            svc.name
+        ));
     }
     Ok(())
 }
@@ -244,7 +343,9 @@ pub async fn ps(config: &Config, stage: Option<&StageSpec>, format: Format, ui: 
         require_local(spec, "ps")?;
     }
     let engine = Engine::connect_local().await?;
-    let containers = engine.containers(&config.project, stage.map(|s| s.name.as_str())).await?;
+    let containers = engine
+        .containers(&config.project, stage.map(|s| s.name.as_str()))
+        .await?;
     let now = jiff::Timestamp::now().as_second();
     if format == Format::Json {
         let list: Vec<_> = containers
@@ -271,7 +372,10 @@ pub async fn ps(config: &Config, stage: Option<&StageSpec>, format: Format, ui: 
             ]
         })
         .collect();
-    ui.line(ui::table(&["STAGE", "SERVICE", "STATUS", "PORTS", "CREATED"], &rows));
+    ui.line(ui::table(
+        &["STAGE", "SERVICE", "STATUS", "PORTS", "CREATED"],
+        &rows,
+    ));
     Ok(())
 }
 
@@ -280,7 +384,10 @@ pub async fn logs(spec: &StageSpec, services: &[String], opts: &LogOptions, ui: 
     for s in services {
         if spec.service(s).is_none() {
             let names: Vec<&str> = spec.services.iter().map(|s| s.name.as_str()).collect();
-            return Err(Error::usage_help(format!("stage `{}` has no service `{s}`", spec.name), format!("services: {}", names.join(", "))));
+            return Err(Error::usage_help(
+                format!("stage `{}` has no service `{s}`", spec.name),
+                format!("services: {}", names.join(", ")),
+            ));
         }
     }
     let engine = Engine::connect_local().await?;
@@ -289,13 +396,25 @@ pub async fn logs(spec: &StageSpec, services: &[String], opts: &LogOptions, ui: 
         .services
         .iter()
         .filter(|s| services.is_empty() || services.contains(&s.name))
-        .filter_map(|s| observed.container(&s.name).map(|c| (s.name.clone(), c.id.clone())))
+        .filter_map(|s| {
+            observed
+                .container(&s.name)
+                .map(|c| (s.name.clone(), c.id.clone()))
+        })
         .collect();
     if selected.is_empty() {
-        return Err(Error::failed_help(format!("stage `{}` has no containers", spec.name), format!("run `fleet up {}` first", spec.name)));
+        return Err(Error::failed_help(
+            format!("stage `{}` has no containers", spec.name),
+            format!("run `fleet up {}` first", spec.name),
+        ));
     }
     let width = selected.iter().map(|(s, _)| s.len()).max().unwrap_or(0);
-    let colour: std::collections::HashMap<String, usize> = spec.services.iter().enumerate().map(|(i, s)| (s.name.clone(), i)).collect();
+    let colour: std::collections::HashMap<String, usize> = spec
+        .services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.clone(), i))
+        .collect();
     let mut stream = engine::stream_logs(&engine, &selected, opts);
     while let Some(line) = stream.next().await {
         let line = line?;

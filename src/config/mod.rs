@@ -36,7 +36,10 @@ pub fn discover(explicit: Option<&Path>, cwd: &Path) -> Result<PathBuf> {
         return if p.is_file() {
             Ok(p)
         } else {
-            Err(Error::usage(format!("config file {} not found", p.display())))
+            Err(Error::usage(format!(
+                "config file {} not found",
+                p.display()
+            )))
         };
     }
     for dir in cwd.ancestors() {
@@ -47,7 +50,10 @@ pub fn discover(explicit: Option<&Path>, cwd: &Path) -> Result<PathBuf> {
         }
     }
     Err(Error::usage_help(
-        format!("no {FILE_NAME} found in {} or any parent directory", cwd.display()),
+        format!(
+            "no {FILE_NAME} found in {} or any parent directory",
+            cwd.display()
+        ),
         "create one (see the README's config reference) or pass -f PATH",
     ))
 }
@@ -69,17 +75,32 @@ impl Config {
         let source = SourceFile::new(display.clone(), text);
         let (doc, warnings) = parse_kdl(&source)?;
         let project = reader::project_name(&doc, &source, &dir)?;
-        Ok(Self { path, dir, source, doc, project, warnings })
+        Ok(Self {
+            path,
+            dir,
+            source,
+            doc,
+            project,
+            warnings,
+        })
     }
 
     fn stage_nodes(&self) -> impl Iterator<Item = &KdlNode> {
-        self.doc.nodes().iter().filter(|n| n.name().value() == "stage")
+        self.doc
+            .nodes()
+            .iter()
+            .filter(|n| n.name().value() == "stage")
     }
 
     /// Stage names in file order.
     pub fn stage_names(&self) -> Vec<String> {
         self.stage_nodes()
-            .filter_map(|n| n.entries().first().and_then(|e| e.value().as_string()).map(String::from))
+            .filter_map(|n| {
+                n.entries()
+                    .first()
+                    .and_then(|e| e.value().as_string())
+                    .map(String::from)
+            })
             .collect()
     }
 
@@ -92,11 +113,18 @@ impl Config {
                 None if names.is_empty() => format!("{} declares no stage", self.source.name),
                 None => format!("stages in {}: {}", self.source.name, names.join(", ")),
             };
-            return Err(Error::usage_help(format!("stage `{name}` is not defined"), help));
+            return Err(Error::usage_help(
+                format!("stage `{name}` is not defined"),
+                help,
+            ));
         }
         let (spec, spans) = reader::read_stage(self, name).map_err(|errors| self.errors(errors))?;
         let errors = validate::validate(self, name, &spec, &spans);
-        if errors.is_empty() { Ok(spec) } else { Err(self.errors(errors)) }
+        if errors.is_empty() {
+            Ok(spec)
+        } else {
+            Err(self.errors(errors))
+        }
     }
 
     /// Checks the whole file: its structure and every stage.
@@ -115,11 +143,19 @@ impl Config {
         // The same service read by several stages reports the same mistake once.
         let mut seen = std::collections::HashSet::new();
         errors.retain(|e| seen.insert((e.message.clone(), e.span.offset())));
-        if errors.is_empty() { Ok(specs) } else { Err(self.errors(errors)) }
+        if errors.is_empty() {
+            Ok(specs)
+        } else {
+            Err(self.errors(errors))
+        }
     }
 
     fn errors(&self, errors: Vec<ConfigError>) -> Error {
-        ConfigErrors { file: self.source.name.clone(), errors }.into()
+        ConfigErrors {
+            file: self.source.name.clone(),
+            errors,
+        }
+        .into()
     }
 }
 
@@ -162,7 +198,11 @@ fn parse_kdl(source: &SourceFile) -> Result<(KdlDocument, Vec<String>)> {
             err
         })
         .collect();
-    Err(ConfigErrors { file: source.name.clone(), errors }.into())
+    Err(ConfigErrors {
+        file: source.name.clone(),
+        errors,
+    }
+    .into())
 }
 
 #[cfg(test)]

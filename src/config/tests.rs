@@ -10,7 +10,12 @@ fn stage_error(text: &str, stage: &str) -> (String, String, Option<String>) {
     let cfg = load(text);
     match cfg.stage(stage) {
         Err(Error::Config(errs)) => {
-            assert_eq!(errs.errors.len(), 1, "{:#?}", errs.errors.iter().map(|e| &e.message).collect::<Vec<_>>());
+            assert_eq!(
+                errs.errors.len(),
+                1,
+                "{:#?}",
+                errs.errors.iter().map(|e| &e.message).collect::<Vec<_>>()
+            );
             let e = &errs.errors[0];
             (e.message.clone(), e.location(), e.help.clone())
         }
@@ -48,24 +53,46 @@ stage "local" { service "db" }
     let spec = cfg.stage("local").unwrap();
     let db = &spec.services[0];
     assert_eq!(db.image, "postgres:16");
-    assert_eq!(db.command.as_deref().unwrap(), ["postgres", "-c", "max_connections=50"]);
+    assert_eq!(
+        db.command.as_deref().unwrap(),
+        ["postgres", "-c", "max_connections=50"]
+    );
     assert_eq!(db.ports[0].host, Some(5433));
     assert_eq!(db.ports[0].host_ip.as_deref(), Some("127.0.0.1"));
     assert_eq!(db.ports[1].protocol, Protocol::Udp);
     assert_eq!(db.environment["PORT"], "8080");
-    assert_eq!(db.volumes[0].source, VolumeSource::Bind { path: "/proj/data".into() });
-    assert_eq!(db.volumes[1].source, VolumeSource::Named { name: "cache".into() });
+    assert_eq!(
+        db.volumes[0].source,
+        VolumeSource::Bind {
+            path: "/proj/data".into()
+        }
+    );
+    assert_eq!(
+        db.volumes[1].source,
+        VolumeSource::Named {
+            name: "cache".into()
+        }
+    );
     assert!(db.volumes[1].read_only);
     let hc = db.healthcheck.as_ref().unwrap();
     assert_eq!(hc.test, ["CMD-SHELL", "pg_isready"]);
-    assert_eq!((hc.interval_ms, hc.timeout_ms, hc.retries, hc.start_period_ms), (2000, 500, 5, 10_000));
+    assert_eq!(
+        (
+            hc.interval_ms,
+            hc.timeout_ms,
+            hc.retries,
+            hc.start_period_ms
+        ),
+        (2000, 500, 5, 10_000)
+    );
     assert_eq!(db.restart, Some(RestartPolicy::UnlessStopped));
     assert_eq!(db.stop_timeout, Some(20));
 }
 
 #[test]
 fn project_defaults_to_sanitized_directory_name() {
-    let cfg = Config::from_text(Path::new("/x/My App/fleet.kdl"), "stage \"local\"".into()).unwrap();
+    let cfg =
+        Config::from_text(Path::new("/x/My App/fleet.kdl"), "stage \"local\"".into()).unwrap();
     assert_eq!(cfg.project, "my-app");
     let hidden = Config::from_text(Path::new("/x/shop/.fleetflow/fleet.kdl"), "".into()).unwrap();
     assert_eq!(hidden.project, "shop");
@@ -85,12 +112,17 @@ stage "dev" { service "web" { environment { B "dev" }; ports { port 9090 80 } } 
     assert_eq!(dev.services[0].environment["A"], "1");
     assert_eq!(dev.services[0].environment["B"], "dev");
     assert_eq!(dev.services[0].ports[0].host, Some(9090));
-    assert_eq!(cfg.stage("local").unwrap().services[0].ports[0].host, Some(8080));
+    assert_eq!(
+        cfg.stage("local").unwrap().services[0].ports[0].host,
+        Some(8080)
+    );
 }
 
 #[test]
 fn image_defaults_to_service_name_and_latest() {
-    let cfg = load("service \"redis\"\nservice \"x\" { image \"reg:5000/a/b\" }\nstage \"local\" { service \"redis\" \"x\" }");
+    let cfg = load(
+        "service \"redis\"\nservice \"x\" { image \"reg:5000/a/b\" }\nstage \"local\" { service \"redis\" \"x\" }",
+    );
     let spec = cfg.stage("local").unwrap();
     assert_eq!(spec.services[0].image, "redis:latest");
     assert_eq!(spec.services[1].image, "reg:5000/a/b:latest");
@@ -114,7 +146,9 @@ stage "local" { service "web"; variables { LEVEL "debug" } }
 
 #[test]
 fn kdl1_is_accepted_with_a_warning() {
-    let cfg = load("service \"web\" {\n volumes {\n volume \"./a\" \"/a\" read_only=true\n }\n}\nstage \"local\" { service \"web\"; }\n");
+    let cfg = load(
+        "service \"web\" {\n volumes {\n volume \"./a\" \"/a\" read_only=true\n }\n}\nstage \"local\" { service \"web\"; }\n",
+    );
     assert_eq!(cfg.warnings.len(), 1);
     assert!(cfg.warnings[0].contains("KDL 1"));
     assert!(cfg.stage("local").unwrap().services[0].volumes[0].read_only);
@@ -122,15 +156,29 @@ fn kdl1_is_accepted_with_a_warning() {
 
 #[test]
 fn syntax_error_has_location_and_kdl2_hint() {
-    let err = Config::from_text(Path::new("fleet.kdl"), "service \"a\" {\n  volumes { volume \"a\" \"/b\" read_only=true }\n}\nfoo bar=true x=\n".into()).unwrap_err();
-    let Error::Config(errs) = err else { panic!("{err:?}") };
+    let err = Config::from_text(
+        Path::new("fleet.kdl"),
+        "service \"a\" {\n  volumes { volume \"a\" \"/b\" read_only=true }\n}\nfoo bar=true x=\n"
+            .into(),
+    )
+    .unwrap_err();
+    let Error::Config(errs) = err else {
+        panic!("{err:?}")
+    };
     assert!(!errs.errors.is_empty());
-    assert!(errs.errors.iter().any(|e| e.location().starts_with("fleet.kdl:")));
+    assert!(
+        errs.errors
+            .iter()
+            .any(|e| e.location().starts_with("fleet.kdl:"))
+    );
 }
 
 #[test]
 fn error_unknown_node_suggests() {
-    let (msg, loc, help) = stage_error("service \"web\" {\n    enviroment { A \"1\" }\n}\nstage \"local\" { service \"web\" }", "local");
+    let (msg, loc, help) = stage_error(
+        "service \"web\" {\n    enviroment { A \"1\" }\n}\nstage \"local\" { service \"web\" }",
+        "local",
+    );
     assert_eq!(msg, "unknown node `enviroment` in service `web`");
     assert_eq!(loc, "/proj/fleet.kdl:2:5");
     assert_eq!(help.as_deref(), Some("did you mean `environment`?"));
@@ -138,7 +186,10 @@ fn error_unknown_node_suggests() {
 
 #[test]
 fn error_unknown_property() {
-    let (msg, loc, help) = stage_error("service \"web\" {\n  ports { port hots=80 container=80 }\n}\nstage \"local\" { service \"web\" }", "local");
+    let (msg, loc, help) = stage_error(
+        "service \"web\" {\n  ports { port hots=80 container=80 }\n}\nstage \"local\" { service \"web\" }",
+        "local",
+    );
     assert_eq!(msg, "unknown property `hots` on `port`");
     assert_eq!(loc, "/proj/fleet.kdl:2:16");
     assert_eq!(help.as_deref(), Some("did you mean `host`?"));
@@ -146,22 +197,34 @@ fn error_unknown_property() {
 
 #[test]
 fn error_wrong_value_type() {
-    let (msg, loc, _) = stage_error("service \"web\" {\n  image 42\n}\nstage \"local\" { service \"web\" }", "local");
+    let (msg, loc, _) = stage_error(
+        "service \"web\" {\n  image 42\n}\nstage \"local\" { service \"web\" }",
+        "local",
+    );
     assert_eq!(msg, "expected a string, found an integer");
     assert_eq!(loc, "/proj/fleet.kdl:2:9");
 }
 
 #[test]
 fn error_undefined_service_in_stage() {
-    let (msg, loc, help) = stage_error("service \"web\"\nstage \"local\" {\n  service \"wbe\"\n}", "local");
-    assert_eq!(msg, "stage `local` names service `wbe`, which is not defined");
+    let (msg, loc, help) = stage_error(
+        "service \"web\"\nstage \"local\" {\n  service \"wbe\"\n}",
+        "local",
+    );
+    assert_eq!(
+        msg,
+        "stage `local` names service `wbe`, which is not defined"
+    );
     assert_eq!(loc, "/proj/fleet.kdl:3:11");
     assert_eq!(help.as_deref(), Some("did you mean `web`?"));
 }
 
 #[test]
 fn error_duplicate_service_definition() {
-    let (msg, loc, help) = stage_error("service \"web\"\nservice \"web\"\nstage \"local\" { service \"web\" }", "local");
+    let (msg, loc, help) = stage_error(
+        "service \"web\"\nservice \"web\"\nstage \"local\" { service \"web\" }",
+        "local",
+    );
     assert_eq!(msg, "service `web` is defined twice");
     assert_eq!(loc, "/proj/fleet.kdl:2:9");
     assert!(help.unwrap().contains("line 1"));
@@ -179,9 +242,18 @@ fn error_dependency_cycle_prints_the_cycle() {
 
 #[test]
 fn error_dependency_outside_the_stage() {
-    let (msg, _, help) = stage_error("service \"db\"\nservice \"web\" { depends_on \"db\" }\nstage \"local\" { service \"web\" }", "local");
-    assert_eq!(msg, "service `web` depends on `db`, which is not in stage `local`");
-    assert_eq!(help.as_deref(), Some("add `service \"db\"` to stage `local`"));
+    let (msg, _, help) = stage_error(
+        "service \"db\"\nservice \"web\" { depends_on \"db\" }\nstage \"local\" { service \"web\" }",
+        "local",
+    );
+    assert_eq!(
+        msg,
+        "service `web` depends on `db`, which is not in stage `local`"
+    );
+    assert_eq!(
+        help.as_deref(),
+        Some("add `service \"db\"` to stage `local`")
+    );
 }
 
 #[test]
@@ -196,14 +268,20 @@ fn error_host_port_used_twice() {
 
 #[test]
 fn error_port_out_of_range() {
-    let (msg, loc, _) = stage_error("service \"a\" {\n  ports { port host=70000 container=80 }\n}\nstage \"local\" { service \"a\" }", "local");
+    let (msg, loc, _) = stage_error(
+        "service \"a\" {\n  ports { port host=70000 container=80 }\n}\nstage \"local\" { service \"a\" }",
+        "local",
+    );
     assert_eq!(msg, "port 70000 is out of range");
     assert_eq!(loc, "/proj/fleet.kdl:2:16");
 }
 
 #[test]
 fn error_undefined_variable() {
-    let (msg, loc, help) = stage_error("service \"a\" {\n  image \"busybox:${TAG_THAT_IS_NOT_SET}\"\n}\nstage \"local\" { service \"a\" }", "local");
+    let (msg, loc, help) = stage_error(
+        "service \"a\" {\n  image \"busybox:${TAG_THAT_IS_NOT_SET}\"\n}\nstage \"local\" { service \"a\" }",
+        "local",
+    );
     assert_eq!(msg, "variable `TAG_THAT_IS_NOT_SET` is not defined");
     assert_eq!(loc, "/proj/fleet.kdl:2:9");
     assert!(help.unwrap().contains("TAG_THAT_IS_NOT_SET:-default"));
@@ -211,8 +289,14 @@ fn error_undefined_variable() {
 
 #[test]
 fn error_required_variable_message() {
-    let (msg, _, _) = stage_error("service \"a\" { environment { P \"${DB_PASSWORD_UNSET:?set the database password}\" } }\nstage \"local\" { service \"a\" }", "local");
-    assert_eq!(msg, "variable `DB_PASSWORD_UNSET` is required: set the database password");
+    let (msg, _, _) = stage_error(
+        "service \"a\" { environment { P \"${DB_PASSWORD_UNSET:?set the database password}\" } }\nstage \"local\" { service \"a\" }",
+        "local",
+    );
+    assert_eq!(
+        msg,
+        "variable `DB_PASSWORD_UNSET` is required: set the database password"
+    );
 }
 
 #[test]
@@ -225,7 +309,11 @@ fn unknown_stage_is_a_usage_error_with_suggestion() {
 
 #[test]
 fn validate_all_reports_every_stage_once() {
-    let cfg = load("service \"a\" { imag \"x\" }\nstage \"local\" { service \"a\" }\nstage \"dev\" { service \"a\" }");
-    let Err(Error::Config(errs)) = cfg.validate_all() else { panic!() };
+    let cfg = load(
+        "service \"a\" { imag \"x\" }\nstage \"local\" { service \"a\" }\nstage \"dev\" { service \"a\" }",
+    );
+    let Err(Error::Config(errs)) = cfg.validate_all() else {
+        panic!()
+    };
     assert_eq!(errs.errors.len(), 1);
 }

@@ -1,8 +1,8 @@
 //! Checks across services of one resolved stage: dependencies, cycles, port clashes.
 
+use super::Config;
 use super::diagnostic::ConfigError;
 use super::reader::Spans;
-use super::Config;
 use crate::model::StageSpec;
 use crate::plan::graph;
 use std::collections::HashMap;
@@ -16,14 +16,30 @@ pub fn validate(config: &Config, stage: &str, spec: &StageSpec, spans: &Spans) -
             if spec.service(dep).is_none() {
                 let span = spans.depends_on[&(svc.name.clone(), dep.clone())];
                 let defined = config.doc.nodes().iter().any(|n| {
-                    n.name().value() == "service" && n.entries().first().and_then(|e| e.value().as_string()) == Some(dep)
+                    n.name().value() == "service"
+                        && n.entries().first().and_then(|e| e.value().as_string()) == Some(dep)
                 });
                 let err = if defined {
-                    ConfigError::new(src, span, format!("service `{}` depends on `{dep}`, which is not in stage `{stage}`", svc.name))
-                        .label("not in this stage")
-                        .help(format!("add `service \"{dep}\"` to stage `{stage}`"))
+                    ConfigError::new(
+                        src,
+                        span,
+                        format!(
+                            "service `{}` depends on `{dep}`, which is not in stage `{stage}`",
+                            svc.name
+                        ),
+                    )
+                    .label("not in this stage")
+                    .help(format!("add `service \"{dep}\"` to stage `{stage}`"))
                 } else {
-                    ConfigError::new(src, span, format!("service `{}` depends on `{dep}`, which is not defined", svc.name)).label("undefined service")
+                    ConfigError::new(
+                        src,
+                        span,
+                        format!(
+                            "service `{}` depends on `{dep}`, which is not defined",
+                            svc.name
+                        ),
+                    )
+                    .label("undefined service")
                 };
                 errors.push(err);
             }
@@ -33,9 +49,13 @@ pub fn validate(config: &Config, stage: &str, spec: &StageSpec, spans: &Spans) -
     if let Some(cycle) = graph::find_cycle(&spec.services) {
         let span = spans.depends_on[&(cycle[0].clone(), cycle[1].clone())];
         errors.push(
-            ConfigError::new(src, span, format!("dependency cycle: {}", cycle.join(" → ")))
-                .label("this dependency closes the cycle")
-                .help("remove one of these depends_on entries"),
+            ConfigError::new(
+                src,
+                span,
+                format!("dependency cycle: {}", cycle.join(" → ")),
+            )
+            .label("this dependency closes the cycle")
+            .help("remove one of these depends_on entries"),
         );
     }
 
@@ -47,9 +67,16 @@ pub fn validate(config: &Config, stage: &str, spec: &StageSpec, spans: &Spans) -
             let key = (ip, host, port.protocol.as_str());
             if let Some(other) = used.get(&key) {
                 errors.push(
-                    ConfigError::new(src, spans.ports[&(svc.name.clone(), i)], format!("host port {host}/{} is used twice in stage `{stage}`", port.protocol.as_str()))
-                        .label(format!("also published by `{other}`"))
-                        .help("give each service its own host port"),
+                    ConfigError::new(
+                        src,
+                        spans.ports[&(svc.name.clone(), i)],
+                        format!(
+                            "host port {host}/{} is used twice in stage `{stage}`",
+                            port.protocol.as_str()
+                        ),
+                    )
+                    .label(format!("also published by `{other}`"))
+                    .help("give each service its own host port"),
                 );
             } else {
                 used.insert(key, svc.name.clone());

@@ -4,8 +4,8 @@ use super::Engine;
 use crate::error::{Error, Result};
 use bollard::container::LogOutput;
 use bollard::query_parameters::LogsOptionsBuilder;
-use futures_util::stream::{BoxStream, SelectAll};
 use futures_util::StreamExt;
+use futures_util::stream::{BoxStream, SelectAll};
 
 #[derive(Debug, Clone, Default)]
 pub struct LogOptions {
@@ -25,10 +25,18 @@ pub struct LogLine {
 }
 
 /// One stream over every (service, container id) given; with `follow` it runs until all end.
-pub fn stream_logs(engine: &Engine, containers: &[(String, String)], opts: &LogOptions) -> BoxStream<'static, Result<LogLine>> {
+pub fn stream_logs(
+    engine: &Engine,
+    containers: &[(String, String)],
+    opts: &LogOptions,
+) -> BoxStream<'static, Result<LogLine>> {
     let mut all: SelectAll<BoxStream<'static, Result<LogLine>>> = SelectAll::new();
     for (service, id) in containers {
-        let mut b = LogsOptionsBuilder::new().stdout(true).stderr(true).follow(opts.follow).timestamps(opts.timestamps);
+        let mut b = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .follow(opts.follow)
+            .timestamps(opts.timestamps);
         if let Some(n) = opts.tail {
             b = b.tail(&n.to_string());
         }
@@ -42,7 +50,11 @@ pub fn stream_logs(engine: &Engine, containers: &[(String, String)], opts: &LogO
             .map(move |item| {
                 item.map(|out| {
                     let stderr = matches!(out, LogOutput::StdErr { .. });
-                    LogLine { service: service.clone(), stderr, text: out.to_string() }
+                    LogLine {
+                        service: service.clone(),
+                        stderr,
+                        text: out.to_string(),
+                    }
                 })
                 .map_err(|e| Error::engine(format!("logs of {service}"), e))
             })
@@ -51,4 +63,3 @@ pub fn stream_logs(engine: &Engine, containers: &[(String, String)], opts: &LogO
     }
     all.boxed()
 }
-

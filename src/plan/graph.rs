@@ -51,7 +51,12 @@ pub fn levels(services: &[Service]) -> Vec<Vec<String>> {
 
 /// The first dependency cycle found, as a closed path `[a, b, a]`.
 pub fn find_cycle(services: &[Service]) -> Option<Vec<String>> {
-    fn dfs(name: &str, services: &[Service], stack: &mut Vec<String>, done: &mut BTreeSet<String>) -> Option<Vec<String>> {
+    fn dfs(
+        name: &str,
+        services: &[Service],
+        stack: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
         if let Some(pos) = stack.iter().position(|n| n == name) {
             let mut cycle = stack[pos..].to_vec();
             cycle.push(name.to_string());
@@ -73,12 +78,16 @@ pub fn find_cycle(services: &[Service]) -> Option<Vec<String>> {
         None
     }
     let mut done = BTreeSet::new();
-    services.iter().find_map(|s| dfs(&s.name, services, &mut Vec::new(), &mut done))
+    services
+        .iter()
+        .find_map(|s| dfs(&s.name, services, &mut Vec::new(), &mut done))
 }
 
 /// Services that depend (directly) on `name`.
 pub fn dependents<'a>(services: &'a [Service], name: &str) -> impl Iterator<Item = &'a Service> {
-    services.iter().filter(move |s| s.depends_on.iter().any(|d| d == name))
+    services
+        .iter()
+        .filter(move |s| s.depends_on.iter().any(|d| d == name))
 }
 
 #[cfg(test)]
@@ -86,18 +95,36 @@ mod tests {
     use super::*;
 
     fn svc(name: &str, deps: &[&str]) -> Service {
-        Service { name: name.into(), depends_on: deps.iter().map(|d| d.to_string()).collect(), ..Default::default() }
+        Service {
+            name: name.into(),
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn levels_follow_dependencies() {
-        let s = vec![svc("web", &["api"]), svc("api", &["db", "cache"]), svc("db", &[]), svc("cache", &[]), svc("worker", &["db"])];
-        assert_eq!(levels(&s), vec![vec!["db", "cache"], vec!["api", "worker"], vec!["web"]]);
+        let s = vec![
+            svc("web", &["api"]),
+            svc("api", &["db", "cache"]),
+            svc("db", &[]),
+            svc("cache", &[]),
+            svc("worker", &["db"]),
+        ];
+        assert_eq!(
+            levels(&s),
+            vec![vec!["db", "cache"], vec!["api", "worker"], vec!["web"]]
+        );
     }
 
     #[test]
     fn finds_cycle_path() {
-        let s = vec![svc("a", &["b"]), svc("b", &["c"]), svc("c", &["a"]), svc("d", &[])];
+        let s = vec![
+            svc("a", &["b"]),
+            svc("b", &["c"]),
+            svc("c", &["a"]),
+            svc("d", &[]),
+        ];
         assert_eq!(find_cycle(&s).unwrap(), vec!["a", "b", "c", "a"]);
         assert_eq!(find_cycle(&[svc("a", &[]), svc("b", &["a"])]), None);
     }

@@ -42,12 +42,20 @@ impl ConfigHash {
             all.update(b";");
         }
         all.update(image_id.as_bytes());
-        Self { fields, image_id: image_id.to_string(), hash: hex::encode(all.finalize()) }
+        Self {
+            fields,
+            image_id: image_id.to_string(),
+            hash: hex::encode(all.finalize()),
+        }
     }
 
     /// The `field=digest,…` label value.
     pub fn fields_label(&self) -> String {
-        self.fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+        self.fields
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     pub fn parse_fields_label(label: &str) -> BTreeMap<String, String> {
@@ -75,13 +83,16 @@ mod erased {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn svc() -> Service {
-        Service { name: "api".into(), image: "busybox:latest".into(), ..Default::default() }
+        Service {
+            name: "api".into(),
+            image: "busybox:latest".into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -92,7 +103,12 @@ mod tests {
         changed.environment.insert("LOG".into(), "debug".into());
         let b = ConfigHash::of(&changed, "sha256:1");
         assert_ne!(a.hash, b.hash);
-        let diff: Vec<_> = a.fields.iter().filter(|(k, v)| b.fields.get(*k) != Some(v)).map(|(k, _)| k.as_str()).collect();
+        let diff: Vec<_> = a
+            .fields
+            .iter()
+            .filter(|(k, v)| b.fields.get(*k) != Some(v))
+            .map(|(k, _)| k.as_str())
+            .collect();
         assert_eq!(diff, vec!["environment"]);
         assert_ne!(a.hash, ConfigHash::of(&svc(), "sha256:2").hash);
     }

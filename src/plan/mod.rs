@@ -128,10 +128,21 @@ pub struct Desired<'a> {
 }
 
 /// `up`: create what is missing, recreate what drifted, start what is stopped.
-pub fn plan_up(spec: &StageSpec, desired: &[Desired], observed: &ObservedStage, remove_orphans: bool, force_recreate: bool) -> Plan {
-    let mut plan = Plan { stage: spec.name.clone(), ..Plan::default() };
+pub fn plan_up(
+    spec: &StageSpec,
+    desired: &[Desired],
+    observed: &ObservedStage,
+    remove_orphans: bool,
+    force_recreate: bool,
+) -> Plan {
+    let mut plan = Plan {
+        stage: spec.name.clone(),
+        ..Plan::default()
+    };
     if !observed.network_exists {
-        plan.actions.push(Action::CreateNetwork { name: spec.network_name() });
+        plan.actions.push(Action::CreateNetwork {
+            name: spec.network_name(),
+        });
     }
     let mut volumes = BTreeSet::new();
     for svc in &spec.services {
@@ -142,26 +153,39 @@ pub fn plan_up(spec: &StageSpec, desired: &[Desired], observed: &ObservedStage, 
         }
     }
     for name in volumes.difference(&observed.volumes) {
-        plan.actions.push(Action::CreateVolume { name: name.clone() });
+        plan.actions
+            .push(Action::CreateVolume { name: name.clone() });
     }
 
     for c in &observed.containers {
         if spec.service(&c.service).is_none() {
             plan.orphans.push(c.service.clone());
             if remove_orphans {
-                plan.actions.push(Action::RemoveContainer { service: c.service.clone(), orphan: true });
+                plan.actions.push(Action::RemoveContainer {
+                    service: c.service.clone(),
+                    orphan: true,
+                });
             }
         }
     }
 
     for level in graph::levels(&spec.services) {
         for name in level {
-            let Some(want) = desired.iter().find(|d| d.service.name == name) else { continue };
+            let Some(want) = desired.iter().find(|d| d.service.name == name) else {
+                continue;
+            };
             let decision = decide(want, observed.container(&name), force_recreate);
             let action = match &decision {
-                Decision::Create => Some(Action::CreateContainer { service: name.clone() }),
-                Decision::Recreate(reason) => Some(Action::RecreateContainer { service: name.clone(), reason: reason.clone() }),
-                Decision::Start => Some(Action::StartContainer { service: name.clone() }),
+                Decision::Create => Some(Action::CreateContainer {
+                    service: name.clone(),
+                }),
+                Decision::Recreate(reason) => Some(Action::RecreateContainer {
+                    service: name.clone(),
+                    reason: reason.clone(),
+                }),
+                Decision::Start => Some(Action::StartContainer {
+                    service: name.clone(),
+                }),
                 Decision::Keep => None,
             };
             plan.actions.extend(action);
@@ -172,7 +196,9 @@ pub fn plan_up(spec: &StageSpec, desired: &[Desired], observed: &ObservedStage, 
 }
 
 fn decide(want: &Desired, have: Option<&ObservedContainer>, force_recreate: bool) -> Decision {
-    let Some(have) = have else { return Decision::Create };
+    let Some(have) = have else {
+        return Decision::Create;
+    };
     if force_recreate {
         return Decision::Recreate("--force-recreate".into());
     }
@@ -236,29 +262,43 @@ pub enum DownMode {
 
 /// `down`: stop in reverse dependency order; `--destroy` also removes containers and network.
 pub fn plan_down(spec: &StageSpec, observed: &ObservedStage, mode: DownMode) -> Plan {
-    let mut plan = Plan { stage: spec.name.clone(), ..Plan::default() };
+    let mut plan = Plan {
+        stage: spec.name.clone(),
+        ..Plan::default()
+    };
     let mut ordered: Vec<&ObservedContainer> = Vec::new();
     for level in graph::levels(&spec.services).iter().rev() {
         for name in level {
             ordered.extend(observed.container(name));
         }
     }
-    let orphans: Vec<&ObservedContainer> = observed.containers.iter().filter(|c| spec.service(&c.service).is_none()).collect();
+    let orphans: Vec<&ObservedContainer> = observed
+        .containers
+        .iter()
+        .filter(|c| spec.service(&c.service).is_none())
+        .collect();
     plan.orphans = orphans.iter().map(|c| c.service.clone()).collect();
     // Orphans first: nothing in the stage depends on them any more.
     let all: Vec<&ObservedContainer> = orphans.into_iter().chain(ordered).collect();
     for c in &all {
         if matches!(mode, DownMode::Stop) && c.state.is_running() {
-            plan.actions.push(Action::StopContainer { service: c.service.clone() });
+            plan.actions.push(Action::StopContainer {
+                service: c.service.clone(),
+            });
         }
     }
     if let DownMode::Destroy { volumes } = mode {
         for c in &all {
             let orphan = spec.service(&c.service).is_none();
-            plan.actions.push(Action::RemoveContainer { service: c.service.clone(), orphan });
+            plan.actions.push(Action::RemoveContainer {
+                service: c.service.clone(),
+                orphan,
+            });
         }
         if observed.network_exists {
-            plan.actions.push(Action::RemoveNetwork { name: spec.network_name() });
+            plan.actions.push(Action::RemoveNetwork {
+                name: spec.network_name(),
+            });
         }
         if volumes {
             for v in &observed.volumes {

@@ -12,7 +12,10 @@ pub fn ensure_image() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-busybox-image.sh");
-        let status = Command::new("bash").arg(script).status().expect("run image build script");
+        let status = Command::new("bash")
+            .arg(script)
+            .status()
+            .expect("run image build script");
         assert!(status.success(), "building {IMAGE} failed");
     });
 }
@@ -36,7 +39,9 @@ impl Project {
     }
 
     pub fn write(&self, kdl: &str) {
-        let text = kdl.replace("{project}", &self.name).replace("{image}", IMAGE);
+        let text = kdl
+            .replace("{project}", &self.name)
+            .replace("{image}", IMAGE);
         std::fs::write(self.path().join("fleet.kdl"), text).expect("write fleet.kdl");
     }
 
@@ -46,7 +51,11 @@ impl Project {
 
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_fleet"));
-        c.args(args).current_dir(self.path()).env("NO_COLOR", "1").env("FLEET_LOCK_DIR", self.path().join(".locks")).env_remove("FLEET_STAGE");
+        c.args(args)
+            .current_dir(self.path())
+            .env("NO_COLOR", "1")
+            .env("FLEET_LOCK_DIR", self.path().join(".locks"))
+            .env_remove("FLEET_STAGE");
         c
     }
 
@@ -58,7 +67,11 @@ impl Project {
     /// Runs and asserts exit 0.
     pub fn ok(&self, args: &[&str]) -> Run {
         let r = self.fleet(args);
-        assert_eq!(r.code, 0, "fleet {args:?} failed\nstdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+        assert_eq!(
+            r.code, 0,
+            "fleet {args:?} failed\nstdout:\n{}\nstderr:\n{}",
+            r.stdout, r.stderr
+        );
         r
     }
 
@@ -73,18 +86,33 @@ impl Project {
 
     /// Container names of this project, sorted.
     pub fn containers(&self) -> Vec<String> {
-        let out = docker(&["ps", "-a", "--filter", &format!("label=fleetflow.project={}", self.name), "--format", "{{.Names}}"]);
-        let mut v: Vec<String> = out.lines().map(String::from).filter(|l| !l.is_empty()).collect();
+        let out = docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=fleetflow.project={}", self.name),
+            "--format",
+            "{{.Names}}",
+        ]);
+        let mut v: Vec<String> = out
+            .lines()
+            .map(String::from)
+            .filter(|l| !l.is_empty())
+            .collect();
         v.sort();
         v
     }
 
     pub fn network_exists(&self, stage: &str) -> bool {
-        docker(&["network", "ls", "--format", "{{.Name}}"]).lines().any(|l| l == format!("{}-{stage}", self.name))
+        docker(&["network", "ls", "--format", "{{.Name}}"])
+            .lines()
+            .any(|l| l == format!("{}-{stage}", self.name))
     }
 
     pub fn volume_exists(&self, name: &str) -> bool {
-        docker(&["volume", "ls", "--format", "{{.Name}}"]).lines().any(|l| l == name)
+        docker(&["volume", "ls", "--format", "{{.Name}}"])
+            .lines()
+            .any(|l| l == name)
     }
 }
 
@@ -108,13 +136,21 @@ impl Drop for Project {
 }
 
 pub fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("docker CLI");
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 pub fn docker_inspect(name: &str, template: &str) -> Option<String> {
-    let out = Command::new("docker").args(["inspect", "-f", template, name]).output().expect("docker CLI");
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let out = Command::new("docker")
+        .args(["inspect", "-f", template, name])
+        .output()
+        .expect("docker CLI");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// A finished `fleet` run.
@@ -145,5 +181,7 @@ pub fn repo_root() -> PathBuf {
 
 /// RFC 3339 nanosecond timestamps from Docker → comparable nanoseconds.
 pub fn nanos(ts: &str) -> i128 {
-    ts.parse::<jiff::Timestamp>().expect("docker timestamp").as_nanosecond()
+    ts.parse::<jiff::Timestamp>()
+        .expect("docker timestamp")
+        .as_nanosecond()
 }

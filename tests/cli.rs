@@ -1,0 +1,139 @@
+//! End-to-end CLI behaviour that needs no engine: discovery, validate, config, completions.
+
+mod support;
+
+use support::Project;
+
+const FILE: &str = r#"
+project "{project}"
+service "db" { image "postgres:16"; environment { POSTGRES_PASSWORD "hunter2"; POSTGRES_USER "app" } }
+stage "local" { service "db" }
+stage "dev" { service "db" }
+"#;
+
+#[test]
+fn validate_reports_ok_and_config_errors_exit_2_with_location() {
+    let p = Project::new("validate", FILE);
+    let ok = p.ok(&["validate"]);
+    assert!(ok.stdout.contains("is valid"), "{}", ok.stdout);
+    p.write("service \"db\" {\n    imgae \"x\"\n}\nstage \"local\" { service \"db\" }\n");
+    let bad = p.fleet(&["validate"]);
+    assert_eq!(bad.code, 2);
+    assert!(
+        bad.stderr.contains("unknown node `imgae` in service `db`"),
+        "{}",
+        bad.stderr
+    );
+    assert!(
+        bad.stderr.contains("did you mean `image`?"),
+        "{}",
+        bad.stderr
+    );
+    assert!(bad.stderr.contains("fleet.kdl:2:5"), "{}", bad.stderr);
+}
+
+#[test]
+fn config_masks_secrets_unless_asked() {
+    let p = Project::new("secrets", FILE);
+    let masked = p.ok(&["config", "local", "--format", "json"]);
+    assert!(!masked.stdout.contains("hunter2"), "{}", masked.stdout);
+    assert!(masked.stdout.contains("\"POSTGRES_USER\": \"app\""));
+    let shown = p.ok(&["config", "local", "--show-secrets"]);
+    assert!(shown.stdout.contains("hunter2"));
+}
+
+#[test]
+fn stage_comes_from_fleet_stage_and_missing_stage_is_a_usage_error() {
+    let p = Project::new("envstage", FILE);
+    let r = p
+        .cmd(&["config"])
+        .env("FLEET_STAGE", "dev")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&r.stdout).contains("stage: dev"));
+    let none = p.fleet(&["config"]);
+    assert_eq!(none.code, 2);
+    assert!(none.stderr.contains("no stage given"), "{}", none.stderr);
+    let unknown = p.fleet(&["config", "prd"]);
+    assert_eq!(unknown.code, 2);
+    assert!(
+        unknown.stderr.contains("stage `prd` is not defined"),
+        "{}",
+        unknown.stderr
+    );
+}
+
+#[test]
+fn discovers_config_in_parent_and_hidden_dir_and_honours_file_flag() {
+    let p = Project::new("discover", FILE);
+    let sub = p.path().join("a/b");
+    std::fs::create_dir_all(&sub).unwrap();
+    let r = p.cmd(&["validate"]).current_dir(&sub).output().unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+
+    let hidden = tempfile::tempdir().unwrap();
+    std::fs::create_dir(hidden.path().join(".fleetflow")).unwrap();
+    std::fs::copy(
+        p.path().join("fleet.kdl"),
+        hidden.path().join(".fleetflow/fleet.kdl"),
+    )
+    .unwrap();
+    let r = p
+        .cmd(&["validate"])
+        .current_dir(hidden.path())
+        .output()
+        .unwrap();
+    assert!(r.status.success());
+
+    std::fs::rename(p.path().join("fleet.kdl"), p.path().join("other.kdl")).unwrap();
+    let missing = p.fleet(&["validate"]);
+    assert_eq!(missing.code, 2);
+    assert!(
+        missing.stderr.contains("no fleet.kdl found"),
+        "{}",
+        missing.stderr
+    );
+    p.ok(&["-f", "other.kdl", "validate"]);
+}
+
+#[test]
+fn kdl1_file_works_with_a_deprecation_warning() {
+    let p = Project::new(
+        "kdl1",
+        "service \"db\" {\n  volumes {\n    volume \"./d\" \"/d\" read_only=true\n  }\n}\nstage \"local\" { service \"db\"; }\n",
+    );
+    let r = p.ok(&["validate"]);
+    assert!(
+        r.stderr.contains("KDL 1 syntax, which is deprecated"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn env_files_layer_under_the_process_environment() {
+    let p = Project::new(
+        "dotenv",
+        "service \"db\" { image \"x:${TAG}\"; environment { LEVEL \"${LEVEL}\" } }\nstage \"local\" { service \"db\" }\n",
+    );
+    std::fs::write(p.path().join(".env"), "TAG=from-env-file\nLEVEL=base\n").unwrap();
+    std::fs::write(p.path().join(".env.local"), "LEVEL=stage\n").unwrap();
+    let r = p.ok(&["config", "local", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["services"][0]["image"], "x:from-env-file");
+    assert_eq!(v["services"][0]["environment"]["LEVEL"], "stage");
+    let r = p
+        .cmd(&["config", "local", "--format", "json"])
+        .env("LEVEL", "process")
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(v["services"][0]["environment"]["LEVEL"], "process");
+}
+
+#[test]
+fn completions_are_generated() {
+    let p = Project::new("completions", FILE);
+    let r = p.ok(&["completions", "bash"]);
+    assert!(r.stdout.contains("fleet"));
+}
