@@ -666,3 +666,25 @@ fn interrupted_up_converges_on_the_next_run() {
     );
     assert_eq!(p.containers().len(), 2);
 }
+
+#[test]
+fn missing_image_that_cannot_be_pulled_is_a_clear_error_and_creates_no_container() {
+    let p = Project::new(
+        "noimage",
+        r#"
+project "{project}"
+service "api" { image "fleetflow-test/does-not-exist:1"; command "sleep 1" }
+stage "local" { service "api" }
+"#,
+    );
+    let r = p.fleet(&["up", "local"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("image fleetflow-test/does-not-exist:1 is not on unix://"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("could not be pulled"), "{}", r.stderr);
+    assert!(p.containers().is_empty());
+}

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: the same 10-service stack through `fleet` and Debian's docker-compose.
+
+Runs alternate (fleet, compose, fleet, compose, ...) so machine noise hits both alike, and prints
+medians and ratios (fleet / compose; below 1.0 means fleet is faster) for:
+  fresh up, converged up, down (containers stop at once), down (PID 1 ignores SIGTERM),
+plus peak RSS of each tool. Needs: docker, docker-compose, the fleet binary (built in release).
+Usage: bench/compare.py [--runs N] [--fleet target/release/fleet]
+"""
+import argparse, os, shutil, statistics, subprocess, sys, tempfile, time
+
+IMAGE = "fleetflow-test/busybox:latest"
+GRACE = 2  # seconds of stop grace for the SIGTERM-ignoring case
+
+# 10 services, dependency depth 3: 4 bases, 3 middles, 2 fronts, 1 edge.
+SERVICES = {
+    "db1": [], "db2": [], "cache1": [], "cache2": [],
+    "api1": ["db1", "cache1"], "api2": ["db2", "cache2"], "worker": ["db1"],
+    "web1": ["api1"], "web2": ["api2"],
+    "edge": ["web1", "web2"],
+}
+
+def fleet_kdl(project, stop_at_once):
+    out = [f'project "{project}"']
+    for name, deps in SERVICES.items():
+        body = [f'image "{IMAGE}"', 'command "sleep" "100000"']
+        if deps:
+            body.append("depends_on " + " ".join(f'"{d}"' for d in deps))
+        body.append('stop_signal "SIGKILL"' if stop_at_once else f"stop_timeout {GRACE}")
+        out.append(f'service "{name}" {{ {"; ".join(body)} }}')
+    out.append('stage "bench" { service ' + " ".join(f'"{n}"' for n in SERVICES) + " }")
+    return "\n".join(out) + "\n"
+
+def compose_yml(stop_at_once):
+    out = ['version: "2.4"', "services:"]
+    for name, deps in SERVICES.items():
+        out += [f"  {name}:", f"    image: {IMAGE}", '    command: ["sleep", "100000"]']
+        if deps:
+            out.append("    depends_on: [" + ", ".join(deps) + "]")
+        out.append("    stop_signal: SIGKILL" if stop_at_once else f"    stop_grace_period: {GRACE}s")
+    return "\n".join(out) + "\n"
+
+def timed(cmd, cwd, env):
+    """Wall seconds and peak RSS (KiB) of one command; fails loudly on a non-zero exit."""
+    start = time.perf_counter()
+    p = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if p.returncode != 0:
+        sys.exit(f"command failed: {' '.join(cmd)}\n{p.stdout}\n{p.stderr}")
+    rss = int(p.stderr.strip().splitlines()[-1])
+    return wall, rss
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--fleet", default="target/release/fleet")
+    args = ap.parse_args()
+    fleet = os.path.abspath(args.fleet)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([os.path.join(root, "scripts/build-busybox-image.sh")], check=True)
+    if not shutil.which("docker-compose"):
+        sys.exit("docker-compose is needed (apt-get install docker-compose)")
+    env = dict(os.environ, NO_COLOR="1")
+
+    results = {}  # (scenario, tool) -> [seconds]
+    rss = {"fleet": 0, "compose": 0}
+    for stop_at_once in (True, False):
+        kind = "stops at once" if stop_at_once else f"ignores SIGTERM ({GRACE}s grace)"
+        with tempfile.TemporaryDirectory() as fd, tempfile.TemporaryDirectory() as cd:
+            open(os.path.join(fd, "fleet.kdl"), "w").write(fleet_kdl("benchf", stop_at_once))
+            open(os.path.join(cd, "docker-compose.yml"), "w").write(compose_yml(stop_at_once))
+            tools = {
+                "fleet": dict(cwd=fd, up=[fleet, "up", "bench"], down=[fleet, "down", "bench"],
+                              destroy=[fleet, "down", "bench", "--destroy", "--yes"]),
+                "compose": dict(cwd=cd, up=["docker-compose", "-p", "benchc", "up", "-d"],
+                                down=["docker-compose", "-p", "benchc", "stop"],
+                                destroy=["docker-compose", "-p", "benchc", "down"]),
+            }
+            for _ in range(args.runs):
+                for tool, t in tools.items():
+                    subprocess.run(t["destroy"], cwd=t["cwd"], env=env, capture_output=True)
+                    scenarios = [("fresh up", "up"), ("converged up", "up"), (f"down, {kind}", "down")]
+                    if not stop_at_once:
+                        scenarios = [("fresh up", "up"), (f"down, {kind}", "down")]
+                    for label, step in scenarios:
+                        if not stop_at_once and label == "fresh up":
+                            timed(t[step], t["cwd"], env)  # setup only; measured in the first pass
+                            continue
+                        wall, peak = timed(t[step], t["cwd"], env)
+                        results.setdefault((label, tool), []).append(wall)
+                        rss[tool] = max(rss[tool], peak)
+                    subprocess.run(t["destroy"], cwd=t["cwd"], env=env, capture_output=True)
+
+    print(f"{'operation':40} {'fleet s':>9} {'compose s':>10} {'ratio':>7}")
+    labels = []
+    for (label, _tool) in results:
+        if label not in labels:
+            labels.append(label)
+    for label in labels:
+        f = statistics.median(results[(label, "fleet")])
+        c = statistics.median(results[(label, "compose")])
+        print(f"{label:40} {f:9.3f} {c:10.3f} {f / c:7.3f}")
+    print(f"{'peak RSS (MiB)':40} {rss['fleet'] / 1024:9.1f} {rss['compose'] / 1024:10.1f} {rss['fleet'] / rss['compose']:7.3f}")
+    print(f"medians of {args.runs} alternating runs; ratio = fleet / docker-compose")
+
+if __name__ == "__main__":
+    main()
