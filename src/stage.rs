@@ -48,6 +48,27 @@ fn require_local(spec: &StageSpec, verb: &str) -> Result<()> {
     ))
 }
 
+/// Takes the stage lock (not for a dry run, which changes nothing) and connects to the engine.
+async fn lock_and_connect(
+    config: &Config,
+    spec: &StageSpec,
+    verb: &str,
+    dry_run: bool,
+    lock_wait: Option<Duration>,
+) -> Result<(Option<StageLock>, Engine)> {
+    let purpose = format!("{verb} {}", spec.name);
+    let lock = match dry_run {
+        true => None,
+        false => Some(StageLock::acquire(
+            &config.project,
+            &spec.name,
+            &purpose,
+            lock_wait,
+        )?),
+    };
+    Ok((lock, Engine::connect_local().await?))
+}
+
 /// Observes and plans `up`. Nothing is changed (images are not pulled).
 pub async fn plan_up(
     engine: &Engine,
@@ -90,6 +111,18 @@ pub async fn plan_up(
             .fill_environment(std::slice::from_mut(&mut observed.containers[i]))
             .await?;
     }
+    ui.detail(format!(
+        "{}: {} container(s), network {}, {} volume(s) observed for stage {}",
+        engine.endpoint,
+        observed.containers.len(),
+        if observed.network_exists {
+            "present"
+        } else {
+            "missing"
+        },
+        observed.volumes.len(),
+        spec.name
+    ));
     let plan = plan::plan_up(
         spec,
         &desired,
@@ -102,17 +135,8 @@ pub async fn plan_up(
 
 pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<Plan> {
     require_local(spec, "up")?;
-    let _lock = if opts.dry_run {
-        None
-    } else {
-        Some(StageLock::acquire(
-            &config.project,
-            &spec.name,
-            &format!("up {}", spec.name),
-            opts.lock_wait,
-        )?)
-    };
-    let engine = Engine::connect_local().await?;
+    let (_lock, engine) =
+        lock_and_connect(config, spec, "up", opts.dry_run, opts.lock_wait).await?;
     let (plan, observed, images) = plan_up(&engine, spec, opts, ui).await?;
     if opts.dry_run {
         print_plan(&plan, opts.format, ui);
@@ -175,17 +199,8 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
         ));
     }
     require_local(spec, "down")?;
-    let _lock = if opts.dry_run {
-        None
-    } else {
-        Some(StageLock::acquire(
-            &config.project,
-            &spec.name,
-            &format!("down {}", spec.name),
-            opts.lock_wait,
-        )?)
-    };
-    let engine = Engine::connect_local().await?;
+    let (_lock, engine) =
+        lock_and_connect(config, spec, "down", opts.dry_run, opts.lock_wait).await?;
     let observed = engine.observe(spec).await?;
     let mode = if opts.destroy {
         DownMode::Destroy {

@@ -53,6 +53,13 @@ impl Ui {
         }
     }
 
+    /// Only with `-v`: what was observed and where.
+    pub fn detail(&self, text: impl std::fmt::Display) {
+        if self.verbose && !self.quiet {
+            anstream::eprintln!("{}", text.dimmed());
+        }
+    }
+
     pub fn json(&self, value: &serde_json::Value) {
         println!(
             "{}",
