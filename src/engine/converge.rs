@@ -19,6 +19,10 @@ use tokio::sync::watch;
 
 /// How often a health or completion wait looks again: short, it is one local API call.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// A container that dies this soon after its start fails `up` (a wrong command, a missing
+/// file). The window runs beside the dependents' starts, so it costs one window per `up`,
+/// not one per dependency level.
+const SETTLE: Duration = Duration::from_millis(300);
 /// Log lines shown when a container dies after start.
 const FAILURE_LOG_LINES: &str = "20";
 
@@ -210,8 +214,15 @@ pub async fn up(
                     return Err(Skipped);
                 }
             }
-            let result = job.run().await;
-            done.send_replace(Some(result.is_ok()));
+            let result = job.run(&done).await;
+            // Ready may already have been signalled before a failed settle check.
+            done.send_if_modified(|v| {
+                let unset = v.is_none();
+                if unset {
+                    *v = Some(result.is_ok());
+                }
+                unset
+            });
             result.map_err(Failed)
         });
     }
@@ -265,7 +276,7 @@ impl ServiceJob {
         )
     }
 
-    async fn run(&self) -> Result<()> {
+    async fn run(&self, ready: &watch::Sender<Option<bool>>) -> Result<()> {
         let name = self.service.name.clone();
         let container = self.spec.container_name(&name);
         let id = match &self.decision {
@@ -310,7 +321,15 @@ impl ServiceJob {
                 id
             }
         };
-        self.wait_ready(&id).await
+        let started = Instant::now();
+        self.wait_ready(&id).await?;
+        // Dependents go ahead now; this service still has to stay up through the settle window.
+        ready.send_replace(Some(true));
+        if !self.service.oneshot {
+            tokio::time::sleep(SETTLE.saturating_sub(started.elapsed())).await;
+            self.wait_ready(&id).await?;
+        }
+        Ok(())
     }
 
     async fn create(&self, container: &str) -> Result<String> {
