@@ -36,18 +36,9 @@ pub enum Command {
     /// Work on one stage (an environment: local, dev, pre, prod)
     #[command(subcommand)]
     Stage(StageCommand),
-    /// Alias of `fleet stage up`
-    Up(UpArgs),
-    /// Alias of `fleet stage down`
-    Down(DownArgs),
-    /// Alias of `fleet stage status`
-    Status(StatusArgs),
-    /// Alias of `fleet stage ps`
-    Ps(PsArgs),
-    /// Alias of `fleet stage logs`
-    Logs(LogsArgs),
-    /// Alias of `fleet stage plan`
-    Plan(PlanArgs),
+    /// The stage verbs also work without `stage`: `fleet up dev` is `fleet stage up dev`
+    #[command(flatten)]
+    Direct(StageCommand),
     /// Print the resolved config of a stage (secrets masked)
     Config(ConfigArgs),
     /// Check fleet.kdl and every stage in it; touches nothing
@@ -203,13 +194,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Ok(cfg)
     };
     let command = match cli.command {
-        Command::Stage(c) => c,
-        Command::Up(a) => StageCommand::Up(a),
-        Command::Down(a) => StageCommand::Down(a),
-        Command::Status(a) => StageCommand::Status(a),
-        Command::Ps(a) => StageCommand::Ps(a),
-        Command::Logs(a) => StageCommand::Logs(a),
-        Command::Plan(a) => StageCommand::Plan(a),
+        Command::Stage(c) | Command::Direct(c) => c,
         Command::Validate => {
             let cfg = load()?;
             let specs = cfg.validate_all()?;

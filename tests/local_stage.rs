@@ -185,18 +185,9 @@ service "api" { image "{image}"; command "sleep 100000"; depends_on "db"; stop_s
 stage "local" { service "db" "api" }
 "#,
     );
-    let up = p.fleet(&["up", "local"]);
-    assert_eq!(up.code, 1, "{up:?}");
-    assert!(
-        up.stderr.contains("service db is unhealthy"),
-        "{}",
-        up.stderr
-    );
-    assert!(
-        up.stderr.contains("not ready yet"),
-        "last health output is shown: {}",
-        up.stderr
-    );
+    // The last health output is part of the message.
+    p.fleet(&["up", "local"])
+        .fails_with(1, &["service db is unhealthy", "not ready yet"]);
     assert_eq!(
         p.inspect("local", "api", "{{.Id}}"),
         None,
@@ -214,17 +205,12 @@ service "api" { image "{image}"; command "sh -c 'echo boom: missing DATABASE_URL
 stage "local" { service "api" }
 "#,
     );
-    let up = p.fleet(&["up", "local"]);
-    assert_eq!(up.code, 1, "{up:?}");
-    assert!(
-        up.stderr.contains("service api exited with code 3"),
-        "{}",
-        up.stderr
-    );
-    assert!(
-        up.stderr.contains("boom: missing DATABASE_URL"),
-        "{}",
-        up.stderr
+    p.fleet(&["up", "local"]).fails_with(
+        1,
+        &[
+            "service api exited with code 3",
+            "boom: missing DATABASE_URL",
+        ],
     );
 }
 

@@ -170,6 +170,18 @@ impl Run {
         }
     }
 
+    /// Asserts the exit code and that stderr says each of `needles`.
+    pub fn fails_with(&self, code: i32, needles: &[&str]) {
+        assert_eq!(self.code, code, "{self:?}");
+        for n in needles {
+            assert!(
+                self.stderr.contains(n),
+                "stderr lacks {n:?}:\n{}",
+                self.stderr
+            );
+        }
+    }
+
     pub fn lines(&self) -> Vec<&str> {
         self.stdout.lines().collect()
     }
