@@ -574,20 +574,25 @@ service "api" { image "{image}"; command "sleep 100000"; depends_on "db"; stop_s
 stage "local" { service "db" "api" }
 "#;
 
-#[test]
-fn second_concurrent_up_fails_naming_the_lock_holder() {
-    let p = Project::new("lock", SLOW);
-    let mut first = p
+/// Starts `up` of the SLOW stage in the background and returns once it is inside (db exists).
+fn start_slow_up(p: &Project) -> std::process::Child {
+    let child = p
         .cmd(&["up", "local"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the first run is inside (its db container exists).
     let deadline = Instant::now() + Duration::from_secs(10);
     while p.inspect("local", "db", "{{.Id}}").is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
+    child
+}
+
+#[test]
+fn second_concurrent_up_fails_naming_the_lock_holder() {
+    let p = Project::new("lock", SLOW);
+    let mut first = start_slow_up(&p);
     let second = p.fleet(&["up", "local"]);
     assert_eq!(second.code, 1, "{second:?}");
     assert!(
@@ -609,16 +614,7 @@ fn second_concurrent_up_fails_naming_the_lock_holder() {
 #[test]
 fn interrupted_up_converges_on_the_next_run() {
     let p = Project::new("interrupt", SLOW);
-    let child = p
-        .cmd(&["up", "local"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while p.inspect("local", "db", "{{.Id}}").is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let child = start_slow_up(&p);
     std::thread::sleep(Duration::from_millis(300));
     let status = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
