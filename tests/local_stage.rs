@@ -670,3 +670,17 @@ stage "local" { service "api" }
     assert!(r.stderr.contains("could not be pulled"), "{}", r.stderr);
     assert!(p.containers().is_empty());
 }
+
+#[test]
+fn crash_loop_under_a_restart_policy_is_a_failure_not_success() {
+    let p = Project::new(
+        "crashloop",
+        r#"
+project "{project}"
+service "api" { image "{image}"; command "sh -c 'echo crash-loop-output; exit 2'"; restart "always" }
+stage "local" { service "api" }
+"#,
+    );
+    p.fleet(&["up", "local"])
+        .fails_with(1, &["service api", "restart", "crash-loop-output"]);
+}

@@ -1,7 +1,7 @@
 //! Applying a plan: dependency-ordered, parallel where independent, health-gated.
 //!
 //! The walk is generic (each service waits for its own dependencies, not for a whole level);
-//! what happens to one service is `converge_service`. Same split as Compose's graph walk.
+//! what happens to one service is `ServiceJob::run`. Same split as Compose's graph walk.
 
 use super::{Engine, create_body, is_not_found, is_not_modified};
 use crate::error::{Error, Result};
@@ -23,6 +23,8 @@ const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// file). The window runs beside the dependents' starts, so it costs one window per `up`,
 /// not one per dependency level.
 const SETTLE: Duration = Duration::from_millis(300);
+/// How long a one-shot (a migration, a seed job) may run before `up` gives up on it.
+const ONESHOT_PATIENCE: Duration = Duration::from_secs(30 * 60);
 /// Log lines shown when a container dies after start.
 const FAILURE_LOG_LINES: &str = "20";
 
@@ -287,7 +289,7 @@ impl ServiceJob {
                     && health.as_deref() != Some("healthy")
                     && self.waited_on
                 {
-                    self.wait_ready(&id).await?;
+                    self.wait_ready(&id, None).await?;
                 }
                 return Ok(());
             }
@@ -322,12 +324,12 @@ impl ServiceJob {
             }
         };
         let started = Instant::now();
-        self.wait_ready(&id).await?;
+        let restarts = self.wait_ready(&id, None).await?;
         // Dependents go ahead now; this service still has to stay up through the settle window.
         ready.send_replace(Some(true));
         if !self.service.oneshot {
             tokio::time::sleep(SETTLE.saturating_sub(started.elapsed())).await;
-            self.wait_ready(&id).await?;
+            self.wait_ready(&id, Some(restarts)).await?;
         }
         Ok(())
     }
@@ -364,11 +366,14 @@ impl ServiceJob {
     }
 
     /// Running (healthy with a healthcheck), or exited 0 for a one-shot. Fails with the
-    /// container's last log lines otherwise, so a crash right after start is never "success".
-    async fn wait_ready(&self, id: &str) -> Result<()> {
+    /// container's last log lines otherwise, so a crash right after start is never "success";
+    /// under a restart policy a crash shows as a restart, so a restart count above
+    /// `restarts_before` (or a container caught restarting) is a crash too.
+    /// Returns the restart count seen when ready.
+    async fn wait_ready(&self, id: &str, restarts_before: Option<i64>) -> Result<i64> {
         let started = Instant::now();
         let patience = if self.service.oneshot {
-            Duration::from_secs(u64::from(self.service.stop_timeout.unwrap_or(0)) + 600)
+            ONESHOT_PATIENCE
         } else {
             Duration::from_millis(
                 self.service
@@ -388,14 +393,30 @@ impl ServiceJob {
             let state = inspect.state.unwrap_or_default();
             let running = state.running.unwrap_or(false);
             let exit = state.exit_code.unwrap_or(0);
-            if !running && !state.restarting.unwrap_or(false) {
+            let restarts = inspect.restart_count.unwrap_or(0);
+            let restarted =
+                state.restarting.unwrap_or(false) || restarts > restarts_before.unwrap_or(restarts);
+            if restarted {
+                let logs = self.last_logs(id).await;
+                return Err(Error::failed_help(
+                    format!(
+                        "service {} keeps restarting: it exited with code {exit} after start\n{logs}",
+                        self.service.name
+                    ),
+                    format!(
+                        "see the whole output with `fleet logs {} -s {}`",
+                        self.spec.name, self.service.name
+                    ),
+                ));
+            }
+            if !running {
                 if self.service.oneshot && exit == 0 {
                     if announced {
                         (self.events)(Event::Ready {
                             service: self.service.name.clone(),
                         });
                     }
-                    return Ok(());
+                    return Ok(restarts);
                 }
                 let logs = self.last_logs(id).await;
                 let what = if self.service.oneshot {
@@ -424,14 +445,14 @@ impl ServiceJob {
                 self.service.healthcheck.is_some(),
                 health.as_deref(),
             ) {
-                (false, false, _) => return Ok(()),
+                (false, false, _) => return Ok(restarts),
                 (false, true, Some("healthy")) => {
                     if announced {
                         (self.events)(Event::Ready {
                             service: self.service.name.clone(),
                         });
                     }
-                    return Ok(());
+                    return Ok(restarts);
                 }
                 (false, true, Some("unhealthy")) => {
                     let last = last_health_output(&state);
