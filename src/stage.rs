@@ -107,9 +107,7 @@ pub async fn plan_up(
         .map(|(i, _)| i)
         .collect();
     for i in env_changed {
-        engine
-            .fill_environment(std::slice::from_mut(&mut observed.containers[i]))
-            .await?;
+        engine.fill_environment(&mut observed.containers[i]).await?;
     }
     ui.detail(format!(
         "{}: {} container(s), network {}, {} volume(s) observed for stage {}",
@@ -138,14 +136,10 @@ pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) ->
     let (_lock, engine) =
         lock_and_connect(config, spec, "up", opts.dry_run, opts.lock_wait).await?;
     let (plan, observed, images) = plan_up(&engine, spec, opts, ui).await?;
+    ui.orphan_warnings(&plan);
     if opts.dry_run {
         print_plan(&plan, opts.format, ui);
         return Ok(plan);
-    }
-    for orphan in &plan.orphans {
-        if !opts.remove_orphans {
-            ui.warn(format!("container for service `{orphan}` is an orphan (no longer in stage `{}`); --remove-orphans removes it", spec.name));
-        }
     }
     if plan.is_empty() {
         ui.line(format!("Stage {} is up to date; nothing to do.", spec.name));

@@ -67,17 +67,21 @@ impl Ui {
         );
     }
 
-    /// The plan as `--dry-run` shows it.
-    pub fn plan(&self, plan: &Plan) {
+    /// Orphans an `up` plan keeps (it lists them, it removes them only with --remove-orphans).
+    pub fn orphan_warnings(&self, plan: &Plan) {
         for orphan in &plan.orphans {
-            if !plan
+            let removed = plan
                 .actions
                 .iter()
-                .any(|a| matches!(a, Action::RemoveContainer { service, .. } if service == orphan))
-            {
+                .any(|a| matches!(a, Action::RemoveContainer { service, .. } if service == orphan));
+            if !removed {
                 self.warn(format!("container for service `{orphan}` is an orphan (no longer in stage `{}`); --remove-orphans removes it", plan.stage));
             }
         }
+    }
+
+    /// The plan as `--dry-run` shows it.
+    pub fn plan(&self, plan: &Plan) {
         if plan.is_empty() {
             self.line(format!(
                 "Stage {} is up to date; nothing to do.",

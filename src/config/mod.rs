@@ -75,14 +75,21 @@ impl Config {
         let source = SourceFile::new(display.clone(), text);
         let (doc, warnings) = parse_kdl(&source)?;
         let project = reader::project_name(&doc, &source, &dir)?;
-        Ok(Self {
+        let config = Self {
             path,
             dir,
             source,
             doc,
             project,
             warnings,
-        })
+        };
+        // Unknown top-level nodes and duplicate names are checked once, for every command.
+        let errors = reader::check_structure(&config);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(config.errors(errors))
+        }
     }
 
     fn stage_nodes(&self) -> impl Iterator<Item = &KdlNode> {
@@ -129,7 +136,7 @@ impl Config {
 
     /// Checks the whole file: its structure and every stage.
     pub fn validate_all(&self) -> Result<Vec<StageSpec>> {
-        let mut errors = reader::check_structure(self);
+        let mut errors = Vec::new();
         let mut specs = Vec::new();
         for name in self.stage_names() {
             match reader::read_stage(self, &name) {

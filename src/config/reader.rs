@@ -185,10 +185,6 @@ pub fn read_stage(
     config: &Config,
     stage: &str,
 ) -> std::result::Result<(StageSpec, Spans), Vec<ConfigError>> {
-    let structure = check_structure(config);
-    if !structure.is_empty() {
-        return Err(structure);
-    }
     let stage_node = config
         .doc
         .nodes()

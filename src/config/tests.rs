@@ -7,8 +7,10 @@ fn load(text: &str) -> Config {
 
 /// The single error of a stage, as (message, location).
 fn stage_error(text: &str, stage: &str) -> (String, String, Option<String>) {
-    let cfg = load(text);
-    match cfg.stage(stage) {
+    // Structural mistakes surface at load, the rest when the stage is resolved.
+    let resolved = Config::from_text(Path::new("/proj/fleet.kdl"), text.to_string())
+        .and_then(|c| c.stage(stage));
+    match resolved {
         Err(Error::Config(errs)) => {
             assert_eq!(
                 errs.errors.len(),

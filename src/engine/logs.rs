@@ -2,7 +2,6 @@
 
 use super::Engine;
 use crate::error::{Error, Result};
-use bollard::container::LogOutput;
 use bollard::query_parameters::LogsOptionsBuilder;
 use futures_util::StreamExt;
 use futures_util::stream::{BoxStream, SelectAll};
@@ -20,7 +19,6 @@ pub struct LogOptions {
 #[derive(Debug, Clone)]
 pub struct LogLine {
     pub service: String,
-    pub stderr: bool,
     pub text: String,
 }
 
@@ -48,13 +46,9 @@ pub fn stream_logs(
             .docker
             .logs(id, Some(b.build()))
             .map(move |item| {
-                item.map(|out| {
-                    let stderr = matches!(out, LogOutput::StdErr { .. });
-                    LogLine {
-                        service: service.clone(),
-                        stderr,
-                        text: out.to_string(),
-                    }
+                item.map(|out| LogLine {
+                    service: service.clone(),
+                    text: out.to_string(),
                 })
                 .map_err(|e| Error::engine(format!("logs of {service}"), e))
             })

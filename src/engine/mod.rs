@@ -136,24 +136,22 @@ impl Engine {
             .collect())
     }
 
-    /// Fills in each named container's environment, for recreate reasons that name the variable.
-    pub async fn fill_environment(&self, containers: &mut [ObservedContainer]) -> Result<()> {
-        for c in containers {
-            let inspect = self
-                .docker
-                .inspect_container(&c.id, None::<InspectContainerOptions>)
-                .await
-                .map_err(|e| Error::engine(format!("container {}", c.name), e))?;
-            let env = inspect.config.and_then(|c| c.env).unwrap_or_default();
-            c.environment = Some(
-                env.into_iter()
-                    .filter_map(|kv| {
-                        kv.split_once('=')
-                            .map(|(k, v)| (k.to_string(), v.to_string()))
-                    })
-                    .collect(),
-            );
-        }
+    /// Reads a container's environment, for a recreate reason that names the variable.
+    pub async fn fill_environment(&self, c: &mut ObservedContainer) -> Result<()> {
+        let inspect = self
+            .docker
+            .inspect_container(&c.id, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| Error::engine(format!("container {}", c.name), e))?;
+        let env = inspect.config.and_then(|c| c.env).unwrap_or_default();
+        c.environment = Some(
+            env.into_iter()
+                .filter_map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                })
+                .collect(),
+        );
         Ok(())
     }
 
