@@ -12,7 +12,7 @@ pub struct StageSpec {
     /// Services in the order the stage lists them.
     pub services: Vec<Service>,
     /// Servers the stage runs on; empty for a local stage.
-    pub servers: Vec<String>,
+    pub servers: Vec<Server>,
     /// `protect` refuses `down --destroy`.
     pub protect: bool,
 }
@@ -20,6 +20,26 @@ pub struct StageSpec {
 impl StageSpec {
     pub fn is_local(&self) -> bool {
         self.servers.is_empty()
+    }
+
+    /// The services placed on one server: every service when the stage has a single server.
+    pub fn services_on(&self, server: &Server) -> Vec<&Service> {
+        if self.servers.len() == 1 {
+            return self.services.iter().collect();
+        }
+        self.services
+            .iter()
+            .filter(|s| server.services.contains(&s.name))
+            .collect()
+    }
+
+    /// The stage narrowed to one server's services, for the container engine on that server.
+    pub fn for_server(&self, server: &Server) -> StageSpec {
+        StageSpec {
+            services: self.services_on(server).into_iter().cloned().collect(),
+            servers: vec![server.clone()],
+            ..self.clone()
+        }
     }
 
     pub fn service(&self, name: &str) -> Option<&Service> {
@@ -153,4 +173,49 @@ impl RestartPolicy {
     pub fn as_str(self) -> &'static str {
         Self::NAMES[self as usize]
     }
+}
+
+/// A machine a remote stage owns or borrows.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Server {
+    pub name: String,
+    pub provider: ServerProvider,
+    pub ssh: SshSettings,
+    /// Services placed here; empty means all (a stage with one server).
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "provider", rename_all = "kebab-case")]
+pub enum ServerProvider {
+    /// Created, powered and deleted by fleet through the Sakura Cloud API.
+    SakuraCloud {
+        zone: String,
+        core: u32,
+        memory_gb: u32,
+        disk_gb: u32,
+        /// e.g. `ubuntu-24.04`, resolved to the zone's public archive by tag.
+        os: String,
+        /// Public key installed on the disk at creation.
+        ssh_public_key: std::path::PathBuf,
+    },
+    /// A machine the user brings: never created, powered or deleted.
+    Host { address: String },
+}
+
+impl ServerProvider {
+    pub fn label(&self) -> String {
+        match self {
+            ServerProvider::SakuraCloud { zone, .. } => format!("sakura-cloud ({zone})"),
+            ServerProvider::Host { .. } => "host".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SshSettings {
+    pub user: String,
+    pub port: u16,
+    /// Private key; None lets ssh use its own configuration and agent.
+    pub identity: Option<std::path::PathBuf>,
 }

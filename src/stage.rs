@@ -42,7 +42,11 @@ fn require_local(spec: &StageSpec, verb: &str) -> Result<()> {
         format!(
             "stage `{}` runs on servers ({}); `{verb}` of remote stages is not implemented in this version",
             spec.name,
-            spec.servers.join(", ")
+            spec.servers
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         "nothing was changed; remote stages (Sakura Cloud, SSH hosts) are on the roadmap in the README",
     ))

@@ -534,11 +534,17 @@ fn dry_run_prints_plan_and_changes_nothing() {
 fn remote_stage_never_runs_on_the_local_engine() {
     let p = Project::new(
         "remote",
-        &(STACK.to_string() + "\nstage \"dev\" { server \"creo-dev-01\"; service \"db\" }\n"),
+        // Port 9 on loopback: nothing answers, so the server is unreachable.
+        &(STACK.to_string()
+            + "\nstage \"dev\" {\n  server \"box-1\" { provider \"host\"; address \"127.0.0.1\"; ssh port=9 }\n  service \"db\"\n}\n"),
     );
     let r = p.fleet(&["up", "dev"]);
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stderr.contains("not implemented"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("box-1"),
+        "the error names the server: {}",
+        r.stderr
+    );
     assert!(
         p.containers().is_empty(),
         "a remote stage started containers locally"

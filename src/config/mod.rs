@@ -3,6 +3,7 @@
 mod diagnostic;
 mod interpolate;
 mod reader;
+mod server_reader;
 mod validate;
 
 pub use diagnostic::{ConfigError, ConfigErrors, SourceFile, suggest};
@@ -84,7 +85,8 @@ impl Config {
             warnings,
         };
         // Unknown top-level nodes and duplicate names are checked once, for every command.
-        let errors = reader::check_structure(&config);
+        let mut errors = reader::check_structure(&config);
+        errors.extend(server_reader::check_providers(&config));
         if errors.is_empty() {
             Ok(config)
         } else {

@@ -166,7 +166,12 @@ pub fn check_structure(config: &Config) -> Vec<ConfigError> {
     errs
 }
 
-fn unknown_node(src: &SourceFile, node: &KdlNode, place: &str, known: &[&str]) -> ConfigError {
+pub(super) fn unknown_node(
+    src: &SourceFile,
+    node: &KdlNode,
+    place: &str,
+    known: &[&str],
+) -> ConfigError {
     let name = node.name().value();
     let err = ConfigError::new(
         src,
@@ -266,8 +271,8 @@ pub fn read_stage(
                 }
             }
             "server" => {
-                if let Some(name) = node.entries().first().and_then(|e| e.value().as_string()) {
-                    spec.servers.push(name.to_string());
+                if let Some(server) = r.stage_server(config, node) {
+                    spec.servers.push(server);
                 }
             }
             "protect" => spec.protect = r.flag(node).unwrap_or(true),
@@ -287,7 +292,7 @@ pub fn read_stage(
     }
 }
 
-fn children(node: &KdlNode) -> impl Iterator<Item = &KdlNode> {
+pub(super) fn children(node: &KdlNode) -> impl Iterator<Item = &KdlNode> {
     node.children().into_iter().flat_map(|d| d.nodes().iter())
 }
 
@@ -300,19 +305,19 @@ struct Draft {
     environment: BTreeMap<String, String>,
 }
 
-struct Reader<'a> {
-    src: &'a SourceFile,
-    dir: &'a Path,
-    vars: Vars,
-    errors: Vec<ConfigError>,
+pub(super) struct Reader<'a> {
+    pub(super) src: &'a SourceFile,
+    pub(super) dir: &'a Path,
+    pub(super) vars: Vars,
+    pub(super) errors: Vec<ConfigError>,
 }
 
 impl Reader<'_> {
-    fn push(&mut self, e: ConfigError) {
+    pub(super) fn push(&mut self, e: ConfigError) {
         self.errors.push(e);
     }
 
-    fn error(&mut self, span: SourceSpan, message: impl Into<String>) {
+    pub(super) fn error(&mut self, span: SourceSpan, message: impl Into<String>) {
         self.errors.push(ConfigError::new(self.src, span, message));
     }
 
@@ -350,14 +355,14 @@ impl Reader<'_> {
         vars
     }
 
-    fn args<'n>(&self, node: &'n KdlNode) -> Vec<&'n KdlEntry> {
+    pub(super) fn args<'n>(&self, node: &'n KdlNode) -> Vec<&'n KdlEntry> {
         node.entries()
             .iter()
             .filter(|e| e.name().is_none())
             .collect()
     }
 
-    fn prop<'n>(&self, node: &'n KdlNode, key: &str) -> Option<&'n KdlEntry> {
+    pub(super) fn prop<'n>(&self, node: &'n KdlNode, key: &str) -> Option<&'n KdlEntry> {
         node.entries()
             .iter()
             .rev()
@@ -365,7 +370,7 @@ impl Reader<'_> {
     }
 
     /// Rejects properties the node does not take.
-    fn check_props(&mut self, node: &KdlNode, allowed: &[&str]) {
+    pub(super) fn check_props(&mut self, node: &KdlNode, allowed: &[&str]) {
         for e in node.entries() {
             let Some(key) = e.name() else { continue };
             if !allowed.contains(&key.value()) {
@@ -390,7 +395,7 @@ impl Reader<'_> {
     }
 
     /// A string value with variables resolved.
-    fn string(&mut self, entry: &KdlEntry) -> Option<String> {
+    pub(super) fn string(&mut self, entry: &KdlEntry) -> Option<String> {
         match entry.value() {
             KdlValue::String(s) => match interpolate(s, &self.vars) {
                 Ok(v) => Some(v),
@@ -418,7 +423,7 @@ impl Reader<'_> {
     }
 
     /// A string taken literally (names), without interpolation.
-    fn plain_string(&mut self, entry: &KdlEntry) -> Option<String> {
+    pub(super) fn plain_string(&mut self, entry: &KdlEntry) -> Option<String> {
         match entry.value() {
             KdlValue::String(s) => Some(s.clone()),
             other => {
@@ -428,7 +433,7 @@ impl Reader<'_> {
         }
     }
 
-    fn type_error(&mut self, entry: &KdlEntry, expected: &str, got: &KdlValue) {
+    pub(super) fn type_error(&mut self, entry: &KdlEntry, expected: &str, got: &KdlValue) {
         let got = match got {
             KdlValue::String(_) => "a string",
             KdlValue::Integer(_) => "an integer",
@@ -446,7 +451,7 @@ impl Reader<'_> {
         );
     }
 
-    fn one_arg<'n>(&mut self, node: &'n KdlNode) -> Option<&'n KdlEntry> {
+    pub(super) fn one_arg<'n>(&mut self, node: &'n KdlNode) -> Option<&'n KdlEntry> {
         self.check_props(node, &[]);
         self.no_children(node);
         let args = self.args(node);
@@ -460,12 +465,12 @@ impl Reader<'_> {
         Some(args[0])
     }
 
-    fn one_string(&mut self, node: &KdlNode) -> Option<String> {
+    pub(super) fn one_string(&mut self, node: &KdlNode) -> Option<String> {
         let e = self.one_arg(node)?;
         self.string(e)
     }
 
-    fn no_children(&mut self, node: &KdlNode) {
+    pub(super) fn no_children(&mut self, node: &KdlNode) {
         if let Some(c) = node.children() {
             self.error(
                 c.span(),
@@ -496,7 +501,13 @@ impl Reader<'_> {
         }
     }
 
-    fn integer(&mut self, entry: &KdlEntry, min: i128, max: i128, what: &str) -> Option<i128> {
+    pub(super) fn integer(
+        &mut self,
+        entry: &KdlEntry,
+        min: i128,
+        max: i128,
+        what: &str,
+    ) -> Option<i128> {
         let value = match entry.value() {
             KdlValue::Integer(i) => *i,
             // A port may come from a variable: `host="${WEB_PORT:-8080}"`.
@@ -962,7 +973,7 @@ fn read_env_file(path: &Path) -> std::result::Result<Vec<(String, String)>, Stri
 }
 
 /// `/a/./b/../c` → `/a/c`, without touching the filesystem (the path may not exist yet).
-fn normalize(path: &Path) -> PathBuf {
+pub(super) fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in path.components() {
         match c {

@@ -319,3 +319,101 @@ fn validate_all_reports_every_stage_once() {
     };
     assert_eq!(errs.errors.len(), 1);
 }
+
+const REMOTE: &str = r#"
+providers { sakura-cloud zone="tk1a" }
+server "app-1" {
+    provider "sakura-cloud"
+    plan "4core-8gb"
+    disk size=100 os="ubuntu-24.04"
+    ssh-key "./keys/id.pub"
+    ssh port=2222 identity="./keys/id"
+}
+service "api"
+service "db"
+stage "dev" {
+    server "app-1"
+    service "api" "db"
+}
+stage "pre" {
+    server "web-1" { provider "host"; address "203.0.113.5"; services "api" }
+    server "db-1" { provider "host"; address "203.0.113.6"; services "db" }
+    service "api" "db"
+}
+"#;
+
+#[test]
+fn reads_servers_by_reference_and_inline() {
+    let cfg = load(REMOTE);
+    let dev = cfg.stage("dev").unwrap();
+    assert!(!dev.is_local());
+    let s = &dev.servers[0];
+    assert_eq!(
+        s.provider,
+        crate::model::ServerProvider::SakuraCloud {
+            zone: "tk1a".into(),
+            core: 4,
+            memory_gb: 8,
+            disk_gb: 100,
+            os: "ubuntu-24.04".into(),
+            ssh_public_key: "/proj/keys/id.pub".into(),
+        }
+    );
+    assert_eq!((s.ssh.user.as_str(), s.ssh.port), ("ubuntu", 2222));
+    assert_eq!(dev.services_on(s).len(), 2);
+    let pre = cfg.stage("pre").unwrap();
+    assert_eq!(
+        pre.servers[1].provider,
+        crate::model::ServerProvider::Host {
+            address: "203.0.113.6".into()
+        }
+    );
+    assert_eq!(pre.servers[0].ssh.user, "root");
+    let on_db: Vec<&str> = pre
+        .services_on(&pre.servers[1])
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(on_db, ["db"]);
+}
+
+#[test]
+fn error_service_placed_on_no_server() {
+    let text = REMOTE.replace("services \"db\" }", "}");
+    let (msg, _, _) = stage_error(&text, "pre");
+    assert_eq!(msg, "service `db` is placed on no server of stage `pre`");
+}
+
+#[test]
+fn error_service_placed_twice() {
+    let text = REMOTE.replace("services \"db\" }", "services \"db\" \"api\" }");
+    let (msg, _, _) = stage_error(&text, "pre");
+    assert_eq!(
+        msg,
+        "service `api` is placed on several servers: web-1, db-1"
+    );
+}
+
+#[test]
+fn error_server_without_provider_and_unknown_provider() {
+    let (msg, _, _) = stage_error(
+        "server \"a\" { plan core=1 memory=1 }\nstage \"dev\" { server \"a\" }",
+        "dev",
+    );
+    assert_eq!(msg, "server `a` needs a provider");
+    let (msg, _, help) = stage_error(
+        "server \"a\" { provider \"sakura-clod\" }\nstage \"dev\" { server \"a\" }",
+        "dev",
+    );
+    assert_eq!(msg, "unknown provider `sakura-clod`");
+    assert_eq!(help.as_deref(), Some("did you mean `sakura-cloud`?"));
+}
+
+#[test]
+fn error_sakura_server_without_zone() {
+    let (msg, _, _) = stage_error(
+        "server \"a\" { provider \"sakura-cloud\" }\nstage \"dev\" { server \"a\" }",
+        "dev",
+    );
+    assert_eq!(msg, "provider `sakura-cloud` needs a zone");
+}

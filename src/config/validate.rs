@@ -7,6 +7,73 @@ use crate::model::StageSpec;
 use crate::plan::graph;
 use std::collections::HashMap;
 
+/// With several servers each service names its server; one server takes every service.
+fn check_placement(
+    config: &Config,
+    stage: &str,
+    spec: &StageSpec,
+    spans: &Spans,
+    errors: &mut Vec<ConfigError>,
+) {
+    let src = &config.source;
+    if spec.servers.is_empty() || (spec.servers.len() == 1 && spec.servers[0].services.is_empty()) {
+        return;
+    }
+    for server in &spec.servers {
+        for name in &server.services {
+            if spec.service(name).is_none() {
+                let span = spec
+                    .services
+                    .first()
+                    .and_then(|s| spans.service_ref.get(&s.name))
+                    .copied()
+                    .unwrap_or((0, 0).into());
+                errors.push(
+                    ConfigError::new(src, span, format!("server `{}` lists service `{name}`, which is not in stage `{stage}`", server.name))
+                        .help(format!("add `service \"{name}\"` to the stage or remove it from the server's `services`")),
+                );
+            }
+        }
+    }
+    for svc in &spec.services {
+        let hosts: Vec<&str> = spec
+            .servers
+            .iter()
+            .filter(|s| s.services.contains(&svc.name))
+            .map(|s| s.name.as_str())
+            .collect();
+        let span = spans.service_ref[&svc.name];
+        match hosts.as_slice() {
+            [_] => {}
+            [] => errors.push(
+                ConfigError::new(
+                    src,
+                    span,
+                    format!(
+                        "service `{}` is placed on no server of stage `{stage}`",
+                        svc.name
+                    ),
+                )
+                .label("placed nowhere")
+                .help("list it in one server's `services`"),
+            ),
+            many => errors.push(
+                ConfigError::new(
+                    src,
+                    span,
+                    format!(
+                        "service `{}` is placed on several servers: {}",
+                        svc.name,
+                        many.join(", ")
+                    ),
+                )
+                .label("placed twice")
+                .help("list each service in exactly one server's `services`"),
+            ),
+        }
+    }
+}
+
 pub fn validate(config: &Config, stage: &str, spec: &StageSpec, spans: &Spans) -> Vec<ConfigError> {
     let src = &config.source;
     let mut errors = Vec::new();
@@ -58,6 +125,8 @@ pub fn validate(config: &Config, stage: &str, spec: &StageSpec, spans: &Spans) -
             .help("remove one of these depends_on entries"),
         );
     }
+
+    check_placement(config, stage, spec, spans, &mut errors);
 
     let mut used: HashMap<(String, u16, &str), String> = HashMap::new();
     for svc in &spec.services {
