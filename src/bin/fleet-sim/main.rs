@@ -1,0 +1,154 @@
+//! `fleet-sim`: a local stand-in for the Sakura Cloud IaaS API (v1.1), for tests and demos.
+//!
+//! It serves the subset `fleet` uses in the documented wire format (Basic auth, `?{json}` find
+//! queries, envelopes, real error codes) from memory, runs timed state machines (disk copy,
+//! boot, shutdown), and ties each server's power to a real SSH endpoint: a booted server gets a
+//! TCP proxy on its own loopback address that forwards to `--ssh-target`, and powering it off
+//! closes the proxy, so the host really becomes unreachable.
+//!
+//! Control endpoints (no auth): `GET /_sim/requests` (counts by method and path),
+//! `POST /_sim/faults` (inject faults), `GET /_sim/state` (servers and disks).
+
+mod world;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use clap::Parser;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use world::{Faults, Settings, World};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fleet-sim",
+    about = "Local Sakura Cloud API simulator for fleet"
+)]
+struct Args {
+    /// Address to serve on; port 0 picks a free one (printed on stdout)
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Access token the API accepts (Basic auth user)
+    #[arg(long, env = "SAKURACLOUD_ACCESS_TOKEN", default_value = "sim-token")]
+    token: String,
+    /// Access token secret (Basic auth password)
+    #[arg(
+        long,
+        env = "SAKURACLOUD_ACCESS_TOKEN_SECRET",
+        default_value = "sim-secret"
+    )]
+    secret: String,
+    /// Where a booted server's SSH port leads (a real sshd)
+    #[arg(long)]
+    ssh_target: Option<SocketAddr>,
+    /// Port each server listens on for SSH, on its own loopback address
+    #[arg(long, default_value_t = 2222)]
+    ssh_port: u16,
+    #[arg(long, default_value_t = 800)]
+    boot_ms: u64,
+    #[arg(long, default_value_t = 400)]
+    shutdown_ms: u64,
+    #[arg(long, default_value_t = 800)]
+    disk_copy_ms: u64,
+    /// Artificial latency added to every API response
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+}
+
+type Shared = Arc<Mutex<World>>;
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let settings = Settings {
+        token: args.token,
+        secret: args.secret,
+        ssh_target: args.ssh_target,
+        ssh_port: args.ssh_port,
+        boot: Duration::from_millis(args.boot_ms),
+        shutdown: Duration::from_millis(args.shutdown_ms),
+        disk_copy: Duration::from_millis(args.disk_copy_ms),
+        latency: Duration::from_millis(args.latency_ms),
+    };
+    let world: Shared = Arc::new(Mutex::new(World::new(settings)));
+    let ticker = world.clone();
+    tokio::spawn(async move {
+        // State machines advance on a short tick, like the SDK's fake driver.
+        loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            ticker.lock().unwrap_or_else(|e| e.into_inner()).tick();
+        }
+    });
+    let app = Router::new()
+        .route("/_sim/requests", get(requests))
+        .route("/_sim/faults", post(faults))
+        .route("/_sim/state", get(state))
+        .fallback(api)
+        .with_state(world);
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("fleet-sim: cannot listen on {}: {e}", args.listen);
+            std::process::exit(1);
+        }
+    };
+    let addr = listener.local_addr().expect("bound address");
+    println!("listening on http://{addr}");
+    println!("SAKURACLOUD_API_ROOT_URL=http://{addr}/cloud/zone");
+    if let Err(e) = axum::serve(listener, app).await {
+        eprintln!("fleet-sim: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn requests(State(world): State<Shared>) -> Response {
+    let counts = world
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .counts
+        .clone();
+    axum::Json(counts).into_response()
+}
+
+async fn state(State(world): State<Shared>) -> Response {
+    let snapshot = world.lock().unwrap_or_else(|e| e.into_inner()).snapshot();
+    axum::Json(snapshot).into_response()
+}
+
+async fn faults(State(world): State<Shared>, body: Bytes) -> Response {
+    match serde_json::from_slice::<Faults>(&body) {
+        Ok(f) => {
+            world.lock().unwrap_or_else(|e| e.into_inner()).faults = f;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
+async fn api(
+    State(world): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (latency, delay) = {
+        let mut w = world.lock().unwrap_or_else(|e| e.into_inner());
+        (
+            w.settings.latency,
+            w.take_response_delay(&method, uri.path()),
+        )
+    };
+    tokio::time::sleep(latency).await;
+    let (status, json) = world
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .handle(&method, &uri, &headers, &body);
+    // A lost response: the work above is done, but the client gives up before hearing of it.
+    tokio::time::sleep(delay).await;
+    (status, axum::Json(json)).into_response()
+}
