@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, and end-to-end tests against this machine's real Docker engine.
-# Needs: the Rust toolchain and a running Docker engine. No registry access: the test image is
+# Needs: the Rust toolchain and a running Docker engine (plus OpenSSH, installed here when missing). No registry access: the test image is
 # built locally from Debian's busybox-static (installed with apt-get when missing and root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,4 +9,15 @@ if ! docker info >/dev/null 2>&1; then
     exit 1
 fi
 scripts/build-busybox-image.sh
+# Remote-stage tests run a real OpenSSH server on loopback as the "booted server".
+if [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing Debian's openssh-server and openssh-client (needed by the remote-stage tests)…" >&2
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null
+    else
+        echo "error: the remote-stage tests need sshd and ssh: apt-get install openssh-server openssh-client" >&2
+        exit 1
+    fi
+fi
 cargo test --locked --all-targets

@@ -263,7 +263,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         }
         StageCommand::Status(a) => {
             let spec = resolve(&cfg, &a.stage)?;
-            stage::status(&spec, a.format, &ui).await?;
+            stage::status(&cfg, &spec, a.format, &ui).await?;
         }
         StageCommand::Ps(a) => {
             let spec = match &a.stage.stage {
@@ -280,7 +280,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 since: a.since.as_deref().map(parse_since).transpose()?,
                 timestamps: a.timestamps,
             };
-            stage::logs(&spec, &a.service, &opts, &ui).await?;
+            stage::logs(&cfg, &spec, &a.service, &opts, &ui).await?;
         }
     }
     Ok(0)

@@ -26,7 +26,11 @@ pub struct Ui {
 
 /// Plan lines coloured like Terraform's: green add, yellow change, red destroy.
 pub fn action_line(action: &Action) -> String {
-    let text = render_action(action);
+    colour_plan_line(render_action(action))
+}
+
+/// Colours any plan-style line by its leading symbol.
+pub fn colour_plan_line(text: String) -> String {
     match text.split_once(' ').map(|(sym, _)| sym) {
         Some("+") => text.green().to_string(),
         Some("~") => text.yellow().to_string(),
@@ -93,6 +97,15 @@ impl Ui {
             self.line(action_line(a));
         }
         self.line(PlanSummary::of(plan).to_string());
+    }
+
+    /// Progress from the server providers: action lines like the plan's, and notes.
+    pub fn infra_progress(&self) -> crate::infra::Progress {
+        let ui = *self;
+        Arc::new(move |event| match event {
+            crate::infra::InfraEvent::Action(line) => ui.line(colour_plan_line(line)),
+            crate::infra::InfraEvent::Note(text) => ui.note(text),
+        })
     }
 
     /// Progress from the engine: the action lines as they run, spinners for long waits on a TTY.

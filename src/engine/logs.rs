@@ -23,11 +23,14 @@ pub struct LogLine {
 }
 
 /// One stream over every (service, container id) given; with `follow` it runs until all end.
+/// Log lines of several containers, merged; owns its engine client.
+pub type LogStream = BoxStream<'static, Result<LogLine>>;
+
 pub fn stream_logs(
     engine: &Engine,
     containers: &[(String, String)],
     opts: &LogOptions,
-) -> BoxStream<'static, Result<LogLine>> {
+) -> LogStream {
     let mut all: SelectAll<BoxStream<'static, Result<LogLine>>> = SelectAll::new();
     for (service, id) in containers {
         let mut b = LogsOptionsBuilder::new()

@@ -7,7 +7,7 @@ mod logs;
 
 pub use container_spec::create_body;
 pub use converge::{Event, Events, PullPolicy, down, up};
-pub use logs::{LogLine, LogOptions, stream_logs};
+pub use logs::{LogLine, LogOptions, LogStream, stream_logs};
 
 use crate::error::{Error, Result};
 use crate::model::StageSpec;

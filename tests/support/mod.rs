@@ -1,6 +1,8 @@
 //! A small builder for end-to-end tests: a temp project, the real `fleet` binary, the real engine.
 #![allow(dead_code)]
 
+pub mod remote;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -24,6 +26,8 @@ pub fn ensure_image() {
 pub struct Project {
     pub dir: tempfile::TempDir,
     pub name: String,
+    /// Extra environment for every `fleet` run (credentials, API root, test timings).
+    pub env: Vec<(String, String)>,
 }
 
 impl Project {
@@ -33,7 +37,11 @@ impl Project {
         let name = format!("t{}-{}", std::process::id(), test.replace('_', "-"));
         let name: String = name.chars().take(50).collect();
         let dir = tempfile::tempdir().expect("tempdir");
-        let p = Self { dir, name };
+        let p = Self {
+            dir,
+            name,
+            env: Vec::new(),
+        };
         p.write(kdl);
         p
     }
@@ -55,7 +63,9 @@ impl Project {
             .current_dir(self.path())
             .env("NO_COLOR", "1")
             .env("FLEET_LOCK_DIR", self.path().join(".locks"))
-            .env_remove("FLEET_STAGE");
+            .env_remove("FLEET_STAGE")
+            .env("FLEET_STATE_DIR", self.path().join(".state"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 

@@ -97,8 +97,11 @@ async fn main() {
         }
     };
     let addr = listener.local_addr().expect("bound address");
+    // One line on stdout (tests read it); the hint for people goes to stderr.
     println!("listening on http://{addr}");
-    println!("SAKURACLOUD_API_ROOT_URL=http://{addr}/cloud/zone");
+    eprintln!(
+        "fleet-sim: point fleet at it with SAKURACLOUD_API_ROOT_URL=http://{addr}/cloud/zone"
+    );
     if let Err(e) = axum::serve(listener, app).await {
         eprintln!("fleet-sim: {e}");
         std::process::exit(1);

@@ -1,4 +1,7 @@
 //! The stage orchestrator: `up`, `down`, `status`, `ps`, `logs` composed from the layers.
+//! Local stages run here; remote stages (`remote.rs`) add servers and SSH around the same steps.
+
+mod remote;
 
 use crate::config::Config;
 use crate::engine::{self, Engine, LogOptions, PullPolicy};
@@ -31,25 +34,6 @@ pub struct DownOptions {
     pub dry_run: bool,
     pub format: Format,
     pub lock_wait: Option<Duration>,
-}
-
-/// A remote stage must never fall back to this machine's engine.
-fn require_local(spec: &StageSpec, verb: &str) -> Result<()> {
-    if spec.is_local() {
-        return Ok(());
-    }
-    Err(Error::failed_help(
-        format!(
-            "stage `{}` runs on servers ({}); `{verb}` of remote stages is not implemented in this version",
-            spec.name,
-            spec.servers
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        "nothing was changed; remote stages (Sakura Cloud, SSH hosts) are on the roadmap in the README",
-    ))
 }
 
 /// Takes the stage lock (not for a dry run, which changes nothing) and connects to the engine.
@@ -136,29 +120,53 @@ pub async fn plan_up(
 }
 
 pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<Plan> {
-    require_local(spec, "up")?;
+    if !spec.is_local() {
+        return remote::up(config, spec, opts, ui).await;
+    }
     let (_lock, engine) =
         lock_and_connect(config, spec, "up", opts.dry_run, opts.lock_wait).await?;
-    let (plan, observed, images) = plan_up(&engine, spec, opts, ui).await?;
-    ui.orphan_warnings(&plan);
-    if opts.dry_run {
-        print_plan(&plan, opts.format, ui);
-        return Ok(plan);
+    let plan = converge_containers(&engine, spec, opts, ui).await?;
+    if !opts.dry_run {
+        report_up(spec, &plan, 0, ui);
     }
-    if plan.is_empty() {
-        ui.line(format!("Stage {} is up to date; nothing to do.", spec.name));
-        return Ok(plan);
-    }
-    engine::up(&engine, spec, &plan, &observed, &images, ui.events()).await?;
-    let s = PlanSummary::of(&plan);
-    ui.line(format!(
-        "Stage {} is up: {} added, {} changed, {} replaced, {} destroyed.",
-        spec.name, s.add, s.change, s.replace, s.destroy
-    ));
     Ok(plan)
 }
 
-fn print_plan(plan: &Plan, format: Format, ui: &Ui) {
+/// Plans and (unless a dry run) applies the containers of a stage on one engine.
+pub(crate) async fn converge_containers(
+    engine: &Engine,
+    spec: &StageSpec,
+    opts: &UpOptions,
+    ui: &Ui,
+) -> Result<Plan> {
+    let (plan, observed, images) = plan_up(engine, spec, opts, ui).await?;
+    ui.orphan_warnings(&plan);
+    if opts.dry_run {
+        print_plan(&plan, opts.format, ui);
+    } else if !plan.is_empty() {
+        engine::up(engine, spec, &plan, &observed, &images, ui.events()).await?;
+    }
+    Ok(plan)
+}
+
+/// The closing line of an `up`; `infra_changes` counts server actions.
+pub(crate) fn report_up(spec: &StageSpec, plan: &Plan, infra_changes: usize, ui: &Ui) {
+    if plan.is_empty() && infra_changes == 0 {
+        ui.line(format!("Stage {} is up to date; nothing to do.", spec.name));
+        return;
+    }
+    let s = PlanSummary::of(plan);
+    ui.line(format!(
+        "Stage {} is up: {} added, {} changed, {} replaced, {} destroyed.",
+        spec.name,
+        s.add,
+        s.change + infra_changes,
+        s.replace,
+        s.destroy
+    ));
+}
+
+pub(crate) fn print_plan(plan: &Plan, format: Format, ui: &Ui) {
     match format {
         Format::Json => ui.json(&json!({
             "schema": 1,
@@ -196,18 +204,13 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
             ),
         ));
     }
-    require_local(spec, "down")?;
+    if !spec.is_local() {
+        return remote::down(config, spec, opts, ui).await;
+    }
     let (_lock, engine) =
         lock_and_connect(config, spec, "down", opts.dry_run, opts.lock_wait).await?;
     let observed = engine.observe(spec).await?;
-    let mode = if opts.destroy {
-        DownMode::Destroy {
-            volumes: opts.volumes,
-        }
-    } else {
-        DownMode::Stop
-    };
-    let plan = plan::plan_down(spec, &observed, mode);
+    let plan = plan::plan_down(spec, &observed, down_mode(opts));
     if opts.dry_run {
         print_plan(&plan, opts.format, ui);
         return Ok(plan);
@@ -220,7 +223,7 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
         return Ok(plan);
     }
     if opts.destroy && !opts.yes {
-        confirm_destroy(spec, &plan, ui)?;
+        confirm_destroy(spec, &removals(&plan), ui)?;
     }
     engine::down(&engine, spec, &plan, &observed, ui.events()).await?;
     let verb = if opts.destroy { "destroyed" } else { "down" };
@@ -228,8 +231,34 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
     Ok(plan)
 }
 
+pub(crate) fn down_mode(opts: &DownOptions) -> DownMode {
+    if opts.destroy {
+        DownMode::Destroy {
+            volumes: opts.volumes,
+        }
+    } else {
+        DownMode::Stop
+    }
+}
+
+/// The lines of a plan that delete something, for the destroy confirmation.
+pub(crate) fn removals(plan: &Plan) -> Vec<String> {
+    plan.actions
+        .iter()
+        .filter(|a| {
+            matches!(
+                a,
+                Action::RemoveContainer { .. }
+                    | Action::RemoveNetwork { .. }
+                    | Action::RemoveVolume { .. }
+            )
+        })
+        .map(ui::action_line)
+        .collect()
+}
+
 /// Lists exactly what will be deleted; refuses without a terminal (pass --yes).
-fn confirm_destroy(spec: &StageSpec, plan: &Plan, ui: &Ui) -> Result<()> {
+pub(crate) fn confirm_destroy(spec: &StageSpec, deletions: &[String], ui: &Ui) -> Result<()> {
     if !std::io::stdin().is_terminal() {
         return Err(Error::usage_help(
             format!(
@@ -240,15 +269,8 @@ fn confirm_destroy(spec: &StageSpec, plan: &Plan, ui: &Ui) -> Result<()> {
         ));
     }
     ui.line(format!("This will delete from stage {}:", spec.name));
-    for a in plan.actions.iter().filter(|a| {
-        matches!(
-            a,
-            Action::RemoveContainer { .. }
-                | Action::RemoveNetwork { .. }
-                | Action::RemoveVolume { .. }
-        )
-    }) {
-        ui.line(format!("  {}", ui::action_line(a)));
+    for line in deletions {
+        ui.line(format!("  {line}"));
     }
     match ui.confirm("Destroy these?") {
         Ok(true) => Ok(()),
@@ -257,27 +279,70 @@ fn confirm_destroy(spec: &StageSpec, plan: &Plan, ui: &Ui) -> Result<()> {
     }
 }
 
-/// The stage's overall state from its services'.
-fn overall(spec: &StageSpec, observed: &plan::ObservedStage) -> &'static str {
-    let containers: Vec<_> = spec
-        .services
+/// What `status` shows of one service.
+pub(crate) struct ServiceRow {
+    name: String,
+    oneshot: bool,
+    container: Option<plan::ObservedContainer>,
+    /// Seconds since the container started, when running.
+    uptime: Option<i64>,
+}
+
+/// Each service of `spec` as one engine reports it.
+pub(crate) async fn service_rows(engine: &Engine, spec: &StageSpec) -> Result<Vec<ServiceRow>> {
+    let observed = engine.observe(spec).await?;
+    let now = jiff::Timestamp::now().as_second();
+    let rows = spec.services.iter().map(|svc| {
+        let c = observed.container(&svc.name).cloned();
+        async move {
+            let uptime = match &c {
+                Some(c) if c.state.is_running() => engine
+                    .started_at(&c.id)
+                    .await?
+                    .and_then(|s| s.parse::<jiff::Timestamp>().ok())
+                    .map(|t| now - t.as_second()),
+                _ => None,
+            };
+            Ok::<_, Error>(ServiceRow {
+                name: svc.name.clone(),
+                oneshot: svc.oneshot,
+                container: c,
+                uptime,
+            })
+        }
+    });
+    futures_util::future::try_join_all(rows).await
+}
+
+/// Rows for services whose server cannot be asked (powered off or not created).
+pub(crate) fn unknown_rows(spec: &StageSpec) -> Vec<ServiceRow> {
+    spec.services
         .iter()
-        .map(|s| (s, observed.container(&s.name)))
-        .collect();
-    if containers.iter().all(|(_, c)| c.is_none()) {
+        .map(|s| ServiceRow {
+            name: s.name.clone(),
+            oneshot: s.oneshot,
+            container: None,
+            uptime: None,
+        })
+        .collect()
+}
+
+/// The stage's overall state from its services'.
+pub(crate) fn overall(rows: &[ServiceRow]) -> &'static str {
+    if rows.iter().all(|r| r.container.is_none()) {
         return "not created";
     }
-    let ok = |(s, c): &(&crate::model::Service, Option<&plan::ObservedContainer>)| {
-        c.is_some_and(|c| {
+    let ok = |r: &ServiceRow| {
+        r.container.as_ref().is_some_and(|c| {
             (c.state.is_running() && c.health.as_deref() != Some("unhealthy"))
-                || (s.oneshot && c.state == plan::RunState::Exited(0))
+                || (r.oneshot && c.state == plan::RunState::Exited(0))
         })
     };
-    if containers.iter().all(ok) {
+    if rows.iter().all(ok) {
         "running"
-    } else if containers
+    } else if rows
         .iter()
-        .any(|(_, c)| c.is_some_and(|c| c.state.is_running()))
+        .any(|r| r.container.as_ref().is_some_and(|c| c.state.is_running()))
     {
         "degraded"
     } else {
@@ -285,52 +350,70 @@ fn overall(spec: &StageSpec, observed: &plan::ObservedStage) -> &'static str {
     }
 }
 
-pub async fn status(spec: &StageSpec, format: Format, ui: &Ui) -> Result<()> {
-    require_local(spec, "status")?;
-    let engine = Engine::connect_local().await?;
-    let observed = engine.observe(spec).await?;
-    let now = jiff::Timestamp::now();
-    let mut rows = Vec::new();
-    for svc in &spec.services {
-        let c = observed.container(&svc.name);
-        let uptime = match c {
-            Some(c) if c.state.is_running() => engine
-                .started_at(&c.id)
-                .await?
-                .and_then(|s| s.parse::<jiff::Timestamp>().ok())
-                .map(|t| now.as_second() - t.as_second()),
-            _ => None,
-        };
-        rows.push((svc, c, uptime));
-    }
-    let status = overall(spec, &observed);
+/// One server in the `Infrastructure:` section of `status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct ServerRow {
+    pub name: String,
+    pub provider: String,
+    pub status: String,
+    pub ip: Option<String>,
+    pub cpu: Option<u32>,
+    pub memory_gb: Option<u32>,
+}
+
+/// The seed's layout: stage, status, infrastructure (remote stages), services.
+pub(crate) fn print_status(
+    spec: &StageSpec,
+    status: &str,
+    servers: &[ServerRow],
+    rows: &[ServiceRow],
+    format: Format,
+    ui: &Ui,
+) {
+    let kind = if spec.is_local() { "local" } else { "remote" };
     if format == Format::Json {
         let services: Vec<_> = rows
             .iter()
-            .map(|(s, c, up)| {
+            .map(|r| {
+                let c = r.container.as_ref();
                 json!({
-                    "service": s.name,
+                    "service": r.name,
                     "state": c.map_or("not created".to_string(), |c| c.state.label()),
                     "health": c.and_then(|c| c.health.clone()),
-                    "uptime_seconds": up,
+                    "uptime_seconds": r.uptime,
                     "container": c.map(|c| c.name.clone()),
                 })
             })
             .collect();
-        ui.json(&json!({"schema": 1, "stage": spec.name, "type": "local", "status": status, "services": services}));
-        return Ok(());
+        ui.json(&json!({"schema": 1, "stage": spec.name, "type": kind, "status": status, "servers": servers, "services": services}));
+        return;
     }
     ui.line(format!("Stage: {}", spec.name));
-    ui.line("Type: local");
+    if spec.is_local() {
+        ui.line("Type: local");
+    }
     ui.line(format!("Status: {status}"));
+    if !servers.is_empty() {
+        ui.line("Infrastructure:");
+        for s in servers {
+            ui.line(format!("  Server: {}", s.name));
+            ui.line(format!("    Provider: {}", s.provider));
+            ui.line(format!("    Status: {}", s.status));
+            if let Some(ip) = &s.ip {
+                ui.line(format!("    IP: {ip}"));
+            }
+            if let Some(cpu) = s.cpu {
+                ui.line(format!("    CPU: {cpu} cores"));
+            }
+            if let Some(m) = s.memory_gb {
+                ui.line(format!("    Memory: {m} GB"));
+            }
+        }
+    }
     ui.line("Services:");
-    let width = spec
-        .services
-        .iter()
-        .map(|s| s.name.len())
-        .max()
-        .unwrap_or(0);
-    for (svc, c, up) in rows {
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0);
+    for r in rows {
+        let c = r.container.as_ref();
         let state = match c {
             None => "not created".to_string(),
             Some(c) => match &c.health {
@@ -338,27 +421,67 @@ pub async fn status(spec: &StageSpec, format: Format, ui: &Ui) -> Result<()> {
                 None => c.state.label(),
             },
         };
-        let uptime = up
+        let uptime = r
+            .uptime
             .map(|s| format!("  (up {})", ui::human_duration(s)))
             .unwrap_or_default();
         ui.line(format!(
             "  {} {:width$}  {state}{uptime}",
-            ui::status_mark(c, svc.oneshot),
-            svc.name
+            ui::status_mark(c, r.oneshot),
+            r.name
         ));
     }
+}
+
+pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) -> Result<()> {
+    if !spec.is_local() {
+        return remote::status(config, spec, format, ui).await;
+    }
+    let engine = Engine::connect_local().await?;
+    let rows = service_rows(&engine, spec).await?;
+    print_status(spec, overall(&rows), &[], &rows, format, ui);
     Ok(())
 }
 
-/// `ps` for one stage, or every local stage of the project.
+/// `ps` for one stage, or for every stage of the project (remote ones through their servers).
 pub async fn ps(config: &Config, stage: Option<&StageSpec>, format: Format, ui: &Ui) -> Result<()> {
-    if let Some(spec) = stage {
-        require_local(spec, "ps")?;
+    let stages: Vec<StageSpec> = match stage {
+        Some(s) => vec![s.clone()],
+        None => config
+            .stage_names()
+            .iter()
+            .filter_map(|name| match config.stage(name) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    ui.note(format!("stage {name} skipped: {e}"));
+                    None
+                }
+            })
+            .collect(),
+    };
+    let mut containers = Vec::new();
+    let local: Vec<&str> = stages
+        .iter()
+        .filter(|s| s.is_local())
+        .map(|s| s.name.as_str())
+        .collect();
+    if !local.is_empty() {
+        let engine = Engine::connect_local().await?;
+        let filter = if stage.is_some() {
+            Some(local[0])
+        } else {
+            None
+        };
+        let mut found = engine.containers(&config.project, filter).await?;
+        // A remote stage's containers are reported by its servers, not by this machine.
+        found.retain(|c| {
+            local.contains(&c.stage.as_str()) || stages.iter().all(|s| s.name != c.stage)
+        });
+        containers.extend(found);
     }
-    let engine = Engine::connect_local().await?;
-    let containers = engine
-        .containers(&config.project, stage.map(|s| s.name.as_str()))
-        .await?;
+    for spec in stages.iter().filter(|s| !s.is_local()) {
+        containers.extend(remote::containers(config, spec, ui).await?);
+    }
     let now = jiff::Timestamp::now().as_second();
     if format == Format::Json {
         let list: Vec<_> = containers
@@ -392,8 +515,13 @@ pub async fn ps(config: &Config, stage: Option<&StageSpec>, format: Format, ui: 
     Ok(())
 }
 
-pub async fn logs(spec: &StageSpec, services: &[String], opts: &LogOptions, ui: &Ui) -> Result<()> {
-    require_local(spec, "logs")?;
+pub async fn logs(
+    config: &Config,
+    spec: &StageSpec,
+    services: &[String],
+    opts: &LogOptions,
+    ui: &Ui,
+) -> Result<()> {
     for s in services {
         if spec.service(s).is_none() {
             let names: Vec<&str> = spec.services.iter().map(|s| s.name.as_str()).collect();
@@ -403,9 +531,37 @@ pub async fn logs(spec: &StageSpec, services: &[String], opts: &LogOptions, ui: 
             ));
         }
     }
+    if !spec.is_local() {
+        return remote::logs(config, spec, services, opts, ui).await;
+    }
     let engine = Engine::connect_local().await?;
+    let selected = log_targets(&engine, spec, services).await?;
+    if selected.is_empty() {
+        return Err(no_containers(spec));
+    }
+    print_logs(
+        spec,
+        vec![engine::stream_logs(&engine, &selected, opts)],
+        ui,
+    )
+    .await
+}
+
+pub(crate) fn no_containers(spec: &StageSpec) -> Error {
+    Error::failed_help(
+        format!("stage `{}` has no containers", spec.name),
+        format!("run `fleet up {}` first", spec.name),
+    )
+}
+
+/// (service, container id) of the selected services that have a container on this engine.
+pub(crate) async fn log_targets(
+    engine: &Engine,
+    spec: &StageSpec,
+    services: &[String],
+) -> Result<Vec<(String, String)>> {
     let observed = engine.observe(spec).await?;
-    let selected: Vec<(String, String)> = spec
+    Ok(spec
         .services
         .iter()
         .filter(|s| services.is_empty() || services.contains(&s.name))
@@ -414,24 +570,35 @@ pub async fn logs(spec: &StageSpec, services: &[String], opts: &LogOptions, ui: 
                 .container(&s.name)
                 .map(|c| (s.name.clone(), c.id.clone()))
         })
-        .collect();
-    if selected.is_empty() {
-        return Err(Error::failed_help(
-            format!("stage `{}` has no containers", spec.name),
-            format!("run `fleet up {}` first", spec.name),
-        ));
-    }
-    let width = selected.iter().map(|(s, _)| s.len()).max().unwrap_or(0);
-    let colour: std::collections::HashMap<String, usize> = spec
+        .collect())
+}
+
+/// Prints merged log streams until they end (or forever with --follow).
+pub(crate) async fn print_logs(
+    spec: &StageSpec,
+    streams: Vec<engine::LogStream>,
+    ui: &Ui,
+) -> Result<()> {
+    let mut merged = futures_util::stream::select_all(streams);
+    let width = spec
+        .services
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(0);
+    let colour: std::collections::HashMap<&str, usize> = spec
         .services
         .iter()
         .enumerate()
-        .map(|(i, s)| (s.name.clone(), i))
+        .map(|(i, s)| (s.name.as_str(), i))
         .collect();
-    let mut stream = engine::stream_logs(&engine, &selected, opts);
-    while let Some(line) = stream.next().await {
+    while let Some(line) = merged.next().await {
         let line = line?;
-        ui.log_line(&line, width, colour[&line.service]);
+        ui.log_line(
+            &line,
+            width,
+            colour.get(line.service.as_str()).copied().unwrap_or(0),
+        );
     }
     Ok(())
 }

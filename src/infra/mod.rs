@@ -1,0 +1,141 @@
+//! Server providers: where a remote stage's machines come from and how their power is managed.
+//! `sakura` creates, powers and deletes servers; `host` is a machine the user brings.
+
+pub mod sakura;
+pub mod sakura_api;
+
+use crate::error::{Error, Result};
+use crate::model::{Server, ServerProvider};
+use std::sync::Arc;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Power {
+    Up,
+    Down,
+    /// Booting, `cleaning` (shutting down), or a state we do not know: wait.
+    Changing(String),
+}
+
+/// A server as the provider reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Machine {
+    pub id: Option<String>,
+    pub power: Power,
+    pub ip: Option<String>,
+    pub cpu: Option<u32>,
+    pub memory_gb: Option<u32>,
+    pub disks: Vec<String>,
+}
+
+/// Progress from the providers: plan-style action lines and plain notes.
+#[derive(Debug, Clone)]
+pub enum InfraEvent {
+    Action(String),
+    Note(String),
+}
+
+pub type Progress = Arc<dyn Fn(InfraEvent) + Send + Sync>;
+
+/// Ownership is written on the resource: the tag finds our server, never its name.
+pub fn owner_tag(project: &str, stage: &str, server: &str) -> String {
+    format!("fleetflow:{project}:{stage}:{server}")
+}
+
+/// The providers a stage needs, connected once per run.
+pub struct Providers {
+    sakura: Option<sakura::SakuraCloud>,
+}
+
+impl Providers {
+    /// Credentials are checked here, before any request is made.
+    pub fn for_servers(servers: &[Server]) -> Result<Self> {
+        let needs_sakura = servers
+            .iter()
+            .any(|s| matches!(s.provider, ServerProvider::SakuraCloud { .. }));
+        let sakura = if needs_sakura {
+            Some(sakura::SakuraCloud::from_env()?)
+        } else {
+            None
+        };
+        Ok(Self { sakura })
+    }
+
+    fn sakura(&self) -> &sakura::SakuraCloud {
+        self.sakura
+            .as_ref()
+            .expect("for_servers connected every provider the stage uses")
+    }
+
+    /// What is there now; None when the server does not exist.
+    pub async fn observe(&self, server: &Server, tag: &str) -> Result<Option<Machine>> {
+        match &server.provider {
+            ServerProvider::SakuraCloud { .. } => self.sakura().observe(server, tag).await,
+            ServerProvider::Host { address } => Ok(Some(host_machine(address))),
+        }
+    }
+
+    /// Running, with an address to reach it on.
+    pub async fn ensure_up(
+        &self,
+        server: &Server,
+        tag: &str,
+        progress: &Progress,
+    ) -> Result<Machine> {
+        match &server.provider {
+            ServerProvider::SakuraCloud { .. } => {
+                self.sakura().ensure_up(server, tag, progress).await
+            }
+            ServerProvider::Host { address } => Ok(host_machine(address)),
+        }
+    }
+
+    pub async fn power_off(
+        &self,
+        server: &Server,
+        tag: &str,
+        progress: &Progress,
+    ) -> Result<Option<Machine>> {
+        match &server.provider {
+            ServerProvider::SakuraCloud { .. } => {
+                self.sakura().power_off(server, tag, progress).await
+            }
+            ServerProvider::Host { .. } => Err(refused(server, "--suspend")),
+        }
+    }
+
+    pub async fn destroy(
+        &self,
+        server: &Server,
+        tag: &str,
+        progress: &Progress,
+    ) -> Result<Option<Machine>> {
+        match &server.provider {
+            ServerProvider::SakuraCloud { .. } => {
+                self.sakura().destroy(server, tag, progress).await
+            }
+            ServerProvider::Host { .. } => Err(refused(server, "--destroy")),
+        }
+    }
+}
+
+/// A brought host is always "up" as far as fleet knows; SSH tells the rest.
+fn host_machine(address: &str) -> Machine {
+    Machine {
+        id: None,
+        power: Power::Up,
+        ip: Some(address.to_string()),
+        cpu: None,
+        memory_gb: None,
+        disks: Vec::new(),
+    }
+}
+
+fn refused(server: &Server, flag: &str) -> Error {
+    Error::usage_help(
+        format!(
+            "server {} is a host you brought (provider \"host\"): fleet does not power it off or delete it, so {flag} is refused",
+            server.name
+        ),
+        "stop its containers with `fleet down <stage>`, or remove them with `down --destroy` on a stage whose servers are all fleet-managed",
+    )
+}

@@ -1,0 +1,330 @@
+//! SSH to a stage's servers with the system `ssh` (so ~/.ssh/config, agents and ProxyJump
+//! work): wait until a fresh server answers, make sure a container engine runs there, and
+//! forward its socket so the local engine code drives it unchanged.
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::model::{Server, SshSettings};
+use openssh::{ForwardType, KnownHosts, Session, SessionBuilder, Socket};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A new cloud server takes minutes to answer SSH; a brought host should answer at once.
+const SSH_PATIENCE_CLOUD: Duration = Duration::from_secs(10 * 60);
+const SSH_PATIENCE_HOST: Duration = Duration::from_secs(20);
+const TCP_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+const SSH_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const RETRY_INTERVAL: Duration = Duration::from_millis(500);
+/// Right after boot the key may not be installed yet: a few refusals are expected.
+const PERMISSION_DENIED_RETRIES: u32 = 5;
+const REMOTE_DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
+/// Where fleet keeps the host keys of a project's servers (cloud IPs are reused, so
+/// they are kept apart from ~/.ssh/known_hosts and forgotten when a server is destroyed).
+pub fn known_hosts_file(project: &str) -> PathBuf {
+    state_dir().join(format!("{project}.known_hosts"))
+}
+
+fn state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("FLEET_STATE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME") {
+        return PathBuf::from(dir).join("fleetflow");
+    }
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(".local/state/fleetflow")
+}
+
+/// An open SSH connection to one server, and the directory of its forwarded socket.
+pub struct RemoteHost {
+    session: Option<Session>,
+    socket_dir: PathBuf,
+    pub endpoint: String,
+}
+
+impl Drop for RemoteHost {
+    fn drop(&mut self) {
+        // The control master ends with the session's drop; the socket directory is ours to remove.
+        let _ = std::fs::remove_dir_all(&self.socket_dir);
+    }
+}
+
+/// Waits until the server answers SSH (TCP, handshake, login) and returns the session.
+pub async fn connect(
+    server: &Server,
+    address: &str,
+    known_hosts: &Path,
+    fresh_cloud_server: bool,
+) -> Result<RemoteHost> {
+    let ssh = &server.ssh;
+    let endpoint = format!("ssh://{}@{address}:{}", ssh.user, ssh.port);
+    let patience = std::env::var("FLEET_SSH_WAIT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(if fresh_cloud_server {
+            SSH_PATIENCE_CLOUD
+        } else {
+            SSH_PATIENCE_HOST
+        });
+    let deadline = Instant::now() + patience;
+    if let Some(dir) = known_hosts.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    }
+    let socket_dir = socket_dir()?;
+    let mut denied = 0;
+    loop {
+        let reachable = tokio::time::timeout(
+            TCP_ATTEMPT_TIMEOUT,
+            tokio::net::TcpStream::connect((address, ssh.port)),
+        )
+        .await;
+        if !matches!(reachable, Ok(Ok(_))) {
+            if Instant::now() > deadline {
+                return Err(Error::failed_help(
+                    format!(
+                        "server {}: nothing answers SSH at {address}:{} after {}s",
+                        server.name,
+                        ssh.port,
+                        patience.as_secs()
+                    ),
+                    "check that the server is running and that a firewall lets the SSH port through",
+                ));
+            }
+            tokio::time::sleep(RETRY_INTERVAL).await;
+            continue;
+        }
+        match builder(ssh, known_hosts, &socket_dir)
+            .connect(address)
+            .await
+        {
+            Ok(session) => {
+                return Ok(RemoteHost {
+                    session: Some(session),
+                    socket_dir,
+                    endpoint,
+                });
+            }
+            Err(e) => {
+                let text = error_text(&e);
+                if text.contains("Host key verification failed")
+                    || text.contains("IDENTIFICATION HAS CHANGED")
+                {
+                    return Err(Error::failed_help(
+                        format!(
+                            "server {}: the SSH host key of {address} is not the one fleet recorded ({text})",
+                            server.name
+                        ),
+                        format!(
+                            "if the server was rebuilt, remove its line from {}; otherwise someone may be intercepting the connection",
+                            known_hosts.display()
+                        ),
+                    ));
+                }
+                if text.contains("Permission denied") {
+                    denied += 1;
+                    if denied > PERMISSION_DENIED_RETRIES {
+                        return Err(Error::failed_help(
+                            format!(
+                                "server {}: {endpoint} refused our SSH key ({text})",
+                                server.name
+                            ),
+                            "check `ssh user=… identity=…` in the server block, and that the key's public half is installed there",
+                        ));
+                    }
+                } else if Instant::now() > deadline {
+                    return Err(Error::failed(format!(
+                        "server {}: SSH to {endpoint} failed: {text}",
+                        server.name
+                    )));
+                }
+                tokio::time::sleep(RETRY_INTERVAL).await;
+            }
+        }
+    }
+}
+
+fn builder(ssh: &SshSettings, known_hosts: &Path, control_dir: &Path) -> SessionBuilder {
+    let mut b = SessionBuilder::default();
+    b.control_directory(control_dir)
+        .user(ssh.user.clone())
+        .port(ssh.port)
+        .known_hosts_check(KnownHosts::Add)
+        .user_known_hosts_file(known_hosts)
+        .connect_timeout(SSH_CONNECT_TIMEOUT)
+        .server_alive_interval(Duration::from_secs(15));
+    if let Some(identity) = &ssh.identity {
+        b.keyfile(identity);
+    }
+    b
+}
+
+fn error_text(e: &openssh::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn socket_dir() -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("fleetflow-ssh-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(&dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    Ok(dir)
+}
+
+impl RemoteHost {
+    fn session(&self) -> &Session {
+        self.session
+            .as_ref()
+            .expect("session lives as long as the host")
+    }
+
+    /// Runs a command given as an argument vector (each word quoted, never spliced into a shell string).
+    async fn run(&self, argv: &[&str]) -> Result<std::process::Output> {
+        let (program, args) = argv.split_first().expect("a command");
+        self.session()
+            .command(*program)
+            .args(args.iter().copied())
+            .output()
+            .await
+            .map_err(|e| {
+                Error::failed(format!(
+                    "{}: running {program}: {}",
+                    self.endpoint,
+                    error_text(&e)
+                ))
+            })
+    }
+
+    /// Docker must answer on the server; on Debian/Ubuntu it is installed when missing.
+    pub async fn ensure_docker(&self, server: &Server) -> Result<bool> {
+        if self
+            .run(&["docker", "version", "--format", "{{.Server.Version}}"])
+            .await?
+            .status
+            .success()
+        {
+            return Ok(false);
+        }
+        let has_apt = self
+            .run(&["sh", "-c", "command -v apt-get"])
+            .await?
+            .status
+            .success();
+        if !has_apt {
+            return Err(Error::failed_help(
+                format!(
+                    "server {}: Docker does not answer there, and without apt-get fleet cannot install it",
+                    server.name
+                ),
+                "install Docker on the server (and let the SSH user use /var/run/docker.sock), then run up again",
+            ));
+        }
+        let sudo: &[&str] = if server.ssh.user == "root" {
+            &[]
+        } else {
+            &["sudo", "-n"]
+        };
+        let steps: [&[&str]; 3] = [
+            &["apt-get", "update", "-qq"],
+            &[
+                "env",
+                "DEBIAN_FRONTEND=noninteractive",
+                "apt-get",
+                "install",
+                "-y",
+                "-qq",
+                "docker.io",
+            ],
+            &["systemctl", "enable", "--now", "docker"],
+        ];
+        for step in steps {
+            let argv: Vec<&str> = sudo.iter().chain(step.iter()).copied().collect();
+            let out = self.run(&argv).await?;
+            if !out.status.success() {
+                return Err(Error::failed(format!(
+                    "server {}: installing Docker failed at `{}`: {}",
+                    server.name,
+                    argv.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+        }
+        if server.ssh.user != "root" {
+            let out = self
+                .run(&["sudo", "-n", "usermod", "-aG", "docker", &server.ssh.user])
+                .await?;
+            if !out.status.success() {
+                return Err(Error::failed(format!(
+                    "server {}: adding {} to the docker group failed",
+                    server.name, server.ssh.user
+                )));
+            }
+        }
+        Ok(true)
+    }
+
+    /// The server's engine, through a unix socket forwarded over this SSH connection.
+    pub async fn engine(&self) -> Result<Engine> {
+        let local = self.socket_dir.join("docker.sock");
+        self.session()
+            .request_port_forward(
+                ForwardType::Local,
+                Socket::UnixSocket {
+                    path: local.clone().into(),
+                },
+                Socket::UnixSocket {
+                    path: Path::new(REMOTE_DOCKER_SOCKET).into(),
+                },
+            )
+            .await
+            .map_err(|e| {
+                Error::failed(format!(
+                    "{}: forwarding the Docker socket: {}",
+                    self.endpoint,
+                    error_text(&e)
+                ))
+            })?;
+        Engine::connect_unix(&local, format!("{}{REMOTE_DOCKER_SOCKET}", self.endpoint)).await
+    }
+
+    pub async fn close(mut self) {
+        if let Some(s) = self.session.take() {
+            let _ = s.close().await;
+        }
+    }
+}
+
+/// Forgets a destroyed server's host key: its IP will be someone else's next.
+pub fn forget_host(known_hosts: &Path, address: &str, port: u16) {
+    if !known_hosts.exists() {
+        return;
+    }
+    let host = if port == 22 {
+        address.to_string()
+    } else {
+        format!("[{address}]:{port}")
+    };
+    let _ = std::process::Command::new("ssh-keygen")
+        .args(["-R", &host, "-f"])
+        .arg(known_hosts)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    let _ = std::fs::remove_file(known_hosts.with_extension("known_hosts.old"));
+}

@@ -1,0 +1,418 @@
+//! Remote stages: the same container steps as a local stage, on each server's own engine,
+//! reached over SSH, with the servers created, powered and deleted around them.
+
+use super::{
+    DownOptions, ServerRow, UpOptions, confirm_destroy, converge_containers, down_mode,
+    log_targets, no_containers, overall, print_logs, print_status, removals, report_up,
+    service_rows, unknown_rows,
+};
+use crate::config::Config;
+use crate::engine::{self, Engine, LogOptions};
+use crate::error::{Error, Result};
+use crate::infra::{InfraEvent, Machine, Power, Progress, Providers, owner_tag};
+use crate::lock::StageLock;
+use crate::model::{Server, ServerProvider, StageSpec};
+use crate::plan::{self, ObservedContainer, Plan};
+use crate::remote::{self, RemoteHost, known_hosts_file};
+use crate::ui::{Format, Ui};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// An SSH connection and the engine behind it; the engine lives only as long as the host.
+struct Connected {
+    host: RemoteHost,
+    engine: Engine,
+}
+
+async fn reach(config: &Config, server: &Server, machine: &Machine, ui: &Ui) -> Result<Connected> {
+    let address = machine.ip.as_deref().ok_or_else(|| {
+        Error::failed(format!(
+            "server {}: the provider reports no IP address",
+            server.name
+        ))
+    })?;
+    let fresh = matches!(server.provider, ServerProvider::SakuraCloud { .. });
+    let known_hosts = known_hosts_file(&config.project);
+    let mut host = remote::connect(server, address, &known_hosts, fresh).await?;
+    if host.ensure_docker(server).await? {
+        ui.line(format!("~ server {}: Docker installed", server.name));
+        // A new docker group membership only applies to a new login.
+        host.close().await;
+        host = remote::connect(server, address, &known_hosts, fresh).await?;
+    }
+    let engine = host.engine().await?;
+    ui.detail(format!(
+        "server {}: engine at {}",
+        server.name, host.endpoint
+    ));
+    Ok(Connected { host, engine })
+}
+
+/// Provider progress that also counts the actions, so the summary knows if servers changed.
+fn counting(ui: &Ui) -> (Progress, Arc<AtomicUsize>) {
+    let inner = ui.infra_progress();
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    let progress: Progress = Arc::new(move |event: InfraEvent| {
+        if matches!(event, InfraEvent::Action(_)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        inner(event)
+    });
+    (progress, count)
+}
+
+fn tag(config: &Config, spec: &StageSpec, server: &Server) -> String {
+    owner_tag(&config.project, &spec.name, &server.name)
+}
+
+fn lock(
+    config: &Config,
+    spec: &StageSpec,
+    verb: &str,
+    dry_run: bool,
+    wait: Option<std::time::Duration>,
+) -> Result<Option<StageLock>> {
+    if dry_run {
+        return Ok(None);
+    }
+    StageLock::acquire(
+        &config.project,
+        &spec.name,
+        &format!("{verb} {}", spec.name),
+        wait,
+    )
+    .map(Some)
+}
+
+/// Servers up (created, booted), SSH answered, Docker there, then the containers converged.
+pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<Plan> {
+    let _lock = lock(config, spec, "up", opts.dry_run, opts.lock_wait)?;
+    let providers = Providers::for_servers(&spec.servers)?;
+    if opts.dry_run {
+        return plan_only(config, spec, &providers, opts, ui).await;
+    }
+    let (progress, infra_changes) = counting(ui);
+    let mut total = Plan {
+        stage: spec.name.clone(),
+        ..Plan::default()
+    };
+    for server in &spec.servers {
+        let machine = providers
+            .ensure_up(server, &tag(config, spec, server), &progress)
+            .await?;
+        let conn = reach(config, server, &machine, ui).await?;
+        let plan = converge_containers(&conn.engine, &spec.for_server(server), opts, ui).await?;
+        total.actions.extend(plan.actions);
+        total.orphans.extend(plan.orphans);
+        conn.host.close().await;
+    }
+    report_up(spec, &total, infra_changes.load(Ordering::Relaxed), ui);
+    Ok(total)
+}
+
+/// `up --dry-run`: what the servers need, and the container plan where a server can be asked.
+async fn plan_only(
+    config: &Config,
+    spec: &StageSpec,
+    providers: &Providers,
+    opts: &UpOptions,
+    ui: &Ui,
+) -> Result<Plan> {
+    let mut total = Plan {
+        stage: spec.name.clone(),
+        ..Plan::default()
+    };
+    for server in &spec.servers {
+        let sub = spec.for_server(server);
+        match providers
+            .observe(server, &tag(config, spec, server))
+            .await?
+        {
+            Some(m) if m.power == Power::Up => {
+                let conn = reach(config, server, &m, ui).await?;
+                let plan = converge_containers(&conn.engine, &sub, opts, ui).await?;
+                total.actions.extend(plan.actions);
+                conn.host.close().await;
+            }
+            found => {
+                let line = match (&found, &server.provider) {
+                    (
+                        None,
+                        ServerProvider::SakuraCloud {
+                            zone,
+                            core,
+                            memory_gb,
+                            disk_gb,
+                            os,
+                            ..
+                        },
+                    ) => {
+                        format!(
+                            "+ server {} (sakura-cloud {zone}, {core} cores, {memory_gb} GB, {disk_gb} GB ssd, {os})",
+                            server.name
+                        )
+                    }
+                    _ => format!("~ server {}: power on", server.name),
+                };
+                ui.line(crate::ui::colour_plan_line(line));
+                for svc in &sub.services {
+                    ui.line(crate::ui::colour_plan_line(format!(
+                        "+ container {} (once {} is up)",
+                        svc.name, server.name
+                    )));
+                }
+            }
+        }
+    }
+    Ok(total)
+}
+
+pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui) -> Result<Plan> {
+    if opts.suspend
+        && let Some(host) = spec
+            .servers
+            .iter()
+            .find(|s| matches!(s.provider, ServerProvider::Host { .. }))
+    {
+        return Err(Error::usage_help(
+            format!(
+                "server {} is a host you brought (provider \"host\"): fleet does not power it off, so --suspend is refused",
+                host.name
+            ),
+            format!("use `fleet down {}` to stop its containers", spec.name),
+        ));
+    }
+    let _lock = lock(config, spec, "down", opts.dry_run, opts.lock_wait)?;
+    let providers = Providers::for_servers(&spec.servers)?;
+    let progress = ui.infra_progress();
+    let mut found = Vec::new();
+    for server in &spec.servers {
+        found.push((
+            server,
+            providers
+                .observe(server, &tag(config, spec, server))
+                .await?,
+        ));
+    }
+    if found.iter().all(|(_, m)| m.is_none()) {
+        ui.line(format!(
+            "Stage {} has no servers; nothing to do.",
+            spec.name
+        ));
+        return Ok(Plan {
+            stage: spec.name.clone(),
+            ..Plan::default()
+        });
+    }
+    // Containers first, on every running server: what is stopped or removed, and how.
+    let mut connections = Vec::new();
+    let mut total = Plan {
+        stage: spec.name.clone(),
+        ..Plan::default()
+    };
+    for (server, machine) in &found {
+        let Some(m) = machine.as_ref().filter(|m| m.power == Power::Up) else {
+            continue;
+        };
+        let conn = reach(config, server, m, ui).await?;
+        let sub = spec.for_server(server);
+        let observed = conn.engine.observe(&sub).await?;
+        let plan = plan::plan_down(&sub, &observed, down_mode(opts));
+        total.actions.extend(plan.actions.iter().cloned());
+        connections.push((conn, sub, observed, plan));
+    }
+    let mut deletions = removals(&total);
+    if opts.destroy {
+        for (server, machine) in &found {
+            match (machine, &server.provider) {
+                (Some(m), ServerProvider::SakuraCloud { zone, .. }) => {
+                    deletions.push(crate::ui::colour_plan_line(format!(
+                        "- server {} (sakura-cloud {zone}) with {} disk(s)",
+                        server.name,
+                        m.disks.len()
+                    )))
+                }
+                (Some(_), ServerProvider::Host { .. }) => ui.note(format!(
+                    "server {} is a brought host: its containers go, the machine stays",
+                    server.name
+                )),
+                (None, _) => {}
+            }
+        }
+    }
+    if opts.dry_run {
+        for a in total
+            .actions
+            .iter()
+            .filter(|a| matches!(a, plan::Action::StopContainer { .. }))
+        {
+            ui.line(crate::ui::action_line(a));
+        }
+        for line in &deletions {
+            ui.line(line);
+        }
+        if opts.suspend {
+            for (server, m) in &found {
+                if m.as_ref().is_some_and(|m| m.power != Power::Down) {
+                    ui.line(crate::ui::colour_plan_line(format!(
+                        "~ server {}: power off",
+                        server.name
+                    )));
+                }
+            }
+        }
+        return Ok(total);
+    }
+    if opts.destroy && !opts.yes {
+        confirm_destroy(spec, &deletions, ui)?;
+    }
+    for (conn, sub, observed, plan) in connections {
+        engine::down(&conn.engine, &sub, &plan, &observed, ui.events()).await?;
+        conn.host.close().await;
+    }
+    for (server, machine) in &found {
+        let (Some(m), ServerProvider::SakuraCloud { .. }) = (machine, &server.provider) else {
+            continue;
+        };
+        let tag = tag(config, spec, server);
+        if opts.destroy {
+            providers.destroy(server, &tag, &progress).await?;
+            if let Some(ip) = &m.ip {
+                remote::forget_host(&known_hosts_file(&config.project), ip, server.ssh.port);
+            }
+        } else if opts.suspend {
+            providers.power_off(server, &tag, &progress).await?;
+        }
+    }
+    let done = if opts.destroy {
+        "destroyed".to_string()
+    } else if opts.suspend {
+        "suspended: servers are powered off and only their disks are billed".to_string()
+    } else {
+        "down (servers keep running)".to_string()
+    };
+    ui.line(format!("Stage {} is {done}.", spec.name));
+    Ok(total)
+}
+
+pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) -> Result<()> {
+    let providers = Providers::for_servers(&spec.servers)?;
+    let mut servers = Vec::new();
+    let mut rows = Vec::new();
+    let mut machines = Vec::new();
+    for server in &spec.servers {
+        let machine = providers
+            .observe(server, &tag(config, spec, server))
+            .await?;
+        let sub = spec.for_server(server);
+        servers.push(ServerRow {
+            name: server.name.clone(),
+            provider: server.provider.label(),
+            status: match machine.as_ref().map(|m| &m.power) {
+                None => "not created".into(),
+                Some(Power::Up) => "running".into(),
+                Some(Power::Down) => "stopped (only its disk is billed)".into(),
+                Some(Power::Changing(s)) => s.clone(),
+            },
+            ip: machine.as_ref().and_then(|m| m.ip.clone()),
+            cpu: machine.as_ref().and_then(|m| m.cpu),
+            memory_gb: machine.as_ref().and_then(|m| m.memory_gb),
+        });
+        match machine.as_ref().filter(|m| m.power == Power::Up) {
+            Some(m) => {
+                let conn = reach(config, server, m, ui).await?;
+                rows.extend(service_rows(&conn.engine, &sub).await?);
+                conn.host.close().await;
+            }
+            None => rows.extend(unknown_rows(&sub)),
+        }
+        machines.push(machine);
+    }
+    let status = if machines.iter().all(Option::is_none) {
+        "not created"
+    } else if machines.iter().flatten().all(|m| m.power == Power::Down) {
+        "suspended (servers powered off; only disks are billed)"
+    } else {
+        overall(&rows)
+    };
+    print_status(spec, status, &servers, &rows, format, ui);
+    Ok(())
+}
+
+/// Containers of a remote stage, server by server; a powered-off server is skipped with a note.
+pub async fn containers(
+    config: &Config,
+    spec: &StageSpec,
+    ui: &Ui,
+) -> Result<Vec<ObservedContainer>> {
+    let providers = Providers::for_servers(&spec.servers)?;
+    let mut out = Vec::new();
+    for server in &spec.servers {
+        match providers
+            .observe(server, &tag(config, spec, server))
+            .await?
+        {
+            Some(m) if m.power == Power::Up => {
+                let conn = reach(config, server, &m, ui).await?;
+                let names: Vec<String> = spec
+                    .services_on(server)
+                    .iter()
+                    .map(|s| s.name.clone())
+                    .collect();
+                let found = conn
+                    .engine
+                    .containers(&config.project, Some(&spec.name))
+                    .await?;
+                out.extend(found.into_iter().filter(|c| names.contains(&c.service)));
+                conn.host.close().await;
+            }
+            Some(_) => ui.note(format!(
+                "stage {}: server {} is powered off; its containers are not listed",
+                spec.name, server.name
+            )),
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+pub async fn logs(
+    config: &Config,
+    spec: &StageSpec,
+    services: &[String],
+    opts: &LogOptions,
+    ui: &Ui,
+) -> Result<()> {
+    let providers = Providers::for_servers(&spec.servers)?;
+    let mut hosts = Vec::new();
+    let mut streams = Vec::new();
+    for server in &spec.servers {
+        let Some(m) = providers
+            .observe(server, &tag(config, spec, server))
+            .await?
+            .filter(|m| m.power == Power::Up)
+        else {
+            ui.note(format!(
+                "server {} is not running; its logs are not available",
+                server.name
+            ));
+            continue;
+        };
+        let conn = reach(config, server, &m, ui).await?;
+        let targets = log_targets(&conn.engine, &spec.for_server(server), services).await?;
+        if !targets.is_empty() {
+            streams.push(engine::stream_logs(&conn.engine, &targets, opts));
+        }
+        // The streams run over this SSH connection: keep it open until they end.
+        hosts.push(conn);
+    }
+    if streams.is_empty() {
+        return Err(no_containers(spec));
+    }
+    let result = print_logs(spec, streams, ui).await;
+    for conn in hosts {
+        conn.host.close().await;
+    }
+    result
+}

@@ -1,0 +1,203 @@
+//! The remote rig: a real OpenSSH server on loopback standing in for the booted machine (it
+//! reaches this machine's Docker engine), and `fleet-sim` standing in for Sakura Cloud.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for a test).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `sshd` on 127.0.0.1 with its own host key and one authorized client key.
+pub struct Sshd {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Sshd {
+    /// `extra` lines are appended to sshd_config (e.g. to hide docker from the PATH).
+    pub fn start(extra: &str) -> Self {
+        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"].into_iter().find(|p| Path::new(p).exists()).expect(
+            "sshd is needed for remote tests: apt-get install openssh-server (scripts/test.sh does it)",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(d.join("host_key")));
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(d.join("id")));
+        std::fs::copy(d.join("id.pub"), d.join("authorized_keys")).unwrap();
+        std::fs::create_dir_all("/run/sshd").ok();
+        let port = free_port();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {pid}\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
+             StrictModes no\nUsePAM no\nAllowStreamLocalForwarding yes\nAllowTcpForwarding yes\nMaxStartups 50\n{extra}\n",
+            hk = d.join("host_key").display(),
+            ak = d.join("authorized_keys").display(),
+            pid = d.join("sshd.pid").display(),
+        );
+        std::fs::write(d.join("sshd_config"), config).unwrap();
+        let child = Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sshd");
+        wait_for_port(port);
+        Self { child, port, dir }
+    }
+
+    pub fn identity(&self) -> PathBuf {
+        self.dir.path().join("id")
+    }
+
+    pub fn public_key(&self) -> PathBuf {
+        self.dir.path().join("id.pub")
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on 127.0.0.1:{port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `fleet-sim` with each booted server's SSH proxied to `ssh_target`.
+pub struct Sim {
+    child: Child,
+    pub url: String,
+    /// The port every simulated server answers SSH on (on its own 127.0.0.x address).
+    pub ssh_port: u16,
+}
+
+impl Sim {
+    pub fn start(ssh_target_port: u16) -> Self {
+        let ssh_port = free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fleet-sim"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--boot-ms",
+                "300",
+                "--shutdown-ms",
+                "200",
+                "--disk-copy-ms",
+                "300",
+            ])
+            .args([
+                "--ssh-target",
+                &format!("127.0.0.1:{ssh_target_port}"),
+                "--ssh-port",
+                &ssh_port.to_string(),
+            ])
+            .env("SAKURACLOUD_ACCESS_TOKEN", "sim-token")
+            .env("SAKURACLOUD_ACCESS_TOKEN_SECRET", "sim-secret")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start fleet-sim");
+        let mut first = String::new();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut first).unwrap();
+        // Keep draining: a closed pipe would kill the sim on its next write.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        let addr = first
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("sim prints its address")
+            .to_string();
+        Self {
+            child,
+            url: addr,
+            ssh_port,
+        }
+    }
+
+    pub fn api_root(&self) -> String {
+        format!("{}/cloud/zone", self.url)
+    }
+
+    /// A plain HTTP/1.1 request to the sim's control endpoints (no client library needed).
+    fn http(&self, method: &str, path: &str, body: &str) -> String {
+        use std::io::{Read, Write};
+        let host = self.url.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(host).expect("connect to fleet-sim");
+        write!(stream, "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(
+            response.starts_with("HTTP/1.1 2"),
+            "{method} {path}: {response}"
+        );
+        response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default()
+    }
+
+    fn get(&self, path: &str) -> serde_json::Value {
+        serde_json::from_str(&self.http("GET", path, "")).unwrap_or_default()
+    }
+
+    /// Request counts by `METHOD /path/:id`.
+    pub fn requests(&self) -> std::collections::BTreeMap<String, u64> {
+        serde_json::from_value(self.get("/_sim/requests")).unwrap_or_default()
+    }
+
+    /// Requests that change something (everything but GET).
+    pub fn mutating_requests(&self) -> u64 {
+        self.requests()
+            .iter()
+            .filter(|(k, _)| !k.starts_with("GET "))
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    pub fn state(&self) -> serde_json::Value {
+        self.get("/_sim/state")
+    }
+
+    pub fn fault(&self, json: &str) {
+        self.http("POST", "/_sim/faults", json);
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
