@@ -226,3 +226,266 @@ fn the_whole_ladder_up_down_suspend_up_destroy() {
         nothing.stdout
     );
 }
+
+fn server_count(sim: &Sim) -> usize {
+    servers(sim).len()
+}
+
+#[test]
+fn busy_api_is_retried_and_exactly_one_server_is_made() {
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let p = sakura_project("busy", &sim, &sshd);
+    sim.fault(r#"{"busy": 3}"#);
+    p.ok(&["up", "dev"]);
+    assert_eq!(server_count(&sim), 1);
+    assert_eq!(
+        sim.requests()["POST /server"],
+        4,
+        "three 503 busy answers, then the create"
+    );
+    p.ok(&["down", "dev", "--destroy", "--yes"]);
+}
+
+#[test]
+fn lost_create_response_is_followed_by_a_lookup_not_a_second_create() {
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let mut p = sakura_project("lostcreate", &sim, &sshd);
+    p.env
+        .push(("FLEET_SAKURA_TIMEOUT_MS".into(), "1500".into()));
+    sim.fault(r#"{"slow_create_ms": 4000}"#);
+    p.ok(&["up", "dev"]);
+    assert_eq!(server_count(&sim), 1);
+    assert_eq!(
+        sim.requests()["POST /server"],
+        1,
+        "a create whose answer was lost must never be repeated"
+    );
+    assert_eq!(
+        p.inspect("dev", "api", "{{.State.Running}}").as_deref(),
+        Some("true")
+    );
+    p.ok(&["down", "dev", "--destroy", "--yes"]);
+}
+
+#[test]
+fn ignored_shutdown_is_resent_then_forced() {
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let p = sakura_project("ignored", &sim, &sshd);
+    p.ok(&["up", "dev"]);
+    sim.fault(r#"{"ignore_shutdown": true}"#);
+    let r = p.ok(&["down", "dev", "--suspend"]);
+    assert!(
+        r.stderr.contains("ignored the shutdown; forcing power off"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(servers(&sim)[0]["power"], "Down");
+    assert!(
+        sim.requests()["DELETE /server/:id/power"] >= 3,
+        "graceful, re-sent, then forced: {:?}",
+        sim.requests()
+    );
+    p.ok(&["down", "dev", "--destroy", "--yes"]);
+}
+
+#[test]
+fn failed_disk_copy_fails_clearly_and_the_next_up_converges_on_the_same_server() {
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let p = sakura_project("diskfail", &sim, &sshd);
+    sim.fault(r#"{"fail_disk_copy": true}"#);
+    p.fleet(&["up", "dev"]).fails_with(
+        1,
+        &["server creo-dev-01 (sakura-cloud tk1a): the disk copy from the OS archive failed"],
+    );
+    assert_eq!(server_count(&sim), 1);
+    assert!(
+        sim.state()["disks"].as_array().unwrap().is_empty(),
+        "the failed disk is ours and useless: removed"
+    );
+    p.ok(&["up", "dev"]);
+    assert_eq!(server_count(&sim), 1, "no second server");
+    assert_eq!(sim.requests()["POST /server"], 1);
+    assert_eq!(
+        p.inspect("dev", "db", "{{.State.Running}}").as_deref(),
+        Some("true")
+    );
+    p.ok(&["down", "dev", "--destroy", "--yes"]);
+}
+
+#[test]
+fn wrong_or_missing_credentials_and_unreachable_api() {
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let mut p = sakura_project("creds", &sim, &sshd);
+    p.env
+        .retain(|(k, _)| k != "SAKURACLOUD_ACCESS_TOKEN_SECRET");
+    p.fleet(&["up", "dev"]).fails_with(
+        2,
+        &[
+            "Sakura Cloud credentials are missing",
+            "SAKURACLOUD_ACCESS_TOKEN_SECRET",
+        ],
+    );
+    assert!(
+        sim.requests().is_empty(),
+        "no request before the credentials are known"
+    );
+
+    p.env.push((
+        "SAKURACLOUD_ACCESS_TOKEN_SECRET".into(),
+        "wrong-secret-value".into(),
+    ));
+    let r = p.fleet(&["up", "dev"]);
+    r.fails_with(
+        1,
+        &[
+            "server creo-dev-01 (sakura-cloud tk1a)",
+            "HTTP 401 unauthorized",
+        ],
+    );
+    assert!(
+        !r.stderr.contains("wrong-secret-value") && !r.stdout.contains("wrong-secret-value"),
+        "a secret was printed"
+    );
+    assert_eq!(server_count(&sim), 0);
+
+    let mut unreachable = sakura_project("noapi", &sim, &sshd);
+    for (k, v) in unreachable.env.iter_mut() {
+        if k == "SAKURACLOUD_API_ROOT_URL" {
+            *v = "http://127.0.0.1:9/cloud/zone".into();
+        }
+        if k == "FLEET_SAKURA_BACKOFF_MS" {
+            *v = "5".into();
+        }
+    }
+    unreachable.fleet(&["up", "dev"]).fails_with(
+        1,
+        &["server creo-dev-01 (sakura-cloud tk1a): finding by tag"],
+    );
+}
+
+#[test]
+fn ssh_key_the_server_refuses_is_a_clear_error() {
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let mut p = sakura_project("badkey", &sim, &sshd);
+    let other = p.path().join("other_id");
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(p.path().join("fleet.kdl")).unwrap();
+    std::fs::write(
+        p.path().join("fleet.kdl"),
+        text.replace(
+            &sshd.identity().display().to_string(),
+            &other.display().to_string(),
+        ),
+    )
+    .unwrap();
+    p.env.push(("FLEET_SSH_WAIT_MS".into(), "20000".into()));
+    p.fleet(&["up", "dev"])
+        .fails_with(1, &["server creo-dev-01", "refused our SSH key"]);
+    assert!(p.containers().is_empty());
+}
+
+/// A brought host at 127.0.0.1 reached through `sshd`.
+fn host_project(test: &str, sshd: &Sshd) -> Project {
+    let kdl = format!(
+        r#"
+project "{{project}}"
+service "web" {{ image "{{image}}"; command "sleep 100000"; stop_signal "SIGKILL" }}
+stage "pre" {{
+    server "box-1" {{
+        provider "host"
+        address "127.0.0.1"
+        ssh user="root" port={port} identity="{identity}"
+    }}
+    service "web"
+}}
+"#,
+        port = sshd.port,
+        identity = sshd.identity().display(),
+    );
+    Project::new(test, &kdl)
+}
+
+#[test]
+fn docker_missing_on_the_host_is_a_clear_error() {
+    let sshd = Sshd::start("SetEnv PATH=/nonexistent");
+    let p = host_project("nodocker-host", &sshd);
+    p.fleet(&["up", "pre"]).fails_with(1, &["server box-1: Docker does not answer there, and without apt-get fleet cannot install it"]);
+    assert!(p.containers().is_empty());
+}
+
+#[test]
+fn changed_host_key_is_refused() {
+    let first = Sshd::start("");
+    let p = host_project("hostkey", &first);
+    p.ok(&["up", "pre"]);
+    let port = first.port;
+    drop(first);
+    let _rebuilt = Sshd::start_on(port, "");
+    p.fleet(&["status", "pre"]).fails_with(
+        1,
+        &["server box-1: the SSH host key of 127.0.0.1 is not the one fleet recorded"],
+    );
+}
+
+#[test]
+fn host_provider_through_the_ladder() {
+    let sshd = Sshd::start("");
+    let p = host_project("hostladder", &sshd);
+    let up = p.ok(&["up", "pre"]);
+    assert!(up.stdout.contains("+ container web"), "{}", up.stdout);
+    assert!(
+        !up.stdout.contains("server"),
+        "a brought host is never created or powered: {}",
+        up.stdout
+    );
+    assert!(p.ok(&["up", "pre"]).stdout.contains("up to date"));
+    let status = p.ok(&["status", "pre"]);
+    assert!(
+        status.stdout.contains("    Provider: host"),
+        "{}",
+        status.stdout
+    );
+    assert!(status.stdout.contains("  ✓ web"), "{}", status.stdout);
+    let ps = p.ok(&["ps", "pre"]);
+    assert!(
+        ps.stdout
+            .lines()
+            .any(|l| l.starts_with("pre ") && l.contains("web")),
+        "{}",
+        ps.stdout
+    );
+    let logs = p.ok(&["logs", "pre", "-n", "5"]);
+    assert_eq!(logs.code, 0);
+    p.ok(&["down", "pre"]);
+    assert_eq!(
+        p.inspect("pre", "web", "{{.State.Running}}").as_deref(),
+        Some("false")
+    );
+    p.fleet(&["down", "pre", "--suspend"]).fails_with(
+        2,
+        &["server box-1 is a host you brought", "--suspend is refused"],
+    );
+    let destroy = p.ok(&["down", "pre", "--destroy", "--yes"]);
+    assert!(
+        destroy.stdout.contains("- container web"),
+        "{}",
+        destroy.stdout
+    );
+    assert!(
+        destroy.stderr.contains("the machine stays"),
+        "{}",
+        destroy.stderr
+    );
+    assert!(p.containers().is_empty());
+}

@@ -196,19 +196,30 @@ impl RemoteHost {
 
     /// Runs a command given as an argument vector (each word quoted, never spliced into a shell string).
     async fn run(&self, argv: &[&str]) -> Result<std::process::Output> {
+        use std::os::unix::process::ExitStatusExt;
         let (program, args) = argv.split_first().expect("a command");
-        self.session()
+        match self
+            .session()
             .command(*program)
             .args(args.iter().copied())
             .output()
             .await
-            .map_err(|e| {
-                Error::failed(format!(
-                    "{}: running {program}: {}",
-                    self.endpoint,
-                    error_text(&e)
-                ))
-            })
+        {
+            Ok(out) => Ok(out),
+            // A program missing on the server is an answer (exit 127), not a broken connection.
+            Err(openssh::Error::Remote(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(std::process::Output {
+                    status: std::process::ExitStatus::from_raw(127 << 8),
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
+                })
+            }
+            Err(e) => Err(Error::failed(format!(
+                "{}: running {program}: {}",
+                self.endpoint,
+                error_text(&e)
+            ))),
+        }
     }
 
     /// Docker must answer on the server; on Debian/Ubuntu it is installed when missing.

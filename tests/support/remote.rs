@@ -34,6 +34,11 @@ pub struct Sshd {
 impl Sshd {
     /// `extra` lines are appended to sshd_config (e.g. to hide docker from the PATH).
     pub fn start(extra: &str) -> Self {
+        Self::start_on(free_port(), extra)
+    }
+
+    /// On a given port: a second sshd on the same address plays a rebuilt machine.
+    pub fn start_on(port: u16, extra: &str) -> Self {
         let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"].into_iter().find(|p| Path::new(p).exists()).expect(
             "sshd is needed for remote tests: apt-get install openssh-server (scripts/test.sh does it)",
         );
@@ -47,7 +52,6 @@ impl Sshd {
             .arg(d.join("id")));
         std::fs::copy(d.join("id.pub"), d.join("authorized_keys")).unwrap();
         std::fs::create_dir_all("/run/sshd").ok();
-        let port = free_port();
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {pid}\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
