@@ -78,6 +78,11 @@ fn the_whole_ladder_up_down_suspend_up_destroy() {
     // up from nothing: server, disk, boot, SSH, containers.
     let up = p.ok(&["up", "dev"]);
     assert!(
+        up.stdout.contains("Stage dev is up: 4 added, 1 changed"),
+        "server, network, 2 containers; power on: {}",
+        up.stdout
+    );
+    assert!(
         up.stdout.contains(
             "+ server creo-dev-01 (sakura-cloud tk1a, 4 cores, 4 GB, 100 GB ssd, ubuntu-24.04)"
         ),
@@ -161,6 +166,18 @@ fn the_whole_ladder_up_down_suspend_up_destroy() {
     let status = p.ok(&["status", "dev"]);
     assert!(
         status.stdout.contains("Status: suspended"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status
+            .stdout
+            .contains("    Status: stopped (only its disk is billed)"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status.stdout.contains("api  unknown (server powered off)"),
         "{}",
         status.stdout
     );
@@ -488,4 +505,68 @@ fn host_provider_through_the_ladder() {
         destroy.stderr
     );
     assert!(p.containers().is_empty());
+}
+
+#[test]
+fn services_are_placed_on_their_servers_and_ps_lists_local_and_remote_stages() {
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let kdl = format!(
+        r#"
+project "{{project}}"
+providers {{ sakura-cloud zone="is1a" }}
+service "db" {{ image "{{image}}"; command "sleep 100000"; stop_signal "SIGKILL" }}
+service "api" {{ image "{{image}}"; command "sleep 100000"; stop_signal "SIGKILL" }}
+stage "local" {{ service "db" }}
+stage "dev" {{
+    server "web-1" {{ provider "sakura-cloud"; ssh-key "{key}"; ssh user="root" port={port} identity="{id}"; services "api" }}
+    server "db-1" {{ provider "sakura-cloud"; ssh-key "{key}"; ssh user="root" port={port} identity="{id}"; services "db" }}
+    service "db" "api"
+}}
+"#,
+        key = sshd.public_key().display(),
+        port = sim.ssh_port,
+        id = sshd.identity().display(),
+    );
+    let mut p = Project::new("placement", &kdl);
+    p.env = sim_env(&sim);
+    p.ok(&["up", "local"]);
+    let up = p.ok(&["up", "dev"]);
+    assert!(
+        up.stdout
+            .contains("+ server web-1 (sakura-cloud is1a, 1 cores, 1 GB, 20 GB ssd, ubuntu-24.04)"),
+        "{}",
+        up.stdout
+    );
+    assert!(up.stdout.contains("+ server db-1"), "{}", up.stdout);
+    assert_eq!(server_count(&sim), 2);
+
+    let ps = p.ok(&["ps"]);
+    let rows: Vec<&str> = ps.stdout.lines().skip(1).collect();
+    assert_eq!(rows.len(), 3, "local db, dev db, dev api:\n{}", ps.stdout);
+    assert!(
+        rows.iter()
+            .any(|l| l.starts_with("local ") && l.contains(" db "))
+    );
+    assert!(
+        rows.iter()
+            .any(|l| l.starts_with("dev ") && l.contains(" api "))
+    );
+
+    p.ok(&["down", "dev", "--suspend"]);
+    let ps = p.ok(&["ps"]);
+    assert_eq!(
+        ps.stdout.lines().count(),
+        2,
+        "only the local stage's container:\n{}",
+        ps.stdout
+    );
+    assert!(
+        ps.stderr
+            .contains("server web-1 is powered off; its containers are not listed"),
+        "{}",
+        ps.stderr
+    );
+    p.ok(&["down", "dev", "--destroy", "--yes"]);
+    assert_eq!(server_count(&sim), 0);
 }

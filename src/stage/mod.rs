@@ -127,7 +127,7 @@ pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) ->
         lock_and_connect(config, spec, "up", opts.dry_run, opts.lock_wait).await?;
     let plan = converge_containers(&engine, spec, opts, ui).await?;
     if !opts.dry_run {
-        report_up(spec, &plan, 0, ui);
+        report_up(spec, &plan, PlanSummary::default(), ui);
     }
     Ok(plan)
 }
@@ -149,20 +149,22 @@ pub(crate) async fn converge_containers(
     Ok(plan)
 }
 
-/// The closing line of an `up`; `infra_changes` counts server actions.
-pub(crate) fn report_up(spec: &StageSpec, plan: &Plan, infra_changes: usize, ui: &Ui) {
-    if plan.is_empty() && infra_changes == 0 {
+/// The closing line of an `up`; `infra` counts what was done to servers.
+pub(crate) fn report_up(spec: &StageSpec, plan: &Plan, infra: PlanSummary, ui: &Ui) {
+    let c = PlanSummary::of(plan);
+    let s = PlanSummary {
+        add: c.add + infra.add,
+        change: c.change + infra.change,
+        replace: c.replace + infra.replace,
+        destroy: c.destroy + infra.destroy,
+    };
+    if s == PlanSummary::default() {
         ui.line(format!("Stage {} is up to date; nothing to do.", spec.name));
         return;
     }
-    let s = PlanSummary::of(plan);
     ui.line(format!(
         "Stage {} is up: {} added, {} changed, {} replaced, {} destroyed.",
-        spec.name,
-        s.add,
-        s.change + infra_changes,
-        s.replace,
-        s.destroy
+        spec.name, s.add, s.change, s.replace, s.destroy
     ));
 }
 
@@ -284,6 +286,8 @@ pub(crate) struct ServiceRow {
     name: String,
     oneshot: bool,
     container: Option<plan::ObservedContainer>,
+    /// What to say when there is no container: "not created", or why it cannot be seen.
+    absent: String,
     /// Seconds since the container started, when running.
     uptime: Option<i64>,
 }
@@ -307,6 +311,7 @@ pub(crate) async fn service_rows(engine: &Engine, spec: &StageSpec) -> Result<Ve
                 name: svc.name.clone(),
                 oneshot: svc.oneshot,
                 container: c,
+                absent: "not created".into(),
                 uptime,
             })
         }
@@ -315,13 +320,14 @@ pub(crate) async fn service_rows(engine: &Engine, spec: &StageSpec) -> Result<Ve
 }
 
 /// Rows for services whose server cannot be asked (powered off or not created).
-pub(crate) fn unknown_rows(spec: &StageSpec) -> Vec<ServiceRow> {
+pub(crate) fn unknown_rows(spec: &StageSpec, why: &str) -> Vec<ServiceRow> {
     spec.services
         .iter()
         .map(|s| ServiceRow {
             name: s.name.clone(),
             oneshot: s.oneshot,
             container: None,
+            absent: why.to_string(),
             uptime: None,
         })
         .collect()
@@ -415,7 +421,7 @@ pub(crate) fn print_status(
     for r in rows {
         let c = r.container.as_ref();
         let state = match c {
-            None => "not created".to_string(),
+            None => r.absent.clone(),
             Some(c) => match &c.health {
                 Some(h) => format!("{}, {h}", c.state.label()),
                 None => c.state.label(),

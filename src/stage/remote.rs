@@ -12,11 +12,10 @@ use crate::error::{Error, Result};
 use crate::infra::{InfraEvent, Machine, Power, Progress, Providers, owner_tag};
 use crate::lock::StageLock;
 use crate::model::{Server, ServerProvider, StageSpec};
-use crate::plan::{self, ObservedContainer, Plan};
+use crate::plan::{self, ObservedContainer, Plan, PlanSummary};
 use crate::remote::{self, RemoteHost, known_hosts_file};
 use crate::ui::{Format, Ui};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// An SSH connection and the engine behind it; the engine lives only as long as the host.
 struct Connected {
@@ -48,14 +47,19 @@ async fn reach(config: &Config, server: &Server, machine: &Machine, ui: &Ui) -> 
     Ok(Connected { host, engine })
 }
 
-/// Provider progress that also counts the actions, so the summary knows if servers changed.
-fn counting(ui: &Ui) -> (Progress, Arc<AtomicUsize>) {
+/// Provider progress that also counts the actions by kind, for the closing summary.
+fn counting(ui: &Ui) -> (Progress, Arc<Mutex<PlanSummary>>) {
     let inner = ui.infra_progress();
-    let count = Arc::new(AtomicUsize::new(0));
+    let count = Arc::new(Mutex::new(PlanSummary::default()));
     let c = count.clone();
     let progress: Progress = Arc::new(move |event: InfraEvent| {
-        if matches!(event, InfraEvent::Action(_)) {
-            c.fetch_add(1, Ordering::Relaxed);
+        if let InfraEvent::Action(line) = &event {
+            let mut s = c.lock().unwrap_or_else(|e| e.into_inner());
+            match line.split(' ').next() {
+                Some("+") => s.add += 1,
+                Some("-") => s.destroy += 1,
+                _ => s.change += 1,
+            }
         }
         inner(event)
     });
@@ -92,7 +96,7 @@ pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) ->
     if opts.dry_run {
         return plan_only(config, spec, &providers, opts, ui).await;
     }
-    let (progress, infra_changes) = counting(ui);
+    let (progress, infra) = counting(ui);
     let mut total = Plan {
         stage: spec.name.clone(),
         ..Plan::default()
@@ -107,7 +111,8 @@ pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) ->
         total.orphans.extend(plan.orphans);
         conn.host.close().await;
     }
-    report_up(spec, &total, infra_changes.load(Ordering::Relaxed), ui);
+    let infra = *infra.lock().unwrap_or_else(|e| e.into_inner());
+    report_up(spec, &total, infra, ui);
     Ok(total)
 }
 
@@ -325,7 +330,14 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
                 rows.extend(service_rows(&conn.engine, &sub).await?);
                 conn.host.close().await;
             }
-            None => rows.extend(unknown_rows(&sub)),
+            None => {
+                let why = if machine.is_some() {
+                    "unknown (server powered off)"
+                } else {
+                    "not created"
+                };
+                rows.extend(unknown_rows(&sub, why));
+            }
         }
         machines.push(machine);
     }
