@@ -11,11 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "fleet",
-    version,
-    about = "Converge a whole stage (servers, containers, DNS) from one fleet.kdl"
-)]
+#[command(name = "fleet", version, about = "Converge a whole stage (servers, containers, DNS) from one fleet.kdl")]
 pub struct Cli {
     /// Config file (default: fleet.kdl or .fleetflow/fleet.kdl here or in a parent directory).
     /// Given before the command, like `docker compose -f`: `fleet -f app.kdl logs -f dev`
@@ -179,13 +175,9 @@ pub struct ConfigArgs {
 
 /// Parses, runs, and returns the exit code.
 pub async fn run(cli: Cli) -> Result<i32> {
-    let ui = Ui {
-        quiet: cli.quiet,
-        verbose: cli.verbose,
-    };
+    let ui = Ui { quiet: cli.quiet, verbose: cli.verbose };
     let load = || -> Result<Config> {
-        let cwd =
-            std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?;
+        let cwd = std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?;
         let path = config::discover(cli.file.as_deref(), &cwd)?;
         let cfg = Config::load(&path)?;
         for w in &cfg.warnings {
@@ -198,12 +190,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Validate => {
             let cfg = load()?;
             let specs = cfg.validate_all()?;
-            ui.line(format!(
-                "{} is valid: project {}, {} stage(s)",
-                cfg.source.name,
-                cfg.project,
-                specs.len()
-            ));
+            ui.line(format!("{} is valid: project {}, {} stage(s)", cfg.source.name, cfg.project, specs.len()));
             return Ok(0);
         }
         Command::Config(a) => {
@@ -222,11 +209,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         StageCommand::Up(a) => {
             let spec = resolve(&cfg, &a.stage)?;
             let opts = UpOptions {
-                pull: if a.pull {
-                    PullPolicy::Always
-                } else {
-                    PullPolicy::Missing
-                },
+                pull: if a.pull { PullPolicy::Always } else { PullPolicy::Missing },
                 dry_run: a.dry_run,
                 remove_orphans: a.remove_orphans,
                 force_recreate: a.force_recreate,
@@ -293,11 +276,7 @@ fn resolve(cfg: &Config, arg: &StageArg) -> Result<StageSpec> {
             let names = cfg.stage_names();
             Err(Error::usage_help(
                 "no stage given",
-                format!(
-                    "name one (or set FLEET_STAGE); stages in {}: {}",
-                    cfg.source.name,
-                    names.join(", ")
-                ),
+                format!("name one (or set FLEET_STAGE); stages in {}: {}", cfg.source.name, names.join(", ")),
             ))
         }
     }
@@ -308,13 +287,9 @@ fn parse_since(s: &str) -> Result<i64> {
     if let Ok(d) = humantime::parse_duration(s) {
         return Ok(jiff::Timestamp::now().as_second() - d.as_secs() as i64);
     }
-    s.parse::<jiff::Timestamp>()
-        .map(|t| t.as_second())
-        .map_err(|_| {
-            Error::usage(format!(
-                "--since {s}: expected a duration like 10m or a time like 2026-11-28T09:00:00+09:00"
-            ))
-        })
+    s.parse::<jiff::Timestamp>().map(|t| t.as_second()).map_err(|_| {
+        Error::usage(format!("--since {s}: expected a duration like 10m or a time like 2026-11-28T09:00:00+09:00"))
+    })
 }
 
 /// Environment keys whose values are masked in `fleet config`.

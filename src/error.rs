@@ -54,45 +54,27 @@ pub enum Error {
 
 impl Error {
     pub fn usage(message: impl Into<String>) -> Self {
-        Self::Usage {
-            message: message.into(),
-            help: None,
-        }
+        Self::Usage { message: message.into(), help: None }
     }
 
     pub fn usage_help(message: impl Into<String>, help: impl Into<String>) -> Self {
-        Self::Usage {
-            message: message.into(),
-            help: Some(help.into()),
-        }
+        Self::Usage { message: message.into(), help: Some(help.into()) }
     }
 
     pub fn failed(message: impl Into<String>) -> Self {
-        Self::Failed {
-            message: message.into(),
-            help: None,
-        }
+        Self::Failed { message: message.into(), help: None }
     }
 
     pub fn failed_help(message: impl Into<String>, help: impl Into<String>) -> Self {
-        Self::Failed {
-            message: message.into(),
-            help: Some(help.into()),
-        }
+        Self::Failed { message: message.into(), help: Some(help.into()) }
     }
 
     pub fn engine(context: impl Into<String>, source: bollard::errors::Error) -> Self {
-        Self::Engine {
-            context: context.into(),
-            source,
-        }
+        Self::Engine { context: context.into(), source }
     }
 
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Self::Io {
-            context: context.into(),
-            source,
-        }
+        Self::Io { context: context.into(), source }
     }
 
     /// 0 success, 1 operation failed, 2 usage or config error, 130 interrupted.

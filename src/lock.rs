@@ -23,12 +23,7 @@ fn lock_dir() -> PathBuf {
 
 impl StageLock {
     /// Takes the lock or fails at once naming the holder; with `wait`, retries that long.
-    pub fn acquire(
-        project: &str,
-        stage: &str,
-        purpose: &str,
-        wait: Option<Duration>,
-    ) -> Result<Self> {
+    pub fn acquire(project: &str, stage: &str, purpose: &str, wait: Option<Duration>) -> Result<Self> {
         let dir = lock_dir();
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating lock directory {}", dir.display()), e))?;
@@ -69,11 +64,7 @@ impl StageLock {
         let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
         let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
         let since = jiff::Timestamp::now();
-        let note = format!(
-            "pid {} ({user}@{}, `fleet {purpose}`) since {since}",
-            std::process::id(),
-            host.trim()
-        );
+        let note = format!("pid {} ({user}@{}, `fleet {purpose}`) since {since}", std::process::id(), host.trim());
         file.set_len(0)
             .and_then(|_| file.rewind())
             .and_then(|_| file.write_all(note.as_bytes()))

@@ -27,10 +27,7 @@ impl StageSpec {
         if self.servers.len() == 1 {
             return self.services.iter().collect();
         }
-        self.services
-            .iter()
-            .filter(|s| server.services.contains(&s.name))
-            .collect()
+        self.services.iter().filter(|s| server.services.contains(&s.name)).collect()
     }
 
     /// The stage narrowed to one server's services, for the container engine on that server.
@@ -142,9 +139,7 @@ impl Healthcheck {
     /// How long a healthy container may take, by Docker's own rules, plus slack.
     pub fn patience_ms(&self) -> u64 {
         const SLACK_MS: u64 = 10_000;
-        self.start_period_ms
-            + u64::from(self.retries + 1) * (self.interval_ms + self.timeout_ms)
-            + SLACK_MS
+        self.start_period_ms + u64::from(self.retries + 1) * (self.interval_ms + self.timeout_ms) + SLACK_MS
     }
 }
 
@@ -183,6 +178,31 @@ pub struct Server {
     pub ssh: SshSettings,
     /// Services placed here; empty means all (a stage with one server).
     pub services: Vec<String>,
+    /// Names that point at this server.
+    pub dns: Option<DnsNames>,
+}
+
+/// `dns { hostname "dev"; aliases "api" }`: an A record for the hostname, CNAMEs for the aliases.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DnsNames {
+    pub provider: DnsProvider,
+    /// The zone, e.g. `example.com`.
+    pub zone: String,
+    pub hostname: String,
+    pub aliases: Vec<String>,
+}
+
+impl DnsNames {
+    /// `dev` in `example.com` → `dev.example.com`; `@` is the zone apex.
+    pub fn fqdn(&self, name: &str) -> String {
+        if name == "@" { self.zone.clone() } else { format!("{name}.{}", self.zone) }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DnsProvider {
+    Cloudflare,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

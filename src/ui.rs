@@ -65,19 +65,14 @@ impl Ui {
     }
 
     pub fn json(&self, value: &serde_json::Value) {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).unwrap_or_default()
-        );
+        println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
     }
 
     /// Orphans an `up` plan keeps (it lists them, it removes them only with --remove-orphans).
     pub fn orphan_warnings(&self, plan: &Plan) {
         for orphan in &plan.orphans {
-            let removed = plan
-                .actions
-                .iter()
-                .any(|a| matches!(a, Action::RemoveContainer { service, .. } if service == orphan));
+            let removed =
+                plan.actions.iter().any(|a| matches!(a, Action::RemoveContainer { service, .. } if service == orphan));
             if !removed {
                 self.warn(format!("container for service `{orphan}` is an orphan (no longer in stage `{}`); --remove-orphans removes it", plan.stage));
             }
@@ -87,10 +82,7 @@ impl Ui {
     /// The plan as `--dry-run` shows it.
     pub fn plan(&self, plan: &Plan) {
         if plan.is_empty() {
-            self.line(format!(
-                "Stage {} is up to date; nothing to do.",
-                plan.stage
-            ));
+            self.line(format!("Stage {} is up to date; nothing to do.", plan.stage));
             return;
         }
         for a in &plan.actions {
@@ -120,27 +112,19 @@ impl Ui {
             Event::Warning(w) => ui.warn(w),
             Event::Waiting { service, until } => {
                 if tty {
-                    let bar = ProgressBar::new_spinner()
-                        .with_message(format!("waiting for {service} to be {until}"));
+                    let bar = ProgressBar::new_spinner().with_message(format!("waiting for {service} to be {until}"));
                     bar.set_style(
                         ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
                             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                     );
                     bar.enable_steady_tick(Duration::from_millis(120));
-                    spinners
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(service, bar);
+                    spinners.lock().unwrap_or_else(|e| e.into_inner()).insert(service, bar);
                 } else {
                     ui.note(format!("waiting for {service} to be {until}"));
                 }
             }
             Event::Ready { service } => {
-                if let Some(bar) = spinners
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&service)
-                {
+                if let Some(bar) = spinners.lock().unwrap_or_else(|e| e.into_inner()).remove(&service) {
                     bar.finish_and_clear();
                 }
                 ui.note(format!("{service} is ready"));
@@ -199,13 +183,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         cells
             .into_iter()
             .enumerate()
-            .map(|(i, c)| {
-                if i == last {
-                    c
-                } else {
-                    format!("{c:w$}", w = widths[i])
-                }
-            })
+            .map(|(i, c)| if i == last { c } else { format!("{c:w$}", w = widths[i]) })
             .collect::<Vec<_>>()
             .join("  ")
     };
@@ -218,18 +196,9 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 pub fn status_mark(c: Option<&ObservedContainer>, oneshot: bool) -> String {
     match c {
         None => "○".dimmed().to_string(),
-        Some(c) if c.state.is_running() && c.health.as_deref() != Some("unhealthy") => {
-            "✓".green().to_string()
-        }
-        Some(c) if oneshot && c.state == crate::plan::RunState::Exited(0) => {
-            "✓".green().to_string()
-        }
-        Some(c)
-            if matches!(
-                c.state,
-                crate::plan::RunState::Exited(0) | crate::plan::RunState::Created
-            ) =>
-        {
+        Some(c) if c.state.is_running() && c.health.as_deref() != Some("unhealthy") => "✓".green().to_string(),
+        Some(c) if oneshot && c.state == crate::plan::RunState::Exited(0) => "✓".green().to_string(),
+        Some(c) if matches!(c.state, crate::plan::RunState::Exited(0) | crate::plan::RunState::Created) => {
             "■".yellow().to_string()
         }
         Some(_) => "✗".red().to_string(),

@@ -19,16 +19,8 @@ fn validate_reports_ok_and_config_errors_exit_2_with_location() {
     p.write("service \"db\" {\n    imgae \"x\"\n}\nstage \"local\" { service \"db\" }\n");
     let bad = p.fleet(&["validate"]);
     assert_eq!(bad.code, 2);
-    assert!(
-        bad.stderr.contains("unknown node `imgae` in service `db`"),
-        "{}",
-        bad.stderr
-    );
-    assert!(
-        bad.stderr.contains("did you mean `image`?"),
-        "{}",
-        bad.stderr
-    );
+    assert!(bad.stderr.contains("unknown node `imgae` in service `db`"), "{}", bad.stderr);
+    assert!(bad.stderr.contains("did you mean `image`?"), "{}", bad.stderr);
     assert!(bad.stderr.contains("fleet.kdl:2:5"), "{}", bad.stderr);
 }
 
@@ -45,22 +37,14 @@ fn config_masks_secrets_unless_asked() {
 #[test]
 fn stage_comes_from_fleet_stage_and_missing_stage_is_a_usage_error() {
     let p = Project::new("envstage", FILE);
-    let r = p
-        .cmd(&["config"])
-        .env("FLEET_STAGE", "dev")
-        .output()
-        .unwrap();
+    let r = p.cmd(&["config"]).env("FLEET_STAGE", "dev").output().unwrap();
     assert!(String::from_utf8_lossy(&r.stdout).contains("stage: dev"));
     let none = p.fleet(&["config"]);
     assert_eq!(none.code, 2);
     assert!(none.stderr.contains("no stage given"), "{}", none.stderr);
     let unknown = p.fleet(&["config", "prd"]);
     assert_eq!(unknown.code, 2);
-    assert!(
-        unknown.stderr.contains("stage `prd` is not defined"),
-        "{}",
-        unknown.stderr
-    );
+    assert!(unknown.stderr.contains("stage `prd` is not defined"), "{}", unknown.stderr);
 }
 
 #[test]
@@ -73,26 +57,14 @@ fn discovers_config_in_parent_and_hidden_dir_and_honours_file_flag() {
 
     let hidden = tempfile::tempdir().unwrap();
     std::fs::create_dir(hidden.path().join(".fleetflow")).unwrap();
-    std::fs::copy(
-        p.path().join("fleet.kdl"),
-        hidden.path().join(".fleetflow/fleet.kdl"),
-    )
-    .unwrap();
-    let r = p
-        .cmd(&["validate"])
-        .current_dir(hidden.path())
-        .output()
-        .unwrap();
+    std::fs::copy(p.path().join("fleet.kdl"), hidden.path().join(".fleetflow/fleet.kdl")).unwrap();
+    let r = p.cmd(&["validate"]).current_dir(hidden.path()).output().unwrap();
     assert!(r.status.success());
 
     std::fs::rename(p.path().join("fleet.kdl"), p.path().join("other.kdl")).unwrap();
     let missing = p.fleet(&["validate"]);
     assert_eq!(missing.code, 2);
-    assert!(
-        missing.stderr.contains("no fleet.kdl found"),
-        "{}",
-        missing.stderr
-    );
+    assert!(missing.stderr.contains("no fleet.kdl found"), "{}", missing.stderr);
     p.ok(&["-f", "other.kdl", "validate"]);
 }
 
@@ -103,11 +75,7 @@ fn kdl1_file_works_with_a_deprecation_warning() {
         "service \"db\" {\n  volumes {\n    volume \"./d\" \"/d\" read_only=true\n  }\n}\nstage \"local\" { service \"db\"; }\n",
     );
     let r = p.ok(&["validate"]);
-    assert!(
-        r.stderr.contains("KDL 1 syntax, which is deprecated"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("KDL 1 syntax, which is deprecated"), "{}", r.stderr);
 }
 
 #[test]
@@ -122,11 +90,7 @@ fn env_files_layer_under_the_process_environment() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["services"][0]["image"], "x:from-env-file");
     assert_eq!(v["services"][0]["environment"]["LEVEL"], "stage");
-    let r = p
-        .cmd(&["config", "local", "--format", "json"])
-        .env("LEVEL", "process")
-        .output()
-        .unwrap();
+    let r = p.cmd(&["config", "local", "--format", "json"]).env("LEVEL", "process").output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
     assert_eq!(v["services"][0]["environment"]["LEVEL"], "process");
 }

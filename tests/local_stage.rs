@@ -35,12 +35,7 @@ stage "local" { service "db" "api" "web" }
 fn ids_and_starts(p: &Project) -> Vec<(String, String)> {
     ["db", "api", "web"]
         .iter()
-        .map(|s| {
-            (
-                p.inspect("local", s, "{{.Id}}").unwrap(),
-                p.inspect("local", s, "{{.State.StartedAt}}").unwrap(),
-            )
-        })
+        .map(|s| (p.inspect("local", s, "{{.Id}}").unwrap(), p.inspect("local", s, "{{.State.StartedAt}}").unwrap()))
         .collect()
 }
 
@@ -50,40 +45,21 @@ fn up_creates_everything_and_second_up_changes_nothing() {
     let first = p.ok(&["up", "local"]);
     assert_eq!(
         first.lines()[..5],
-        [
-            "+ network {n}-local",
-            "+ volume {n}-local-data",
-            "+ container db",
-            "+ container api",
-            "+ container web"
-        ]
-        .map(|l| l.replace("{n}", &p.name))
+        ["+ network {n}-local", "+ volume {n}-local-data", "+ container db", "+ container api", "+ container web"]
+            .map(|l| l.replace("{n}", &p.name))
     );
     assert!(first.stdout.contains("Stage local is up: 5 added"));
     for s in ["db", "api", "web"] {
-        assert_eq!(
-            p.inspect("local", s, "{{.State.Running}}").as_deref(),
-            Some("true"),
-            "{s} not running"
-        );
+        assert_eq!(p.inspect("local", s, "{{.State.Running}}").as_deref(), Some("true"), "{s} not running");
     }
     let before = ids_and_starts(&p);
 
     let second = p.ok(&["stage", "up", "local"]);
-    assert_eq!(
-        second.stdout.trim(),
-        "Stage local is up to date; nothing to do."
-    );
+    assert_eq!(second.stdout.trim(), "Stage local is up to date; nothing to do.");
     assert_eq!(ids_and_starts(&p), before, "second up touched a container");
     // Exactly one network of that name: the Docker < 25 duplicate-network bug stays fixed.
-    let nets = support::docker(&[
-        "network",
-        "ls",
-        "--filter",
-        &format!("name={}-local", p.name),
-        "--format",
-        "{{.Name}}",
-    ]);
+    let nets =
+        support::docker(&["network", "ls", "--filter", &format!("name={}-local", p.name), "--format", "{{.Name}}"]);
     assert_eq!(nets.lines().count(), 1);
 }
 
@@ -95,31 +71,16 @@ fn changed_field_recreates_exactly_that_service_and_says_why() {
     p.write(&STACK.replace("LOG_LEVEL \"info\"", "LOG_LEVEL \"debug\""));
 
     let plan = p.fleet(&["plan", "local"]);
-    assert_eq!(
-        plan.code, 2,
-        "plan exits 2 when there are changes: {plan:?}"
-    );
-    assert!(
-        plan.stdout
-            .contains("-/+ container api: environment changed (LOG_LEVEL)"),
-        "{}",
-        plan.stdout
-    );
+    assert_eq!(plan.code, 2, "plan exits 2 when there are changes: {plan:?}");
+    assert!(plan.stdout.contains("-/+ container api: environment changed (LOG_LEVEL)"), "{}", plan.stdout);
 
     let up = p.ok(&["up", "local"]);
-    assert!(
-        up.stdout
-            .contains("-/+ container api: environment changed (LOG_LEVEL)"),
-        "{}",
-        up.stdout
-    );
+    assert!(up.stdout.contains("-/+ container api: environment changed (LOG_LEVEL)"), "{}", up.stdout);
     let after = ids_and_starts(&p);
     assert_eq!(after[0], before[0], "db must be left alone");
     assert_eq!(after[2], before[2], "web must be left alone");
     assert_ne!(after[1].0, before[1].0, "api must be a new container");
-    let env = p
-        .inspect("local", "api", "{{range .Config.Env}}{{println .}}{{end}}")
-        .unwrap();
+    let env = p.inspect("local", "api", "{{range .Config.Env}}{{println .}}{{end}}").unwrap();
     assert!(env.lines().any(|l| l == "LOG_LEVEL=debug"), "{env}");
 
     let converged = p.fleet(&["plan", "local"]);
@@ -144,29 +105,14 @@ stage "local" { service "api" "db" "cache" }
 "#,
     );
     let up = p.ok(&["up", "local"]);
-    assert!(
-        up.stderr.contains("waiting for db to be healthy"),
-        "{}",
-        up.stderr
-    );
+    assert!(up.stderr.contains("waiting for db to be healthy"), "{}", up.stderr);
     let db = nanos(&p.inspect("local", "db", "{{.State.StartedAt}}").unwrap());
     let api = nanos(&p.inspect("local", "api", "{{.State.StartedAt}}").unwrap());
     let cache = nanos(&p.inspect("local", "cache", "{{.State.StartedAt}}").unwrap());
-    assert!(
-        api - db >= 2_000_000_000,
-        "api started {} ms after db; it must wait for health",
-        (api - db) / 1_000_000
-    );
+    assert!(api - db >= 2_000_000_000, "api started {} ms after db; it must wait for health", (api - db) / 1_000_000);
     // Independent services start in parallel, not after the health wait.
-    assert!(
-        cache - db < 1_500_000_000,
-        "cache waited for db without depending on it"
-    );
-    assert_eq!(
-        p.inspect("local", "db", "{{.State.Health.Status}}")
-            .as_deref(),
-        Some("healthy")
-    );
+    assert!(cache - db < 1_500_000_000, "cache waited for db without depending on it");
+    assert_eq!(p.inspect("local", "db", "{{.State.Health.Status}}").as_deref(), Some("healthy"));
 }
 
 #[test]
@@ -186,13 +132,8 @@ stage "local" { service "db" "api" }
 "#,
     );
     // The last health output is part of the message.
-    p.fleet(&["up", "local"])
-        .fails_with(1, &["service db is unhealthy", "not ready yet"]);
-    assert_eq!(
-        p.inspect("local", "api", "{{.Id}}"),
-        None,
-        "api must not start after its dependency failed"
-    );
+    p.fleet(&["up", "local"]).fails_with(1, &["service db is unhealthy", "not ready yet"]);
+    assert_eq!(p.inspect("local", "api", "{{.Id}}"), None, "api must not start after its dependency failed");
 }
 
 #[test]
@@ -205,13 +146,7 @@ service "api" { image "{image}"; command "sh -c 'echo boom: missing DATABASE_URL
 stage "local" { service "api" }
 "#,
     );
-    p.fleet(&["up", "local"]).fails_with(
-        1,
-        &[
-            "service api exited with code 3",
-            "boom: missing DATABASE_URL",
-        ],
-    );
+    p.fleet(&["up", "local"]).fails_with(1, &["service api exited with code 3", "boom: missing DATABASE_URL"]);
 }
 
 #[test]
@@ -226,24 +161,14 @@ stage "local" { service "migrate" "api" }
 "#,
     );
     p.ok(&["up", "local"]);
-    assert_eq!(
-        p.inspect("local", "migrate", "{{.State.ExitCode}}")
-            .as_deref(),
-        Some("0")
-    );
-    let finished = nanos(
-        &p.inspect("local", "migrate", "{{.State.FinishedAt}}")
-            .unwrap(),
-    );
+    assert_eq!(p.inspect("local", "migrate", "{{.State.ExitCode}}").as_deref(), Some("0"));
+    let finished = nanos(&p.inspect("local", "migrate", "{{.State.FinishedAt}}").unwrap());
     let api = nanos(&p.inspect("local", "api", "{{.State.StartedAt}}").unwrap());
     assert!(api >= finished, "api started before migrate completed");
     let again = p.ok(&["up", "local"]);
     assert!(again.stdout.contains("up to date"), "{}", again.stdout);
     assert_eq!(
-        nanos(
-            &p.inspect("local", "migrate", "{{.State.FinishedAt}}")
-                .unwrap()
-        ),
+        nanos(&p.inspect("local", "migrate", "{{.State.FinishedAt}}").unwrap()),
         finished,
         "one-shot was re-run"
     );
@@ -253,26 +178,17 @@ stage "local" { service "migrate" "api" }
 fn orphans_are_reported_and_removed_only_with_remove_orphans() {
     let p = Project::new("orphans", STACK);
     p.ok(&["up", "local"]);
-    p.write(&STACK.replace(
-        "stage \"local\" { service \"db\" \"api\" \"web\" }",
-        "stage \"local\" { service \"db\" \"api\" }",
-    ));
+    p.write(
+        &STACK.replace(
+            "stage \"local\" { service \"db\" \"api\" \"web\" }",
+            "stage \"local\" { service \"db\" \"api\" }",
+        ),
+    );
     let up = p.ok(&["up", "local"]);
-    assert!(
-        up.stderr.contains("service `web` is an orphan"),
-        "{}",
-        up.stderr
-    );
-    assert!(
-        p.inspect("local", "web", "{{.Id}}").is_some(),
-        "orphan removed without being asked"
-    );
+    assert!(up.stderr.contains("service `web` is an orphan"), "{}", up.stderr);
+    assert!(p.inspect("local", "web", "{{.Id}}").is_some(), "orphan removed without being asked");
     let rm = p.ok(&["up", "local", "--remove-orphans"]);
-    assert!(
-        rm.stdout.contains("- container web (orphan)"),
-        "{}",
-        rm.stdout
-    );
+    assert!(rm.stdout.contains("- container web (orphan)"), "{}", rm.stdout);
     assert_eq!(p.inspect("local", "web", "{{.Id}}"), None);
 }
 
@@ -281,20 +197,10 @@ fn down_stops_destroy_removes_and_volumes_stay_unless_asked() {
     let p = Project::new("down", STACK);
     p.ok(&["up", "local"]);
     let down = p.ok(&["down", "local"]);
-    assert_eq!(
-        down.lines()[..3],
-        [
-            "~ container web: stop",
-            "~ container api: stop",
-            "~ container db: stop"
-        ]
-    );
+    assert_eq!(down.lines()[..3], ["~ container web: stop", "~ container api: stop", "~ container db: stop"]);
     assert_eq!(p.containers().len(), 3, "down keeps containers");
     for s in ["db", "api", "web"] {
-        assert_eq!(
-            p.inspect("local", s, "{{.State.Running}}").as_deref(),
-            Some("false")
-        );
+        assert_eq!(p.inspect("local", s, "{{.State.Running}}").as_deref(), Some("false"));
     }
     let again = p.ok(&["down", "local"]);
     assert!(again.stdout.contains("already down"), "{}", again.stdout);
@@ -302,21 +208,14 @@ fn down_stops_destroy_removes_and_volumes_stay_unless_asked() {
     // Back up from the first rung: same containers, started again.
     let id = p.inspect("local", "api", "{{.Id}}");
     let up = p.ok(&["up", "local"]);
-    assert!(
-        up.stdout.contains("~ container api: start"),
-        "{}",
-        up.stdout
-    );
+    assert!(up.stdout.contains("~ container api: start"), "{}", up.stdout);
     assert_eq!(p.inspect("local", "api", "{{.Id}}"), id);
 
     let volume = format!("{}-local-data", p.name);
     p.ok(&["down", "local", "--destroy", "--yes"]);
     assert!(p.containers().is_empty());
     assert!(!p.network_exists("local"));
-    assert!(
-        p.volume_exists(&volume),
-        "named volume must survive --destroy without --volumes"
-    );
+    assert!(p.volume_exists(&volume), "named volume must survive --destroy without --volumes");
 
     p.ok(&["up", "local"]);
     p.ok(&["down", "local", "--destroy", "--volumes", "-y"]);
@@ -329,17 +228,9 @@ fn destroy_without_terminal_or_yes_refuses_and_deletes_nothing() {
     p.ok(&["up", "local"]);
     let r = p.fleet(&["down", "local", "--destroy"]);
     assert_eq!(r.code, 2, "{r:?}");
-    assert!(
-        r.stderr
-            .contains("refusing to destroy stage `local` without confirmation"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("refusing to destroy stage `local` without confirmation"), "{}", r.stderr);
     assert_eq!(p.containers().len(), 3);
-    assert_eq!(
-        p.inspect("local", "db", "{{.State.Running}}").as_deref(),
-        Some("true")
-    );
+    assert_eq!(p.inspect("local", "db", "{{.State.Running}}").as_deref(), Some("true"));
 }
 
 #[test]
@@ -354,11 +245,7 @@ fn protected_stage_refuses_destroy() {
     p.ok(&["up", "local"]);
     let r = p.fleet(&["down", "local", "--destroy", "--yes"]);
     assert_eq!(r.code, 2);
-    assert!(
-        r.stderr.contains("stage `local` is protected"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("stage `local` is protected"), "{}", r.stderr);
     assert_eq!(p.containers().len(), 1);
 }
 
@@ -367,95 +254,48 @@ fn suspend_on_a_local_stage_is_refused() {
     let p = Project::new("suspend", STACK);
     let r = p.fleet(&["down", "local", "--suspend"]);
     assert_eq!(r.code, 2);
-    assert!(
-        r.stderr
-            .contains("--suspend powers servers off, and stage `local` has no servers"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("--suspend powers servers off, and stage `local` has no servers"), "{}", r.stderr);
 }
 
 #[test]
 fn config_error_touches_nothing() {
-    let p = Project::new(
-        "badconfig",
-        &STACK.replace("depends_on \"api\"", "depends_on \"apii\""),
-    );
+    let p = Project::new("badconfig", &STACK.replace("depends_on \"api\"", "depends_on \"apii\""));
     let r = p.fleet(&["up", "local"]);
     assert_eq!(r.code, 2, "{r:?}");
-    assert!(
-        r.stderr
-            .contains("service `web` depends on `apii`, which is not defined"),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        r.stderr.contains("fleet.kdl:"),
-        "error names the file: {}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("service `web` depends on `apii`, which is not defined"), "{}", r.stderr);
+    assert!(r.stderr.contains("fleet.kdl:"), "error names the file: {}", r.stderr);
     assert!(p.containers().is_empty());
     assert!(!p.network_exists("local"));
 }
 
 #[test]
 fn status_ps_and_json() {
-    let p = Project::new(
-        "status",
-        &(STACK.to_string() + "\nstage \"other\" { service \"db\" }\n"),
-    );
+    let p = Project::new("status", &(STACK.to_string() + "\nstage \"other\" { service \"db\" }\n"));
     let before = p.ok(&["status", "local"]);
-    assert!(
-        before.stdout.contains("Status: not created"),
-        "{}",
-        before.stdout
-    );
+    assert!(before.stdout.contains("Status: not created"), "{}", before.stdout);
     p.ok(&["up", "local"]);
     p.ok(&["up", "other"]);
     let st = p.ok(&["stage", "status", "local"]);
     let lines = st.lines();
-    assert_eq!(
-        lines[..4],
-        [
-            "Stage: local",
-            "Type: local",
-            "Status: running",
-            "Services:"
-        ]
-    );
+    assert_eq!(lines[..4], ["Stage: local", "Type: local", "Status: running", "Services:"]);
     assert!(lines[4].starts_with("  ✓ db "), "{}", st.stdout);
-    assert!(
-        lines[4].contains("running") && lines[4].contains("(up "),
-        "{}",
-        lines[4]
-    );
+    assert!(lines[4].contains("running") && lines[4].contains("(up "), "{}", lines[4]);
 
     let ps = p.ok(&["ps"]);
     let header = ps.lines()[0].split_whitespace().collect::<Vec<_>>();
     assert_eq!(header, ["STAGE", "SERVICE", "STATUS", "PORTS", "CREATED"]);
-    assert_eq!(
-        ps.lines().len(),
-        5,
-        "4 containers across two stages: {}",
-        ps.stdout
-    );
+    assert_eq!(ps.lines().len(), 5, "4 containers across two stages: {}", ps.stdout);
     assert!(ps.lines().iter().any(|l| l.starts_with("other ")));
 
     let json: serde_json::Value =
-        serde_json::from_str(&p.ok(&["ps", "local", "--format", "json"]).stdout)
-            .expect("one JSON document");
+        serde_json::from_str(&p.ok(&["ps", "local", "--format", "json"]).stdout).expect("one JSON document");
     assert_eq!(json["containers"].as_array().unwrap().len(), 3);
-    let st: serde_json::Value =
-        serde_json::from_str(&p.ok(&["status", "local", "--format", "json"]).stdout).unwrap();
+    let st: serde_json::Value = serde_json::from_str(&p.ok(&["status", "local", "--format", "json"]).stdout).unwrap();
     assert_eq!(st["status"], "running");
 
     p.ok(&["down", "local"]);
     let stopped = p.ok(&["status", "local"]);
-    assert!(
-        stopped.stdout.contains("Status: stopped"),
-        "{}",
-        stopped.stdout
-    );
+    assert!(stopped.stdout.contains("Status: stopped"), "{}", stopped.stdout);
 }
 
 #[test]
@@ -472,20 +312,12 @@ stage "local" { service "a" "b" }
     p.ok(&["up", "local"]);
     std::thread::sleep(Duration::from_millis(500));
     let only_b = p.ok(&["logs", "local", "-s", "b"]);
-    assert!(
-        only_b.stdout.lines().all(|l| l.starts_with("b |")),
-        "{}",
-        only_b.stdout
-    );
+    assert!(only_b.stdout.lines().all(|l| l.starts_with("b |")), "{}", only_b.stdout);
     assert!(only_b.stdout.contains("b | b-first"));
     let tail = p.ok(&["logs", "local", "-s", "a", "-n", "1"]);
     assert_eq!(tail.stdout.lines().count(), 1, "{}", tail.stdout);
 
-    let mut child = p
-        .cmd(&["logs", "local", "-f", "-n", "0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = p.cmd(&["logs", "local", "-f", "-n", "0"]).stdout(Stdio::piped()).spawn().unwrap();
     let reader = BufReader::new(child.stdout.take().unwrap());
     let (mut saw_a, mut saw_b) = (false, false);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -499,10 +331,7 @@ stage "local" { service "a" "b" }
     }
     child.kill().ok();
     child.wait().ok();
-    assert!(
-        saw_a && saw_b,
-        "follow must stream every service (a: {saw_a}, b: {saw_b})"
-    );
+    assert!(saw_a && saw_b, "follow must stream every service (a: {saw_a}, b: {saw_b})");
 }
 
 #[test]
@@ -510,19 +339,11 @@ fn dry_run_prints_plan_and_changes_nothing() {
     let p = Project::new("dryrun", STACK);
     let r = p.ok(&["up", "local", "--dry-run"]);
     assert!(r.stdout.contains("+ container db"), "{}", r.stdout);
-    assert!(
-        r.stdout
-            .contains("Plan: 5 to add, 0 to change, 0 to replace, 0 to destroy."),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("Plan: 5 to add, 0 to change, 0 to replace, 0 to destroy."), "{}", r.stdout);
     assert!(p.containers().is_empty());
     assert!(!p.network_exists("local"));
-    let json: serde_json::Value = serde_json::from_str(
-        &p.ok(&["up", "local", "--dry-run", "--format", "json"])
-            .stdout,
-    )
-    .unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&p.ok(&["up", "local", "--dry-run", "--format", "json"]).stdout).unwrap();
     assert_eq!(json["summary"]["add"], 5);
     p.ok(&["up", "local"]);
     let down = p.ok(&["down", "local", "--destroy", "--dry-run"]);
@@ -538,37 +359,20 @@ fn remote_stage_never_runs_on_the_local_engine() {
         &(STACK.to_string()
             + "\nstage \"dev\" {\n  server \"box-1\" { provider \"host\"; address \"127.0.0.1\"; ssh port=9 }\n  service \"db\"\n}\n"),
     );
-    let out = p
-        .cmd(&["up", "dev"])
-        .env("FLEET_SSH_WAIT_MS", "1000")
-        .output()
-        .unwrap();
+    let out = p.cmd(&["up", "dev"]).env("FLEET_SSH_WAIT_MS", "1000").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("server box-1: nothing answers SSH at 127.0.0.1:9"),
-        "{stderr}"
-    );
-    assert!(
-        p.containers().is_empty(),
-        "a remote stage started containers locally"
-    );
+    assert!(stderr.contains("server box-1: nothing answers SSH at 127.0.0.1:9"), "{stderr}");
+    assert!(p.containers().is_empty(), "a remote stage started containers locally");
 }
 
 #[test]
 fn unreachable_engine_is_a_clear_error() {
     let p = Project::new("nodocker", STACK);
-    let r = p
-        .cmd(&["up", "local"])
-        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-        .output()
-        .unwrap();
+    let r = p.cmd(&["up", "local"]).env("DOCKER_HOST", "unix:///nonexistent/docker.sock").output().unwrap();
     assert_eq!(r.status.code(), Some(1));
     let err = String::from_utf8_lossy(&r.stderr);
-    assert!(
-        err.contains("cannot reach the Docker engine at unix:///nonexistent/docker.sock"),
-        "{err}"
-    );
+    assert!(err.contains("cannot reach the Docker engine at unix:///nonexistent/docker.sock"), "{err}");
 }
 
 /// db with a slow healthcheck keeps `up` busy for a while.
@@ -586,12 +390,7 @@ stage "local" { service "db" "api" }
 
 /// Starts `up` of the SLOW stage in the background and returns once it is inside (db exists).
 fn start_slow_up(p: &Project) -> std::process::Child {
-    let child = p
-        .cmd(&["up", "local"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = p.cmd(&["up", "local"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while p.inspect("local", "db", "{{.Id}}").is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
@@ -605,16 +404,8 @@ fn second_concurrent_up_fails_naming_the_lock_holder() {
     let mut first = start_slow_up(&p);
     let second = p.fleet(&["up", "local"]);
     assert_eq!(second.code, 1, "{second:?}");
-    assert!(
-        second.stderr.contains("stage `local` of project"),
-        "{}",
-        second.stderr
-    );
-    assert!(
-        second.stderr.contains("is locked by pid"),
-        "{}",
-        second.stderr
-    );
+    assert!(second.stderr.contains("stage `local` of project"), "{}", second.stderr);
+    assert!(second.stderr.contains("is locked by pid"), "{}", second.stderr);
     assert!(first.wait().unwrap().success());
     // With --lock-wait the second run would have waited; once free it converges at once.
     let third = p.ok(&["up", "local", "--lock-wait", "10s"]);
@@ -626,36 +417,17 @@ fn interrupted_up_converges_on_the_next_run() {
     let p = Project::new("interrupt", SLOW);
     let child = start_slow_up(&p);
     std::thread::sleep(Duration::from_millis(300));
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
-    assert_eq!(
-        p.inspect("local", "api", "{{.Id}}"),
-        None,
-        "api must not have started yet"
-    );
+    assert_eq!(p.inspect("local", "api", "{{.Id}}"), None, "api must not have started yet");
 
     let db_id = p.inspect("local", "db", "{{.Id}}");
     p.ok(&["up", "local"]);
-    assert_eq!(
-        p.inspect("local", "db", "{{.Id}}"),
-        db_id,
-        "no duplicate or recreated db"
-    );
-    assert_eq!(
-        p.inspect("local", "api", "{{.State.Running}}").as_deref(),
-        Some("true")
-    );
+    assert_eq!(p.inspect("local", "db", "{{.Id}}"), db_id, "no duplicate or recreated db");
+    assert_eq!(p.inspect("local", "api", "{{.State.Running}}").as_deref(), Some("true"));
     assert_eq!(p.containers().len(), 2);
 }
 
@@ -671,12 +443,7 @@ stage "local" { service "api" }
     );
     let r = p.fleet(&["up", "local"]);
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(
-        r.stderr
-            .contains("image fleetflow-test/does-not-exist:1 is not on unix://"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("image fleetflow-test/does-not-exist:1 is not on unix://"), "{}", r.stderr);
     assert!(r.stderr.contains("could not be pulled"), "{}", r.stderr);
     assert!(p.containers().is_empty());
 }
@@ -691,6 +458,5 @@ service "api" { image "{image}"; command "sh -c 'echo crash-loop-output; exit 2'
 stage "local" { service "api" }
 "#,
     );
-    p.fleet(&["up", "local"])
-        .fails_with(1, &["service api", "restart", "crash-loop-output"]);
+    p.fleet(&["up", "local"]).fails_with(1, &["service api", "restart", "crash-loop-output"]);
 }

@@ -51,17 +51,11 @@ fn sim_env(sim: &Sim) -> Vec<(String, String)> {
 }
 
 fn servers(sim: &Sim) -> Vec<serde_json::Value> {
-    sim.state()["servers"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    sim.state()["servers"].as_array().cloned().unwrap_or_default()
 }
 
 fn server_ip(sim: &Sim) -> String {
-    servers(sim)[0]["ip"]
-        .as_str()
-        .expect("server has an IP")
-        .to_string()
+    servers(sim)[0]["ip"].as_str().expect("server has an IP").to_string()
 }
 
 fn ssh_reachable(sim: &Sim) -> bool {
@@ -83,116 +77,54 @@ fn the_whole_ladder_up_down_suspend_up_destroy() {
         up.stdout
     );
     assert!(
-        up.stdout.contains(
-            "+ server creo-dev-01 (sakura-cloud tk1a, 4 cores, 4 GB, 100 GB ssd, ubuntu-24.04)"
-        ),
+        up.stdout.contains("+ server creo-dev-01 (sakura-cloud tk1a, 4 cores, 4 GB, 100 GB ssd, ubuntu-24.04)"),
         "{}",
         up.stdout
     );
-    assert!(
-        up.stdout.contains("+ container db") && up.stdout.contains("+ container api"),
-        "{}",
-        up.stdout
-    );
+    assert!(up.stdout.contains("+ container db") && up.stdout.contains("+ container api"), "{}", up.stdout);
     assert_eq!(servers(&sim).len(), 1);
     assert_eq!(servers(&sim)[0]["power"], "Up");
-    assert_eq!(
-        p.inspect("dev", "api", "{{.State.Running}}").as_deref(),
-        Some("true")
-    );
+    assert_eq!(p.inspect("dev", "api", "{{.State.Running}}").as_deref(), Some("true"));
     let api_id = p.inspect("dev", "api", "{{.Id}}");
 
     // up again: nothing changes, and no mutating API call is made.
     let before = sim.requests();
     let again = p.ok(&["up", "dev"]);
-    assert_eq!(
-        again.stdout.trim(),
-        "Stage dev is up to date; nothing to do."
-    );
+    assert_eq!(again.stdout.trim(), "Stage dev is up to date; nothing to do.");
     let after = sim.requests();
     let spent: u64 = after.values().sum::<u64>() - before.values().sum::<u64>();
     assert_eq!(
         sim.mutating_requests(),
-        before
-            .iter()
-            .filter(|(k, _)| !k.starts_with("GET "))
-            .map(|(_, v)| v)
-            .sum::<u64>()
+        before.iter().filter(|(k, _)| !k.starts_with("GET ")).map(|(_, v)| v).sum::<u64>()
     );
-    assert_eq!(
-        spent, 1,
-        "a converged up costs one find-by-tag request: {after:?}"
-    );
+    assert_eq!(spent, 1, "a converged up costs one find-by-tag request: {after:?}");
     assert_eq!(p.inspect("dev", "api", "{{.Id}}"), api_id);
 
     // down: containers stop, the server keeps running.
     let down = p.ok(&["down", "dev"]);
-    assert!(
-        down.stdout.contains("~ container api: stop"),
-        "{}",
-        down.stdout
-    );
-    assert_eq!(
-        p.inspect("dev", "api", "{{.State.Running}}").as_deref(),
-        Some("false")
-    );
+    assert!(down.stdout.contains("~ container api: stop"), "{}", down.stdout);
+    assert_eq!(p.inspect("dev", "api", "{{.State.Running}}").as_deref(), Some("false"));
     assert_eq!(servers(&sim)[0]["power"], "Up");
 
     // up climbs back.
     let up = p.ok(&["up", "dev"]);
-    assert!(
-        up.stdout.contains("~ container api: start"),
-        "{}",
-        up.stdout
-    );
+    assert!(up.stdout.contains("~ container api: start"), "{}", up.stdout);
 
     // down --suspend: powered off, unreachable.
     let suspend = p.ok(&["down", "dev", "--suspend"]);
-    assert!(
-        suspend.stdout.contains("~ server creo-dev-01: power off"),
-        "{}",
-        suspend.stdout
-    );
-    assert!(
-        suspend.stdout.contains("only their disks are billed"),
-        "{}",
-        suspend.stdout
-    );
+    assert!(suspend.stdout.contains("~ server creo-dev-01: power off"), "{}", suspend.stdout);
+    assert!(suspend.stdout.contains("only their disks are billed"), "{}", suspend.stdout);
     assert_eq!(servers(&sim)[0]["power"], "Down");
-    assert!(
-        !ssh_reachable(&sim),
-        "a powered-off server must not answer SSH"
-    );
+    assert!(!ssh_reachable(&sim), "a powered-off server must not answer SSH");
     let status = p.ok(&["status", "dev"]);
-    assert!(
-        status.stdout.contains("Status: suspended"),
-        "{}",
-        status.stdout
-    );
-    assert!(
-        status
-            .stdout
-            .contains("    Status: stopped (only its disk is billed)"),
-        "{}",
-        status.stdout
-    );
-    assert!(
-        status.stdout.contains("api  unknown (server powered off)"),
-        "{}",
-        status.stdout
-    );
+    assert!(status.stdout.contains("Status: suspended"), "{}", status.stdout);
+    assert!(status.stdout.contains("    Status: stopped (only its disk is billed)"), "{}", status.stdout);
+    assert!(status.stdout.contains("api  unknown (server powered off)"), "{}", status.stdout);
 
     // up boots it and brings the containers back.
     let up = p.ok(&["up", "dev"]);
-    assert!(
-        up.stdout.contains("~ server creo-dev-01: power on"),
-        "{}",
-        up.stdout
-    );
-    assert_eq!(
-        p.inspect("dev", "api", "{{.State.Running}}").as_deref(),
-        Some("true")
-    );
+    assert!(up.stdout.contains("~ server creo-dev-01: power on"), "{}", up.stdout);
+    assert_eq!(p.inspect("dev", "api", "{{.State.Running}}").as_deref(), Some("true"));
     let status = p.ok(&["status", "dev"]);
     for line in [
         "Stage: dev",
@@ -204,44 +136,20 @@ fn the_whole_ladder_up_down_suspend_up_destroy() {
         "    CPU: 4 cores",
         "    Memory: 4 GB",
     ] {
-        assert!(
-            status.stdout.lines().any(|l| l == line),
-            "missing {line:?} in\n{}",
-            status.stdout
-        );
+        assert!(status.stdout.lines().any(|l| l == line), "missing {line:?} in\n{}", status.stdout);
     }
-    assert!(
-        status
-            .stdout
-            .contains(&format!("    IP: {}", server_ip(&sim))),
-        "{}",
-        status.stdout
-    );
+    assert!(status.stdout.contains(&format!("    IP: {}", server_ip(&sim))), "{}", status.stdout);
 
     // down --destroy: containers, server and disk gone.
     let destroy = p.ok(&["down", "dev", "--destroy", "--yes"]);
-    assert!(
-        destroy
-            .stdout
-            .contains("- server creo-dev-01 and 1 disk(s)"),
-        "{}",
-        destroy.stdout
-    );
+    assert!(destroy.stdout.contains("- server creo-dev-01 and 1 disk(s)"), "{}", destroy.stdout);
     assert!(servers(&sim).is_empty());
     assert!(sim.state()["disks"].as_array().unwrap().is_empty());
     assert!(p.containers().is_empty(), "{:?}", p.containers());
     let status = p.ok(&["status", "dev"]);
-    assert!(
-        status.stdout.contains("Status: not created"),
-        "{}",
-        status.stdout
-    );
+    assert!(status.stdout.contains("Status: not created"), "{}", status.stdout);
     let nothing = p.ok(&["down", "dev", "--destroy", "--yes"]);
-    assert!(
-        nothing.stdout.contains("nothing to do"),
-        "{}",
-        nothing.stdout
-    );
+    assert!(nothing.stdout.contains("nothing to do"), "{}", nothing.stdout);
 }
 
 fn server_count(sim: &Sim) -> usize {
@@ -256,11 +164,7 @@ fn busy_api_is_retried_and_exactly_one_server_is_made() {
     sim.fault(r#"{"busy": 3}"#);
     p.ok(&["up", "dev"]);
     assert_eq!(server_count(&sim), 1);
-    assert_eq!(
-        sim.requests()["POST /server"],
-        4,
-        "three 503 busy answers, then the create"
-    );
+    assert_eq!(sim.requests()["POST /server"], 4, "three 503 busy answers, then the create");
     p.ok(&["down", "dev", "--destroy", "--yes"]);
 }
 
@@ -269,20 +173,12 @@ fn lost_create_response_is_followed_by_a_lookup_not_a_second_create() {
     let sshd = Sshd::start("");
     let sim = Sim::start(sshd.port);
     let mut p = sakura_project("lostcreate", &sim, &sshd);
-    p.env
-        .push(("FLEET_SAKURA_TIMEOUT_MS".into(), "1500".into()));
+    p.env.push(("FLEET_SAKURA_TIMEOUT_MS".into(), "1500".into()));
     sim.fault(r#"{"slow_create_ms": 4000}"#);
     p.ok(&["up", "dev"]);
     assert_eq!(server_count(&sim), 1);
-    assert_eq!(
-        sim.requests()["POST /server"],
-        1,
-        "a create whose answer was lost must never be repeated"
-    );
-    assert_eq!(
-        p.inspect("dev", "api", "{{.State.Running}}").as_deref(),
-        Some("true")
-    );
+    assert_eq!(sim.requests()["POST /server"], 1, "a create whose answer was lost must never be repeated");
+    assert_eq!(p.inspect("dev", "api", "{{.State.Running}}").as_deref(), Some("true"));
     p.ok(&["down", "dev", "--destroy", "--yes"]);
 }
 
@@ -294,17 +190,9 @@ fn ignored_shutdown_is_resent_then_forced() {
     p.ok(&["up", "dev"]);
     sim.fault(r#"{"ignore_shutdown": true}"#);
     let r = p.ok(&["down", "dev", "--suspend"]);
-    assert!(
-        r.stderr.contains("ignored the shutdown; forcing power off"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("ignored the shutdown; forcing power off"), "{}", r.stderr);
     assert_eq!(servers(&sim)[0]["power"], "Down");
-    assert!(
-        sim.requests()["DELETE /server/:id/power"] >= 3,
-        "graceful, re-sent, then forced: {:?}",
-        sim.requests()
-    );
+    assert!(sim.requests()["DELETE /server/:id/power"] >= 3, "graceful, re-sent, then forced: {:?}", sim.requests());
     p.ok(&["down", "dev", "--destroy", "--yes"]);
 }
 
@@ -314,22 +202,14 @@ fn failed_disk_copy_fails_clearly_and_the_next_up_converges_on_the_same_server()
     let sim = Sim::start(sshd.port);
     let p = sakura_project("diskfail", &sim, &sshd);
     sim.fault(r#"{"fail_disk_copy": true}"#);
-    p.fleet(&["up", "dev"]).fails_with(
-        1,
-        &["server creo-dev-01 (sakura-cloud tk1a): the disk copy from the OS archive failed"],
-    );
+    p.fleet(&["up", "dev"])
+        .fails_with(1, &["server creo-dev-01 (sakura-cloud tk1a): the disk copy from the OS archive failed"]);
     assert_eq!(server_count(&sim), 1);
-    assert!(
-        sim.state()["disks"].as_array().unwrap().is_empty(),
-        "the failed disk is ours and useless: removed"
-    );
+    assert!(sim.state()["disks"].as_array().unwrap().is_empty(), "the failed disk is ours and useless: removed");
     p.ok(&["up", "dev"]);
     assert_eq!(server_count(&sim), 1, "no second server");
     assert_eq!(sim.requests()["POST /server"], 1);
-    assert_eq!(
-        p.inspect("dev", "db", "{{.State.Running}}").as_deref(),
-        Some("true")
-    );
+    assert_eq!(p.inspect("dev", "db", "{{.State.Running}}").as_deref(), Some("true"));
     p.ok(&["down", "dev", "--destroy", "--yes"]);
 }
 
@@ -338,32 +218,13 @@ fn wrong_or_missing_credentials_and_unreachable_api() {
     let sshd = Sshd::start("");
     let sim = Sim::start(sshd.port);
     let mut p = sakura_project("creds", &sim, &sshd);
-    p.env
-        .retain(|(k, _)| k != "SAKURACLOUD_ACCESS_TOKEN_SECRET");
-    p.fleet(&["up", "dev"]).fails_with(
-        2,
-        &[
-            "Sakura Cloud credentials are missing",
-            "SAKURACLOUD_ACCESS_TOKEN_SECRET",
-        ],
-    );
-    assert!(
-        sim.requests().is_empty(),
-        "no request before the credentials are known"
-    );
+    p.env.retain(|(k, _)| k != "SAKURACLOUD_ACCESS_TOKEN_SECRET");
+    p.fleet(&["up", "dev"]).fails_with(2, &["Sakura Cloud credentials are missing", "SAKURACLOUD_ACCESS_TOKEN_SECRET"]);
+    assert!(sim.requests().is_empty(), "no request before the credentials are known");
 
-    p.env.push((
-        "SAKURACLOUD_ACCESS_TOKEN_SECRET".into(),
-        "wrong-secret-value".into(),
-    ));
+    p.env.push(("SAKURACLOUD_ACCESS_TOKEN_SECRET".into(), "wrong-secret-value".into()));
     let r = p.fleet(&["up", "dev"]);
-    r.fails_with(
-        1,
-        &[
-            "server creo-dev-01 (sakura-cloud tk1a)",
-            "HTTP 401 unauthorized",
-        ],
-    );
+    r.fails_with(1, &["server creo-dev-01 (sakura-cloud tk1a)", "HTTP 401 unauthorized"]);
     assert!(
         !r.stderr.contains("wrong-secret-value") && !r.stdout.contains("wrong-secret-value"),
         "a secret was printed"
@@ -379,10 +240,7 @@ fn wrong_or_missing_credentials_and_unreachable_api() {
             *v = "5".into();
         }
     }
-    unreachable.fleet(&["up", "dev"]).fails_with(
-        1,
-        &["server creo-dev-01 (sakura-cloud tk1a): finding by tag"],
-    );
+    unreachable.fleet(&["up", "dev"]).fails_with(1, &["server creo-dev-01 (sakura-cloud tk1a): finding by tag"]);
 }
 
 #[test]
@@ -400,15 +258,11 @@ fn ssh_key_the_server_refuses_is_a_clear_error() {
     let text = std::fs::read_to_string(p.path().join("fleet.kdl")).unwrap();
     std::fs::write(
         p.path().join("fleet.kdl"),
-        text.replace(
-            &sshd.identity().display().to_string(),
-            &other.display().to_string(),
-        ),
+        text.replace(&sshd.identity().display().to_string(), &other.display().to_string()),
     )
     .unwrap();
     p.env.push(("FLEET_SSH_WAIT_MS".into(), "20000".into()));
-    p.fleet(&["up", "dev"])
-        .fails_with(1, &["server creo-dev-01", "refused our SSH key"]);
+    p.fleet(&["up", "dev"]).fails_with(1, &["server creo-dev-01", "refused our SSH key"]);
     assert!(p.containers().is_empty());
 }
 
@@ -437,7 +291,8 @@ stage "pre" {{
 fn docker_missing_on_the_host_is_a_clear_error() {
     let sshd = Sshd::start("SetEnv PATH=/nonexistent");
     let p = host_project("nodocker-host", &sshd);
-    p.fleet(&["up", "pre"]).fails_with(1, &["server box-1: Docker does not answer there, and without apt-get fleet cannot install it"]);
+    p.fleet(&["up", "pre"])
+        .fails_with(1, &["server box-1: Docker does not answer there, and without apt-get fleet cannot install it"]);
     assert!(p.containers().is_empty());
 }
 
@@ -449,10 +304,8 @@ fn changed_host_key_is_refused() {
     let port = first.port;
     drop(first);
     let _rebuilt = Sshd::start_on(port, "");
-    p.fleet(&["status", "pre"]).fails_with(
-        1,
-        &["server box-1: the SSH host key of 127.0.0.1 is not the one fleet recorded"],
-    );
+    p.fleet(&["status", "pre"])
+        .fails_with(1, &["server box-1: the SSH host key of 127.0.0.1 is not the one fleet recorded"]);
 }
 
 #[test]
@@ -461,49 +314,22 @@ fn host_provider_through_the_ladder() {
     let p = host_project("hostladder", &sshd);
     let up = p.ok(&["up", "pre"]);
     assert!(up.stdout.contains("+ container web"), "{}", up.stdout);
-    assert!(
-        !up.stdout.contains("server"),
-        "a brought host is never created or powered: {}",
-        up.stdout
-    );
+    assert!(!up.stdout.contains("server"), "a brought host is never created or powered: {}", up.stdout);
     assert!(p.ok(&["up", "pre"]).stdout.contains("up to date"));
     let status = p.ok(&["status", "pre"]);
-    assert!(
-        status.stdout.contains("    Provider: host"),
-        "{}",
-        status.stdout
-    );
+    assert!(status.stdout.contains("    Provider: host"), "{}", status.stdout);
     assert!(status.stdout.contains("  ✓ web"), "{}", status.stdout);
     let ps = p.ok(&["ps", "pre"]);
-    assert!(
-        ps.stdout
-            .lines()
-            .any(|l| l.starts_with("pre ") && l.contains("web")),
-        "{}",
-        ps.stdout
-    );
+    assert!(ps.stdout.lines().any(|l| l.starts_with("pre ") && l.contains("web")), "{}", ps.stdout);
     let logs = p.ok(&["logs", "pre", "-n", "5"]);
     assert_eq!(logs.code, 0);
     p.ok(&["down", "pre"]);
-    assert_eq!(
-        p.inspect("pre", "web", "{{.State.Running}}").as_deref(),
-        Some("false")
-    );
-    p.fleet(&["down", "pre", "--suspend"]).fails_with(
-        2,
-        &["server box-1 is a host you brought", "--suspend is refused"],
-    );
+    assert_eq!(p.inspect("pre", "web", "{{.State.Running}}").as_deref(), Some("false"));
+    p.fleet(&["down", "pre", "--suspend"])
+        .fails_with(2, &["server box-1 is a host you brought", "--suspend is refused"]);
     let destroy = p.ok(&["down", "pre", "--destroy", "--yes"]);
-    assert!(
-        destroy.stdout.contains("- container web"),
-        "{}",
-        destroy.stdout
-    );
-    assert!(
-        destroy.stderr.contains("the machine stays"),
-        "{}",
-        destroy.stderr
-    );
+    assert!(destroy.stdout.contains("- container web"), "{}", destroy.stdout);
+    assert!(destroy.stderr.contains("the machine stays"), "{}", destroy.stderr);
     assert!(p.containers().is_empty());
 }
 
@@ -533,8 +359,7 @@ stage "dev" {{
     p.ok(&["up", "local"]);
     let up = p.ok(&["up", "dev"]);
     assert!(
-        up.stdout
-            .contains("+ server web-1 (sakura-cloud is1a, 1 cores, 1 GB, 20 GB ssd, ubuntu-24.04)"),
+        up.stdout.contains("+ server web-1 (sakura-cloud is1a, 1 cores, 1 GB, 20 GB ssd, ubuntu-24.04)"),
         "{}",
         up.stdout
     );
@@ -544,29 +369,13 @@ stage "dev" {{
     let ps = p.ok(&["ps"]);
     let rows: Vec<&str> = ps.stdout.lines().skip(1).collect();
     assert_eq!(rows.len(), 3, "local db, dev db, dev api:\n{}", ps.stdout);
-    assert!(
-        rows.iter()
-            .any(|l| l.starts_with("local ") && l.contains(" db "))
-    );
-    assert!(
-        rows.iter()
-            .any(|l| l.starts_with("dev ") && l.contains(" api "))
-    );
+    assert!(rows.iter().any(|l| l.starts_with("local ") && l.contains(" db ")));
+    assert!(rows.iter().any(|l| l.starts_with("dev ") && l.contains(" api ")));
 
     p.ok(&["down", "dev", "--suspend"]);
     let ps = p.ok(&["ps"]);
-    assert_eq!(
-        ps.stdout.lines().count(),
-        2,
-        "only the local stage's container:\n{}",
-        ps.stdout
-    );
-    assert!(
-        ps.stderr
-            .contains("server web-1 is powered off; its containers are not listed"),
-        "{}",
-        ps.stderr
-    );
+    assert_eq!(ps.stdout.lines().count(), 2, "only the local stage's container:\n{}", ps.stdout);
+    assert!(ps.stderr.contains("server web-1 is powered off; its containers are not listed"), "{}", ps.stderr);
     p.ok(&["down", "dev", "--destroy", "--yes"]);
     assert_eq!(server_count(&sim), 0);
 }

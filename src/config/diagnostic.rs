@@ -13,10 +13,7 @@ pub struct SourceFile {
 
 impl SourceFile {
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            text: Arc::new(text.into()),
-        }
+        Self { name: name.into(), text: Arc::new(text.into()) }
     }
 
     pub fn named(&self) -> NamedSource<Arc<String>> {
@@ -49,13 +46,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(src: &SourceFile, span: SourceSpan, message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            src: src.named(),
-            span,
-            label: "here".into(),
-            help: None,
-        }
+        Self { message: message.into(), src: src.named(), span, label: "here".into(), help: None }
     }
 
     pub fn label(mut self, label: impl Into<String>) -> Self {
@@ -71,10 +62,7 @@ impl ConfigError {
     /// `fleet.kdl:3:14`, for tests and one-line logs.
     pub fn location(&self) -> String {
         let text = self.src.inner();
-        let file = SourceFile {
-            name: self.src.name().to_string(),
-            text: text.clone(),
-        };
+        let file = SourceFile { name: self.src.name().to_string(), text: text.clone() };
         let (line, col) = file.line_col(self.span.offset());
         format!("{}:{line}:{col}", self.src.name())
     }
@@ -91,11 +79,7 @@ pub struct ConfigErrors {
 }
 
 fn plural(n: usize) -> String {
-    if n == 1 {
-        "1 config error".into()
-    } else {
-        format!("{n} config errors")
-    }
+    if n == 1 { "1 config error".into() } else { format!("{n} config errors") }
 }
 
 /// "did you mean `environment`?" for a misspelt key.
@@ -104,13 +88,7 @@ pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     let max_edits = (word.chars().count() / 3).max(1);
     candidates
         .into_iter()
-        .map(|c| {
-            (
-                strsim::jaro_winkler(word, c),
-                strsim::damerau_levenshtein(word, c),
-                c,
-            )
-        })
+        .map(|c| (strsim::jaro_winkler(word, c), strsim::damerau_levenshtein(word, c), c))
         .filter(|(score, edits, _)| *score > 0.8 || *edits <= max_edits)
         .min_by(|a, b| a.1.cmp(&b.1).then(b.0.total_cmp(&a.0)))
         .map(|(_, _, c)| format!("did you mean `{c}`?"))

@@ -24,11 +24,7 @@ pub struct Vars {
 
 impl Vars {
     /// Adds a layer; an existing (stronger) value wins, so layers are added strongest first.
-    pub fn add_layer(
-        &mut self,
-        layer: impl IntoIterator<Item = (String, String)>,
-        source: VarSource,
-    ) {
+    pub fn add_layer(&mut self, layer: impl IntoIterator<Item = (String, String)>, source: VarSource) {
         for (k, v) in layer {
             self.values.entry(k).or_insert((v, source));
         }
@@ -100,14 +96,10 @@ fn closing_brace(s: &str) -> Option<usize> {
 }
 
 fn expand(body: &str, vars: &Vars) -> Result<String, InterpolateError> {
-    let name_end = body
-        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .unwrap_or(body.len());
+    let name_end = body.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(body.len());
     let (name, op) = body.split_at(name_end);
     if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
-        return Err(InterpolateError::Malformed {
-            reason: format!("`${{{body}}}` is not a variable name"),
-        });
+        return Err(InterpolateError::Malformed { reason: format!("`${{{body}}}` is not a variable name") });
     }
     let value = vars.get(name);
     let set_and_nonempty = value.is_some_and(|v| !v.is_empty());
@@ -122,9 +114,7 @@ fn expand(body: &str, vars: &Vars) -> Result<String, InterpolateError> {
     } else if op.is_empty() {
         ("", "")
     } else {
-        return Err(InterpolateError::Malformed {
-            reason: format!("unknown operator in `${{{body}}}`"),
-        });
+        return Err(InterpolateError::Malformed { reason: format!("unknown operator in `${{{body}}}`") });
     };
     match kind {
         ":-" if !set_and_nonempty => interpolate(arg, vars),
@@ -137,15 +127,8 @@ fn expand(body: &str, vars: &Vars) -> Result<String, InterpolateError> {
 }
 
 fn required(name: &str, message: &str) -> InterpolateError {
-    let message = if message.is_empty() {
-        "set it in the environment or a .env file".into()
-    } else {
-        message.into()
-    };
-    InterpolateError::Required {
-        name: name.into(),
-        message,
-    }
+    let message = if message.is_empty() { "set it in the environment or a .env file".into() } else { message.into() };
+    InterpolateError::Required { name: name.into(), message }
 }
 
 #[cfg(test)]
@@ -154,10 +137,7 @@ mod tests {
 
     fn vars(pairs: &[(&str, &str)]) -> Vars {
         let mut v = Vars::default();
-        v.add_layer(
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())),
-            VarSource::Variables,
-        );
+        v.add_layer(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())), VarSource::Variables);
         v
     }
 
@@ -169,36 +149,19 @@ mod tests {
         assert_eq!(interpolate("${EMPTY:-def}", &v).unwrap(), "def");
         assert_eq!(interpolate("${EMPTY-def}", &v).unwrap(), "");
         assert_eq!(interpolate("${B-${A}}", &v).unwrap(), "1");
-        assert_eq!(
-            interpolate("cost $$5 and $HOME", &v).unwrap(),
-            "cost $5 and $HOME"
-        );
+        assert_eq!(interpolate("cost $$5 and $HOME", &v).unwrap(), "cost $5 and $HOME");
     }
 
     #[test]
     fn reports_missing_and_required() {
         let v = vars(&[]);
-        assert_eq!(
-            interpolate("${NOPE}", &v),
-            Err(InterpolateError::Undefined {
-                name: "NOPE".into()
-            })
-        );
+        assert_eq!(interpolate("${NOPE}", &v), Err(InterpolateError::Undefined { name: "NOPE".into() }));
         assert_eq!(
             interpolate("${DB:?set DB first}", &v),
-            Err(InterpolateError::Required {
-                name: "DB".into(),
-                message: "set DB first".into()
-            })
+            Err(InterpolateError::Required { name: "DB".into(), message: "set DB first".into() })
         );
-        assert!(matches!(
-            interpolate("${A", &v),
-            Err(InterpolateError::Malformed { .. })
-        ));
-        assert!(matches!(
-            interpolate("${1A}", &v),
-            Err(InterpolateError::Malformed { .. })
-        ));
+        assert!(matches!(interpolate("${A", &v), Err(InterpolateError::Malformed { .. })));
+        assert!(matches!(interpolate("${1A}", &v), Err(InterpolateError::Malformed { .. })));
     }
 
     #[test]

@@ -34,14 +34,7 @@ pub struct Config {
 pub fn discover(explicit: Option<&Path>, cwd: &Path) -> Result<PathBuf> {
     if let Some(p) = explicit {
         let p = cwd.join(p);
-        return if p.is_file() {
-            Ok(p)
-        } else {
-            Err(Error::usage(format!(
-                "config file {} not found",
-                p.display()
-            )))
-        };
+        return if p.is_file() { Ok(p) } else { Err(Error::usage(format!("config file {} not found", p.display()))) };
     }
     for dir in cwd.ancestors() {
         for candidate in [dir.join(FILE_NAME), dir.join(HIDDEN_DIR).join(FILE_NAME)] {
@@ -51,18 +44,14 @@ pub fn discover(explicit: Option<&Path>, cwd: &Path) -> Result<PathBuf> {
         }
     }
     Err(Error::usage_help(
-        format!(
-            "no {FILE_NAME} found in {} or any parent directory",
-            cwd.display()
-        ),
+        format!("no {FILE_NAME} found in {} or any parent directory", cwd.display()),
         "create one (see the README's config reference) or pass -f PATH",
     ))
 }
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         Self::from_text(path, text)
     }
 
@@ -76,40 +65,21 @@ impl Config {
         let source = SourceFile::new(display.clone(), text);
         let (doc, warnings) = parse_kdl(&source)?;
         let project = reader::project_name(&doc, &source, &dir)?;
-        let config = Self {
-            path,
-            dir,
-            source,
-            doc,
-            project,
-            warnings,
-        };
+        let config = Self { path, dir, source, doc, project, warnings };
         // Unknown top-level nodes and duplicate names are checked once, for every command.
         let mut errors = reader::check_structure(&config);
         errors.extend(server_reader::check_providers(&config));
-        if errors.is_empty() {
-            Ok(config)
-        } else {
-            Err(config.errors(errors))
-        }
+        if errors.is_empty() { Ok(config) } else { Err(config.errors(errors)) }
     }
 
     fn stage_nodes(&self) -> impl Iterator<Item = &KdlNode> {
-        self.doc
-            .nodes()
-            .iter()
-            .filter(|n| n.name().value() == "stage")
+        self.doc.nodes().iter().filter(|n| n.name().value() == "stage")
     }
 
     /// Stage names in file order.
     pub fn stage_names(&self) -> Vec<String> {
         self.stage_nodes()
-            .filter_map(|n| {
-                n.entries()
-                    .first()
-                    .and_then(|e| e.value().as_string())
-                    .map(String::from)
-            })
+            .filter_map(|n| n.entries().first().and_then(|e| e.value().as_string()).map(String::from))
             .collect()
     }
 
@@ -122,18 +92,11 @@ impl Config {
                 None if names.is_empty() => format!("{} declares no stage", self.source.name),
                 None => format!("stages in {}: {}", self.source.name, names.join(", ")),
             };
-            return Err(Error::usage_help(
-                format!("stage `{name}` is not defined"),
-                help,
-            ));
+            return Err(Error::usage_help(format!("stage `{name}` is not defined"), help));
         }
         let (spec, spans) = reader::read_stage(self, name).map_err(|errors| self.errors(errors))?;
         let errors = validate::validate(self, name, &spec, &spans);
-        if errors.is_empty() {
-            Ok(spec)
-        } else {
-            Err(self.errors(errors))
-        }
+        if errors.is_empty() { Ok(spec) } else { Err(self.errors(errors)) }
     }
 
     /// Checks the whole file: its structure and every stage.
@@ -152,19 +115,11 @@ impl Config {
         // The same service read by several stages reports the same mistake once.
         let mut seen = std::collections::HashSet::new();
         errors.retain(|e| seen.insert((e.message.clone(), e.span.offset())));
-        if errors.is_empty() {
-            Ok(specs)
-        } else {
-            Err(self.errors(errors))
-        }
+        if errors.is_empty() { Ok(specs) } else { Err(self.errors(errors)) }
     }
 
     fn errors(&self, errors: Vec<ConfigError>) -> Error {
-        ConfigErrors {
-            file: self.source.name.clone(),
-            errors,
-        }
-        .into()
+        ConfigErrors { file: self.source.name.clone(), errors }.into()
     }
 }
 
@@ -196,8 +151,8 @@ fn parse_kdl(source: &SourceFile) -> Result<(KdlDocument, Vec<String>)> {
         .iter()
         .map(|d| {
             let message = d.message.clone().unwrap_or_else(|| "invalid KDL".into());
-            let mut err = ConfigError::new(source, d.span, message)
-                .label(d.label.clone().unwrap_or_else(|| "here".into()));
+            let mut err =
+                ConfigError::new(source, d.span, message).label(d.label.clone().unwrap_or_else(|| "here".into()));
             let at = &source.text[d.span.offset().min(source.text.len())..];
             if ["true", "false", "null"].iter().any(|w| at.starts_with(w)) {
                 err = err.help("in KDL 2 booleans and null are written #true, #false and #null");
@@ -207,11 +162,7 @@ fn parse_kdl(source: &SourceFile) -> Result<(KdlDocument, Vec<String>)> {
             err
         })
         .collect();
-    Err(ConfigErrors {
-        file: source.name.clone(),
-        errors,
-    }
-    .into())
+    Err(ConfigErrors { file: source.name.clone(), errors }.into())
 }
 
 #[cfg(test)]

@@ -4,22 +4,13 @@ use super::diagnostic::{ConfigError, SourceFile, suggest};
 use super::interpolate::{InterpolateError, VarSource, Vars, interpolate};
 use super::{Config, ConfigErrors};
 use crate::error::Result;
-use crate::model::{
-    Healthcheck, Port, Protocol, RestartPolicy, Service, StageSpec, Volume, VolumeSource,
-};
+use crate::model::{Healthcheck, Port, Protocol, RestartPolicy, Service, StageSpec, Volume, VolumeSource};
 use kdl::{KdlEntry, KdlNode, KdlValue};
 use miette::SourceSpan;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-const TOP_LEVEL: &[&str] = &[
-    "project",
-    "variables",
-    "service",
-    "stage",
-    "providers",
-    "server",
-];
+const TOP_LEVEL: &[&str] = &["project", "variables", "service", "stage", "providers", "server"];
 const STAGE_NODES: &[&str] = &["service", "variables", "protect", "server"];
 const SERVICE_NODES: &[&str] = &[
     "image",
@@ -61,48 +52,36 @@ pub fn project_name(doc: &kdl::KdlDocument, src: &SourceFile, dir: &Path) -> Res
         let span = entry.map_or(node.span(), KdlEntry::span);
         return match name {
             Some(n) if is_docker_name(n) => Ok(n.to_string()),
-            Some(n) => Err(errors(src, vec![ConfigError::new(src, span, format!("project name `{n}` cannot be used in container names"))
-                .label("invalid name")
-                .help("use lowercase letters, digits, `-`, `_` and `.`, starting with a letter or digit")])),
-            None => Err(errors(src, vec![ConfigError::new(src, span, "`project` takes one string, e.g. `project \"myapp\"`")])),
+            Some(n) => Err(errors(
+                src,
+                vec![
+                    ConfigError::new(src, span, format!("project name `{n}` cannot be used in container names"))
+                        .label("invalid name")
+                        .help("use lowercase letters, digits, `-`, `_` and `.`, starting with a letter or digit"),
+                ],
+            )),
+            None => Err(errors(
+                src,
+                vec![ConfigError::new(src, span, "`project` takes one string, e.g. `project \"myapp\"`")],
+            )),
         };
     }
-    let raw = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().to_lowercase())
-        .unwrap_or_default();
+    let raw = dir.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
     let cleaned: String = raw
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-' { c } else { '-' })
         .collect();
-    let cleaned = cleaned
-        .trim_start_matches(|c: char| !c.is_ascii_alphanumeric())
-        .to_string();
-    Ok(if cleaned.is_empty() {
-        "fleet".into()
-    } else {
-        cleaned
-    })
+    let cleaned = cleaned.trim_start_matches(|c: char| !c.is_ascii_alphanumeric()).to_string();
+    Ok(if cleaned.is_empty() { "fleet".into() } else { cleaned })
 }
 
 fn is_docker_name(s: &str) -> bool {
     s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
 }
 
 fn errors(src: &SourceFile, errors: Vec<ConfigError>) -> crate::error::Error {
-    ConfigErrors {
-        file: src.name.clone(),
-        errors,
-    }
-    .into()
+    ConfigErrors { file: src.name.clone(), errors }.into()
 }
 
 /// Checks that do not depend on a stage: known top-level nodes, unique names.
@@ -120,44 +99,26 @@ pub fn check_structure(config: &Config) -> Vec<ConfigError> {
             continue;
         }
         let Some(first) = node.entries().first() else {
-            errs.push(ConfigError::new(
-                src,
-                node.span(),
-                format!("`{kind}` needs a name, e.g. `{kind} \"web\"`"),
-            ));
+            errs.push(ConfigError::new(src, node.span(), format!("`{kind}` needs a name, e.g. `{kind} \"web\"`")));
             continue;
         };
         let Some(name) = first.value().as_string() else {
-            errs.push(ConfigError::new(
-                src,
-                first.span(),
-                format!("the name of a {kind} must be a string"),
-            ));
+            errs.push(ConfigError::new(src, first.span(), format!("the name of a {kind} must be a string")));
             continue;
         };
         if kind != "server" && !is_docker_name(name) {
             errs.push(
-                ConfigError::new(
-                    src,
-                    first.span(),
-                    format!("{kind} name `{name}` cannot be used in container names"),
-                )
-                .help("use lowercase letters, digits, `-`, `_` and `.`"),
+                ConfigError::new(src, first.span(), format!("{kind} name `{name}` cannot be used in container names"))
+                    .help("use lowercase letters, digits, `-`, `_` and `.`"),
             );
         }
         let key = (kind.to_string(), name.to_string());
         if let Some(prev) = seen.get(&key) {
             let (line, _) = src.line_col(prev.offset());
             errs.push(
-                ConfigError::new(
-                    src,
-                    first.span(),
-                    format!("{kind} `{name}` is defined twice"),
-                )
-                .label("second definition")
-                .help(format!(
-                    "the first definition is on line {line}; merge them"
-                )),
+                ConfigError::new(src, first.span(), format!("{kind} `{name}` is defined twice"))
+                    .label("second definition")
+                    .help(format!("the first definition is on line {line}; merge them")),
             );
         } else {
             seen.insert(key, first.span());
@@ -166,19 +127,9 @@ pub fn check_structure(config: &Config) -> Vec<ConfigError> {
     errs
 }
 
-pub(super) fn unknown_node(
-    src: &SourceFile,
-    node: &KdlNode,
-    place: &str,
-    known: &[&str],
-) -> ConfigError {
+pub(super) fn unknown_node(src: &SourceFile, node: &KdlNode, place: &str, known: &[&str]) -> ConfigError {
     let name = node.name().value();
-    let err = ConfigError::new(
-        src,
-        node.name().span(),
-        format!("unknown node `{name}` {place}"),
-    )
-    .label("unknown");
+    let err = ConfigError::new(src, node.name().span(), format!("unknown node `{name}` {place}")).label("unknown");
     match suggest(name, known.iter().copied()) {
         Some(s) => err.help(s),
         None => err.help(format!("expected one of: {}", known.join(", "))),
@@ -186,25 +137,14 @@ pub(super) fn unknown_node(
 }
 
 /// Reads one stage with its variables resolved. Errors are collected, not thrown one by one.
-pub fn read_stage(
-    config: &Config,
-    stage: &str,
-) -> std::result::Result<(StageSpec, Spans), Vec<ConfigError>> {
+pub fn read_stage(config: &Config, stage: &str) -> std::result::Result<(StageSpec, Spans), Vec<ConfigError>> {
     let stage_node = config
         .doc
         .nodes()
         .iter()
-        .find(|n| {
-            n.name().value() == "stage"
-                && n.entries().first().and_then(|e| e.value().as_string()) == Some(stage)
-        })
+        .find(|n| n.name().value() == "stage" && n.entries().first().and_then(|e| e.value().as_string()) == Some(stage))
         .expect("caller checked the stage exists");
-    let mut r = Reader {
-        src: &config.source,
-        dir: &config.dir,
-        vars: Vars::default(),
-        errors: Vec::new(),
-    };
+    let mut r = Reader { src: &config.source, dir: &config.dir, vars: Vars::default(), errors: Vec::new() };
     r.vars = r.stage_vars(config, stage_node, stage);
 
     let definitions: HashMap<&str, &KdlNode> = config
@@ -249,25 +189,20 @@ pub fn read_stage(
                             let mut err = ConfigError::new(
                                 r.src,
                                 entry.span(),
-                                format!(
-                                    "stage `{stage}` names service `{name}`, which is not defined"
-                                ),
+                                format!("stage `{stage}` names service `{name}`, which is not defined"),
                             )
                             .label("undefined service");
                             err = match suggest(&name, definitions.keys().copied()) {
                                 Some(s) => err.help(s),
-                                None => err.help(format!("define it at the top level: service \"{name}\" {{ image \"…\" }}")),
+                                None => err
+                                    .help(format!("define it at the top level: service \"{name}\" {{ image \"…\" }}")),
                             };
                             r.push(err);
                         }
                     }
                 }
                 if r.args(node).is_empty() {
-                    r.push(ConfigError::new(
-                        r.src,
-                        node.span(),
-                        "`service` in a stage needs the service's name",
-                    ));
+                    r.push(ConfigError::new(r.src, node.span(), "`service` in a stage needs the service's name"));
                 }
             }
             "server" => {
@@ -277,19 +212,10 @@ pub fn read_stage(
             }
             "protect" => spec.protect = r.flag(node).unwrap_or(true),
             "variables" => {}
-            _ => r.push(unknown_node(
-                r.src,
-                node,
-                &format!("in stage `{stage}`"),
-                STAGE_NODES,
-            )),
+            _ => r.push(unknown_node(r.src, node, &format!("in stage `{stage}`"), STAGE_NODES)),
         }
     }
-    if r.errors.is_empty() {
-        Ok((spec, spans))
-    } else {
-        Err(r.errors)
-    }
+    if r.errors.is_empty() { Ok((spec, spans)) } else { Err(r.errors) }
 }
 
 pub(super) fn children(node: &KdlNode) -> impl Iterator<Item = &KdlNode> {
@@ -325,10 +251,9 @@ impl Reader<'_> {
     fn stage_vars(&mut self, config: &Config, stage_node: &KdlNode, stage: &str) -> Vars {
         let mut vars = Vars::default();
         vars.add_layer(std::env::vars(), VarSource::Process);
-        for (file, source) in [
-            (format!(".env.{stage}"), VarSource::StageEnvFile),
-            (".env".to_string(), VarSource::EnvFile),
-        ] {
+        for (file, source) in
+            [(format!(".env.{stage}"), VarSource::StageEnvFile), (".env".to_string(), VarSource::EnvFile)]
+        {
             let path = config.dir.join(&file);
             if path.is_file() {
                 match read_env_file(&path) {
@@ -338,15 +263,10 @@ impl Reader<'_> {
             }
         }
         let stage_vars = children(stage_node).filter(|n| n.name().value() == "variables");
-        let top_vars = config
-            .doc
-            .nodes()
-            .iter()
-            .filter(|n| n.name().value() == "variables");
-        for (nodes, source) in [
-            (stage_vars.collect::<Vec<_>>(), VarSource::StageVariables),
-            (top_vars.collect(), VarSource::Variables),
-        ] {
+        let top_vars = config.doc.nodes().iter().filter(|n| n.name().value() == "variables");
+        for (nodes, source) in
+            [(stage_vars.collect::<Vec<_>>(), VarSource::StageVariables), (top_vars.collect(), VarSource::Variables)]
+        {
             for node in nodes {
                 let values = self.key_values(node, false);
                 vars.add_layer(values, source);
@@ -356,17 +276,11 @@ impl Reader<'_> {
     }
 
     pub(super) fn args<'n>(&self, node: &'n KdlNode) -> Vec<&'n KdlEntry> {
-        node.entries()
-            .iter()
-            .filter(|e| e.name().is_none())
-            .collect()
+        node.entries().iter().filter(|e| e.name().is_none()).collect()
     }
 
     pub(super) fn prop<'n>(&self, node: &'n KdlNode, key: &str) -> Option<&'n KdlEntry> {
-        node.entries()
-            .iter()
-            .rev()
-            .find(|e| e.name().is_some_and(|n| n.value() == key))
+        node.entries().iter().rev().find(|e| e.name().is_some_and(|n| n.value() == key))
     }
 
     /// Rejects properties the node does not take.
@@ -377,11 +291,7 @@ impl Reader<'_> {
                 let mut err = ConfigError::new(
                     self.src,
                     e.span(),
-                    format!(
-                        "unknown property `{}` on `{}`",
-                        key.value(),
-                        node.name().value()
-                    ),
+                    format!("unknown property `{}` on `{}`", key.value(), node.name().value()),
                 )
                 .label("unknown property");
                 if let Some(s) = suggest(key.value(), allowed.iter().copied()) {
@@ -406,8 +316,7 @@ impl Reader<'_> {
                         )),
                         _ => None,
                     };
-                    let mut err = ConfigError::new(self.src, entry.span(), e.to_string())
-                        .label("in this value");
+                    let mut err = ConfigError::new(self.src, entry.span(), e.to_string()).label("in this value");
                     if let Some(h) = help {
                         err = err.help(h);
                     }
@@ -442,12 +351,8 @@ impl Reader<'_> {
             KdlValue::Null => "#null",
         };
         self.push(
-            ConfigError::new(
-                self.src,
-                entry.span(),
-                format!("expected {expected}, found {got}"),
-            )
-            .label(format!("expected {expected}")),
+            ConfigError::new(self.src, entry.span(), format!("expected {expected}, found {got}"))
+                .label(format!("expected {expected}")),
         );
     }
 
@@ -456,10 +361,7 @@ impl Reader<'_> {
         self.no_children(node);
         let args = self.args(node);
         if args.len() != 1 {
-            self.error(
-                node.span(),
-                format!("`{}` takes exactly one value", node.name().value()),
-            );
+            self.error(node.span(), format!("`{}` takes exactly one value", node.name().value()));
             return None;
         }
         Some(args[0])
@@ -472,10 +374,7 @@ impl Reader<'_> {
 
     pub(super) fn no_children(&mut self, node: &KdlNode) {
         if let Some(c) = node.children() {
-            self.error(
-                c.span(),
-                format!("`{}` takes no block", node.name().value()),
-            );
+            self.error(c.span(), format!("`{}` takes no block", node.name().value()));
         }
     }
 
@@ -492,22 +391,13 @@ impl Reader<'_> {
                 }
             },
             _ => {
-                self.error(
-                    node.span(),
-                    format!("`{}` takes at most one value", node.name().value()),
-                );
+                self.error(node.span(), format!("`{}` takes at most one value", node.name().value()));
                 None
             }
         }
     }
 
-    pub(super) fn integer(
-        &mut self,
-        entry: &KdlEntry,
-        min: i128,
-        max: i128,
-        what: &str,
-    ) -> Option<i128> {
+    pub(super) fn integer(&mut self, entry: &KdlEntry, min: i128, max: i128, what: &str) -> Option<i128> {
         let value = match entry.value() {
             KdlValue::Integer(i) => *i,
             // A port may come from a variable: `host="${WEB_PORT:-8080}"`.
@@ -517,12 +407,8 @@ impl Reader<'_> {
                     Ok(i) => i,
                     Err(_) => {
                         self.push(
-                            ConfigError::new(
-                                self.src,
-                                entry.span(),
-                                format!("invalid {what} `{s}`"),
-                            )
-                            .label("expected an integer here"),
+                            ConfigError::new(self.src, entry.span(), format!("invalid {what} `{s}`"))
+                                .label("expected an integer here"),
                         );
                         return None;
                     }
@@ -535,12 +421,8 @@ impl Reader<'_> {
         };
         if value < min || value > max {
             self.push(
-                ConfigError::new(
-                    self.src,
-                    entry.span(),
-                    format!("{what} {value} is out of range"),
-                )
-                .label(format!("must be {min}-{max}")),
+                ConfigError::new(self.src, entry.span(), format!("{what} {value} is out of range"))
+                    .label(format!("must be {min}-{max}")),
             );
             return None;
         }
@@ -554,7 +436,10 @@ impl Reader<'_> {
             KdlValue::String(s) => match humantime::parse_duration(s) {
                 Ok(d) => Some(d.as_millis() as u64),
                 Err(e) => {
-                    self.push(ConfigError::new(self.src, entry.span(), format!("invalid duration `{s}`: {e}")).help("write seconds as an integer, or a string like \"500ms\", \"2s\", \"1m\""));
+                    self.push(
+                        ConfigError::new(self.src, entry.span(), format!("invalid duration `{s}`: {e}"))
+                            .help("write seconds as an integer, or a string like \"500ms\", \"2s\", \"1m\""),
+                    );
                     None
                 }
             },
@@ -606,10 +491,7 @@ impl Reader<'_> {
         }
         match values.as_slice() {
             [] => {
-                self.error(
-                    node.span(),
-                    format!("`{}` needs a value", node.name().value()),
-                );
+                self.error(node.span(), format!("`{}` needs a value", node.name().value()));
                 None
             }
             [one] => match shell_words::split(one) {
@@ -630,27 +512,15 @@ impl Reader<'_> {
         }
     }
 
-    fn read_service(
-        &mut self,
-        name: &str,
-        def: &KdlNode,
-        overlay: Option<&KdlNode>,
-        spans: &mut Spans,
-    ) -> Service {
-        let mut svc = Service {
-            name: name.to_string(),
-            ..Service::default()
-        };
+    fn read_service(&mut self, name: &str, def: &KdlNode, overlay: Option<&KdlNode>, spans: &mut Spans) -> Service {
+        let mut svc = Service { name: name.to_string(), ..Service::default() };
         let mut draft = Draft::default();
         let def_children: Vec<&KdlNode> = children(def).collect();
         let overlay_children: Vec<&KdlNode> = overlay.into_iter().flat_map(children).collect();
         for node in def_children.into_iter().chain(overlay_children) {
             self.service_field(&mut svc, &mut draft, node, spans);
         }
-        svc.image = compose_image(
-            draft.image.as_deref().unwrap_or(name),
-            draft.version.as_deref(),
-        );
+        svc.image = compose_image(draft.image.as_deref().unwrap_or(name), draft.version.as_deref());
         for (path, span) in draft.env_files {
             match read_env_file(&path) {
                 Ok(values) => {
@@ -665,13 +535,7 @@ impl Reader<'_> {
         svc
     }
 
-    fn service_field(
-        &mut self,
-        svc: &mut Service,
-        draft: &mut Draft,
-        node: &KdlNode,
-        spans: &mut Spans,
-    ) {
+    fn service_field(&mut self, svc: &mut Service, draft: &mut Draft, node: &KdlNode, spans: &mut Spans) {
         let field = node.name().value();
         match field {
             "image" => draft.image = self.one_string(node).or(draft.image.take()),
@@ -700,9 +564,7 @@ impl Reader<'_> {
                 svc.depends_on.clear();
                 for e in self.args(node) {
                     if let Some(dep) = self.plain_string(e) {
-                        spans
-                            .depends_on
-                            .insert((svc.name.clone(), dep.clone()), e.span());
+                        spans.depends_on.insert((svc.name.clone(), dep.clone()), e.span());
                         svc.depends_on.push(dep);
                     }
                 }
@@ -714,12 +576,8 @@ impl Reader<'_> {
                     match RestartPolicy::parse(&s) {
                         Some(p) => svc.restart = Some(p),
                         None => self.push(
-                            ConfigError::new(
-                                self.src,
-                                e.span(),
-                                format!("unknown restart policy `{s}`"),
-                            )
-                            .help(format!("use one of: {}", RestartPolicy::NAMES.join(", "))),
+                            ConfigError::new(self.src, e.span(), format!("unknown restart policy `{s}`"))
+                                .help(format!("use one of: {}", RestartPolicy::NAMES.join(", "))),
                         ),
                     }
                 }
@@ -740,9 +598,7 @@ impl Reader<'_> {
                         continue;
                     }
                     if let Some(port) = self.port(child) {
-                        spans
-                            .ports
-                            .insert((svc.name.clone(), svc.ports.len()), child.span());
+                        spans.ports.insert((svc.name.clone(), svc.ports.len()), child.span());
                         svc.ports.push(port);
                     }
                 }
@@ -761,12 +617,7 @@ impl Reader<'_> {
                 }
             }
             "healthcheck" => svc.healthcheck = self.healthcheck(node),
-            _ => self.push(unknown_node(
-                self.src,
-                node,
-                &format!("in service `{}`", svc.name),
-                SERVICE_NODES,
-            )),
+            _ => self.push(unknown_node(self.src, node, &format!("in service `{}`", svc.name), SERVICE_NODES)),
         }
     }
 
@@ -784,10 +635,7 @@ impl Reader<'_> {
                 host = self.integer(h, 1, 65535, "port");
                 container = self.integer(c, 1, 65535, "port");
             }
-            _ => self.error(
-                node.span(),
-                "`port` takes at most two values: host and container",
-            ),
+            _ => self.error(node.span(), "`port` takes at most two values: host and container"),
         }
         if let Some(e) = self.prop(node, "host") {
             host = self.integer(e, 1, 65535, "port");
@@ -819,19 +667,11 @@ impl Reader<'_> {
                 && self.prop(node, "container").is_none()
                 && args.is_empty()
             {
-                self.error(
-                    node.span(),
-                    "`port` needs a container port, e.g. `port host=8080 container=80`",
-                );
+                self.error(node.span(), "`port` needs a container port, e.g. `port host=8080 container=80`");
             }
             return None;
         };
-        Some(Port {
-            host: host.map(|h| h as u16),
-            container: container as u16,
-            protocol,
-            host_ip,
-        })
+        Some(Port { host: host.map(|h| h as u16), container: container as u16, protocol, host_ip })
     }
 
     /// `volume "./data" "/data" read_only=#true`; `.`/`/`/`~` sources are binds, others named volumes.
@@ -840,10 +680,7 @@ impl Reader<'_> {
         self.no_children(node);
         let args = self.args(node);
         let [src_entry, target_entry] = args.as_slice() else {
-            self.error(
-                node.span(),
-                "`volume` takes a source and a target: volume \"./data\" \"/data\"",
-            );
+            self.error(node.span(), "`volume` takes a source and a target: volume \"./data\" \"/data\"");
             return None;
         };
         let source = self.string(src_entry)?;
@@ -856,10 +693,7 @@ impl Reader<'_> {
             ));
             return None;
         }
-        let read_only = match self
-            .prop(node, "read_only")
-            .or(self.prop(node, "read-only"))
-        {
+        let read_only = match self.prop(node, "read_only").or(self.prop(node, "read-only")) {
             None => false,
             Some(e) => match e.value() {
                 KdlValue::Bool(b) => *b,
@@ -870,27 +704,20 @@ impl Reader<'_> {
             },
         };
         let source = if let Some(rest) = source.strip_prefix("~/") {
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_default();
-            VolumeSource::Bind {
-                path: home.join(rest),
-            }
+            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+            VolumeSource::Bind { path: home.join(rest) }
         } else if source.starts_with('.') || source.starts_with('/') {
-            VolumeSource::Bind {
-                path: normalize(&self.dir.join(&source)),
-            }
+            VolumeSource::Bind { path: normalize(&self.dir.join(&source)) }
         } else if is_docker_name(&source) {
             VolumeSource::Named { name: source }
         } else {
-            self.push(ConfigError::new(self.src, src_entry.span(), format!("`{source}` is neither a path nor a volume name")).help("start host paths with ./ or /; name volumes with lowercase letters, digits, - and _"));
+            self.push(
+                ConfigError::new(self.src, src_entry.span(), format!("`{source}` is neither a path nor a volume name"))
+                    .help("start host paths with ./ or /; name volumes with lowercase letters, digits, - and _"),
+            );
             return None;
         };
-        Some(Volume {
-            source,
-            target,
-            read_only,
-        })
+        Some(Volume { source, target, read_only })
     }
 
     fn healthcheck(&mut self, node: &KdlNode) -> Option<Healthcheck> {
@@ -913,10 +740,7 @@ impl Reader<'_> {
                         Some(_) if words.len() == 1 => vec!["CMD-SHELL".into(), words[0].clone()],
                         Some(_) => std::iter::once("CMD".to_string()).chain(words).collect(),
                         None => {
-                            self.error(
-                                child.span(),
-                                "`test` needs a command, e.g. test \"CMD\" \"pg_isready\"",
-                            );
+                            self.error(child.span(), "`test` needs a command, e.g. test \"CMD\" \"pg_isready\"");
                             Vec::new()
                         }
                     };
@@ -939,12 +763,7 @@ impl Reader<'_> {
                         hc.retries = self.integer(e, 0, 1000, "retries").unwrap_or(3) as u32;
                     }
                 }
-                _ => self.push(unknown_node(
-                    self.src,
-                    child,
-                    "in `healthcheck`",
-                    HEALTH_NODES,
-                )),
+                _ => self.push(unknown_node(self.src, child, "in `healthcheck`", HEALTH_NODES)),
             }
         }
         if hc.test.is_empty() {
@@ -966,10 +785,8 @@ pub fn compose_image(image: &str, version: Option<&str>) -> String {
 }
 
 fn read_env_file(path: &Path) -> std::result::Result<Vec<(String, String)>, String> {
-    let iter = dotenvy::from_path_iter(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    iter.map(|item| item.map_err(|e| format!("{}: {e}", path.display())))
-        .collect()
+    let iter = dotenvy::from_path_iter(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    iter.map(|item| item.map_err(|e| format!("{}: {e}", path.display()))).collect()
 }
 
 /// `/a/./b/../c` → `/a/c`, without touching the filesystem (the path may not exist yet).

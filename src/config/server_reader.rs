@@ -3,21 +3,13 @@
 use super::Config;
 use super::diagnostic::{ConfigError, suggest};
 use super::reader::{Reader, children, normalize, unknown_node};
-use crate::model::{Server, ServerProvider, SshSettings};
+use crate::model::{DnsNames, DnsProvider, Server, ServerProvider, SshSettings};
 use kdl::{KdlNode, KdlValue};
 use std::path::PathBuf;
 
-const SERVER_NODES: &[&str] = &[
-    "provider",
-    "plan",
-    "disk",
-    "disk-size",
-    "ssh-key",
-    "ssh",
-    "address",
-    "services",
-];
-const PROVIDERS: &[&str] = &["sakura-cloud"];
+const SERVER_NODES: &[&str] =
+    &["provider", "plan", "disk", "disk-size", "ssh-key", "ssh", "address", "services", "dns"];
+const PROVIDERS: &[&str] = &["sakura-cloud", "cloudflare"];
 const DEFAULT_OS: &str = "ubuntu-24.04";
 const DEFAULT_SSH_KEY: &str = "~/.ssh/id_ed25519.pub";
 
@@ -43,7 +35,9 @@ impl Reader<'_> {
                 self.push(
                     ConfigError::new(self.src, entry.span(), format!("server `{name}` is not defined"))
                         .label("undefined server")
-                        .help(format!("define it at the top level or inline: server \"{name}\" {{ provider \"sakura-cloud\" }}")),
+                        .help(format!(
+                            "define it at the top level or inline: server \"{name}\" {{ provider \"sakura-cloud\" }}"
+                        )),
                 );
                 None
             }
@@ -57,12 +51,9 @@ impl Reader<'_> {
         let mut os = DEFAULT_OS.to_string();
         let mut ssh_key = None;
         let mut address = None;
-        let mut ssh = SshSettings {
-            user: String::new(),
-            port: 22,
-            identity: None,
-        };
+        let mut ssh = SshSettings { user: String::new(), port: 22, identity: None };
         let mut services = Vec::new();
+        let mut dns = None;
         for child in children(node) {
             match child.name().value() {
                 "provider" => {
@@ -73,9 +64,7 @@ impl Reader<'_> {
                 "disk" => {
                     self.check_props(child, &["size", "os"]);
                     if let Some(e) = self.prop(child, "size") {
-                        disk_gb = self
-                            .integer(e, 20, 4096, "disk size (GB)")
-                            .map_or(disk_gb, |v| v as u32);
+                        disk_gb = self.integer(e, 20, 4096, "disk size (GB)").map_or(disk_gb, |v| v as u32);
                     }
                     if let Some(e) = self.prop(child, "os") {
                         os = self.string(e).unwrap_or(os);
@@ -83,9 +72,7 @@ impl Reader<'_> {
                 }
                 "disk-size" => {
                     if let Some(e) = self.one_arg(child) {
-                        disk_gb = self
-                            .integer(e, 20, 4096, "disk size (GB)")
-                            .map_or(disk_gb, |v| v as u32);
+                        disk_gb = self.integer(e, 20, 4096, "disk size (GB)").map_or(disk_gb, |v| v as u32);
                     }
                 }
                 "ssh-key" => ssh_key = self.one_string(child).map(|p| self.path(&p)),
@@ -102,29 +89,18 @@ impl Reader<'_> {
                     }
                 }
                 "address" => address = self.one_string(child),
+                "dns" => dns = self.dns(config, name, child),
                 "services" => {
                     self.check_props(child, &[]);
-                    services = self
-                        .args(child)
-                        .into_iter()
-                        .filter_map(|e| self.plain_string(e))
-                        .collect();
+                    services = self.args(child).into_iter().filter_map(|e| self.plain_string(e)).collect();
                 }
-                _ => self.push(unknown_node(
-                    self.src,
-                    child,
-                    &format!("in server `{name}`"),
-                    SERVER_NODES,
-                )),
+                _ => self.push(unknown_node(self.src, child, &format!("in server `{name}`"), SERVER_NODES)),
             }
         }
         let provider = match provider_name.as_ref().map(|(p, s)| (p.as_str(), *s)) {
             Some(("host", span)) => {
                 let Some(address) = address else {
-                    self.error(
-                        span,
-                        format!("server `{name}` uses provider \"host\" and needs an `address`"),
-                    );
+                    self.error(span, format!("server `{name}` uses provider \"host\" and needs an `address`"));
                     return None;
                 };
                 ServerProvider::Host { address }
@@ -147,8 +123,7 @@ impl Reader<'_> {
                 }
             }
             Some((other, span)) => {
-                let mut err =
-                    ConfigError::new(self.src, span, format!("unknown provider `{other}`"));
+                let mut err = ConfigError::new(self.src, span, format!("unknown provider `{other}`"));
                 err = err.help(
                     suggest(other, ["sakura-cloud", "host"])
                         .unwrap_or_else(|| "use \"sakura-cloud\" or \"host\"".into()),
@@ -167,32 +142,21 @@ impl Reader<'_> {
         if ssh.user.is_empty() {
             // Sakura's public Ubuntu archives log in as `ubuntu`; a brought host as root.
             ssh.user = match &provider {
-                ServerProvider::SakuraCloud { os, .. } if os.starts_with("ubuntu") => {
-                    "ubuntu".into()
-                }
+                ServerProvider::SakuraCloud { os, .. } if os.starts_with("ubuntu") => "ubuntu".into(),
                 _ => "root".into(),
             };
         }
-        Some(Server {
-            name: name.to_string(),
-            provider,
-            ssh,
-            services,
-        })
+        Some(Server { name: name.to_string(), provider, ssh, services, dns })
     }
 
     /// `plan core=4 memory=8` or FleetFlow's `plan "4core-8gb"`.
     fn plan(&mut self, node: &KdlNode, core: &mut u32, memory_gb: &mut u32) {
         self.check_props(node, &["core", "memory"]);
         if let Some(e) = self.prop(node, "core") {
-            *core = self
-                .integer(e, 1, 128, "core count")
-                .map_or(*core, |v| v as u32);
+            *core = self.integer(e, 1, 128, "core count").map_or(*core, |v| v as u32);
         }
         if let Some(e) = self.prop(node, "memory") {
-            *memory_gb = self
-                .integer(e, 1, 1024, "memory (GB)")
-                .map_or(*memory_gb, |v| v as u32);
+            *memory_gb = self.integer(e, 1, 1024, "memory (GB)").map_or(*memory_gb, |v| v as u32);
         }
         if let Some(e) = self.args(node).first().copied() {
             let Some(text) = self.string(e) else { return };
@@ -212,26 +176,57 @@ impl Reader<'_> {
 
     /// The zone of `providers { sakura-cloud zone="tk1a" }` (or the block form).
     fn provider_zone(&mut self, config: &Config) -> Option<String> {
-        let providers = config
-            .doc
-            .nodes()
-            .iter()
-            .find(|n| n.name().value() == "providers")?;
-        let sakura = children(providers).find(|n| n.name().value() == "sakura-cloud")?;
-        if let Some(e) = self.prop(sakura, "zone") {
+        self.zone_of(config, "sakura-cloud")
+    }
+
+    /// The `zone` of one entry of `providers { … }`, in property or block form.
+    fn zone_of(&mut self, config: &Config, provider: &str) -> Option<String> {
+        let providers = config.doc.nodes().iter().find(|n| n.name().value() == "providers")?;
+        let node = children(providers).find(|n| n.name().value() == provider)?;
+        if let Some(e) = self.prop(node, "zone") {
             return self.string(e);
         }
-        let zone = children(sakura).find(|n| n.name().value() == "zone")?;
+        let zone = children(node).find(|n| n.name().value() == "zone")?;
         self.one_string(zone)
+    }
+
+    /// `dns { hostname "dev"; aliases "api" "forge" }` in the zone of the DNS provider.
+    fn dns(&mut self, config: &Config, server: &str, node: &KdlNode) -> Option<DnsNames> {
+        self.check_props(node, &[]);
+        let mut hostname = None;
+        let mut aliases = Vec::new();
+        for child in children(node) {
+            match child.name().value() {
+                "hostname" => hostname = self.one_string(child),
+                "aliases" => {
+                    self.check_props(child, &[]);
+                    aliases = self.args(child).into_iter().filter_map(|e| self.string(e)).collect();
+                }
+                _ => self.push(unknown_node(self.src, child, "in `dns`", &["hostname", "aliases"])),
+            }
+        }
+        let Some(hostname) = hostname else {
+            self.error(node.span(), format!("`dns` of server `{server}` needs a `hostname`"));
+            return None;
+        };
+        let Some(zone) = self.zone_of(config, "cloudflare") else {
+            self.push(
+                ConfigError::new(
+                    self.src,
+                    node.span(),
+                    format!("server `{server}` has DNS names but no DNS provider is declared"),
+                )
+                .help("declare it: providers { cloudflare zone=\"example.com\" }"),
+            );
+            return None;
+        };
+        Some(DnsNames { provider: DnsProvider::Cloudflare, zone, hostname, aliases })
     }
 
     /// `~/x` and paths relative to the project directory.
     fn path(&self, p: &str) -> PathBuf {
         match p.strip_prefix("~/") {
-            Some(rest) => std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_default()
-                .join(rest),
+            Some(rest) => std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(rest),
             None => normalize(&self.dir.join(p)),
         }
     }
@@ -241,23 +236,17 @@ impl Reader<'_> {
 pub(super) fn check_providers(config: &Config) -> Vec<ConfigError> {
     let src = &config.source;
     let mut errors = Vec::new();
-    for providers in config
-        .doc
-        .nodes()
-        .iter()
-        .filter(|n| n.name().value() == "providers")
-    {
+    for providers in config.doc.nodes().iter().filter(|n| n.name().value() == "providers") {
         for p in children(providers) {
             if !PROVIDERS.contains(&p.name().value()) {
                 let mut err = unknown_node(src, p, "in `providers`", PROVIDERS);
-                if matches!(p.name().value(), "cloudflare" | "sakura-dns") {
-                    err = err.help("DNS providers are not supported yet; remove this line for now");
+                if p.name().value() == "sakura-dns" {
+                    err = err.help("Sakura DNS is not supported yet; use cloudflare for now");
                 }
                 errors.push(err);
             }
             for e in p.entries() {
-                let ok = e.name().is_some_and(|n| n.value() == "zone")
-                    && matches!(e.value(), KdlValue::String(_));
+                let ok = e.name().is_some_and(|n| n.value() == "zone") && matches!(e.value(), KdlValue::String(_));
                 if !ok {
                     errors.push(
                         ConfigError::new(src, e.span(), "expected zone=\"…\"")

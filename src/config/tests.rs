@@ -8,16 +8,10 @@ fn load(text: &str) -> Config {
 /// The single error of a stage, as (message, location).
 fn stage_error(text: &str, stage: &str) -> (String, String, Option<String>) {
     // Structural mistakes surface at load, the rest when the stage is resolved.
-    let resolved = Config::from_text(Path::new("/proj/fleet.kdl"), text.to_string())
-        .and_then(|c| c.stage(stage));
+    let resolved = Config::from_text(Path::new("/proj/fleet.kdl"), text.to_string()).and_then(|c| c.stage(stage));
     match resolved {
         Err(Error::Config(errs)) => {
-            assert_eq!(
-                errs.errors.len(),
-                1,
-                "{:#?}",
-                errs.errors.iter().map(|e| &e.message).collect::<Vec<_>>()
-            );
+            assert_eq!(errs.errors.len(), 1, "{:#?}", errs.errors.iter().map(|e| &e.message).collect::<Vec<_>>());
             let e = &errs.errors[0];
             (e.message.clone(), e.location(), e.help.clone())
         }
@@ -55,46 +49,24 @@ stage "local" { service "db" }
     let spec = cfg.stage("local").unwrap();
     let db = &spec.services[0];
     assert_eq!(db.image, "postgres:16");
-    assert_eq!(
-        db.command.as_deref().unwrap(),
-        ["postgres", "-c", "max_connections=50"]
-    );
+    assert_eq!(db.command.as_deref().unwrap(), ["postgres", "-c", "max_connections=50"]);
     assert_eq!(db.ports[0].host, Some(5433));
     assert_eq!(db.ports[0].host_ip.as_deref(), Some("127.0.0.1"));
     assert_eq!(db.ports[1].protocol, Protocol::Udp);
     assert_eq!(db.environment["PORT"], "8080");
-    assert_eq!(
-        db.volumes[0].source,
-        VolumeSource::Bind {
-            path: "/proj/data".into()
-        }
-    );
-    assert_eq!(
-        db.volumes[1].source,
-        VolumeSource::Named {
-            name: "cache".into()
-        }
-    );
+    assert_eq!(db.volumes[0].source, VolumeSource::Bind { path: "/proj/data".into() });
+    assert_eq!(db.volumes[1].source, VolumeSource::Named { name: "cache".into() });
     assert!(db.volumes[1].read_only);
     let hc = db.healthcheck.as_ref().unwrap();
     assert_eq!(hc.test, ["CMD-SHELL", "pg_isready"]);
-    assert_eq!(
-        (
-            hc.interval_ms,
-            hc.timeout_ms,
-            hc.retries,
-            hc.start_period_ms
-        ),
-        (2000, 500, 5, 10_000)
-    );
+    assert_eq!((hc.interval_ms, hc.timeout_ms, hc.retries, hc.start_period_ms), (2000, 500, 5, 10_000));
     assert_eq!(db.restart, Some(RestartPolicy::UnlessStopped));
     assert_eq!(db.stop_timeout, Some(20));
 }
 
 #[test]
 fn project_defaults_to_sanitized_directory_name() {
-    let cfg =
-        Config::from_text(Path::new("/x/My App/fleet.kdl"), "stage \"local\"".into()).unwrap();
+    let cfg = Config::from_text(Path::new("/x/My App/fleet.kdl"), "stage \"local\"".into()).unwrap();
     assert_eq!(cfg.project, "my-app");
     let hidden = Config::from_text(Path::new("/x/shop/.fleetflow/fleet.kdl"), "".into()).unwrap();
     assert_eq!(hidden.project, "shop");
@@ -114,10 +86,7 @@ stage "dev" { service "web" { environment { B "dev" }; ports { port 9090 80 } } 
     assert_eq!(dev.services[0].environment["A"], "1");
     assert_eq!(dev.services[0].environment["B"], "dev");
     assert_eq!(dev.services[0].ports[0].host, Some(9090));
-    assert_eq!(
-        cfg.stage("local").unwrap().services[0].ports[0].host,
-        Some(8080)
-    );
+    assert_eq!(cfg.stage("local").unwrap().services[0].ports[0].host, Some(8080));
 }
 
 #[test]
@@ -160,27 +129,18 @@ fn kdl1_is_accepted_with_a_warning() {
 fn syntax_error_has_location_and_kdl2_hint() {
     let err = Config::from_text(
         Path::new("fleet.kdl"),
-        "service \"a\" {\n  volumes { volume \"a\" \"/b\" read_only=true }\n}\nfoo bar=true x=\n"
-            .into(),
+        "service \"a\" {\n  volumes { volume \"a\" \"/b\" read_only=true }\n}\nfoo bar=true x=\n".into(),
     )
     .unwrap_err();
-    let Error::Config(errs) = err else {
-        panic!("{err:?}")
-    };
+    let Error::Config(errs) = err else { panic!("{err:?}") };
     assert!(!errs.errors.is_empty());
-    assert!(
-        errs.errors
-            .iter()
-            .any(|e| e.location().starts_with("fleet.kdl:"))
-    );
+    assert!(errs.errors.iter().any(|e| e.location().starts_with("fleet.kdl:")));
 }
 
 #[test]
 fn error_unknown_node_suggests() {
-    let (msg, loc, help) = stage_error(
-        "service \"web\" {\n    enviroment { A \"1\" }\n}\nstage \"local\" { service \"web\" }",
-        "local",
-    );
+    let (msg, loc, help) =
+        stage_error("service \"web\" {\n    enviroment { A \"1\" }\n}\nstage \"local\" { service \"web\" }", "local");
     assert_eq!(msg, "unknown node `enviroment` in service `web`");
     assert_eq!(loc, "/proj/fleet.kdl:2:5");
     assert_eq!(help.as_deref(), Some("did you mean `environment`?"));
@@ -199,34 +159,23 @@ fn error_unknown_property() {
 
 #[test]
 fn error_wrong_value_type() {
-    let (msg, loc, _) = stage_error(
-        "service \"web\" {\n  image 42\n}\nstage \"local\" { service \"web\" }",
-        "local",
-    );
+    let (msg, loc, _) = stage_error("service \"web\" {\n  image 42\n}\nstage \"local\" { service \"web\" }", "local");
     assert_eq!(msg, "expected a string, found an integer");
     assert_eq!(loc, "/proj/fleet.kdl:2:9");
 }
 
 #[test]
 fn error_undefined_service_in_stage() {
-    let (msg, loc, help) = stage_error(
-        "service \"web\"\nstage \"local\" {\n  service \"wbe\"\n}",
-        "local",
-    );
-    assert_eq!(
-        msg,
-        "stage `local` names service `wbe`, which is not defined"
-    );
+    let (msg, loc, help) = stage_error("service \"web\"\nstage \"local\" {\n  service \"wbe\"\n}", "local");
+    assert_eq!(msg, "stage `local` names service `wbe`, which is not defined");
     assert_eq!(loc, "/proj/fleet.kdl:3:11");
     assert_eq!(help.as_deref(), Some("did you mean `web`?"));
 }
 
 #[test]
 fn error_duplicate_service_definition() {
-    let (msg, loc, help) = stage_error(
-        "service \"web\"\nservice \"web\"\nstage \"local\" { service \"web\" }",
-        "local",
-    );
+    let (msg, loc, help) =
+        stage_error("service \"web\"\nservice \"web\"\nstage \"local\" { service \"web\" }", "local");
     assert_eq!(msg, "service `web` is defined twice");
     assert_eq!(loc, "/proj/fleet.kdl:2:9");
     assert!(help.unwrap().contains("line 1"));
@@ -248,14 +197,8 @@ fn error_dependency_outside_the_stage() {
         "service \"db\"\nservice \"web\" { depends_on \"db\" }\nstage \"local\" { service \"web\" }",
         "local",
     );
-    assert_eq!(
-        msg,
-        "service `web` depends on `db`, which is not in stage `local`"
-    );
-    assert_eq!(
-        help.as_deref(),
-        Some("add `service \"db\"` to stage `local`")
-    );
+    assert_eq!(msg, "service `web` depends on `db`, which is not in stage `local`");
+    assert_eq!(help.as_deref(), Some("add `service \"db\"` to stage `local`"));
 }
 
 #[test]
@@ -295,10 +238,7 @@ fn error_required_variable_message() {
         "service \"a\" { environment { P \"${DB_PASSWORD_UNSET:?set the database password}\" } }\nstage \"local\" { service \"a\" }",
         "local",
     );
-    assert_eq!(
-        msg,
-        "variable `DB_PASSWORD_UNSET` is required: set the database password"
-    );
+    assert_eq!(msg, "variable `DB_PASSWORD_UNSET` is required: set the database password");
 }
 
 #[test]
@@ -311,12 +251,8 @@ fn unknown_stage_is_a_usage_error_with_suggestion() {
 
 #[test]
 fn validate_all_reports_every_stage_once() {
-    let cfg = load(
-        "service \"a\" { imag \"x\" }\nstage \"local\" { service \"a\" }\nstage \"dev\" { service \"a\" }",
-    );
-    let Err(Error::Config(errs)) = cfg.validate_all() else {
-        panic!()
-    };
+    let cfg = load("service \"a\" { imag \"x\" }\nstage \"local\" { service \"a\" }\nstage \"dev\" { service \"a\" }");
+    let Err(Error::Config(errs)) = cfg.validate_all() else { panic!() };
     assert_eq!(errs.errors.len(), 1);
 }
 
@@ -362,18 +298,9 @@ fn reads_servers_by_reference_and_inline() {
     assert_eq!((s.ssh.user.as_str(), s.ssh.port), ("ubuntu", 2222));
     assert_eq!(dev.services_on(s).len(), 2);
     let pre = cfg.stage("pre").unwrap();
-    assert_eq!(
-        pre.servers[1].provider,
-        crate::model::ServerProvider::Host {
-            address: "203.0.113.6".into()
-        }
-    );
+    assert_eq!(pre.servers[1].provider, crate::model::ServerProvider::Host { address: "203.0.113.6".into() });
     assert_eq!(pre.servers[0].ssh.user, "root");
-    let on_db: Vec<&str> = pre
-        .services_on(&pre.servers[1])
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect();
+    let on_db: Vec<&str> = pre.services_on(&pre.servers[1]).iter().map(|s| s.name.as_str()).collect();
     assert_eq!(on_db, ["db"]);
 }
 
@@ -388,32 +315,21 @@ fn error_service_placed_on_no_server() {
 fn error_service_placed_twice() {
     let text = REMOTE.replace("services \"db\" }", "services \"db\" \"api\" }");
     let (msg, _, _) = stage_error(&text, "pre");
-    assert_eq!(
-        msg,
-        "service `api` is placed on several servers: web-1, db-1"
-    );
+    assert_eq!(msg, "service `api` is placed on several servers: web-1, db-1");
 }
 
 #[test]
 fn error_server_without_provider_and_unknown_provider() {
-    let (msg, _, _) = stage_error(
-        "server \"a\" { plan core=1 memory=1 }\nstage \"dev\" { server \"a\" }",
-        "dev",
-    );
+    let (msg, _, _) = stage_error("server \"a\" { plan core=1 memory=1 }\nstage \"dev\" { server \"a\" }", "dev");
     assert_eq!(msg, "server `a` needs a provider");
-    let (msg, _, help) = stage_error(
-        "server \"a\" { provider \"sakura-clod\" }\nstage \"dev\" { server \"a\" }",
-        "dev",
-    );
+    let (msg, _, help) =
+        stage_error("server \"a\" { provider \"sakura-clod\" }\nstage \"dev\" { server \"a\" }", "dev");
     assert_eq!(msg, "unknown provider `sakura-clod`");
     assert_eq!(help.as_deref(), Some("did you mean `sakura-cloud`?"));
 }
 
 #[test]
 fn error_sakura_server_without_zone() {
-    let (msg, _, _) = stage_error(
-        "server \"a\" { provider \"sakura-cloud\" }\nstage \"dev\" { server \"a\" }",
-        "dev",
-    );
+    let (msg, _, _) = stage_error("server \"a\" { provider \"sakura-cloud\" }\nstage \"dev\" { server \"a\" }", "dev");
     assert_eq!(msg, "provider `sakura-cloud` needs a zone");
 }

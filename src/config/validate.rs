@@ -8,13 +8,7 @@ use crate::plan::graph;
 use std::collections::HashMap;
 
 /// With several servers each service names its server; one server takes every service.
-fn check_placement(
-    config: &Config,
-    stage: &str,
-    spec: &StageSpec,
-    spans: &Spans,
-    errors: &mut Vec<ConfigError>,
-) {
+fn check_placement(config: &Config, stage: &str, spec: &StageSpec, spans: &Spans, errors: &mut Vec<ConfigError>) {
     let src = &config.source;
     if spec.servers.is_empty() || (spec.servers.len() == 1 && spec.servers[0].services.is_empty()) {
         return;
@@ -29,19 +23,19 @@ fn check_placement(
                     .copied()
                     .unwrap_or((0, 0).into());
                 errors.push(
-                    ConfigError::new(src, span, format!("server `{}` lists service `{name}`, which is not in stage `{stage}`", server.name))
-                        .help(format!("add `service \"{name}\"` to the stage or remove it from the server's `services`")),
+                    ConfigError::new(
+                        src,
+                        span,
+                        format!("server `{}` lists service `{name}`, which is not in stage `{stage}`", server.name),
+                    )
+                    .help(format!("add `service \"{name}\"` to the stage or remove it from the server's `services`")),
                 );
             }
         }
     }
     for svc in &spec.services {
-        let hosts: Vec<&str> = spec
-            .servers
-            .iter()
-            .filter(|s| s.services.contains(&svc.name))
-            .map(|s| s.name.as_str())
-            .collect();
+        let hosts: Vec<&str> =
+            spec.servers.iter().filter(|s| s.services.contains(&svc.name)).map(|s| s.name.as_str()).collect();
         let span = spans.service_ref[&svc.name];
         match hosts.as_slice() {
             [_] => {}
@@ -49,10 +43,7 @@ fn check_placement(
                 ConfigError::new(
                     src,
                     span,
-                    format!(
-                        "service `{}` is placed on no server of stage `{stage}`",
-                        svc.name
-                    ),
+                    format!("service `{}` is placed on no server of stage `{stage}`", svc.name),
                 )
                 .label("placed nowhere")
                 .help("list it in one server's `services`"),
@@ -61,11 +52,7 @@ fn check_placement(
                 ConfigError::new(
                     src,
                     span,
-                    format!(
-                        "service `{}` is placed on several servers: {}",
-                        svc.name,
-                        many.join(", ")
-                    ),
+                    format!("service `{}` is placed on several servers: {}", svc.name, many.join(", ")),
                 )
                 .label("placed twice")
                 .help("list each service in exactly one server's `services`"),
@@ -90,10 +77,7 @@ pub fn validate(config: &Config, stage: &str, spec: &StageSpec, spans: &Spans) -
                     ConfigError::new(
                         src,
                         span,
-                        format!(
-                            "service `{}` depends on `{dep}`, which is not in stage `{stage}`",
-                            svc.name
-                        ),
+                        format!("service `{}` depends on `{dep}`, which is not in stage `{stage}`", svc.name),
                     )
                     .label("not in this stage")
                     .help(format!("add `service \"{dep}\"` to stage `{stage}`"))
@@ -101,10 +85,7 @@ pub fn validate(config: &Config, stage: &str, spec: &StageSpec, spans: &Spans) -
                     ConfigError::new(
                         src,
                         span,
-                        format!(
-                            "service `{}` depends on `{dep}`, which is not defined",
-                            svc.name
-                        ),
+                        format!("service `{}` depends on `{dep}`, which is not defined", svc.name),
                     )
                     .label("undefined service")
                 };
@@ -116,13 +97,9 @@ pub fn validate(config: &Config, stage: &str, spec: &StageSpec, spans: &Spans) -
     if let Some(cycle) = graph::find_cycle(&spec.services) {
         let span = spans.depends_on[&(cycle[0].clone(), cycle[1].clone())];
         errors.push(
-            ConfigError::new(
-                src,
-                span,
-                format!("dependency cycle: {}", cycle.join(" → ")),
-            )
-            .label("this dependency closes the cycle")
-            .help("remove one of these depends_on entries"),
+            ConfigError::new(src, span, format!("dependency cycle: {}", cycle.join(" → ")))
+                .label("this dependency closes the cycle")
+                .help("remove one of these depends_on entries"),
         );
     }
 
@@ -139,10 +116,7 @@ pub fn validate(config: &Config, stage: &str, spec: &StageSpec, spans: &Spans) -
                     ConfigError::new(
                         src,
                         spans.ports[&(svc.name.clone(), i)],
-                        format!(
-                            "host port {host}/{} is used twice in stage `{stage}`",
-                            port.protocol.as_str()
-                        ),
+                        format!("host port {host}/{} is used twice in stage `{stage}`", port.protocol.as_str()),
                     )
                     .label(format!("also published by `{other}`"))
                     .help("give each service its own host port"),

@@ -18,14 +18,10 @@ pub fn create_body(spec: &StageSpec, svc: &Service, hash: &ConfigHash) -> Contai
     for p in &svc.ports {
         let key = format!("{}/{}", p.container, p.protocol.as_str());
         exposed.push(key.clone());
-        port_bindings
-            .entry(key)
-            .or_insert_with(|| Some(Vec::new()))
-            .get_or_insert_with(Vec::new)
-            .push(PortBinding {
-                host_ip: p.host_ip.clone(),
-                host_port: Some(p.host.map(|h| h.to_string()).unwrap_or_default()),
-            });
+        port_bindings.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(PortBinding {
+            host_ip: p.host_ip.clone(),
+            host_port: Some(p.host.map(|h| h.to_string()).unwrap_or_default()),
+        });
     }
     let binds: Vec<String> = svc
         .volumes
@@ -60,12 +56,7 @@ pub fn create_body(spec: &StageSpec, svc: &Service, hash: &ConfigHash) -> Contai
         image: Some(svc.image.clone()),
         cmd: svc.command.clone(),
         entrypoint: svc.entrypoint.clone(),
-        env: Some(
-            svc.environment
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect(),
-        ),
+        env: Some(svc.environment.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         labels: Some(labels::container(spec, svc, hash)),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
         healthcheck,
@@ -81,10 +72,7 @@ pub fn create_body(spec: &StageSpec, svc: &Service, hash: &ConfigHash) -> Contai
         networking_config: Some(NetworkingConfig {
             endpoints_config: Some(HashMap::from([(
                 network,
-                EndpointSettings {
-                    aliases: Some(vec![svc.name.clone()]),
-                    ..Default::default()
-                },
+                EndpointSettings { aliases: Some(vec![svc.name.clone()]), ..Default::default() },
             )])),
         }),
         ..Default::default()
@@ -98,13 +86,8 @@ mod tests {
 
     #[test]
     fn maps_ports_volumes_health_and_network() {
-        let spec = StageSpec {
-            project: "p".into(),
-            name: "local".into(),
-            services: vec![],
-            servers: vec![],
-            protect: false,
-        };
+        let spec =
+            StageSpec { project: "p".into(), name: "local".into(), services: vec![], servers: vec![], protect: false };
         let svc = Service {
             name: "db".into(),
             image: "postgres:16".into(),
@@ -116,16 +99,12 @@ mod tests {
             }],
             volumes: vec![
                 Volume {
-                    source: VolumeSource::Named {
-                        name: "data".into(),
-                    },
+                    source: VolumeSource::Named { name: "data".into() },
                     target: "/data".into(),
                     read_only: false,
                 },
                 Volume {
-                    source: VolumeSource::Bind {
-                        path: "/srv/conf".into(),
-                    },
+                    source: VolumeSource::Bind { path: "/srv/conf".into() },
                     target: "/conf".into(),
                     read_only: true,
                 },
@@ -141,10 +120,7 @@ mod tests {
         };
         let body = create_body(&spec, &svc, &ConfigHash::of(&svc, "sha256:x"));
         let host = body.host_config.unwrap();
-        assert_eq!(
-            host.binds.unwrap(),
-            vec!["p-local-data:/data", "/srv/conf:/conf:ro"]
-        );
+        assert_eq!(host.binds.unwrap(), vec!["p-local-data:/data", "/srv/conf:/conf:ro"]);
         let binding = &host.port_bindings.unwrap()["5432/tcp"].clone().unwrap()[0];
         assert_eq!(binding.host_port.as_deref(), Some("5433"));
         assert_eq!(host.network_mode.as_deref(), Some("p-local"));
@@ -152,9 +128,7 @@ mod tests {
         let labels = body.labels.unwrap();
         assert_eq!(labels[labels::SERVICE], "db");
         assert_eq!(labels[labels::COMPOSE_PROJECT], "p-local");
-        let aliases = body.networking_config.unwrap().endpoints_config.unwrap()["p-local"]
-            .aliases
-            .clone();
+        let aliases = body.networking_config.unwrap().endpoints_config.unwrap()["p-local"].aliases.clone();
         assert_eq!(aliases, Some(vec!["db".to_string()]));
     }
 }

@@ -8,8 +8,8 @@ use crate::error::{Error, Result};
 use crate::model::{Service, StageSpec};
 use crate::plan::{Action, ConfigHash, Decision, ObservedStage, Plan, graph};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, InspectContainerOptions,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions, StopContainerOptions,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, InspectContainerOptions, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, StartContainerOptions, StopContainerOptions,
 };
 use futures_util::{StreamExt, TryStreamExt};
 use std::collections::{BTreeMap, HashMap};
@@ -92,29 +92,19 @@ impl Engine {
                 Err(e) => Err(Error::engine(format!("image {image}"), e)),
             }
         });
-        futures_util::future::try_join_all(lookups)
-            .await
-            .map(|v| v.into_iter().collect())
+        futures_util::future::try_join_all(lookups).await.map(|v| v.into_iter().collect())
     }
 
     async fn pull(&self, image: &str, events: &Events) -> Result<()> {
-        events(Event::Pulling {
-            image: image.to_string(),
-        });
+        events(Event::Pulling { image: image.to_string() });
         let opts = CreateImageOptionsBuilder::new().from_image(image).build();
-        self.docker
-            .create_image(Some(opts), None, None)
-            .try_collect::<Vec<_>>()
-            .await
-            .map_err(|e| {
-                Error::failed_help(
-                    format!("image {image} is not on {} and could not be pulled: {e}", self.endpoint),
-                    "check the image name and registry access, or build/load the image on that engine first",
-                )
-            })?;
-        events(Event::Pulled {
-            image: image.to_string(),
-        });
+        self.docker.create_image(Some(opts), None, None).try_collect::<Vec<_>>().await.map_err(|e| {
+            Error::failed_help(
+                format!("image {image} is not on {} and could not be pulled: {e}", self.endpoint),
+                "check the image name and registry access, or build/load the image on that engine first",
+            )
+        })?;
+        events(Event::Pulled { image: image.to_string() });
         Ok(())
     }
 }
@@ -158,10 +148,7 @@ pub async fn up(
                     .await
                     .map_err(|e| Error::engine(format!("creating volume {name}"), e))?;
             }
-            Action::RemoveContainer {
-                service,
-                orphan: true,
-            } => {
+            Action::RemoveContainer { service, orphan: true } => {
                 events(Event::Applying(action.clone()));
                 if let Some(c) = observed.containers.iter().find(|c| &c.service == service) {
                     remove(engine, &c.id, &c.name).await?;
@@ -180,37 +167,21 @@ pub async fn up(
     }
     let mut tasks = tokio::task::JoinSet::new();
     for svc in &spec.services {
-        let deps: Vec<watch::Receiver<Option<bool>>> = svc
-            .depends_on
-            .iter()
-            .map(|d| receivers[d].clone())
-            .collect();
+        let deps: Vec<watch::Receiver<Option<bool>>> = svc.depends_on.iter().map(|d| receivers[d].clone()).collect();
         let done = senders.remove(&svc.name).expect("one sender per service");
         let job = ServiceJob {
             engine: engine.clone(),
             spec: spec.clone(),
             service: svc.clone(),
-            decision: plan
-                .decisions
-                .get(&svc.name)
-                .cloned()
-                .unwrap_or(Decision::Keep),
+            decision: plan.decisions.get(&svc.name).cloned().unwrap_or(Decision::Keep),
             hash: ConfigHash::of(svc, images.get(&svc.image).map_or("", String::as_str)),
-            existing: observed
-                .container(&svc.name)
-                .map(|c| (c.id.clone(), c.health.clone())),
-            waited_on: graph::dependents(&spec.services, &svc.name)
-                .next()
-                .is_some(),
+            existing: observed.container(&svc.name).map(|c| (c.id.clone(), c.health.clone())),
+            waited_on: graph::dependents(&spec.services, &svc.name).next().is_some(),
             events: events.clone(),
         };
         tasks.spawn(async move {
             for mut rx in deps {
-                let ok = rx
-                    .wait_for(Option::is_some)
-                    .await
-                    .map(|v| *v == Some(true))
-                    .unwrap_or(false);
+                let ok = rx.wait_for(Option::is_some).await.map(|v| *v == Some(true)).unwrap_or(false);
                 if !ok {
                     done.send_replace(Some(false));
                     return Err(Skipped);
@@ -239,13 +210,7 @@ pub async fn up(
     match failures.len() {
         0 => Ok(()),
         1 => Err(failures.remove(0)),
-        _ => Err(Error::failed(
-            failures
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        )),
+        _ => Err(Error::failed(failures.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))),
     }
 }
 
@@ -271,11 +236,7 @@ struct ServiceJob {
 
 impl ServiceJob {
     fn context(&self) -> String {
-        format!(
-            "service {} ({})",
-            self.service.name,
-            self.spec.container_name(&self.service.name)
-        )
+        format!("service {} ({})", self.service.name, self.spec.container_name(&self.service.name))
     }
 
     async fn run(&self, ready: &watch::Sender<Option<bool>>) -> Result<()> {
@@ -285,18 +246,13 @@ impl ServiceJob {
             Decision::Keep => {
                 let (id, health) = self.existing.clone().expect("keep implies a container");
                 // Already up: only a dependent's wait may need its health to settle.
-                if self.service.healthcheck.is_some()
-                    && health.as_deref() != Some("healthy")
-                    && self.waited_on
-                {
+                if self.service.healthcheck.is_some() && health.as_deref() != Some("healthy") && self.waited_on {
                     self.wait_ready(&id, None).await?;
                 }
                 return Ok(());
             }
             Decision::Create => {
-                (self.events)(Event::Applying(Action::CreateContainer {
-                    service: name.clone(),
-                }));
+                (self.events)(Event::Applying(Action::CreateContainer { service: name.clone() }));
                 let id = self.create(&container).await?;
                 self.start(&id).await?;
                 id
@@ -315,9 +271,7 @@ impl ServiceJob {
                 id
             }
             Decision::Start => {
-                (self.events)(Event::Applying(Action::StartContainer {
-                    service: name.clone(),
-                }));
+                (self.events)(Event::Applying(Action::StartContainer { service: name.clone() }));
                 let (id, _) = self.existing.clone().expect("start implies a container");
                 self.start(&id).await?;
                 id
@@ -339,9 +293,7 @@ impl ServiceJob {
         let opts = CreateContainerOptionsBuilder::new().name(container).build();
         match self.engine.docker.create_container(Some(opts), body).await {
             Ok(r) => Ok(r.id),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 409, ..
-            }) => Err(Error::failed_help(
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => Err(Error::failed_help(
                 format!(
                     "{}: a container named {container} already exists and was not created by fleet for this stage",
                     self.context()
@@ -353,12 +305,7 @@ impl ServiceJob {
     }
 
     async fn start(&self, id: &str) -> Result<()> {
-        match self
-            .engine
-            .docker
-            .start_container(id, None::<StartContainerOptions>)
-            .await
-        {
+        match self.engine.docker.start_container(id, None::<StartContainerOptions>).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_modified(&e) => Ok(()),
             Err(e) => Err(Error::engine(format!("starting {}", self.context()), e)),
@@ -375,12 +322,7 @@ impl ServiceJob {
         let patience = if self.service.oneshot {
             ONESHOT_PATIENCE
         } else {
-            Duration::from_millis(
-                self.service
-                    .healthcheck
-                    .as_ref()
-                    .map_or(0, |h| h.patience_ms()),
-            )
+            Duration::from_millis(self.service.healthcheck.as_ref().map_or(0, |h| h.patience_ms()))
         };
         let mut announced = false;
         loop {
@@ -394,8 +336,7 @@ impl ServiceJob {
             let running = state.running.unwrap_or(false);
             let exit = state.exit_code.unwrap_or(0);
             let restarts = inspect.restart_count.unwrap_or(0);
-            let restarted =
-                state.restarting.unwrap_or(false) || restarts > restarts_before.unwrap_or(restarts);
+            let restarted = state.restarting.unwrap_or(false) || restarts > restarts_before.unwrap_or(restarts);
             if restarted {
                 let logs = self.last_logs(id).await;
                 return Err(Error::failed_help(
@@ -403,88 +344,49 @@ impl ServiceJob {
                         "service {} keeps restarting: it exited with code {exit} after start\n{logs}",
                         self.service.name
                     ),
-                    format!(
-                        "see the whole output with `fleet logs {} -s {}`",
-                        self.spec.name, self.service.name
-                    ),
+                    format!("see the whole output with `fleet logs {} -s {}`", self.spec.name, self.service.name),
                 ));
             }
             if !running {
                 if self.service.oneshot && exit == 0 {
                     if announced {
-                        (self.events)(Event::Ready {
-                            service: self.service.name.clone(),
-                        });
+                        (self.events)(Event::Ready { service: self.service.name.clone() });
                     }
                     return Ok(restarts);
                 }
                 let logs = self.last_logs(id).await;
-                let what = if self.service.oneshot {
-                    "one-shot service"
-                } else {
-                    "service"
-                };
+                let what = if self.service.oneshot { "one-shot service" } else { "service" };
                 return Err(Error::failed_help(
-                    format!(
-                        "{what} {} exited with code {exit} after start\n{logs}",
-                        self.service.name
-                    ),
-                    format!(
-                        "see the whole output with `fleet logs {} -s {}`",
-                        self.spec.name, self.service.name
-                    ),
+                    format!("{what} {} exited with code {exit} after start\n{logs}", self.service.name),
+                    format!("see the whole output with `fleet logs {} -s {}`", self.spec.name, self.service.name),
                 ));
             }
-            let health = state
-                .health
-                .as_ref()
-                .and_then(|h| h.status)
-                .map(|s| s.to_string());
-            match (
-                self.service.oneshot,
-                self.service.healthcheck.is_some(),
-                health.as_deref(),
-            ) {
+            let health = state.health.as_ref().and_then(|h| h.status).map(|s| s.to_string());
+            match (self.service.oneshot, self.service.healthcheck.is_some(), health.as_deref()) {
                 (false, false, _) => return Ok(restarts),
                 (false, true, Some("healthy")) => {
                     if announced {
-                        (self.events)(Event::Ready {
-                            service: self.service.name.clone(),
-                        });
+                        (self.events)(Event::Ready { service: self.service.name.clone() });
                     }
                     return Ok(restarts);
                 }
                 (false, true, Some("unhealthy")) => {
                     let last = last_health_output(&state);
                     return Err(Error::failed_help(
-                        format!(
-                            "service {} is unhealthy; last health check said: {last}",
-                            self.service.name
-                        ),
+                        format!("service {} is unhealthy; last health check said: {last}", self.service.name),
                         "fix the service or its healthcheck test, then run up again",
                     ));
                 }
                 _ => {}
             }
             if !announced {
-                let until = if self.service.oneshot {
-                    "completed"
-                } else {
-                    "healthy"
-                };
-                (self.events)(Event::Waiting {
-                    service: self.service.name.clone(),
-                    until,
-                });
+                let until = if self.service.oneshot { "completed" } else { "healthy" };
+                (self.events)(Event::Waiting { service: self.service.name.clone(), until });
                 announced = true;
             }
             if started.elapsed() > patience {
                 let last = last_health_output(&state);
-                let what = if self.service.oneshot {
-                    "to complete"
-                } else {
-                    "to become healthy"
-                };
+                let what = if self.service.oneshot { "to complete" } else { "to become healthy" };
                 return Err(Error::failed(format!(
                     "service {} did not get {what} within {}s; last health check said: {last}",
                     self.service.name,
@@ -496,11 +398,7 @@ impl ServiceJob {
     }
 
     async fn last_logs(&self, id: &str) -> String {
-        let opts = LogsOptionsBuilder::new()
-            .stdout(true)
-            .stderr(true)
-            .tail(FAILURE_LOG_LINES)
-            .build();
+        let opts = LogsOptionsBuilder::new().stdout(true).stderr(true).tail(FAILURE_LOG_LINES).build();
         let lines: Vec<String> = self
             .engine
             .docker
@@ -512,10 +410,7 @@ impl ServiceJob {
         if text.trim().is_empty() {
             "(no output)".into()
         } else {
-            text.lines()
-                .map(|l| format!("  | {l}"))
-                .collect::<Vec<_>>()
-                .join("\n")
+            text.lines().map(|l| format!("  | {l}")).collect::<Vec<_>>().join("\n")
         }
     }
 }
@@ -526,23 +421,13 @@ fn last_health_output(state: &bollard::models::ContainerState) -> String {
         .as_ref()
         .and_then(|h| h.log.as_ref())
         .and_then(|l| l.last())
-        .map(|r| {
-            format!(
-                "exit {} {}",
-                r.exit_code.unwrap_or(-1),
-                r.output.clone().unwrap_or_default().trim()
-            )
-        })
+        .map(|r| format!("exit {} {}", r.exit_code.unwrap_or(-1), r.output.clone().unwrap_or_default().trim()))
         .unwrap_or_else(|| "(no health check has run yet)".into())
 }
 
 async fn stop(engine: &Engine, id: &str, name: &str) -> Result<()> {
     // No `t`: the engine uses the container's own StopTimeout, set from `stop_timeout`.
-    match engine
-        .docker
-        .stop_container(id, None::<StopContainerOptions>)
-        .await
-    {
+    match engine.docker.stop_container(id, None::<StopContainerOptions>).await {
         Ok(()) => Ok(()),
         Err(e) if is_not_modified(&e) || is_not_found(&e) => Ok(()),
         Err(e) => Err(Error::engine(format!("stopping container {name}"), e)),
@@ -567,25 +452,18 @@ pub async fn down(
     observed: &ObservedStage,
     events: Events,
 ) -> Result<()> {
-    let removing = plan
-        .actions
-        .iter()
-        .any(|a| matches!(a, Action::RemoveContainer { .. }));
+    let removing = plan.actions.iter().any(|a| matches!(a, Action::RemoveContainer { .. }));
     let orphans: Vec<String> = plan.orphans.clone();
     let levels = std::iter::once(orphans).chain(graph::levels(&spec.services).into_iter().rev());
     for level in levels {
         let stops = level.iter().filter_map(|service| {
             let c = observed.container(service)?;
-            let planned_stop = plan.actions.contains(&Action::StopContainer {
-                service: service.clone(),
-            });
+            let planned_stop = plan.actions.contains(&Action::StopContainer { service: service.clone() });
             if !(planned_stop || (removing && c.state.is_running())) {
                 return None;
             }
             if planned_stop {
-                events(Event::Applying(Action::StopContainer {
-                    service: service.clone(),
-                }));
+                events(Event::Applying(Action::StopContainer { service: service.clone() }));
             }
             Some(stop(engine, &c.id, &c.name))
         });
@@ -608,10 +486,7 @@ pub async fn down(
                     Ok(()) => {}
                     Err(e) if is_not_found(&e) => {}
                     // Someone else's container is still attached: keep the network, say so.
-                    Err(bollard::errors::Error::DockerResponseServerError {
-                        status_code: 403 | 409,
-                        message,
-                    }) => {
+                    Err(bollard::errors::Error::DockerResponseServerError { status_code: 403 | 409, message }) => {
                         events(Event::Warning(format!("network {name} kept: {message}")));
                     }
                     Err(e) => return Err(Error::engine(format!("removing network {name}"), e)),
@@ -619,11 +494,7 @@ pub async fn down(
             }
             Action::RemoveVolume { name } => {
                 events(Event::Applying(action.clone()));
-                match engine
-                    .docker
-                    .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
-                    .await
-                {
+                match engine.docker.remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>).await {
                     Ok(()) => {}
                     Err(e) if is_not_found(&e) => {}
                     Err(e) => return Err(Error::engine(format!("removing volume {name}"), e)),

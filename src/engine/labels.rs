@@ -16,28 +16,18 @@ pub const COMPOSE_SERVICE: &str = "com.docker.compose.service";
 
 /// Labels for a stage-owned network or volume.
 pub fn owner(spec: &StageSpec) -> HashMap<String, String> {
-    HashMap::from([
-        (PROJECT.to_string(), spec.project.clone()),
-        (STAGE.to_string(), spec.name.clone()),
-    ])
+    HashMap::from([(PROJECT.to_string(), spec.project.clone()), (STAGE.to_string(), spec.name.clone())])
 }
 
 /// Labels for a service's container: user labels first, so ours cannot be overwritten.
-pub fn container(
-    spec: &StageSpec,
-    service: &crate::model::Service,
-    hash: &ConfigHash,
-) -> HashMap<String, String> {
+pub fn container(spec: &StageSpec, service: &crate::model::Service, hash: &ConfigHash) -> HashMap<String, String> {
     let mut labels: HashMap<String, String> = service.labels.clone().into_iter().collect();
     labels.extend(owner(spec));
     labels.insert(SERVICE.into(), service.name.clone());
     labels.insert(CONFIG_HASH.into(), hash.hash.clone());
     labels.insert(FIELD_HASHES.into(), hash.fields_label());
     labels.insert(IMAGE_ID.into(), hash.image_id.clone());
-    labels.insert(
-        COMPOSE_PROJECT.into(),
-        format!("{}-{}", spec.project, spec.name),
-    );
+    labels.insert(COMPOSE_PROJECT.into(), format!("{}-{}", spec.project, spec.name));
     labels.insert(COMPOSE_SERVICE.into(), service.name.clone());
     labels
 }

@@ -26,18 +26,10 @@ pub struct LogLine {
 /// Log lines of several containers, merged; owns its engine client.
 pub type LogStream = BoxStream<'static, Result<LogLine>>;
 
-pub fn stream_logs(
-    engine: &Engine,
-    containers: &[(String, String)],
-    opts: &LogOptions,
-) -> LogStream {
+pub fn stream_logs(engine: &Engine, containers: &[(String, String)], opts: &LogOptions) -> LogStream {
     let mut all: SelectAll<BoxStream<'static, Result<LogLine>>> = SelectAll::new();
     for (service, id) in containers {
-        let mut b = LogsOptionsBuilder::new()
-            .stdout(true)
-            .stderr(true)
-            .follow(opts.follow)
-            .timestamps(opts.timestamps);
+        let mut b = LogsOptionsBuilder::new().stdout(true).stderr(true).follow(opts.follow).timestamps(opts.timestamps);
         if let Some(n) = opts.tail {
             b = b.tail(&n.to_string());
         }
@@ -49,11 +41,8 @@ pub fn stream_logs(
             .docker
             .logs(id, Some(b.build()))
             .map(move |item| {
-                item.map(|out| LogLine {
-                    service: service.clone(),
-                    text: out.to_string(),
-                })
-                .map_err(|e| Error::engine(format!("logs of {service}"), e))
+                item.map(|out| LogLine { service: service.clone(), text: out.to_string() })
+                    .map_err(|e| Error::engine(format!("logs of {service}"), e))
             })
             .boxed();
         all.push(stream);

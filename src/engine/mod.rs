@@ -14,8 +14,7 @@ use crate::model::StageSpec;
 use crate::plan::{ObservedContainer, ObservedStage, RunState};
 use bollard::Docker;
 use bollard::query_parameters::{
-    InspectContainerOptions, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
-    ListVolumesOptionsBuilder,
+    InspectContainerOptions, ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
 };
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -34,30 +33,23 @@ pub struct Engine {
 impl Engine {
     /// This machine's engine; `DOCKER_HOST` is honoured.
     pub async fn connect_local() -> Result<Self> {
-        let endpoint =
-            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        let endpoint = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
         let docker = Docker::connect_with_defaults().map_err(|e| unreachable(&endpoint, e))?;
         Self::handshake(docker, endpoint).await
     }
 
     /// An engine behind a unix socket (e.g. an SSH-forwarded remote socket).
     pub async fn connect_unix(path: &std::path::Path, endpoint: String) -> Result<Self> {
-        let docker = Docker::connect_with_unix(
-            &path.to_string_lossy(),
-            CLIENT_TIMEOUT.as_secs(),
-            bollard::API_DEFAULT_VERSION,
-        )
-        .map_err(|e| unreachable(&endpoint, e))?;
+        let docker =
+            Docker::connect_with_unix(&path.to_string_lossy(), CLIENT_TIMEOUT.as_secs(), bollard::API_DEFAULT_VERSION)
+                .map_err(|e| unreachable(&endpoint, e))?;
         Self::handshake(docker, endpoint).await
     }
 
     async fn handshake(docker: Docker, endpoint: String) -> Result<Self> {
         // Docker 20.10 speaks API 1.41 at most; negotiate instead of assuming the crate's default.
-        let docker = docker
-            .with_timeout(CLIENT_TIMEOUT)
-            .negotiate_version()
-            .await
-            .map_err(|e| unreachable(&endpoint, e))?;
+        let docker =
+            docker.with_timeout(CLIENT_TIMEOUT).negotiate_version().await.map_err(|e| unreachable(&endpoint, e))?;
         docker.ping().await.map_err(|e| unreachable(&endpoint, e))?;
         Ok(Self { docker, endpoint })
     }
@@ -69,30 +61,14 @@ impl Engine {
             self.network_id(spec),
             self.volumes(spec),
         )?;
-        Ok(ObservedStage {
-            network_exists: network_exists.is_some(),
-            volumes,
-            containers,
-        })
+        Ok(ObservedStage { network_exists: network_exists.is_some(), volumes, containers })
     }
 
     /// Every container of the project (all stages when `stage` is None).
-    pub async fn containers(
-        &self,
-        project: &str,
-        stage: Option<&str>,
-    ) -> Result<Vec<ObservedContainer>> {
-        let opts = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&labels::filter(project, stage))
-            .build();
-        let list = self
-            .docker
-            .list_containers(Some(opts))
-            .await
-            .map_err(|e| Error::engine("listing containers", e))?;
-        let mut out: Vec<ObservedContainer> =
-            list.into_iter().filter_map(observed_from_summary).collect();
+    pub async fn containers(&self, project: &str, stage: Option<&str>) -> Result<Vec<ObservedContainer>> {
+        let opts = ListContainersOptionsBuilder::new().all(true).filters(&labels::filter(project, stage)).build();
+        let list = self.docker.list_containers(Some(opts)).await.map_err(|e| Error::engine("listing containers", e))?;
+        let mut out: Vec<ObservedContainer> = list.into_iter().filter_map(observed_from_summary).collect();
         out.sort_by(|a, b| (&a.stage, &a.service).cmp(&(&b.stage, &b.service)));
         Ok(out)
     }
@@ -102,38 +78,21 @@ impl Engine {
     pub async fn network_id(&self, spec: &StageSpec) -> Result<Option<String>> {
         let name = spec.network_name();
         let opts = ListNetworksOptionsBuilder::new()
-            .filters(&std::collections::HashMap::from([(
-                "name",
-                vec![name.as_str()],
-            )]))
+            .filters(&std::collections::HashMap::from([("name", vec![name.as_str()])]))
             .build();
         let nets = self
             .docker
             .list_networks(Some(opts))
             .await
             .map_err(|e| Error::engine(format!("listing network {name}"), e))?;
-        Ok(nets
-            .into_iter()
-            .filter(|n| n.name.as_deref() == Some(name.as_str()))
-            .find_map(|n| n.id))
+        Ok(nets.into_iter().filter(|n| n.name.as_deref() == Some(name.as_str())).find_map(|n| n.id))
     }
 
     /// Named volumes owned by the stage.
     pub async fn volumes(&self, spec: &StageSpec) -> Result<BTreeSet<String>> {
-        let opts = ListVolumesOptionsBuilder::new()
-            .filters(&labels::filter(&spec.project, Some(&spec.name)))
-            .build();
-        let resp = self
-            .docker
-            .list_volumes(Some(opts))
-            .await
-            .map_err(|e| Error::engine("listing volumes", e))?;
-        Ok(resp
-            .volumes
-            .unwrap_or_default()
-            .into_iter()
-            .map(|v| v.name)
-            .collect())
+        let opts = ListVolumesOptionsBuilder::new().filters(&labels::filter(&spec.project, Some(&spec.name))).build();
+        let resp = self.docker.list_volumes(Some(opts)).await.map_err(|e| Error::engine("listing volumes", e))?;
+        Ok(resp.volumes.unwrap_or_default().into_iter().map(|v| v.name).collect())
     }
 
     /// Reads a container's environment, for a recreate reason that names the variable.
@@ -145,12 +104,7 @@ impl Engine {
             .map_err(|e| Error::engine(format!("container {}", c.name), e))?;
         let env = inspect.config.and_then(|c| c.env).unwrap_or_default();
         c.environment = Some(
-            env.into_iter()
-                .filter_map(|kv| {
-                    kv.split_once('=')
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                })
-                .collect(),
+            env.into_iter().filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))).collect(),
         );
         Ok(())
     }
@@ -190,11 +144,7 @@ fn observed_from_summary(c: bollard::models::ContainerSummary) -> Option<Observe
     let health = ["(healthy)", "(unhealthy)", "(health: starting)"]
         .iter()
         .find(|h| status_text.contains(*h))
-        .map(|h| {
-            h.trim_matches(['(', ')'])
-                .trim_start_matches("health: ")
-                .to_string()
-        });
+        .map(|h| h.trim_matches(['(', ')']).trim_start_matches("health: ").to_string());
     let mut ports: Vec<String> = c
         .ports
         .unwrap_or_default()
@@ -202,10 +152,7 @@ fn observed_from_summary(c: bollard::models::ContainerSummary) -> Option<Observe
         .filter_map(|p| {
             let proto = p.typ.map(|t| t.to_string()).unwrap_or_else(|| "tcp".into());
             let public = p.public_port?;
-            let ip =
-                p.ip.filter(|ip| ip != "0.0.0.0" && ip != "::")
-                    .map(|ip| format!("{ip}:"))
-                    .unwrap_or_default();
+            let ip = p.ip.filter(|ip| ip != "0.0.0.0" && ip != "::").map(|ip| format!("{ip}:")).unwrap_or_default();
             Some(format!("{ip}{public}->{}/{proto}", p.private_port))
         })
         .collect();
@@ -213,12 +160,7 @@ fn observed_from_summary(c: bollard::models::ContainerSummary) -> Option<Observe
     ports.dedup();
     Some(ObservedContainer {
         id: c.id.unwrap_or_default(),
-        name: c
-            .names
-            .and_then(|n| n.first().cloned())
-            .unwrap_or_default()
-            .trim_start_matches('/')
-            .to_string(),
+        name: c.names.and_then(|n| n.first().cloned()).unwrap_or_default().trim_start_matches('/').to_string(),
         stage: labels.get(labels::STAGE).cloned().unwrap_or_default(),
         service,
         state,
@@ -246,23 +188,11 @@ fn exit_code(status: &str) -> i64 {
 }
 
 pub(crate) fn is_not_found(e: &bollard::errors::Error) -> bool {
-    matches!(
-        e,
-        bollard::errors::Error::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
-    )
+    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
 }
 
 pub(crate) fn is_not_modified(e: &bollard::errors::Error) -> bool {
-    matches!(
-        e,
-        bollard::errors::Error::DockerResponseServerError {
-            status_code: 304,
-            ..
-        }
-    )
+    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 304, .. })
 }
 
 #[cfg(test)]

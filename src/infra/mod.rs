@@ -49,21 +49,13 @@ pub struct Providers {
 impl Providers {
     /// Credentials are checked here, before any request is made.
     pub fn for_servers(servers: &[Server]) -> Result<Self> {
-        let needs_sakura = servers
-            .iter()
-            .any(|s| matches!(s.provider, ServerProvider::SakuraCloud { .. }));
-        let sakura = if needs_sakura {
-            Some(sakura::SakuraCloud::from_env()?)
-        } else {
-            None
-        };
+        let needs_sakura = servers.iter().any(|s| matches!(s.provider, ServerProvider::SakuraCloud { .. }));
+        let sakura = if needs_sakura { Some(sakura::SakuraCloud::from_env()?) } else { None };
         Ok(Self { sakura })
     }
 
     fn sakura(&self) -> &sakura::SakuraCloud {
-        self.sakura
-            .as_ref()
-            .expect("for_servers connected every provider the stage uses")
+        self.sakura.as_ref().expect("for_servers connected every provider the stage uses")
     }
 
     /// What is there now; None when the server does not exist.
@@ -75,44 +67,23 @@ impl Providers {
     }
 
     /// Running, with an address to reach it on.
-    pub async fn ensure_up(
-        &self,
-        server: &Server,
-        tag: &str,
-        progress: &Progress,
-    ) -> Result<Machine> {
+    pub async fn ensure_up(&self, server: &Server, tag: &str, progress: &Progress) -> Result<Machine> {
         match &server.provider {
-            ServerProvider::SakuraCloud { .. } => {
-                self.sakura().ensure_up(server, tag, progress).await
-            }
+            ServerProvider::SakuraCloud { .. } => self.sakura().ensure_up(server, tag, progress).await,
             ServerProvider::Host { address } => Ok(host_machine(address)),
         }
     }
 
-    pub async fn power_off(
-        &self,
-        server: &Server,
-        tag: &str,
-        progress: &Progress,
-    ) -> Result<Option<Machine>> {
+    pub async fn power_off(&self, server: &Server, tag: &str, progress: &Progress) -> Result<Option<Machine>> {
         match &server.provider {
-            ServerProvider::SakuraCloud { .. } => {
-                self.sakura().power_off(server, tag, progress).await
-            }
+            ServerProvider::SakuraCloud { .. } => self.sakura().power_off(server, tag, progress).await,
             ServerProvider::Host { .. } => Err(refused(server, "--suspend")),
         }
     }
 
-    pub async fn destroy(
-        &self,
-        server: &Server,
-        tag: &str,
-        progress: &Progress,
-    ) -> Result<Option<Machine>> {
+    pub async fn destroy(&self, server: &Server, tag: &str, progress: &Progress) -> Result<Option<Machine>> {
         match &server.provider {
-            ServerProvider::SakuraCloud { .. } => {
-                self.sakura().destroy(server, tag, progress).await
-            }
+            ServerProvider::SakuraCloud { .. } => self.sakura().destroy(server, tag, progress).await,
             ServerProvider::Host { .. } => Err(refused(server, "--destroy")),
         }
     }
@@ -120,14 +91,7 @@ impl Providers {
 
 /// A brought host is always "up" as far as fleet knows; SSH tells the rest.
 fn host_machine(address: &str) -> Machine {
-    Machine {
-        id: None,
-        power: Power::Up,
-        ip: Some(address.to_string()),
-        cpu: None,
-        memory_gb: None,
-        disks: Vec::new(),
-    }
+    Machine { id: None, power: Power::Up, ip: Some(address.to_string()), cpu: None, memory_gb: None, disks: Vec::new() }
 }
 
 fn refused(server: &Server, flag: &str) -> Error {

@@ -21,21 +21,9 @@ struct Spec<'a> {
 
 fn spec(server: &Server) -> Spec<'_> {
     match &server.provider {
-        ServerProvider::SakuraCloud {
-            zone,
-            core,
-            memory_gb,
-            disk_gb,
-            os,
-            ssh_public_key,
-        } => Spec {
-            zone,
-            core: *core,
-            memory_gb: *memory_gb,
-            disk_gb: *disk_gb,
-            os,
-            ssh_public_key,
-        },
+        ServerProvider::SakuraCloud { zone, core, memory_gb, disk_gb, os, ssh_public_key } => {
+            Spec { zone, core: *core, memory_gb: *memory_gb, disk_gb: *disk_gb, os, ssh_public_key }
+        }
         ServerProvider::Host { .. } => {
             unreachable!("the host provider never reaches the Sakura client")
         }
@@ -53,17 +41,11 @@ pub struct SakuraCloud {
 
 impl SakuraCloud {
     pub fn from_env() -> Result<Self> {
-        Ok(Self {
-            api: SakuraApi::from_env()?,
-            power_lock: tokio::sync::Mutex::new(()),
-        })
+        Ok(Self { api: SakuraApi::from_env()?, power_lock: tokio::sync::Mutex::new(()) })
     }
 
     fn fail(server: &Server, zone: &str, what: &str, e: impl std::fmt::Display) -> Error {
-        Error::failed(format!(
-            "server {} (sakura-cloud {zone}): {what}: {e}",
-            server.name
-        ))
+        Error::failed(format!("server {} (sakura-cloud {zone}): {what}: {e}", server.name))
     }
 
     async fn call(
@@ -76,45 +58,26 @@ impl SakuraCloud {
         body: Option<&Value>,
     ) -> Result<Value> {
         let zone = spec(server).zone;
-        self.api
-            .call(method, zone, path, query, body)
-            .await
-            .map_err(|e| Self::fail(server, zone, what, &e))
+        self.api.call(method, zone, path, query, body).await.map_err(|e| Self::fail(server, zone, what, &e))
     }
 
     /// The one server carrying our tag. Names are not unique on Sakura Cloud, tags are ours.
     async fn find(&self, server: &Server, tag: &str) -> Result<Option<Value>> {
         let query = json!({"Count": 100, "From": 0, "Filter": {"Tags.Name": [[tag]]}});
-        let found = self
-            .call(
-                server,
-                "finding by tag",
-                Method::GET,
-                "server",
-                Some(&query),
-                None,
-            )
-            .await?;
+        let found = self.call(server, "finding by tag", Method::GET, "server", Some(&query), None).await?;
         // Exact match on our side too: the filter's semantics are not ours to trust blindly.
         let hits: Vec<Value> = found["Servers"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|s| {
-                s["Tags"]
-                    .as_array()
-                    .is_some_and(|t| t.iter().any(|t| t.as_str() == Some(tag)))
-            })
+            .filter(|s| s["Tags"].as_array().is_some_and(|t| t.iter().any(|t| t.as_str() == Some(tag))))
             .cloned()
             .collect();
         match hits.len() {
             0 => Ok(None),
             1 => Ok(hits.into_iter().next()),
             n => Err(Error::failed_help(
-                format!(
-                    "server {}: {n} servers carry the tag {tag}; refusing to guess which one is ours",
-                    server.name
-                ),
+                format!("server {}: {n} servers carry the tag {tag}; refusing to guess which one is ours", server.name),
                 "delete the extra servers in the Sakura Cloud control panel (keep the one whose disk you need)",
             )),
         }
@@ -125,26 +88,12 @@ impl SakuraCloud {
     }
 
     async fn read(&self, server: &Server, id: &str) -> Result<Value> {
-        let v = self
-            .call(
-                server,
-                "reading",
-                Method::GET,
-                &format!("server/{id}"),
-                None,
-                None,
-            )
-            .await?;
+        let v = self.call(server, "reading", Method::GET, &format!("server/{id}"), None, None).await?;
         Ok(v["Server"].clone())
     }
 
     /// Created if missing, booted if off; returns it running with its IP.
-    pub async fn ensure_up(
-        &self,
-        server: &Server,
-        tag: &str,
-        progress: &Progress,
-    ) -> Result<Machine> {
+    pub async fn ensure_up(&self, server: &Server, tag: &str, progress: &Progress) -> Result<Machine> {
         let s = spec(server);
         let mut current = match self.find(server, tag).await? {
             Some(v) => v,
@@ -156,24 +105,15 @@ impl SakuraCloud {
                 self.create(server, tag).await?
             }
         };
-        let id = id_of(&current["ID"]).ok_or_else(|| {
-            Self::fail(
-                server,
-                s.zone,
-                "reading",
-                "the API returned a server without an ID",
-            )
-        })?;
+        let id = id_of(&current["ID"])
+            .ok_or_else(|| Self::fail(server, s.zone, "reading", "the API returned a server without an ID"))?;
         if current["Disks"].as_array().is_none_or(Vec::is_empty) {
             self.create_disk(server, &id, tag, progress).await?;
             current = self.read(server, &id).await?;
         }
         if machine(&current).power != Power::Up {
             if machine(&current).power == Power::Down {
-                progress(InfraEvent::Action(format!(
-                    "~ server {}: power on",
-                    server.name
-                )));
+                progress(InfraEvent::Action(format!("~ server {}: power on", server.name)));
             }
             self.boot(server, &id, progress).await?;
             current = self.read(server, &id).await?;
@@ -182,12 +122,7 @@ impl SakuraCloud {
         // The shared-segment IP may appear a little after boot: treat empty as "not yet".
         while machine(&current).ip.is_none() {
             if started.elapsed() > self.api.timing.patience {
-                return Err(Self::fail(
-                    server,
-                    s.zone,
-                    "waiting for an IP address",
-                    "none was assigned",
-                ));
+                return Err(Self::fail(server, s.zone, "waiting for an IP address", "none was assigned"));
             }
             tokio::time::sleep(self.api.timing.poll).await;
             current = self.read(server, &id).await?;
@@ -206,11 +141,7 @@ impl SakuraCloud {
             "InterfaceDriver": "virtio",
             "WaitDiskMigration": false,
         }});
-        match self
-            .api
-            .call(Method::POST, s.zone, "server", None, Some(&body))
-            .await
-        {
+        match self.api.call(Method::POST, s.zone, "server", None, Some(&body)).await {
             Ok(v) => Ok(v["Server"].clone()),
             // The create may have happened: look it up by tag before anything else; never retry blind.
             Err(e) if e.outcome_unknown => self.find_after_lost_create(server, tag, &e).await,
@@ -218,12 +149,7 @@ impl SakuraCloud {
         }
     }
 
-    async fn find_after_lost_create(
-        &self,
-        server: &Server,
-        tag: &str,
-        e: &ApiError,
-    ) -> Result<Value> {
+    async fn find_after_lost_create(&self, server: &Server, tag: &str, e: &ApiError) -> Result<Value> {
         let zone = spec(server).zone;
         let started = Instant::now();
         loop {
@@ -244,13 +170,7 @@ impl SakuraCloud {
     }
 
     /// A disk from the zone's public archive, with the SSH key and host name, then the copy wait.
-    async fn create_disk(
-        &self,
-        server: &Server,
-        server_id: &str,
-        tag: &str,
-        progress: &Progress,
-    ) -> Result<()> {
+    async fn create_disk(&self, server: &Server, server_id: &str, tag: &str, progress: &Progress) -> Result<()> {
         let s = spec(server);
         let key = std::fs::read_to_string(s.ssh_public_key).map_err(|e| {
             Error::failed_help(
@@ -269,11 +189,7 @@ impl SakuraCloud {
             // fleet boots explicitly, so its retries and timeouts stay in its own hands.
             "BootAtAvailable": false,
         });
-        let disk = match self
-            .api
-            .call(Method::POST, s.zone, "disk", None, Some(&body))
-            .await
-        {
+        let disk = match self.api.call(Method::POST, s.zone, "disk", None, Some(&body)).await {
             Ok(v) => v["Disk"].clone(),
             Err(e) if e.outcome_unknown => {
                 let current = self.read(server, server_id).await?;
@@ -289,36 +205,15 @@ impl SakuraCloud {
                 "the create request got no answer and no disk is attached; run up again",
             )
         })?;
-        progress(InfraEvent::Note(format!(
-            "waiting for the disk of {} to be copied",
-            server.name
-        )));
+        progress(InfraEvent::Note(format!("waiting for the disk of {} to be copied", server.name)));
         let started = Instant::now();
         loop {
-            let d = self
-                .call(
-                    server,
-                    "reading its disk",
-                    Method::GET,
-                    &format!("disk/{disk_id}"),
-                    None,
-                    None,
-                )
-                .await?;
+            let d = self.call(server, "reading its disk", Method::GET, &format!("disk/{disk_id}"), None, None).await?;
             match d["Disk"]["Availability"].as_str() {
                 Some("available") => return Ok(()),
                 Some("failed") => {
                     // Our own disk, useless now: remove it so the next up copies a fresh one.
-                    let _ = self
-                        .api
-                        .call(
-                            Method::DELETE,
-                            s.zone,
-                            &format!("disk/{disk_id}"),
-                            None,
-                            None,
-                        )
-                        .await;
+                    let _ = self.api.call(Method::DELETE, s.zone, &format!("disk/{disk_id}"), None, None).await;
                     return Err(Error::failed_help(
                         format!(
                             "server {} (sakura-cloud {}): the disk copy from the OS archive failed",
@@ -330,12 +225,7 @@ impl SakuraCloud {
                 _ => {}
             }
             if started.elapsed() > self.api.timing.patience {
-                return Err(Self::fail(
-                    server,
-                    s.zone,
-                    "waiting for its disk copy",
-                    "it is still not available",
-                ));
+                return Err(Self::fail(server, s.zone, "waiting for its disk copy", "it is still not available"));
             }
             tokio::time::sleep(self.api.timing.poll).await;
         }
@@ -345,29 +235,13 @@ impl SakuraCloud {
     async fn archive(&self, server: &Server) -> Result<String> {
         let s = spec(server);
         let query = json!({"Filter": {"Tags.Name": [[format!("{}-latest", s.os)]]}});
-        let found = self
-            .call(
-                server,
-                "finding the OS archive",
-                Method::GET,
-                "archive",
-                Some(&query),
-                None,
+        let found = self.call(server, "finding the OS archive", Method::GET, "archive", Some(&query), None).await?;
+        found["Archives"].as_array().and_then(|a| a.first()).and_then(|a| id_of(&a["ID"])).ok_or_else(|| {
+            Error::failed_help(
+                format!("server {}: zone {} has no public archive tagged {}-latest", server.name, s.zone, s.os),
+                "use an os such as ubuntu-24.04, ubuntu-22.04 or debian-12",
             )
-            .await?;
-        found["Archives"]
-            .as_array()
-            .and_then(|a| a.first())
-            .and_then(|a| id_of(&a["ID"]))
-            .ok_or_else(|| {
-                Error::failed_help(
-                    format!(
-                        "server {}: zone {} has no public archive tagged {}-latest",
-                        server.name, s.zone, s.os
-                    ),
-                    "use an os such as ubuntu-24.04, ubuntu-22.04 or debian-12",
-                )
-            })
+        })
     }
 
     /// Boot, retrying while the disk is still being created, and wait until it is up.
@@ -376,21 +250,14 @@ impl SakuraCloud {
         let timing = &self.api.timing;
         let started = Instant::now();
         let mut last_sent: Option<Instant> = None;
-        progress(InfraEvent::Note(format!(
-            "waiting for {} to boot",
-            server.name
-        )));
+        progress(InfraEvent::Note(format!("waiting for {} to boot", server.name)));
         loop {
             let current = self.read(server, id).await?;
             match machine(&current).power {
                 Power::Up => return Ok(()),
                 Power::Down if last_sent.is_none_or(|t| t.elapsed() >= timing.shutdown_resend) => {
                     let _one_at_a_time = self.power_lock.lock().await;
-                    match self
-                        .api
-                        .call(Method::PUT, zone, &format!("server/{id}/power"), None, None)
-                        .await
-                    {
+                    match self.api.call(Method::PUT, zone, &format!("server/{id}/power"), None, None).await {
                         Ok(_) => last_sent = Some(Instant::now()),
                         Err(e) if e.is(409, "still_creating") => {}
                         // Someone (or our lost earlier call) booted it already.
@@ -401,24 +268,14 @@ impl SakuraCloud {
                 _ => {}
             }
             if started.elapsed() > timing.patience {
-                return Err(Self::fail(
-                    server,
-                    zone,
-                    "powering on",
-                    "it did not come up",
-                ));
+                return Err(Self::fail(server, zone, "powering on", "it did not come up"));
             }
             tokio::time::sleep(timing.poll).await;
         }
     }
 
     /// Graceful shutdown, re-sent while ignored, forced after a deadline; waits until down.
-    pub async fn power_off(
-        &self,
-        server: &Server,
-        tag: &str,
-        progress: &Progress,
-    ) -> Result<Option<Machine>> {
+    pub async fn power_off(&self, server: &Server, tag: &str, progress: &Progress) -> Result<Option<Machine>> {
         let zone = spec(server).zone;
         let Some(found) = self.find(server, tag).await? else {
             return Ok(None);
@@ -427,10 +284,7 @@ impl SakuraCloud {
         if machine(&found).power == Power::Down {
             return Ok(Some(machine(&found)));
         }
-        progress(InfraEvent::Action(format!(
-            "~ server {}: power off",
-            server.name
-        )));
+        progress(InfraEvent::Action(format!("~ server {}: power off", server.name)));
         let timing = &self.api.timing;
         let started = Instant::now();
         let mut last_sent: Option<Instant> = None;
@@ -445,24 +299,11 @@ impl SakuraCloud {
             let resend = last_sent.is_none_or(|t| t.elapsed() >= timing.shutdown_resend);
             if m.power == Power::Up && resend || (force && !forced) {
                 if force && !forced {
-                    progress(InfraEvent::Note(format!(
-                        "{} ignored the shutdown; forcing power off",
-                        server.name
-                    )));
+                    progress(InfraEvent::Note(format!("{} ignored the shutdown; forcing power off", server.name)));
                 }
                 let body = force.then(|| json!({"Force": true}));
                 let _one_at_a_time = self.power_lock.lock().await;
-                match self
-                    .api
-                    .call(
-                        Method::DELETE,
-                        zone,
-                        &format!("server/{id}/power"),
-                        None,
-                        body.as_ref(),
-                    )
-                    .await
-                {
+                match self.api.call(Method::DELETE, zone, &format!("server/{id}/power"), None, body.as_ref()).await {
                     Ok(_) => {}
                     // Already going down (or down): the next read tells.
                     Err(e) if e.status == Some(409) => {}
@@ -472,63 +313,30 @@ impl SakuraCloud {
                 forced |= force;
             }
             if started.elapsed() > timing.patience {
-                return Err(Self::fail(
-                    server,
-                    zone,
-                    "powering off",
-                    "it did not go down",
-                ));
+                return Err(Self::fail(server, zone, "powering off", "it did not go down"));
             }
             tokio::time::sleep(timing.poll).await;
         }
     }
 
     /// Power off (forced if need be), then delete the server with its disks.
-    pub async fn destroy(
-        &self,
-        server: &Server,
-        tag: &str,
-        progress: &Progress,
-    ) -> Result<Option<Machine>> {
+    pub async fn destroy(&self, server: &Server, tag: &str, progress: &Progress) -> Result<Option<Machine>> {
         let zone = spec(server).zone;
         let Some(m) = self.power_off(server, tag, progress).await? else {
             return Ok(None);
         };
         let id = m.id.clone().unwrap_or_default();
-        progress(InfraEvent::Action(format!(
-            "- server {} and {} disk(s)",
-            server.name,
-            m.disks.len()
-        )));
+        progress(InfraEvent::Action(format!("- server {} and {} disk(s)", server.name, m.disks.len())));
         let body = json!({"WithDisk": m.disks.iter().filter_map(|d| d.parse::<u64>().ok()).collect::<Vec<_>>()});
-        match self
-            .api
-            .call(
-                Method::DELETE,
-                zone,
-                &format!("server/{id}"),
-                None,
-                Some(&body),
-            )
-            .await
-        {
+        match self.api.call(Method::DELETE, zone, &format!("server/{id}"), None, Some(&body)).await {
             Ok(_) => {}
             Err(e) if e.is_not_found() => {}
             Err(e) if e.outcome_unknown => {}
             Err(e) => return Err(Self::fail(server, zone, "deleting", &e)),
         }
-        match self
-            .api
-            .call(Method::GET, zone, &format!("server/{id}"), None, None)
-            .await
-        {
+        match self.api.call(Method::GET, zone, &format!("server/{id}"), None, None).await {
             Err(e) if e.is_not_found() => Ok(Some(m)),
-            Ok(_) => Err(Self::fail(
-                server,
-                zone,
-                "deleting",
-                "it still exists after the delete request",
-            )),
+            Ok(_) => Err(Self::fail(server, zone, "deleting", "it still exists after the delete request")),
             Err(e) => Err(Self::fail(server, zone, "confirming the delete", &e)),
         }
     }
@@ -544,20 +352,10 @@ fn machine(v: &Value) -> Machine {
     Machine {
         id: id_of(&v["ID"]),
         power,
-        ip: v["Interfaces"][0]["IPAddress"]
-            .as_str()
-            .filter(|ip| !ip.is_empty())
-            .map(String::from),
+        ip: v["Interfaces"][0]["IPAddress"].as_str().filter(|ip| !ip.is_empty()).map(String::from),
         cpu: v["ServerPlan"]["CPU"].as_u64().map(|c| c as u32),
-        memory_gb: v["ServerPlan"]["MemoryMB"]
-            .as_u64()
-            .map(|m| (m / 1024) as u32),
-        disks: v["Disks"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|d| id_of(&d["ID"]))
-            .collect(),
+        memory_gb: v["ServerPlan"]["MemoryMB"].as_u64().map(|m| (m / 1024) as u32),
+        disks: v["Disks"].as_array().into_iter().flatten().filter_map(|d| id_of(&d["ID"])).collect(),
     }
 }
 
@@ -580,11 +378,7 @@ mod tests {
         assert_eq!((m.cpu, m.memory_gb, m.ip), (Some(4), Some(4), None));
         assert_eq!(m.disks, vec!["113602017878"]);
         assert_eq!(
-            machine(
-                &json!({"Instance": {"Status": "up"}, "Interfaces": [{"IPAddress": "163.43.1.2"}]})
-            )
-            .ip
-            .as_deref(),
+            machine(&json!({"Instance": {"Status": "up"}, "Interfaces": [{"IPAddress": "163.43.1.2"}]})).ip.as_deref(),
             Some("163.43.1.2")
         );
     }

@@ -14,11 +14,7 @@ const MIN_REQUEST_GAP: Duration = Duration::from_millis(200);
 const MAX_RETRIES: u32 = 10;
 const MAX_BACKOFF: Duration = Duration::from_secs(64);
 /// Characters left as they are in the `?{json}` query; everything else is escaped once.
-const QUERY_KEEP: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
+const QUERY_KEEP: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 /// Waits and timeouts, from the environment so tests can shrink them.
 #[derive(Debug, Clone)]
@@ -40,12 +36,7 @@ pub struct Timing {
 impl Timing {
     pub fn from_env() -> Self {
         let ms = |var: &str, default: u64| {
-            Duration::from_millis(
-                std::env::var(var)
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(default),
-            )
+            Duration::from_millis(std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default))
         };
         Self {
             request: ms("FLEET_SAKURA_TIMEOUT_MS", 60_000),
@@ -101,10 +92,8 @@ impl SakuraApi {
     /// Credentials only from the environment; a missing one fails before any request.
     pub fn from_env() -> Result<Self> {
         let get = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty());
-        let (Some(token), Some(secret)) = (
-            get("SAKURACLOUD_ACCESS_TOKEN"),
-            get("SAKURACLOUD_ACCESS_TOKEN_SECRET"),
-        ) else {
+        let (Some(token), Some(secret)) = (get("SAKURACLOUD_ACCESS_TOKEN"), get("SAKURACLOUD_ACCESS_TOKEN_SECRET"))
+        else {
             return Err(Error::usage_help(
                 "Sakura Cloud credentials are missing",
                 "set SAKURACLOUD_ACCESS_TOKEN and SAKURACLOUD_ACCESS_TOKEN_SECRET (an API key with create/delete rights)",
@@ -171,11 +160,7 @@ impl SakuraApi {
                         backoff = (backoff * 2).min(MAX_BACKOFF);
                         continue;
                     }
-                    let what = if e.is_timeout() {
-                        "timed out"
-                    } else {
-                        "failed"
-                    };
+                    let what = if e.is_timeout() { "timed out" } else { "failed" };
                     return Err(ApiError {
                         status: None,
                         code: None,
@@ -195,16 +180,11 @@ impl SakuraApi {
             if status.is_success() {
                 return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
             }
-            let retryable = matches!(
-                status,
-                StatusCode::SERVICE_UNAVAILABLE
-                    | StatusCode::LOCKED
-                    | StatusCode::TOO_MANY_REQUESTS
-            );
+            let retryable =
+                matches!(status, StatusCode::SERVICE_UNAVAILABLE | StatusCode::LOCKED | StatusCode::TOO_MANY_REQUESTS);
             if retryable && attempt < MAX_RETRIES {
                 attempt += 1;
-                tokio::time::sleep(retry_after.filter(|d| *d <= MAX_BACKOFF).unwrap_or(backoff))
-                    .await;
+                tokio::time::sleep(retry_after.filter(|d| *d <= MAX_BACKOFF).unwrap_or(backoff)).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
@@ -235,31 +215,21 @@ fn without_url(e: &reqwest::Error) -> String {
 pub fn decode_error(status: StatusCode, text: &str) -> ApiError {
     let json: Value = serde_json::from_str(text).unwrap_or(Value::Null);
     let code = json["error_code"].as_str().map(String::from);
-    let message = json["error_msg"]
-        .as_str()
-        .map(String::from)
-        .unwrap_or_else(|| {
-            if text.trim().is_empty() {
-                status.canonical_reason().unwrap_or("error").into()
-            } else {
-                text.trim().chars().take(300).collect()
-            }
-        });
-    ApiError {
-        status: Some(status.as_u16()),
-        code,
-        message,
-        outcome_unknown: false,
-    }
+    let message = json["error_msg"].as_str().map(String::from).unwrap_or_else(|| {
+        if text.trim().is_empty() {
+            status.canonical_reason().unwrap_or("error").into()
+        } else {
+            text.trim().chars().take(300).collect()
+        }
+    });
+    ApiError { status: Some(status.as_u16()), code, message, outcome_unknown: false }
 }
 
 /// IDs come as JSON numbers with `X-Sakura-Bigint-As-Int: 1` and as strings without it.
 pub fn id_of(v: &Value) -> Option<String> {
     match v {
         Value::Number(n) => Some(n.to_string()),
-        Value::String(s) if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) => {
-            Some(s.clone())
-        }
+        Value::String(s) if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) => Some(s.clone()),
         _ => None,
     }
 }
@@ -271,14 +241,8 @@ mod tests {
 
     #[test]
     fn ids_decode_from_numbers_and_strings() {
-        assert_eq!(
-            id_of(&json!(113602017877u64)).as_deref(),
-            Some("113602017877")
-        );
-        assert_eq!(
-            id_of(&json!("113602017877")).as_deref(),
-            Some("113602017877")
-        );
+        assert_eq!(id_of(&json!(113602017877u64)).as_deref(), Some("113602017877"));
+        assert_eq!(id_of(&json!("113602017877")).as_deref(), Some("113602017877"));
         assert_eq!(id_of(&json!(null)), None);
         assert_eq!(id_of(&json!("abc")), None);
     }
@@ -306,18 +270,9 @@ mod tests {
             timing: Timing::from_env(),
             last_request: tokio::sync::Mutex::new(Instant::now()),
         };
-        let url = api.url(
-            "tk1a",
-            "server",
-            Some(&json!({"Filter": {"Tags.Name": [["a:b"]]}})),
-        );
-        assert!(
-            url.starts_with("https://example.invalid/cloud/zone/tk1a/api/cloud/1.1/server?%7B"),
-            "{url}"
-        );
-        let decoded = percent_encoding::percent_decode_str(url.split_once('?').unwrap().1)
-            .decode_utf8()
-            .unwrap();
+        let url = api.url("tk1a", "server", Some(&json!({"Filter": {"Tags.Name": [["a:b"]]}})));
+        assert!(url.starts_with("https://example.invalid/cloud/zone/tk1a/api/cloud/1.1/server?%7B"), "{url}");
+        let decoded = percent_encoding::percent_decode_str(url.split_once('?').unwrap().1).decode_utf8().unwrap();
         assert_eq!(decoded, r#"{"Filter":{"Tags.Name":[["a:b"]]}}"#);
         assert!(!url.contains('+') && !url.contains(' '));
     }

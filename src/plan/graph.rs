@@ -78,16 +78,12 @@ pub fn find_cycle(services: &[Service]) -> Option<Vec<String>> {
         None
     }
     let mut done = BTreeSet::new();
-    services
-        .iter()
-        .find_map(|s| dfs(&s.name, services, &mut Vec::new(), &mut done))
+    services.iter().find_map(|s| dfs(&s.name, services, &mut Vec::new(), &mut done))
 }
 
 /// Services that depend (directly) on `name`.
 pub fn dependents<'a>(services: &'a [Service], name: &str) -> impl Iterator<Item = &'a Service> {
-    services
-        .iter()
-        .filter(move |s| s.depends_on.iter().any(|d| d == name))
+    services.iter().filter(move |s| s.depends_on.iter().any(|d| d == name))
 }
 
 #[cfg(test)]
@@ -95,11 +91,7 @@ mod tests {
     use super::*;
 
     fn svc(name: &str, deps: &[&str]) -> Service {
-        Service {
-            name: name.into(),
-            depends_on: deps.iter().map(|d| d.to_string()).collect(),
-            ..Default::default()
-        }
+        Service { name: name.into(), depends_on: deps.iter().map(|d| d.to_string()).collect(), ..Default::default() }
     }
 
     #[test]
@@ -111,20 +103,12 @@ mod tests {
             svc("cache", &[]),
             svc("worker", &["db"]),
         ];
-        assert_eq!(
-            levels(&s),
-            vec![vec!["db", "cache"], vec!["api", "worker"], vec!["web"]]
-        );
+        assert_eq!(levels(&s), vec![vec!["db", "cache"], vec!["api", "worker"], vec!["web"]]);
     }
 
     #[test]
     fn finds_cycle_path() {
-        let s = vec![
-            svc("a", &["b"]),
-            svc("b", &["c"]),
-            svc("c", &["a"]),
-            svc("d", &[]),
-        ];
+        let s = vec![svc("a", &["b"]), svc("b", &["c"]), svc("c", &["a"]), svc("d", &[])];
         assert_eq!(find_cycle(&s).unwrap(), vec!["a", "b", "c", "a"]);
         assert_eq!(find_cycle(&[svc("a", &[]), svc("b", &["a"])]), None);
     }

@@ -42,28 +42,16 @@ impl ConfigHash {
             all.update(b";");
         }
         all.update(image_id.as_bytes());
-        Self {
-            fields,
-            image_id: image_id.to_string(),
-            hash: hex::encode(all.finalize()),
-        }
+        Self { fields, image_id: image_id.to_string(), hash: hex::encode(all.finalize()) }
     }
 
     /// The `field=digest,…` label value.
     pub fn fields_label(&self) -> String {
-        self.fields
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",")
+        self.fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
     }
 
     pub fn parse_fields_label(label: &str) -> BTreeMap<String, String> {
-        label
-            .split(',')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        label.split(',').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 }
 
@@ -88,11 +76,7 @@ mod tests {
     use super::*;
 
     fn svc() -> Service {
-        Service {
-            name: "api".into(),
-            image: "busybox:latest".into(),
-            ..Default::default()
-        }
+        Service { name: "api".into(), image: "busybox:latest".into(), ..Default::default() }
     }
 
     #[test]
@@ -103,12 +87,8 @@ mod tests {
         changed.environment.insert("LOG".into(), "debug".into());
         let b = ConfigHash::of(&changed, "sha256:1");
         assert_ne!(a.hash, b.hash);
-        let diff: Vec<_> = a
-            .fields
-            .iter()
-            .filter(|(k, v)| b.fields.get(*k) != Some(v))
-            .map(|(k, _)| k.as_str())
-            .collect();
+        let diff: Vec<_> =
+            a.fields.iter().filter(|(k, v)| b.fields.get(*k) != Some(v)).map(|(k, _)| k.as_str()).collect();
         assert_eq!(diff, vec!["environment"]);
         assert_ne!(a.hash, ConfigHash::of(&svc(), "sha256:2").hash);
     }

@@ -135,14 +135,9 @@ pub fn plan_up(
     remove_orphans: bool,
     force_recreate: bool,
 ) -> Plan {
-    let mut plan = Plan {
-        stage: spec.name.clone(),
-        ..Plan::default()
-    };
+    let mut plan = Plan { stage: spec.name.clone(), ..Plan::default() };
     if !observed.network_exists {
-        plan.actions.push(Action::CreateNetwork {
-            name: spec.network_name(),
-        });
+        plan.actions.push(Action::CreateNetwork { name: spec.network_name() });
     }
     let mut volumes = BTreeSet::new();
     for svc in &spec.services {
@@ -153,18 +148,14 @@ pub fn plan_up(
         }
     }
     for name in volumes.difference(&observed.volumes) {
-        plan.actions
-            .push(Action::CreateVolume { name: name.clone() });
+        plan.actions.push(Action::CreateVolume { name: name.clone() });
     }
 
     for c in &observed.containers {
         if spec.service(&c.service).is_none() {
             plan.orphans.push(c.service.clone());
             if remove_orphans {
-                plan.actions.push(Action::RemoveContainer {
-                    service: c.service.clone(),
-                    orphan: true,
-                });
+                plan.actions.push(Action::RemoveContainer { service: c.service.clone(), orphan: true });
             }
         }
     }
@@ -176,16 +167,11 @@ pub fn plan_up(
             };
             let decision = decide(want, observed.container(&name), force_recreate);
             let action = match &decision {
-                Decision::Create => Some(Action::CreateContainer {
-                    service: name.clone(),
-                }),
-                Decision::Recreate(reason) => Some(Action::RecreateContainer {
-                    service: name.clone(),
-                    reason: reason.clone(),
-                }),
-                Decision::Start => Some(Action::StartContainer {
-                    service: name.clone(),
-                }),
+                Decision::Create => Some(Action::CreateContainer { service: name.clone() }),
+                Decision::Recreate(reason) => {
+                    Some(Action::RecreateContainer { service: name.clone(), reason: reason.clone() })
+                }
+                Decision::Start => Some(Action::StartContainer { service: name.clone() }),
                 Decision::Keep => None,
             };
             plan.actions.extend(action);
@@ -262,43 +248,30 @@ pub enum DownMode {
 
 /// `down`: stop in reverse dependency order; `--destroy` also removes containers and network.
 pub fn plan_down(spec: &StageSpec, observed: &ObservedStage, mode: DownMode) -> Plan {
-    let mut plan = Plan {
-        stage: spec.name.clone(),
-        ..Plan::default()
-    };
+    let mut plan = Plan { stage: spec.name.clone(), ..Plan::default() };
     let mut ordered: Vec<&ObservedContainer> = Vec::new();
     for level in graph::levels(&spec.services).iter().rev() {
         for name in level {
             ordered.extend(observed.container(name));
         }
     }
-    let orphans: Vec<&ObservedContainer> = observed
-        .containers
-        .iter()
-        .filter(|c| spec.service(&c.service).is_none())
-        .collect();
+    let orphans: Vec<&ObservedContainer> =
+        observed.containers.iter().filter(|c| spec.service(&c.service).is_none()).collect();
     plan.orphans = orphans.iter().map(|c| c.service.clone()).collect();
     // Orphans first: nothing in the stage depends on them any more.
     let all: Vec<&ObservedContainer> = orphans.into_iter().chain(ordered).collect();
     for c in &all {
         if matches!(mode, DownMode::Stop) && c.state.is_running() {
-            plan.actions.push(Action::StopContainer {
-                service: c.service.clone(),
-            });
+            plan.actions.push(Action::StopContainer { service: c.service.clone() });
         }
     }
     if let DownMode::Destroy { volumes } = mode {
         for c in &all {
             let orphan = spec.service(&c.service).is_none();
-            plan.actions.push(Action::RemoveContainer {
-                service: c.service.clone(),
-                orphan,
-            });
+            plan.actions.push(Action::RemoveContainer { service: c.service.clone(), orphan });
         }
         if observed.network_exists {
-            plan.actions.push(Action::RemoveNetwork {
-                name: spec.network_name(),
-            });
+            plan.actions.push(Action::RemoveNetwork { name: spec.network_name() });
         }
         if volumes {
             for v in &observed.volumes {

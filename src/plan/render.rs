@@ -14,14 +14,8 @@ pub fn render_action(action: &Action) -> String {
         }
         Action::StartContainer { service } => format!("~ container {service}: start"),
         Action::StopContainer { service } => format!("~ container {service}: stop"),
-        Action::RemoveContainer {
-            service,
-            orphan: true,
-        } => format!("- container {service} (orphan)"),
-        Action::RemoveContainer {
-            service,
-            orphan: false,
-        } => format!("- container {service}"),
+        Action::RemoveContainer { service, orphan: true } => format!("- container {service} (orphan)"),
+        Action::RemoveContainer { service, orphan: false } => format!("- container {service}"),
         Action::RemoveNetwork { name } => format!("- network {name}"),
         Action::RemoveVolume { name } => format!("- volume {name}"),
     }
@@ -40,14 +34,14 @@ impl PlanSummary {
         let mut s = Self::default();
         for a in &plan.actions {
             match a {
-                Action::CreateNetwork { .. }
-                | Action::CreateVolume { .. }
-                | Action::CreateContainer { .. } => s.add += 1,
+                Action::CreateNetwork { .. } | Action::CreateVolume { .. } | Action::CreateContainer { .. } => {
+                    s.add += 1
+                }
                 Action::StartContainer { .. } | Action::StopContainer { .. } => s.change += 1,
                 Action::RecreateContainer { .. } => s.replace += 1,
-                Action::RemoveContainer { .. }
-                | Action::RemoveNetwork { .. }
-                | Action::RemoveVolume { .. } => s.destroy += 1,
+                Action::RemoveContainer { .. } | Action::RemoveNetwork { .. } | Action::RemoveVolume { .. } => {
+                    s.destroy += 1
+                }
             }
         }
         s

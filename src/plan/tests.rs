@@ -2,13 +2,7 @@ use super::*;
 use crate::model::{Service, StageSpec, Volume, VolumeSource};
 
 fn stage(services: Vec<Service>) -> StageSpec {
-    StageSpec {
-        project: "p".into(),
-        name: "local".into(),
-        services,
-        servers: vec![],
-        protect: false,
-    }
+    StageSpec { project: "p".into(), name: "local".into(), services, servers: vec![], protect: false }
 }
 
 fn svc(name: &str, deps: &[&str]) -> Service {
@@ -40,47 +34,22 @@ fn observed(spec: &StageSpec, svc: &Service, state: RunState) -> ObservedContain
 }
 
 fn desired(spec: &StageSpec) -> Vec<Desired<'_>> {
-    spec.services
-        .iter()
-        .map(|s| Desired {
-            service: s,
-            hash: ConfigHash::of(s, "img"),
-        })
-        .collect()
+    spec.services.iter().map(|s| Desired { service: s, hash: ConfigHash::of(s, "img") }).collect()
 }
 
 #[test]
 fn fresh_stage_creates_network_volume_and_containers_in_dependency_order() {
     let mut db = svc("db", &[]);
     db.volumes.push(Volume {
-        source: VolumeSource::Named {
-            name: "data".into(),
-        },
+        source: VolumeSource::Named { name: "data".into() },
         target: "/data".into(),
         read_only: false,
     });
     let spec = stage(vec![svc("web", &["db"]), db]);
-    let plan = plan_up(
-        &spec,
-        &desired(&spec),
-        &ObservedStage::default(),
-        false,
-        false,
-    );
+    let plan = plan_up(&spec, &desired(&spec), &ObservedStage::default(), false, false);
     let lines: Vec<String> = plan.actions.iter().map(render_action).collect();
-    assert_eq!(
-        lines,
-        vec![
-            "+ network p-local",
-            "+ volume p-local-data",
-            "+ container db",
-            "+ container web"
-        ]
-    );
-    assert_eq!(
-        PlanSummary::of(&plan).to_string(),
-        "Plan: 4 to add, 0 to change, 0 to replace, 0 to destroy."
-    );
+    assert_eq!(lines, vec!["+ network p-local", "+ volume p-local-data", "+ container db", "+ container web"]);
+    assert_eq!(PlanSummary::of(&plan).to_string(), "Plan: 4 to add, 0 to change, 0 to replace, 0 to destroy.");
 }
 
 #[test]
@@ -89,11 +58,7 @@ fn converged_stage_plans_nothing() {
     let obs = ObservedStage {
         network_exists: true,
         volumes: Default::default(),
-        containers: spec
-            .services
-            .iter()
-            .map(|s| observed(&spec, s, RunState::Running))
-            .collect(),
+        containers: spec.services.iter().map(|s| observed(&spec, s, RunState::Running)).collect(),
     };
     let plan = plan_up(&spec, &desired(&spec), &obs, false, false);
     assert!(plan.is_empty(), "{:?}", plan.actions);
@@ -106,24 +71,15 @@ fn changed_environment_recreates_only_that_service_and_names_the_key() {
     let mut obs = ObservedStage {
         network_exists: true,
         volumes: Default::default(),
-        containers: spec
-            .services
-            .iter()
-            .map(|s| observed(&spec, s, RunState::Running))
-            .collect(),
+        containers: spec.services.iter().map(|s| observed(&spec, s, RunState::Running)).collect(),
     };
     let mut changed = spec.clone();
-    changed.services[0]
-        .environment
-        .insert("LOG_LEVEL".into(), "debug".into());
+    changed.services[0].environment.insert("LOG_LEVEL".into(), "debug".into());
     obs.containers[0].environment = Some(Default::default());
     let plan = plan_up(&changed, &desired(&changed), &obs, false, false);
     assert_eq!(
         plan.actions,
-        vec![Action::RecreateContainer {
-            service: "web".into(),
-            reason: "environment changed (LOG_LEVEL)".into()
-        }]
+        vec![Action::RecreateContainer { service: "web".into(), reason: "environment changed (LOG_LEVEL)".into() }]
     );
 }
 
@@ -135,18 +91,9 @@ fn new_image_behind_same_reference_says_image_updated() {
         volumes: Default::default(),
         containers: vec![observed(&spec, &spec.services[0], RunState::Running)],
     };
-    let want = vec![Desired {
-        service: &spec.services[0],
-        hash: ConfigHash::of(&spec.services[0], "img2"),
-    }];
+    let want = vec![Desired { service: &spec.services[0], hash: ConfigHash::of(&spec.services[0], "img2") }];
     let plan = plan_up(&spec, &want, &obs, false, false);
-    assert_eq!(
-        plan.actions,
-        vec![Action::RecreateContainer {
-            service: "web".into(),
-            reason: "image updated".into()
-        }]
-    );
+    assert_eq!(plan.actions, vec![Action::RecreateContainer { service: "web".into(), reason: "image updated".into() }]);
 }
 
 #[test]
@@ -163,12 +110,7 @@ fn stopped_container_is_started_and_completed_oneshot_is_left_alone() {
         ],
     };
     let plan = plan_up(&spec, &desired(&spec), &obs, false, false);
-    assert_eq!(
-        plan.actions,
-        vec![Action::StartContainer {
-            service: "web".into()
-        }]
-    );
+    assert_eq!(plan.actions, vec![Action::StartContainer { service: "web".into() }]);
 }
 
 #[test]
@@ -187,54 +129,23 @@ fn orphans_are_listed_and_removed_only_when_asked() {
     assert_eq!(keep.orphans, vec!["old"]);
     assert!(keep.actions.is_empty());
     let remove = plan_up(&spec, &desired(&spec), &obs, true, false);
-    assert_eq!(
-        remove.actions,
-        vec![Action::RemoveContainer {
-            service: "old".into(),
-            orphan: true
-        }]
-    );
+    assert_eq!(remove.actions, vec![Action::RemoveContainer { service: "old".into(), orphan: true }]);
 }
 
 #[test]
 fn down_stops_in_reverse_dependency_order_and_destroy_removes() {
-    let spec = stage(vec![
-        svc("web", &["api"]),
-        svc("api", &["db"]),
-        svc("db", &[]),
-    ]);
+    let spec = stage(vec![svc("web", &["api"]), svc("api", &["db"]), svc("db", &[])]);
     let obs = ObservedStage {
         network_exists: true,
         volumes: ["p-local-data".to_string()].into(),
-        containers: spec
-            .services
-            .iter()
-            .map(|s| observed(&spec, s, RunState::Running))
-            .collect(),
+        containers: spec.services.iter().map(|s| observed(&spec, s, RunState::Running)).collect(),
     };
     let stop = plan_down(&spec, &obs, DownMode::Stop);
     let lines: Vec<String> = stop.actions.iter().map(render_action).collect();
-    assert_eq!(
-        lines,
-        vec![
-            "~ container web: stop",
-            "~ container api: stop",
-            "~ container db: stop"
-        ]
-    );
+    assert_eq!(lines, vec!["~ container web: stop", "~ container api: stop", "~ container db: stop"]);
     let destroy = plan_down(&spec, &obs, DownMode::Destroy { volumes: false });
     assert_eq!(destroy.actions.len(), 4);
-    assert_eq!(
-        destroy.actions[3],
-        Action::RemoveNetwork {
-            name: "p-local".into()
-        }
-    );
+    assert_eq!(destroy.actions[3], Action::RemoveNetwork { name: "p-local".into() });
     let with_volumes = plan_down(&spec, &obs, DownMode::Destroy { volumes: true });
-    assert_eq!(
-        with_volumes.actions.last(),
-        Some(&Action::RemoveVolume {
-            name: "p-local-data".into()
-        })
-    );
+    assert_eq!(with_volumes.actions.last(), Some(&Action::RemoveVolume { name: "p-local-data".into() }));
 }

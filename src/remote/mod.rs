@@ -32,10 +32,7 @@ fn state_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_STATE_HOME") {
         return PathBuf::from(dir).join("fleetflow");
     }
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir)
-        .join(".local/state/fleetflow")
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir).join(".local/state/fleetflow")
 }
 
 /// An open SSH connection to one server, and the directory of its forwarded socket.
@@ -65,24 +62,16 @@ pub async fn connect(
         .ok()
         .and_then(|v| v.parse().ok())
         .map(Duration::from_millis)
-        .unwrap_or(if fresh_cloud_server {
-            SSH_PATIENCE_CLOUD
-        } else {
-            SSH_PATIENCE_HOST
-        });
+        .unwrap_or(if fresh_cloud_server { SSH_PATIENCE_CLOUD } else { SSH_PATIENCE_HOST });
     let deadline = Instant::now() + patience;
     if let Some(dir) = known_hosts.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     }
     let socket_dir = socket_dir()?;
     let mut denied = 0;
     loop {
-        let reachable = tokio::time::timeout(
-            TCP_ATTEMPT_TIMEOUT,
-            tokio::net::TcpStream::connect((address, ssh.port)),
-        )
-        .await;
+        let reachable =
+            tokio::time::timeout(TCP_ATTEMPT_TIMEOUT, tokio::net::TcpStream::connect((address, ssh.port))).await;
         if !matches!(reachable, Ok(Ok(_))) {
             if Instant::now() > deadline {
                 return Err(Error::failed_help(
@@ -98,22 +87,13 @@ pub async fn connect(
             tokio::time::sleep(RETRY_INTERVAL).await;
             continue;
         }
-        match builder(ssh, known_hosts, &socket_dir)
-            .connect(address)
-            .await
-        {
+        match builder(ssh, known_hosts, &socket_dir).connect(address).await {
             Ok(session) => {
-                return Ok(RemoteHost {
-                    session: Some(session),
-                    socket_dir,
-                    endpoint,
-                });
+                return Ok(RemoteHost { session: Some(session), socket_dir, endpoint });
             }
             Err(e) => {
                 let text = error_text(&e);
-                if text.contains("Host key verification failed")
-                    || text.contains("IDENTIFICATION HAS CHANGED")
-                {
+                if text.contains("Host key verification failed") || text.contains("IDENTIFICATION HAS CHANGED") {
                     return Err(Error::failed_help(
                         format!(
                             "server {}: the SSH host key of {address} is not the one fleet recorded ({text})",
@@ -129,18 +109,12 @@ pub async fn connect(
                     denied += 1;
                     if denied > PERMISSION_DENIED_RETRIES {
                         return Err(Error::failed_help(
-                            format!(
-                                "server {}: {endpoint} refused our SSH key ({text})",
-                                server.name
-                            ),
+                            format!("server {}: {endpoint} refused our SSH key ({text})", server.name),
                             "check `ssh user=… identity=…` in the server block, and that the key's public half is installed there",
                         ));
                     }
                 } else if Instant::now() > deadline {
-                    return Err(Error::failed(format!(
-                        "server {}: SSH to {endpoint} failed: {text}",
-                        server.name
-                    )));
+                    return Err(Error::failed(format!("server {}: SSH to {endpoint} failed: {text}", server.name)));
                 }
                 tokio::time::sleep(RETRY_INTERVAL).await;
             }
@@ -189,54 +163,31 @@ fn socket_dir() -> Result<PathBuf> {
 
 impl RemoteHost {
     fn session(&self) -> &Session {
-        self.session
-            .as_ref()
-            .expect("session lives as long as the host")
+        self.session.as_ref().expect("session lives as long as the host")
     }
 
     /// Runs a command given as an argument vector (each word quoted, never spliced into a shell string).
     async fn run(&self, argv: &[&str]) -> Result<std::process::Output> {
         use std::os::unix::process::ExitStatusExt;
         let (program, args) = argv.split_first().expect("a command");
-        match self
-            .session()
-            .command(*program)
-            .args(args.iter().copied())
-            .output()
-            .await
-        {
+        match self.session().command(*program).args(args.iter().copied()).output().await {
             Ok(out) => Ok(out),
             // A program missing on the server is an answer (exit 127), not a broken connection.
-            Err(openssh::Error::Remote(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-                Ok(std::process::Output {
-                    status: std::process::ExitStatus::from_raw(127 << 8),
-                    stdout: Vec::new(),
-                    stderr: Vec::new(),
-                })
-            }
-            Err(e) => Err(Error::failed(format!(
-                "{}: running {program}: {}",
-                self.endpoint,
-                error_text(&e)
-            ))),
+            Err(openssh::Error::Remote(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(std::process::Output {
+                status: std::process::ExitStatus::from_raw(127 << 8),
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+            }),
+            Err(e) => Err(Error::failed(format!("{}: running {program}: {}", self.endpoint, error_text(&e)))),
         }
     }
 
     /// Docker must answer on the server; on Debian/Ubuntu it is installed when missing.
     pub async fn ensure_docker(&self, server: &Server) -> Result<bool> {
-        if self
-            .run(&["docker", "version", "--format", "{{.Server.Version}}"])
-            .await?
-            .status
-            .success()
-        {
+        if self.run(&["docker", "version", "--format", "{{.Server.Version}}"]).await?.status.success() {
             return Ok(false);
         }
-        let has_apt = self
-            .run(&["sh", "-c", "command -v apt-get"])
-            .await?
-            .status
-            .success();
+        let has_apt = self.run(&["sh", "-c", "command -v apt-get"]).await?.status.success();
         if !has_apt {
             return Err(Error::failed_help(
                 format!(
@@ -246,22 +197,10 @@ impl RemoteHost {
                 "install Docker on the server (and let the SSH user use /var/run/docker.sock), then run up again",
             ));
         }
-        let sudo: &[&str] = if server.ssh.user == "root" {
-            &[]
-        } else {
-            &["sudo", "-n"]
-        };
+        let sudo: &[&str] = if server.ssh.user == "root" { &[] } else { &["sudo", "-n"] };
         let steps: [&[&str]; 3] = [
             &["apt-get", "update", "-qq"],
-            &[
-                "env",
-                "DEBIAN_FRONTEND=noninteractive",
-                "apt-get",
-                "install",
-                "-y",
-                "-qq",
-                "docker.io",
-            ],
+            &["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq", "docker.io"],
             &["systemctl", "enable", "--now", "docker"],
         ];
         for step in steps {
@@ -277,9 +216,7 @@ impl RemoteHost {
             }
         }
         if server.ssh.user != "root" {
-            let out = self
-                .run(&["sudo", "-n", "usermod", "-aG", "docker", &server.ssh.user])
-                .await?;
+            let out = self.run(&["sudo", "-n", "usermod", "-aG", "docker", &server.ssh.user]).await?;
             if !out.status.success() {
                 return Err(Error::failed(format!(
                     "server {}: adding {} to the docker group failed",
@@ -296,20 +233,12 @@ impl RemoteHost {
         self.session()
             .request_port_forward(
                 ForwardType::Local,
-                Socket::UnixSocket {
-                    path: local.clone().into(),
-                },
-                Socket::UnixSocket {
-                    path: Path::new(REMOTE_DOCKER_SOCKET).into(),
-                },
+                Socket::UnixSocket { path: local.clone().into() },
+                Socket::UnixSocket { path: Path::new(REMOTE_DOCKER_SOCKET).into() },
             )
             .await
             .map_err(|e| {
-                Error::failed(format!(
-                    "{}: forwarding the Docker socket: {}",
-                    self.endpoint,
-                    error_text(&e)
-                ))
+                Error::failed(format!("{}: forwarding the Docker socket: {}", self.endpoint, error_text(&e)))
             })?;
         Engine::connect_unix(&local, format!("{}{REMOTE_DOCKER_SOCKET}", self.endpoint)).await
     }
@@ -326,11 +255,7 @@ pub fn forget_host(known_hosts: &Path, address: &str, port: u16) {
     if !known_hosts.exists() {
         return;
     }
-    let host = if port == 22 {
-        address.to_string()
-    } else {
-        format!("[{address}]:{port}")
-    };
+    let host = if port == 22 { address.to_string() } else { format!("[{address}]:{port}") };
     let _ = std::process::Command::new("ssh-keygen")
         .args(["-R", &host, "-f"])
         .arg(known_hosts)

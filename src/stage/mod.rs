@@ -1,6 +1,7 @@
 //! The stage orchestrator: `up`, `down`, `status`, `ps`, `logs` composed from the layers.
 //! Local stages run here; remote stages (`remote.rs`) add servers and SSH around the same steps.
 
+mod dns;
 mod remote;
 
 use crate::config::Config;
@@ -47,12 +48,7 @@ async fn lock_and_connect(
     let purpose = format!("{verb} {}", spec.name);
     let lock = match dry_run {
         true => None,
-        false => Some(StageLock::acquire(
-            &config.project,
-            &spec.name,
-            &purpose,
-            lock_wait,
-        )?),
+        false => Some(StageLock::acquire(&config.project, &spec.name, &purpose, lock_wait)?),
     };
     Ok((lock, Engine::connect_local().await?))
 }
@@ -63,23 +59,14 @@ pub async fn plan_up(
     spec: &StageSpec,
     opts: &UpOptions,
     ui: &Ui,
-) -> Result<(
-    Plan,
-    plan::ObservedStage,
-    std::collections::BTreeMap<String, String>,
-)> {
+) -> Result<(Plan, plan::ObservedStage, std::collections::BTreeMap<String, String>)> {
     let events = ui.events();
-    let (images, mut observed) = futures_util::try_join!(
-        engine.resolve_images(spec, opts.pull, opts.dry_run, &events),
-        engine.observe(spec)
-    )?;
+    let (images, mut observed) =
+        futures_util::try_join!(engine.resolve_images(spec, opts.pull, opts.dry_run, &events), engine.observe(spec))?;
     let desired: Vec<Desired> = spec
         .services
         .iter()
-        .map(|s| Desired {
-            service: s,
-            hash: ConfigHash::of(s, images.get(&s.image).map_or("", String::as_str)),
-        })
+        .map(|s| Desired { service: s, hash: ConfigHash::of(s, images.get(&s.image).map_or("", String::as_str)) })
         .collect();
     // Only a container whose environment changed is inspected, so the reason can name the variable.
     let env_changed: Vec<usize> = observed
@@ -88,8 +75,7 @@ pub async fn plan_up(
         .enumerate()
         .filter(|(_, c)| {
             desired.iter().any(|d| {
-                d.service.name == c.service
-                    && c.field_hashes.get("environment") != d.hash.fields.get("environment")
+                d.service.name == c.service && c.field_hashes.get("environment") != d.hash.fields.get("environment")
             })
         })
         .map(|(i, _)| i)
@@ -101,21 +87,11 @@ pub async fn plan_up(
         "{}: {} container(s), network {}, {} volume(s) observed for stage {}",
         engine.endpoint,
         observed.containers.len(),
-        if observed.network_exists {
-            "present"
-        } else {
-            "missing"
-        },
+        if observed.network_exists { "present" } else { "missing" },
         observed.volumes.len(),
         spec.name
     ));
-    let plan = plan::plan_up(
-        spec,
-        &desired,
-        &observed,
-        opts.remove_orphans,
-        opts.force_recreate,
-    );
+    let plan = plan::plan_up(spec, &desired, &observed, opts.remove_orphans, opts.force_recreate);
     Ok((plan, observed, images))
 }
 
@@ -123,8 +99,7 @@ pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) ->
     if !spec.is_local() {
         return remote::up(config, spec, opts, ui).await;
     }
-    let (_lock, engine) =
-        lock_and_connect(config, spec, "up", opts.dry_run, opts.lock_wait).await?;
+    let (_lock, engine) = lock_and_connect(config, spec, "up", opts.dry_run, opts.lock_wait).await?;
     let plan = converge_containers(&engine, spec, opts, ui).await?;
     if !opts.dry_run {
         report_up(spec, &plan, PlanSummary::default(), ui);
@@ -133,12 +108,7 @@ pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) ->
 }
 
 /// Plans and (unless a dry run) applies the containers of a stage on one engine.
-pub(crate) async fn converge_containers(
-    engine: &Engine,
-    spec: &StageSpec,
-    opts: &UpOptions,
-    ui: &Ui,
-) -> Result<Plan> {
+pub(crate) async fn converge_containers(engine: &Engine, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<Plan> {
     let (plan, observed, images) = plan_up(engine, spec, opts, ui).await?;
     ui.orphan_warnings(&plan);
     if opts.dry_run {
@@ -184,33 +154,20 @@ pub(crate) fn print_plan(plan: &Plan, format: Format, ui: &Ui) {
 pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui) -> Result<Plan> {
     if opts.suspend && spec.is_local() {
         return Err(Error::usage_help(
-            format!(
-                "--suspend powers servers off, and stage `{}` has no servers",
-                spec.name
-            ),
-            format!(
-                "use `fleet down {}` to stop its containers, or --destroy to remove them",
-                spec.name
-            ),
+            format!("--suspend powers servers off, and stage `{}` has no servers", spec.name),
+            format!("use `fleet down {}` to stop its containers, or --destroy to remove them", spec.name),
         ));
     }
     if opts.destroy && spec.protect {
         return Err(Error::usage_help(
-            format!(
-                "stage `{}` is protected: `down --destroy` is refused",
-                spec.name
-            ),
-            format!(
-                "remove `protect` from stage \"{}\" in {} to allow it",
-                spec.name, config.source.name
-            ),
+            format!("stage `{}` is protected: `down --destroy` is refused", spec.name),
+            format!("remove `protect` from stage \"{}\" in {} to allow it", spec.name, config.source.name),
         ));
     }
     if !spec.is_local() {
         return remote::down(config, spec, opts, ui).await;
     }
-    let (_lock, engine) =
-        lock_and_connect(config, spec, "down", opts.dry_run, opts.lock_wait).await?;
+    let (_lock, engine) = lock_and_connect(config, spec, "down", opts.dry_run, opts.lock_wait).await?;
     let observed = engine.observe(spec).await?;
     let plan = plan::plan_down(spec, &observed, down_mode(opts));
     if opts.dry_run {
@@ -218,10 +175,7 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
         return Ok(plan);
     }
     if plan.is_empty() {
-        ui.line(format!(
-            "Stage {} is already down; nothing to do.",
-            spec.name
-        ));
+        ui.line(format!("Stage {} is already down; nothing to do.", spec.name));
         return Ok(plan);
     }
     if opts.destroy && !opts.yes {
@@ -234,13 +188,7 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
 }
 
 pub(crate) fn down_mode(opts: &DownOptions) -> DownMode {
-    if opts.destroy {
-        DownMode::Destroy {
-            volumes: opts.volumes,
-        }
-    } else {
-        DownMode::Stop
-    }
+    if opts.destroy { DownMode::Destroy { volumes: opts.volumes } } else { DownMode::Stop }
 }
 
 /// The lines of a plan that delete something, for the destroy confirmation.
@@ -248,12 +196,7 @@ pub(crate) fn removals(plan: &Plan) -> Vec<String> {
     plan.actions
         .iter()
         .filter(|a| {
-            matches!(
-                a,
-                Action::RemoveContainer { .. }
-                    | Action::RemoveNetwork { .. }
-                    | Action::RemoveVolume { .. }
-            )
+            matches!(a, Action::RemoveContainer { .. } | Action::RemoveNetwork { .. } | Action::RemoveVolume { .. })
         })
         .map(ui::action_line)
         .collect()
@@ -263,10 +206,7 @@ pub(crate) fn removals(plan: &Plan) -> Vec<String> {
 pub(crate) fn confirm_destroy(spec: &StageSpec, deletions: &[String], ui: &Ui) -> Result<()> {
     if !std::io::stdin().is_terminal() {
         return Err(Error::usage_help(
-            format!(
-                "refusing to destroy stage `{}` without confirmation",
-                spec.name
-            ),
+            format!("refusing to destroy stage `{}` without confirmation", spec.name),
             "run it in a terminal to confirm, or pass --yes",
         ));
     }
@@ -346,10 +286,7 @@ pub(crate) fn overall(rows: &[ServiceRow]) -> &'static str {
     };
     if rows.iter().all(ok) {
         "running"
-    } else if rows
-        .iter()
-        .any(|r| r.container.as_ref().is_some_and(|c| c.state.is_running()))
-    {
+    } else if rows.iter().any(|r| r.container.as_ref().is_some_and(|c| c.state.is_running())) {
         "degraded"
     } else {
         "stopped"
@@ -365,6 +302,8 @@ pub(crate) struct ServerRow {
     pub ip: Option<String>,
     pub cpu: Option<u32>,
     pub memory_gb: Option<u32>,
+    /// Each DNS record with what the zone holds.
+    pub dns: Vec<String>,
 }
 
 /// The seed's layout: stage, status, infrastructure (remote stages), services.
@@ -414,6 +353,9 @@ pub(crate) fn print_status(
             if let Some(m) = s.memory_gb {
                 ui.line(format!("    Memory: {m} GB"));
             }
+            for record in &s.dns {
+                ui.line(format!("    DNS: {record}"));
+            }
         }
     }
     ui.line("Services:");
@@ -427,15 +369,8 @@ pub(crate) fn print_status(
                 None => c.state.label(),
             },
         };
-        let uptime = r
-            .uptime
-            .map(|s| format!("  (up {})", ui::human_duration(s)))
-            .unwrap_or_default();
-        ui.line(format!(
-            "  {} {:width$}  {state}{uptime}",
-            ui::status_mark(c, r.oneshot),
-            r.name
-        ));
+        let uptime = r.uptime.map(|s| format!("  (up {})", ui::human_duration(s))).unwrap_or_default();
+        ui.line(format!("  {} {:width$}  {state}{uptime}", ui::status_mark(c, r.oneshot), r.name));
     }
 }
 
@@ -466,23 +401,13 @@ pub async fn ps(config: &Config, stage: Option<&StageSpec>, format: Format, ui: 
             .collect(),
     };
     let mut containers = Vec::new();
-    let local: Vec<&str> = stages
-        .iter()
-        .filter(|s| s.is_local())
-        .map(|s| s.name.as_str())
-        .collect();
+    let local: Vec<&str> = stages.iter().filter(|s| s.is_local()).map(|s| s.name.as_str()).collect();
     if !local.is_empty() {
         let engine = Engine::connect_local().await?;
-        let filter = if stage.is_some() {
-            Some(local[0])
-        } else {
-            None
-        };
+        let filter = if stage.is_some() { Some(local[0]) } else { None };
         let mut found = engine.containers(&config.project, filter).await?;
         // A remote stage's containers are reported by its servers, not by this machine.
-        found.retain(|c| {
-            local.contains(&c.stage.as_str()) || stages.iter().all(|s| s.name != c.stage)
-        });
+        found.retain(|c| local.contains(&c.stage.as_str()) || stages.iter().all(|s| s.name != c.stage));
         containers.extend(found);
     }
     for spec in stages.iter().filter(|s| !s.is_local()) {
@@ -514,20 +439,11 @@ pub async fn ps(config: &Config, stage: Option<&StageSpec>, format: Format, ui: 
             ]
         })
         .collect();
-    ui.line(ui::table(
-        &["STAGE", "SERVICE", "STATUS", "PORTS", "CREATED"],
-        &rows,
-    ));
+    ui.line(ui::table(&["STAGE", "SERVICE", "STATUS", "PORTS", "CREATED"], &rows));
     Ok(())
 }
 
-pub async fn logs(
-    config: &Config,
-    spec: &StageSpec,
-    services: &[String],
-    opts: &LogOptions,
-    ui: &Ui,
-) -> Result<()> {
+pub async fn logs(config: &Config, spec: &StageSpec, services: &[String], opts: &LogOptions, ui: &Ui) -> Result<()> {
     for s in services {
         if spec.service(s).is_none() {
             let names: Vec<&str> = spec.services.iter().map(|s| s.name.as_str()).collect();
@@ -545,12 +461,7 @@ pub async fn logs(
     if selected.is_empty() {
         return Err(no_containers(spec));
     }
-    print_logs(
-        spec,
-        vec![engine::stream_logs(&engine, &selected, opts)],
-        ui,
-    )
-    .await
+    print_logs(spec, vec![engine::stream_logs(&engine, &selected, opts)], ui).await
 }
 
 pub(crate) fn no_containers(spec: &StageSpec) -> Error {
@@ -571,40 +482,19 @@ pub(crate) async fn log_targets(
         .services
         .iter()
         .filter(|s| services.is_empty() || services.contains(&s.name))
-        .filter_map(|s| {
-            observed
-                .container(&s.name)
-                .map(|c| (s.name.clone(), c.id.clone()))
-        })
+        .filter_map(|s| observed.container(&s.name).map(|c| (s.name.clone(), c.id.clone())))
         .collect())
 }
 
 /// Prints merged log streams until they end (or forever with --follow).
-pub(crate) async fn print_logs(
-    spec: &StageSpec,
-    streams: Vec<engine::LogStream>,
-    ui: &Ui,
-) -> Result<()> {
+pub(crate) async fn print_logs(spec: &StageSpec, streams: Vec<engine::LogStream>, ui: &Ui) -> Result<()> {
     let mut merged = futures_util::stream::select_all(streams);
-    let width = spec
-        .services
-        .iter()
-        .map(|s| s.name.len())
-        .max()
-        .unwrap_or(0);
-    let colour: std::collections::HashMap<&str, usize> = spec
-        .services
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name.as_str(), i))
-        .collect();
+    let width = spec.services.iter().map(|s| s.name.len()).max().unwrap_or(0);
+    let colour: std::collections::HashMap<&str, usize> =
+        spec.services.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
     while let Some(line) = merged.next().await {
         let line = line?;
-        ui.log_line(
-            &line,
-            width,
-            colour.get(line.service.as_str()).copied().unwrap_or(0),
-        );
+        ui.log_line(&line, width, colour.get(line.service.as_str()).copied().unwrap_or(0));
     }
     Ok(())
 }

@@ -1,10 +1,10 @@
 //! Remote stages: the same container steps as a local stage, on each server's own engine,
 //! reached over SSH, with the servers created, powered and deleted around them.
 
+use super::dns::{Zones, blocked_error, planned};
 use super::{
-    DownOptions, ServerRow, UpOptions, confirm_destroy, converge_containers, down_mode,
-    log_targets, no_containers, overall, print_logs, print_status, removals, report_up,
-    service_rows, unknown_rows,
+    DownOptions, ServerRow, UpOptions, confirm_destroy, converge_containers, down_mode, log_targets, no_containers,
+    overall, print_logs, print_status, removals, report_up, service_rows, unknown_rows,
 };
 use crate::config::Config;
 use crate::engine::{self, Engine, LogOptions};
@@ -24,12 +24,10 @@ struct Connected {
 }
 
 async fn reach(config: &Config, server: &Server, machine: &Machine, ui: &Ui) -> Result<Connected> {
-    let address = machine.ip.as_deref().ok_or_else(|| {
-        Error::failed(format!(
-            "server {}: the provider reports no IP address",
-            server.name
-        ))
-    })?;
+    let address = machine
+        .ip
+        .as_deref()
+        .ok_or_else(|| Error::failed(format!("server {}: the provider reports no IP address", server.name)))?;
     let fresh = matches!(server.provider, ServerProvider::SakuraCloud { .. });
     let known_hosts = known_hosts_file(&config.project);
     let mut host = remote::connect(server, address, &known_hosts, fresh).await?;
@@ -40,10 +38,7 @@ async fn reach(config: &Config, server: &Server, machine: &Machine, ui: &Ui) -> 
         host = remote::connect(server, address, &known_hosts, fresh).await?;
     }
     let engine = host.engine().await?;
-    ui.detail(format!(
-        "server {}: engine at {}",
-        server.name, host.endpoint
-    ));
+    ui.detail(format!("server {}: engine at {}", server.name, host.endpoint));
     Ok(Connected { host, engine })
 }
 
@@ -80,39 +75,33 @@ fn lock(
     if dry_run {
         return Ok(None);
     }
-    StageLock::acquire(
-        &config.project,
-        &spec.name,
-        &format!("{verb} {}", spec.name),
-        wait,
-    )
-    .map(Some)
+    StageLock::acquire(&config.project, &spec.name, &format!("{verb} {}", spec.name), wait).map(Some)
 }
 
 /// Servers up (created, booted), SSH answered, Docker there, then the containers converged.
 pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<Plan> {
     let _lock = lock(config, spec, "up", opts.dry_run, opts.lock_wait)?;
     let providers = Providers::for_servers(&spec.servers)?;
+    let zones = Zones::connect(spec).await?;
     if opts.dry_run {
-        return plan_only(config, spec, &providers, opts, ui).await;
+        return plan_only(config, spec, &providers, &zones, opts, ui).await;
     }
     let (progress, infra) = counting(ui);
-    let mut total = Plan {
-        stage: spec.name.clone(),
-        ..Plan::default()
-    };
+    let mut total = Plan { stage: spec.name.clone(), ..Plan::default() };
+    let mut blocked = Vec::new();
     for server in &spec.servers {
-        let machine = providers
-            .ensure_up(server, &tag(config, spec, server), &progress)
-            .await?;
+        let machine = providers.ensure_up(server, &tag(config, spec, server), &progress).await?;
         let conn = reach(config, server, &machine, ui).await?;
         let plan = converge_containers(&conn.engine, &spec.for_server(server), opts, ui).await?;
         total.actions.extend(plan.actions);
         total.orphans.extend(plan.orphans);
         conn.host.close().await;
+        let ip = machine.ip.as_deref().unwrap_or_default();
+        blocked.extend(zones.converge(&config.project, &spec.name, server, ip, &progress, true).await?);
     }
     let infra = *infra.lock().unwrap_or_else(|e| e.into_inner());
     report_up(spec, &total, infra, ui);
+    blocked_error(blocked)?;
     Ok(total)
 }
 
@@ -121,38 +110,28 @@ async fn plan_only(
     config: &Config,
     spec: &StageSpec,
     providers: &Providers,
+    zones: &Zones,
     opts: &UpOptions,
     ui: &Ui,
 ) -> Result<Plan> {
-    let mut total = Plan {
-        stage: spec.name.clone(),
-        ..Plan::default()
-    };
+    let mut total = Plan { stage: spec.name.clone(), ..Plan::default() };
     for server in &spec.servers {
         let sub = spec.for_server(server);
-        match providers
-            .observe(server, &tag(config, spec, server))
-            .await?
-        {
+        match providers.observe(server, &tag(config, spec, server)).await? {
             Some(m) if m.power == Power::Up => {
                 let conn = reach(config, server, &m, ui).await?;
                 let plan = converge_containers(&conn.engine, &sub, opts, ui).await?;
                 total.actions.extend(plan.actions);
                 conn.host.close().await;
+                let ip = m.ip.as_deref().unwrap_or_default();
+                let progress = ui.infra_progress();
+                for b in zones.converge(&config.project, &spec.name, server, ip, &progress, false).await? {
+                    ui.warn(b);
+                }
             }
             found => {
                 let line = match (&found, &server.provider) {
-                    (
-                        None,
-                        ServerProvider::SakuraCloud {
-                            zone,
-                            core,
-                            memory_gb,
-                            disk_gb,
-                            os,
-                            ..
-                        },
-                    ) => {
+                    (None, ServerProvider::SakuraCloud { zone, core, memory_gb, disk_gb, os, .. }) => {
                         format!(
                             "+ server {} (sakura-cloud {zone}, {core} cores, {memory_gb} GB, {disk_gb} GB ssd, {os})",
                             server.name
@@ -167,6 +146,9 @@ async fn plan_only(
                         svc.name, server.name
                     )));
                 }
+                for r in planned(server) {
+                    ui.line(crate::ui::colour_plan_line(format!("+ dns {} {} → {}", r.name, r.kind, r.content)));
+                }
             }
         }
     }
@@ -175,10 +157,7 @@ async fn plan_only(
 
 pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui) -> Result<Plan> {
     if opts.suspend
-        && let Some(host) = spec
-            .servers
-            .iter()
-            .find(|s| matches!(s.provider, ServerProvider::Host { .. }))
+        && let Some(host) = spec.servers.iter().find(|s| matches!(s.provider, ServerProvider::Host { .. }))
     {
         return Err(Error::usage_help(
             format!(
@@ -190,32 +169,20 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
     }
     let _lock = lock(config, spec, "down", opts.dry_run, opts.lock_wait)?;
     let providers = Providers::for_servers(&spec.servers)?;
+    // Records go only with --destroy; down and suspend keep them (the IP survives a power-off).
+    let zones = if opts.destroy { Some(Zones::connect(spec).await?) } else { None };
     let progress = ui.infra_progress();
     let mut found = Vec::new();
     for server in &spec.servers {
-        found.push((
-            server,
-            providers
-                .observe(server, &tag(config, spec, server))
-                .await?,
-        ));
+        found.push((server, providers.observe(server, &tag(config, spec, server)).await?));
     }
     if found.iter().all(|(_, m)| m.is_none()) {
-        ui.line(format!(
-            "Stage {} has no servers; nothing to do.",
-            spec.name
-        ));
-        return Ok(Plan {
-            stage: spec.name.clone(),
-            ..Plan::default()
-        });
+        ui.line(format!("Stage {} has no servers; nothing to do.", spec.name));
+        return Ok(Plan { stage: spec.name.clone(), ..Plan::default() });
     }
     // Containers first, on every running server: what is stopped or removed, and how.
     let mut connections = Vec::new();
-    let mut total = Plan {
-        stage: spec.name.clone(),
-        ..Plan::default()
-    };
+    let mut total = Plan { stage: spec.name.clone(), ..Plan::default() };
     for (server, machine) in &found {
         let Some(m) = machine.as_ref().filter(|m| m.power == Power::Up) else {
             continue;
@@ -236,22 +203,25 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
                         "- server {} (sakura-cloud {zone}) with {} disk(s)",
                         server.name,
                         m.disks.len()
-                    )))
+                    )));
+                    if let Some(names) = &server.dns {
+                        let all: Vec<String> =
+                            std::iter::once(&names.hostname).chain(&names.aliases).map(|n| names.fqdn(n)).collect();
+                        deletions.push(crate::ui::colour_plan_line(format!(
+                            "- dns records fleet owns at {}",
+                            all.join(", ")
+                        )));
+                    }
                 }
-                (Some(_), ServerProvider::Host { .. }) => ui.note(format!(
-                    "server {} is a brought host: its containers go, the machine stays",
-                    server.name
-                )),
+                (Some(_), ServerProvider::Host { .. }) => {
+                    ui.note(format!("server {} is a brought host: its containers go, the machine stays", server.name))
+                }
                 (None, _) => {}
             }
         }
     }
     if opts.dry_run {
-        for a in total
-            .actions
-            .iter()
-            .filter(|a| matches!(a, plan::Action::StopContainer { .. }))
-        {
+        for a in total.actions.iter().filter(|a| matches!(a, plan::Action::StopContainer { .. })) {
             ui.line(crate::ui::action_line(a));
         }
         for line in &deletions {
@@ -260,10 +230,7 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
         if opts.suspend {
             for (server, m) in &found {
                 if m.as_ref().is_some_and(|m| m.power != Power::Down) {
-                    ui.line(crate::ui::colour_plan_line(format!(
-                        "~ server {}: power off",
-                        server.name
-                    )));
+                    ui.line(crate::ui::colour_plan_line(format!("~ server {}: power off", server.name)));
                 }
             }
         }
@@ -286,6 +253,9 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
             if let Some(ip) = &m.ip {
                 remote::forget_host(&known_hosts_file(&config.project), ip, server.ssh.port);
             }
+            if let Some(zones) = &zones {
+                zones.remove(&config.project, &spec.name, server, &progress).await?;
+            }
         } else if opts.suspend {
             providers.power_off(server, &tag, &progress).await?;
         }
@@ -303,13 +273,12 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
 
 pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) -> Result<()> {
     let providers = Providers::for_servers(&spec.servers)?;
+    let zones = Zones::connect(spec).await?;
     let mut servers = Vec::new();
     let mut rows = Vec::new();
     let mut machines = Vec::new();
     for server in &spec.servers {
-        let machine = providers
-            .observe(server, &tag(config, spec, server))
-            .await?;
+        let machine = providers.observe(server, &tag(config, spec, server)).await?;
         let sub = spec.for_server(server);
         servers.push(ServerRow {
             name: server.name.clone(),
@@ -323,6 +292,7 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
             ip: machine.as_ref().and_then(|m| m.ip.clone()),
             cpu: machine.as_ref().and_then(|m| m.cpu),
             memory_gb: machine.as_ref().and_then(|m| m.memory_gb),
+            dns: zones.describe(server, machine.as_ref().and_then(|m| m.ip.as_deref())).await?,
         });
         match machine.as_ref().filter(|m| m.power == Power::Up) {
             Some(m) => {
@@ -331,11 +301,7 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
                 conn.host.close().await;
             }
             None => {
-                let why = if machine.is_some() {
-                    "unknown (server powered off)"
-                } else {
-                    "not created"
-                };
+                let why = if machine.is_some() { "unknown (server powered off)" } else { "not created" };
                 rows.extend(unknown_rows(&sub, why));
             }
         }
@@ -353,29 +319,15 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
 }
 
 /// Containers of a remote stage, server by server; a powered-off server is skipped with a note.
-pub async fn containers(
-    config: &Config,
-    spec: &StageSpec,
-    ui: &Ui,
-) -> Result<Vec<ObservedContainer>> {
+pub async fn containers(config: &Config, spec: &StageSpec, ui: &Ui) -> Result<Vec<ObservedContainer>> {
     let providers = Providers::for_servers(&spec.servers)?;
     let mut out = Vec::new();
     for server in &spec.servers {
-        match providers
-            .observe(server, &tag(config, spec, server))
-            .await?
-        {
+        match providers.observe(server, &tag(config, spec, server)).await? {
             Some(m) if m.power == Power::Up => {
                 let conn = reach(config, server, &m, ui).await?;
-                let names: Vec<String> = spec
-                    .services_on(server)
-                    .iter()
-                    .map(|s| s.name.clone())
-                    .collect();
-                let found = conn
-                    .engine
-                    .containers(&config.project, Some(&spec.name))
-                    .await?;
+                let names: Vec<String> = spec.services_on(server).iter().map(|s| s.name.clone()).collect();
+                let found = conn.engine.containers(&config.project, Some(&spec.name)).await?;
                 out.extend(found.into_iter().filter(|c| names.contains(&c.service)));
                 conn.host.close().await;
             }
@@ -389,26 +341,14 @@ pub async fn containers(
     Ok(out)
 }
 
-pub async fn logs(
-    config: &Config,
-    spec: &StageSpec,
-    services: &[String],
-    opts: &LogOptions,
-    ui: &Ui,
-) -> Result<()> {
+pub async fn logs(config: &Config, spec: &StageSpec, services: &[String], opts: &LogOptions, ui: &Ui) -> Result<()> {
     let providers = Providers::for_servers(&spec.servers)?;
     let mut hosts = Vec::new();
     let mut streams = Vec::new();
     for server in &spec.servers {
-        let Some(m) = providers
-            .observe(server, &tag(config, spec, server))
-            .await?
-            .filter(|m| m.power == Power::Up)
+        let Some(m) = providers.observe(server, &tag(config, spec, server)).await?.filter(|m| m.power == Power::Up)
         else {
-            ui.note(format!(
-                "server {} is not running; its logs are not available",
-                server.name
-            ));
+            ui.note(format!("server {} is not running; its logs are not available", server.name));
             continue;
         };
         let conn = reach(config, server, &m, ui).await?;

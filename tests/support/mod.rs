@@ -14,10 +14,7 @@ pub fn ensure_image() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-busybox-image.sh");
-        let status = Command::new("bash")
-            .arg(script)
-            .status()
-            .expect("run image build script");
+        let status = Command::new("bash").arg(script).status().expect("run image build script");
         assert!(status.success(), "building {IMAGE} failed");
     });
 }
@@ -37,19 +34,13 @@ impl Project {
         let name = format!("t{}-{}", std::process::id(), test.replace('_', "-"));
         let name: String = name.chars().take(50).collect();
         let dir = tempfile::tempdir().expect("tempdir");
-        let p = Self {
-            dir,
-            name,
-            env: Vec::new(),
-        };
+        let p = Self { dir, name, env: Vec::new() };
         p.write(kdl);
         p
     }
 
     pub fn write(&self, kdl: &str) {
-        let text = kdl
-            .replace("{project}", &self.name)
-            .replace("{image}", IMAGE);
+        let text = kdl.replace("{project}", &self.name).replace("{image}", IMAGE);
         std::fs::write(self.path().join("fleet.kdl"), text).expect("write fleet.kdl");
     }
 
@@ -77,11 +68,7 @@ impl Project {
     /// Runs and asserts exit 0.
     pub fn ok(&self, args: &[&str]) -> Run {
         let r = self.fleet(args);
-        assert_eq!(
-            r.code, 0,
-            "fleet {args:?} failed\nstdout:\n{}\nstderr:\n{}",
-            r.stdout, r.stderr
-        );
+        assert_eq!(r.code, 0, "fleet {args:?} failed\nstdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
         r
     }
 
@@ -104,25 +91,17 @@ impl Project {
             "--format",
             "{{.Names}}",
         ]);
-        let mut v: Vec<String> = out
-            .lines()
-            .map(String::from)
-            .filter(|l| !l.is_empty())
-            .collect();
+        let mut v: Vec<String> = out.lines().map(String::from).filter(|l| !l.is_empty()).collect();
         v.sort();
         v
     }
 
     pub fn network_exists(&self, stage: &str) -> bool {
-        docker(&["network", "ls", "--format", "{{.Name}}"])
-            .lines()
-            .any(|l| l == format!("{}-{stage}", self.name))
+        docker(&["network", "ls", "--format", "{{.Name}}"]).lines().any(|l| l == format!("{}-{stage}", self.name))
     }
 
     pub fn volume_exists(&self, name: &str) -> bool {
-        docker(&["volume", "ls", "--format", "{{.Name}}"])
-            .lines()
-            .any(|l| l == name)
+        docker(&["volume", "ls", "--format", "{{.Name}}"]).lines().any(|l| l == name)
     }
 }
 
@@ -146,21 +125,13 @@ impl Drop for Project {
 }
 
 pub fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker CLI");
+    let out = Command::new("docker").args(args).output().expect("docker CLI");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 pub fn docker_inspect(name: &str, template: &str) -> Option<String> {
-    let out = Command::new("docker")
-        .args(["inspect", "-f", template, name])
-        .output()
-        .expect("docker CLI");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let out = Command::new("docker").args(["inspect", "-f", template, name]).output().expect("docker CLI");
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// A finished `fleet` run.
@@ -184,11 +155,7 @@ impl Run {
     pub fn fails_with(&self, code: i32, needles: &[&str]) {
         assert_eq!(self.code, code, "{self:?}");
         for n in needles {
-            assert!(
-                self.stderr.contains(n),
-                "stderr lacks {n:?}:\n{}",
-                self.stderr
-            );
+            assert!(self.stderr.contains(n), "stderr lacks {n:?}:\n{}", self.stderr);
         }
     }
 
@@ -203,7 +170,5 @@ pub fn repo_root() -> PathBuf {
 
 /// RFC 3339 nanosecond timestamps from Docker → comparable nanoseconds.
 pub fn nanos(ts: &str) -> i128 {
-    ts.parse::<jiff::Timestamp>()
-        .expect("docker timestamp")
-        .as_nanosecond()
+    ts.parse::<jiff::Timestamp>().expect("docker timestamp").as_nanosecond()
 }

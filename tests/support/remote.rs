@@ -8,20 +8,12 @@ use std::time::{Duration, Instant};
 
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for a test).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// `sshd` on 127.0.0.1 with its own host key and one authorized client key.
@@ -39,17 +31,14 @@ impl Sshd {
 
     /// On a given port: a second sshd on the same address plays a rebuilt machine.
     pub fn start_on(port: u16, extra: &str) -> Self {
-        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"].into_iter().find(|p| Path::new(p).exists()).expect(
-            "sshd is needed for remote tests: apt-get install openssh-server (scripts/test.sh does it)",
-        );
+        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("sshd is needed for remote tests: apt-get install openssh-server (scripts/test.sh does it)");
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        run(Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(d.join("host_key")));
-        run(Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(d.join("id")));
+        run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(d.join("host_key")));
+        run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(d.join("id")));
         std::fs::copy(d.join("id.pub"), d.join("authorized_keys")).unwrap();
         std::fs::create_dir_all("/run/sshd").ok();
         let config = format!(
@@ -91,10 +80,7 @@ impl Drop for Sshd {
 fn wait_for_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nothing listens on 127.0.0.1:{port}"
-        );
+        assert!(Instant::now() < deadline, "nothing listens on 127.0.0.1:{port}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -111,22 +97,8 @@ impl Sim {
     pub fn start(ssh_target_port: u16) -> Self {
         let ssh_port = free_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_fleet-sim"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--boot-ms",
-                "300",
-                "--shutdown-ms",
-                "200",
-                "--disk-copy-ms",
-                "300",
-            ])
-            .args([
-                "--ssh-target",
-                &format!("127.0.0.1:{ssh_target_port}"),
-                "--ssh-port",
-                &ssh_port.to_string(),
-            ])
+            .args(["--listen", "127.0.0.1:0", "--boot-ms", "300", "--shutdown-ms", "200", "--disk-copy-ms", "300"])
+            .args(["--ssh-target", &format!("127.0.0.1:{ssh_target_port}"), "--ssh-port", &ssh_port.to_string()])
             .env("SAKURACLOUD_ACCESS_TOKEN", "sim-token")
             .env("SAKURACLOUD_ACCESS_TOKEN_SECRET", "sim-secret")
             .stdout(Stdio::piped())
@@ -138,16 +110,8 @@ impl Sim {
         out.read_line(&mut first).unwrap();
         // Keep draining: a closed pipe would kill the sim on its next write.
         std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-        let addr = first
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("sim prints its address")
-            .to_string();
-        Self {
-            child,
-            url: addr,
-            ssh_port,
-        }
+        let addr = first.trim().strip_prefix("listening on ").expect("sim prints its address").to_string();
+        Self { child, url: addr, ssh_port }
     }
 
     pub fn api_root(&self) -> String {
@@ -159,17 +123,16 @@ impl Sim {
         use std::io::{Read, Write};
         let host = self.url.trim_start_matches("http://");
         let mut stream = std::net::TcpStream::connect(host).expect("connect to fleet-sim");
-        write!(stream, "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
-        assert!(
-            response.starts_with("HTTP/1.1 2"),
-            "{method} {path}: {response}"
-        );
-        response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default()
+        assert!(response.starts_with("HTTP/1.1 2"), "{method} {path}: {response}");
+        response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
     }
 
     fn get(&self, path: &str) -> serde_json::Value {
@@ -183,15 +146,64 @@ impl Sim {
 
     /// Requests that change something (everything but GET).
     pub fn mutating_requests(&self) -> u64 {
-        self.requests()
-            .iter()
-            .filter(|(k, _)| !k.starts_with("GET "))
-            .map(|(_, v)| v)
-            .sum()
+        self.requests().iter().filter(|(k, _)| !k.starts_with("GET ")).map(|(_, v)| v).sum()
     }
 
     pub fn state(&self) -> serde_json::Value {
         self.get("/_sim/state")
+    }
+
+    /// Seeds a DNS record fleet does not own.
+    pub fn seed_record(&self, kind: &str, name: &str, content: &str) {
+        let body =
+            serde_json::json!({"zone": "example.com", "type": kind, "name": name, "content": content}).to_string();
+        self.http("POST", "/_sim/cloudflare/records", &body);
+    }
+
+    /// DNS records in the simulated zone: (name, type, content, comment).
+    pub fn records(&self) -> Vec<(String, String, String, Option<String>)> {
+        self.state()["dns"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|r| {
+                let f = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+                (f("name"), f("type"), f("content"), r["comment"].as_str().map(String::from))
+            })
+            .collect()
+    }
+
+    /// Points one record somewhere else through the Cloudflare API, as drift would.
+    pub fn drift_record(&self, name: &str, content: &str) {
+        let zones: serde_json::Value =
+            serde_json::from_str(&self.http_auth("GET", "/client/v4/zones?name=example.com", "")).unwrap();
+        let zone = zones["result"][0]["id"].as_str().unwrap().to_string();
+        let list: serde_json::Value = serde_json::from_str(&self.http_auth(
+            "GET",
+            &format!("/client/v4/zones/{zone}/dns_records?name={name}"),
+            "",
+        ))
+        .unwrap();
+        let id = list["result"][0]["id"].as_str().expect("record exists").to_string();
+        let body = serde_json::json!({"content": content}).to_string();
+        self.http_auth("PATCH", &format!("/client/v4/zones/{zone}/dns_records/{id}"), &body);
+    }
+
+    fn http_auth(&self, method: &str, path: &str, body: &str) -> String {
+        use std::io::{Read, Write};
+        let host = self.url.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(host).expect("connect to fleet-sim");
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer sim-cf-token\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 2"), "{method} {path}: {response}");
+        response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
     }
 
     pub fn fault(&self, json: &str) {

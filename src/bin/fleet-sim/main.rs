@@ -7,8 +7,11 @@
 //! closes the proxy, so the host really becomes unreachable.
 //!
 //! Control endpoints (no auth): `GET /_sim/requests` (counts by method and path),
-//! `POST /_sim/faults` (inject faults), `GET /_sim/state` (servers and disks).
+//! `POST /_sim/faults` (inject faults), `GET /_sim/state` (servers, disks, DNS records),
+//! `POST /_sim/cloudflare/records` (seed a record fleet does not own).
+//! The Cloudflare DNS API is served under `/client/v4`.
 
+mod cloudflare;
 mod world;
 
 use axum::Router;
@@ -24,10 +27,7 @@ use std::time::Duration;
 use world::{Faults, Settings, World};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "fleet-sim",
-    about = "Local Sakura Cloud API simulator for fleet"
-)]
+#[command(name = "fleet-sim", about = "Local Sakura Cloud API simulator for fleet")]
 struct Args {
     /// Address to serve on; port 0 picks a free one (printed on stdout)
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -36,11 +36,7 @@ struct Args {
     #[arg(long, env = "SAKURACLOUD_ACCESS_TOKEN", default_value = "sim-token")]
     token: String,
     /// Access token secret (Basic auth password)
-    #[arg(
-        long,
-        env = "SAKURACLOUD_ACCESS_TOKEN_SECRET",
-        default_value = "sim-secret"
-    )]
+    #[arg(long, env = "SAKURACLOUD_ACCESS_TOKEN_SECRET", default_value = "sim-secret")]
     secret: String,
     /// Where a booted server's SSH port leads (a real sshd)
     #[arg(long)]
@@ -57,6 +53,12 @@ struct Args {
     /// Artificial latency added to every API response
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    /// Cloudflare API token the DNS API accepts (Bearer)
+    #[arg(long, env = "CLOUDFLARE_API_TOKEN", default_value = "sim-cf-token")]
+    cf_token: String,
+    /// DNS zones served by the Cloudflare API (repeatable)
+    #[arg(long = "cf-zone", default_value = "example.com")]
+    cf_zones: Vec<String>,
 }
 
 type Shared = Arc<Mutex<World>>;
@@ -65,6 +67,8 @@ type Shared = Arc<Mutex<World>>;
 async fn main() {
     let args = Args::parse();
     let settings = Settings {
+        cf_token: args.cf_token,
+        cf_zones: args.cf_zones,
         token: args.token,
         secret: args.secret,
         ssh_target: args.ssh_target,
@@ -87,6 +91,7 @@ async fn main() {
         .route("/_sim/requests", get(requests))
         .route("/_sim/faults", post(faults))
         .route("/_sim/state", get(state))
+        .route("/_sim/cloudflare/records", post(seed_record))
         .fallback(api)
         .with_state(world);
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
@@ -99,9 +104,7 @@ async fn main() {
     let addr = listener.local_addr().expect("bound address");
     // One line on stdout (tests read it); the hint for people goes to stderr.
     println!("listening on http://{addr}");
-    eprintln!(
-        "fleet-sim: point fleet at it with SAKURACLOUD_API_ROOT_URL=http://{addr}/cloud/zone"
-    );
+    eprintln!("fleet-sim: point fleet at it with SAKURACLOUD_API_ROOT_URL=http://{addr}/cloud/zone");
     if let Err(e) = axum::serve(listener, app).await {
         eprintln!("fleet-sim: {e}");
         std::process::exit(1);
@@ -109,11 +112,7 @@ async fn main() {
 }
 
 async fn requests(State(world): State<Shared>) -> Response {
-    let counts = world
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .counts
-        .clone();
+    let counts = world.lock().unwrap_or_else(|e| e.into_inner()).counts.clone();
     axum::Json(counts).into_response()
 }
 
@@ -132,25 +131,35 @@ async fn faults(State(world): State<Shared>, body: Bytes) -> Response {
     }
 }
 
-async fn api(
-    State(world): State<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+/// Seeds a DNS record fleet does not own: `{"zone":…,"type":…,"name":…,"content":…}`.
+async fn seed_record(State(world): State<Shared>, body: Bytes) -> Response {
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let field = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+    world.lock().unwrap_or_else(|e| e.into_inner()).cloudflare.seed(
+        &field("zone"),
+        &field("type"),
+        &field("name"),
+        &field("content"),
+    );
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn api(State(world): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let (latency, delay) = {
         let mut w = world.lock().unwrap_or_else(|e| e.into_inner());
-        (
-            w.settings.latency,
-            w.take_response_delay(&method, uri.path()),
-        )
+        (w.settings.latency, w.take_response_delay(&method, uri.path()))
     };
     tokio::time::sleep(latency).await;
-    let (status, json) = world
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .handle(&method, &uri, &headers, &body);
+    if uri.path().starts_with("/client/v4/") {
+        let (status, json, retry_after) =
+            world.lock().unwrap_or_else(|e| e.into_inner()).handle_cloudflare(&method, &uri, &headers, &body);
+        let mut response = (status, axum::Json(json)).into_response();
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert("retry-after", secs.into());
+        }
+        return response;
+    }
+    let (status, json) = world.lock().unwrap_or_else(|e| e.into_inner()).handle(&method, &uri, &headers, &body);
     // A lost response: the work above is done, but the client gives up before hearing of it.
     tokio::time::sleep(delay).await;
     (status, axum::Json(json)).into_response()

@@ -8,6 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 pub struct Settings {
+    pub cf_token: String,
+    pub cf_zones: Vec<String>,
     pub token: String,
     pub secret: String,
     pub ssh_target: Option<SocketAddr>,
@@ -30,6 +32,10 @@ pub struct Faults {
     pub ignore_shutdown: bool,
     /// The next disk copy ends `failed`.
     pub fail_disk_copy: bool,
+    /// The next N Cloudflare requests answer 429 with `Retry-After: 1`.
+    pub cf_rate_limited: u32,
+    /// The next N Cloudflare requests answer 500.
+    pub cf_errors: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -94,6 +100,7 @@ pub struct World {
     archives: Vec<Archive>,
     /// Running SSH proxies of booted servers.
     proxies: HashMap<u64, tokio::task::JoinHandle<()>>,
+    pub cloudflare: crate::cloudflare::Cloudflare,
 }
 
 const ZONES: [&str; 6] = ["tk1a", "tk1b", "is1a", "is1b", "is1c", "tk1v"];
@@ -101,59 +108,31 @@ const ZONES: [&str; 6] = ["tk1a", "tk1b", "is1a", "is1b", "is1c", "tk1v"];
 const ARCHIVES: [(&str, &[&str]); 3] = [
     (
         "Ubuntu Server 24.04 LTS 64bit",
-        &[
-            "arch-64bit",
-            "current-stable",
-            "distro-ubuntu",
-            "distro-ver-24.04",
-            "os-linux",
-            "ubuntu-24.04-latest",
-        ],
+        &["arch-64bit", "current-stable", "distro-ubuntu", "distro-ver-24.04", "os-linux", "ubuntu-24.04-latest"],
     ),
     (
         "Ubuntu Server 22.04 LTS 64bit",
-        &[
-            "arch-64bit",
-            "distro-ubuntu",
-            "distro-ver-22.04",
-            "os-linux",
-            "ubuntu-22.04-latest",
-        ],
+        &["arch-64bit", "distro-ubuntu", "distro-ver-22.04", "os-linux", "ubuntu-22.04-latest"],
     ),
-    (
-        "Debian GNU/Linux 12 64bit",
-        &[
-            "arch-64bit",
-            "distro-debian",
-            "os-linux",
-            "debian-12-latest",
-        ],
-    ),
+    ("Debian GNU/Linux 12 64bit", &["arch-64bit", "distro-debian", "os-linux", "debian-12-latest"]),
 ];
 
 type Reply = (StatusCode, Value);
 
 fn error(status: StatusCode, code: &str, msg: &str) -> Reply {
-    let text = format!(
-        "{} {}",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    );
-    (
-        status,
-        json!({"is_fatal": true, "serial": "sim", "status": text, "error_code": code, "error_msg": msg}),
-    )
+    let text = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or(""));
+    (status, json!({"is_fatal": true, "serial": "sim", "status": text, "error_code": code, "error_msg": msg}))
 }
 
 fn now_text() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%S+00:00")
-        .to_string()
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S+00:00").to_string()
 }
 
 impl World {
     pub fn new(settings: Settings) -> Self {
+        let cloudflare = crate::cloudflare::Cloudflare::new(settings.cf_token.clone(), &settings.cf_zones);
         let mut w = Self {
+            cloudflare,
             settings,
             faults: Faults::default(),
             counts: BTreeMap::new(),
@@ -207,11 +186,7 @@ impl World {
             if let DiskState::Migrating(at, fail) = d.state
                 && now >= at
             {
-                d.state = if fail {
-                    DiskState::Failed
-                } else {
-                    DiskState::Available
-                };
+                d.state = if fail { DiskState::Failed } else { DiskState::Available };
             }
         }
         for (id, ip) in booted {
@@ -265,39 +240,40 @@ impl World {
                 "id": s.id, "name": s.name, "tags": s.tags, "power": format!("{:?}", s.power), "ip": s.ip.map(|i| i.to_string()), "disks": s.disks,
             })).collect::<Vec<_>>(),
             "disks": self.disks.values().map(|d| json!({"id": d.id, "server": d.server, "state": format!("{:?}", d.state)})).collect::<Vec<_>>(),
+            "dns": self.cloudflare.snapshot(),
         })
     }
 
-    pub fn handle(
+    /// Cloudflare's API, counted as `CF METHOD /path/:id`.
+    pub fn handle_cloudflare(
         &mut self,
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
         body: &[u8],
-    ) -> Reply {
-        let Some((zone, rest)) = uri
-            .path()
-            .strip_prefix("/cloud/zone/")
-            .and_then(|p| p.split_once("/api/cloud/1.1/"))
+    ) -> crate::cloudflare::Reply {
+        let path = uri.path().trim_start_matches("/client/v4");
+        let template: Vec<&str> = path
+            .split('/')
+            .map(|s| if s.len() == 32 && s.chars().all(|c| c.is_ascii_hexdigit()) { ":id" } else { s })
+            .collect();
+        *self.counts.entry(format!("CF {method} {}", template.join("/"))).or_default() += 1;
+        let (mut limited, mut errors) = (self.faults.cf_rate_limited, self.faults.cf_errors);
+        let reply = self.cloudflare.handle(method, uri, headers, body, &mut limited, &mut errors);
+        (self.faults.cf_rate_limited, self.faults.cf_errors) = (limited, errors);
+        reply
+    }
+
+    pub fn handle(&mut self, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Reply {
+        let Some((zone, rest)) = uri.path().strip_prefix("/cloud/zone/").and_then(|p| p.split_once("/api/cloud/1.1/"))
         else {
             return error(StatusCode::NOT_FOUND, "not_found", "unknown path");
         };
         let zone = zone.to_string();
         let segments: Vec<&str> = rest.split('/').collect();
-        let template: Vec<&str> = segments
-            .iter()
-            .map(|s| {
-                if s.chars().all(|c| c.is_ascii_digit()) {
-                    ":id"
-                } else {
-                    s
-                }
-            })
-            .collect();
-        *self
-            .counts
-            .entry(format!("{method} /{}", template.join("/")))
-            .or_default() += 1;
+        let template: Vec<&str> =
+            segments.iter().map(|s| if s.chars().all(|c| c.is_ascii_digit()) { ":id" } else { s }).collect();
+        *self.counts.entry(format!("{method} /{}", template.join("/"))).or_default() += 1;
 
         if !self.authorized(headers) {
             return error(
@@ -311,25 +287,12 @@ impl World {
         }
         if method != Method::GET && self.faults.busy > 0 {
             self.faults.busy -= 1;
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "サーバが混雑しています (busy, try later)",
-            );
+            return error(StatusCode::SERVICE_UNAVAILABLE, "busy", "サーバが混雑しています (busy, try later)");
         }
-        let numbers = headers
-            .get("x-sakura-bigint-as-int")
-            .is_some_and(|v| v == "1");
-        let body: Value = if body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(body).unwrap_or(Value::Null)
-        };
-        let query = uri.query().map(|q| {
-            percent_encoding::percent_decode_str(q)
-                .decode_utf8_lossy()
-                .to_string()
-        });
+        let numbers = headers.get("x-sakura-bigint-as-int").is_some_and(|v| v == "1");
+        let body: Value =
+            if body.is_empty() { Value::Null } else { serde_json::from_slice(body).unwrap_or(Value::Null) };
+        let query = uri.query().map(|q| percent_encoding::percent_decode_str(q).decode_utf8_lossy().to_string());
         let id = segments.get(1).and_then(|s| s.parse::<u64>().ok());
         let reply = match (method.as_str(), segments.as_slice()) {
             ("GET", ["server"]) => self.find_servers(&zone, query.as_deref(), numbers),
@@ -342,11 +305,7 @@ impl World {
             ("POST", ["disk"]) => self.create_disk(&zone, &body, numbers),
             ("GET", ["disk", _]) => self.read_disk(id, &zone, numbers),
             ("DELETE", ["disk", _]) => self.delete_disk(id, &zone),
-            _ => Err(error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "this simulator does not serve that endpoint",
-            )),
+            _ => Err(error(StatusCode::NOT_FOUND, "not_found", "this simulator does not serve that endpoint")),
         };
         reply.unwrap_or_else(|e| e)
     }
@@ -355,16 +314,11 @@ impl World {
         use base64::Engine;
         let expected = base64::engine::general_purpose::STANDARD
             .encode(format!("{}:{}", self.settings.token, self.settings.secret));
-        headers.get("authorization").and_then(|v| v.to_str().ok())
-            == Some(format!("Basic {expected}").as_str())
+        headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(format!("Basic {expected}").as_str())
     }
 
     fn id_value(id: u64, numbers: bool) -> Value {
-        if numbers {
-            json!(id)
-        } else {
-            json!(id.to_string())
-        }
+        if numbers { json!(id) } else { json!(id.to_string()) }
     }
 
     fn server_json(&self, s: &Server, numbers: bool) -> Value {
@@ -400,37 +354,17 @@ impl World {
     fn server_mut(&mut self, id: Option<u64>, zone: &str) -> Result<&mut Server, Reply> {
         id.and_then(|id| self.servers.get_mut(&id))
             .filter(|s| s.zone == zone)
-            .ok_or_else(|| {
-                error(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    "対象が見つかりません (server not found)",
-                )
-            })
+            .ok_or_else(|| error(StatusCode::NOT_FOUND, "not_found", "対象が見つかりません (server not found)"))
     }
 
     fn find_servers(&self, zone: &str, query: Option<&str>, numbers: bool) -> Result<Reply, Reply> {
         let q = parse_query(query)?;
-        let all: Vec<&Server> = self
-            .servers
-            .values()
-            .filter(|s| s.zone == zone && matches(&q, &s.name, &s.tags))
-            .collect();
-        Ok(page(
-            &q,
-            all.into_iter()
-                .map(|s| self.server_json(s, numbers))
-                .collect(),
-            "Servers",
-        ))
+        let all: Vec<&Server> =
+            self.servers.values().filter(|s| s.zone == zone && matches(&q, &s.name, &s.tags)).collect();
+        Ok(page(&q, all.into_iter().map(|s| self.server_json(s, numbers)).collect(), "Servers"))
     }
 
-    fn find_archives(
-        &self,
-        zone: &str,
-        query: Option<&str>,
-        numbers: bool,
-    ) -> Result<Reply, Reply> {
+    fn find_archives(&self, zone: &str, query: Option<&str>, numbers: bool) -> Result<Reply, Reply> {
         let q = parse_query(query)?;
         let found: Vec<Value> = self
             .archives
@@ -443,31 +377,16 @@ impl World {
 
     fn create_server(&mut self, zone: &str, body: &Value, numbers: bool) -> Result<Reply, Reply> {
         let s = &body["Server"];
-        let name = s["Name"]
-            .as_str()
-            .filter(|n| !n.is_empty() && n.len() <= 64)
-            .ok_or_else(|| {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "Server.Name is required (1-64 characters)",
-                )
-            })?;
+        let name = s["Name"].as_str().filter(|n| !n.is_empty() && n.len() <= 64).ok_or_else(|| {
+            error(StatusCode::BAD_REQUEST, "bad_request", "Server.Name is required (1-64 characters)")
+        })?;
         let plan = &s["ServerPlan"];
-        let cpu = plan["CPU"].as_u64().ok_or_else(|| {
-            error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "ServerPlan.CPU is required",
-            )
-        })?;
-        let memory_mb = plan["MemoryMB"].as_u64().ok_or_else(|| {
-            error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "ServerPlan.MemoryMB is required",
-            )
-        })?;
+        let cpu = plan["CPU"]
+            .as_u64()
+            .ok_or_else(|| error(StatusCode::BAD_REQUEST, "bad_request", "ServerPlan.CPU is required"))?;
+        let memory_mb = plan["MemoryMB"]
+            .as_u64()
+            .ok_or_else(|| error(StatusCode::BAD_REQUEST, "bad_request", "ServerPlan.MemoryMB is required"))?;
         if s["ConnectedSwitches"][0]["Scope"] != "shared" {
             return Err(error(
                 StatusCode::BAD_REQUEST,
@@ -477,11 +396,7 @@ impl World {
         }
         let tags: Vec<String> = s["Tags"]
             .as_array()
-            .map(|t| {
-                t.iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect()
-            })
+            .map(|t| t.iter().filter_map(|v| v.as_str().map(String::from)).collect())
             .unwrap_or_default();
         let (id, interface_id) = (self.id(), self.id());
         let server = Server {
@@ -502,30 +417,19 @@ impl World {
         };
         let json = self.server_json(&server, numbers);
         self.servers.insert(id, server);
-        Ok((
-            StatusCode::CREATED,
-            json!({"Server": json, "Success": true, "is_ok": true}),
-        ))
+        Ok((StatusCode::CREATED, json!({"Server": json, "Success": true, "is_ok": true})))
     }
 
     fn read_server(&mut self, id: Option<u64>, zone: &str, numbers: bool) -> Result<Reply, Reply> {
         let s = self.server_mut(id, zone)?;
         let id = s.id;
-        Ok((
-            StatusCode::OK,
-            json!({"Server": self.server_json(&self.servers[&id], numbers), "is_ok": true}),
-        ))
+        Ok((StatusCode::OK, json!({"Server": self.server_json(&self.servers[&id], numbers), "is_ok": true})))
     }
 
     fn boot(&mut self, id: Option<u64>, zone: &str) -> Result<Reply, Reply> {
         let boot = self.settings.boot;
         let disks = self.server_mut(id, zone)?.disks.clone();
-        if disks.iter().any(|d| {
-            matches!(
-                self.disks.get(d).map(|d| d.state),
-                Some(DiskState::Migrating(..))
-            )
-        }) {
+        if disks.iter().any(|d| matches!(self.disks.get(d).map(|d| d.state), Some(DiskState::Migrating(..)))) {
             return Err(error(
                 StatusCode::CONFLICT,
                 "still_creating",
@@ -533,19 +437,11 @@ impl World {
             ));
         }
         if disks.is_empty() {
-            return Err(error(
-                StatusCode::CONFLICT,
-                "conflict",
-                "server has no disk to boot from",
-            ));
+            return Err(error(StatusCode::CONFLICT, "conflict", "server has no disk to boot from"));
         }
         let s = self.server_mut(id, zone)?;
         if s.power != Power::Down {
-            return Err(error(
-                StatusCode::CONFLICT,
-                "conflict",
-                "サーバは起動しています (server is not down)",
-            ));
+            return Err(error(StatusCode::CONFLICT, "conflict", "サーバは起動しています (server is not down)"));
         }
         s.power = Power::Booting(Instant::now() + boot);
         Ok((StatusCode::OK, json!({"Success": true, "is_ok": true})))
@@ -559,9 +455,7 @@ impl World {
         match s.power {
             Power::Up => {
                 if !ignore {
-                    s.power = Power::Cleaning(
-                        Instant::now() + if force { Duration::ZERO } else { shutdown },
-                    );
+                    s.power = Power::Cleaning(Instant::now() + if force { Duration::ZERO } else { shutdown });
                 }
                 Ok((StatusCode::OK, json!({"Success": true, "is_ok": true})))
             }
@@ -570,11 +464,7 @@ impl World {
                 s.power = Power::Cleaning(Instant::now());
                 Ok((StatusCode::OK, json!({"Success": true, "is_ok": true})))
             }
-            _ => Err(error(
-                StatusCode::CONFLICT,
-                "conflict",
-                "サーバは停止しています (server is not up)",
-            )),
+            _ => Err(error(StatusCode::CONFLICT, "conflict", "サーバは停止しています (server is not up)")),
         }
     }
 
@@ -588,10 +478,8 @@ impl World {
             ));
         }
         let id = s.id;
-        let with: Vec<u64> = body["WithDisk"]
-            .as_array()
-            .map(|a| a.iter().filter_map(lenient_id).collect())
-            .unwrap_or_default();
+        let with: Vec<u64> =
+            body["WithDisk"].as_array().map(|a| a.iter().filter_map(lenient_id).collect()).unwrap_or_default();
         if let Some(s) = self.servers.remove(&id) {
             for d in s.disks {
                 if with.contains(&d) {
@@ -616,23 +504,13 @@ impl World {
             ));
         };
         let server_id = lenient_id(&d["Server"]["ID"]);
-        let Some(server_id) =
-            server_id.filter(|s| self.servers.get(s).is_some_and(|s| s.zone == zone))
-        else {
-            return Err(error(
-                StatusCode::CONFLICT,
-                "conflict",
-                "Server.ID does not name a server of this zone",
-            ));
+        let Some(server_id) = server_id.filter(|s| self.servers.get(s).is_some_and(|s| s.zone == zone)) else {
+            return Err(error(StatusCode::CONFLICT, "conflict", "Server.ID does not name a server of this zone"));
         };
         let config = &body["Config"];
         let keys = config["SSHKeys"].as_array().map_or(0, Vec::len);
         if keys == 0 && config["Password"].is_null() {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "disk edit needs SSHKeys or a Password",
-            ));
+            return Err(error(StatusCode::BAD_REQUEST, "bad_request", "disk edit needs SSHKeys or a Password"));
         }
         let size_mb = d["SizeMB"].as_u64().unwrap_or(20480);
         let id = self.id();
@@ -642,11 +520,7 @@ impl World {
             name: d["Name"].as_str().unwrap_or_default().into(),
             tags: d["Tags"]
                 .as_array()
-                .map(|t| {
-                    t.iter()
-                        .filter_map(|v| v.as_str().map(String::from))
-                        .collect()
-                })
+                .map(|t| t.iter().filter_map(|v| v.as_str().map(String::from)).collect())
                 .unwrap_or_default(),
             zone: zone.into(),
             size_mb,
@@ -666,10 +540,7 @@ impl World {
         }
         let json = self.disk_json(&disk, numbers);
         self.disks.insert(id, disk);
-        Ok((
-            StatusCode::ACCEPTED,
-            json!({"Disk": json, "Success": "Accepted", "is_ok": true}),
-        ))
+        Ok((StatusCode::ACCEPTED, json!({"Disk": json, "Success": "Accepted", "is_ok": true})))
     }
 
     fn disk_json(&self, d: &Disk, numbers: bool) -> Value {
@@ -690,10 +561,7 @@ impl World {
             .and_then(|id| self.disks.get(&id))
             .filter(|d| d.zone == zone)
             .ok_or_else(|| error(StatusCode::NOT_FOUND, "not_found", "disk not found"))?;
-        Ok((
-            StatusCode::OK,
-            json!({"Disk": self.disk_json(d, numbers), "is_ok": true}),
-        ))
+        Ok((StatusCode::OK, json!({"Disk": self.disk_json(d, numbers), "is_ok": true})))
     }
 
     fn delete_disk(&mut self, id: Option<u64>, zone: &str) -> Result<Reply, Reply> {
@@ -701,14 +569,8 @@ impl World {
             .and_then(|id| self.disks.get(&id))
             .filter(|d| d.zone == zone)
             .ok_or_else(|| error(StatusCode::NOT_FOUND, "not_found", "disk not found"))?;
-        if d.server
-            .is_some_and(|s| self.servers.get(&s).is_some_and(|s| s.power != Power::Down))
-        {
-            return Err(error(
-                StatusCode::CONFLICT,
-                "conflict",
-                "disk is attached to a running server",
-            ));
+        if d.server.is_some_and(|s| self.servers.get(&s).is_some_and(|s| s.power != Power::Down)) {
+            return Err(error(StatusCode::CONFLICT, "conflict", "disk is attached to a running server"));
         }
         let id = d.id;
         self.disks.remove(&id);
@@ -718,19 +580,14 @@ impl World {
 
 /// IDs arrive as numbers or numeric strings.
 fn lenient_id(v: &Value) -> Option<u64> {
-    v.as_u64()
-        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
 }
 
 fn parse_query(query: Option<&str>) -> Result<Value, Reply> {
     match query {
         None | Some("") => Ok(json!({})),
         Some(q) => serde_json::from_str(q).map_err(|e| {
-            error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                &format!("query is not JSON (send ?{{json}}): {e}"),
-            )
+            error(StatusCode::BAD_REQUEST, "bad_request", &format!("query is not JSON (send ?{{json}}): {e}"))
         }),
     }
 }
@@ -745,10 +602,7 @@ fn matches(q: &Value, name: &str, tags: &[String]) -> bool {
     };
     let tags_ok = match &f["Tags.Name"] {
         Value::Array(groups) => groups.iter().all(|g| {
-            g.as_array().is_some_and(|all| {
-                all.iter()
-                    .all(|t| t.as_str().is_some_and(|t| tags.iter().any(|x| x == t)))
-            })
+            g.as_array().is_some_and(|all| all.iter().all(|t| t.as_str().is_some_and(|t| tags.iter().any(|x| x == t))))
         }),
         _ => true,
     };
@@ -760,8 +614,5 @@ fn page(q: &Value, all: Vec<Value>, key: &str) -> Reply {
     let from = q["From"].as_u64().unwrap_or(0) as usize;
     let count = q["Count"].as_u64().map_or(50, |c| c.min(1000)) as usize;
     let items: Vec<Value> = all.into_iter().skip(from).take(count).collect();
-    (
-        StatusCode::OK,
-        json!({"Total": total, "From": from, "Count": items.len(), key: items, "is_ok": true}),
-    )
+    (StatusCode::OK, json!({"Total": total, "From": from, "Count": items.len(), key: items, "is_ok": true}))
 }

@@ -1,0 +1,146 @@
+//! End-to-end: DNS records of remote stages against fleet-sim's Cloudflare API.
+
+mod support;
+
+use support::Project;
+use support::remote::{Sim, Sshd};
+
+fn project(test: &str, sim: &Sim, sshd: &Sshd) -> Project {
+    let kdl = format!(
+        r#"
+project "{{project}}"
+providers {{
+    sakura-cloud zone="tk1a"
+    cloudflare zone="example.com"
+}}
+service "web" {{ image "{{image}}"; command "sleep 100000"; stop_signal "SIGKILL" }}
+stage "dev" {{
+    server "creo-dev-01" {{
+        provider "sakura-cloud"
+        ssh-key "{key}"
+        ssh user="root" port={port} identity="{id}"
+        dns {{ hostname "dev"; aliases "api" "forge" }}
+    }}
+    service "web"
+}}
+"#,
+        key = sshd.public_key().display(),
+        port = sim.ssh_port,
+        id = sshd.identity().display(),
+    );
+    let mut p = Project::new(test, &kdl);
+    p.env = [
+        ("SAKURACLOUD_ACCESS_TOKEN", "sim-token".to_string()),
+        ("SAKURACLOUD_ACCESS_TOKEN_SECRET", "sim-secret".into()),
+        ("SAKURACLOUD_API_ROOT_URL", sim.api_root()),
+        ("CLOUDFLARE_API_TOKEN", "sim-cf-token".into()),
+        ("CLOUDFLARE_API_BASE_URL", format!("{}/client/v4", sim.url)),
+        ("FLEET_SAKURA_POLL_MS", "100".into()),
+        ("FLEET_SAKURA_BACKOFF_MS", "20".into()),
+        ("FLEET_DNS_BACKOFF_MS", "20".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    p
+}
+
+fn dns_writes(sim: &Sim) -> u64 {
+    sim.requests().iter().filter(|(k, _)| k.starts_with("CF ") && !k.starts_with("CF GET")).map(|(_, v)| v).sum()
+}
+
+fn server_ip(sim: &Sim) -> String {
+    sim.state()["servers"][0]["ip"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn records_are_created_left_alone_corrected_and_deleted_only_on_destroy() {
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let p = project("records", &sim, &sshd);
+    let up = p.ok(&["up", "dev"]);
+    let ip = server_ip(&sim);
+    for line in [
+        format!("+ dns dev.example.com A → {ip}"),
+        "+ dns api.example.com CNAME → dev.example.com".into(),
+        "+ dns forge.example.com CNAME → dev.example.com".into(),
+    ] {
+        assert!(up.stdout.contains(&line), "missing {line:?}:\n{}", up.stdout);
+    }
+    let records = sim.records();
+    assert_eq!(records.len(), 3);
+    assert!(
+        records.iter().all(|r| r.3.as_deref().is_some_and(|c| c.starts_with("managed by fleetflow:"))),
+        "{records:?}"
+    );
+
+    // Right records are left alone: no write request.
+    let writes = dns_writes(&sim);
+    let again = p.ok(&["up", "dev"]);
+    assert!(again.stdout.contains("up to date"), "{}", again.stdout);
+    assert_eq!(dns_writes(&sim), writes);
+    let status = p.ok(&["status", "dev"]);
+    assert!(status.stdout.contains(&format!("    DNS: dev.example.com A → {ip} ✓")), "{}", status.stdout);
+
+    // Drift is corrected with a patch.
+    sim.drift_record("dev.example.com", "203.0.113.99");
+    let status = p.ok(&["status", "dev"]);
+    assert!(status.stdout.contains(&format!("dev.example.com A → 203.0.113.99 (should be {ip})")), "{}", status.stdout);
+    let patches = sim.requests()["CF PATCH /zones/:id/dns_records/:id"];
+    let fix = p.ok(&["up", "dev"]);
+    assert!(fix.stdout.contains(&format!("~ dns dev.example.com A → {ip} (was 203.0.113.99)")), "{}", fix.stdout);
+    assert_eq!(sim.requests()["CF PATCH /zones/:id/dns_records/:id"], patches + 1, "one patch, no create");
+
+    // down and suspend keep the records; destroy deletes them.
+    p.ok(&["down", "dev", "--suspend"]);
+    assert_eq!(sim.records().len(), 3);
+    let destroy = p.ok(&["down", "dev", "--destroy", "--yes"]);
+    assert!(destroy.stdout.contains("- dns dev.example.com A"), "{}", destroy.stdout);
+    assert!(sim.records().is_empty(), "{:?}", sim.records());
+
+    // A new server gets a new IP; the records follow it.
+    p.ok(&["up", "dev"]);
+    let new_ip = server_ip(&sim);
+    assert_ne!(new_ip, ip);
+    assert!(sim.records().iter().any(|r| r.0 == "dev.example.com" && r.2 == new_ip), "{:?}", sim.records());
+    p.ok(&["down", "dev", "--destroy", "--yes"]);
+}
+
+#[test]
+fn a_foreign_record_in_the_way_is_never_touched() {
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let p = project("foreign", &sim, &sshd);
+    sim.seed_record("A", "dev", "198.51.100.7");
+    p.fleet(&["up", "dev"]).fails_with(
+        1,
+        &["dns dev.example.com A: a record fleet does not own is in the way (A dev.example.com → 198.51.100.7); it was left alone"],
+    );
+    assert_eq!(p.inspect("dev", "web", "{{.State.Running}}").as_deref(), Some("true"), "containers still converge");
+    assert!(sim.records().iter().any(|r| r.0 == "dev.example.com" && r.2 == "198.51.100.7" && r.3.is_none()));
+    p.ok(&["down", "dev", "--destroy", "--yes"]);
+    let left: Vec<_> = sim.records();
+    assert_eq!(left.len(), 1, "only the foreign record remains: {left:?}");
+    assert_eq!(left[0].2, "198.51.100.7");
+}
+
+#[test]
+fn rate_limits_and_server_errors_are_retried() {
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let p = project("cf429", &sim, &sshd);
+    sim.fault(r#"{"cf_rate_limited": 2, "cf_errors": 2}"#);
+    p.ok(&["up", "dev"]);
+    assert_eq!(sim.records().len(), 3);
+    p.ok(&["down", "dev", "--destroy", "--yes"]);
+}
+
+#[test]
+fn missing_cloudflare_token_fails_before_any_change() {
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let mut p = project("cftoken", &sim, &sshd);
+    p.env.retain(|(k, _)| k != "CLOUDFLARE_API_TOKEN");
+    p.fleet(&["up", "dev"]).fails_with(2, &["the Cloudflare API token is missing", "CLOUDFLARE_API_TOKEN"]);
+    assert!(sim.state()["servers"].as_array().unwrap().is_empty(), "no server was created");
+}
