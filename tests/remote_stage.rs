@@ -379,3 +379,48 @@ stage "dev" {{
     p.ok(&["down", "dev", "--destroy", "--yes"]);
     assert_eq!(server_count(&sim), 0);
 }
+
+/// Kills `up` (SIGKILL, no cleanup) as soon as `reached` holds, then runs `up` again.
+fn kill_when(test: &str, reached: impl Fn(&Sim, &Project) -> bool) {
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let p = sakura_project(test, &sim, &sshd);
+    let mut child =
+        p.cmd(&["up", "dev"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !reached(&sim, &p) {
+        assert!(std::time::Instant::now() < deadline, "the point to kill at was never reached");
+        assert!(child.try_wait().unwrap().is_none(), "up finished before the kill point");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let again = p.ok(&["up", "dev"]);
+    assert_eq!(server_count(&sim), 1, "no duplicate server: {:?}", sim.state());
+    assert_eq!(sim.requests()["POST /server"], 1, "the server was created once");
+    assert_eq!(sim.state()["disks"].as_array().unwrap().len(), 1, "one disk");
+    assert_eq!(p.containers().len(), 2, "no duplicate containers: {:?}", p.containers());
+    assert_eq!(p.inspect("dev", "api", "{{.State.Running}}").as_deref(), Some("true"), "{}", again.stdout);
+    assert!(p.ok(&["up", "dev"]).stdout.contains("up to date"));
+    p.ok(&["down", "dev", "--destroy", "--yes"]);
+}
+
+#[test]
+fn killed_after_the_server_was_created() {
+    kill_when("kill-created", |sim, _| server_count(sim) == 1);
+}
+
+#[test]
+fn killed_during_the_disk_copy() {
+    kill_when("kill-disk", |sim, _| sim.state()["disks"].as_array().is_some_and(|d| !d.is_empty()));
+}
+
+#[test]
+fn killed_while_booting() {
+    kill_when("kill-boot", |sim, _| sim.requests().get("PUT /server/:id/power").is_some());
+}
+
+#[test]
+fn killed_while_converging_containers() {
+    kill_when("kill-containers", |_, p| p.inspect("dev", "db", "{{.Id}}").is_some());
+}
