@@ -85,6 +85,9 @@ impl Ui {
             self.line(format!("Stage {} is up to date; nothing to do.", plan.stage));
             return;
         }
+        for line in &plan.infra {
+            self.line(colour_plan_line(line.clone()));
+        }
         for a in &plan.actions {
             self.line(action_line(a));
         }

@@ -142,7 +142,7 @@ fn the_whole_ladder_up_down_suspend_up_destroy() {
 
     // down --destroy: containers, server and disk gone.
     let destroy = p.ok(&["down", "dev", "--destroy", "--yes"]);
-    assert!(destroy.stdout.contains("- server creo-dev-01 and 1 disk(s)"), "{}", destroy.stdout);
+    assert!(destroy.stdout.contains("- server creo-dev-01 (sakura-cloud tk1a) with 1 disk(s)"), "{}", destroy.stdout);
     assert!(servers(&sim).is_empty());
     assert!(sim.state()["disks"].as_array().unwrap().is_empty());
     assert!(p.containers().is_empty(), "{:?}", p.containers());
@@ -423,4 +423,54 @@ fn killed_while_booting() {
 #[test]
 fn killed_while_converging_containers() {
     kill_when("kill-containers", |_, p| p.inspect("dev", "db", "{{.Id}}").is_some());
+}
+
+/// The plan-style lines of an output, in order.
+fn action_lines(out: &str) -> Vec<String> {
+    out.lines().filter(|l| ["+ ", "~ ", "-/+ ", "- "].iter().any(|p| l.starts_with(p))).map(String::from).collect()
+}
+
+/// `args --dry-run`, then `args` for real: the plan must list exactly what the run does.
+fn plan_matches_run(p: &Project, args: &[&str]) -> Vec<String> {
+    let mut dry: Vec<&str> = args.to_vec();
+    dry.push("--dry-run");
+    let planned = action_lines(&p.ok(&dry).stdout);
+    let done = action_lines(&p.ok(args).stdout);
+    assert_eq!(planned, done, "plan and run differ for {args:?}");
+    done
+}
+
+#[test]
+fn plans_for_every_rung_match_what_the_run_does() {
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let p = sakura_project("planrungs", &sim, &sshd);
+    let plan = p.fleet(&["plan", "dev"]);
+    assert_eq!(plan.code, 2, "changes pending: {plan:?}");
+    assert!(plan.stdout.contains("Plan: 4 to add, 1 to change, 0 to replace, 0 to destroy."), "{}", plan.stdout);
+    assert_eq!(server_count(&sim), 0, "plan changed nothing");
+    let json: serde_json::Value =
+        serde_json::from_str(&p.ok(&["up", "dev", "--dry-run", "--format", "json"]).stdout).unwrap();
+    assert_eq!(json["summary"]["add"], 4);
+    assert!(json["infrastructure"][0].as_str().unwrap().starts_with("+ server creo-dev-01"));
+
+    let first = plan_matches_run(&p, &["up", "dev"]);
+    assert_eq!(first.len(), 5, "{first:?}");
+    assert_eq!(p.fleet(&["plan", "dev"]).code, 0, "converged: nothing to do");
+    plan_matches_run(&p, &["down", "dev"]);
+    plan_matches_run(&p, &["up", "dev"]);
+    let suspend = plan_matches_run(&p, &["down", "dev", "--suspend"]);
+    assert!(suspend.contains(&"~ server creo-dev-01: power off".to_string()), "{suspend:?}");
+    // A powered-off server's engine cannot be asked: the plan names the boot, the run then also
+    // starts what it finds stopped.
+    let dry = action_lines(&p.ok(&["up", "dev", "--dry-run"]).stdout);
+    assert_eq!(dry, ["~ server creo-dev-01: power on"]);
+    p.ok(&["up", "dev"]);
+    let destroy = plan_matches_run(&p, &["down", "dev", "--destroy", "--yes"]);
+    assert!(destroy.contains(&"- server creo-dev-01 (sakura-cloud tk1a) with 1 disk(s)".to_string()), "{destroy:?}");
+
+    let mut broken = sakura_project("planerror", &sim, &sshd);
+    broken.env.retain(|(k, _)| k != "SAKURACLOUD_ACCESS_TOKEN");
+    broken.env.push(("SAKURACLOUD_ACCESS_TOKEN".into(), "wrong".into()));
+    assert_eq!(broken.fleet(&["plan", "dev"]).code, 1, "an error is exit 1, not 'changes'");
 }

@@ -326,7 +326,11 @@ impl SakuraCloud {
             return Ok(None);
         };
         let id = m.id.clone().unwrap_or_default();
-        progress(InfraEvent::Action(format!("- server {} and {} disk(s)", server.name, m.disks.len())));
+        progress(InfraEvent::Action(format!(
+            "- server {} (sakura-cloud {zone}) with {} disk(s)",
+            server.name,
+            m.disks.len()
+        )));
         let body = json!({"WithDisk": m.disks.iter().filter_map(|d| d.parse::<u64>().ok()).collect::<Vec<_>>()});
         match self.api.call(Method::DELETE, zone, &format!("server/{id}"), None, Some(&body)).await {
             Ok(_) => {}

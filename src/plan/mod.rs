@@ -113,11 +113,13 @@ pub struct Plan {
     pub decisions: BTreeMap<String, Decision>,
     /// Containers with our labels whose service left the stage.
     pub orphans: Vec<String>,
+    /// Server and DNS lines (`+ server …`, `~ server …: power on`, `+ dns …`), counted in the summary.
+    pub infra: Vec<String>,
 }
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        self.actions.is_empty()
+        self.actions.is_empty() && self.infra.is_empty()
     }
 }
 

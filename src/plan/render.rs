@@ -44,6 +44,14 @@ impl PlanSummary {
                 }
             }
         }
+        for line in &plan.infra {
+            match line.split(' ').next() {
+                Some("+") => s.add += 1,
+                Some("-/+") => s.replace += 1,
+                Some("-") => s.destroy += 1,
+                _ => s.change += 1,
+            }
+        }
         s
     }
 }

@@ -74,16 +74,23 @@ impl Zones {
         Ok(blocked)
     }
 
+    /// The records fleet owns for this server (at its hostname and aliases).
+    pub async fn owned(&self, project: &str, stage: &str, server: &Server) -> Result<Vec<dns::FoundRecord>> {
+        let (Some(zone), Some(names)) = (self.zone(server), server.dns.as_ref()) else { return Ok(Vec::new()) };
+        let owner = dns::owner_comment(project, stage, &server.name);
+        let mut out = Vec::new();
+        for name in std::iter::once(&names.hostname).chain(&names.aliases).map(|n| names.fqdn(n)) {
+            out.extend(zone.at_name(&name).await?.into_iter().filter(|r| r.comment.as_deref() == Some(owner.as_str())));
+        }
+        Ok(out)
+    }
+
     /// Deletes the records fleet owns for this server, and nothing else.
     pub async fn remove(&self, project: &str, stage: &str, server: &Server, progress: &Progress) -> Result<()> {
-        let (Some(zone), Some(names)) = (self.zone(server), server.dns.as_ref()) else { return Ok(()) };
-        let owner = dns::owner_comment(project, stage, &server.name);
-        let all = std::iter::once(&names.hostname).chain(&names.aliases).map(|n| names.fqdn(n));
-        for name in all {
-            for r in zone.at_name(&name).await?.into_iter().filter(|r| r.comment.as_deref() == Some(owner.as_str())) {
-                progress(InfraEvent::Action(format!("- dns {} {}", r.name, r.kind)));
-                zone.delete(&r.id).await?;
-            }
+        let Some(zone) = self.zone(server) else { return Ok(()) };
+        for r in self.owned(project, stage, server).await? {
+            progress(InfraEvent::Action(format!("- dns {} {}", r.name, r.kind)));
+            zone.delete(&r.id).await?;
         }
         Ok(())
     }

@@ -101,7 +101,9 @@ pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) ->
     }
     let (_lock, engine) = lock_and_connect(config, spec, "up", opts.dry_run, opts.lock_wait).await?;
     let plan = converge_containers(&engine, spec, opts, ui).await?;
-    if !opts.dry_run {
+    if opts.dry_run {
+        print_plan(&plan, opts.format, ui);
+    } else {
         report_up(spec, &plan, PlanSummary::default(), ui);
     }
     Ok(plan)
@@ -111,9 +113,7 @@ pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) ->
 pub(crate) async fn converge_containers(engine: &Engine, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<Plan> {
     let (plan, observed, images) = plan_up(engine, spec, opts, ui).await?;
     ui.orphan_warnings(&plan);
-    if opts.dry_run {
-        print_plan(&plan, opts.format, ui);
-    } else if !plan.is_empty() {
+    if !opts.dry_run && !plan.is_empty() {
         engine::up(engine, spec, &plan, &observed, &images, ui.events()).await?;
     }
     Ok(plan)
@@ -143,6 +143,7 @@ pub(crate) fn print_plan(plan: &Plan, format: Format, ui: &Ui) {
         Format::Json => ui.json(&json!({
             "schema": 1,
             "stage": plan.stage,
+            "infrastructure": plan.infra,
             "actions": plan.actions,
             "orphans": plan.orphans,
             "summary": PlanSummary::of(plan),

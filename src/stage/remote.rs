@@ -4,7 +4,7 @@
 use super::dns::{Zones, blocked_error, planned};
 use super::{
     DownOptions, ServerRow, UpOptions, confirm_destroy, converge_containers, down_mode, log_targets, no_containers,
-    overall, print_logs, print_status, removals, report_up, service_rows, unknown_rows,
+    overall, print_logs, print_plan, print_status, removals, report_up, service_rows, unknown_rows,
 };
 use crate::config::Config;
 use crate::engine::{self, Engine, LogOptions};
@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::infra::{InfraEvent, Machine, Power, Progress, Providers, owner_tag};
 use crate::lock::StageLock;
 use crate::model::{Server, ServerProvider, StageSpec};
-use crate::plan::{self, ObservedContainer, Plan, PlanSummary};
+use crate::plan::{self, ConfigHash, Desired, ObservedContainer, ObservedStage, Plan, PlanSummary};
 use crate::remote::{self, RemoteHost, known_hosts_file};
 use crate::ui::{Format, Ui};
 use std::sync::{Arc, Mutex};
@@ -105,7 +105,8 @@ pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) ->
     Ok(total)
 }
 
-/// `up --dry-run`: what the servers need, and the container plan where a server can be asked.
+/// `up --dry-run`: the servers, their containers and their records, in the order the run does
+/// them and with the same lines. Nothing is changed.
 async fn plan_only(
     config: &Config,
     spec: &StageSpec,
@@ -115,44 +116,80 @@ async fn plan_only(
     ui: &Ui,
 ) -> Result<Plan> {
     let mut total = Plan { stage: spec.name.clone(), ..Plan::default() };
+    let text = opts.format == Format::Text;
     for server in &spec.servers {
         let sub = spec.for_server(server);
-        match providers.observe(server, &tag(config, spec, server)).await? {
+        let found = providers.observe(server, &tag(config, spec, server)).await?;
+        let mut infra = Vec::new();
+        let mut actions = Vec::new();
+        match &found {
             Some(m) if m.power == Power::Up => {
-                let conn = reach(config, server, &m, ui).await?;
+                let conn = reach(config, server, m, ui).await?;
                 let plan = converge_containers(&conn.engine, &sub, opts, ui).await?;
-                total.actions.extend(plan.actions);
+                actions = plan.actions;
+                total.orphans.extend(plan.orphans);
                 conn.host.close().await;
-                let ip = m.ip.as_deref().unwrap_or_default();
-                let progress = ui.infra_progress();
-                for b in zones.converge(&config.project, &spec.name, server, ip, &progress, false).await? {
-                    ui.warn(b);
-                }
             }
-            found => {
-                let line = match (&found, &server.provider) {
-                    (None, ServerProvider::SakuraCloud { zone, core, memory_gb, disk_gb, os, .. }) => {
-                        format!(
-                            "+ server {} (sakura-cloud {zone}, {core} cores, {memory_gb} GB, {disk_gb} GB ssd, {os})",
-                            server.name
-                        )
-                    }
-                    _ => format!("~ server {}: power on", server.name),
-                };
-                ui.line(crate::ui::colour_plan_line(line));
-                for svc in &sub.services {
-                    ui.line(crate::ui::colour_plan_line(format!(
-                        "+ container {} (once {} is up)",
-                        svc.name, server.name
-                    )));
+            None => {
+                if let ServerProvider::SakuraCloud { zone, core, memory_gb, disk_gb, os, .. } = &server.provider {
+                    infra.push(format!(
+                        "+ server {} (sakura-cloud {zone}, {core} cores, {memory_gb} GB, {disk_gb} GB ssd, {os})",
+                        server.name
+                    ));
                 }
-                for r in planned(server) {
-                    ui.line(crate::ui::colour_plan_line(format!("+ dns {} {} → {}", r.name, r.kind, r.content)));
-                }
+                infra.push(format!("~ server {}: power on", server.name));
+                // A new server's engine holds nothing: the pure plan against an empty engine.
+                let desired: Vec<Desired> =
+                    sub.services.iter().map(|s| Desired { service: s, hash: ConfigHash::of(s, "") }).collect();
+                actions = plan::plan_up(&sub, &desired, &ObservedStage::default(), false, false).actions;
+            }
+            Some(_) => {
+                infra.push(format!("~ server {}: power on", server.name));
+                ui.note(format!(
+                    "containers on {} are planned once it runs (its engine cannot be asked while it is off)",
+                    server.name
+                ));
             }
         }
+        let dns_lines = match found.as_ref().and_then(|m| m.ip.as_deref()) {
+            Some(ip) => {
+                let (collect, lines) = collecting();
+                for b in zones.converge(&config.project, &spec.name, server, ip, &collect, false).await? {
+                    ui.warn(b);
+                }
+                lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
+            }
+            None => {
+                planned(server).into_iter().map(|r| format!("+ dns {} {} → {}", r.name, r.kind, r.content)).collect()
+            }
+        };
+        if text {
+            infra.iter().for_each(|l| ui.line(crate::ui::colour_plan_line(l.clone())));
+            actions.iter().for_each(|a| ui.line(crate::ui::action_line(a)));
+            dns_lines.iter().for_each(|l| ui.line(crate::ui::colour_plan_line(l.clone())));
+        }
+        total.infra.extend(infra);
+        total.infra.extend(dns_lines);
+        total.actions.extend(actions);
+    }
+    match (text, total.is_empty()) {
+        (true, true) => ui.line(format!("Stage {} is up to date; nothing to do.", spec.name)),
+        (true, false) => ui.line(PlanSummary::of(&total).to_string()),
+        (false, _) => print_plan(&total, opts.format, ui),
     }
     Ok(total)
+}
+
+/// Progress that only collects the action lines (a dry run prints them itself).
+fn collecting() -> (Progress, Arc<Mutex<Vec<String>>>) {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    let progress: Progress = Arc::new(move |event: InfraEvent| {
+        if let InfraEvent::Action(line) = event {
+            sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+        }
+    });
+    (progress, lines)
 }
 
 pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui) -> Result<Plan> {
@@ -194,48 +231,47 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
         total.actions.extend(plan.actions.iter().cloned());
         connections.push((conn, sub, observed, plan));
     }
-    let mut deletions = removals(&total);
-    if opts.destroy {
-        for (server, machine) in &found {
-            match (machine, &server.provider) {
-                (Some(m), ServerProvider::SakuraCloud { zone, .. }) => {
-                    deletions.push(crate::ui::colour_plan_line(format!(
+    // Then each server, with the very lines the run prints while it does them.
+    for (server, machine) in &found {
+        let Some(m) = machine else { continue };
+        match &server.provider {
+            ServerProvider::SakuraCloud { zone, .. } if opts.destroy || opts.suspend => {
+                if m.power != Power::Down {
+                    total.infra.push(format!("~ server {}: power off", server.name));
+                }
+                if opts.destroy {
+                    total.infra.push(format!(
                         "- server {} (sakura-cloud {zone}) with {} disk(s)",
                         server.name,
                         m.disks.len()
-                    )));
-                    if let Some(names) = &server.dns {
-                        let all: Vec<String> =
-                            std::iter::once(&names.hostname).chain(&names.aliases).map(|n| names.fqdn(n)).collect();
-                        deletions.push(crate::ui::colour_plan_line(format!(
-                            "- dns records fleet owns at {}",
-                            all.join(", ")
-                        )));
+                    ));
+                    if let Some(zones) = &zones {
+                        for r in zones.owned(&config.project, &spec.name, server).await? {
+                            total.infra.push(format!("- dns {} {}", r.name, r.kind));
+                        }
                     }
                 }
-                (Some(_), ServerProvider::Host { .. }) => {
-                    ui.note(format!("server {} is a brought host: its containers go, the machine stays", server.name))
-                }
-                (None, _) => {}
             }
+            ServerProvider::Host { .. } if opts.destroy => {
+                ui.note(format!("server {} is a brought host: its containers go, the machine stays", server.name))
+            }
+            _ => {}
         }
     }
     if opts.dry_run {
-        for a in total.actions.iter().filter(|a| matches!(a, plan::Action::StopContainer { .. })) {
-            ui.line(crate::ui::action_line(a));
-        }
-        for line in &deletions {
-            ui.line(line);
-        }
-        if opts.suspend {
-            for (server, m) in &found {
-                if m.as_ref().is_some_and(|m| m.power != Power::Down) {
-                    ui.line(crate::ui::colour_plan_line(format!("~ server {}: power off", server.name)));
-                }
+        match opts.format {
+            Format::Json => print_plan(&total, opts.format, ui),
+            Format::Text => {
+                total.actions.iter().for_each(|a| ui.line(crate::ui::action_line(a)));
+                total.infra.iter().for_each(|l| ui.line(crate::ui::colour_plan_line(l.clone())));
+                ui.line(PlanSummary::of(&total).to_string());
             }
         }
         return Ok(total);
     }
+    let mut deletions = removals(&total);
+    deletions
+        .extend(total.infra.iter().filter(|l| l.starts_with("- ")).map(|l| crate::ui::colour_plan_line(l.clone())));
     if opts.destroy && !opts.yes {
         confirm_destroy(spec, &deletions, ui)?;
     }
