@@ -57,6 +57,8 @@ pub enum StageCommand {
     Logs(LogsArgs),
     /// Show what `up` would do; exit 0 when nothing, 2 when there are changes, 1 on error
     Plan(PlanArgs),
+    /// Break the lock a killed run left on a remote stage's first server
+    Unlock(StatusArgs),
 }
 
 #[derive(Debug, Args)]
@@ -243,6 +245,10 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 lock_wait: a.lock_wait,
             };
             stage::down(&cfg, &spec, &opts, &ui).await?;
+        }
+        StageCommand::Unlock(a) => {
+            let spec = resolve(&cfg, &a.stage)?;
+            stage::unlock(&cfg, &spec, &ui).await?;
         }
         StageCommand::Status(a) => {
             let spec = resolve(&cfg, &a.stage)?;

@@ -474,3 +474,49 @@ fn plans_for_every_rung_match_what_the_run_does() {
     broken.env.push(("SAKURACLOUD_ACCESS_TOKEN".into(), "wrong".into()));
     assert_eq!(broken.fleet(&["plan", "dev"]).code, 1, "an error is exit 1, not 'changes'");
 }
+
+#[test]
+fn two_machines_cannot_run_up_at_once_and_a_foreign_stale_lock_is_broken_by_unlock() {
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let p = sakura_project("remotelock", &sim, &sshd);
+    p.ok(&["up", "dev"]);
+    // A change that keeps the next up busy (db waits for its healthcheck) while it holds the lock.
+    let kdl = std::fs::read_to_string(p.path().join("fleet.kdl")).unwrap().replace(
+        r#"service "db" { image "fleetflow-test/busybox:latest"; command "sleep 100000"; stop_signal "SIGKILL" }"#,
+        r#"service "db" { image "fleetflow-test/busybox:latest"; command "sh -c 'sleep 3; touch /tmp/ok; sleep 100000'"; stop_signal "SIGKILL"; healthcheck { test "CMD" "test" "-f" "/tmp/ok"; interval "200ms"; retries 100 } }"#,
+    );
+    assert!(kdl.contains("touch /tmp/ok"), "the replacement applied");
+    std::fs::write(p.path().join("fleet.kdl"), kdl).unwrap();
+    let mut first =
+        p.cmd(&["up", "dev"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let lock =
+        std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(format!(".fleetflow/locks/{}-dev", p.name));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !lock.exists() {
+        assert!(std::time::Instant::now() < deadline, "the first run never took the remote lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Another machine: its own local lock directory, the same server.
+    let other = p.cmd(&["up", "dev"]).env("FLEET_LOCK_DIR", p.path().join("other-machine")).output().unwrap();
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert_eq!(other.status.code(), Some(1), "{err}");
+    assert!(err.contains("stage `dev` is locked by pid="), "{err}");
+    assert!(err.contains("cmd=fleet up dev"), "{err}");
+    assert!(err.contains("(lock on server creo-dev-01)"), "{err}");
+    assert!(first.wait().unwrap().success());
+    assert!(!lock.exists(), "the lock is released at the end of the run");
+
+    // A lock left by a machine that is gone: refused until `fleet unlock`.
+    std::fs::create_dir_all(&lock).unwrap();
+    std::fs::write(
+        lock.join("holder"),
+        "pid=4242 host=laptop-of-someone user=ci cmd=fleet up dev since=2026-11-27T10:00:00Z\n",
+    )
+    .unwrap();
+    p.fleet(&["up", "dev"]).fails_with(1, &["stage `dev` is locked by pid=4242 host=laptop-of-someone"]);
+    let unlock = p.ok(&["stage", "unlock", "dev"]);
+    assert!(unlock.stdout.contains("Stage dev is unlocked (lock on server creo-dev-01 removed)."), "{}", unlock.stdout);
+    p.ok(&["up", "dev"]);
+    p.ok(&["down", "dev", "--destroy", "--yes"]);
+}

@@ -264,3 +264,36 @@ pub fn forget_host(known_hosts: &Path, address: &str, port: u16) {
         .status();
     let _ = std::fs::remove_file(known_hosts.with_extension("known_hosts.old"));
 }
+
+/// Where a stage's lock lives on its first server: a directory, since `mkdir` is atomic.
+const LOCK_DIR: &str = ".fleetflow/locks";
+
+impl RemoteHost {
+    /// Takes the stage lock on this server. `Ok(None)`: taken; `Ok(Some(holder))`: someone has it.
+    pub async fn try_lock(&self, name: &str, holder: &str) -> Result<Option<String>> {
+        let script = format!(
+            "mkdir -p \"$HOME/{LOCK_DIR}\" && mkdir \"$HOME/{LOCK_DIR}/$1\" 2>/dev/null && printf '%s\\n' \"$2\" > \"$HOME/{LOCK_DIR}/$1/holder\""
+        );
+        if self.run(&["sh", "-c", &script, "sh", name, holder]).await?.status.success() {
+            return Ok(None);
+        }
+        let read = format!("cat \"$HOME/{LOCK_DIR}/$1/holder\" 2>/dev/null || echo 'an unknown holder'");
+        let out = self.run(&["sh", "-c", &read, "sh", name]).await?;
+        Ok(Some(String::from_utf8_lossy(&out.stdout).trim().to_string()))
+    }
+
+    /// Releases (or breaks) the stage lock on this server.
+    pub async fn unlock(&self, name: &str) -> Result<()> {
+        let script = format!("rm -rf \"$HOME/{LOCK_DIR}/$1\"");
+        let out = self.run(&["sh", "-c", &script, "sh", name]).await?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(Error::failed(format!(
+                "{}: removing the lock failed: {}",
+                self.endpoint,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    }
+}

@@ -3,6 +3,7 @@
 
 mod dns;
 mod remote;
+mod remote_lock;
 
 use crate::config::Config;
 use crate::engine::{self, Engine, LogOptions, PullPolicy};
@@ -35,6 +36,18 @@ pub struct DownOptions {
     pub dry_run: bool,
     pub format: Format,
     pub lock_wait: Option<Duration>,
+}
+
+/// `fleet stage unlock`: a local stage's OS lock cannot be left behind; a remote one can.
+pub async fn unlock(config: &Config, spec: &StageSpec, ui: &Ui) -> Result<()> {
+    if spec.is_local() {
+        ui.line(format!(
+            "Stage {} is local: its lock is an OS file lock, released when its holder exits; nothing to unlock.",
+            spec.name
+        ));
+        return Ok(());
+    }
+    remote::unlock(config, spec, ui).await
 }
 
 /// Takes the stage lock (not for a dry run, which changes nothing) and connects to the engine.

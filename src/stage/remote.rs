@@ -2,6 +2,7 @@
 //! reached over SSH, with the servers created, powered and deleted around them.
 
 use super::dns::{Zones, blocked_error, planned};
+use super::remote_lock;
 use super::{
     DownOptions, ServerRow, UpOptions, confirm_destroy, converge_containers, down_mode, log_targets, no_containers,
     overall, print_logs, print_plan, print_status, removals, report_up, service_rows, unknown_rows,
@@ -87,22 +88,74 @@ pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) ->
         return plan_only(config, spec, &providers, &zones, opts, ui).await;
     }
     let (progress, infra) = counting(ui);
-    let mut total = Plan { stage: spec.name.clone(), ..Plan::default() };
-    let mut blocked = Vec::new();
-    for server in &spec.servers {
-        let machine = providers.ensure_up(server, &tag(config, spec, server), &progress).await?;
-        let conn = reach(config, server, &machine, ui).await?;
-        let plan = converge_containers(&conn.engine, &spec.for_server(server), opts, ui).await?;
-        total.actions.extend(plan.actions);
-        total.orphans.extend(plan.orphans);
-        conn.host.close().await;
-        let ip = machine.ip.as_deref().unwrap_or_default();
-        blocked.extend(zones.converge(&config.project, &spec.name, server, ip, &progress, true).await?);
-    }
+    let mut lock_holder = None;
+    let result = up_servers(config, spec, &providers, &zones, opts, &progress, ui, &mut lock_holder).await;
+    release(config, spec, lock_holder).await;
+    let (total, blocked) = result?;
     let infra = *infra.lock().unwrap_or_else(|e| e.into_inner());
     report_up(spec, &total, infra, ui);
     blocked_error(blocked)?;
     Ok(total)
+}
+
+/// The servers one by one: up, reached, locked (the first), containers, records.
+#[allow(clippy::too_many_arguments)]
+async fn up_servers(
+    config: &Config,
+    spec: &StageSpec,
+    providers: &Providers,
+    zones: &Zones,
+    opts: &UpOptions,
+    progress: &Progress,
+    ui: &Ui,
+    lock_holder: &mut Option<Connected>,
+) -> Result<(Plan, Vec<String>)> {
+    let mut total = Plan { stage: spec.name.clone(), ..Plan::default() };
+    let mut blocked = Vec::new();
+    for (i, server) in spec.servers.iter().enumerate() {
+        let machine = providers.ensure_up(server, &tag(config, spec, server), progress).await?;
+        let conn = reach(config, server, &machine, ui).await?;
+        if i == 0 {
+            let purpose = format!("up {}", spec.name);
+            remote_lock::acquire(&conn.host, &server.name, &config.project, &spec.name, &purpose, opts.lock_wait)
+                .await?;
+        }
+        let plan = converge_containers(&conn.engine, &spec.for_server(server), opts, ui).await?;
+        total.actions.extend(plan.actions);
+        total.orphans.extend(plan.orphans);
+        if i == 0 {
+            *lock_holder = Some(conn);
+        } else {
+            conn.host.close().await;
+        }
+        let ip = machine.ip.as_deref().unwrap_or_default();
+        blocked.extend(zones.converge(&config.project, &spec.name, server, ip, progress, true).await?);
+    }
+    Ok((total, blocked))
+}
+
+/// Releases the remote lock held over `conn`, and closes it.
+async fn release(config: &Config, spec: &StageSpec, conn: Option<Connected>) {
+    if let Some(conn) = conn {
+        let _ = conn.host.unlock(&remote_lock::lock_name(&config.project, &spec.name)).await;
+        conn.host.close().await;
+    }
+}
+
+/// `fleet stage unlock`: breaks a remote lock left behind by a run that is gone.
+pub async fn unlock(config: &Config, spec: &StageSpec, ui: &Ui) -> Result<()> {
+    let providers = Providers::for_servers(&spec.servers)?;
+    let Some(server) = spec.servers.first() else { return Ok(()) };
+    match providers.observe(server, &tag(config, spec, server)).await? {
+        Some(m) if m.power == Power::Up => {
+            let conn = reach(config, server, &m, ui).await?;
+            conn.host.unlock(&remote_lock::lock_name(&config.project, &spec.name)).await?;
+            conn.host.close().await;
+            ui.line(format!("Stage {} is unlocked (lock on server {} removed).", spec.name, server.name));
+        }
+        _ => ui.line(format!("Server {} is not running, so it holds no lock; nothing to do.", server.name)),
+    }
+    Ok(())
 }
 
 /// `up --dry-run`: the servers, their containers and their records, in the order the run does
@@ -220,11 +273,16 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
     // Containers first, on every running server: what is stopped or removed, and how.
     let mut connections = Vec::new();
     let mut total = Plan { stage: spec.name.clone(), ..Plan::default() };
-    for (server, machine) in &found {
+    for (i, (server, machine)) in found.iter().enumerate() {
         let Some(m) = machine.as_ref().filter(|m| m.power == Power::Up) else {
             continue;
         };
         let conn = reach(config, server, m, ui).await?;
+        if i == 0 && !opts.dry_run {
+            let purpose = format!("down {}", spec.name);
+            remote_lock::acquire(&conn.host, &server.name, &config.project, &spec.name, &purpose, opts.lock_wait)
+                .await?;
+        }
         let sub = spec.for_server(server);
         let observed = conn.engine.observe(&sub).await?;
         let plan = plan::plan_down(&sub, &observed, down_mode(opts));
@@ -272,13 +330,21 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
     let mut deletions = removals(&total);
     deletions
         .extend(total.infra.iter().filter(|l| l.starts_with("- ")).map(|l| crate::ui::colour_plan_line(l.clone())));
-    if opts.destroy && !opts.yes {
-        confirm_destroy(spec, &deletions, ui)?;
-    }
-    for (conn, sub, observed, plan) in connections {
-        engine::down(&conn.engine, &sub, &plan, &observed, ui.events()).await?;
+    // The lock was taken over the first connection when the first server runs; it is given back
+    // once the containers are handled, before any power change cuts the connection.
+    let locked = found.first().is_some_and(|(_, m)| m.as_ref().is_some_and(|m| m.power == Power::Up));
+    let confirmed = if opts.destroy && !opts.yes { confirm_destroy(spec, &deletions, ui) } else { Ok(()) };
+    let mut result = confirmed;
+    for (j, (conn, sub, observed, plan)) in connections.into_iter().enumerate() {
+        if result.is_ok() {
+            result = engine::down(&conn.engine, &sub, &plan, &observed, ui.events()).await;
+        }
+        if j == 0 && locked {
+            let _ = conn.host.unlock(&remote_lock::lock_name(&config.project, &spec.name)).await;
+        }
         conn.host.close().await;
     }
+    result?;
     for (server, machine) in &found {
         let (Some(m), ServerProvider::SakuraCloud { .. }) = (machine, &server.provider) else {
             continue;
