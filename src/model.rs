@@ -203,6 +203,7 @@ impl DnsNames {
 #[serde(rename_all = "kebab-case")]
 pub enum DnsProvider {
     Cloudflare,
+    SakuraDns,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -6,12 +6,16 @@ use support::Project;
 use support::remote::{Sim, Sshd};
 
 fn project(test: &str, sim: &Sim, sshd: &Sshd) -> Project {
+    project_with(test, sim, sshd, "cloudflare")
+}
+
+fn project_with(test: &str, sim: &Sim, sshd: &Sshd, dns_provider: &str) -> Project {
     let kdl = format!(
         r#"
 project "{{project}}"
 providers {{
     sakura-cloud zone="tk1a"
-    cloudflare zone="example.com"
+    {dns_provider} zone="example.com"
 }}
 service "web" {{ image "{{image}}"; command "sleep 100000"; stop_signal "SIGKILL" }}
 stage "dev" {{
@@ -143,4 +147,32 @@ fn missing_cloudflare_token_fails_before_any_change() {
     p.env.retain(|(k, _)| k != "CLOUDFLARE_API_TOKEN");
     p.fleet(&["up", "dev"]).fails_with(2, &["the Cloudflare API token is missing", "CLOUDFLARE_API_TOKEN"]);
     assert!(sim.state()["servers"].as_array().unwrap().is_empty(), "no server was created");
+}
+
+#[test]
+fn sakura_dns_records_are_written_whole_and_only_ours_are_removed() {
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let p = project_with("sakuradns", &sim, &sshd, "sakura-dns");
+    let up = p.ok(&["up", "dev"]);
+    let ip = server_ip(&sim);
+    assert!(up.stdout.contains(&format!("+ dns dev.example.com A → {ip}")), "{}", up.stdout);
+    let zone = &sim.state()["sakura_dns"][0];
+    let records = zone["records"].as_array().unwrap();
+    assert_eq!(records.len(), 3, "{zone}");
+    assert!(
+        records.iter().any(|r| r["Name"] == "api" && r["Type"] == "CNAME" && r["RData"] == "dev.example.com."),
+        "{zone}"
+    );
+    assert_eq!(zone["tags"].as_array().unwrap().len(), 3, "one ownership tag per record: {zone}");
+    assert_eq!(sim.requests()["PUT /commonserviceitem/:id"], 1, "all records in one write");
+    let again = p.ok(&["up", "dev"]);
+    assert!(again.stdout.contains("up to date"), "{}", again.stdout);
+    assert_eq!(sim.requests()["PUT /commonserviceitem/:id"], 1, "right records are not written again");
+    let status = p.ok(&["status", "dev"]);
+    assert!(status.stdout.contains(&format!("    DNS: dev.example.com A → {ip} ✓")), "{}", status.stdout);
+    p.ok(&["down", "dev", "--destroy", "--yes"]);
+    let zone = &sim.state()["sakura_dns"][0];
+    assert!(zone["records"].as_array().unwrap().is_empty(), "{zone}");
+    assert!(zone["tags"].as_array().unwrap().is_empty(), "{zone}");
 }

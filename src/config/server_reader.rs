@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 const SERVER_NODES: &[&str] =
     &["provider", "plan", "disk", "disk-size", "ssh-key", "ssh", "address", "services", "dns"];
-const PROVIDERS: &[&str] = &["sakura-cloud", "cloudflare"];
+const PROVIDERS: &[&str] = &["sakura-cloud", "cloudflare", "sakura-dns"];
 const DEFAULT_OS: &str = "ubuntu-24.04";
 const DEFAULT_SSH_KEY: &str = "~/.ssh/id_ed25519.pub";
 
@@ -209,18 +209,34 @@ impl Reader<'_> {
             self.error(node.span(), format!("`dns` of server `{server}` needs a `hostname`"));
             return None;
         };
-        let Some(zone) = self.zone_of(config, "cloudflare") else {
-            self.push(
-                ConfigError::new(
-                    self.src,
-                    node.span(),
-                    format!("server `{server}` has DNS names but no DNS provider is declared"),
-                )
-                .help("declare it: providers { cloudflare zone=\"example.com\" }"),
-            );
-            return None;
+        let declared = [("cloudflare", DnsProvider::Cloudflare), ("sakura-dns", DnsProvider::SakuraDns)]
+            .into_iter()
+            .filter_map(|(name, provider)| Some((provider, self.zone_of(config, name)?)))
+            .collect::<Vec<_>>();
+        let (provider, zone) = match declared.as_slice() {
+            [one] => one.clone(),
+            [] => {
+                self.push(
+                    ConfigError::new(
+                        self.src,
+                        node.span(),
+                        format!("server `{server}` has DNS names but no DNS provider is declared"),
+                    )
+                    .help(
+                        "declare one: providers { cloudflare zone=\"example.com\" } or sakura-dns zone=\"example.com\"",
+                    ),
+                );
+                return None;
+            }
+            _ => {
+                self.push(
+                    ConfigError::new(self.src, node.span(), "both cloudflare and sakura-dns are declared")
+                        .help("declare the one DNS provider that serves the zone"),
+                );
+                return None;
+            }
         };
-        Some(DnsNames { provider: DnsProvider::Cloudflare, zone, hostname, aliases })
+        Some(DnsNames { provider, zone, hostname, aliases })
     }
 
     /// `~/x` and paths relative to the project directory.
@@ -239,11 +255,7 @@ pub(super) fn check_providers(config: &Config) -> Vec<ConfigError> {
     for providers in config.doc.nodes().iter().filter(|n| n.name().value() == "providers") {
         for p in children(providers) {
             if !PROVIDERS.contains(&p.name().value()) {
-                let mut err = unknown_node(src, p, "in `providers`", PROVIDERS);
-                if p.name().value() == "sakura-dns" {
-                    err = err.help("Sakura DNS is not supported yet; use cloudflare for now");
-                }
-                errors.push(err);
+                errors.push(unknown_node(src, p, "in `providers`", PROVIDERS));
             }
             for e in p.entries() {
                 let ok = e.name().is_some_and(|n| n.value() == "zone") && matches!(e.value(), KdlValue::String(_));

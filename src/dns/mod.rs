@@ -2,6 +2,7 @@
 //! alias. Records fleet creates carry an ownership comment; fleet never changes or deletes others.
 
 pub mod cloudflare;
+pub mod sakura;
 
 use crate::model::Server;
 use serde::Serialize;
@@ -39,6 +40,62 @@ pub enum RecordAction {
     Blocked {
         by: String,
     },
+}
+
+/// A write to a zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Create(WantedRecord),
+    Update { id: String, to: WantedRecord },
+    Delete(FoundRecord),
+}
+
+/// A connected zone of either provider: read records at names, apply changes.
+pub enum Zone {
+    Cloudflare(cloudflare::CloudflareDns),
+    Sakura(sakura::SakuraDns),
+}
+
+impl Zone {
+    pub async fn connect(names: &crate::model::DnsNames) -> crate::error::Result<Self> {
+        Ok(match names.provider {
+            crate::model::DnsProvider::Cloudflare => {
+                Zone::Cloudflare(cloudflare::CloudflareDns::connect(&names.zone).await?)
+            }
+            crate::model::DnsProvider::SakuraDns => Zone::Sakura(sakura::SakuraDns::connect(&names.zone).await?),
+        })
+    }
+
+    /// Every record at these names; `comment` is `owner` exactly where fleet owns the record.
+    pub async fn at_names(&self, names: &[String], owner: &str) -> crate::error::Result<Vec<FoundRecord>> {
+        match self {
+            Zone::Cloudflare(cf) => {
+                let mut out = Vec::new();
+                for name in names {
+                    out.extend(cf.at_name(name).await?);
+                }
+                Ok(out)
+            }
+            Zone::Sakura(s) => s.at_names(names, owner).await,
+        }
+    }
+
+    pub async fn apply(&self, changes: &[Change], owner: &str) -> crate::error::Result<()> {
+        match self {
+            Zone::Cloudflare(cf) => {
+                for change in changes {
+                    match change {
+                        Change::Create(w) => cf.create(w, owner).await?,
+                        Change::Update { id, to } => cf.update(id, &to.content).await?,
+                        Change::Delete(r) => cf.delete(&r.id).await?,
+                    }
+                }
+                Ok(())
+            }
+            Zone::Sakura(_) if changes.is_empty() => Ok(()),
+            Zone::Sakura(s) => s.apply(changes, owner).await,
+        }
+    }
 }
 
 /// The comment that marks a record as fleet's, per server.

@@ -394,7 +394,9 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
             ip: machine.as_ref().and_then(|m| m.ip.clone()),
             cpu: machine.as_ref().and_then(|m| m.cpu),
             memory_gb: machine.as_ref().and_then(|m| m.memory_gb),
-            dns: zones.describe(server, machine.as_ref().and_then(|m| m.ip.as_deref())).await?,
+            dns: zones
+                .describe(&config.project, &spec.name, server, machine.as_ref().and_then(|m| m.ip.as_deref()))
+                .await?,
         });
         match machine.as_ref().filter(|m| m.power == Power::Up) {
             Some(m) => {

@@ -56,6 +56,9 @@ struct Args {
     /// Cloudflare API token the DNS API accepts (Bearer)
     #[arg(long, env = "CLOUDFLARE_API_TOKEN", default_value = "sim-cf-token")]
     cf_token: String,
+    /// Sakura DNS zones (commonserviceitem) served (repeatable)
+    #[arg(long = "sakura-dns-zone", default_value = "example.com")]
+    sakura_dns_zones: Vec<String>,
     /// DNS zones served by the Cloudflare API (repeatable)
     #[arg(long = "cf-zone", default_value = "example.com")]
     cf_zones: Vec<String>,
@@ -67,6 +70,7 @@ type Shared = Arc<Mutex<World>>;
 async fn main() {
     let args = Args::parse();
     let settings = Settings {
+        sakura_dns_zones: args.sakura_dns_zones,
         cf_token: args.cf_token,
         cf_zones: args.cf_zones,
         token: args.token,

@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 pub struct Settings {
+    pub sakura_dns_zones: Vec<String>,
     pub cf_token: String,
     pub cf_zones: Vec<String>,
     pub token: String,
@@ -81,6 +82,16 @@ struct Disk {
     state: DiskState,
 }
 
+/// A Sakura DNS zone (`commonserviceitem` with `Provider.Class = dns`): records are replaced whole.
+struct DnsZone {
+    id: u64,
+    name: String,
+    tags: Vec<String>,
+    records: Vec<Value>,
+    /// Changes with every write; a write naming an older hash is refused (409 conflict).
+    settings_hash: u64,
+}
+
 struct Archive {
     id: u64,
     name: String,
@@ -98,6 +109,7 @@ pub struct World {
     servers: BTreeMap<u64, Server>,
     disks: BTreeMap<u64, Disk>,
     archives: Vec<Archive>,
+    dns_zones: Vec<DnsZone>,
     /// Running SSH proxies of booted servers.
     proxies: HashMap<u64, tokio::task::JoinHandle<()>>,
     pub cloudflare: crate::cloudflare::Cloudflare,
@@ -141,8 +153,13 @@ impl World {
             servers: BTreeMap::new(),
             disks: BTreeMap::new(),
             archives: Vec::new(),
+            dns_zones: Vec::new(),
             proxies: HashMap::new(),
         };
+        for name in w.settings.sakura_dns_zones.clone() {
+            let id = w.id();
+            w.dns_zones.push(DnsZone { id, name, tags: Vec::new(), records: Vec::new(), settings_hash: 1 });
+        }
         for zone in ZONES {
             for (name, tags) in ARCHIVES {
                 let id = w.id();
@@ -241,6 +258,7 @@ impl World {
             })).collect::<Vec<_>>(),
             "disks": self.disks.values().map(|d| json!({"id": d.id, "server": d.server, "state": format!("{:?}", d.state)})).collect::<Vec<_>>(),
             "dns": self.cloudflare.snapshot(),
+            "sakura_dns": self.dns_zones.iter().map(|z| json!({"zone": z.name, "records": z.records, "tags": z.tags})).collect::<Vec<_>>(),
         })
     }
 
@@ -305,6 +323,9 @@ impl World {
             ("POST", ["disk"]) => self.create_disk(&zone, &body, numbers),
             ("GET", ["disk", _]) => self.read_disk(id, &zone, numbers),
             ("DELETE", ["disk", _]) => self.delete_disk(id, &zone),
+            ("GET", ["commonserviceitem"]) => self.find_dns(query.as_deref(), numbers),
+            ("GET", ["commonserviceitem", _]) => self.read_dns(id, numbers),
+            ("PUT", ["commonserviceitem", _]) => self.write_dns(id, &body, numbers),
             _ => Err(error(StatusCode::NOT_FOUND, "not_found", "this simulator does not serve that endpoint")),
         };
         reply.unwrap_or_else(|e| e)
@@ -575,6 +596,77 @@ impl World {
         let id = d.id;
         self.disks.remove(&id);
         Ok((StatusCode::OK, json!({"Success": true, "is_ok": true})))
+    }
+}
+
+impl World {
+    fn dns_json(z: &DnsZone, numbers: bool) -> Value {
+        json!({
+            "ID": Self::id_value(z.id, numbers), "Name": z.name, "Description": "", "Tags": z.tags,
+            "Availability": "available", "Provider": {"Class": "dns"},
+            "Settings": {"DNS": {"ResourceRecordSets": z.records}},
+            "SettingsHash": z.settings_hash.to_string(),
+            "Status": {"Zone": z.name, "NS": ["ns1.gslb1.sakura.ne.jp", "ns2.gslb1.sakura.ne.jp"]},
+        })
+    }
+
+    fn find_dns(&self, query: Option<&str>, numbers: bool) -> Result<Reply, Reply> {
+        let q = parse_query(query)?;
+        if q["Filter"]["Provider.Class"] != "dns" {
+            return Ok(page(&q, Vec::new(), "CommonServiceItems"));
+        }
+        let found: Vec<Value> = self
+            .dns_zones
+            .iter()
+            .filter(|z| matches(&q, &z.name, &z.tags))
+            .map(|z| Self::dns_json(z, numbers))
+            .collect();
+        Ok(page(&q, found, "CommonServiceItems"))
+    }
+
+    fn read_dns(&self, id: Option<u64>, numbers: bool) -> Result<Reply, Reply> {
+        let z = id
+            .and_then(|id| self.dns_zones.iter().find(|z| z.id == id))
+            .ok_or_else(|| error(StatusCode::NOT_FOUND, "not_found", "DNS zone not found"))?;
+        Ok((StatusCode::OK, json!({"CommonServiceItem": Self::dns_json(z, numbers), "is_ok": true})))
+    }
+
+    /// Replaces the whole record list (and tags); a stale SettingsHash is a lost-update guard.
+    fn write_dns(&mut self, id: Option<u64>, body: &Value, numbers: bool) -> Result<Reply, Reply> {
+        let z = id
+            .and_then(|id| self.dns_zones.iter_mut().find(|z| z.id == id))
+            .ok_or_else(|| error(StatusCode::NOT_FOUND, "not_found", "DNS zone not found"))?;
+        let item = &body["CommonServiceItem"];
+        if let Some(hash) = item["SettingsHash"].as_str()
+            && hash != z.settings_hash.to_string()
+        {
+            return Err(error(
+                StatusCode::CONFLICT,
+                "conflict",
+                "設定が更新されています (settings changed since read)",
+            ));
+        }
+        let Some(records) = item["Settings"]["DNS"]["ResourceRecordSets"].as_array() else {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "Settings.DNS.ResourceRecordSets is required ([] clears the zone)",
+            ));
+        };
+        for r in records {
+            let kind = r["Type"].as_str().unwrap_or_default();
+            let rdata = r["RData"].as_str().unwrap_or_default();
+            if matches!(kind, "CNAME" | "NS" | "MX" | "ALIAS" | "PTR") && !rdata.ends_with('.') {
+                return Err(error(StatusCode::BAD_REQUEST, "bad_request", "CNAME RData must end with a dot"));
+            }
+        }
+        z.records = records.clone();
+        if let Some(tags) = item["Tags"].as_array() {
+            z.tags = tags.iter().filter_map(|t| t.as_str().map(String::from)).collect();
+        }
+        z.settings_hash += 1;
+        let json = Self::dns_json(z, numbers);
+        Ok((StatusCode::OK, json!({"CommonServiceItem": json, "Success": true, "is_ok": true})))
     }
 }
 
