@@ -86,12 +86,7 @@ impl CloudflareDns {
                 Err(e) => return Err(self.fail(&format!("{method} {path}"), e.without_url())),
                 Ok(resp) => {
                     let status = resp.status();
-                    let retry_after = resp
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .map(Duration::from_secs);
+                    let retry_after = crate::infra::sakura_api::retry_after(&resp);
                     let v: Value = resp.json().await.unwrap_or(Value::Null);
                     let retryable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
                     if retryable && !last {

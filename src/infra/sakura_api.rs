@@ -170,12 +170,7 @@ impl SakuraApi {
                 }
             };
             let status = resp.status();
-            let retry_after = resp
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
-                .map(Duration::from_secs);
+            let retry_after = retry_after(&resp);
             let text = resp.text().await.unwrap_or_default();
             if status.is_success() {
                 return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
@@ -198,6 +193,11 @@ impl SakuraApi {
         tokio::time::sleep(wait).await;
         *last = Instant::now();
     }
+}
+
+/// `Retry-After: <seconds>` of a 429/503 answer (the HTTP-date form is not used by these APIs).
+pub fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    resp.headers().get("retry-after")?.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 /// reqwest's error text names the URL; ours never prints tokens, but keep the message short.

@@ -120,12 +120,21 @@ impl Sim {
 
     /// A plain HTTP/1.1 request to the sim's control endpoints (no client library needed).
     fn http(&self, method: &str, path: &str, body: &str) -> String {
+        self.request(method, path, "", body)
+    }
+
+    /// The same, as a Cloudflare API client would send it.
+    fn http_auth(&self, method: &str, path: &str, body: &str) -> String {
+        self.request(method, path, "Authorization: Bearer sim-cf-token\r\nContent-Type: application/json\r\n", body)
+    }
+
+    fn request(&self, method: &str, path: &str, headers: &str, body: &str) -> String {
         use std::io::{Read, Write};
         let host = self.url.trim_start_matches("http://");
         let mut stream = std::net::TcpStream::connect(host).expect("connect to fleet-sim");
         write!(
             stream,
-            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )
         .unwrap();
@@ -188,22 +197,6 @@ impl Sim {
         let id = list["result"][0]["id"].as_str().expect("record exists").to_string();
         let body = serde_json::json!({"content": content}).to_string();
         self.http_auth("PATCH", &format!("/client/v4/zones/{zone}/dns_records/{id}"), &body);
-    }
-
-    fn http_auth(&self, method: &str, path: &str, body: &str) -> String {
-        use std::io::{Read, Write};
-        let host = self.url.trim_start_matches("http://");
-        let mut stream = std::net::TcpStream::connect(host).expect("connect to fleet-sim");
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer sim-cf-token\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        assert!(response.starts_with("HTTP/1.1 2"), "{method} {path}: {response}");
-        response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
     }
 
     pub fn fault(&self, json: &str) {
