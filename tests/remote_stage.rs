@@ -318,6 +318,10 @@ fn host_provider_through_the_ladder() {
     assert!(p.ok(&["up", "pre"]).stdout.contains("up to date"));
     let status = p.ok(&["status", "pre"]);
     assert!(status.stdout.contains("    Provider: host"), "{}", status.stdout);
+    let json: serde_json::Value = serde_json::from_str(&p.ok(&["status", "pre", "--format", "json"]).stdout).unwrap();
+    assert_eq!((json["type"].as_str(), json["status"].as_str()), (Some("remote"), Some("running")));
+    assert_eq!(json["servers"][0]["provider"], "host");
+    assert_eq!(json["services"][0]["state"], "running");
     assert!(status.stdout.contains("  ✓ web"), "{}", status.stdout);
     let ps = p.ok(&["ps", "pre"]);
     assert!(ps.stdout.lines().any(|l| l.starts_with("pre ") && l.contains("web")), "{}", ps.stdout);
@@ -519,4 +523,23 @@ fn two_machines_cannot_run_up_at_once_and_a_foreign_stale_lock_is_broken_by_unlo
     assert!(unlock.stdout.contains("Stage dev is unlocked (lock on server creo-dev-01 removed)."), "{}", unlock.stdout);
     p.ok(&["up", "dev"]);
     p.ok(&["down", "dev", "--destroy", "--yes"]);
+}
+
+#[test]
+fn a_protected_remote_stage_refuses_destroy_before_touching_anything() {
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let p = sakura_project("protect-remote", &sim, &sshd);
+    let kdl = std::fs::read_to_string(p.path().join("fleet.kdl"))
+        .unwrap()
+        .replace(r#"service "db" "api""#, "service \"db\" \"api\"\n    protect");
+    std::fs::write(p.path().join("fleet.kdl"), kdl).unwrap();
+    p.ok(&["up", "dev"]);
+    let before = sim.requests();
+    p.fleet(&["down", "dev", "--destroy", "--yes"]).fails_with(2, &["stage `dev` is protected", "remove `protect`"]);
+    assert_eq!(sim.requests(), before, "not one API request");
+    assert_eq!(server_count(&sim), 1);
+    assert_eq!(p.inspect("dev", "api", "{{.State.Running}}").as_deref(), Some("true"));
+    // Suspend is not a deletion: allowed.
+    p.ok(&["down", "dev", "--suspend"]);
 }

@@ -199,6 +199,9 @@ impl Cloudflare {
         if same_name.iter().any(|r| r.kind == kind && r.content == content) {
             return envelope_error(StatusCode::BAD_REQUEST, 81058, "An identical record already exists.");
         }
+        if kind == "CNAME" && same_name.iter().any(|r| r.kind == "CNAME") {
+            return envelope_error(StatusCode::BAD_REQUEST, 81057, "The record already exists.");
+        }
         let clash = same_name.iter().any(|r| r.kind == "CNAME") || (kind == "CNAME" && !same_name.is_empty());
         if clash {
             return envelope_error(
