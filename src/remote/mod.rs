@@ -38,14 +38,17 @@ fn state_dir() -> PathBuf {
 /// An open SSH connection to one server, and the directory of its forwarded socket.
 pub struct RemoteHost {
     session: Option<Session>,
-    socket_dir: PathBuf,
+    socket_dir: SocketDir,
     pub endpoint: String,
 }
 
-impl Drop for RemoteHost {
+/// A private directory for the control master and the forwarded socket, removed on drop
+/// (also when connecting fails).
+struct SocketDir(PathBuf);
+
+impl Drop for SocketDir {
     fn drop(&mut self) {
-        // The control master ends with the session's drop; the socket directory is ours to remove.
-        let _ = std::fs::remove_dir_all(&self.socket_dir);
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -87,7 +90,7 @@ pub async fn connect(
             tokio::time::sleep(RETRY_INTERVAL).await;
             continue;
         }
-        match builder(ssh, known_hosts, &socket_dir).connect(address).await {
+        match builder(ssh, known_hosts, &socket_dir.0).connect(address).await {
             Ok(session) => {
                 return Ok(RemoteHost { session: Some(session), socket_dir, endpoint });
             }
@@ -147,7 +150,7 @@ fn error_text(e: &openssh::Error) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn socket_dir() -> Result<PathBuf> {
+fn socket_dir() -> Result<SocketDir> {
     use std::os::unix::fs::DirBuilderExt;
     static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -158,7 +161,7 @@ fn socket_dir() -> Result<PathBuf> {
         .recursive(true)
         .create(&dir)
         .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    Ok(dir)
+    Ok(SocketDir(dir))
 }
 
 impl RemoteHost {
@@ -229,7 +232,7 @@ impl RemoteHost {
 
     /// The server's engine, through a unix socket forwarded over this SSH connection.
     pub async fn engine(&self) -> Result<Engine> {
-        let local = self.socket_dir.join("docker.sock");
+        let local = self.socket_dir.0.join("docker.sock");
         self.session()
             .request_port_forward(
                 ForwardType::Local,

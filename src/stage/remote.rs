@@ -24,12 +24,14 @@ struct Connected {
     engine: Engine,
 }
 
-async fn reach(config: &Config, server: &Server, machine: &Machine, ui: &Ui) -> Result<Connected> {
+/// SSH to a server and its engine. `booting`: the server may have just been created or powered on,
+/// so SSH gets a cloud server's boot time to answer; otherwise a short wait.
+async fn reach(config: &Config, server: &Server, machine: &Machine, ui: &Ui, booting: bool) -> Result<Connected> {
     let address = machine
         .ip
         .as_deref()
         .ok_or_else(|| Error::failed(format!("server {}: the provider reports no IP address", server.name)))?;
-    let fresh = matches!(server.provider, ServerProvider::SakuraCloud { .. });
+    let fresh = booting && matches!(server.provider, ServerProvider::SakuraCloud { .. });
     let known_hosts = known_hosts_file(&config.project);
     let mut host = remote::connect(server, address, &known_hosts, fresh).await?;
     if host.ensure_docker(server).await? {
@@ -114,7 +116,7 @@ async fn up_servers(
     let mut blocked = Vec::new();
     for (i, server) in spec.servers.iter().enumerate() {
         let machine = providers.ensure_up(server, &tag(config, spec, server), progress).await?;
-        let conn = reach(config, server, &machine, ui).await?;
+        let conn = reach(config, server, &machine, ui, true).await?;
         if i == 0 {
             let purpose = format!("up {}", spec.name);
             remote_lock::acquire(&conn.host, &server.name, &config.project, &spec.name, &purpose, opts.lock_wait)
@@ -148,7 +150,7 @@ pub async fn unlock(config: &Config, spec: &StageSpec, ui: &Ui) -> Result<()> {
     let Some(server) = spec.servers.first() else { return Ok(()) };
     match providers.observe(server, &tag(config, spec, server)).await? {
         Some(m) if m.power == Power::Up => {
-            let conn = reach(config, server, &m, ui).await?;
+            let conn = reach(config, server, &m, ui, false).await?;
             conn.host.unlock(&remote_lock::lock_name(&config.project, &spec.name)).await?;
             conn.host.close().await;
             ui.line(format!("Stage {} is unlocked (lock on server {} removed).", spec.name, server.name));
@@ -177,7 +179,7 @@ async fn plan_only(
         let mut actions = Vec::new();
         match &found {
             Some(m) if m.power == Power::Up => {
-                let conn = reach(config, server, m, ui).await?;
+                let conn = reach(config, server, m, ui, false).await?;
                 let plan = converge_containers(&conn.engine, &sub, opts, ui).await?;
                 actions = plan.actions;
                 total.orphans.extend(plan.orphans);
@@ -277,7 +279,7 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
         let Some(m) = machine.as_ref().filter(|m| m.power == Power::Up) else {
             continue;
         };
-        let conn = reach(config, server, m, ui).await?;
+        let conn = reach(config, server, m, ui, false).await?;
         if i == 0 && !opts.dry_run {
             let purpose = format!("down {}", spec.name);
             remote_lock::acquire(&conn.host, &server.name, &config.project, &spec.name, &purpose, opts.lock_wait)
@@ -400,7 +402,7 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
         });
         match machine.as_ref().filter(|m| m.power == Power::Up) {
             Some(m) => {
-                let conn = reach(config, server, m, ui).await?;
+                let conn = reach(config, server, m, ui, false).await?;
                 rows.extend(service_rows(&conn.engine, &sub).await?);
                 conn.host.close().await;
             }
@@ -429,7 +431,7 @@ pub async fn containers(config: &Config, spec: &StageSpec, ui: &Ui) -> Result<Ve
     for server in &spec.servers {
         match providers.observe(server, &tag(config, spec, server)).await? {
             Some(m) if m.power == Power::Up => {
-                let conn = reach(config, server, &m, ui).await?;
+                let conn = reach(config, server, &m, ui, false).await?;
                 let names: Vec<String> = spec.services_on(server).iter().map(|s| s.name.clone()).collect();
                 let found = conn.engine.containers(&config.project, Some(&spec.name)).await?;
                 out.extend(found.into_iter().filter(|c| names.contains(&c.service)));
@@ -455,7 +457,7 @@ pub async fn logs(config: &Config, spec: &StageSpec, services: &[String], opts: 
             ui.note(format!("server {} is not running; its logs are not available", server.name));
             continue;
         };
-        let conn = reach(config, server, &m, ui).await?;
+        let conn = reach(config, server, &m, ui, false).await?;
         let targets = log_targets(&conn.engine, &spec.for_server(server), services).await?;
         if !targets.is_empty() {
             streams.push(engine::stream_logs(&conn.engine, &targets, opts));
