@@ -27,6 +27,21 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// `plan`, `up --dry-run` and `down --dry-run`: their exit code says whether changes are pending.
+    pub fn is_plan_like(&self) -> bool {
+        match &self.command {
+            Command::Stage(c) | Command::Direct(c) => match c {
+                StageCommand::Plan(_) => true,
+                StageCommand::Up(a) => a.dry_run,
+                StageCommand::Down(a) => a.dry_run,
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Work on one stage (an environment: local, dev, pre, prod)
@@ -75,7 +90,7 @@ pub struct UpArgs {
     /// Pull every image even when present, and recreate what changed
     #[arg(long)]
     pub pull: bool,
-    /// Print the plan and change nothing
+    /// Print the plan and change nothing; exit 0 when nothing, 2 when there are changes, 1 on error
     #[arg(long)]
     pub dry_run: bool,
     /// Remove containers of services no longer in the stage
@@ -110,7 +125,7 @@ pub struct DownArgs {
     /// Skip the confirmation --destroy asks for
     #[arg(short, long)]
     pub yes: bool,
-    /// Print the plan and change nothing
+    /// Print the plan and change nothing; exit 0 when nothing, 2 when there are changes, 1 on error
     #[arg(long)]
     pub dry_run: bool,
     #[arg(long, value_enum, default_value_t)]
@@ -218,7 +233,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 format: a.format,
                 lock_wait: a.lock_wait,
             };
-            stage::up(&cfg, &spec, &opts, &ui).await?;
+            let plan = stage::up(&cfg, &spec, &opts, &ui).await?;
+            return Ok(pending(a.dry_run, &plan));
         }
         StageCommand::Plan(a) => {
             let spec = resolve(&cfg, &a.stage)?;
@@ -244,7 +260,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 format: a.format,
                 lock_wait: a.lock_wait,
             };
-            stage::down(&cfg, &spec, &opts, &ui).await?;
+            let plan = stage::down(&cfg, &spec, &opts, &ui).await?;
+            return Ok(pending(a.dry_run, &plan));
         }
         StageCommand::Unlock(a) => {
             let spec = resolve(&cfg, &a.stage)?;
@@ -273,6 +290,11 @@ pub async fn run(cli: Cli) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// A dry run's exit code says whether changes are pending (2) or not (0), like `plan`.
+fn pending(dry_run: bool, plan: &crate::plan::Plan) -> i32 {
+    if dry_run && !plan.is_empty() { 2 } else { 0 }
 }
 
 fn resolve(cfg: &Config, arg: &StageArg) -> Result<StageSpec> {

@@ -1,9 +1,11 @@
-//! One change at a time per stage. A local stage is guarded by an OS file lock, which the
-//! kernel releases when the holder dies, so a killed run never leaves a stale lock behind.
+//! One change at a time per stage on this machine. A local stage is guarded by an OS file lock,
+//! which the kernel releases when the holder dies, so a killed run never leaves a stale lock.
 
 use crate::error::{Error, Result};
+use crate::holder::Holder;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -15,24 +17,29 @@ pub struct StageLock {
     _file: File,
 }
 
+/// `FLEET_LOCK_DIR`, else `locks` in this user's private runtime directory.
 fn lock_dir() -> PathBuf {
-    std::env::var_os("FLEET_LOCK_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("fleetflow-locks"))
+    std::env::var_os("FLEET_LOCK_DIR").map(PathBuf::from).unwrap_or_else(|| crate::runtime_dir::base().join("locks"))
 }
 
 impl StageLock {
     /// Takes the lock or fails at once naming the holder; with `wait`, retries that long.
-    pub fn acquire(project: &str, stage: &str, purpose: &str, wait: Option<Duration>) -> Result<Self> {
+    /// The wait sleeps on the runtime, so Ctrl-C ends it at once.
+    pub async fn acquire(project: &str, stage: &str, purpose: &str, wait: Option<Duration>) -> Result<Self> {
         let dir = lock_dir();
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::io(format!("creating lock directory {}", dir.display()), e))?;
-        let path = dir.join(format!("{project}-{stage}.lock"));
+        if std::env::var_os("FLEET_LOCK_DIR").is_none() {
+            crate::runtime_dir::ensure_private(&crate::runtime_dir::base())?;
+        }
+        crate::runtime_dir::ensure_private(&dir)?;
+        let path = dir.join(format!("{project}.{stage}.lock"));
+        // No-follow: a symlink planted at this name must not redirect the write.
         let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| Error::io(format!("opening lock {}", path.display()), e))?;
         let deadline = wait.map(|w| Instant::now() + w);
@@ -41,16 +48,13 @@ impl StageLock {
                 Ok(()) => break,
                 Err(TryLockError::WouldBlock) => {
                     if deadline.is_some_and(|d| Instant::now() < d) {
-                        std::thread::sleep(RETRY_INTERVAL);
+                        tokio::time::sleep(RETRY_INTERVAL).await;
                         continue;
                     }
-                    let mut holder = String::new();
-                    let _ = file.read_to_string(&mut holder);
-                    let holder = if holder.trim().is_empty() {
-                        "another fleet run".to_string()
-                    } else {
-                        holder.trim().to_string()
-                    };
+                    let mut text = String::new();
+                    let _ = file.rewind().and_then(|_| file.read_to_string(&mut text));
+                    let holder =
+                        Holder::decode(&text).map_or_else(|| "another fleet run".to_string(), |h| h.to_string());
                     return Err(Error::failed_help(
                         format!("stage `{stage}` of project `{project}` is locked by {holder}"),
                         "wait for it to finish, or pass --lock-wait 5m to wait for the lock",
@@ -61,14 +65,31 @@ impl StageLock {
                 }
             }
         }
-        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
-        let since = jiff::Timestamp::now();
-        let note = format!("pid {} ({user}@{}, `fleet {purpose}`) since {since}", std::process::id(), host.trim());
+        // Ours now: the old holder's record is replaced.
         file.set_len(0)
             .and_then(|_| file.rewind())
-            .and_then(|_| file.write_all(note.as_bytes()))
+            .and_then(|_| file.write_all(Holder::me(purpose).encode().as_bytes()))
             .map_err(|e| Error::io("writing lock holder", e))?;
         Ok(Self { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_symlink_at_the_lock_path_is_not_followed() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("locks");
+        crate::runtime_dir::ensure_private(&dir).unwrap();
+        let victim = t.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join("p.s.lock")).unwrap();
+        // SAFETY: this test alone reads FLEET_LOCK_DIR in this process's lock tests.
+        unsafe { std::env::set_var("FLEET_LOCK_DIR", &dir) };
+        let err = StageLock::acquire("p", "s", "up s", None).await.unwrap_err();
+        assert!(err.to_string().contains("opening lock"), "{err}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     }
 }

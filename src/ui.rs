@@ -40,10 +40,54 @@ pub fn colour_plan_line(text: String) -> String {
     }
 }
 
+/// Set once stdout is gone (`fleet ps | head`): writers stop, loops over output end, and the
+/// command winds down normally so SSH connections and locks are closed.
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// True once a write to stdout failed because its reader went away.
+pub fn stdout_closed() -> bool {
+    STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Resolves once stdout's reader is gone, noticed without writing, so a `logs -f` that has
+/// nothing to print still ends when `head` or the terminal goes away.
+pub async fn stdout_gone() {
+    const CHECK_EVERY: Duration = Duration::from_millis(250);
+    loop {
+        if stdout_closed() || reader_gone() {
+            STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
+        tokio::time::sleep(CHECK_EVERY).await;
+    }
+}
+
+/// A pipe whose reader closed reports POLLERR, a hung-up terminal POLLHUP; a file neither.
+fn reader_gone() -> bool {
+    let mut fd = libc::pollfd { fd: libc::STDOUT_FILENO, events: 0, revents: 0 };
+    // SAFETY: one valid pollfd, zero timeout.
+    let rc = unsafe { libc::poll(&mut fd, 1, 0) };
+    rc > 0 && fd.revents & (libc::POLLERR | libc::POLLHUP) != 0
+}
+
+/// Writes one line to stdout; a closed pipe is remembered instead of panicking like `println!`.
+fn out(text: impl std::fmt::Display) {
+    if stdout_closed() {
+        return;
+    }
+    let mut stdout = anstream::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{text}").and_then(|_| stdout.flush()) {
+        // Other write errors (a full disk) are not ours to report either: output is best effort.
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
 impl Ui {
     pub fn line(&self, text: impl std::fmt::Display) {
         if !self.quiet {
-            anstream::println!("{text}");
+            out(text);
         }
     }
 
@@ -65,7 +109,7 @@ impl Ui {
     }
 
     pub fn json(&self, value: &serde_json::Value) {
-        println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+        out(serde_json::to_string_pretty(value).unwrap_or_default());
     }
 
     /// Orphans an `up` plan keeps (it lists them, it removes them only with --remove-orphans).
@@ -156,7 +200,7 @@ impl Ui {
         let prefix = format!("{:width$} |", line.service);
         let prefix = prefix.color(PALETTE[colour % PALETTE.len()]);
         for text in line.text.lines() {
-            anstream::println!("{prefix} {text}");
+            out(format!("{prefix} {text}"));
         }
     }
 }

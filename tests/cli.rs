@@ -101,3 +101,31 @@ fn completions_are_generated() {
     let r = p.ok(&["completions", "bash"]);
     assert!(r.stdout.contains("fleet"));
 }
+
+#[test]
+fn deep_nesting_is_a_config_error_with_a_location_not_a_crash() {
+    let p = Project::new("deep", FILE);
+    std::fs::write(p.path().join("fleet.kdl"), "a { ".repeat(20_000) + &"}".repeat(20_000)).unwrap();
+    let r = p.fleet(&["validate"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("blocks nest more than 64 levels deep"), "{}", r.stderr);
+    assert!(r.stderr.contains("fleet.kdl:1:259"), "{}", r.stderr);
+}
+
+#[test]
+fn plan_and_dry_run_exit_1_on_every_error() {
+    let p = Project::new("planexit", FILE);
+    // An unknown stage, a bad flag, a config error: 1, never 2 ("changes pending").
+    p.fleet(&["plan", "nosuch"]).fails_with(1, &["stage `nosuch` is not defined"]);
+    p.fleet(&["up", "nosuch", "--dry-run"]).fails_with(1, &["stage `nosuch` is not defined"]);
+    assert_eq!(p.fleet(&["plan", "local", "--bogus"]).code, 1);
+    p.write("service \"db\" {\n    imgae \"x\"\n}\nstage \"local\" { service \"db\" }\n");
+    p.fleet(&["plan", "local"]).fails_with(1, &["unknown node `imgae`"]);
+    p.fleet(&["down", "local", "--dry-run"]).fails_with(1, &["unknown node `imgae`"]);
+    // Missing credentials for a remote stage.
+    p.write("project \"{project}\"\nproviders { sakura-cloud zone=\"tk1a\" }\nservice \"db\" {}\nstage \"dev\" {\n  server \"s\" { provider \"sakura-cloud\" }\n  service \"db\"\n}\n");
+    let r = p.cmd(&["plan", "dev"]).env_remove("SAKURACLOUD_ACCESS_TOKEN").output().unwrap();
+    assert_eq!(r.status.code(), Some(1), "{}", String::from_utf8_lossy(&r.stderr));
+    // Outside plan-like commands a usage error stays 2.
+    p.fleet(&["status", "nosuch"]).fails_with(2, &["stage `nosuch` is not defined"]);
+}

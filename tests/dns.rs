@@ -122,6 +122,11 @@ fn a_foreign_record_in_the_way_is_never_touched() {
     );
     assert_eq!(p.inspect("dev", "web", "{{.State.Running}}").as_deref(), Some("true"), "containers still converge");
     assert!(sim.records().iter().any(|r| r.0 == "dev.example.com" && r.2 == "198.51.100.7" && r.3.is_none()));
+    // Every record is decided before any is written: no alias now points at the stranger's A.
+    assert_eq!(sim.records().len(), 1, "no record was written: {:?}", sim.records());
+    let again = p.fleet(&["up", "dev"]);
+    assert!(!again.stdout.contains("is up"), "no success line before the failure: {}", again.stdout);
+    assert!(again.stderr.contains("no record was written"), "{}", again.stderr);
     p.ok(&["down", "dev", "--destroy", "--yes"]);
     let left: Vec<_> = sim.records();
     assert_eq!(left.len(), 1, "only the foreign record remains: {left:?}");

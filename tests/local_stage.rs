@@ -337,16 +337,19 @@ stage "local" { service "a" "b" }
 #[test]
 fn dry_run_prints_plan_and_changes_nothing() {
     let p = Project::new("dryrun", STACK);
-    let r = p.ok(&["up", "local", "--dry-run"]);
+    let r = p.fleet(&["up", "local", "--dry-run"]);
+    assert_eq!(r.code, 2, "changes pending");
     assert!(r.stdout.contains("+ container db"), "{}", r.stdout);
     assert!(r.stdout.contains("Plan: 5 to add, 0 to change, 0 to replace, 0 to destroy."), "{}", r.stdout);
     assert!(p.containers().is_empty());
     assert!(!p.network_exists("local"));
     let json: serde_json::Value =
-        serde_json::from_str(&p.ok(&["up", "local", "--dry-run", "--format", "json"]).stdout).unwrap();
+        serde_json::from_str(&p.fleet(&["up", "local", "--dry-run", "--format", "json"]).stdout).unwrap();
     assert_eq!(json["summary"]["add"], 5);
     p.ok(&["up", "local"]);
-    let down = p.ok(&["down", "local", "--destroy", "--dry-run"]);
+    assert_eq!(p.fleet(&["up", "local", "--dry-run"]).code, 0, "converged: nothing pending");
+    let down = p.fleet(&["down", "local", "--destroy", "--dry-run"]);
+    assert_eq!(down.code, 2);
     assert!(down.stdout.contains("- container db"), "{}", down.stdout);
     assert_eq!(p.containers().len(), 3, "dry-run destroyed something");
 }
@@ -459,4 +462,108 @@ stage "local" { service "api" }
 "#,
     );
     p.fleet(&["up", "local"]).fails_with(1, &["service api", "restart", "crash-loop-output"]);
+}
+
+#[test]
+fn ctrl_c_ends_a_lock_wait_at_once_with_130() {
+    let p = Project::new("lockwait-int", SLOW);
+    let mut first = start_slow_up(&p);
+    let mut waiting =
+        p.cmd(&["up", "local", "--lock-wait", "5m"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(waiting.try_wait().unwrap().is_none(), "the second run waits for the lock");
+    let sent = Instant::now();
+    std::process::Command::new("kill").args(["-INT", &waiting.id().to_string()]).status().unwrap();
+    let status = loop {
+        if let Some(s) = waiting.try_wait().unwrap() {
+            break s;
+        }
+        assert!(sent.elapsed() < Duration::from_secs(3), "Ctrl-C did not end the lock wait");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130));
+    assert!(sent.elapsed() < Duration::from_secs(1), "ended within a second: {:?}", sent.elapsed());
+    assert!(first.wait().unwrap().success());
+}
+
+#[test]
+fn ps_status_is_the_state_word_with_health() {
+    let p = Project::new(
+        "psstatus",
+        r#"
+project "{project}"
+service "plain" { image "{image}"; command "sleep 100000"; stop_signal "SIGKILL" }
+service "checked" {
+    image "{image}"; command "sleep 100000"; stop_signal "SIGKILL"
+    healthcheck { test "CMD" "true"; interval "200ms"; retries 3 }
+}
+service "job" { image "{image}"; command "sh -c 'exit 3'"; restart "no" }
+stage "local" { service "plain" "checked" }
+stage "jobs" { service "job" }
+"#,
+    );
+    p.ok(&["up", "local"]);
+    let ps = p.ok(&["ps", "local"]);
+    let row =
+        |svc: &str| ps.lines().into_iter().find(|l| l.split_whitespace().nth(1) == Some(svc)).unwrap().to_string();
+    assert!(row("plain").contains("  running  "), "{}", ps.stdout);
+    assert!(row("checked").contains("  running (healthy)"), "{}", ps.stdout);
+    assert!(!ps.stdout.contains("Up "), "Docker's uptime text stays out of STATUS: {}", ps.stdout);
+    p.fleet(&["up", "jobs"]);
+    let ps = p.ok(&["ps", "jobs"]);
+    assert!(ps.stdout.contains("exited (3)"), "{}", ps.stdout);
+}
+
+#[test]
+fn a_closed_pipe_ends_quietly_without_a_panic() {
+    let p = Project::new("epipe", SLOW);
+    p.ok(&["up", "local"]);
+    for args in [&["ps", "--format", "json"][..], &["ps"], &["logs", "local", "-f"], &["status", "local"]] {
+        // The reader is gone before fleet writes a byte: every write meets EPIPE.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut child = p.cmd(args).stdout(writer).stderr(Stdio::piped()).spawn().unwrap();
+        let started = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "fleet {args:?} kept running after its reader left");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert!(!err.contains("panicked"), "fleet {args:?}: {err}");
+        assert_eq!(status.code(), Some(0), "fleet {args:?}: {err}");
+    }
+}
+
+#[test]
+fn names_that_meet_at_a_dash_never_share_a_volume_or_a_network() {
+    // Project `X-b` stage `c` and project `X` stage `b-c` build the same names.
+    let kdl = |project: &str, stage: &str| {
+        format!(
+            "project \"{project}\"\nservice \"db\" {{ image \"{{image}}\"; command \"sleep 100000\"; stop_signal \"SIGKILL\"; volumes {{ volume \"data\" \"/data\" }} }}\nstage \"{stage}\" {{ service \"db\" }}\n"
+        )
+    };
+    let first = Project::new("dash-b", &kdl("{project}", "c"));
+    let x = first.name.strip_suffix("-b").expect("named …-b").to_string();
+    let second = Project::new("dash-other", &kdl(&x, "b-c"));
+    first.ok(&["up", "c"]);
+    let volume = format!("{}-c-data", first.name);
+    assert!(first.volume_exists(&volume));
+    second.fleet(&["up", "b-c"]).fails_with(1, &[&format!("belongs to project `{}` stage `c`", first.name)]);
+    second.fleet(&["down", "b-c", "--destroy", "--volumes", "--yes"]);
+    assert!(first.volume_exists(&volume), "the other project's data survives");
+    assert!(first.network_exists("c"), "and so does its network");
+    // The volume check holds on its own too: the network gone, the volume is still refused.
+    first.ok(&["down", "c", "--destroy", "--yes"]);
+    second
+        .fleet(&["up", "b-c"])
+        .fails_with(1, &[&format!("volume {volume} already exists and belongs to project `{}` stage `c`", first.name)]);
+    second.fleet(&["down", "b-c", "--destroy", "--volumes", "--yes"]);
+    assert!(first.volume_exists(&volume), "the other project's data survives");
+    first.ok(&["up", "c"]);
+    first.ok(&["down", "c", "--destroy", "--volumes", "--yes"]);
+    assert!(!first.volume_exists(&volume));
 }

@@ -438,7 +438,9 @@ fn action_lines(out: &str) -> Vec<String> {
 fn plan_matches_run(p: &Project, args: &[&str]) -> Vec<String> {
     let mut dry: Vec<&str> = args.to_vec();
     dry.push("--dry-run");
-    let planned = action_lines(&p.ok(&dry).stdout);
+    let planned = p.fleet(&dry);
+    assert!(matches!(planned.code, 0 | 2), "a dry run exits 0 or 2: {planned:?}");
+    let planned = action_lines(&planned.stdout);
     let done = action_lines(&p.ok(args).stdout);
     assert_eq!(planned, done, "plan and run differ for {args:?}");
     done
@@ -454,7 +456,7 @@ fn plans_for_every_rung_match_what_the_run_does() {
     assert!(plan.stdout.contains("Plan: 4 to add, 1 to change, 0 to replace, 0 to destroy."), "{}", plan.stdout);
     assert_eq!(server_count(&sim), 0, "plan changed nothing");
     let json: serde_json::Value =
-        serde_json::from_str(&p.ok(&["up", "dev", "--dry-run", "--format", "json"]).stdout).unwrap();
+        serde_json::from_str(&p.fleet(&["up", "dev", "--dry-run", "--format", "json"]).stdout).unwrap();
     assert_eq!(json["summary"]["add"], 4);
     assert!(json["infrastructure"][0].as_str().unwrap().starts_with("+ server creo-dev-01"));
 
@@ -467,7 +469,7 @@ fn plans_for_every_rung_match_what_the_run_does() {
     assert!(suspend.contains(&"~ server creo-dev-01: power off".to_string()), "{suspend:?}");
     // A powered-off server's engine cannot be asked: the plan names the boot, the run then also
     // starts what it finds stopped.
-    let dry = action_lines(&p.ok(&["up", "dev", "--dry-run"]).stdout);
+    let dry = action_lines(&p.fleet(&["up", "dev", "--dry-run"]).stdout);
     assert_eq!(dry, ["~ server creo-dev-01: power on"]);
     p.ok(&["up", "dev"]);
     let destroy = plan_matches_run(&p, &["down", "dev", "--destroy", "--yes"]);
@@ -495,7 +497,7 @@ fn two_machines_cannot_run_up_at_once_and_a_foreign_stale_lock_is_broken_by_unlo
     let mut first =
         p.cmd(&["up", "dev"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
     let lock =
-        std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(format!(".fleetflow/locks/{}-dev", p.name));
+        std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(format!(".fleetflow/locks/{}.dev", p.name));
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !lock.exists() {
         assert!(std::time::Instant::now() < deadline, "the first run never took the remote lock");
@@ -505,8 +507,8 @@ fn two_machines_cannot_run_up_at_once_and_a_foreign_stale_lock_is_broken_by_unlo
     let other = p.cmd(&["up", "dev"]).env("FLEET_LOCK_DIR", p.path().join("other-machine")).output().unwrap();
     let err = String::from_utf8_lossy(&other.stderr);
     assert_eq!(other.status.code(), Some(1), "{err}");
-    assert!(err.contains("stage `dev` is locked by pid="), "{err}");
-    assert!(err.contains("cmd=fleet up dev"), "{err}");
+    assert!(err.contains("stage `dev` is locked by pid "), "{err}");
+    assert!(err.contains("`fleet up dev`"), "{err}");
     assert!(err.contains("(lock on server creo-dev-01)"), "{err}");
     assert!(first.wait().unwrap().success());
     assert!(!lock.exists(), "the lock is released at the end of the run");
@@ -515,10 +517,11 @@ fn two_machines_cannot_run_up_at_once_and_a_foreign_stale_lock_is_broken_by_unlo
     std::fs::create_dir_all(&lock).unwrap();
     std::fs::write(
         lock.join("holder"),
-        "pid=4242 host=laptop-of-someone user=ci cmd=fleet up dev since=2026-11-27T10:00:00Z\n",
+        r#"{"pid":4242,"host":"laptop-of-someone","user":"ci","command":"fleet up dev","since":"2026-11-27T10:00:00Z"}"#,
     )
     .unwrap();
-    p.fleet(&["up", "dev"]).fails_with(1, &["stage `dev` is locked by pid=4242 host=laptop-of-someone"]);
+    p.fleet(&["up", "dev"])
+        .fails_with(1, &["stage `dev` is locked by pid 4242 (ci@laptop-of-someone, `fleet up dev`)"]);
     let unlock = p.ok(&["stage", "unlock", "dev"]);
     assert!(unlock.stdout.contains("Stage dev is unlocked (lock on server creo-dev-01 removed)."), "{}", unlock.stdout);
     p.ok(&["up", "dev"]);
@@ -542,4 +545,114 @@ fn a_protected_remote_stage_refuses_destroy_before_touching_anything() {
     assert_eq!(p.inspect("dev", "api", "{{.State.Running}}").as_deref(), Some("true"));
     // Suspend is not a deletion: allowed.
     p.ok(&["down", "dev", "--suspend"]);
+}
+
+/// Two servers, `api` on web-1 depending on `db` on db-1 (healthy only after a second).
+fn cross_server_project(test: &str, sim: &Sim, sshd: &Sshd, api_command: &str) -> Project {
+    let kdl = format!(
+        r#"
+project "{{project}}"
+providers {{ sakura-cloud zone="is1a" }}
+service "db" {{
+    image "{{image}}"; stop_signal "SIGKILL"
+    command "sh -c 'sleep 1; touch /tmp/ready; sleep 100000'"
+    healthcheck {{ test "CMD" "test" "-f" "/tmp/ready"; interval "200ms"; retries 50 }}
+}}
+service "api" {{ image "{{image}}"; command "{api_command}"; depends_on "db"; stop_signal "SIGKILL" }}
+stage "dev" {{
+    server "web-1" {{ provider "sakura-cloud"; ssh-key "{key}"; ssh user="root" port={port} identity="{id}"; services "api" }}
+    server "db-1" {{ provider "sakura-cloud"; ssh-key "{key}"; ssh user="root" port={port} identity="{id}"; services "db" }}
+    service "db" "api"
+}}
+"#,
+        key = sshd.public_key().display(),
+        port = sim.ssh_port,
+        id = sshd.identity().display(),
+    );
+    let mut p = Project::new(test, &kdl);
+    p.env = sim_env(sim);
+    p
+}
+
+#[test]
+fn depends_on_across_servers_orders_the_whole_stage() {
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let p = cross_server_project("crossdep", &sim, &sshd, "sleep 100000");
+    p.fleet(&["validate"]);
+    p.ok(&["up", "dev"]);
+    // api (on web-1) started only once db (on db-1) was healthy, a second after db started.
+    let db = support::nanos(&p.inspect("dev", "db", "{{.State.StartedAt}}").unwrap());
+    let api = support::nanos(&p.inspect("dev", "api", "{{.State.StartedAt}}").unwrap());
+    assert!(api - db >= 900_000_000, "api started {} ms after db", (api - db) / 1_000_000);
+    assert!(p.ok(&["up", "dev"]).stdout.contains("up to date"));
+    p.ok(&["down", "dev", "--destroy", "--yes"]);
+}
+
+#[test]
+fn a_failed_up_releases_the_remote_lock() {
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    // api crashes right after start: up fails after it took the lock on web-1.
+    let p = cross_server_project("lockleak", &sim, &sshd, "sh -c 'exit 3'");
+    p.fleet(&["up", "dev"]).fails_with(1, &["service api exited with code 3 after start"]);
+    let locks =
+        std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(format!(".fleetflow/locks/{}.dev", p.name));
+    assert!(!locks.exists(), "the lock was released on the failure path");
+    // Another machine is not locked out.
+    let other = p.cmd(&["status", "dev"]).env("FLEET_LOCK_DIR", p.path().join("other-machine")).output().unwrap();
+    assert_eq!(other.status.code(), Some(0), "{}", String::from_utf8_lossy(&other.stderr));
+    p.ok(&["down", "dev", "--destroy", "--yes"]);
+}
+
+#[test]
+fn a_garbled_success_is_never_read_as_no_servers() {
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let p = sakura_project("garbled", &sim, &sshd);
+    // Every read answers 200 with an HTML page: nothing may be created from that.
+    sim.fault(r#"{"garbled_reads": 1000}"#);
+    p.fleet(&["up", "dev"])
+        .fails_with(1, &["HTTP 200 with a body that is not the API's JSON (<html><body><h1>Maintenance"]);
+    assert_eq!(server_count(&sim), 0, "no server was created from a garbled list");
+    assert_eq!(sim.mutating_requests(), 0);
+    // One garbled read is read again and the run goes on.
+    sim.fault(r#"{"garbled_reads": 1}"#);
+    p.ok(&["up", "dev"]);
+    sim.fault(r#"{"garbled_reads": 2}"#);
+    assert!(p.ok(&["up", "dev"]).stdout.contains("up to date"));
+    assert_eq!(server_count(&sim), 1);
+    p.ok(&["down", "dev", "--destroy", "--yes"]);
+}
+
+#[test]
+fn an_unreachable_api_fails_within_seconds_naming_the_host() {
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let mut p = sakura_project("unreachable", &sim, &sshd);
+    let closed = support::remote::free_port();
+    p.env.retain(|(k, _)| k != "SAKURACLOUD_API_ROOT_URL" && k != "FLEET_SAKURA_BACKOFF_MS");
+    p.env.push(("SAKURACLOUD_API_ROOT_URL".into(), format!("http://127.0.0.1:{closed}/cloud/zone")));
+    p.env.push(("FLEET_SAKURA_BACKOFF_MS".into(), "300".into()));
+    let started = std::time::Instant::now();
+    let r = p.fleet(&["up", "dev"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    assert!(r.stderr.contains("Sakura Cloud API at 127.0.0.1 unreachable"), "{}", r.stderr);
+    assert!(r.stderr.contains("retrying 2/3"), "{}", r.stderr);
+    assert!(r.stderr.contains("to 127.0.0.1 failed"), "{}", r.stderr);
+}
+
+#[test]
+fn read_only_commands_never_install_an_engine() {
+    let sshd = Sshd::start("SetEnv PATH=/nonexistent");
+    let p = host_project("readonly-host", &sshd);
+    for args in
+        [&["status", "pre"][..], &["ps", "pre"], &["logs", "pre"], &["plan", "pre"], &["up", "pre", "--dry-run"]]
+    {
+        let r = p.fleet(args);
+        assert_eq!(r.code, 1, "{args:?}: {r:?}");
+        assert!(r.stderr.contains("no container engine answers there"), "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("this command changes nothing"), "{args:?}: {}", r.stderr);
+    }
 }

@@ -57,7 +57,20 @@ impl std::fmt::Display for InterpolateError {
     }
 }
 
+/// `${A:-${B:-${C}}}` nests this deep at most; deeper is almost surely a mistake, and unbounded
+/// nesting would recurse without limit.
+const MAX_NESTING: usize = 8;
+
 pub fn interpolate(input: &str, vars: &Vars) -> Result<String, InterpolateError> {
+    interpolate_at(input, vars, 0)
+}
+
+fn interpolate_at(input: &str, vars: &Vars, depth: usize) -> Result<String, InterpolateError> {
+    if depth > MAX_NESTING {
+        return Err(InterpolateError::Malformed {
+            reason: format!("defaults nest more than {MAX_NESTING} `${{…}}` levels deep"),
+        });
+    }
     let mut out = String::with_capacity(input.len());
     let mut rest = input;
     while let Some(pos) = rest.find('$') {
@@ -70,7 +83,7 @@ pub fn interpolate(input: &str, vars: &Vars) -> Result<String, InterpolateError>
             let end = closing_brace(body_start).ok_or_else(|| InterpolateError::Malformed {
                 reason: format!("`${{{body_start}` has no closing `}}`"),
             })?;
-            out.push_str(&expand(&body_start[..end], vars)?);
+            out.push_str(&expand(&body_start[..end], vars, depth)?);
             rest = &body_start[end + 1..];
         } else {
             out.push('$');
@@ -95,7 +108,7 @@ fn closing_brace(s: &str) -> Option<usize> {
     None
 }
 
-fn expand(body: &str, vars: &Vars) -> Result<String, InterpolateError> {
+fn expand(body: &str, vars: &Vars, depth: usize) -> Result<String, InterpolateError> {
     let name_end = body.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(body.len());
     let (name, op) = body.split_at(name_end);
     if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
@@ -117,8 +130,8 @@ fn expand(body: &str, vars: &Vars) -> Result<String, InterpolateError> {
         return Err(InterpolateError::Malformed { reason: format!("unknown operator in `${{{body}}}`") });
     };
     match kind {
-        ":-" if !set_and_nonempty => interpolate(arg, vars),
-        "-" if value.is_none() => interpolate(arg, vars),
+        ":-" if !set_and_nonempty => interpolate_at(arg, vars, depth + 1),
+        "-" if value.is_none() => interpolate_at(arg, vars, depth + 1),
         ":?" if !set_and_nonempty => Err(required(name, arg)),
         "?" if value.is_none() => Err(required(name, arg)),
         "" if value.is_none() => Err(InterpolateError::Undefined { name: name.into() }),
@@ -162,6 +175,17 @@ mod tests {
         );
         assert!(matches!(interpolate("${A", &v), Err(InterpolateError::Malformed { .. })));
         assert!(matches!(interpolate("${1A}", &v), Err(InterpolateError::Malformed { .. })));
+    }
+
+    #[test]
+    fn nesting_of_defaults_is_bounded() {
+        let v = vars(&[]);
+        let ok = "${A:-".repeat(8) + "x" + &"}".repeat(8);
+        assert_eq!(interpolate(&ok, &v).unwrap(), "x");
+        let deep = "${A:-".repeat(10_000) + "x" + &"}".repeat(10_000);
+        assert!(
+            matches!(interpolate(&deep, &v), Err(InterpolateError::Malformed { reason }) if reason.contains("nest"))
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod diagnostic;
 mod interpolate;
+mod limits;
 mod reader;
 mod server_reader;
 mod validate;
@@ -135,6 +136,8 @@ fn display_name(path: &Path) -> String {
 
 /// KDL 2 first; a file that only parses as KDL 1 is accepted with a deprecation warning.
 fn parse_kdl(source: &SourceFile) -> Result<(KdlDocument, Vec<String>)> {
+    // Before either parser recurses: depth and size are bounded for v2 and the v1 fallback alike.
+    limits::check(source).map_err(|e| ConfigErrors { file: source.name.clone(), errors: vec![*e] })?;
     let v2_error = match KdlDocument::parse_v2(&source.text) {
         Ok(doc) => return Ok((doc, Vec::new())),
         Err(e) => e,

@@ -429,25 +429,43 @@ impl Reader<'_> {
         Some(value)
     }
 
-    /// Integers are seconds; strings like "500ms" or "2s" are durations.
+    /// Integers are seconds; strings like "500ms" or "2s" are durations. At most a day: a
+    /// health check interval or a grace period longer than that is a typo (and would overflow).
     fn duration_ms(&mut self, entry: &KdlEntry) -> Option<u64> {
-        match entry.value() {
-            KdlValue::Integer(i) if *i >= 0 => Some(u64::try_from(*i).ok()?.saturating_mul(1000)),
+        const MAX_MS: u128 = 24 * 3600 * 1000;
+        let ms: u128 = match entry.value() {
+            KdlValue::Integer(i) => match u128::try_from(*i) {
+                Ok(secs) => secs.saturating_mul(1000),
+                Err(_) => {
+                    self.push(
+                        ConfigError::new(self.src, entry.span(), format!("duration {i} is negative"))
+                            .label("must be 0 or more seconds"),
+                    );
+                    return None;
+                }
+            },
             KdlValue::String(s) => match humantime::parse_duration(s) {
-                Ok(d) => Some(d.as_millis() as u64),
+                Ok(d) => d.as_millis(),
                 Err(e) => {
                     self.push(
                         ConfigError::new(self.src, entry.span(), format!("invalid duration `{s}`: {e}"))
                             .help("write seconds as an integer, or a string like \"500ms\", \"2s\", \"1m\""),
                     );
-                    None
+                    return None;
                 }
             },
             other => {
                 self.type_error(entry, "seconds or a duration string", other);
-                None
+                return None;
             }
+        };
+        if ms > MAX_MS {
+            self.push(
+                ConfigError::new(self.src, entry.span(), "duration is out of range").label("must be at most 24h"),
+            );
+            return None;
         }
+        Some(ms as u64)
     }
 
     /// `{ KEY "value" }` blocks; scalars become strings (`PORT 8080` → "8080").

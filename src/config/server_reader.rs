@@ -149,14 +149,14 @@ impl Reader<'_> {
         Some(Server { name: name.to_string(), provider, ssh, services, dns })
     }
 
-    /// `plan core=4 memory=8` or FleetFlow's `plan "4core-8gb"`.
+    /// `plan core=4 memory=8` or FleetFlow's `plan "4core-8gb"`, within what any plan offers.
     fn plan(&mut self, node: &KdlNode, core: &mut u32, memory_gb: &mut u32) {
         self.check_props(node, &["core", "memory"]);
         if let Some(e) = self.prop(node, "core") {
-            *core = self.integer(e, 1, 128, "core count").map_or(*core, |v| v as u32);
+            *core = self.integer(e, 1, MAX_CORES.into(), "core count").map_or(*core, |v| v as u32);
         }
         if let Some(e) = self.prop(node, "memory") {
-            *memory_gb = self.integer(e, 1, 1024, "memory (GB)").map_or(*memory_gb, |v| v as u32);
+            *memory_gb = self.integer(e, 1, MAX_MEMORY_GB.into(), "memory (GB)").map_or(*memory_gb, |v| v as u32);
         }
         if let Some(e) = self.args(node).first().copied() {
             let Some(text) = self.string(e) else { return };
@@ -165,7 +165,13 @@ impl Reader<'_> {
                 .split_once("core-")
                 .and_then(|(c, m)| Some((c.parse().ok()?, m.strip_suffix("gb")?.parse().ok()?)));
             match parsed {
-                Some((c, m)) => (*core, *memory_gb) = (c, m),
+                Some((c, m)) if (1..=MAX_CORES).contains(&c) && (1..=MAX_MEMORY_GB).contains(&m) => {
+                    (*core, *memory_gb) = (c, m)
+                }
+                Some((c, m)) => self.push(
+                    ConfigError::new(self.src, e.span(), format!("plan `{text}` is out of range ({c} cores, {m} GB)"))
+                        .label(format!("cores must be 1-{MAX_CORES}, memory 1-{MAX_MEMORY_GB} GB")),
+                ),
                 None => self.push(
                     ConfigError::new(self.src, e.span(), format!("cannot read plan `{text}`"))
                         .help("write `plan core=4 memory=8` or `plan \"4core-8gb\"`"),
@@ -270,3 +276,7 @@ pub(super) fn check_providers(config: &Config) -> Vec<ConfigError> {
     }
     errors
 }
+
+/// Sakura's largest plans are well inside these; beyond them a number is a typo.
+const MAX_CORES: u32 = 128;
+const MAX_MEMORY_GB: u32 = 1024;

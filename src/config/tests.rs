@@ -333,3 +333,41 @@ fn error_sakura_server_without_zone() {
     let (msg, _, _) = stage_error("server \"a\" { provider \"sakura-cloud\" }\nstage \"dev\" { server \"a\" }", "dev");
     assert_eq!(msg, "provider `sakura-cloud` needs a zone");
 }
+
+#[test]
+fn error_nesting_too_deep_for_v2_and_v1_alike() {
+    // 20,000 levels used to overflow the parser's stack (exit 134); v1 syntax takes the same guard.
+    for close in ["}", "}\nstage \"x\" { a true }"] {
+        let text = "a { ".repeat(20_000) + close;
+        let (msg, loc, _) = stage_error(&text, "local");
+        assert_eq!(msg, "blocks nest more than 64 levels deep");
+        assert_eq!(loc, "/proj/fleet.kdl:1:259");
+    }
+}
+
+#[test]
+fn error_plan_and_durations_out_of_range() {
+    let server = |plan: &str| {
+        format!(
+            "project \"p\"\nproviders {{ sakura-cloud zone=\"tk1a\" }}\nservice \"a\" {{}}\nstage \"dev\" {{\n  server \"s\" {{ provider \"sakura-cloud\"; plan {plan} }}\n  service \"a\"\n}}"
+        )
+    };
+    let (msg, loc, _) = stage_error(&server("\"0core-0gb\""), "dev");
+    assert_eq!(msg, "plan `0core-0gb` is out of range (0 cores, 0 GB)");
+    assert_eq!(loc, "/proj/fleet.kdl:5:46");
+    let (msg, _, _) = stage_error(&server("\"4core-99999999999gb\""), "dev");
+    assert!(msg.starts_with("cannot read plan"), "{msg}");
+    let (msg, _, _) = stage_error(&server("memory=4096"), "dev");
+    assert_eq!(msg, "memory (GB) 4096 is out of range");
+    let hc = |v: &str| {
+        format!(
+            "service \"a\" {{\n  healthcheck {{ test \"true\"; interval {v} }}\n}}\nstage \"local\" {{ service \"a\" }}"
+        )
+    };
+    let (msg, loc, _) = stage_error(&hc("99999999999999999999"), "local");
+    assert_eq!((msg.as_str(), loc.as_str()), ("duration is out of range", "/proj/fleet.kdl:2:39"));
+    let (msg, _, _) = stage_error(&hc("\"9999999999h\""), "local");
+    assert_eq!(msg, "duration is out of range");
+    let (msg, _, _) = stage_error(&hc("-5"), "local");
+    assert_eq!(msg, "duration -5 is negative");
+}

@@ -109,18 +109,62 @@ impl Engine {
     }
 }
 
+/// The readiness of every service of a stage, shared by the engines of all its servers, so a
+/// service on one server waits for its dependency on another (`None` not yet, then ready or not).
+#[derive(Clone)]
+pub struct Readiness {
+    services: Arc<HashMap<String, watch::Sender<Option<bool>>>>,
+    /// Services something depends on: "started" is not enough for them, they must be ready.
+    waited_on: Arc<std::collections::HashSet<String>>,
+}
+
+impl Readiness {
+    /// One signal per service of the whole stage (every server's services).
+    pub fn for_stage(spec: &StageSpec) -> Self {
+        let services = spec.services.iter().map(|s| (s.name.clone(), watch::channel(None).0)).collect();
+        let waited_on = spec.services.iter().flat_map(|s| s.depends_on.iter().cloned()).collect();
+        Self { services: Arc::new(services), waited_on: Arc::new(waited_on) }
+    }
+
+    fn signal(&self, service: &str) -> Result<&watch::Sender<Option<bool>>> {
+        self.services.get(service).ok_or_else(|| {
+            Error::failed(format!(
+                "service {service} is not part of the stage being converged (a dependency placed nowhere?)"
+            ))
+        })
+    }
+
+    /// Marks these services failed unless they already said: a server whose converge stopped
+    /// early must not leave dependents on other servers waiting forever.
+    pub fn fail_unset<'a>(&self, services: impl IntoIterator<Item = &'a str>) {
+        for name in services {
+            if let Some(tx) = self.services.get(name) {
+                tx.send_if_modified(|v| v.is_none().then(|| *v = Some(false)).is_some());
+            }
+        }
+    }
+}
+
 /// Applies an `up` plan. Returns when every service is running (healthy where it has a
-/// healthcheck, completed where it is a one-shot).
+/// healthcheck, completed where it is a one-shot). Dependencies may live on other servers:
+/// `readiness` is the stage's shared board.
 pub async fn up(
     engine: &Engine,
     spec: &StageSpec,
     plan: &Plan,
     observed: &ObservedStage,
     images: &BTreeMap<String, String>,
+    readiness: &Readiness,
     events: Events,
 ) -> Result<()> {
+    // Two servers of a stage may be one engine (a host given twice): networks and volumes are
+    // looked up again and made one run at a time, so the engine never holds two of a name.
+    static PRELUDE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one_at_a_time = PRELUDE.lock().await;
     for action in &plan.actions {
         match action {
+            Action::CreateNetwork { .. } if !engine.network_to_create(spec).await? => {}
+            Action::CreateVolume { name } if engine.volume_is_ours(spec, name).await? => {}
             Action::CreateNetwork { name } => {
                 events(Event::Applying(action.clone()));
                 let req = bollard::models::NetworkCreateRequest {
@@ -157,18 +201,13 @@ pub async fn up(
             _ => {}
         }
     }
+    drop(_one_at_a_time);
 
-    let mut senders: HashMap<String, watch::Sender<Option<bool>>> = HashMap::new();
-    let mut receivers: HashMap<String, watch::Receiver<Option<bool>>> = HashMap::new();
-    for svc in &spec.services {
-        let (tx, rx) = watch::channel(None);
-        senders.insert(svc.name.clone(), tx);
-        receivers.insert(svc.name.clone(), rx);
-    }
     let mut tasks = tokio::task::JoinSet::new();
     for svc in &spec.services {
-        let deps: Vec<watch::Receiver<Option<bool>>> = svc.depends_on.iter().map(|d| receivers[d].clone()).collect();
-        let done = senders.remove(&svc.name).expect("one sender per service");
+        let deps: Vec<watch::Receiver<Option<bool>>> =
+            svc.depends_on.iter().map(|d| readiness.signal(d).map(watch::Sender::subscribe)).collect::<Result<_>>()?;
+        let done = readiness.signal(&svc.name)?.clone();
         let job = ServiceJob {
             engine: engine.clone(),
             spec: spec.clone(),
@@ -176,7 +215,7 @@ pub async fn up(
             decision: plan.decisions.get(&svc.name).cloned().unwrap_or(Decision::Keep),
             hash: ConfigHash::of(svc, images.get(&svc.image).map_or("", String::as_str)),
             existing: observed.container(&svc.name).map(|c| (c.id.clone(), c.health.clone())),
-            waited_on: graph::dependents(&spec.services, &svc.name).next().is_some(),
+            waited_on: readiness.waited_on.contains(&svc.name),
             events: events.clone(),
         };
         tasks.spawn(async move {

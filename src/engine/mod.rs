@@ -6,7 +6,7 @@ pub mod labels;
 mod logs;
 
 pub use container_spec::create_body;
-pub use converge::{Event, Events, PullPolicy, down, up};
+pub use converge::{Event, Events, PullPolicy, Readiness, down, up};
 pub use logs::{LogLine, LogOptions, LogStream, stream_logs};
 
 use crate::error::{Error, Result};
@@ -73,9 +73,9 @@ impl Engine {
         Ok(out)
     }
 
-    /// The stage network's id. Matched by exact name: a name filter also matches substrings,
-    /// and engines before API 1.44 allow two networks of one name (the seed's bug).
-    pub async fn network_id(&self, spec: &StageSpec) -> Result<Option<String>> {
+    /// The network at the stage network's name. Matched by exact name: a name filter also matches
+    /// substrings, and engines before API 1.44 allow two networks of one name (the seed's bug).
+    async fn network_by_name(&self, spec: &StageSpec) -> Result<NetworkByName> {
         let name = spec.network_name();
         let opts = ListNetworksOptionsBuilder::new()
             .filters(&std::collections::HashMap::from([("name", vec![name.as_str()])]))
@@ -85,7 +85,44 @@ impl Engine {
             .list_networks(Some(opts))
             .await
             .map_err(|e| Error::engine(format!("listing network {name}"), e))?;
-        Ok(nets.into_iter().filter(|n| n.name.as_deref() == Some(name.as_str())).find_map(|n| n.id))
+        let same_name: Vec<_> = nets.into_iter().filter(|n| n.name.as_deref() == Some(name.as_str())).collect();
+        // Names are built with `-`, so `a-b`/`c` and `a`/`b-c` meet at one name: only a network
+        // whose labels say it is this project's and this stage's is ours (observed, removed).
+        if let Some(ours) = same_name.iter().find(|n| owned_by(n.labels.as_ref(), spec)) {
+            return Ok(NetworkByName::Ours(ours.id.clone().unwrap_or_default()));
+        }
+        Ok(match same_name.into_iter().next() {
+            Some(other) => NetworkByName::Foreign(other.labels.unwrap_or_default()),
+            None => NetworkByName::Missing,
+        })
+    }
+
+    /// The stage network's id, when the network is ours.
+    pub async fn network_id(&self, spec: &StageSpec) -> Result<Option<String>> {
+        Ok(match self.network_by_name(spec).await? {
+            NetworkByName::Ours(id) => Some(id),
+            _ => None,
+        })
+    }
+
+    /// Before a create: our network (nothing to do), none (create it), or someone else's (error).
+    pub async fn network_to_create(&self, spec: &StageSpec) -> Result<bool> {
+        match self.network_by_name(spec).await? {
+            NetworkByName::Ours(_) => Ok(false),
+            NetworkByName::Missing => Ok(true),
+            NetworkByName::Foreign(labels) => Err(foreign(spec, "network", &spec.network_name(), Some(&labels))),
+        }
+    }
+
+    /// A named volume this stage may create or use: missing (create it), ours, or an error when
+    /// another project's (or nobody's) volume already has the name, since sharing it would mix data.
+    pub async fn volume_is_ours(&self, spec: &StageSpec, name: &str) -> Result<bool> {
+        match self.docker.inspect_volume(name).await {
+            Ok(v) if owned_by(Some(&v.labels), spec) => Ok(true),
+            Ok(v) => Err(foreign(spec, "volume", name, Some(&v.labels))),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(Error::engine(format!("inspecting volume {name}"), e)),
+        }
     }
 
     /// Named volumes owned by the stage.
@@ -118,6 +155,34 @@ impl Engine {
             .map_err(|e| Error::engine(format!("container {id}"), e))?;
         Ok(inspect.state.and_then(|s| s.started_at))
     }
+}
+
+enum NetworkByName {
+    Ours(String),
+    Foreign(std::collections::HashMap<String, String>),
+    Missing,
+}
+
+fn owned_by(labels: Option<&std::collections::HashMap<String, String>>, spec: &StageSpec) -> bool {
+    labels.is_some_and(|l| l.get(labels::PROJECT) == Some(&spec.project) && l.get(labels::STAGE) == Some(&spec.name))
+}
+
+fn foreign(
+    spec: &StageSpec,
+    kind: &str,
+    name: &str,
+    labels: Option<&std::collections::HashMap<String, String>>,
+) -> Error {
+    let owner = labels
+        .and_then(|l| Some(format!("project `{}` stage `{}`", l.get(labels::PROJECT)?, l.get(labels::STAGE)?)))
+        .unwrap_or_else(|| "no fleet stage".into());
+    Error::failed_help(
+        format!(
+            "{kind} {name} already exists and belongs to {owner}, not to project `{}` stage `{}`",
+            spec.project, spec.name
+        ),
+        "fleet never uses or deletes what another stage owns: rename this project or stage (`project \"…\"`), or remove that one yourself",
+    )
 }
 
 fn unreachable(endpoint: &str, e: bollard::errors::Error) -> Error {

@@ -47,10 +47,10 @@ pub struct Providers {
 }
 
 impl Providers {
-    /// Credentials are checked here, before any request is made.
-    pub fn for_servers(servers: &[Server]) -> Result<Self> {
+    /// Credentials are checked here, before any request is made. `progress` hears about retries.
+    pub fn for_servers(servers: &[Server], progress: &Progress) -> Result<Self> {
         let needs_sakura = servers.iter().any(|s| matches!(s.provider, ServerProvider::SakuraCloud { .. }));
-        let sakura = if needs_sakura { Some(sakura::SakuraCloud::from_env()?) } else { None };
+        let sakura = if needs_sakura { Some(sakura::SakuraCloud::from_env(progress)?) } else { None };
         Ok(Self { sakura })
     }
 

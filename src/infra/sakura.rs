@@ -40,8 +40,11 @@ pub struct SakuraCloud {
 }
 
 impl SakuraCloud {
-    pub fn from_env() -> Result<Self> {
-        Ok(Self { api: SakuraApi::from_env()?, power_lock: tokio::sync::Mutex::new(()) })
+    pub fn from_env(progress: &Progress) -> Result<Self> {
+        let mut api = SakuraApi::from_env()?;
+        let progress = progress.clone();
+        api.on_retry = Some(std::sync::Arc::new(move |note| progress(InfraEvent::Note(note))));
+        Ok(Self { api, power_lock: tokio::sync::Mutex::new(()) })
     }
 
     fn fail(server: &Server, zone: &str, what: &str, e: impl std::fmt::Display) -> Error {
@@ -65,11 +68,17 @@ impl SakuraCloud {
     async fn find(&self, server: &Server, tag: &str) -> Result<Option<Value>> {
         let query = json!({"Count": 100, "From": 0, "Filter": {"Tags.Name": [[tag]]}});
         let found = self.call(server, "finding by tag", Method::GET, "server", Some(&query), None).await?;
+        // A list without its array is not "no servers": creating from it would make a second one.
+        let Some(servers) = found["Servers"].as_array() else {
+            return Err(Error::failed(format!(
+                "server {} (sakura-cloud {}): the server list came back without its `Servers` array; nothing was created",
+                server.name,
+                spec(server).zone
+            )));
+        };
         // Exact match on our side too: the filter's semantics are not ours to trust blindly.
-        let hits: Vec<Value> = found["Servers"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        let hits: Vec<Value> = servers
+            .iter()
             .filter(|s| s["Tags"].as_array().is_some_and(|t| t.iter().any(|t| t.as_str() == Some(tag))))
             .cloned()
             .collect();

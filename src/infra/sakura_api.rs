@@ -12,6 +12,10 @@ const DEFAULT_ROOT: &str = "https://secure.sakura.ad.jp/cloud/zone";
 const MIN_REQUEST_GAP: Duration = Duration::from_millis(200);
 /// 503 `busy` and 423 are retried this many times (the official clients' policy).
 const MAX_RETRIES: u32 = 10;
+/// A refused connection or a dead network is not "busy": a few quick tries, then a clear error.
+const TRANSPORT_RETRIES: u32 = 3;
+/// A 200 whose body is not JSON (a proxy's HTML page, a cut-off answer) is read again this often.
+const GARBLED_RETRIES: u32 = 3;
 const MAX_BACKOFF: Duration = Duration::from_secs(64);
 /// Characters left as they are in the `?{json}` query; everything else is escaped once.
 const QUERY_KEEP: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
@@ -79,8 +83,13 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+/// Says what a retry is waiting for, so a slow API is never silent.
+pub type RetryNote = std::sync::Arc<dyn Fn(String) + Send + Sync>;
+
 pub struct SakuraApi {
     http: reqwest::Client,
+    /// Told about transport retries ("unreachable, retrying 2/3…").
+    pub on_retry: Option<RetryNote>,
     root: String,
     token: String,
     secret: String,
@@ -108,6 +117,7 @@ impl SakuraApi {
             .map_err(|e| Error::failed(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
             http,
+            on_retry: None,
             root: root.trim_end_matches('/').to_string(),
             token,
             secret,
@@ -137,7 +147,8 @@ impl SakuraApi {
     ) -> std::result::Result<Value, ApiError> {
         let url = self.url(zone, path, query);
         let mut backoff = self.timing.backoff;
-        let mut attempt = 0;
+        let (mut attempt, mut transport_attempt, mut garbled_attempt) = (0, 0, 0);
+        let write = method != Method::GET;
         loop {
             self.pace().await;
             let mut req = self
@@ -152,28 +163,71 @@ impl SakuraApi {
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) => {
-                    let write = method != Method::GET;
-                    // A read can be repeated; a write may have happened, so the caller must look.
-                    if !write && attempt < MAX_RETRIES {
-                        attempt += 1;
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    // A refused connection never reached the API, so even a write is safe to repeat;
+                    // any other failure of a write may have happened, so the caller must look.
+                    let unsent = e.is_connect();
+                    if (unsent || !write) && transport_attempt < TRANSPORT_RETRIES {
+                        transport_attempt += 1;
+                        if let Some(note) = &self.on_retry {
+                            note(format!(
+                                "Sakura Cloud API at {} unreachable ({}), retrying {transport_attempt}/{TRANSPORT_RETRIES}…",
+                                self.host(),
+                                without_url(&e)
+                            ));
+                        }
+                        tokio::time::sleep(self.timing.backoff * transport_attempt).await;
                         continue;
                     }
                     let what = if e.is_timeout() { "timed out" } else { "failed" };
                     return Err(ApiError {
                         status: None,
                         code: None,
-                        message: format!("{method} {path} {what}: {}", without_url(&e)),
-                        outcome_unknown: write,
+                        message: format!("{method} {path} to {} {what}: {}", self.host(), without_url(&e)),
+                        outcome_unknown: write && !unsent,
                     });
                 }
             };
             let status = resp.status();
             let retry_after = retry_after(&resp);
-            let text = resp.text().await.unwrap_or_default();
+            let text = match resp.text().await {
+                Ok(t) => t,
+                // The body was cut off: for a write, what happened is unknown.
+                Err(e) if !write && garbled_attempt < GARBLED_RETRIES => {
+                    garbled_attempt += 1;
+                    let _ = e;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(ApiError {
+                        status: Some(status.as_u16()),
+                        code: None,
+                        message: format!("{method} {path}: the answer was cut off: {}", without_url(&e)),
+                        outcome_unknown: write,
+                    });
+                }
+            };
             if status.is_success() {
-                return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
+                match envelope(&text) {
+                    Some(v) => return Ok(v),
+                    // Never read a garbled success as "nothing there": read again, then fail.
+                    None if !write && garbled_attempt < GARBLED_RETRIES => {
+                        garbled_attempt += 1;
+                        tokio::time::sleep(backoff).await;
+                        continue;
+                    }
+                    None => {
+                        return Err(ApiError {
+                            status: Some(status.as_u16()),
+                            code: None,
+                            message: format!(
+                                "{method} {path}: HTTP {} with a body that is not the API's JSON ({})",
+                                status.as_u16(),
+                                snippet(&text)
+                            ),
+                            outcome_unknown: write,
+                        });
+                    }
+                }
             }
             let retryable =
                 matches!(status, StatusCode::SERVICE_UNAVAILABLE | StatusCode::LOCKED | StatusCode::TOO_MANY_REQUESTS);
@@ -187,12 +241,31 @@ impl SakuraApi {
         }
     }
 
+    /// The API's host, for messages (never the credentials).
+    fn host(&self) -> String {
+        reqwest::Url::parse(&self.root)
+            .ok()
+            .and_then(|u| u.host_str().map(String::from))
+            .unwrap_or_else(|| self.root.clone())
+    }
+
     async fn pace(&self) {
         let mut last = self.last_request.lock().await;
         let wait = MIN_REQUEST_GAP.saturating_sub(last.elapsed());
         tokio::time::sleep(wait).await;
         *last = Instant::now();
     }
+}
+
+/// A success body must be a JSON object (every answer of the API is one).
+fn envelope(text: &str) -> Option<Value> {
+    serde_json::from_str::<Value>(text).ok().filter(Value::is_object)
+}
+
+/// The start of a body, on one line, for an error message.
+fn snippet(text: &str) -> String {
+    let t: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if t.is_empty() { "empty".into() } else { t.chars().take(80).collect() }
 }
 
 /// `Retry-After: <seconds>` of a 429/503 answer (the HTTP-date form is not used by these APIs).
@@ -264,6 +337,7 @@ mod tests {
     fn query_is_raw_json_after_the_question_mark_escaped_once() {
         let api = SakuraApi {
             http: reqwest::Client::new(),
+            on_retry: None,
             root: "https://example.invalid/cloud/zone".into(),
             token: "t".into(),
             secret: "s".into(),

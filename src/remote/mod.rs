@@ -18,6 +18,11 @@ const RETRY_INTERVAL: Duration = Duration::from_millis(500);
 /// Right after boot the key may not be installed yet: a few refusals are expected.
 const PERMISSION_DENIED_RETRIES: u32 = 5;
 const REMOTE_DOCKER_SOCKET: &str = "/var/run/docker.sock";
+/// A remote command that is not an install (docker version, the lock): seconds at most, so a
+/// minute means the server or its engine is wedged.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// `apt-get update` / `install docker.io` on a slow mirror.
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 /// Where fleet keeps the host keys of a project's servers (cloud IPs are reused, so
 /// they are kept apart from ~/.ssh/known_hosts and forgotten when a server is destroyed).
@@ -150,18 +155,9 @@ fn error_text(e: &openssh::Error) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// The control master's directory: fresh and private in this user's runtime directory.
 fn socket_dir() -> Result<SocketDir> {
-    use std::os::unix::fs::DirBuilderExt;
-    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("fleetflow-ssh-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .recursive(true)
-        .create(&dir)
-        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    Ok(SocketDir(dir))
+    crate::runtime_dir::fresh("ssh").map(SocketDir)
 }
 
 impl RemoteHost {
@@ -169,25 +165,53 @@ impl RemoteHost {
         self.session.as_ref().expect("session lives as long as the host")
     }
 
-    /// Runs a command given as an argument vector (each word quoted, never spliced into a shell string).
+    /// Runs a command given as an argument vector (each word quoted, never spliced into a shell
+    /// string), within the usual deadline.
     async fn run(&self, argv: &[&str]) -> Result<std::process::Output> {
+        self.run_within(argv, COMMAND_TIMEOUT).await
+    }
+
+    async fn run_within(&self, argv: &[&str], deadline: Duration) -> Result<std::process::Output> {
         use std::os::unix::process::ExitStatusExt;
         let (program, args) = argv.split_first().expect("a command");
-        match self.session().command(*program).args(args.iter().copied()).output().await {
-            Ok(out) => Ok(out),
+        let mut command = self.session().command(*program);
+        command.args(args.iter().copied());
+        match tokio::time::timeout(deadline, command.output()).await {
+            Ok(Ok(out)) => Ok(out),
             // A program missing on the server is an answer (exit 127), not a broken connection.
-            Err(openssh::Error::Remote(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(std::process::Output {
-                status: std::process::ExitStatus::from_raw(127 << 8),
-                stdout: Vec::new(),
-                stderr: Vec::new(),
-            }),
-            Err(e) => Err(Error::failed(format!("{}: running {program}: {}", self.endpoint, error_text(&e)))),
+            Ok(Err(openssh::Error::Remote(e))) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(std::process::Output {
+                    status: std::process::ExitStatus::from_raw(127 << 8),
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
+                })
+            }
+            Ok(Err(e)) => Err(Error::failed(format!("{}: running {program}: {}", self.endpoint, error_text(&e)))),
+            Err(_) => Err(Error::failed_help(
+                format!("{}: `{}` did not finish within {} s", self.endpoint, argv.join(" "), deadline.as_secs()),
+                "the server or its engine may be wedged: look at it over SSH, then run the command again",
+            )),
         }
+    }
+
+    async fn docker_answers(&self) -> Result<bool> {
+        Ok(self.run(&["docker", "version", "--format", "{{.Server.Version}}"]).await?.status.success())
+    }
+
+    /// Read-only commands never install: a missing engine is reported, nothing is changed.
+    pub async fn check_docker(&self, server: &Server) -> Result<()> {
+        if self.docker_answers().await? {
+            return Ok(());
+        }
+        Err(Error::failed_help(
+            format!("server {}: no container engine answers there (`docker version` failed)", server.name),
+            "`fleet up` installs one; this command changes nothing",
+        ))
     }
 
     /// Docker must answer on the server; on Debian/Ubuntu it is installed when missing.
     pub async fn ensure_docker(&self, server: &Server) -> Result<bool> {
-        if self.run(&["docker", "version", "--format", "{{.Server.Version}}"]).await?.status.success() {
+        if self.docker_answers().await? {
             return Ok(false);
         }
         let has_apt = self.run(&["sh", "-c", "command -v apt-get"]).await?.status.success();
@@ -208,7 +232,7 @@ impl RemoteHost {
         ];
         for step in steps {
             let argv: Vec<&str> = sudo.iter().chain(step.iter()).copied().collect();
-            let out = self.run(&argv).await?;
+            let out = self.run_within(&argv, INSTALL_TIMEOUT).await?;
             if !out.status.success() {
                 return Err(Error::failed(format!(
                     "server {}: installing Docker failed at `{}`: {}",
@@ -288,12 +312,24 @@ impl RemoteHost {
     /// Releases (or breaks) the stage lock on this server.
     pub async fn unlock(&self, name: &str) -> Result<()> {
         let script = format!("rm -rf \"$HOME/{LOCK_DIR}/$1\"");
-        let out = self.run(&["sh", "-c", &script, "sh", name]).await?;
+        self.checked(&["sh", "-c", &script, "sh", name], "removing the lock").await
+    }
+
+    /// Breaks the lock only if it still records `holder`: a run that took it meanwhile keeps it.
+    pub async fn break_lock_if(&self, name: &str, holder: &str) -> Result<()> {
+        let script = format!(
+            "d=\"$HOME/{LOCK_DIR}/$1\"; [ \"$(cat \"$d/holder\" 2>/dev/null)\" = \"$2\" ] && rm -rf \"$d\"; exit 0"
+        );
+        self.checked(&["sh", "-c", &script, "sh", name, holder.trim()], "breaking a dead run's lock").await
+    }
+
+    async fn checked(&self, argv: &[&str], what: &str) -> Result<()> {
+        let out = self.run(argv).await?;
         if out.status.success() {
             Ok(())
         } else {
             Err(Error::failed(format!(
-                "{}: removing the lock failed: {}",
+                "{}: {what} failed: {}",
                 self.endpoint,
                 String::from_utf8_lossy(&out.stderr).trim()
             )))

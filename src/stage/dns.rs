@@ -34,48 +34,59 @@ impl Zones {
         server.dns.as_ref().and_then(|d| self.zones.get(&d.zone))
     }
 
-    /// Creates what is missing, corrects our records that point elsewhere, leaves the right ones
-    /// alone. Records fleet does not own are never touched: they come back as errors.
-    /// With `apply` false nothing is written: the lines say what would be done (`--dry-run`).
-    pub async fn converge(
-        &self,
-        project: &str,
-        stage: &str,
-        server: &Server,
-        ip: &str,
-        progress: &Progress,
-        apply: bool,
-    ) -> Result<Vec<String>> {
-        let Some(zone) = self.zone(server) else { return Ok(Vec::new()) };
-        let owner = dns::owner_comment(project, stage, &server.name);
-        let found = zone.at_names(&names_of(server), &owner).await?;
-        let mut changes = Vec::new();
-        let mut blocked = Vec::new();
-        for wanted in dns::wanted_records(server, ip) {
-            let at_name: Vec<FoundRecord> = found.iter().filter(|r| r.name == wanted.name).cloned().collect();
-            match dns::decide(&wanted, &at_name, &owner) {
-                RecordAction::Keep => {}
-                RecordAction::Create => {
-                    progress(InfraEvent::Action(format!("+ dns {} {} → {}", wanted.name, wanted.kind, wanted.content)));
-                    changes.push(Change::Create(wanted));
-                }
-                RecordAction::Update { id, from } => {
-                    progress(InfraEvent::Action(format!(
-                        "~ dns {} {} → {} (was {from})",
-                        wanted.name, wanted.kind, wanted.content
-                    )));
-                    changes.push(Change::Update { id, to: wanted });
-                }
-                RecordAction::Blocked { by } => blocked.push(format!(
-                    "dns {} {}: a record fleet does not own is in the way ({by}); it was left alone",
-                    wanted.name, wanted.kind
-                )),
+    /// Decides every record of the stage before any is written: what is missing is created,
+    /// our records that point elsewhere are corrected, the right ones are left alone, and a
+    /// record fleet does not own is never touched (it comes back in `blocked`).
+    pub async fn plan(&self, project: &str, stage: &str, placed: &[(&Server, &str)]) -> Result<RecordPlan> {
+        let mut plan = RecordPlan::default();
+        for (server, ip) in placed {
+            let Some(zone) = self.zone(server) else { continue };
+            let zone_name = server.dns.as_ref().map(|d| d.zone.clone()).unwrap_or_default();
+            let owner = dns::owner_comment(project, stage, &server.name);
+            let found = zone.at_names(&names_of(server), &owner).await?;
+            for wanted in dns::wanted_records(server, ip) {
+                let at_name: Vec<FoundRecord> = found.iter().filter(|r| r.name == wanted.name).cloned().collect();
+                let (line, change) = match dns::decide(&wanted, &at_name, &owner) {
+                    RecordAction::Keep => continue,
+                    RecordAction::Create => {
+                        (format!("+ dns {} {} → {}", wanted.name, wanted.kind, wanted.content), Change::Create(wanted))
+                    }
+                    RecordAction::Update { id, from } => (
+                        format!("~ dns {} {} → {} (was {from})", wanted.name, wanted.kind, wanted.content),
+                        Change::Update { id, to: wanted },
+                    ),
+                    RecordAction::Blocked { by } => {
+                        plan.blocked.push(format!(
+                            "dns {} {}: a record fleet does not own is in the way ({by}); it was left alone",
+                            wanted.name, wanted.kind
+                        ));
+                        continue;
+                    }
+                };
+                plan.changes.push(RecordChange { zone: zone_name.clone(), owner: owner.clone(), change, line });
             }
         }
-        if apply && !changes.is_empty() {
-            zone.apply(&changes, &owner).await?;
+        Ok(plan)
+    }
+
+    /// Writes a record plan, zone by zone and owner by owner; refuses one with blocked records,
+    /// so an alias never goes up pointing at a name someone else holds.
+    pub async fn apply(&self, plan: &RecordPlan, progress: &Progress) -> Result<()> {
+        blocked_error(&plan.blocked)?;
+        let mut groups: Vec<(&str, &str, Vec<Change>)> = Vec::new();
+        for c in &plan.changes {
+            progress(InfraEvent::Action(c.line.clone()));
+            match groups.iter_mut().find(|(z, o, _)| *z == c.zone && *o == c.owner) {
+                Some(g) => g.2.push(c.change.clone()),
+                None => groups.push((&c.zone, &c.owner, vec![c.change.clone()])),
+            }
         }
-        Ok(blocked)
+        for (zone, owner, changes) in groups {
+            let zone =
+                self.zones.get(zone).ok_or_else(|| Error::failed(format!("DNS zone {zone} is not connected")))?;
+            zone.apply(&changes, owner).await?;
+        }
+        Ok(())
     }
 
     /// The records fleet owns for this server (at its hostname and aliases).
@@ -120,14 +131,32 @@ impl Zones {
     }
 }
 
-/// A stage-level error listing every record that was in the way.
-pub fn blocked_error(blocked: Vec<String>) -> Result<()> {
+/// One record write of a stage's record plan.
+#[derive(Debug, Clone)]
+pub struct RecordChange {
+    zone: String,
+    owner: String,
+    change: Change,
+    /// The plan line, e.g. `+ dns dev.example.com A → 163.43.1.2`.
+    pub line: String,
+}
+
+/// Every record write a stage needs, decided before any is made.
+#[derive(Debug, Clone, Default)]
+pub struct RecordPlan {
+    pub changes: Vec<RecordChange>,
+    /// Records fleet does not own in the way: when any, nothing is written.
+    pub blocked: Vec<String>,
+}
+
+/// A stage-level error listing every record that was in the way; nothing was written.
+pub fn blocked_error(blocked: &[String]) -> Result<()> {
     if blocked.is_empty() {
         return Ok(());
     }
     Err(Error::failed_help(
         blocked.join("\n"),
-        "fleet only changes records it created; remove or rename that record yourself, then run up again",
+        "no record was written: fleet only changes records it created; remove or rename that record yourself, then run up again",
     ))
 }
 

@@ -61,7 +61,7 @@ async fn lock_and_connect(
     let purpose = format!("{verb} {}", spec.name);
     let lock = match dry_run {
         true => None,
-        false => Some(StageLock::acquire(&config.project, &spec.name, &purpose, lock_wait)?),
+        false => Some(StageLock::acquire(&config.project, &spec.name, &purpose, lock_wait).await?),
     };
     Ok((lock, Engine::connect_local().await?))
 }
@@ -124,10 +124,23 @@ pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) ->
 
 /// Plans and (unless a dry run) applies the containers of a stage on one engine.
 pub(crate) async fn converge_containers(engine: &Engine, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<Plan> {
+    converge_on(engine, spec, opts, ui, &engine::Readiness::for_stage(spec)).await
+}
+
+/// The containers of one server's part of a stage; `readiness` is the whole stage's board, so
+/// dependencies on other servers are waited for.
+pub(crate) async fn converge_on(
+    engine: &Engine,
+    spec: &StageSpec,
+    opts: &UpOptions,
+    ui: &Ui,
+    readiness: &engine::Readiness,
+) -> Result<Plan> {
     let (plan, observed, images) = plan_up(engine, spec, opts, ui).await?;
     ui.orphan_warnings(&plan);
-    if !opts.dry_run && !plan.is_empty() {
-        engine::up(engine, spec, &plan, &observed, &images, ui.events()).await?;
+    if !opts.dry_run {
+        // Even with nothing to do here, kept services must say they are ready to other servers.
+        engine::up(engine, spec, &plan, &observed, &images, readiness, ui.events()).await?;
     }
     Ok(plan)
 }
@@ -447,7 +460,7 @@ pub async fn ps(config: &Config, stage: Option<&StageSpec>, format: Format, ui: 
             vec![
                 c.stage.clone(),
                 c.service.clone(),
-                c.status_text.clone(),
+                ps_status(c),
                 c.ports.join(", "),
                 format!("{} ago", ui::human_duration(now - c.created)),
             ]
@@ -455,6 +468,15 @@ pub async fn ps(config: &Config, stage: Option<&StageSpec>, format: Format, ui: 
         .collect();
     ui.line(ui::table(&["STAGE", "SERVICE", "STATUS", "PORTS", "CREATED"], &rows));
     Ok(())
+}
+
+/// The seed's STATUS: the state word, with health when the container has a healthcheck
+/// (`running (healthy)`, `exited (1)`); uptime belongs to `status` and CREATED.
+pub(crate) fn ps_status(c: &plan::ObservedContainer) -> String {
+    match &c.health {
+        Some(h) => format!("{} ({h})", c.state.label()),
+        None => c.state.label(),
+    }
 }
 
 pub async fn logs(config: &Config, spec: &StageSpec, services: &[String], opts: &LogOptions, ui: &Ui) -> Result<()> {
@@ -506,9 +528,20 @@ pub(crate) async fn print_logs(spec: &StageSpec, streams: Vec<engine::LogStream>
     let width = spec.services.iter().map(|s| s.name.len()).max().unwrap_or(0);
     let colour: std::collections::HashMap<&str, usize> =
         spec.services.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
-    while let Some(line) = merged.next().await {
+    // `fleet logs -f | head`: once the reader is gone, stop following (the caller closes SSH).
+    let gone = ui::stdout_gone();
+    tokio::pin!(gone);
+    loop {
+        let line = tokio::select! {
+            line = merged.next() => line,
+            _ = &mut gone => break,
+        };
+        let Some(line) = line else { break };
         let line = line?;
         ui.log_line(&line, width, colour.get(line.service.as_str()).copied().unwrap_or(0));
+        if ui::stdout_closed() {
+            break;
+        }
     }
     Ok(())
 }

@@ -4,8 +4,8 @@
 use super::dns::{Zones, blocked_error, planned};
 use super::remote_lock;
 use super::{
-    DownOptions, ServerRow, UpOptions, confirm_destroy, converge_containers, down_mode, log_targets, no_containers,
-    overall, print_logs, print_plan, print_status, removals, report_up, service_rows, unknown_rows,
+    DownOptions, ServerRow, UpOptions, confirm_destroy, converge_containers, converge_on, down_mode, log_targets,
+    no_containers, overall, print_logs, print_plan, print_status, removals, report_up, service_rows, unknown_rows,
 };
 use crate::config::Config;
 use crate::engine::{self, Engine, LogOptions};
@@ -15,6 +15,7 @@ use crate::lock::StageLock;
 use crate::model::{Server, ServerProvider, StageSpec};
 use crate::plan::{self, ConfigHash, Desired, ObservedContainer, ObservedStage, Plan, PlanSummary};
 use crate::remote::{self, RemoteHost, known_hosts_file};
+use crate::signal;
 use crate::ui::{Format, Ui};
 use std::sync::{Arc, Mutex};
 
@@ -24,9 +25,20 @@ struct Connected {
     engine: Engine,
 }
 
-/// SSH to a server and its engine. `booting`: the server may have just been created or powered on,
-/// so SSH gets a cloud server's boot time to answer; otherwise a short wait.
-async fn reach(config: &Config, server: &Server, machine: &Machine, ui: &Ui, booting: bool) -> Result<Connected> {
+/// Whether reaching a server may change it: only `up` installs an engine; every read-only
+/// command (plan, --dry-run, status, ps, logs, unlock, down) reports a missing one instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// Read-only: a server that is already up answers within a short wait.
+    Observe,
+    /// `up`: the server may have just been created or powered on (a cloud server's boot time),
+    /// and a missing engine is installed.
+    Converge,
+}
+
+/// SSH to a server and its engine.
+async fn reach(config: &Config, server: &Server, machine: &Machine, ui: &Ui, mode: Reach) -> Result<Connected> {
+    let booting = mode == Reach::Converge;
     let address = machine
         .ip
         .as_deref()
@@ -34,7 +46,12 @@ async fn reach(config: &Config, server: &Server, machine: &Machine, ui: &Ui, boo
     let fresh = booting && matches!(server.provider, ServerProvider::SakuraCloud { .. });
     let known_hosts = known_hosts_file(&config.project);
     let mut host = remote::connect(server, address, &known_hosts, fresh).await?;
-    if host.ensure_docker(server).await? {
+    if mode == Reach::Observe {
+        if let Err(e) = host.check_docker(server).await {
+            host.close().await;
+            return Err(e);
+        }
+    } else if host.ensure_docker(server).await? {
         ui.line(format!("~ server {}: Docker installed", server.name));
         // A new docker group membership only applies to a new login.
         host.close().await;
@@ -68,7 +85,7 @@ fn tag(config: &Config, spec: &StageSpec, server: &Server) -> String {
     owner_tag(&config.project, &spec.name, &server.name)
 }
 
-fn lock(
+async fn lock(
     config: &Config,
     spec: &StageSpec,
     verb: &str,
@@ -78,29 +95,55 @@ fn lock(
     if dry_run {
         return Ok(None);
     }
-    StageLock::acquire(&config.project, &spec.name, &format!("{verb} {}", spec.name), wait).map(Some)
+    StageLock::acquire(&config.project, &spec.name, &format!("{verb} {}", spec.name), wait).await.map(Some)
 }
 
 /// Servers up (created, booted), SSH answered, Docker there, then the containers converged.
 pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<Plan> {
-    let _lock = lock(config, spec, "up", opts.dry_run, opts.lock_wait)?;
-    let providers = Providers::for_servers(&spec.servers)?;
+    let _lock = lock(config, spec, "up", opts.dry_run, opts.lock_wait).await?;
+    let providers = Providers::for_servers(&spec.servers, &ui.infra_progress())?;
     let zones = Zones::connect(spec).await?;
     if opts.dry_run {
         return plan_only(config, spec, &providers, &zones, opts, ui).await;
     }
     let (progress, infra) = counting(ui);
-    let mut lock_holder = None;
-    let result = up_servers(config, spec, &providers, &zones, opts, &progress, ui, &mut lock_holder).await;
-    release(config, spec, lock_holder).await;
-    let (total, blocked) = result?;
+    // From here a lock on the first server may be held: Ctrl-C ends the work, then it is released.
+    let _cleanup = signal::CleanupScope::enter();
+    let mut held = Held::default();
+    let result =
+        signal::interruptible(up_servers(config, spec, &providers, &zones, opts, &progress, ui, &mut held)).await;
+    held.release(config, spec).await;
+    let total = result?;
     let infra = *infra.lock().unwrap_or_else(|e| e.into_inner());
     report_up(spec, &total, infra, ui);
-    blocked_error(blocked)?;
     Ok(total)
 }
 
-/// The servers one by one: up, reached, locked (the first), containers, records.
+/// The connections a run holds, the first one carrying the stage lock once `locked`.
+#[derive(Default)]
+struct Held {
+    conns: Vec<Connected>,
+    locked: bool,
+}
+
+impl Held {
+    /// Gives the lock back (when taken) and closes every connection: on every exit path.
+    async fn release(self, config: &Config, spec: &StageSpec) {
+        let mut conns = self.conns.into_iter();
+        if let Some(first) = conns.next() {
+            if self.locked {
+                let _ = first.host.unlock(&remote_lock::lock_name(&config.project, &spec.name)).await;
+            }
+            first.host.close().await;
+        }
+        for conn in conns {
+            conn.host.close().await;
+        }
+    }
+}
+
+/// Every server up and reached (the first one locked), then every server's containers at once,
+/// ordered across servers by one readiness board, then the records, all decided before any write.
 #[allow(clippy::too_many_arguments)]
 async fn up_servers(
     config: &Config,
@@ -110,47 +153,68 @@ async fn up_servers(
     opts: &UpOptions,
     progress: &Progress,
     ui: &Ui,
-    lock_holder: &mut Option<Connected>,
-) -> Result<(Plan, Vec<String>)> {
-    let mut total = Plan { stage: spec.name.clone(), ..Plan::default() };
-    let mut blocked = Vec::new();
+    held: &mut Held,
+) -> Result<Plan> {
+    let mut machines = Vec::new();
     for (i, server) in spec.servers.iter().enumerate() {
         let machine = providers.ensure_up(server, &tag(config, spec, server), progress).await?;
-        let conn = reach(config, server, &machine, ui, true).await?;
+        let conn = reach(config, server, &machine, ui, Reach::Converge).await?;
+        held.conns.push(conn);
         if i == 0 {
             let purpose = format!("up {}", spec.name);
-            remote_lock::acquire(&conn.host, &server.name, &config.project, &spec.name, &purpose, opts.lock_wait)
-                .await?;
+            remote_lock::acquire(
+                &held.conns[0].host,
+                &server.name,
+                &config.project,
+                &spec.name,
+                &purpose,
+                opts.lock_wait,
+            )
+            .await?;
+            held.locked = true;
         }
-        let plan = converge_containers(&conn.engine, &spec.for_server(server), opts, ui).await?;
-        total.actions.extend(plan.actions);
-        total.orphans.extend(plan.orphans);
-        if i == 0 {
-            *lock_holder = Some(conn);
-        } else {
-            conn.host.close().await;
+        machines.push(machine);
+    }
+    let readiness = engine::Readiness::for_stage(spec);
+    let per_server = spec.servers.iter().zip(&held.conns).map(|(server, conn)| {
+        let sub = spec.for_server(server);
+        let readiness = &readiness;
+        async move {
+            let result = converge_on(&conn.engine, &sub, opts, ui, readiness).await;
+            readiness.fail_unset(sub.services.iter().map(|s| s.name.as_str()));
+            result
         }
-        let ip = machine.ip.as_deref().unwrap_or_default();
-        blocked.extend(zones.converge(&config.project, &spec.name, server, ip, progress, true).await?);
+    });
+    // Every server runs to its end (a failure on one does not cut another off mid-change).
+    let mut total = Plan { stage: spec.name.clone(), ..Plan::default() };
+    let mut failures = Vec::new();
+    for result in futures_util::future::join_all(per_server).await {
+        match result {
+            Ok(plan) => {
+                total.actions.extend(plan.actions);
+                total.orphans.extend(plan.orphans);
+            }
+            Err(e) => failures.push(e),
+        }
     }
-    Ok((total, blocked))
-}
-
-/// Releases the remote lock held over `conn`, and closes it.
-async fn release(config: &Config, spec: &StageSpec, conn: Option<Connected>) {
-    if let Some(conn) = conn {
-        let _ = conn.host.unlock(&remote_lock::lock_name(&config.project, &spec.name)).await;
-        conn.host.close().await;
+    if let Some(e) = failures.into_iter().next() {
+        return Err(e);
     }
+    let placed: Vec<(&Server, &str)> =
+        spec.servers.iter().zip(&machines).map(|(s, m)| (s, m.ip.as_deref().unwrap_or_default())).collect();
+    let records = zones.plan(&config.project, &spec.name, &placed).await?;
+    blocked_error(&records.blocked)?;
+    zones.apply(&records, progress).await?;
+    Ok(total)
 }
 
 /// `fleet stage unlock`: breaks a remote lock left behind by a run that is gone.
 pub async fn unlock(config: &Config, spec: &StageSpec, ui: &Ui) -> Result<()> {
-    let providers = Providers::for_servers(&spec.servers)?;
+    let providers = Providers::for_servers(&spec.servers, &ui.infra_progress())?;
     let Some(server) = spec.servers.first() else { return Ok(()) };
     match providers.observe(server, &tag(config, spec, server)).await? {
         Some(m) if m.power == Power::Up => {
-            let conn = reach(config, server, &m, ui, false).await?;
+            let conn = reach(config, server, &m, ui, Reach::Observe).await?;
             conn.host.unlock(&remote_lock::lock_name(&config.project, &spec.name)).await?;
             conn.host.close().await;
             ui.line(format!("Stage {} is unlocked (lock on server {} removed).", spec.name, server.name));
@@ -179,7 +243,7 @@ async fn plan_only(
         let mut actions = Vec::new();
         match &found {
             Some(m) if m.power == Power::Up => {
-                let conn = reach(config, server, m, ui, false).await?;
+                let conn = reach(config, server, m, ui, Reach::Observe).await?;
                 let plan = converge_containers(&conn.engine, &sub, opts, ui).await?;
                 actions = plan.actions;
                 total.orphans.extend(plan.orphans);
@@ -206,13 +270,11 @@ async fn plan_only(
                 ));
             }
         }
-        let dns_lines = match found.as_ref().and_then(|m| m.ip.as_deref()) {
+        let dns_lines: Vec<String> = match found.as_ref().and_then(|m| m.ip.as_deref()) {
             Some(ip) => {
-                let (collect, lines) = collecting();
-                for b in zones.converge(&config.project, &spec.name, server, ip, &collect, false).await? {
-                    ui.warn(b);
-                }
-                lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
+                let records = zones.plan(&config.project, &spec.name, &[(server, ip)]).await?;
+                records.blocked.iter().for_each(|b| ui.warn(b));
+                records.changes.iter().map(|c| c.line.clone()).collect()
             }
             None => {
                 planned(server).into_iter().map(|r| format!("+ dns {} {} → {}", r.name, r.kind, r.content)).collect()
@@ -235,18 +297,6 @@ async fn plan_only(
     Ok(total)
 }
 
-/// Progress that only collects the action lines (a dry run prints them itself).
-fn collecting() -> (Progress, Arc<Mutex<Vec<String>>>) {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    let progress: Progress = Arc::new(move |event: InfraEvent| {
-        if let InfraEvent::Action(line) = event {
-            sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
-        }
-    });
-    (progress, lines)
-}
-
 pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui) -> Result<Plan> {
     if opts.suspend
         && let Some(host) = spec.servers.iter().find(|s| matches!(s.provider, ServerProvider::Host { .. }))
@@ -259,40 +309,89 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
             format!("use `fleet down {}` to stop its containers", spec.name),
         ));
     }
-    let _lock = lock(config, spec, "down", opts.dry_run, opts.lock_wait)?;
-    let providers = Providers::for_servers(&spec.servers)?;
+    let _lock = lock(config, spec, "down", opts.dry_run, opts.lock_wait).await?;
+    let providers = Providers::for_servers(&spec.servers, &ui.infra_progress())?;
     // Records go only with --destroy; down and suspend keep them (the IP survives a power-off).
     let zones = if opts.destroy { Some(Zones::connect(spec).await?) } else { None };
-    let progress = ui.infra_progress();
     let mut found = Vec::new();
     for server in &spec.servers {
         found.push((server, providers.observe(server, &tag(config, spec, server)).await?));
     }
-    if found.iter().all(|(_, m)| m.is_none()) {
+    // Records are found by their ownership marker at the declared names, whether or not their
+    // server still exists: a destroy whose DNS step failed leaves them to the next one.
+    let mut records = Vec::new();
+    if let Some(zones) = &zones {
+        for server in &spec.servers {
+            for r in zones.owned(&config.project, &spec.name, server).await? {
+                records.push((server, r));
+            }
+        }
+    }
+    if found.iter().all(|(_, m)| m.is_none()) && records.is_empty() {
         ui.line(format!("Stage {} has no servers; nothing to do.", spec.name));
         return Ok(Plan { stage: spec.name.clone(), ..Plan::default() });
     }
+    let _cleanup = signal::CleanupScope::enter();
+    let mut held = Held::default();
+    let result = signal::interruptible(down_servers(
+        config,
+        spec,
+        &providers,
+        zones.as_ref(),
+        &found,
+        &records,
+        opts,
+        ui,
+        &mut held,
+    ))
+    .await;
+    held.release(config, spec).await;
+    result
+}
+
+/// The containers of one running server, as `down` found them.
+struct ServerDown {
+    sub: StageSpec,
+    observed: ObservedStage,
+    plan: Plan,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn down_servers(
+    config: &Config,
+    spec: &StageSpec,
+    providers: &Providers,
+    zones: Option<&Zones>,
+    found: &[(&Server, Option<Machine>)],
+    records: &[(&Server, crate::dns::FoundRecord)],
+    opts: &DownOptions,
+    ui: &Ui,
+    held: &mut Held,
+) -> Result<Plan> {
+    let progress = ui.infra_progress();
     // Containers first, on every running server: what is stopped or removed, and how.
-    let mut connections = Vec::new();
+    let mut downs = Vec::new();
     let mut total = Plan { stage: spec.name.clone(), ..Plan::default() };
     for (i, (server, machine)) in found.iter().enumerate() {
         let Some(m) = machine.as_ref().filter(|m| m.power == Power::Up) else {
             continue;
         };
-        let conn = reach(config, server, m, ui, false).await?;
+        held.conns.push(reach(config, server, m, ui, Reach::Observe).await?);
+        let conn = held.conns.last().expect("just pushed");
         if i == 0 && !opts.dry_run {
             let purpose = format!("down {}", spec.name);
             remote_lock::acquire(&conn.host, &server.name, &config.project, &spec.name, &purpose, opts.lock_wait)
                 .await?;
+            held.locked = true;
         }
         let sub = spec.for_server(server);
         let observed = conn.engine.observe(&sub).await?;
         let plan = plan::plan_down(&sub, &observed, down_mode(opts));
         total.actions.extend(plan.actions.iter().cloned());
-        connections.push((conn, sub, observed, plan));
+        downs.push(ServerDown { sub, observed, plan });
     }
     // Then each server, with the very lines the run prints while it does them.
-    for (server, machine) in &found {
+    for (server, machine) in found {
         let Some(m) = machine else { continue };
         match &server.provider {
             ServerProvider::SakuraCloud { zone, .. } if opts.destroy || opts.suspend => {
@@ -305,11 +404,6 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
                         server.name,
                         m.disks.len()
                     ));
-                    if let Some(zones) = &zones {
-                        for r in zones.owned(&config.project, &spec.name, server).await? {
-                            total.infra.push(format!("- dns {} {}", r.name, r.kind));
-                        }
-                    }
                 }
             }
             ServerProvider::Host { .. } if opts.destroy => {
@@ -317,6 +411,9 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
             }
             _ => {}
         }
+    }
+    for (_, r) in records {
+        total.infra.push(format!("- dns {} {}", r.name, r.kind));
     }
     if opts.dry_run {
         match opts.format {
@@ -329,43 +426,55 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
         }
         return Ok(total);
     }
-    let mut deletions = removals(&total);
-    deletions
-        .extend(total.infra.iter().filter(|l| l.starts_with("- ")).map(|l| crate::ui::colour_plan_line(l.clone())));
-    // The lock was taken over the first connection when the first server runs; it is given back
-    // once the containers are handled, before any power change cuts the connection.
-    let locked = found.first().is_some_and(|(_, m)| m.as_ref().is_some_and(|m| m.power == Power::Up));
-    let confirmed = if opts.destroy && !opts.yes { confirm_destroy(spec, &deletions, ui) } else { Ok(()) };
-    let mut result = confirmed;
-    for (j, (conn, sub, observed, plan)) in connections.into_iter().enumerate() {
-        if result.is_ok() {
-            result = engine::down(&conn.engine, &sub, &plan, &observed, ui.events()).await;
-        }
-        if j == 0 && locked {
-            let _ = conn.host.unlock(&remote_lock::lock_name(&config.project, &spec.name)).await;
-        }
-        conn.host.close().await;
+    if opts.destroy && !opts.yes {
+        let mut deletions = removals(&total);
+        deletions
+            .extend(total.infra.iter().filter(|l| l.starts_with("- ")).map(|l| crate::ui::colour_plan_line(l.clone())));
+        confirm_destroy(spec, &deletions, ui)?;
     }
-    result?;
-    for (server, machine) in &found {
+    for (conn, d) in held.conns.iter().zip(&downs) {
+        engine::down(&conn.engine, &d.sub, &d.plan, &d.observed, ui.events()).await?;
+    }
+    // Servers last to first: the first holds the lock, which is given back just before its own
+    // power-off cuts the connection, so the lock covers every other power change.
+    let mut kept = Vec::new();
+    for (i, (server, machine)) in found.iter().enumerate().rev() {
         let (Some(m), ServerProvider::SakuraCloud { .. }) = (machine, &server.provider) else {
             continue;
         };
+        if i == 0 {
+            std::mem::take(held).release(config, spec).await;
+        }
         let tag = tag(config, spec, server);
         if opts.destroy {
             providers.destroy(server, &tag, &progress).await?;
+            // The delete is confirmed: the IP is someone else's next, so its key goes now.
             if let Some(ip) = &m.ip {
                 remote::forget_host(&known_hosts_file(&config.project), ip, server.ssh.port);
-            }
-            if let Some(zones) = &zones {
-                zones.remove(&config.project, &spec.name, server, &progress).await?;
             }
         } else if opts.suspend {
             providers.power_off(server, &tag, &progress).await?;
         }
     }
-    let done = if opts.destroy {
+    if let Some(zones) = zones {
+        for server in &spec.servers {
+            if records.iter().any(|(s, _)| s.name == server.name) {
+                zones.remove(&config.project, &spec.name, server, &progress).await?;
+            }
+        }
+    }
+    if opts.destroy {
+        kept.extend(
+            found
+                .iter()
+                .filter(|(s, _)| matches!(s.provider, ServerProvider::Host { .. }))
+                .map(|(s, _)| format!("server {} (a brought host) keeps running", s.name)),
+        );
+    }
+    let done = if opts.destroy && kept.is_empty() {
         "destroyed".to_string()
+    } else if opts.destroy {
+        format!("destroyed, except: {}", kept.join("; "))
     } else if opts.suspend {
         "suspended: servers are powered off and only their disks are billed".to_string()
     } else {
@@ -376,7 +485,7 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
 }
 
 pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) -> Result<()> {
-    let providers = Providers::for_servers(&spec.servers)?;
+    let providers = Providers::for_servers(&spec.servers, &ui.infra_progress())?;
     let zones = Zones::connect(spec).await?;
     let mut servers = Vec::new();
     let mut rows = Vec::new();
@@ -402,7 +511,7 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
         });
         match machine.as_ref().filter(|m| m.power == Power::Up) {
             Some(m) => {
-                let conn = reach(config, server, m, ui, false).await?;
+                let conn = reach(config, server, m, ui, Reach::Observe).await?;
                 rows.extend(service_rows(&conn.engine, &sub).await?);
                 conn.host.close().await;
             }
@@ -426,12 +535,12 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
 
 /// Containers of a remote stage, server by server; a powered-off server is skipped with a note.
 pub async fn containers(config: &Config, spec: &StageSpec, ui: &Ui) -> Result<Vec<ObservedContainer>> {
-    let providers = Providers::for_servers(&spec.servers)?;
+    let providers = Providers::for_servers(&spec.servers, &ui.infra_progress())?;
     let mut out = Vec::new();
     for server in &spec.servers {
         match providers.observe(server, &tag(config, spec, server)).await? {
             Some(m) if m.power == Power::Up => {
-                let conn = reach(config, server, &m, ui, false).await?;
+                let conn = reach(config, server, &m, ui, Reach::Observe).await?;
                 let names: Vec<String> = spec.services_on(server).iter().map(|s| s.name.clone()).collect();
                 let found = conn.engine.containers(&config.project, Some(&spec.name)).await?;
                 out.extend(found.into_iter().filter(|c| names.contains(&c.service)));
@@ -448,7 +557,7 @@ pub async fn containers(config: &Config, spec: &StageSpec, ui: &Ui) -> Result<Ve
 }
 
 pub async fn logs(config: &Config, spec: &StageSpec, services: &[String], opts: &LogOptions, ui: &Ui) -> Result<()> {
-    let providers = Providers::for_servers(&spec.servers)?;
+    let providers = Providers::for_servers(&spec.servers, &ui.infra_progress())?;
     let mut hosts = Vec::new();
     let mut streams = Vec::new();
     for server in &spec.servers {
@@ -457,7 +566,7 @@ pub async fn logs(config: &Config, spec: &StageSpec, services: &[String], opts: 
             ui.note(format!("server {} is not running; its logs are not available", server.name));
             continue;
         };
-        let conn = reach(config, server, &m, ui, false).await?;
+        let conn = reach(config, server, &m, ui, Reach::Observe).await?;
         let targets = log_targets(&conn.engine, &spec.for_server(server), services).await?;
         if !targets.is_empty() {
             streams.push(engine::stream_logs(&conn.engine, &targets, opts));

@@ -163,6 +163,10 @@ async fn api(State(world): State<Shared>, method: Method, uri: Uri, headers: Hea
         }
         return response;
     }
+    if world.lock().unwrap_or_else(|e| e.into_inner()).take_garbled(&method) {
+        let page = "<html><body><h1>Maintenance</h1></body></html>";
+        return (StatusCode::OK, [("content-type", "text/html")], page).into_response();
+    }
     let (status, json) = world.lock().unwrap_or_else(|e| e.into_inner()).handle(&method, &uri, &headers, &body);
     // A lost response: the work above is done, but the client gives up before hearing of it.
     tokio::time::sleep(delay).await;

@@ -37,6 +37,9 @@ pub struct Faults {
     pub cf_rate_limited: u32,
     /// The next N Cloudflare requests answer 500.
     pub cf_errors: u32,
+    /// The next N Sakura reads (GET) answer 200 with an HTML page instead of the API's JSON,
+    /// as a captive proxy or a maintenance page would.
+    pub garbled_reads: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -240,6 +243,15 @@ impl World {
             }
         });
         self.proxies.insert(id, handle);
+    }
+
+    /// True when this Sakura request gets the garbled-200 fault (and uses one up).
+    pub fn take_garbled(&mut self, method: &Method) -> bool {
+        let hit = *method == Method::GET && self.faults.garbled_reads > 0;
+        if hit {
+            self.faults.garbled_reads -= 1;
+        }
+        hit
     }
 
     /// How long to hold back this response (the lost-create fault).
