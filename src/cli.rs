@@ -185,7 +185,7 @@ pub struct ConfigArgs {
     pub stage: StageArg,
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
-    /// Print values that look like secrets instead of masking them
+    /// Print secrets instead of masking them (values from .env files or the environment, secret-looking keys, URL passwords)
     #[arg(long)]
     pub show_secrets: bool,
 }
@@ -320,21 +320,11 @@ fn parse_since(s: &str) -> Result<i64> {
     })
 }
 
-/// Environment keys whose values are masked in `fleet config`.
-const SECRET_MARKERS: [&str; 6] = ["PASSWORD", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "PASSWD"];
-
 fn print_config(spec: &StageSpec, format: Format, show_secrets: bool, ui: &Ui) {
-    let mut spec = spec.clone();
+    let mut value = serde_json::to_value(spec).unwrap_or_default();
     if !show_secrets {
-        for svc in &mut spec.services {
-            for (k, v) in svc.environment.iter_mut() {
-                if SECRET_MARKERS.iter().any(|m| k.to_uppercase().contains(m)) {
-                    *v = "********".into();
-                }
-            }
-        }
+        crate::secrets::mask_json(&mut value, &spec.sensitive);
     }
-    let value = serde_json::to_value(&spec).unwrap_or_default();
     match format {
         Format::Json => ui.json(&value),
         Format::Text => {
@@ -344,9 +334,8 @@ fn print_config(spec: &StageSpec, format: Format, show_secrets: bool, ui: &Ui) {
                 spec.name,
                 if spec.is_local() { "local" } else { "remote" }
             ));
-            for svc in &spec.services {
-                ui.line(format!("service {}:", svc.name));
-                let v = serde_json::to_value(svc).unwrap_or_default();
+            for v in value["services"].as_array().into_iter().flatten() {
+                ui.line(format!("service {}:", v["name"].as_str().unwrap_or_default()));
                 if let Some(map) = v.as_object() {
                     for (k, v) in map {
                         if k == "name"

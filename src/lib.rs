@@ -13,6 +13,7 @@ pub mod model;
 pub mod plan;
 pub mod remote;
 pub mod runtime_dir;
+pub mod secrets;
 pub mod signal;
 pub mod stage;
 pub mod ui;

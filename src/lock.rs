@@ -31,7 +31,8 @@ impl StageLock {
             crate::runtime_dir::ensure_private(&crate::runtime_dir::base())?;
         }
         crate::runtime_dir::ensure_private(&dir)?;
-        let path = dir.join(format!("{project}.{stage}.lock"));
+        // `@` occurs in neither name, so two (project, stage) pairs never share a lock.
+        let path = dir.join(format!("{project}@{stage}.lock"));
         // No-follow: a symlink planted at this name must not redirect the write.
         let mut file = OpenOptions::new()
             .create(true)
@@ -85,7 +86,7 @@ mod tests {
         crate::runtime_dir::ensure_private(&dir).unwrap();
         let victim = t.path().join("victim");
         std::fs::write(&victim, "precious").unwrap();
-        std::os::unix::fs::symlink(&victim, dir.join("p.s.lock")).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join("p@s.lock")).unwrap();
         // SAFETY: this test alone reads FLEET_LOCK_DIR in this process's lock tests.
         unsafe { std::env::set_var("FLEET_LOCK_DIR", &dir) };
         let err = StageLock::acquire("p", "s", "up s", None).await.unwrap_err();

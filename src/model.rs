@@ -15,6 +15,9 @@ pub struct StageSpec {
     pub servers: Vec<Server>,
     /// `protect` refuses `down --destroy`.
     pub protect: bool,
+    /// Values that came from the environment or a `.env`/`env_file` file: output masks them.
+    #[serde(skip)]
+    pub sensitive: std::collections::BTreeSet<String>,
 }
 
 impl StageSpec {

@@ -86,11 +86,15 @@ fn env_files_layer_under_the_process_environment() {
     );
     std::fs::write(p.path().join(".env"), "TAG=from-env-file\nLEVEL=base\n").unwrap();
     std::fs::write(p.path().join(".env.local"), "LEVEL=stage\n").unwrap();
-    let r = p.ok(&["config", "local", "--format", "json"]);
+    // Values from .env files and the environment are masked unless asked for.
+    let masked: serde_json::Value =
+        serde_json::from_str(&p.ok(&["config", "local", "--format", "json"]).stdout).unwrap();
+    assert_eq!(masked["services"][0]["image"], "x:********");
+    let r = p.ok(&["config", "local", "--format", "json", "--show-secrets"]);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["services"][0]["image"], "x:from-env-file");
     assert_eq!(v["services"][0]["environment"]["LEVEL"], "stage");
-    let r = p.cmd(&["config", "local", "--format", "json"]).env("LEVEL", "process").output().unwrap();
+    let r = p.cmd(&["config", "local", "--format", "json", "--show-secrets"]).env("LEVEL", "process").output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
     assert_eq!(v["services"][0]["environment"]["LEVEL"], "process");
 }
@@ -128,4 +132,40 @@ fn plan_and_dry_run_exit_1_on_every_error() {
     assert_eq!(r.status.code(), Some(1), "{}", String::from_utf8_lossy(&r.stderr));
     // Outside plan-like commands a usage error stays 2.
     p.fleet(&["status", "nosuch"]).fails_with(2, &["stage `nosuch` is not defined"]);
+}
+
+#[test]
+fn config_masks_everything_that_came_from_env_files_or_the_environment() {
+    let p = Project::new(
+        "masking",
+        r#"
+project "{project}"
+service "db" {
+    image "postgres:16"
+    environment { DATABASE_URL "postgres://app:${DB_PW}@db/app"; DB_PASS "${DB_PW}"; MODE "${MODE}"; PLAIN "visible" }
+    command "serve" "--token" "${API_TOKEN}"
+    labels { note "key ${API_TOKEN}" }
+    healthcheck { test "CMD-SHELL" "check --pw ${DB_PW}" }
+}
+stage "local" { service "db" }
+"#,
+    );
+    std::fs::write(p.path().join(".env"), "DB_PW=s3cr3t-pw\nMODE=fast-and-secret\n").unwrap();
+    let r = p.cmd(&["config", "local", "--format", "json"]).env("API_TOKEN", "tok-123456").output().unwrap();
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert_eq!(r.status.code(), Some(0), "{}", String::from_utf8_lossy(&r.stderr));
+    for secret in ["s3cr3t-pw", "fast-and-secret", "tok-123456"] {
+        assert!(!out.contains(secret), "{secret} printed:\n{out}");
+    }
+    assert!(out.contains("postgres://app:********@db/app"), "{out}");
+    assert!(out.contains("\"PLAIN\": \"visible\""), "{out}");
+    let shown = p.cmd(&["config", "local", "--show-secrets"]).env("API_TOKEN", "tok-123456").output().unwrap();
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("tok-123456"));
+
+    // A malformed .env line is named by its number, never echoed.
+    std::fs::write(p.path().join(".env"), "DB_PW=fine\nthis is hunter2 garbage\n").unwrap();
+    let bad = p.fleet(&["config", "local"]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("line 2 is not KEY=VALUE"), "{}", bad.stderr);
+    assert!(!bad.stderr.contains("hunter2"), "{}", bad.stderr);
 }

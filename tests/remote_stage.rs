@@ -497,7 +497,7 @@ fn two_machines_cannot_run_up_at_once_and_a_foreign_stale_lock_is_broken_by_unlo
     let mut first =
         p.cmd(&["up", "dev"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
     let lock =
-        std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(format!(".fleetflow/locks/{}.dev", p.name));
+        std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(format!(".fleetflow/locks/{}@dev", p.name));
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !lock.exists() {
         assert!(std::time::Instant::now() < deadline, "the first run never took the remote lock");
@@ -597,7 +597,7 @@ fn a_failed_up_releases_the_remote_lock() {
     let p = cross_server_project("lockleak", &sim, &sshd, "sh -c 'exit 3'");
     p.fleet(&["up", "dev"]).fails_with(1, &["service api exited with code 3 after start"]);
     let locks =
-        std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(format!(".fleetflow/locks/{}.dev", p.name));
+        std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(format!(".fleetflow/locks/{}@dev", p.name));
     assert!(!locks.exists(), "the lock was released on the failure path");
     // Another machine is not locked out.
     let other = p.cmd(&["status", "dev"]).env("FLEET_LOCK_DIR", p.path().join("other-machine")).output().unwrap();
@@ -655,4 +655,60 @@ fn read_only_commands_never_install_an_engine() {
         assert!(r.stderr.contains("no container engine answers there"), "{args:?}: {}", r.stderr);
         assert!(r.stderr.contains("this command changes nothing"), "{args:?}: {}", r.stderr);
     }
+}
+
+#[test]
+fn two_first_ups_at_once_from_two_machines_leave_one_server() {
+    let sshd = Sshd::start("");
+    // Latency makes both finds answer "none" before either create lands.
+    let sim = Sim::start_with(sshd.port, &["--latency-ms", "150"]);
+    let p = sakura_project("twofirst", &sim, &sshd);
+    let machine = |name: &str| {
+        p.cmd(&["up", "dev", "--lock-wait", "2m"])
+            .env("FLEET_LOCK_DIR", p.path().join(format!("{name}-locks")))
+            .env("FLEET_STATE_DIR", p.path().join(format!("{name}-state")))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (machine("a"), machine("b"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let text = |o: &std::process::Output| {
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    };
+    assert_eq!(a.status.code(), Some(0), "machine a:\n{}", text(&a));
+    assert_eq!(b.status.code(), Some(0), "machine b:\n{}", text(&b));
+    let both = text(&a) + &text(&b);
+    assert_eq!(both.matches("+ server creo-dev-01").count(), 2, "both created one:\n{both}");
+    assert!(both.contains("another run created it at the same moment"), "{both}");
+    assert_eq!(server_count(&sim), 1, "{:#}", sim.state());
+    assert_eq!(sim.state()["disks"].as_array().unwrap().len(), 1, "one disk, attached to the survivor");
+    assert!(p.ok(&["up", "dev"]).stdout.contains("up to date"));
+    p.ok(&["down", "dev", "--destroy", "--yes"]);
+    assert_eq!(server_count(&sim), 0);
+}
+
+#[test]
+fn a_stale_host_key_for_a_reused_ip_is_replaced_for_a_server_this_run_created() {
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let p = sakura_project("stalekey", &sim, &sshd);
+    // An earlier machine at the address the next server gets (127.0.0.10) left its key behind.
+    let old = tempfile::tempdir().unwrap();
+    let key = old.path().join("k");
+    let keygen =
+        std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).status();
+    assert!(keygen.unwrap().success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let state = p.path().join(".state");
+    std::fs::create_dir_all(&state).unwrap();
+    let known = state.join(format!("{}.known_hosts", p.name));
+    std::fs::write(&known, format!("[127.0.0.10]:{} {}", sim.ssh_port, public)).unwrap();
+    let up = p.ok(&["up", "dev"]);
+    assert!(up.stdout.contains("+ server creo-dev-01"), "{}", up.stdout);
+    assert!(!std::fs::read_to_string(&known).unwrap().contains(public.split_whitespace().nth(1).unwrap()));
+    // A server fleet did not just create keeps its key checked.
+    p.ok(&["status", "dev"]);
+    p.ok(&["down", "dev", "--destroy", "--yes"]);
 }

@@ -16,10 +16,20 @@ pub enum VarSource {
     Variables,
 }
 
+impl VarSource {
+    /// Values from the environment or a `.env` file may be secrets: `fleet config` masks them.
+    pub fn is_sensitive(self) -> bool {
+        matches!(self, VarSource::Process | VarSource::StageEnvFile | VarSource::EnvFile)
+    }
+}
+
 /// The merged variable scope of one stage.
 #[derive(Debug, Clone, Default)]
 pub struct Vars {
     values: BTreeMap<String, (String, VarSource)>,
+    /// Values of sensitive variables that interpolation used, so output can mask them wherever
+    /// they ended up (an environment value, a command, a label).
+    used_sensitive: std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
 
 impl Vars {
@@ -32,6 +42,20 @@ impl Vars {
 
     pub fn get(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(|(v, _)| v.as_str())
+    }
+
+    /// Like `get`, remembering a sensitive value that is used.
+    fn use_value(&self, name: &str) -> Option<&str> {
+        let (value, source) = self.values.get(name)?;
+        if source.is_sensitive() && !value.is_empty() {
+            self.used_sensitive.borrow_mut().insert(value.clone());
+        }
+        Some(value.as_str())
+    }
+
+    /// Every sensitive value interpolation has used so far.
+    pub fn used_sensitive(&self) -> std::collections::BTreeSet<String> {
+        self.used_sensitive.borrow().clone()
     }
 }
 
@@ -114,7 +138,7 @@ fn expand(body: &str, vars: &Vars, depth: usize) -> Result<String, InterpolateEr
     if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
         return Err(InterpolateError::Malformed { reason: format!("`${{{body}}}` is not a variable name") });
     }
-    let value = vars.get(name);
+    let value = vars.use_value(name);
     let set_and_nonempty = value.is_some_and(|v| !v.is_empty());
     let (kind, arg) = if let Some(a) = op.strip_prefix(":-") {
         (":-", a)

@@ -27,6 +27,9 @@ pub struct Config {
     pub source: SourceFile,
     pub doc: KdlDocument,
     pub project: String,
+    /// `project "…"` is in the file. A remote stage needs it: its servers are found by a tag made
+    /// from the project name, and a name taken from the directory (`api`) is not unique.
+    pub project_explicit: bool,
     /// Non-fatal notes, e.g. KDL 1 syntax.
     pub warnings: Vec<String>,
 }
@@ -65,8 +68,8 @@ impl Config {
         let display = display_name(&path);
         let source = SourceFile::new(display.clone(), text);
         let (doc, warnings) = parse_kdl(&source)?;
-        let project = reader::project_name(&doc, &source, &dir)?;
-        let config = Self { path, dir, source, doc, project, warnings };
+        let (project, project_explicit) = reader::project_decl(&doc, &source, &dir)?;
+        let config = Self { path, dir, source, doc, project, project_explicit, warnings };
         // Unknown top-level nodes and duplicate names are checked once, for every command.
         let mut errors = reader::check_structure(&config);
         errors.extend(server_reader::check_providers(&config));

@@ -44,8 +44,13 @@ pub struct Spans {
     pub ports: HashMap<(String, usize), SourceSpan>,
 }
 
-/// `project "name"`, or the directory name made safe for Docker.
-pub fn project_name(doc: &kdl::KdlDocument, src: &SourceFile, dir: &Path) -> Result<String> {
+/// `project "name"`, or the directory name made safe for Docker; and whether the file states it (`project "…"`) rather than the directory.
+pub fn project_decl(doc: &kdl::KdlDocument, src: &SourceFile, dir: &Path) -> Result<(String, bool)> {
+    let explicit = doc.nodes().iter().any(|n| n.name().value() == "project");
+    project_from(doc, src, dir).map(|name| (name, explicit))
+}
+
+fn project_from(doc: &kdl::KdlDocument, src: &SourceFile, dir: &Path) -> Result<String> {
     if let Some(node) = doc.nodes().iter().find(|n| n.name().value() == "project") {
         let entry = node.entries().first();
         let name = entry.and_then(|e| e.value().as_string());
@@ -144,7 +149,13 @@ pub fn read_stage(config: &Config, stage: &str) -> std::result::Result<(StageSpe
         .iter()
         .find(|n| n.name().value() == "stage" && n.entries().first().and_then(|e| e.value().as_string()) == Some(stage))
         .expect("caller checked the stage exists");
-    let mut r = Reader { src: &config.source, dir: &config.dir, vars: Vars::default(), errors: Vec::new() };
+    let mut r = Reader {
+        src: &config.source,
+        dir: &config.dir,
+        vars: Vars::default(),
+        errors: Vec::new(),
+        env_file_values: Default::default(),
+    };
     r.vars = r.stage_vars(config, stage_node, stage);
 
     let definitions: HashMap<&str, &KdlNode> = config
@@ -161,6 +172,7 @@ pub fn read_stage(config: &Config, stage: &str) -> std::result::Result<(StageSpe
         services: Vec::new(),
         servers: Vec::new(),
         protect: false,
+        sensitive: Default::default(),
     };
     let mut spans = Spans::default();
     for node in children(stage_node) {
@@ -215,6 +227,8 @@ pub fn read_stage(config: &Config, stage: &str) -> std::result::Result<(StageSpe
             _ => r.push(unknown_node(r.src, node, &format!("in stage `{stage}`"), STAGE_NODES)),
         }
     }
+    spec.sensitive.extend(r.vars.used_sensitive());
+    spec.sensitive.append(&mut r.env_file_values);
     if r.errors.is_empty() { Ok((spec, spans)) } else { Err(r.errors) }
 }
 
@@ -235,6 +249,8 @@ pub(super) struct Reader<'a> {
     pub(super) src: &'a SourceFile,
     pub(super) dir: &'a Path,
     pub(super) vars: Vars,
+    /// Values read from a service's `env_file`: secrets as much as a `.env`'s.
+    pub(super) env_file_values: std::collections::BTreeSet<String>,
     pub(super) errors: Vec<ConfigError>,
 }
 
@@ -543,6 +559,9 @@ impl Reader<'_> {
             match read_env_file(&path) {
                 Ok(values) => {
                     for (k, v) in values {
+                        if !v.is_empty() {
+                            self.env_file_values.insert(v.clone());
+                        }
                         svc.environment.entry(k).or_insert(v);
                     }
                 }
@@ -804,7 +823,23 @@ pub fn compose_image(image: &str, version: Option<&str>) -> String {
 
 fn read_env_file(path: &Path) -> std::result::Result<Vec<(String, String)>, String> {
     let iter = dotenvy::from_path_iter(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    iter.map(|item| item.map_err(|e| format!("{}: {e}", path.display()))).collect()
+    iter.map(|item| item.map_err(|e| env_file_error(path, e))).collect()
+}
+
+/// Names the line of a malformed `.env` entry without echoing it: the line may hold a secret.
+fn env_file_error(path: &Path, e: dotenvy::Error) -> String {
+    match e {
+        dotenvy::Error::LineParse(line, index) => {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let number = text.lines().position(|l| l.contains(line.as_str())).map_or(0, |n| n + 1);
+            format!(
+                "{}: line {number} is not KEY=VALUE (at character {}; the line is not shown, it may hold a secret)",
+                path.display(),
+                index + 1
+            )
+        }
+        other => format!("{}: {other}", path.display()),
+    }
 }
 
 /// `/a/./b/../c` → `/a/c`, without touching the filesystem (the path may not exist yet).

@@ -257,6 +257,7 @@ fn validate_all_reports_every_stage_once() {
 }
 
 const REMOTE: &str = r#"
+project "shop"
 providers { sakura-cloud zone="tk1a" }
 server "app-1" {
     provider "sakura-cloud"
@@ -370,4 +371,19 @@ fn error_plan_and_durations_out_of_range() {
     assert_eq!(msg, "duration is out of range");
     let (msg, _, _) = stage_error(&hc("-5"), "local");
     assert_eq!(msg, "duration -5 is negative");
+}
+
+#[test]
+fn error_remote_stage_without_an_explicit_project() {
+    // The project would be the directory's name (`proj`): another checkout named so would share servers.
+    let (msg, loc, help) = stage_error(
+        "providers { sakura-cloud zone=\"tk1a\" }\nservice \"a\" {}\nstage \"dev\" {\n  server \"s\" { provider \"sakura-cloud\" }\n  service \"a\"\n}\nstage \"local\" { service \"a\" }",
+        "dev",
+    );
+    assert_eq!(msg, "stage `dev` has servers, so the file must name its project");
+    assert_eq!(loc, "/proj/fleet.kdl:3:1");
+    assert!(help.unwrap().contains("add `project \"proj\"`"));
+    // A local stage of the same file needs no name.
+    let cfg = Config::from_text(Path::new("/proj/fleet.kdl"), "providers { sakura-cloud zone=\"tk1a\" }\nservice \"a\" {}\nstage \"dev\" {\n  server \"s\" { provider \"sakura-cloud\" }\n  service \"a\"\n}\nstage \"local\" { service \"a\" }".into()).unwrap();
+    assert!(cfg.stage("local").is_ok());
 }

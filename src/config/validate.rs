@@ -65,6 +65,25 @@ pub fn validate(config: &Config, stage: &str, spec: &StageSpec, spans: &Spans) -
     let src = &config.source;
     let mut errors = Vec::new();
 
+    if !spec.is_local() && !config.project_explicit {
+        let span = config
+            .doc
+            .nodes()
+            .iter()
+            .find(|n| {
+                n.name().value() == "stage" && n.entries().first().and_then(|e| e.value().as_string()) == Some(stage)
+            })
+            .map_or((0, 0).into(), |n| n.span());
+        errors.push(
+            ConfigError::new(src, span, format!("stage `{stage}` has servers, so the file must name its project"))
+                .label("remote stage")
+                .help(format!(
+                    "add `project \"{}\"` at the top: servers are found by the tag fleetflow:<project>:{stage}:<server>, and a name taken from the directory could match another checkout's servers in the same account",
+                    config.project
+                )),
+        );
+    }
+
     for svc in &spec.services {
         for dep in &svc.depends_on {
             if spec.service(dep).is_none() {

@@ -86,8 +86,14 @@ mod tests {
 
     #[test]
     fn maps_ports_volumes_health_and_network() {
-        let spec =
-            StageSpec { project: "p".into(), name: "local".into(), services: vec![], servers: vec![], protect: false };
+        let spec = StageSpec {
+            project: "p".into(),
+            name: "local".into(),
+            services: vec![],
+            servers: vec![],
+            protect: false,
+            sensitive: Default::default(),
+        };
         let svc = Service {
             name: "db".into(),
             image: "postgres:16".into(),

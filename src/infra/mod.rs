@@ -25,6 +25,10 @@ pub struct Machine {
     pub cpu: Option<u32>,
     pub memory_gb: Option<u32>,
     pub disks: Vec<String>,
+    /// When the provider created it (RFC 3339), for "found, created …" in a plan.
+    pub created: Option<String>,
+    /// This run created it: whatever host key was known for its (reused) IP is stale.
+    pub new_this_run: bool,
 }
 
 /// Progress from the providers: plan-style action lines and plain notes.
@@ -91,7 +95,16 @@ impl Providers {
 
 /// A brought host is always "up" as far as fleet knows; SSH tells the rest.
 fn host_machine(address: &str) -> Machine {
-    Machine { id: None, power: Power::Up, ip: Some(address.to_string()), cpu: None, memory_gb: None, disks: Vec::new() }
+    Machine {
+        id: None,
+        power: Power::Up,
+        ip: Some(address.to_string()),
+        cpu: None,
+        memory_gb: None,
+        disks: Vec::new(),
+        created: None,
+        new_this_run: false,
+    }
 }
 
 fn refused(server: &Server, flag: &str) -> Error {

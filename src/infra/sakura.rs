@@ -32,9 +32,21 @@ fn spec(server: &Server) -> Spec<'_> {
 
 /// Disk plan 4 is SSD (2 is HDD).
 const SSD_PLAN: u64 = 4;
+/// Between a server's create and its disk's create, its creator needs one request: a server
+/// another run created that is still diskless after this long was left by a killed run.
+const DISKLESS_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Sort key: creation time (as the API wrote it, RFC 3339), then the numeric ID.
+fn creation_order(v: &Value) -> (i64, u64) {
+    let created =
+        v["CreatedAt"].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok()).map_or(i64::MAX, |t| t.as_second());
+    (created, id_of(&v["ID"]).and_then(|id| id.parse().ok()).unwrap_or(u64::MAX))
+}
 
 pub struct SakuraCloud {
     api: SakuraApi,
+    /// Notes that are not a step of the plan (a duplicate seen, a retry).
+    notes: Progress,
     /// Power calls go one at a time: parallel ones draw 503s (the official SDK does the same).
     power_lock: tokio::sync::Mutex<()>,
 }
@@ -42,9 +54,9 @@ pub struct SakuraCloud {
 impl SakuraCloud {
     pub fn from_env(progress: &Progress) -> Result<Self> {
         let mut api = SakuraApi::from_env()?;
-        let progress = progress.clone();
-        api.on_retry = Some(std::sync::Arc::new(move |note| progress(InfraEvent::Note(note))));
-        Ok(Self { api, power_lock: tokio::sync::Mutex::new(()) })
+        let notes = progress.clone();
+        api.on_retry = Some(std::sync::Arc::new(move |note| notes(InfraEvent::Note(note))));
+        Ok(Self { api, notes: progress.clone(), power_lock: tokio::sync::Mutex::new(()) })
     }
 
     fn fail(server: &Server, zone: &str, what: &str, e: impl std::fmt::Display) -> Error {
@@ -64,8 +76,9 @@ impl SakuraCloud {
         self.api.call(method, zone, path, query, body).await.map_err(|e| Self::fail(server, zone, what, &e))
     }
 
-    /// The one server carrying our tag. Names are not unique on Sakura Cloud, tags are ours.
-    async fn find(&self, server: &Server, tag: &str) -> Result<Option<Value>> {
+    /// Every server carrying our tag, earliest first (`CreatedAt`, then ID). Names are not
+    /// unique on Sakura Cloud; tags are ours.
+    async fn find_all(&self, server: &Server, tag: &str) -> Result<Vec<Value>> {
         let query = json!({"Count": 100, "From": 0, "Filter": {"Tags.Name": [[tag]]}});
         let found = self.call(server, "finding by tag", Method::GET, "server", Some(&query), None).await?;
         // A list without its array is not "no servers": creating from it would make a second one.
@@ -77,18 +90,66 @@ impl SakuraCloud {
             )));
         };
         // Exact match on our side too: the filter's semantics are not ours to trust blindly.
-        let hits: Vec<Value> = servers
+        let mut hits: Vec<Value> = servers
             .iter()
             .filter(|s| s["Tags"].as_array().is_some_and(|t| t.iter().any(|t| t.as_str() == Some(tag))))
             .cloned()
             .collect();
-        match hits.len() {
-            0 => Ok(None),
-            1 => Ok(hits.into_iter().next()),
-            n => Err(Error::failed_help(
-                format!("server {}: {n} servers carry the tag {tag}; refusing to guess which one is ours", server.name),
-                "delete the extra servers in the Sakura Cloud control panel (keep the one whose disk you need)",
-            )),
+        hits.sort_by_key(creation_order);
+        Ok(hits)
+    }
+
+    /// The declaration's server: the earliest carrying our tag. Two exist only for the moment
+    /// between two machines' simultaneous first `up`s, until the later one's creator removes it.
+    async fn find(&self, server: &Server, tag: &str) -> Result<Option<Value>> {
+        let all = self.find_all(server, tag).await?;
+        if all.len() > 1 {
+            let later: Vec<String> = all[1..].iter().filter_map(|v| id_of(&v["ID"])).collect();
+            (self.notes)(InfraEvent::Note(format!(
+                "server {}: {} servers carry tag {tag}; using the earliest, {} (later: {})",
+                server.name,
+                all.len(),
+                id_of(&all[0]["ID"]).unwrap_or_default(),
+                later.join(", ")
+            )));
+        }
+        Ok(all.into_iter().next())
+    }
+
+    /// Right after our create: if another machine created the same server at the same moment,
+    /// the later of the two is removed by its own creator, so exactly one remains and both runs
+    /// go on with it (the stage lock on it then puts them one after the other).
+    async fn keep_one(&self, server: &Server, tag: &str, mine: Value, progress: &Progress) -> Result<Value> {
+        let zone = spec(server).zone;
+        let all = self.find_all(server, tag).await?;
+        let (Some(first), Some(my_id)) = (all.first(), id_of(&mine["ID"])) else { return Ok(mine) };
+        if id_of(&first["ID"]).as_deref() == Some(my_id.as_str()) {
+            return Ok(mine);
+        }
+        let survivor = first.clone();
+        let survivor_id = id_of(&survivor["ID"]).unwrap_or_default();
+        progress(InfraEvent::Note(format!(
+            "server {}: another run created it at the same moment ({survivor_id}); removing ours ({my_id}) and going on with that one",
+            server.name
+        )));
+        // Ours has no disk yet and never booted: a plain delete.
+        match self
+            .api
+            .call(Method::DELETE, zone, &format!("server/{my_id}"), None, Some(&json!({"WithDisk": []})))
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() || e.outcome_unknown => {}
+            Err(e) => return Err(Self::fail(server, zone, "removing our duplicate", &e)),
+        }
+        // Its creator is attaching the disk right now: give it that moment before judging it diskless.
+        let started = Instant::now();
+        loop {
+            let current = self.read(server, &survivor_id).await?;
+            if current["Disks"].as_array().is_some_and(|d| !d.is_empty()) || started.elapsed() > DISKLESS_GRACE {
+                return Ok(current);
+            }
+            tokio::time::sleep(self.api.timing.poll).await;
         }
     }
 
@@ -104,14 +165,17 @@ impl SakuraCloud {
     /// Created if missing, booted if off; returns it running with its IP.
     pub async fn ensure_up(&self, server: &Server, tag: &str, progress: &Progress) -> Result<Machine> {
         let s = spec(server);
+        let mut new_this_run = false;
         let mut current = match self.find(server, tag).await? {
             Some(v) => v,
             None => {
+                new_this_run = true;
                 progress(InfraEvent::Action(format!(
                     "+ server {} (sakura-cloud {}, {} cores, {} GB, {} GB ssd, {})",
                     server.name, s.zone, s.core, s.memory_gb, s.disk_gb, s.os
                 )));
-                self.create(server, tag).await?
+                let mine = self.create(server, tag).await?;
+                self.keep_one(server, tag, mine, progress).await?
             }
         };
         let id = id_of(&current["ID"])
@@ -136,7 +200,7 @@ impl SakuraCloud {
             tokio::time::sleep(self.api.timing.poll).await;
             current = self.read(server, &id).await?;
         }
-        Ok(machine(&current))
+        Ok(Machine { new_this_run, ..machine(&current) })
     }
 
     async fn create(&self, server: &Server, tag: &str) -> Result<Value> {
@@ -369,6 +433,8 @@ fn machine(v: &Value) -> Machine {
         cpu: v["ServerPlan"]["CPU"].as_u64().map(|c| c as u32),
         memory_gb: v["ServerPlan"]["MemoryMB"].as_u64().map(|m| (m / 1024) as u32),
         disks: v["Disks"].as_array().into_iter().flatten().filter_map(|d| id_of(&d["ID"])).collect(),
+        created: v["CreatedAt"].as_str().map(String::from),
+        new_this_run: false,
     }
 }
 

@@ -2,7 +2,14 @@ use super::*;
 use crate::model::{Service, StageSpec, Volume, VolumeSource};
 
 fn stage(services: Vec<Service>) -> StageSpec {
-    StageSpec { project: "p".into(), name: "local".into(), services, servers: vec![], protect: false }
+    StageSpec {
+        project: "p".into(),
+        name: "local".into(),
+        services,
+        servers: vec![],
+        protect: false,
+        sensitive: Default::default(),
+    }
 }
 
 fn svc(name: &str, deps: &[&str]) -> Service {

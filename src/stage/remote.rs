@@ -158,6 +158,10 @@ async fn up_servers(
     let mut machines = Vec::new();
     for (i, server) in spec.servers.iter().enumerate() {
         let machine = providers.ensure_up(server, &tag(config, spec, server), progress).await?;
+        // Cloud IPs are reused: a key recorded for this address belonged to an earlier machine.
+        if let (true, Some(ip)) = (machine.new_this_run, &machine.ip) {
+            remote::forget_host(&known_hosts_file(&config.project), ip, server.ssh.port);
+        }
         let conn = reach(config, server, &machine, ui, Reach::Converge).await?;
         held.conns.push(conn);
         if i == 0 {
@@ -239,6 +243,16 @@ async fn plan_only(
     for server in &spec.servers {
         let sub = spec.for_server(server);
         let found = providers.observe(server, &tag(config, spec, server)).await?;
+        // Adoption is by tag: say which existing machine `up` would use, so a wrong match shows.
+        if let Some(m) = found.as_ref().filter(|_| matches!(server.provider, ServerProvider::SakuraCloud { .. })) {
+            ui.note(format!(
+                "server {}: uses existing server {} (tag {}, created {})",
+                server.name,
+                m.id.as_deref().unwrap_or("?"),
+                tag(config, spec, server),
+                m.created.as_deref().unwrap_or("at an unknown time")
+            ));
+        }
         let mut infra = Vec::new();
         let mut actions = Vec::new();
         match &found {

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 const RETRY_INTERVAL: Duration = Duration::from_millis(500);
 
-/// The lock's name on the server: one per project and stage (`.` cannot occur in either name).
+/// The lock's name on the server: one per project and stage (`@` occurs in neither name).
 pub fn lock_name(project: &str, stage: &str) -> String {
-    format!("{project}.{stage}")
+    format!("{project}@{stage}")
 }
 
 /// Takes the lock on `host`, waiting up to `wait`; breaks it only when its holder is provably

@@ -95,9 +95,15 @@ pub struct Sim {
 
 impl Sim {
     pub fn start(ssh_target_port: u16) -> Self {
+        Self::start_with(ssh_target_port, &[])
+    }
+
+    /// With extra fleet-sim flags (e.g. `--latency-ms 150`).
+    pub fn start_with(ssh_target_port: u16, extra: &[&str]) -> Self {
         let ssh_port = free_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_fleet-sim"))
             .args(["--listen", "127.0.0.1:0", "--boot-ms", "300", "--shutdown-ms", "200", "--disk-copy-ms", "300"])
+            .args(extra)
             .args(["--ssh-target", &format!("127.0.0.1:{ssh_target_port}"), "--ssh-port", &ssh_port.to_string()])
             .env("SAKURACLOUD_ACCESS_TOKEN", "sim-token")
             .env("SAKURACLOUD_ACCESS_TOKEN_SECRET", "sim-secret")
