@@ -181,3 +181,84 @@ fn sakura_dns_records_are_written_whole_and_only_ours_are_removed() {
     assert!(zone["records"].as_array().unwrap().is_empty(), "{zone}");
     assert!(zone["tags"].as_array().unwrap().is_empty(), "{zone}");
 }
+
+#[test]
+fn records_outlive_a_failed_destroy_only_until_the_next_destroy() {
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let mut p = project("destroyfail", &sim, &sshd);
+    p.env.retain(|(k, _)| k != "FLEET_DNS_BACKOFF_MS");
+    p.env.push(("FLEET_DNS_BACKOFF_MS".into(), "1".into()));
+    p.ok(&["up", "dev"]);
+    assert_eq!(sim.records().len(), 3);
+    // The server goes, then every delete of a record fails.
+    sim.fault(r#"{"cf_delete_errors": 1000}"#);
+    let failed = p.fleet(&["down", "dev", "--destroy", "--yes"]);
+    assert_eq!(failed.code, 1, "{failed:?}");
+    assert!(!failed.stdout.contains("is destroyed"), "no success line: {}", failed.stdout);
+    assert_eq!(sim.state()["servers"].as_array().unwrap().len(), 0);
+    assert_eq!(sim.records().len(), 3, "the records still point at the released IP");
+    // The next destroy finds them by their ownership marker although the server is gone.
+    sim.fault(r#"{}"#);
+    let again = p.ok(&["down", "dev", "--destroy", "--yes"]);
+    assert!(again.stdout.contains("- dns dev.example.com A"), "{}", again.stdout);
+    assert!(sim.records().is_empty(), "{:?}", sim.records());
+    assert!(p.ok(&["down", "dev", "--destroy", "--yes"]).stdout.contains("nothing to do"));
+}
+
+#[test]
+fn a_garbled_cloudflare_success_is_never_read_as_no_records() {
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let p = project("cfgarbled", &sim, &sshd);
+    p.ok(&["up", "dev"]);
+    let writes = dns_writes(&sim);
+    // An HTML 200 from Cloudflare: read again, and never a second set of records.
+    sim.fault(r#"{"cf_garbled": 2}"#);
+    assert!(p.ok(&["up", "dev"]).stdout.contains("up to date"));
+    assert_eq!(dns_writes(&sim), writes);
+    sim.fault(r#"{"cf_garbled": 1000}"#);
+    p.fleet(&["up", "dev"]).fails_with(1, &["with a body that is not Cloudflare's envelope"]);
+    assert_eq!(dns_writes(&sim), writes, "nothing written from a garbled answer");
+    assert_eq!(sim.records().len(), 3);
+}
+
+#[test]
+fn a_hand_made_record_of_the_same_name_and_type_on_sakura_dns_stays_its_owners() {
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let p = project_with("sakurarr", &sim, &sshd, "sakura-dns");
+    p.ok(&["up", "dev"]);
+    // Someone adds a second A at `dev` for round robin, in the panel: same name, same type.
+    let query = percent_encoding_free(r#"{"Filter":{"Provider.Class":"dns"}}"#);
+    let zones = sim.sakura("GET", &format!("commonserviceitem?{query}"), "");
+    let zone = &zones["CommonServiceItems"][0];
+    let id = zone["ID"].as_u64().map(|i| i.to_string()).or(zone["ID"].as_str().map(String::from)).unwrap();
+    let current = sim.sakura("GET", &format!("commonserviceitem/{id}"), "");
+    let item = &current["CommonServiceItem"];
+    let mut records = item["Settings"]["DNS"]["ResourceRecordSets"].as_array().unwrap().clone();
+    records.insert(0, serde_json::json!({"Name": "dev", "Type": "A", "RData": "198.51.100.9", "TTL": 300}));
+    let body = serde_json::json!({"CommonServiceItem": {
+        "Settings": {"DNS": {"ResourceRecordSets": records}}, "SettingsHash": item["SettingsHash"], "Tags": item["Tags"],
+    }});
+    sim.sakura("PUT", &format!("commonserviceitem/{id}"), &body.to_string());
+    let hand_made = |sim: &Sim| {
+        sim.state()["sakura_dns"][0]["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["Name"] == "dev" && r["RData"] == "198.51.100.9")
+            .count()
+    };
+    assert!(p.ok(&["up", "dev"]).stdout.contains("up to date"), "ours is right; the other is not ours to change");
+    assert_eq!(hand_made(&sim), 1);
+    p.ok(&["down", "dev", "--destroy", "--yes"]);
+    let left = sim.state()["sakura_dns"][0]["records"].as_array().unwrap().clone();
+    assert_eq!(left.len(), 1, "only the hand-made record remains: {left:?}");
+    assert_eq!(hand_made(&sim), 1);
+}
+
+/// `?{json}` escaped for a request line (only what a request line cannot carry).
+fn percent_encoding_free(json: &str) -> String {
+    json.replace('{', "%7B").replace('}', "%7D").replace('"', "%22").replace(':', "%3A").replace(',', "%2C")
+}

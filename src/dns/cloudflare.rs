@@ -87,11 +87,23 @@ impl CloudflareDns {
                 Ok(resp) => {
                     let status = resp.status();
                     let retry_after = crate::infra::sakura_api::retry_after(&resp);
-                    let v: Value = resp.json().await.unwrap_or(Value::Null);
-                    let retryable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+                    let text = resp.text().await.unwrap_or_default();
+                    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    // A success must be the envelope with `success: true`: a proxy's HTML page with
+                    // a 200 is read again, then an error, never "no records" (which would re-create).
+                    let garbled = status.is_success() && v["success"] != json!(true);
+                    let retryable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() || garbled;
+                    if garbled && last {
+                        let body: String =
+                            text.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(80).collect();
+                        return Err(self.fail(
+                            &format!("{method} {path}"),
+                            format!("HTTP {} with a body that is not Cloudflare's envelope ({body})", status.as_u16()),
+                        ));
+                    }
                     if retryable && !last {
                         tokio::time::sleep(retry_after.filter(|d| *d <= MAX_RETRY_AFTER).unwrap_or(backoff)).await;
-                    } else if status.is_success() && v["success"] != json!(false) {
+                    } else if status.is_success() {
                         return Ok(v);
                     } else {
                         return Err(ApiError::from_envelope(status, &v).into_error(self, &format!("{method} {path}")));

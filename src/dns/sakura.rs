@@ -71,8 +71,16 @@ impl SakuraDns {
         if relative == "@" { self.zone.clone() } else { format!("{relative}.{}", self.zone) }
     }
 
-    /// The zone tag that says "this record is fleet's": `fleetflow-owns:<owner>:<name>:<type>`.
-    fn tag(owner: &str, relative: &str, kind: &str) -> String {
+    /// The zone tag that says "this record is fleet's", one per record:
+    /// `fleetflow-owns:<project>:<stage>:<server>:<name>:<type>:<rdata>`. The RData is part of it,
+    /// so a hand-made record of the same name and type (a second A for round robin) stays its owner's.
+    fn tag(owner: &str, relative: &str, kind: &str, rdata: &str) -> String {
+        format!("{}:{}", Self::legacy_tag(owner, relative, kind), rdata.trim_end_matches('.'))
+    }
+
+    /// The tag of fleet before per-record ownership (name and type only). Still honoured for a
+    /// record that is alone at its name and type, and replaced by `tag` on the next write.
+    fn legacy_tag(owner: &str, relative: &str, kind: &str) -> String {
         let key = owner.trim_start_matches("managed by fleetflow: ").replace('/', ":");
         let name = if relative == "@" { "_apex" } else { relative };
         format!("{TAG_PREFIX}:{key}:{name}:{kind}")
@@ -86,15 +94,15 @@ impl SakuraDns {
 
     fn records(&self, zone: &Value, owner: &str) -> Vec<FoundRecord> {
         let tags: Vec<&str> = zone["Tags"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-        zone["Settings"]["DNS"]["ResourceRecordSets"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        let all: Vec<&Value> = zone["Settings"]["DNS"]["ResourceRecordSets"].as_array().into_iter().flatten().collect();
+        let alone = |name: &str, kind: &str| all.iter().filter(|r| r["Name"] == name && r["Type"] == kind).count() == 1;
+        all.iter()
             .map(|r| {
                 let relative = r["Name"].as_str().unwrap_or_default().to_string();
                 let kind = r["Type"].as_str().unwrap_or_default().to_string();
                 let content = r["RData"].as_str().unwrap_or_default().trim_end_matches('.').to_string();
-                let owned = tags.contains(&Self::tag(owner, &relative, &kind).as_str());
+                let owned = tags.contains(&Self::tag(owner, &relative, &kind, &content).as_str())
+                    || (tags.contains(&Self::legacy_tag(owner, &relative, &kind).as_str()) && alone(&relative, &kind));
                 FoundRecord {
                     id: format!("{relative}|{kind}|{content}"),
                     name: self.absolute(&relative),
@@ -128,18 +136,30 @@ impl SakuraDns {
                         let relative = self.relative(&w.name);
                         let rdata = if w.kind == "CNAME" { format!("{}.", w.content) } else { w.content.clone() };
                         records.push(json!({"Name": relative, "Type": w.kind, "RData": rdata, "TTL": 300}));
-                        tags.push(Self::tag(owner, &relative, w.kind));
+                        tags.push(Self::tag(owner, &relative, w.kind, &w.content));
                     }
                     Change::Update { id, to } => {
                         let rdata = if to.kind == "CNAME" { format!("{}.", to.content) } else { to.content.clone() };
                         if let Some(r) = records.iter_mut().find(|r| key(r) == *id) {
+                            let relative = r["Name"].as_str().unwrap_or_default().to_string();
+                            let old = r["RData"].as_str().unwrap_or_default().to_string();
+                            let stale = [
+                                Self::tag(owner, &relative, to.kind, &old),
+                                Self::legacy_tag(owner, &relative, to.kind),
+                            ];
+                            tags.retain(|t| !stale.contains(t));
+                            tags.push(Self::tag(owner, &relative, to.kind, &to.content));
                             r["RData"] = json!(rdata);
                         }
                     }
                     Change::Delete(found) => {
                         records.retain(|r| key(r) != found.id);
-                        let tag = Self::tag(owner, &self.relative(&found.name), &found.kind);
-                        tags.retain(|t| *t != tag);
+                        let relative = self.relative(&found.name);
+                        let stale = [
+                            Self::tag(owner, &relative, &found.kind, &found.content),
+                            Self::legacy_tag(owner, &relative, &found.kind),
+                        ];
+                        tags.retain(|t| !stale.contains(t));
                     }
                 }
             }

@@ -205,6 +205,15 @@ impl Sim {
         self.http_auth("PATCH", &format!("/client/v4/zones/{zone}/dns_records/{id}"), &body);
     }
 
+    /// A Sakura Cloud API call as a human's tool would make it (basic auth), returning the body.
+    pub fn sakura(&self, method: &str, path: &str, body: &str) -> serde_json::Value {
+        use base64::Engine;
+        let auth = base64::engine::general_purpose::STANDARD.encode("sim-token:sim-secret");
+        let headers = format!("Authorization: Basic {auth}\r\nContent-Type: application/json\r\n");
+        serde_json::from_str(&self.request(method, &format!("/cloud/zone/is1a/api/cloud/1.1/{path}"), &headers, body))
+            .unwrap_or_default()
+    }
+
     pub fn fault(&self, json: &str) {
         self.http("POST", "/_sim/faults", json);
     }

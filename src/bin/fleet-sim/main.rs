@@ -155,6 +155,14 @@ async fn api(State(world): State<Shared>, method: Method, uri: Uri, headers: Hea
     };
     tokio::time::sleep(latency).await;
     if uri.path().starts_with("/client/v4/") {
+        if world.lock().unwrap_or_else(|e| e.into_inner()).take_cf_garbled() {
+            return (
+                StatusCode::OK,
+                [("content-type", "text/html")],
+                "<html><body>Checking your browser…</body></html>",
+            )
+                .into_response();
+        }
         let (status, json, retry_after) =
             world.lock().unwrap_or_else(|e| e.into_inner()).handle_cloudflare(&method, &uri, &headers, &body);
         let mut response = (status, axum::Json(json)).into_response();

@@ -37,6 +37,10 @@ pub struct Faults {
     pub cf_rate_limited: u32,
     /// The next N Cloudflare requests answer 500.
     pub cf_errors: u32,
+    /// The next N Cloudflare requests answer 200 with an HTML page instead of the envelope.
+    pub cf_garbled: u32,
+    /// The next N Cloudflare DELETEs answer 500 (a destroy whose DNS step fails).
+    pub cf_delete_errors: u32,
     /// The next N Sakura reads (GET) answer 200 with an HTML page instead of the API's JSON,
     /// as a captive proxy or a maintenance page would.
     pub garbled_reads: u32,
@@ -245,6 +249,13 @@ impl World {
         self.proxies.insert(id, handle);
     }
 
+    /// True when this Cloudflare request gets the garbled-200 fault (and uses one up).
+    pub fn take_cf_garbled(&mut self) -> bool {
+        let hit = self.faults.cf_garbled > 0;
+        self.faults.cf_garbled = self.faults.cf_garbled.saturating_sub(1);
+        hit
+    }
+
     /// True when this Sakura request gets the garbled-200 fault (and uses one up).
     pub fn take_garbled(&mut self, method: &Method) -> bool {
         let hit = *method == Method::GET && self.faults.garbled_reads > 0;
@@ -288,9 +299,15 @@ impl World {
             .map(|s| if s.len() == 32 && s.chars().all(|c| c.is_ascii_hexdigit()) { ":id" } else { s })
             .collect();
         *self.counts.entry(format!("CF {method} {}", template.join("/"))).or_default() += 1;
-        let (mut limited, mut errors) = (self.faults.cf_rate_limited, self.faults.cf_errors);
+        let mut errors = self.faults.cf_errors;
+        if *method == Method::DELETE && self.faults.cf_delete_errors > 0 {
+            self.faults.cf_delete_errors -= 1;
+            errors += 1;
+        }
+        let mut limited = self.faults.cf_rate_limited;
         let reply = self.cloudflare.handle(method, uri, headers, body, &mut limited, &mut errors);
-        (self.faults.cf_rate_limited, self.faults.cf_errors) = (limited, errors);
+        self.faults.cf_rate_limited = limited;
+        self.faults.cf_errors = errors.min(self.faults.cf_errors);
         reply
     }
 
