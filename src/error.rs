@@ -39,6 +39,18 @@ pub enum Error {
         help: Option<String>,
     },
 
+    /// A provider's HTTP API refused or failed. The status and the API's own error codes are
+    /// kept, so callers decide on codes (`has_api_code`), never on message text.
+    #[error("{context}: {detail}")]
+    #[diagnostic(code(fleet::api))]
+    Api {
+        context: String,
+        status: Option<u16>,
+        /// Sakura's `error_code`, Cloudflare's numeric `errors[].code`.
+        codes: Vec<String>,
+        detail: String,
+    },
+
     #[error("{context}: {source}")]
     #[diagnostic(code(fleet::io))]
     Io {
@@ -71,6 +83,15 @@ impl Error {
 
     pub fn engine(context: impl Into<String>, source: bollard::errors::Error) -> Self {
         Self::Engine { context: context.into(), source }
+    }
+
+    pub fn api(context: impl Into<String>, status: Option<u16>, codes: Vec<String>, detail: impl Into<String>) -> Self {
+        Self::Api { context: context.into(), status, codes, detail: detail.into() }
+    }
+
+    /// The API answered with this error code (e.g. Cloudflare `81058`, Sakura `still_creating`).
+    pub fn has_api_code(&self, code: &str) -> bool {
+        matches!(self, Error::Api { codes, .. } if codes.iter().any(|c| c == code))
     }
 
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {

@@ -2,7 +2,7 @@
 //! Colour is stripped by anstream when output is not a terminal or NO_COLOR is set.
 
 use crate::engine::{Event, Events, LogLine};
-use crate::plan::{Action, ObservedContainer, Plan, PlanSummary, render_action};
+use crate::plan::{Action, ChangeKind, InfraAction, ObservedContainer, Plan, PlanSummary, render_action, render_infra};
 use indicatif::{ProgressBar, ProgressStyle};
 use owo_colors::OwoColorize;
 use std::collections::HashMap;
@@ -26,17 +26,20 @@ pub struct Ui {
 
 /// Plan lines coloured like Terraform's: green add, yellow change, red destroy.
 pub fn action_line(action: &Action) -> String {
-    colour_plan_line(render_action(action))
+    colour(render_action(action), action.kind())
 }
 
-/// Colours any plan-style line by its leading symbol.
-pub fn colour_plan_line(text: String) -> String {
-    match text.split_once(' ').map(|(sym, _)| sym) {
-        Some("+") => text.green().to_string(),
-        Some("~") => text.yellow().to_string(),
-        Some("-/+") => text.magenta().to_string(),
-        Some("-") => text.red().to_string(),
-        _ => text,
+/// A server or record step, coloured the same way.
+pub fn infra_line(action: &InfraAction) -> String {
+    colour(render_infra(action), action.kind())
+}
+
+fn colour(text: String, kind: ChangeKind) -> String {
+    match kind {
+        ChangeKind::Add => text.green().to_string(),
+        ChangeKind::Change => text.yellow().to_string(),
+        ChangeKind::Replace => text.magenta().to_string(),
+        ChangeKind::Destroy => text.red().to_string(),
     }
 }
 
@@ -129,8 +132,8 @@ impl Ui {
             self.line(format!("Stage {} is up to date; nothing to do.", plan.stage));
             return;
         }
-        for line in &plan.infra {
-            self.line(colour_plan_line(line.clone()));
+        for action in &plan.infra {
+            self.line(infra_line(action));
         }
         for a in &plan.actions {
             self.line(action_line(a));
@@ -142,7 +145,7 @@ impl Ui {
     pub fn infra_progress(&self) -> crate::infra::Progress {
         let ui = *self;
         Arc::new(move |event| match event {
-            crate::infra::InfraEvent::Action(line) => ui.line(colour_plan_line(line)),
+            crate::infra::InfraEvent::Action(action) => ui.line(infra_line(&action)),
             crate::infra::InfraEvent::Note(text) => ui.note(text),
         })
     }

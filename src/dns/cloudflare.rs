@@ -15,6 +15,8 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 const PER_PAGE: u32 = 100;
 /// Cloudflare: "An identical record already exists."
 const IDENTICAL_RECORD: u64 = 81058;
+/// "Record does not exist": a delete that already happened.
+const RECORD_NOT_FOUND: u64 = 81044;
 
 pub struct CloudflareDns {
     http: reqwest::Client,
@@ -146,7 +148,7 @@ impl CloudflareDns {
     pub async fn create(&self, r: &WantedRecord, comment: &str) -> Result<()> {
         let body = json!({"type": r.kind, "name": r.name, "content": r.content, "ttl": 1, "proxied": false, "comment": comment});
         match self.call(Method::POST, &format!("zones/{}/dns_records", self.zone_id), &[], Some(&body)).await {
-            Err(Error::Failed { message, .. }) if message.contains(&format!("[{IDENTICAL_RECORD}]")) => Ok(()),
+            Err(e) if e.has_api_code(&IDENTICAL_RECORD.to_string()) => Ok(()),
             other => other.map(|_| ()),
         }
     }
@@ -164,7 +166,7 @@ impl CloudflareDns {
 
     pub async fn delete(&self, id: &str) -> Result<()> {
         match self.call(Method::DELETE, &format!("zones/{}/dns_records/{id}", self.zone_id), &[], None).await {
-            Err(Error::Failed { message, .. }) if message.contains("[81044]") => Ok(()),
+            Err(e) if e.has_api_code(&RECORD_NOT_FOUND.to_string()) => Ok(()),
             other => other.map(|_| ()),
         }
     }
@@ -192,6 +194,11 @@ impl ApiError {
         } else {
             self.codes.iter().map(|(c, m)| format!("[{c}] {m}")).collect::<Vec<_>>().join("; ")
         };
-        dns.fail(what, format!("HTTP {}: {detail}", self.status.as_u16()))
+        Error::api(
+            format!("dns zone {} (cloudflare): {what}", dns.zone),
+            Some(self.status.as_u16()),
+            self.codes.iter().map(|(c, _)| c.to_string()).collect(),
+            format!("HTTP {}: {detail}", self.status.as_u16()),
+        )
     }
 }

@@ -31,10 +31,10 @@ pub struct Machine {
     pub new_this_run: bool,
 }
 
-/// Progress from the providers: plan-style action lines and plain notes.
+/// Progress from the providers: the typed plan steps as they are done, and plain notes.
 #[derive(Debug, Clone)]
 pub enum InfraEvent {
-    Action(String),
+    Action(crate::plan::InfraAction),
     Note(String),
 }
 

@@ -5,6 +5,7 @@ use super::sakura_api::{ApiError, SakuraApi, id_of};
 use super::{InfraEvent, Machine, Power, Progress};
 use crate::error::{Error, Result};
 use crate::model::{Server, ServerProvider};
+use crate::plan::InfraAction;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Instant;
@@ -63,6 +64,11 @@ impl SakuraCloud {
         Error::failed(format!("server {} (sakura-cloud {zone}): {what}: {e}", server.name))
     }
 
+    /// An API answer as a typed error: its status and `error_code` stay testable.
+    fn fail_api(server: &Server, zone: &str, what: &str, e: &ApiError) -> Error {
+        e.to_error(format!("server {} (sakura-cloud {zone}): {what}", server.name))
+    }
+
     async fn call(
         &self,
         server: &Server,
@@ -73,7 +79,7 @@ impl SakuraCloud {
         body: Option<&Value>,
     ) -> Result<Value> {
         let zone = spec(server).zone;
-        self.api.call(method, zone, path, query, body).await.map_err(|e| Self::fail(server, zone, what, &e))
+        self.api.call(method, zone, path, query, body).await.map_err(|e| Self::fail_api(server, zone, what, &e))
     }
 
     /// Every server carrying our tag, earliest first (`CreatedAt`, then ID). Names are not
@@ -140,7 +146,7 @@ impl SakuraCloud {
         {
             Ok(_) => {}
             Err(e) if e.is_not_found() || e.outcome_unknown => {}
-            Err(e) => return Err(Self::fail(server, zone, "removing our duplicate", &e)),
+            Err(e) => return Err(Self::fail_api(server, zone, "removing our duplicate", &e)),
         }
         // Its creator is attaching the disk right now: give it that moment before judging it diskless.
         let started = Instant::now();
@@ -170,10 +176,7 @@ impl SakuraCloud {
             Some(v) => v,
             None => {
                 new_this_run = true;
-                progress(InfraEvent::Action(format!(
-                    "+ server {} (sakura-cloud {}, {} cores, {} GB, {} GB ssd, {})",
-                    server.name, s.zone, s.core, s.memory_gb, s.disk_gb, s.os
-                )));
+                progress(InfraEvent::Action(create_action(server)));
                 let mine = self.create(server, tag).await?;
                 self.keep_one(server, tag, mine, progress).await?
             }
@@ -186,7 +189,7 @@ impl SakuraCloud {
         }
         if machine(&current).power != Power::Up {
             if machine(&current).power == Power::Down {
-                progress(InfraEvent::Action(format!("~ server {}: power on", server.name)));
+                progress(InfraEvent::Action(InfraAction::PowerOn { server: server.name.clone() }));
             }
             self.boot(server, &id, progress).await?;
             current = self.read(server, &id).await?;
@@ -218,7 +221,7 @@ impl SakuraCloud {
             Ok(v) => Ok(v["Server"].clone()),
             // The create may have happened: look it up by tag before anything else; never retry blind.
             Err(e) if e.outcome_unknown => self.find_after_lost_create(server, tag, &e).await,
-            Err(e) => Err(Self::fail(server, s.zone, "creating", &e)),
+            Err(e) => Err(Self::fail_api(server, s.zone, "creating", &e)),
         }
     }
 
@@ -268,7 +271,7 @@ impl SakuraCloud {
                 let current = self.read(server, server_id).await?;
                 current["Disks"][0].clone()
             }
-            Err(e) => return Err(Self::fail(server, s.zone, "creating its disk", &e)),
+            Err(e) => return Err(Self::fail_api(server, s.zone, "creating its disk", &e)),
         };
         let disk_id = id_of(&disk["ID"]).ok_or_else(|| {
             Self::fail(
@@ -331,11 +334,13 @@ impl SakuraCloud {
                 Power::Down if last_sent.is_none_or(|t| t.elapsed() >= timing.shutdown_resend) => {
                     let _one_at_a_time = self.power_lock.lock().await;
                     match self.api.call(Method::PUT, zone, &format!("server/{id}/power"), None, None).await {
+                        // A lost answer may be a boot that happened: the next read tells.
                         Ok(_) => last_sent = Some(Instant::now()),
+                        Err(e) if e.outcome_unknown => last_sent = Some(Instant::now()),
                         Err(e) if e.is(409, "still_creating") => {}
                         // Someone (or our lost earlier call) booted it already.
                         Err(e) if e.is(409, "conflict") => last_sent = Some(Instant::now()),
-                        Err(e) => return Err(Self::fail(server, zone, "powering on", &e)),
+                        Err(e) => return Err(Self::fail_api(server, zone, "powering on", &e)),
                     }
                 }
                 _ => {}
@@ -357,7 +362,7 @@ impl SakuraCloud {
         if machine(&found).power == Power::Down {
             return Ok(Some(machine(&found)));
         }
-        progress(InfraEvent::Action(format!("~ server {}: power off", server.name)));
+        progress(InfraEvent::Action(InfraAction::PowerOff { server: server.name.clone() }));
         let timing = &self.api.timing;
         let started = Instant::now();
         let mut last_sent: Option<Instant> = None;
@@ -378,9 +383,9 @@ impl SakuraCloud {
                 let _one_at_a_time = self.power_lock.lock().await;
                 match self.api.call(Method::DELETE, zone, &format!("server/{id}/power"), None, body.as_ref()).await {
                     Ok(_) => {}
-                    // Already going down (or down): the next read tells.
-                    Err(e) if e.status == Some(409) => {}
-                    Err(e) => return Err(Self::fail(server, zone, "powering off", &e)),
+                    // Already going down (or down), or an answer lost: the next read tells.
+                    Err(e) if e.status == Some(409) || e.outcome_unknown => {}
+                    Err(e) => return Err(Self::fail_api(server, zone, "powering off", &e)),
                 }
                 last_sent = Some(Instant::now());
                 forced |= force;
@@ -399,23 +404,40 @@ impl SakuraCloud {
             return Ok(None);
         };
         let id = m.id.clone().unwrap_or_default();
-        progress(InfraEvent::Action(format!(
-            "- server {} (sakura-cloud {zone}) with {} disk(s)",
-            server.name,
-            m.disks.len()
-        )));
+        progress(InfraEvent::Action(delete_action(server, m.disks.len())));
         let body = json!({"WithDisk": m.disks.iter().filter_map(|d| d.parse::<u64>().ok()).collect::<Vec<_>>()});
         match self.api.call(Method::DELETE, zone, &format!("server/{id}"), None, Some(&body)).await {
             Ok(_) => {}
             Err(e) if e.is_not_found() => {}
             Err(e) if e.outcome_unknown => {}
-            Err(e) => return Err(Self::fail(server, zone, "deleting", &e)),
+            Err(e) => return Err(Self::fail_api(server, zone, "deleting", &e)),
         }
         match self.api.call(Method::GET, zone, &format!("server/{id}"), None, None).await {
             Err(e) if e.is_not_found() => Ok(Some(m)),
             Ok(_) => Err(Self::fail(server, zone, "deleting", "it still exists after the delete request")),
-            Err(e) => Err(Self::fail(server, zone, "confirming the delete", &e)),
+            Err(e) => Err(Self::fail_api(server, zone, "confirming the delete", &e)),
         }
+    }
+}
+
+/// The plan step that creates this server: the provider announces exactly what a plan shows.
+pub fn create_action(server: &Server) -> InfraAction {
+    let s = spec(server);
+    InfraAction::CreateServer {
+        server: server.name.clone(),
+        provider: format!("sakura-cloud {}", s.zone),
+        core: s.core,
+        memory_gb: s.memory_gb,
+        disk_gb: s.disk_gb,
+        os: s.os.to_string(),
+    }
+}
+
+pub fn delete_action(server: &Server, disks: usize) -> InfraAction {
+    InfraAction::DeleteServer {
+        server: server.name.clone(),
+        provider: format!("sakura-cloud {}", spec(server).zone),
+        disks,
     }
 }
 

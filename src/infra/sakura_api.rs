@@ -73,6 +73,13 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The crate's typed error, with `context` naming the resource.
+    pub fn to_error(&self, context: String) -> Error {
+        Error::api(context, self.status, self.code.iter().cloned().collect(), self.to_string())
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (self.status, &self.code) {

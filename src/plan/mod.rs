@@ -5,7 +5,7 @@ pub mod hash;
 mod render;
 
 pub use hash::ConfigHash;
-pub use render::{PlanSummary, render_action};
+pub use render::{PlanSummary, render_action, render_infra};
 
 use crate::model::{Service, StageSpec, VolumeSource};
 use serde::Serialize;
@@ -103,6 +103,84 @@ pub enum Action {
     RemoveVolume { name: String },
 }
 
+/// One step on servers or DNS records, typed like container actions: the providers emit the very
+/// values the plan shows, and one renderer (`render.rs`) turns both into plan lines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum InfraAction {
+    CreateServer {
+        server: String,
+        /// `sakura-cloud tk1a`.
+        provider: String,
+        core: u32,
+        memory_gb: u32,
+        disk_gb: u32,
+        os: String,
+    },
+    PowerOn {
+        server: String,
+    },
+    PowerOff {
+        server: String,
+    },
+    DeleteServer {
+        server: String,
+        provider: String,
+        disks: usize,
+    },
+    CreateRecord {
+        name: String,
+        kind: String,
+        content: String,
+    },
+    UpdateRecord {
+        name: String,
+        kind: String,
+        content: String,
+        from: String,
+    },
+    DeleteRecord {
+        name: String,
+        kind: String,
+    },
+}
+
+/// What a plan step does, for the summary and the colour of its line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Add,
+    Change,
+    Replace,
+    Destroy,
+}
+
+impl InfraAction {
+    pub fn kind(&self) -> ChangeKind {
+        match self {
+            InfraAction::CreateServer { .. } | InfraAction::CreateRecord { .. } => ChangeKind::Add,
+            InfraAction::PowerOn { .. } | InfraAction::PowerOff { .. } | InfraAction::UpdateRecord { .. } => {
+                ChangeKind::Change
+            }
+            InfraAction::DeleteServer { .. } | InfraAction::DeleteRecord { .. } => ChangeKind::Destroy,
+        }
+    }
+}
+
+impl Action {
+    pub fn kind(&self) -> ChangeKind {
+        match self {
+            Action::CreateNetwork { .. } | Action::CreateVolume { .. } | Action::CreateContainer { .. } => {
+                ChangeKind::Add
+            }
+            Action::StartContainer { .. } | Action::StopContainer { .. } => ChangeKind::Change,
+            Action::RecreateContainer { .. } => ChangeKind::Replace,
+            Action::RemoveContainer { .. } | Action::RemoveNetwork { .. } | Action::RemoveVolume { .. } => {
+                ChangeKind::Destroy
+            }
+        }
+    }
+}
+
 /// The ordered actions, plus what was looked at and left alone.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Plan {
@@ -113,8 +191,8 @@ pub struct Plan {
     pub decisions: BTreeMap<String, Decision>,
     /// Containers with our labels whose service left the stage.
     pub orphans: Vec<String>,
-    /// Server and DNS lines (`+ server …`, `~ server …: power on`, `+ dns …`), counted in the summary.
-    pub infra: Vec<String>,
+    /// Server and DNS steps, counted in the summary.
+    pub infra: Vec<InfraAction>,
 }
 
 impl Plan {

@@ -1,6 +1,6 @@
 //! Terraform-style plan lines: the same text before (`--dry-run`) and during a run.
 
-use super::{Action, Plan};
+use super::{Action, ChangeKind, InfraAction, Plan};
 use serde::Serialize;
 
 /// `+` add, `~` change, `-/+` replace, `-` destroy.
@@ -21,6 +21,25 @@ pub fn render_action(action: &Action) -> String {
     }
 }
 
+/// The same symbols for servers and records.
+pub fn render_infra(action: &InfraAction) -> String {
+    match action {
+        InfraAction::CreateServer { server, provider, core, memory_gb, disk_gb, os } => {
+            format!("+ server {server} ({provider}, {core} cores, {memory_gb} GB, {disk_gb} GB ssd, {os})")
+        }
+        InfraAction::PowerOn { server } => format!("~ server {server}: power on"),
+        InfraAction::PowerOff { server } => format!("~ server {server}: power off"),
+        InfraAction::DeleteServer { server, provider, disks } => {
+            format!("- server {server} ({provider}) with {disks} disk(s)")
+        }
+        InfraAction::CreateRecord { name, kind, content } => format!("+ dns {name} {kind} → {content}"),
+        InfraAction::UpdateRecord { name, kind, content, from } => {
+            format!("~ dns {name} {kind} → {content} (was {from})")
+        }
+        InfraAction::DeleteRecord { name, kind } => format!("- dns {name} {kind}"),
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct PlanSummary {
     pub add: usize,
@@ -32,27 +51,26 @@ pub struct PlanSummary {
 impl PlanSummary {
     pub fn of(plan: &Plan) -> Self {
         let mut s = Self::default();
-        for a in &plan.actions {
-            match a {
-                Action::CreateNetwork { .. } | Action::CreateVolume { .. } | Action::CreateContainer { .. } => {
-                    s.add += 1
-                }
-                Action::StartContainer { .. } | Action::StopContainer { .. } => s.change += 1,
-                Action::RecreateContainer { .. } => s.replace += 1,
-                Action::RemoveContainer { .. } | Action::RemoveNetwork { .. } | Action::RemoveVolume { .. } => {
-                    s.destroy += 1
-                }
-            }
-        }
-        for line in &plan.infra {
-            match line.split(' ').next() {
-                Some("+") => s.add += 1,
-                Some("-/+") => s.replace += 1,
-                Some("-") => s.destroy += 1,
-                _ => s.change += 1,
-            }
-        }
+        plan.actions.iter().map(Action::kind).chain(plan.infra.iter().map(InfraAction::kind)).for_each(|k| s.count(k));
         s
+    }
+
+    pub fn count(&mut self, kind: ChangeKind) {
+        match kind {
+            ChangeKind::Add => self.add += 1,
+            ChangeKind::Change => self.change += 1,
+            ChangeKind::Replace => self.replace += 1,
+            ChangeKind::Destroy => self.destroy += 1,
+        }
+    }
+
+    pub fn plus(self, other: Self) -> Self {
+        Self {
+            add: self.add + other.add,
+            change: self.change + other.change,
+            replace: self.replace + other.replace,
+            destroy: self.destroy + other.destroy,
+        }
     }
 }
 

@@ -2,6 +2,8 @@
 //! work): wait until a fresh server answers, make sure a container engine runs there, and
 //! forward its socket so the local engine code drives it unchanged.
 
+pub mod commands;
+
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::{Server, SshSettings};
@@ -167,15 +169,16 @@ impl RemoteHost {
 
     /// Runs a command given as an argument vector (each word quoted, never spliced into a shell
     /// string), within the usual deadline.
-    async fn run(&self, argv: &[&str]) -> Result<std::process::Output> {
+    async fn run(&self, argv: &[String]) -> Result<std::process::Output> {
         self.run_within(argv, COMMAND_TIMEOUT).await
     }
 
-    async fn run_within(&self, argv: &[&str], deadline: Duration) -> Result<std::process::Output> {
+    /// The one executor of `commands`: an argument vector, with a deadline named in its error.
+    async fn run_within(&self, argv: &[String], deadline: Duration) -> Result<std::process::Output> {
         use std::os::unix::process::ExitStatusExt;
         let (program, args) = argv.split_first().expect("a command");
-        let mut command = self.session().command(*program);
-        command.args(args.iter().copied());
+        let mut command = self.session().command(program);
+        command.args(args);
         match tokio::time::timeout(deadline, command.output()).await {
             Ok(Ok(out)) => Ok(out),
             // A program missing on the server is an answer (exit 127), not a broken connection.
@@ -195,7 +198,7 @@ impl RemoteHost {
     }
 
     async fn docker_answers(&self) -> Result<bool> {
-        Ok(self.run(&["docker", "version", "--format", "{{.Server.Version}}"]).await?.status.success())
+        Ok(self.run(&commands::docker_version()).await?.status.success())
     }
 
     /// Read-only commands never install: a missing engine is reported, nothing is changed.
@@ -214,7 +217,7 @@ impl RemoteHost {
         if self.docker_answers().await? {
             return Ok(false);
         }
-        let has_apt = self.run(&["sh", "-c", "command -v apt-get"]).await?.status.success();
+        let has_apt = self.run(&commands::has_apt()).await?.status.success();
         if !has_apt {
             return Err(Error::failed_help(
                 format!(
@@ -224,14 +227,7 @@ impl RemoteHost {
                 "install Docker on the server (and let the SSH user use /var/run/docker.sock), then run up again",
             ));
         }
-        let sudo: &[&str] = if server.ssh.user == "root" { &[] } else { &["sudo", "-n"] };
-        let steps: [&[&str]; 3] = [
-            &["apt-get", "update", "-qq"],
-            &["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq", "docker.io"],
-            &["systemctl", "enable", "--now", "docker"],
-        ];
-        for step in steps {
-            let argv: Vec<&str> = sudo.iter().chain(step.iter()).copied().collect();
+        for argv in commands::install_docker(server.ssh.user != "root") {
             let out = self.run_within(&argv, INSTALL_TIMEOUT).await?;
             if !out.status.success() {
                 return Err(Error::failed(format!(
@@ -243,7 +239,7 @@ impl RemoteHost {
             }
         }
         if server.ssh.user != "root" {
-            let out = self.run(&["sudo", "-n", "usermod", "-aG", "docker", &server.ssh.user]).await?;
+            let out = self.run(&commands::add_to_docker_group(&server.ssh.user)).await?;
             if !out.status.success() {
                 return Err(Error::failed(format!(
                     "server {}: adding {} to the docker group failed",
@@ -292,38 +288,27 @@ pub fn forget_host(known_hosts: &Path, address: &str, port: u16) {
     let _ = std::fs::remove_file(known_hosts.with_extension("known_hosts.old"));
 }
 
-/// Where a stage's lock lives on its first server: a directory, since `mkdir` is atomic.
-const LOCK_DIR: &str = ".fleetflow/locks";
-
 impl RemoteHost {
     /// Takes the stage lock on this server. `Ok(None)`: taken; `Ok(Some(holder))`: someone has it.
     pub async fn try_lock(&self, name: &str, holder: &str) -> Result<Option<String>> {
-        let script = format!(
-            "mkdir -p \"$HOME/{LOCK_DIR}\" && mkdir \"$HOME/{LOCK_DIR}/$1\" 2>/dev/null && printf '%s\\n' \"$2\" > \"$HOME/{LOCK_DIR}/$1/holder\""
-        );
-        if self.run(&["sh", "-c", &script, "sh", name, holder]).await?.status.success() {
+        if self.run(&commands::lock_take(name, holder)).await?.status.success() {
             return Ok(None);
         }
-        let read = format!("cat \"$HOME/{LOCK_DIR}/$1/holder\" 2>/dev/null || echo 'an unknown holder'");
-        let out = self.run(&["sh", "-c", &read, "sh", name]).await?;
+        let out = self.run(&commands::lock_read(name)).await?;
         Ok(Some(String::from_utf8_lossy(&out.stdout).trim().to_string()))
     }
 
     /// Releases (or breaks) the stage lock on this server.
     pub async fn unlock(&self, name: &str) -> Result<()> {
-        let script = format!("rm -rf \"$HOME/{LOCK_DIR}/$1\"");
-        self.checked(&["sh", "-c", &script, "sh", name], "removing the lock").await
+        self.checked(&commands::lock_release(name), "removing the lock").await
     }
 
     /// Breaks the lock only if it still records `holder`: a run that took it meanwhile keeps it.
     pub async fn break_lock_if(&self, name: &str, holder: &str) -> Result<()> {
-        let script = format!(
-            "d=\"$HOME/{LOCK_DIR}/$1\"; [ \"$(cat \"$d/holder\" 2>/dev/null)\" = \"$2\" ] && rm -rf \"$d\"; exit 0"
-        );
-        self.checked(&["sh", "-c", &script, "sh", name, holder.trim()], "breaking a dead run's lock").await
+        self.checked(&commands::lock_break_if(name, holder), "breaking a dead run's lock").await
     }
 
-    async fn checked(&self, argv: &[&str], what: &str) -> Result<()> {
+    async fn checked(&self, argv: &[String], what: &str) -> Result<()> {
         let out = self.run(argv).await?;
         if out.status.success() {
             Ok(())

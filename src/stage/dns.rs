@@ -5,6 +5,7 @@ use crate::dns::{self, Change, FoundRecord, RecordAction, WantedRecord, Zone};
 use crate::error::{Error, Result};
 use crate::infra::{InfraEvent, Progress};
 use crate::model::{Server, StageSpec};
+use crate::plan::InfraAction;
 use std::collections::HashMap;
 
 /// Connected DNS zones, one per zone name the stage uses.
@@ -46,13 +47,23 @@ impl Zones {
             let found = zone.at_names(&names_of(server), &owner).await?;
             for wanted in dns::wanted_records(server, ip) {
                 let at_name: Vec<FoundRecord> = found.iter().filter(|r| r.name == wanted.name).cloned().collect();
-                let (line, change) = match dns::decide(&wanted, &at_name, &owner) {
+                let (action, change) = match dns::decide(&wanted, &at_name, &owner) {
                     RecordAction::Keep => continue,
-                    RecordAction::Create => {
-                        (format!("+ dns {} {} → {}", wanted.name, wanted.kind, wanted.content), Change::Create(wanted))
-                    }
+                    RecordAction::Create => (
+                        InfraAction::CreateRecord {
+                            name: wanted.name.clone(),
+                            kind: wanted.kind.into(),
+                            content: wanted.content.clone(),
+                        },
+                        Change::Create(wanted),
+                    ),
                     RecordAction::Update { id, from } => (
-                        format!("~ dns {} {} → {} (was {from})", wanted.name, wanted.kind, wanted.content),
+                        InfraAction::UpdateRecord {
+                            name: wanted.name.clone(),
+                            kind: wanted.kind.into(),
+                            content: wanted.content.clone(),
+                            from,
+                        },
                         Change::Update { id, to: wanted },
                     ),
                     RecordAction::Blocked { by } => {
@@ -63,7 +74,7 @@ impl Zones {
                         continue;
                     }
                 };
-                plan.changes.push(RecordChange { zone: zone_name.clone(), owner: owner.clone(), change, line });
+                plan.changes.push(RecordChange { zone: zone_name.clone(), owner: owner.clone(), change, action });
             }
         }
         Ok(plan)
@@ -75,7 +86,7 @@ impl Zones {
         blocked_error(&plan.blocked)?;
         let mut groups: Vec<(&str, &str, Vec<Change>)> = Vec::new();
         for c in &plan.changes {
-            progress(InfraEvent::Action(c.line.clone()));
+            progress(InfraEvent::Action(c.action.clone()));
             match groups.iter_mut().find(|(z, o, _)| *z == c.zone && *o == c.owner) {
                 Some(g) => g.2.push(c.change.clone()),
                 None => groups.push((&c.zone, &c.owner, vec![c.change.clone()])),
@@ -102,7 +113,7 @@ impl Zones {
         let Some(zone) = self.zone(server) else { return Ok(()) };
         let owned = self.owned(project, stage, server).await?;
         for r in &owned {
-            progress(InfraEvent::Action(format!("- dns {} {}", r.name, r.kind)));
+            progress(InfraEvent::Action(delete_record(r)));
         }
         let changes: Vec<Change> = owned.into_iter().map(Change::Delete).collect();
         zone.apply(&changes, &dns::owner_comment(project, stage, &server.name)).await
@@ -137,8 +148,8 @@ pub struct RecordChange {
     zone: String,
     owner: String,
     change: Change,
-    /// The plan line, e.g. `+ dns dev.example.com A → 163.43.1.2`.
-    pub line: String,
+    /// The plan step, e.g. `+ dns dev.example.com A → 163.43.1.2`.
+    pub action: InfraAction,
 }
 
 /// Every record write a stage needs, decided before any is made.
@@ -147,6 +158,19 @@ pub struct RecordPlan {
     pub changes: Vec<RecordChange>,
     /// Records fleet does not own in the way: when any, nothing is written.
     pub blocked: Vec<String>,
+}
+
+/// The plan step that deletes a record fleet owns.
+pub fn delete_record(r: &FoundRecord) -> InfraAction {
+    InfraAction::DeleteRecord { name: r.name.clone(), kind: r.kind.clone() }
+}
+
+/// The steps that create a server's records, for a plan made before it has an IP.
+pub fn planned_actions(server: &Server) -> Vec<InfraAction> {
+    planned(server)
+        .into_iter()
+        .map(|r| InfraAction::CreateRecord { name: r.name, kind: r.kind.into(), content: r.content })
+        .collect()
 }
 
 /// A stage-level error listing every record that was in the way; nothing was written.

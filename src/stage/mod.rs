@@ -147,13 +147,7 @@ pub(crate) async fn converge_on(
 
 /// The closing line of an `up`; `infra` counts what was done to servers.
 pub(crate) fn report_up(spec: &StageSpec, plan: &Plan, infra: PlanSummary, ui: &Ui) {
-    let c = PlanSummary::of(plan);
-    let s = PlanSummary {
-        add: c.add + infra.add,
-        change: c.change + infra.change,
-        replace: c.replace + infra.replace,
-        destroy: c.destroy + infra.destroy,
-    };
+    let s = PlanSummary::of(plan).plus(infra);
     if s == PlanSummary::default() {
         ui.line(format!("Stage {} is up to date; nothing to do.", spec.name));
         return;
@@ -167,7 +161,8 @@ pub(crate) fn report_up(spec: &StageSpec, plan: &Plan, infra: PlanSummary, ui: &
 pub(crate) fn print_plan(plan: &Plan, format: Format, ui: &Ui) {
     match format {
         Format::Json => ui.json(&json!({
-            "schema": 1,
+            // 2: infrastructure steps are typed objects (`{"action": "create_server", …}`).
+            "schema": 2,
             "stage": plan.stage,
             "infrastructure": plan.infra,
             "actions": plan.actions,

@@ -1,7 +1,7 @@
 //! Remote stages: the same container steps as a local stage, on each server's own engine,
 //! reached over SSH, with the servers created, powered and deleted around them.
 
-use super::dns::{Zones, blocked_error, planned};
+use super::dns::{Zones, blocked_error, delete_record, planned_actions};
 use super::remote_lock;
 use super::{
     DownOptions, ServerRow, UpOptions, confirm_destroy, converge_containers, converge_on, down_mode, log_targets,
@@ -13,7 +13,9 @@ use crate::error::{Error, Result};
 use crate::infra::{InfraEvent, Machine, Power, Progress, Providers, owner_tag};
 use crate::lock::StageLock;
 use crate::model::{Server, ServerProvider, StageSpec};
-use crate::plan::{self, ConfigHash, Desired, ObservedContainer, ObservedStage, Plan, PlanSummary};
+use crate::plan::{
+    self, ChangeKind, ConfigHash, Desired, InfraAction, ObservedContainer, ObservedStage, Plan, PlanSummary,
+};
 use crate::remote::{self, RemoteHost, known_hosts_file};
 use crate::signal;
 use crate::ui::{Format, Ui};
@@ -68,13 +70,8 @@ fn counting(ui: &Ui) -> (Progress, Arc<Mutex<PlanSummary>>) {
     let count = Arc::new(Mutex::new(PlanSummary::default()));
     let c = count.clone();
     let progress: Progress = Arc::new(move |event: InfraEvent| {
-        if let InfraEvent::Action(line) = &event {
-            let mut s = c.lock().unwrap_or_else(|e| e.into_inner());
-            match line.split(' ').next() {
-                Some("+") => s.add += 1,
-                Some("-") => s.destroy += 1,
-                _ => s.change += 1,
-            }
+        if let InfraEvent::Action(action) = &event {
+            c.lock().unwrap_or_else(|e| e.into_inner()).count(action.kind());
         }
         inner(event)
     });
@@ -264,40 +261,35 @@ async fn plan_only(
                 conn.host.close().await;
             }
             None => {
-                if let ServerProvider::SakuraCloud { zone, core, memory_gb, disk_gb, os, .. } = &server.provider {
-                    infra.push(format!(
-                        "+ server {} (sakura-cloud {zone}, {core} cores, {memory_gb} GB, {disk_gb} GB ssd, {os})",
-                        server.name
-                    ));
+                if matches!(server.provider, ServerProvider::SakuraCloud { .. }) {
+                    infra.push(crate::infra::sakura::create_action(server));
                 }
-                infra.push(format!("~ server {}: power on", server.name));
+                infra.push(InfraAction::PowerOn { server: server.name.clone() });
                 // A new server's engine holds nothing: the pure plan against an empty engine.
                 let desired: Vec<Desired> =
                     sub.services.iter().map(|s| Desired { service: s, hash: ConfigHash::of(s, "") }).collect();
                 actions = plan::plan_up(&sub, &desired, &ObservedStage::default(), false, false).actions;
             }
             Some(_) => {
-                infra.push(format!("~ server {}: power on", server.name));
+                infra.push(InfraAction::PowerOn { server: server.name.clone() });
                 ui.note(format!(
                     "containers on {} are planned once it runs (its engine cannot be asked while it is off)",
                     server.name
                 ));
             }
         }
-        let dns_lines: Vec<String> = match found.as_ref().and_then(|m| m.ip.as_deref()) {
+        let dns_lines: Vec<InfraAction> = match found.as_ref().and_then(|m| m.ip.as_deref()) {
             Some(ip) => {
                 let records = zones.plan(&config.project, &spec.name, &[(server, ip)]).await?;
                 records.blocked.iter().for_each(|b| ui.warn(b));
-                records.changes.iter().map(|c| c.line.clone()).collect()
+                records.changes.iter().map(|c| c.action.clone()).collect()
             }
-            None => {
-                planned(server).into_iter().map(|r| format!("+ dns {} {} → {}", r.name, r.kind, r.content)).collect()
-            }
+            None => planned_actions(server),
         };
         if text {
-            infra.iter().for_each(|l| ui.line(crate::ui::colour_plan_line(l.clone())));
+            infra.iter().for_each(|a| ui.line(crate::ui::infra_line(a)));
             actions.iter().for_each(|a| ui.line(crate::ui::action_line(a)));
-            dns_lines.iter().for_each(|l| ui.line(crate::ui::colour_plan_line(l.clone())));
+            dns_lines.iter().for_each(|a| ui.line(crate::ui::infra_line(a)));
         }
         total.infra.extend(infra);
         total.infra.extend(dns_lines);
@@ -408,16 +400,12 @@ async fn down_servers(
     for (server, machine) in found {
         let Some(m) = machine else { continue };
         match &server.provider {
-            ServerProvider::SakuraCloud { zone, .. } if opts.destroy || opts.suspend => {
+            ServerProvider::SakuraCloud { .. } if opts.destroy || opts.suspend => {
                 if m.power != Power::Down {
-                    total.infra.push(format!("~ server {}: power off", server.name));
+                    total.infra.push(InfraAction::PowerOff { server: server.name.clone() });
                 }
                 if opts.destroy {
-                    total.infra.push(format!(
-                        "- server {} (sakura-cloud {zone}) with {} disk(s)",
-                        server.name,
-                        m.disks.len()
-                    ));
+                    total.infra.push(crate::infra::sakura::delete_action(server, m.disks.len()));
                 }
             }
             ServerProvider::Host { .. } if opts.destroy => {
@@ -427,14 +415,14 @@ async fn down_servers(
         }
     }
     for (_, r) in records {
-        total.infra.push(format!("- dns {} {}", r.name, r.kind));
+        total.infra.push(delete_record(r));
     }
     if opts.dry_run {
         match opts.format {
             Format::Json => print_plan(&total, opts.format, ui),
             Format::Text => {
                 total.actions.iter().for_each(|a| ui.line(crate::ui::action_line(a)));
-                total.infra.iter().for_each(|l| ui.line(crate::ui::colour_plan_line(l.clone())));
+                total.infra.iter().for_each(|a| ui.line(crate::ui::infra_line(a)));
                 ui.line(PlanSummary::of(&total).to_string());
             }
         }
@@ -442,8 +430,7 @@ async fn down_servers(
     }
     if opts.destroy && !opts.yes {
         let mut deletions = removals(&total);
-        deletions
-            .extend(total.infra.iter().filter(|l| l.starts_with("- ")).map(|l| crate::ui::colour_plan_line(l.clone())));
+        deletions.extend(total.infra.iter().filter(|a| a.kind() == ChangeKind::Destroy).map(crate::ui::infra_line));
         confirm_destroy(spec, &deletions, ui)?;
     }
     for (conn, d) in held.conns.iter().zip(&downs) {

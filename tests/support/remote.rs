@@ -1,6 +1,7 @@
 //! The remote rig: a real OpenSSH server on loopback standing in for the booted machine (it
 //! reaches this machine's Docker engine), and `fleet-sim` standing in for Sakura Cloud.
 
+use super::Project;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -224,4 +225,49 @@ impl Drop for Sim {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A remote stage on one Sakura server `creo-dev-01` whose SSH leads to `sshd`: `db` and `api`
+/// (api depends on db).
+pub fn sakura_project(test: &str, sim: &Sim, sshd: &Sshd) -> Project {
+    let kdl = format!(
+        r#"
+project "{{project}}"
+providers {{ sakura-cloud zone="tk1a" }}
+service "db" {{ image "{{image}}"; command "sleep 100000"; stop_signal "SIGKILL" }}
+service "api" {{ image "{{image}}"; command "sleep 100000"; depends_on "db"; stop_signal "SIGKILL" }}
+stage "dev" {{
+    server "creo-dev-01" {{
+        provider "sakura-cloud"
+        plan core=4 memory=4
+        disk size=100 os="ubuntu-24.04"
+        ssh-key "{pubkey}"
+        ssh user="root" port={port} identity="{identity}"
+    }}
+    service "db" "api"
+}}
+"#,
+        pubkey = sshd.public_key().display(),
+        port = sim.ssh_port,
+        identity = sshd.identity().display(),
+    );
+    let mut p = Project::new(test, &kdl);
+    p.env = sim_env(sim);
+    p
+}
+
+/// Credentials and short timings for `fleet` against this sim.
+pub fn sim_env(sim: &Sim) -> Vec<(String, String)> {
+    [
+        ("SAKURACLOUD_ACCESS_TOKEN", "sim-token".to_string()),
+        ("SAKURACLOUD_ACCESS_TOKEN_SECRET", "sim-secret".to_string()),
+        ("SAKURACLOUD_API_ROOT_URL", sim.api_root()),
+        ("FLEET_SAKURA_POLL_MS", "100".into()),
+        ("FLEET_SAKURA_BACKOFF_MS", "20".into()),
+        ("FLEET_SHUTDOWN_RESEND_MS", "500".into()),
+        ("FLEET_SHUTDOWN_FORCE_AFTER_MS", "1500".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }

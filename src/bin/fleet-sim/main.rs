@@ -24,7 +24,7 @@ use clap::Parser;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use world::{Faults, Settings, World};
+use world::{Faults, RandomFault, Settings, World};
 
 #[derive(Debug, Parser)]
 #[command(name = "fleet-sim", about = "Local Sakura Cloud API simulator for fleet")]
@@ -128,7 +128,7 @@ async fn state(State(world): State<Shared>) -> Response {
 async fn faults(State(world): State<Shared>, body: Bytes) -> Response {
     match serde_json::from_slice::<Faults>(&body) {
         Ok(f) => {
-            world.lock().unwrap_or_else(|e| e.into_inner()).faults = f;
+            world.lock().unwrap_or_else(|e| e.into_inner()).set_faults(f);
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
@@ -170,6 +170,30 @@ async fn api(State(world): State<Shared>, method: Method, uri: Uri, headers: Hea
             response.headers_mut().insert("retry-after", secs.into());
         }
         return response;
+    }
+    let random = world.lock().unwrap_or_else(|e| e.into_inner()).random_fault(&method);
+    match random {
+        Some(RandomFault::Busy) => {
+            let body = serde_json::json!({"is_fatal": true, "status": "503 Service Unavailable", "error_code": "busy", "error_msg": "busy (random fault)"});
+            return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+        }
+        Some(RandomFault::RateLimited) => {
+            let body = serde_json::json!({"is_fatal": true, "status": "429 Too Many Requests", "error_code": "too_many_requests", "error_msg": "rate limited (random fault)"});
+            return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], axum::Json(body)).into_response();
+        }
+        Some(RandomFault::Html) => {
+            return (StatusCode::OK, [("content-type", "text/html")], "<html><body>busy</body></html>").into_response();
+        }
+        Some(RandomFault::LostAfterWrite) => {
+            let _done = world.lock().unwrap_or_else(|e| e.into_inner()).handle(&method, &uri, &headers, &body);
+            // The headers go out, then the connection dies before the body: the client cannot
+            // know whether the write happened.
+            let broken = futures_util::stream::once(async {
+                Err::<Bytes, std::io::Error>(std::io::Error::other("connection lost (random fault)"))
+            });
+            return (StatusCode::OK, axum::body::Body::from_stream(broken)).into_response();
+        }
+        None => {}
     }
     if world.lock().unwrap_or_else(|e| e.into_inner()).take_garbled(&method) {
         let page = "<html><body><h1>Maintenance</h1></body></html>";

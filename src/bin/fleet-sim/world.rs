@@ -21,6 +21,19 @@ pub struct Settings {
     pub latency: Duration,
 }
 
+/// What random mode does to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RandomFault {
+    /// 503 `busy`, nothing done.
+    Busy,
+    /// 429 with `Retry-After: 1`, nothing done.
+    RateLimited,
+    /// 200 with an HTML page, nothing done.
+    Html,
+    /// The write is done, then the answer is cut off mid-body.
+    LostAfterWrite,
+}
+
 /// Faults a test asks for; each counter is used up as it fires.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -41,6 +54,11 @@ pub struct Faults {
     pub cf_garbled: u32,
     /// The next N Cloudflare DELETEs answer 500 (a destroy whose DNS step fails).
     pub cf_delete_errors: u32,
+    /// Random mode: every Sakura request fails with this probability (0 = off), drawn from
+    /// `random_seed` so a failing walk can be replayed: 503 busy, 429 with Retry-After, a 200
+    /// HTML page, and for writes an answer lost after the write took effect.
+    pub random_rate: f64,
+    pub random_seed: u64,
     /// The next N Sakura reads (GET) answer 200 with an HTML page instead of the API's JSON,
     /// as a captive proxy or a maintenance page would.
     pub garbled_reads: u32,
@@ -109,6 +127,7 @@ struct Archive {
 pub struct World {
     pub settings: Settings,
     pub faults: Faults,
+    rng: Option<fastrand::Rng>,
     /// `METHOD /path/:id` → count, for tests that assert what an operation costs.
     pub counts: BTreeMap<String, u64>,
     next_id: u64,
@@ -154,6 +173,7 @@ impl World {
             cloudflare,
             settings,
             faults: Faults::default(),
+            rng: None,
             counts: BTreeMap::new(),
             next_id: 113_600_000_000,
             next_ip: 10,
@@ -247,6 +267,29 @@ impl World {
             }
         });
         self.proxies.insert(id, handle);
+    }
+
+    /// New faults; random mode starts from its seed.
+    pub fn set_faults(&mut self, faults: Faults) {
+        self.rng = (faults.random_rate > 0.0).then(|| fastrand::Rng::with_seed(faults.random_seed));
+        self.faults = faults;
+    }
+
+    /// The random fault this Sakura request gets, if any.
+    pub fn random_fault(&mut self, method: &Method) -> Option<RandomFault> {
+        let rate = self.faults.random_rate;
+        let rng = self.rng.as_mut()?;
+        if rng.f64() >= rate {
+            return None;
+        }
+        let kinds: &[RandomFault] = if *method == Method::GET {
+            &[RandomFault::Busy, RandomFault::RateLimited, RandomFault::Html]
+        } else {
+            &[RandomFault::Busy, RandomFault::RateLimited, RandomFault::Html, RandomFault::LostAfterWrite]
+        };
+        let kind = kinds[rng.usize(..kinds.len())];
+        *self.counts.entry(format!("random fault {kind:?}")).or_default() += 1;
+        Some(kind)
     }
 
     /// True when this Cloudflare request gets the garbled-200 fault (and uses one up).

@@ -1,0 +1,108 @@
+//! Every command fleet runs on a server, as a pure argument vector (Kamal's `commands/`):
+//! user-given values travel as positional arguments of `sh -c`, never spliced into a script,
+//! so a stage or project name can never become shell syntax. Run by `RemoteHost::run`.
+
+/// An argument vector.
+pub type Argv = Vec<String>;
+
+fn argv(words: &[&str]) -> Argv {
+    words.iter().map(|w| w.to_string()).collect()
+}
+
+/// `sh -c SCRIPT sh ARG…`: inside the script the arguments are `$1`, `$2`, ….
+fn script(body: &str, args: &[&str]) -> Argv {
+    let mut v = argv(&["sh", "-c", body, "sh"]);
+    v.extend(args.iter().map(|a| a.to_string()));
+    v
+}
+
+/// Where a stage's lock lives on its first server: a directory, since `mkdir` is atomic.
+const LOCK_DIR: &str = ".fleetflow/locks";
+
+pub fn docker_version() -> Argv {
+    argv(&["docker", "version", "--format", "{{.Server.Version}}"])
+}
+
+pub fn has_apt() -> Argv {
+    script("command -v apt-get", &[])
+}
+
+/// The engine install steps for Debian and Ubuntu; `sudo` for a login user that is not root
+/// (`-n`: never wait for a password prompt that nobody will answer).
+pub fn install_docker(sudo: bool) -> Vec<Argv> {
+    let steps: [&[&str]; 3] = [
+        &["apt-get", "update", "-qq"],
+        &["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq", "docker.io"],
+        &["systemctl", "enable", "--now", "docker"],
+    ];
+    steps.iter().map(|step| with_sudo(sudo, step)).collect()
+}
+
+pub fn add_to_docker_group(user: &str) -> Argv {
+    with_sudo(true, &["usermod", "-aG", "docker", user])
+}
+
+fn with_sudo(sudo: bool, step: &[&str]) -> Argv {
+    let prefix: &[&str] = if sudo { &["sudo", "-n"] } else { &[] };
+    prefix.iter().chain(step).map(|w| w.to_string()).collect()
+}
+
+/// Takes the lock `name`, recording `holder`; exits non-zero when it is held already.
+pub fn lock_take(name: &str, holder: &str) -> Argv {
+    script(
+        &format!(
+            "mkdir -p \"$HOME/{LOCK_DIR}\" && mkdir \"$HOME/{LOCK_DIR}/$1\" 2>/dev/null && printf '%s\\n' \"$2\" > \"$HOME/{LOCK_DIR}/$1/holder\""
+        ),
+        &[name, holder],
+    )
+}
+
+/// Prints the holder of lock `name`.
+pub fn lock_read(name: &str) -> Argv {
+    script(&format!("cat \"$HOME/{LOCK_DIR}/$1/holder\" 2>/dev/null || echo 'an unknown holder'"), &[name])
+}
+
+/// Removes lock `name` (release, or `fleet stage unlock`).
+pub fn lock_release(name: &str) -> Argv {
+    script(&format!("rm -rf \"$HOME/{LOCK_DIR}/$1\""), &[name])
+}
+
+/// Removes lock `name` only while it still records `holder`.
+pub fn lock_break_if(name: &str, holder: &str) -> Argv {
+    script(
+        &format!(
+            "d=\"$HOME/{LOCK_DIR}/$1\"; [ \"$(cat \"$d/holder\" 2>/dev/null)\" = \"$2\" ] && rm -rf \"$d\"; exit 0"
+        ),
+        &[name, holder.trim()],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_travel_as_arguments_never_as_script() {
+        let hostile = "x; rm -rf / #";
+        let take = lock_take(hostile, "{\"pid\":1}");
+        assert_eq!(take[..2], ["sh", "-c"]);
+        assert!(!take[2].contains(hostile), "the script never contains the name");
+        assert_eq!(take[3..], ["sh", hostile, "{\"pid\":1}"]);
+        for cmd in [lock_read(hostile), lock_release(hostile), lock_break_if(hostile, "h")] {
+            assert!(!cmd[2].contains(hostile));
+            assert_eq!(cmd[4], hostile);
+        }
+    }
+
+    #[test]
+    fn install_uses_non_interactive_sudo_only_for_a_non_root_user() {
+        let as_user = install_docker(true);
+        assert!(as_user.iter().all(|s| s[..2] == ["sudo", "-n"]), "{as_user:?}");
+        assert_eq!(
+            as_user[1][2..],
+            ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq", "docker.io"]
+        );
+        assert!(install_docker(false).iter().all(|s| s[0] != "sudo"));
+        assert_eq!(add_to_docker_group("ubuntu"), ["sudo", "-n", "usermod", "-aG", "docker", "ubuntu"]);
+    }
+}
