@@ -1,6 +1,7 @@
 //! `fleet.kdl`: discovery, parsing (KDL 2, KDL 1 with a warning), and resolution of one stage.
 
 mod diagnostic;
+mod fast_kdl;
 mod interpolate;
 mod limits;
 mod reader;
@@ -141,6 +142,9 @@ fn display_name(path: &Path) -> String {
 fn parse_kdl(source: &SourceFile) -> Result<(KdlDocument, Vec<String>)> {
     // Before either parser recurses: depth and size are bounded for v2 and the v1 fallback alike.
     limits::check(source).map_err(|e| ConfigErrors { file: source.name.clone(), errors: vec![*e] })?;
+    if let Some(doc) = fast_kdl::parse(&source.text) {
+        return Ok((doc, Vec::new()));
+    }
     let v2_error = match KdlDocument::parse_v2(&source.text) {
         Ok(doc) => return Ok((doc, Vec::new())),
         Err(e) => e,
