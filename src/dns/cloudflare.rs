@@ -88,7 +88,7 @@ impl CloudflareDns {
                 Err(e) => return Err(self.fail(&format!("{method} {path}"), e.without_url())),
                 Ok(resp) => {
                     let status = resp.status();
-                    let retry_after = crate::infra::sakura_api::retry_after(&resp);
+                    let retry_after = crate::infra::sakura_http::retry_after(&resp);
                     let text = resp.text().await.unwrap_or_default();
                     let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                     // A success must be the envelope with `success: true`: a proxy's HTML page with

@@ -2,7 +2,7 @@
 //! alias. Records fleet creates carry an ownership comment; fleet never changes or deletes others.
 
 pub mod cloudflare;
-pub mod sakura;
+pub mod sakura_dns;
 
 use crate::model::Server;
 use serde::Serialize;
@@ -53,7 +53,7 @@ pub enum Change {
 /// A connected zone of either provider: read records at names, apply changes.
 pub enum Zone {
     Cloudflare(cloudflare::CloudflareDns),
-    Sakura(sakura::SakuraDns),
+    Sakura(sakura_dns::SakuraDns),
 }
 
 impl Zone {
@@ -62,7 +62,7 @@ impl Zone {
             crate::model::DnsProvider::Cloudflare => {
                 Zone::Cloudflare(cloudflare::CloudflareDns::connect(&names.zone).await?)
             }
-            crate::model::DnsProvider::SakuraDns => Zone::Sakura(sakura::SakuraDns::connect(&names.zone).await?),
+            crate::model::DnsProvider::SakuraDns => Zone::Sakura(sakura_dns::SakuraDns::connect(&names.zone).await?),
         })
     }
 

@@ -148,7 +148,7 @@ impl Readiness {
 /// Applies an `up` plan. Returns when every service is running (healthy where it has a
 /// healthcheck, completed where it is a one-shot). Dependencies may live on other servers:
 /// `readiness` is the stage's shared board.
-pub async fn up(
+pub async fn apply_up(
     engine: &Engine,
     spec: &StageSpec,
     plan: &Plan,
@@ -484,7 +484,7 @@ async fn remove(engine: &Engine, id: &str, name: &str) -> Result<()> {
 
 /// Applies a `down` plan: stops level by level in reverse dependency order, in parallel
 /// within a level, so the wall time is bounded by depth × grace period, not by service count.
-pub async fn down(
+pub async fn apply_down(
     engine: &Engine,
     spec: &StageSpec,
     plan: &Plan,

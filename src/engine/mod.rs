@@ -6,7 +6,7 @@ pub mod labels;
 mod logs;
 
 pub use container_spec::create_body;
-pub use converge::{Event, Events, PullPolicy, Readiness, down, up};
+pub use converge::{Event, Events, PullPolicy, Readiness, apply_down, apply_up};
 pub use logs::{LogLine, LogOptions, LogStream, stream_logs};
 
 use crate::error::{Error, Result};

@@ -1,8 +1,8 @@
 //! Server providers: where a remote stage's machines come from and how their power is managed.
 //! `sakura` creates, powers and deletes servers; `host` is a machine the user brings.
 
-pub mod sakura;
-pub mod sakura_api;
+pub mod sakura_http;
+pub mod sakura_servers;
 
 use crate::error::{Error, Result};
 use crate::model::{Server, ServerProvider};
@@ -47,18 +47,18 @@ pub fn owner_tag(project: &str, stage: &str, server: &str) -> String {
 
 /// The providers a stage needs, connected once per run.
 pub struct Providers {
-    sakura: Option<sakura::SakuraCloud>,
+    sakura: Option<sakura_servers::SakuraCloud>,
 }
 
 impl Providers {
     /// Credentials are checked here, before any request is made. `progress` hears about retries.
     pub fn for_servers(servers: &[Server], progress: &Progress) -> Result<Self> {
         let needs_sakura = servers.iter().any(|s| matches!(s.provider, ServerProvider::SakuraCloud { .. }));
-        let sakura = if needs_sakura { Some(sakura::SakuraCloud::from_env(progress)?) } else { None };
+        let sakura = if needs_sakura { Some(sakura_servers::SakuraCloud::from_env(progress)?) } else { None };
         Ok(Self { sakura })
     }
 
-    fn sakura(&self) -> &sakura::SakuraCloud {
+    fn sakura(&self) -> &sakura_servers::SakuraCloud {
         self.sakura.as_ref().expect("for_servers connected every provider the stage uses")
     }
 

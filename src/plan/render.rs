@@ -63,14 +63,6 @@ impl PlanSummary {
             ChangeKind::Destroy => self.destroy += 1,
         }
     }
-
-    pub fn plus(self, other: Self) -> Self {
-        Self {
-            add: self.add + other.add,
-            change: self.change + other.change,
-            replace: self.replace + other.replace,
-            destroy: self.destroy + other.destroy,
-        }
     }
 }
 

@@ -2,13 +2,13 @@
 //! Local stages run here; remote stages (`remote.rs`) add servers and SSH around the same steps.
 
 mod dns;
-mod remote;
-mod remote_lock;
+mod remote_stage;
+mod server_lock;
 
 use crate::config::Config;
 use crate::engine::{self, Engine, LogOptions, PullPolicy};
 use crate::error::{Error, Result};
-use crate::lock::StageLock;
+use crate::local_lock::StageLock;
 use crate::model::StageSpec;
 use crate::plan::{self, Action, ConfigHash, Desired, DownMode, Plan, PlanSummary};
 use crate::ui::{self, Format, Ui};
@@ -47,7 +47,7 @@ pub async fn unlock(config: &Config, spec: &StageSpec, ui: &Ui) -> Result<()> {
         ));
         return Ok(());
     }
-    remote::unlock(config, spec, ui).await
+    remote_stage::unlock(config, spec, ui).await
 }
 
 /// Takes the stage lock (not for a dry run, which changes nothing) and connects to the engine.
@@ -110,14 +110,14 @@ pub async fn plan_up(
 
 pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<Plan> {
     if !spec.is_local() {
-        return remote::up(config, spec, opts, ui).await;
+        return remote_stage::up(config, spec, opts, ui).await;
     }
     let (_lock, engine) = lock_and_connect(config, spec, "up", opts.dry_run, opts.lock_wait).await?;
     let plan = converge_containers(&engine, spec, opts, ui).await?;
     if opts.dry_run {
         print_plan(&plan, opts.format, ui);
     } else {
-        report_up(spec, &plan, PlanSummary::default(), ui);
+        report_up(spec, &plan, ui);
     }
     Ok(plan)
 }
@@ -140,14 +140,14 @@ pub(crate) async fn converge_on(
     ui.orphan_warnings(&plan);
     if !opts.dry_run {
         // Even with nothing to do here, kept services must say they are ready to other servers.
-        engine::up(engine, spec, &plan, &observed, &images, readiness, ui.events()).await?;
+        engine::apply_up(engine, spec, &plan, &observed, &images, readiness, ui.events()).await?;
     }
     Ok(plan)
 }
 
-/// The closing line of an `up`; `infra` counts what was done to servers.
-pub(crate) fn report_up(spec: &StageSpec, plan: &Plan, infra: PlanSummary, ui: &Ui) {
-    let s = PlanSummary::of(plan).plus(infra);
+/// The closing line of an `up`: what was done, servers and records included.
+pub(crate) fn report_up(spec: &StageSpec, plan: &Plan, ui: &Ui) {
+    let s = PlanSummary::of(plan);
     if s == PlanSummary::default() {
         ui.line(format!("Stage {} is up to date; nothing to do.", spec.name));
         return;
@@ -187,7 +187,7 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
         ));
     }
     if !spec.is_local() {
-        return remote::down(config, spec, opts, ui).await;
+        return remote_stage::down(config, spec, opts, ui).await;
     }
     let (_lock, engine) = lock_and_connect(config, spec, "down", opts.dry_run, opts.lock_wait).await?;
     let observed = engine.observe(spec).await?;
@@ -203,7 +203,7 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
     if opts.destroy && !opts.yes {
         confirm_destroy(spec, &removals(&plan), ui)?;
     }
-    engine::down(&engine, spec, &plan, &observed, ui.events()).await?;
+    engine::apply_down(&engine, spec, &plan, &observed, ui.events()).await?;
     let verb = if opts.destroy { "destroyed" } else { "down" };
     ui.line(format!("Stage {} is {verb}.", spec.name));
     Ok(plan)
@@ -398,7 +398,7 @@ pub(crate) fn print_status(
 
 pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) -> Result<()> {
     if !spec.is_local() {
-        return remote::status(config, spec, format, ui).await;
+        return remote_stage::status(config, spec, format, ui).await;
     }
     let engine = Engine::connect_local().await?;
     let rows = service_rows(&engine, spec).await?;
@@ -433,7 +433,7 @@ pub async fn ps(config: &Config, stage: Option<&StageSpec>, format: Format, ui: 
         containers.extend(found);
     }
     for spec in stages.iter().filter(|s| !s.is_local()) {
-        containers.extend(remote::containers(config, spec, ui).await?);
+        containers.extend(remote_stage::containers(config, spec, ui).await?);
     }
     let now = jiff::Timestamp::now().as_second();
     if format == Format::Json {
@@ -485,7 +485,7 @@ pub async fn logs(config: &Config, spec: &StageSpec, services: &[String], opts: 
         }
     }
     if !spec.is_local() {
-        return remote::logs(config, spec, services, opts, ui).await;
+        return remote_stage::logs(config, spec, services, opts, ui).await;
     }
     let engine = Engine::connect_local().await?;
     let selected = log_targets(&engine, spec, services).await?;

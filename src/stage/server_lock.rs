@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::holder::Holder;
-use crate::remote::RemoteHost;
+use crate::ssh::RemoteHost;
 use std::time::{Duration, Instant};
 
 const RETRY_INTERVAL: Duration = Duration::from_millis(500);

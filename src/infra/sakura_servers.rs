@@ -1,7 +1,7 @@
 //! Servers on Sakura Cloud: found by ownership tag, created with a disk from the OS archive,
 //! powered on and off, deleted with their disks.
 
-use super::sakura_api::{ApiError, SakuraApi, id_of};
+use super::sakura_http::{ApiError, SakuraApi, id_of};
 use super::{InfraEvent, Machine, Power, Progress};
 use crate::error::{Error, Result};
 use crate::model::{Server, ServerProvider};

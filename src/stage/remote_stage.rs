@@ -2,22 +2,22 @@
 //! reached over SSH, with the servers created, powered and deleted around them.
 
 use super::dns::{Zones, blocked_error, delete_record, planned_actions};
-use super::remote_lock;
+use super::server_lock;
 use super::{
-    DownOptions, ServerRow, UpOptions, confirm_destroy, converge_containers, converge_on, down_mode, log_targets,
-    no_containers, overall, print_logs, print_plan, print_status, removals, report_up, service_rows, unknown_rows,
+    DownOptions, ServerRow, UpOptions, confirm_destroy, converge_on, down_mode, log_targets, no_containers, overall,
+    print_logs, print_plan, print_status, removals, report_up, service_rows, unknown_rows,
 };
 use crate::config::Config;
 use crate::engine::{self, Engine, LogOptions};
 use crate::error::{Error, Result};
 use crate::infra::{InfraEvent, Machine, Power, Progress, Providers, owner_tag};
-use crate::lock::StageLock;
+use crate::local_lock::StageLock;
 use crate::model::{Server, ServerProvider, StageSpec};
 use crate::plan::{
     self, ChangeKind, ConfigHash, Desired, InfraAction, ObservedContainer, ObservedStage, Plan, PlanSummary,
 };
-use crate::remote::{self, RemoteHost, known_hosts_file};
 use crate::signal;
+use crate::ssh::{self, RemoteHost, known_hosts_file};
 use crate::ui::{Format, Ui};
 use std::sync::{Arc, Mutex};
 
@@ -47,7 +47,7 @@ async fn reach(config: &Config, server: &Server, machine: &Machine, ui: &Ui, mod
         .ok_or_else(|| Error::failed(format!("server {}: the provider reports no IP address", server.name)))?;
     let fresh = booting && matches!(server.provider, ServerProvider::SakuraCloud { .. });
     let known_hosts = known_hosts_file(&config.project);
-    let mut host = remote::connect(server, address, &known_hosts, fresh).await?;
+    let mut host = ssh::connect(server, address, &known_hosts, fresh).await?;
     if mode == Reach::Observe {
         if let Err(e) = host.check_docker(server).await {
             host.close().await;
@@ -57,7 +57,7 @@ async fn reach(config: &Config, server: &Server, machine: &Machine, ui: &Ui, mod
         ui.line(format!("~ server {}: Docker installed", server.name));
         // A new docker group membership only applies to a new login.
         host.close().await;
-        host = remote::connect(server, address, &known_hosts, fresh).await?;
+        host = ssh::connect(server, address, &known_hosts, fresh).await?;
     }
     let engine = host.engine().await?;
     ui.detail(format!("server {}: engine at {}", server.name, host.endpoint));
@@ -65,17 +65,18 @@ async fn reach(config: &Config, server: &Server, machine: &Machine, ui: &Ui, mod
 }
 
 /// Provider progress that also counts the actions by kind, for the closing summary.
-fn counting(ui: &Ui) -> (Progress, Arc<Mutex<PlanSummary>>) {
+/// Provider progress for the terminal that also keeps the steps really done, for the summary.
+fn recording(ui: &Ui) -> (Progress, Arc<Mutex<Vec<InfraAction>>>) {
     let inner = ui.infra_progress();
-    let count = Arc::new(Mutex::new(PlanSummary::default()));
-    let c = count.clone();
+    let done = Arc::new(Mutex::new(Vec::new()));
+    let d = done.clone();
     let progress: Progress = Arc::new(move |event: InfraEvent| {
         if let InfraEvent::Action(action) = &event {
-            c.lock().unwrap_or_else(|e| e.into_inner()).count(action.kind());
+            d.lock().unwrap_or_else(|e| e.into_inner()).push(action.clone());
         }
         inner(event)
     });
-    (progress, count)
+    (progress, done)
 }
 
 fn tag(config: &Config, spec: &StageSpec, server: &Server) -> String {
@@ -95,25 +96,46 @@ async fn lock(
     StageLock::acquire(&config.project, &spec.name, &format!("{verb} {}", spec.name), wait).await.map(Some)
 }
 
-/// Servers up (created, booted), SSH answered, Docker there, then the containers converged.
+/// `up` and its dry run, one pass: servers, then containers, then records (see `converge_stage`).
 pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<Plan> {
     let _lock = lock(config, spec, "up", opts.dry_run, opts.lock_wait).await?;
     let providers = Providers::for_servers(&spec.servers, &ui.infra_progress())?;
     let zones = Zones::connect(spec).await?;
-    if opts.dry_run {
-        return plan_only(config, spec, &providers, &zones, opts, ui).await;
-    }
-    let (progress, infra) = counting(ui);
+    let (progress, done) = recording(ui);
     // From here a lock on the first server may be held: Ctrl-C ends the work, then it is released.
     let _cleanup = signal::CleanupScope::enter();
     let mut held = Held::default();
     let result =
-        signal::interruptible(up_servers(config, spec, &providers, &zones, opts, &progress, ui, &mut held)).await;
+        signal::interruptible(converge_stage(config, spec, &providers, &zones, opts, &progress, ui, &mut held)).await;
     held.release(config, spec).await;
-    let total = result?;
-    let infra = *infra.lock().unwrap_or_else(|e| e.into_inner());
-    report_up(spec, &total, infra, ui);
+    let mut total = result?;
+    if !opts.dry_run {
+        // The run reports what it did, which can differ from what it planned (a server that
+        // another machine created meanwhile).
+        total.infra = std::mem::take(&mut *done.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+    match (opts.dry_run, opts.format) {
+        (true, Format::Json) => print_plan(&total, opts.format, ui),
+        (true, Format::Text) if total.is_empty() => {
+            ui.line(format!("Stage {} is up to date; nothing to do.", spec.name))
+        }
+        (true, Format::Text) => ui.line(PlanSummary::of(&total).to_string()),
+        (false, _) => report_up(spec, &total, ui),
+    }
     Ok(total)
+}
+
+/// The steps a server needs to be running, from what the provider reports.
+fn server_steps(server: &Server, found: Option<&Machine>) -> Vec<InfraAction> {
+    let power_on = InfraAction::PowerOn { server: server.name.clone() };
+    match (found, &server.provider) {
+        (_, ServerProvider::Host { .. }) => Vec::new(),
+        (None, ServerProvider::SakuraCloud { .. }) => {
+            vec![crate::infra::sakura_servers::create_action(server), power_on]
+        }
+        (Some(m), _) if m.power == Power::Up => Vec::new(),
+        (Some(_), _) => vec![power_on],
+    }
 }
 
 /// The connections a run holds, the first one carrying the stage lock once `locked`.
@@ -129,7 +151,7 @@ impl Held {
         let mut conns = self.conns.into_iter();
         if let Some(first) = conns.next() {
             if self.locked {
-                let _ = first.host.unlock(&remote_lock::lock_name(&config.project, &spec.name)).await;
+                let _ = first.host.unlock(&server_lock::lock_name(&config.project, &spec.name)).await;
             }
             first.host.close().await;
         }
@@ -139,10 +161,14 @@ impl Held {
     }
 }
 
-/// Every server up and reached (the first one locked), then every server's containers at once,
-/// ordered across servers by one readiness board, then the records, all decided before any write.
+/// One pass for `up` and for its dry run. Each layer is observed, planned and (unless a dry run)
+/// applied before the next is observed: servers (found by tag; created, booted), then each
+/// running server's containers, all servers at once over one readiness board so the dependency
+/// graph spans servers, then the stage's records, all decided before any is written. A layer that
+/// cannot be observed yet (the engine of a server that is off or missing) is planned as far as it
+/// can be. A dry run prints the same typed steps the run reports as it applies them.
 #[allow(clippy::too_many_arguments)]
-async fn up_servers(
+async fn converge_stage(
     config: &Config,
     spec: &StageSpec,
     providers: &Providers,
@@ -152,46 +178,78 @@ async fn up_servers(
     ui: &Ui,
     held: &mut Held,
 ) -> Result<Plan> {
-    let mut machines = Vec::new();
+    let apply = !opts.dry_run;
+    let show = opts.dry_run && opts.format == Format::Text;
+    let mut total = Plan { stage: spec.name.clone(), ..Plan::default() };
+
+    // Servers, one at a time (power calls go one at a time); the first one's lock right after it answers.
+    let mut machines: Vec<Option<Machine>> = Vec::new();
+    let mut conns: Vec<Option<usize>> = Vec::new();
     for (i, server) in spec.servers.iter().enumerate() {
-        let machine = providers.ensure_up(server, &tag(config, spec, server), progress).await?;
-        // Cloud IPs are reused: a key recorded for this address belonged to an earlier machine.
-        if let (true, Some(ip)) = (machine.new_this_run, &machine.ip) {
-            remote::forget_host(&known_hosts_file(&config.project), ip, server.ssh.port);
+        let tag = tag(config, spec, server);
+        let found = providers.observe(server, &tag).await?;
+        if let (false, Some(m)) = (apply, found.as_ref()) {
+            note_adoption(config, spec, server, m, ui);
         }
-        let conn = reach(config, server, &machine, ui, Reach::Converge).await?;
-        held.conns.push(conn);
-        if i == 0 {
-            let purpose = format!("up {}", spec.name);
-            remote_lock::acquire(
-                &held.conns[0].host,
-                &server.name,
-                &config.project,
-                &spec.name,
-                &purpose,
-                opts.lock_wait,
-            )
-            .await?;
-            held.locked = true;
+        let steps = server_steps(server, found.as_ref());
+        let machine = match (apply, steps.is_empty()) {
+            (false, _) | (true, true) => found,
+            (true, false) => Some(providers.ensure_up(server, &tag, progress).await?),
+        };
+        if show {
+            steps.iter().for_each(|a| ui.line(crate::ui::infra_line(a)));
         }
+        total.infra.extend(steps);
+        let running = machine.as_ref().filter(|m| m.power == Power::Up);
+        if let Some(m) = running {
+            // Cloud IPs are reused: a key recorded for this address belonged to an earlier machine.
+            if let (true, Some(ip)) = (m.new_this_run, &m.ip) {
+                ssh::forget_host(&known_hosts_file(&config.project), ip, server.ssh.port);
+            }
+            let mode = if apply { Reach::Converge } else { Reach::Observe };
+            held.conns.push(reach(config, server, m, ui, mode).await?);
+            if i == 0 && apply {
+                let purpose = format!("up {}", spec.name);
+                let host = &held.conns[0].host;
+                server_lock::acquire(host, &server.name, &config.project, &spec.name, &purpose, opts.lock_wait).await?;
+                held.locked = true;
+            }
+        }
+        conns.push(running.map(|_| held.conns.len() - 1));
         machines.push(machine);
     }
+
+    // Containers, every server at once.
     let readiness = engine::Readiness::for_stage(spec);
-    let per_server = spec.servers.iter().zip(&held.conns).map(|(server, conn)| {
+    let per_server = spec.servers.iter().zip(&conns).zip(&machines).map(|((server, conn), machine)| {
         let sub = spec.for_server(server);
         let readiness = &readiness;
+        let engine = conn.map(|c| &held.conns[c].engine);
         async move {
-            let result = converge_on(&conn.engine, &sub, opts, ui, readiness).await;
+            let result = match engine {
+                Some(engine) => converge_on(engine, &sub, opts, ui, readiness).await,
+                // A server to be created holds nothing: the pure plan against an empty engine.
+                None if machine.is_none() => Ok(plan_on_new_server(&sub)),
+                None => {
+                    ui.note(format!(
+                        "containers on {} are planned once it runs (its engine cannot be asked while it is off)",
+                        server.name
+                    ));
+                    Ok(Plan::default())
+                }
+            };
             readiness.fail_unset(sub.services.iter().map(|s| s.name.as_str()));
             result
         }
     });
     // Every server runs to its end (a failure on one does not cut another off mid-change).
-    let mut total = Plan { stage: spec.name.clone(), ..Plan::default() };
     let mut failures = Vec::new();
     for result in futures_util::future::join_all(per_server).await {
         match result {
             Ok(plan) => {
+                if show {
+                    plan.actions.iter().for_each(|a| ui.line(crate::ui::action_line(a)));
+                }
                 total.actions.extend(plan.actions);
                 total.orphans.extend(plan.orphans);
             }
@@ -201,12 +259,49 @@ async fn up_servers(
     if let Some(e) = failures.into_iter().next() {
         return Err(e);
     }
+
+    // Records: decided for the whole stage before any is written.
     let placed: Vec<(&Server, &str)> =
-        spec.servers.iter().zip(&machines).map(|(s, m)| (s, m.ip.as_deref().unwrap_or_default())).collect();
+        spec.servers.iter().zip(&machines).filter_map(|(s, m)| Some((s, m.as_ref()?.ip.as_deref()?))).collect();
     let records = zones.plan(&config.project, &spec.name, &placed).await?;
-    blocked_error(&records.blocked)?;
-    zones.apply(&records, progress).await?;
+    let mut record_steps: Vec<InfraAction> = records.changes.iter().map(|c| c.action.clone()).collect();
+    // A server without an address yet gets its records once it has one.
+    for (server, m) in spec.servers.iter().zip(&machines) {
+        if m.as_ref().and_then(|m| m.ip.as_ref()).is_none() {
+            record_steps.extend(planned_actions(server));
+        }
+    }
+    if apply {
+        blocked_error(&records.blocked)?;
+        zones.apply(&records, progress).await?;
+    } else {
+        records.blocked.iter().for_each(|b| ui.warn(b));
+        if show {
+            record_steps.iter().for_each(|a| ui.line(crate::ui::infra_line(a)));
+        }
+    }
+    total.infra.extend(record_steps);
     Ok(total)
+}
+
+/// Adoption is by tag: a plan says which existing machine `up` would use, so a wrong match shows.
+fn note_adoption(config: &Config, spec: &StageSpec, server: &Server, m: &Machine, ui: &Ui) {
+    if matches!(server.provider, ServerProvider::SakuraCloud { .. }) {
+        ui.note(format!(
+            "server {}: uses existing server {} (tag {}, created {})",
+            server.name,
+            m.id.as_deref().unwrap_or("?"),
+            tag(config, spec, server),
+            m.created.as_deref().unwrap_or("at an unknown time")
+        ));
+    }
+}
+
+/// What a server that does not exist yet will need: every container from nothing.
+fn plan_on_new_server(sub: &StageSpec) -> Plan {
+    let desired: Vec<Desired> =
+        sub.services.iter().map(|s| Desired { service: s, hash: ConfigHash::of(s, "") }).collect();
+    plan::plan_up(sub, &desired, &ObservedStage::default(), false, false)
 }
 
 /// `fleet stage unlock`: breaks a remote lock left behind by a run that is gone.
@@ -216,91 +311,13 @@ pub async fn unlock(config: &Config, spec: &StageSpec, ui: &Ui) -> Result<()> {
     match providers.observe(server, &tag(config, spec, server)).await? {
         Some(m) if m.power == Power::Up => {
             let conn = reach(config, server, &m, ui, Reach::Observe).await?;
-            conn.host.unlock(&remote_lock::lock_name(&config.project, &spec.name)).await?;
+            conn.host.unlock(&server_lock::lock_name(&config.project, &spec.name)).await?;
             conn.host.close().await;
             ui.line(format!("Stage {} is unlocked (lock on server {} removed).", spec.name, server.name));
         }
         _ => ui.line(format!("Server {} is not running, so it holds no lock; nothing to do.", server.name)),
     }
     Ok(())
-}
-
-/// `up --dry-run`: the servers, their containers and their records, in the order the run does
-/// them and with the same lines. Nothing is changed.
-async fn plan_only(
-    config: &Config,
-    spec: &StageSpec,
-    providers: &Providers,
-    zones: &Zones,
-    opts: &UpOptions,
-    ui: &Ui,
-) -> Result<Plan> {
-    let mut total = Plan { stage: spec.name.clone(), ..Plan::default() };
-    let text = opts.format == Format::Text;
-    for server in &spec.servers {
-        let sub = spec.for_server(server);
-        let found = providers.observe(server, &tag(config, spec, server)).await?;
-        // Adoption is by tag: say which existing machine `up` would use, so a wrong match shows.
-        if let Some(m) = found.as_ref().filter(|_| matches!(server.provider, ServerProvider::SakuraCloud { .. })) {
-            ui.note(format!(
-                "server {}: uses existing server {} (tag {}, created {})",
-                server.name,
-                m.id.as_deref().unwrap_or("?"),
-                tag(config, spec, server),
-                m.created.as_deref().unwrap_or("at an unknown time")
-            ));
-        }
-        let mut infra = Vec::new();
-        let mut actions = Vec::new();
-        match &found {
-            Some(m) if m.power == Power::Up => {
-                let conn = reach(config, server, m, ui, Reach::Observe).await?;
-                let plan = converge_containers(&conn.engine, &sub, opts, ui).await?;
-                actions = plan.actions;
-                total.orphans.extend(plan.orphans);
-                conn.host.close().await;
-            }
-            None => {
-                if matches!(server.provider, ServerProvider::SakuraCloud { .. }) {
-                    infra.push(crate::infra::sakura::create_action(server));
-                }
-                infra.push(InfraAction::PowerOn { server: server.name.clone() });
-                // A new server's engine holds nothing: the pure plan against an empty engine.
-                let desired: Vec<Desired> =
-                    sub.services.iter().map(|s| Desired { service: s, hash: ConfigHash::of(s, "") }).collect();
-                actions = plan::plan_up(&sub, &desired, &ObservedStage::default(), false, false).actions;
-            }
-            Some(_) => {
-                infra.push(InfraAction::PowerOn { server: server.name.clone() });
-                ui.note(format!(
-                    "containers on {} are planned once it runs (its engine cannot be asked while it is off)",
-                    server.name
-                ));
-            }
-        }
-        let dns_lines: Vec<InfraAction> = match found.as_ref().and_then(|m| m.ip.as_deref()) {
-            Some(ip) => {
-                let records = zones.plan(&config.project, &spec.name, &[(server, ip)]).await?;
-                records.blocked.iter().for_each(|b| ui.warn(b));
-                records.changes.iter().map(|c| c.action.clone()).collect()
-            }
-            None => planned_actions(server),
-        };
-        if text {
-            infra.iter().for_each(|a| ui.line(crate::ui::infra_line(a)));
-            actions.iter().for_each(|a| ui.line(crate::ui::action_line(a)));
-            dns_lines.iter().for_each(|a| ui.line(crate::ui::infra_line(a)));
-        }
-        total.infra.extend(infra);
-        total.infra.extend(dns_lines);
-        total.actions.extend(actions);
-    }
-    match (text, total.is_empty()) {
-        (true, true) => ui.line(format!("Stage {} is up to date; nothing to do.", spec.name)),
-        (true, false) => ui.line(PlanSummary::of(&total).to_string()),
-        (false, _) => print_plan(&total, opts.format, ui),
-    }
-    Ok(total)
 }
 
 pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui) -> Result<Plan> {
@@ -386,7 +403,7 @@ async fn down_servers(
         let conn = held.conns.last().expect("just pushed");
         if i == 0 && !opts.dry_run {
             let purpose = format!("down {}", spec.name);
-            remote_lock::acquire(&conn.host, &server.name, &config.project, &spec.name, &purpose, opts.lock_wait)
+            server_lock::acquire(&conn.host, &server.name, &config.project, &spec.name, &purpose, opts.lock_wait)
                 .await?;
             held.locked = true;
         }
@@ -405,7 +422,7 @@ async fn down_servers(
                     total.infra.push(InfraAction::PowerOff { server: server.name.clone() });
                 }
                 if opts.destroy {
-                    total.infra.push(crate::infra::sakura::delete_action(server, m.disks.len()));
+                    total.infra.push(crate::infra::sakura_servers::delete_action(server, m.disks.len()));
                 }
             }
             ServerProvider::Host { .. } if opts.destroy => {
@@ -434,7 +451,7 @@ async fn down_servers(
         confirm_destroy(spec, &deletions, ui)?;
     }
     for (conn, d) in held.conns.iter().zip(&downs) {
-        engine::down(&conn.engine, &d.sub, &d.plan, &d.observed, ui.events()).await?;
+        engine::apply_down(&conn.engine, &d.sub, &d.plan, &d.observed, ui.events()).await?;
     }
     // Servers last to first: the first holds the lock, which is given back just before its own
     // power-off cuts the connection, so the lock covers every other power change.
@@ -451,7 +468,7 @@ async fn down_servers(
             providers.destroy(server, &tag, &progress).await?;
             // The delete is confirmed: the IP is someone else's next, so its key goes now.
             if let Some(ip) = &m.ip {
-                remote::forget_host(&known_hosts_file(&config.project), ip, server.ssh.port);
+                ssh::forget_host(&known_hosts_file(&config.project), ip, server.ssh.port);
             }
         } else if opts.suspend {
             providers.power_off(server, &tag, &progress).await?;

@@ -5,7 +5,7 @@
 
 use super::{Change, FoundRecord};
 use crate::error::{Error, Result};
-use crate::infra::sakura_api::{SakuraApi, id_of};
+use crate::infra::sakura_http::{SakuraApi, id_of};
 use reqwest::Method;
 use serde_json::{Value, json};
 
