@@ -63,7 +63,6 @@ impl PlanSummary {
             ChangeKind::Destroy => self.destroy += 1,
         }
     }
-    }
 }
 
 impl std::fmt::Display for PlanSummary {
