@@ -674,3 +674,19 @@ fn a_stale_host_key_for_a_reused_ip_is_replaced_for_a_server_this_run_created() 
     p.ok(&["status", "dev"]);
     p.ok(&["down", "dev", "--destroy", "--yes"]);
 }
+
+#[test]
+fn a_wedged_remote_command_fails_at_its_deadline_naming_it() {
+    // `docker` on this host hangs, as a wedged engine would.
+    let bin = tempfile::tempdir().unwrap();
+    let fake = bin.path().join("docker");
+    std::fs::write(&fake, "#!/bin/sh\nexec sleep 1000\n").unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let sshd = Sshd::start(&format!("SetEnv PATH={}:/usr/bin:/bin", bin.path().display()));
+    let mut p = host_project("wedged", &sshd);
+    p.env.push(("FLEET_SSH_COMMAND_TIMEOUT_MS".into(), "1500".into()));
+    let started = std::time::Instant::now();
+    p.fleet(&["status", "pre"])
+        .fails_with(1, &["`docker version --format {{.Server.Version}}` did not finish within 1s 500ms"]);
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+}

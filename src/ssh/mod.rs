@@ -170,7 +170,11 @@ impl RemoteHost {
     /// Runs a command given as an argument vector (each word quoted, never spliced into a shell
     /// string), within the usual deadline.
     async fn run(&self, argv: &[String]) -> Result<std::process::Output> {
-        self.run_within(argv, COMMAND_TIMEOUT).await
+        let deadline = std::env::var("FLEET_SSH_COMMAND_TIMEOUT_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(COMMAND_TIMEOUT, Duration::from_millis);
+        self.run_within(argv, deadline).await
     }
 
     /// The one executor of `commands`: an argument vector, with a deadline named in its error.
@@ -191,7 +195,12 @@ impl RemoteHost {
             }
             Ok(Err(e)) => Err(Error::failed(format!("{}: running {program}: {}", self.endpoint, error_text(&e)))),
             Err(_) => Err(Error::failed_help(
-                format!("{}: `{}` did not finish within {} s", self.endpoint, argv.join(" "), deadline.as_secs()),
+                format!(
+                    "{}: `{}` did not finish within {}",
+                    self.endpoint,
+                    argv.join(" "),
+                    humantime::format_duration(deadline)
+                ),
                 "the server or its engine may be wedged: look at it over SSH, then run the command again",
             )),
         }
