@@ -325,31 +325,6 @@ fn print_config(spec: &StageSpec, format: Format, show_secrets: bool, ui: &Ui) {
     if !show_secrets {
         crate::secrets::mask_json(&mut value, &spec.sensitive);
     }
-    match format {
-        Format::Json => ui.json(&value),
-        Format::Text => {
-            ui.line(format!(
-                "project: {}\nstage: {} ({})",
-                spec.project,
-                spec.name,
-                if spec.is_local() { "local" } else { "remote" }
-            ));
-            for v in value["services"].as_array().into_iter().flatten() {
-                ui.line(format!("service {}:", v["name"].as_str().unwrap_or_default()));
-                if let Some(map) = v.as_object() {
-                    for (k, v) in map {
-                        if k == "name"
-                            || v.is_null()
-                            || v == &serde_json::json!([])
-                            || v == &serde_json::json!({})
-                            || v == &serde_json::json!(false)
-                        {
-                            continue;
-                        }
-                        ui.line(format!("  {k}: {v}"));
-                    }
-                }
-            }
-        }
-    }
+    let kind = if spec.is_local() { "local" } else { "remote" };
+    ui.config(&crate::report::ConfigReport { schema: crate::report::SCHEMA, kind, spec: value }, format);
 }

@@ -11,6 +11,7 @@ pub mod infra;
 pub mod local_lock;
 pub mod model;
 pub mod plan;
+pub mod report;
 pub mod runtime_dir;
 pub mod secrets;
 pub mod signal;

@@ -2,7 +2,8 @@
 //! Colour is stripped by anstream when output is not a terminal or NO_COLOR is set.
 
 use crate::engine::{Event, Events, LogLine};
-use crate::plan::{Action, ChangeKind, InfraAction, ObservedContainer, Plan, PlanSummary, render_action, render_infra};
+use crate::plan::{Action, ChangeKind, InfraAction, Plan, PlanSummary, render_action, render_infra};
+use crate::report::{ConfigReport, Health, PlanReport, PsReport, StatusReport};
 use indicatif::{ProgressBar, ProgressStyle};
 use owo_colors::OwoColorize;
 use std::collections::HashMap;
@@ -242,16 +243,117 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out.join("\n")
 }
 
-/// One service line of `status`: `✓ db  running, healthy  (up 2 days)`.
-pub fn status_mark(c: Option<&ObservedContainer>, oneshot: bool) -> String {
-    match c {
-        None => "○".dimmed().to_string(),
-        Some(c) if c.state.is_running() && c.health.as_deref() != Some("unhealthy") => "✓".green().to_string(),
-        Some(c) if oneshot && c.state == crate::plan::RunState::Exited(0) => "✓".green().to_string(),
-        Some(c) if matches!(c.state, crate::plan::RunState::Exited(0) | crate::plan::RunState::Created) => {
-            "■".yellow().to_string()
+/// The mark of one service line of `status`: `✓ db  running, healthy  (up 2 days)`.
+pub fn status_mark(mark: Health) -> String {
+    match mark {
+        Health::Absent => "○".dimmed().to_string(),
+        Health::Ok => "✓".green().to_string(),
+        Health::Stopped => "■".yellow().to_string(),
+        Health::Failed => "✗".red().to_string(),
+    }
+}
+
+fn to_json(value: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or_default()
+}
+
+impl Ui {
+    /// `status`: the seed's layout (stage, status, infrastructure for remote stages, services).
+    pub fn status(&self, r: &StatusReport, format: Format) {
+        if format == Format::Json {
+            return self.json(&to_json(r));
         }
-        Some(_) => "✗".red().to_string(),
+        self.line(format!("Stage: {}", r.stage));
+        if r.kind == "local" {
+            self.line("Type: local");
+        }
+        self.line(format!("Status: {}", r.status));
+        if !r.servers.is_empty() {
+            self.line("Infrastructure:");
+            for s in &r.servers {
+                self.line(format!("  Server: {}", s.name));
+                self.line(format!("    Provider: {}", s.provider));
+                self.line(format!("    Status: {}", s.status));
+                if let Some(ip) = &s.ip {
+                    self.line(format!("    IP: {ip}"));
+                }
+                if let Some(cpu) = s.cpu {
+                    self.line(format!("    CPU: {cpu} cores"));
+                }
+                if let Some(m) = s.memory_gb {
+                    self.line(format!("    Memory: {m} GB"));
+                }
+                for record in &s.dns {
+                    self.line(format!("    DNS: {record}"));
+                }
+            }
+        }
+        self.line("Services:");
+        let width = r.services.iter().map(|s| s.service.len()).max().unwrap_or(0);
+        for s in &r.services {
+            let state = match &s.health {
+                Some(h) => format!("{}, {h}", s.state),
+                None => s.state.clone(),
+            };
+            let uptime = s.uptime_seconds.map(|t| format!("  (up {})", human_duration(t))).unwrap_or_default();
+            self.line(format!("  {} {:width$}  {state}{uptime}", status_mark(s.mark), s.service));
+        }
+    }
+
+    /// `ps`: `STAGE SERVICE STATUS PORTS CREATED`.
+    pub fn ps(&self, r: &PsReport, format: Format) {
+        if format == Format::Json {
+            return self.json(&to_json(r));
+        }
+        let now = jiff::Timestamp::now().as_second();
+        let rows: Vec<Vec<String>> = r
+            .containers
+            .iter()
+            .map(|c| {
+                vec![
+                    c.stage.clone(),
+                    c.service.clone(),
+                    c.status.clone(),
+                    c.ports.join(", "),
+                    format!("{} ago", human_duration(now - c.created)),
+                ]
+            })
+            .collect();
+        self.line(table(&["STAGE", "SERVICE", "STATUS", "PORTS", "CREATED"], &rows));
+    }
+
+    /// A plan for `--dry-run` and `plan`: the lines, or one JSON document.
+    pub fn plan_report(&self, plan: &Plan, format: Format) {
+        match format {
+            Format::Json => self.json(&to_json(&PlanReport::of(plan))),
+            Format::Text => self.plan(plan),
+        }
+    }
+
+    /// `config`: the resolved stage, masked by the caller unless asked otherwise.
+    pub fn config(&self, r: &ConfigReport, format: Format) {
+        if format == Format::Json {
+            return self.json(&to_json(r));
+        }
+        let name = |v: &serde_json::Value| v["name"].as_str().unwrap_or_default().to_string();
+        self.line(format!(
+            "project: {}\nstage: {} ({})",
+            r.spec["project"].as_str().unwrap_or_default(),
+            name(&r.spec),
+            r.kind
+        ));
+        for v in r.spec["services"].as_array().into_iter().flatten() {
+            self.line(format!("service {}:", name(v)));
+            for (k, v) in v.as_object().into_iter().flatten() {
+                let empty = v.is_null()
+                    || v == &serde_json::json!([])
+                    || v == &serde_json::json!({})
+                    || v == &serde_json::json!(false);
+                if k != "name" && !empty {
+                    self.line(format!("  {k}: {v}"));
+                }
+            }
+        }
     }
 }
 

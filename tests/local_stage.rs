@@ -509,6 +509,17 @@ stage "jobs" { service "job" }
     assert!(row("plain").contains("  running  "), "{}", ps.stdout);
     assert!(row("checked").contains("  running (healthy)"), "{}", ps.stdout);
     assert!(!ps.stdout.contains("Up "), "Docker's uptime text stays out of STATUS: {}", ps.stdout);
+    // The same report as JSON, with the schema every document carries.
+    let json: serde_json::Value = serde_json::from_str(&p.ok(&["ps", "local", "--format", "json"]).stdout).unwrap();
+    assert_eq!(json["schema"], 2);
+    let checked = json["containers"].as_array().unwrap().iter().find(|c| c["service"] == "checked").unwrap().clone();
+    assert_eq!(checked["status"], "running (healthy)");
+    let status: serde_json::Value =
+        serde_json::from_str(&p.ok(&["status", "local", "--format", "json"]).stdout).unwrap();
+    assert_eq!((status["schema"].as_u64(), status["type"].as_str()), (Some(2), Some("local")));
+    let config: serde_json::Value =
+        serde_json::from_str(&p.ok(&["config", "local", "--format", "json"]).stdout).unwrap();
+    assert_eq!((config["schema"].as_u64(), config["name"].as_str()), (Some(2), Some("local")));
     p.fleet(&["up", "jobs"]);
     let ps = p.ok(&["ps", "jobs"]);
     assert!(ps.stdout.contains("exited (3)"), "{}", ps.stdout);

@@ -11,9 +11,9 @@ use crate::error::{Error, Result};
 use crate::local_lock::StageLock;
 use crate::model::StageSpec;
 use crate::plan::{self, Action, ConfigHash, Desired, DownMode, Plan, PlanSummary};
+use crate::report::{Health, PsReport, PsRow, ServerStatus, ServiceStatus, StatusReport};
 use crate::ui::{self, Format, Ui};
 use futures_util::StreamExt;
-use serde_json::json;
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -159,18 +159,7 @@ pub(crate) fn report_up(spec: &StageSpec, plan: &Plan, ui: &Ui) {
 }
 
 pub(crate) fn print_plan(plan: &Plan, format: Format, ui: &Ui) {
-    match format {
-        Format::Json => ui.json(&json!({
-            // 2: infrastructure steps are typed objects (`{"action": "create_server", …}`).
-            "schema": 2,
-            "stage": plan.stage,
-            "infrastructure": plan.infra,
-            "actions": plan.actions,
-            "orphans": plan.orphans,
-            "summary": PlanSummary::of(plan),
-        })),
-        Format::Text => ui.plan(plan),
-    }
+    ui.plan_report(plan, format);
 }
 
 pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui) -> Result<Plan> {
@@ -243,19 +232,8 @@ pub(crate) fn confirm_destroy(spec: &StageSpec, deletions: &[String], ui: &Ui) -
     }
 }
 
-/// What `status` shows of one service.
-pub(crate) struct ServiceRow {
-    name: String,
-    oneshot: bool,
-    container: Option<plan::ObservedContainer>,
-    /// What to say when there is no container: "not created", or why it cannot be seen.
-    absent: String,
-    /// Seconds since the container started, when running.
-    uptime: Option<i64>,
-}
-
 /// Each service of `spec` as one engine reports it.
-pub(crate) async fn service_rows(engine: &Engine, spec: &StageSpec) -> Result<Vec<ServiceRow>> {
+pub(crate) async fn service_rows(engine: &Engine, spec: &StageSpec) -> Result<Vec<ServiceStatus>> {
     let observed = engine.observe(spec).await?;
     let now = jiff::Timestamp::now().as_second();
     let rows = spec.services.iter().map(|svc| {
@@ -269,130 +247,45 @@ pub(crate) async fn service_rows(engine: &Engine, spec: &StageSpec) -> Result<Ve
                     .map(|t| now - t.as_second()),
                 _ => None,
             };
-            Ok::<_, Error>(ServiceRow {
-                name: svc.name.clone(),
-                oneshot: svc.oneshot,
-                container: c,
-                absent: "not created".into(),
-                uptime,
-            })
+            Ok::<_, Error>(ServiceStatus::of(&svc.name, svc.oneshot, c.as_ref(), "not created", uptime))
         }
     });
     futures_util::future::try_join_all(rows).await
 }
 
 /// Rows for services whose server cannot be asked (powered off or not created).
-pub(crate) fn unknown_rows(spec: &StageSpec, why: &str) -> Vec<ServiceRow> {
-    spec.services
-        .iter()
-        .map(|s| ServiceRow {
-            name: s.name.clone(),
-            oneshot: s.oneshot,
-            container: None,
-            absent: why.to_string(),
-            uptime: None,
-        })
-        .collect()
+pub(crate) fn unknown_rows(spec: &StageSpec, why: &str) -> Vec<ServiceStatus> {
+    spec.services.iter().map(|s| ServiceStatus::of(&s.name, s.oneshot, None, why, None)).collect()
 }
 
 /// The stage's overall state from its services'.
-pub(crate) fn overall(rows: &[ServiceRow]) -> &'static str {
-    if rows.iter().all(|r| r.container.is_none()) {
+pub(crate) fn overall(rows: &[ServiceStatus]) -> &'static str {
+    if rows.iter().all(|r| r.mark == Health::Absent) {
         return "not created";
     }
-    let ok = |r: &ServiceRow| {
-        r.container.as_ref().is_some_and(|c| {
-            (c.state.is_running() && c.health.as_deref() != Some("unhealthy"))
-                || (r.oneshot && c.state == plan::RunState::Exited(0))
-        })
-    };
-    if rows.iter().all(ok) {
+    if rows.iter().all(|r| r.mark == Health::Ok) {
         "running"
-    } else if rows.iter().any(|r| r.container.as_ref().is_some_and(|c| c.state.is_running())) {
+    } else if rows.iter().any(|r| r.mark == Health::Ok || r.state.starts_with("running") || r.state == "restarting") {
         "degraded"
     } else {
         "stopped"
     }
 }
 
-/// One server in the `Infrastructure:` section of `status`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub(crate) struct ServerRow {
-    pub name: String,
-    pub provider: String,
-    pub status: String,
-    pub ip: Option<String>,
-    pub cpu: Option<u32>,
-    pub memory_gb: Option<u32>,
-    /// Each DNS record with what the zone holds.
-    pub dns: Vec<String>,
-}
-
-/// The seed's layout: stage, status, infrastructure (remote stages), services.
-pub(crate) fn print_status(
+/// The report `status` prints.
+pub(crate) fn status_report(
     spec: &StageSpec,
     status: &str,
-    servers: &[ServerRow],
-    rows: &[ServiceRow],
-    format: Format,
-    ui: &Ui,
-) {
-    let kind = if spec.is_local() { "local" } else { "remote" };
-    if format == Format::Json {
-        let services: Vec<_> = rows
-            .iter()
-            .map(|r| {
-                let c = r.container.as_ref();
-                json!({
-                    "service": r.name,
-                    "state": c.map_or("not created".to_string(), |c| c.state.label()),
-                    "health": c.and_then(|c| c.health.clone()),
-                    "uptime_seconds": r.uptime,
-                    "container": c.map(|c| c.name.clone()),
-                })
-            })
-            .collect();
-        ui.json(&json!({"schema": 1, "stage": spec.name, "type": kind, "status": status, "servers": servers, "services": services}));
-        return;
-    }
-    ui.line(format!("Stage: {}", spec.name));
-    if spec.is_local() {
-        ui.line("Type: local");
-    }
-    ui.line(format!("Status: {status}"));
-    if !servers.is_empty() {
-        ui.line("Infrastructure:");
-        for s in servers {
-            ui.line(format!("  Server: {}", s.name));
-            ui.line(format!("    Provider: {}", s.provider));
-            ui.line(format!("    Status: {}", s.status));
-            if let Some(ip) = &s.ip {
-                ui.line(format!("    IP: {ip}"));
-            }
-            if let Some(cpu) = s.cpu {
-                ui.line(format!("    CPU: {cpu} cores"));
-            }
-            if let Some(m) = s.memory_gb {
-                ui.line(format!("    Memory: {m} GB"));
-            }
-            for record in &s.dns {
-                ui.line(format!("    DNS: {record}"));
-            }
-        }
-    }
-    ui.line("Services:");
-    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0);
-    for r in rows {
-        let c = r.container.as_ref();
-        let state = match c {
-            None => r.absent.clone(),
-            Some(c) => match &c.health {
-                Some(h) => format!("{}, {h}", c.state.label()),
-                None => c.state.label(),
-            },
-        };
-        let uptime = r.uptime.map(|s| format!("  (up {})", ui::human_duration(s))).unwrap_or_default();
-        ui.line(format!("  {} {:width$}  {state}{uptime}", ui::status_mark(c, r.oneshot), r.name));
+    servers: Vec<ServerStatus>,
+    rows: Vec<ServiceStatus>,
+) -> StatusReport {
+    StatusReport {
+        schema: crate::report::SCHEMA,
+        stage: spec.name.clone(),
+        kind: if spec.is_local() { "local" } else { "remote" },
+        status: status.to_string(),
+        servers,
+        services: rows,
     }
 }
 
@@ -402,7 +295,7 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
     }
     let engine = Engine::connect_local().await?;
     let rows = service_rows(&engine, spec).await?;
-    print_status(spec, overall(&rows), &[], &rows, format, ui);
+    ui.status(&status_report(spec, overall(&rows), Vec::new(), rows), format);
     Ok(())
 }
 
@@ -435,43 +328,13 @@ pub async fn ps(config: &Config, stage: Option<&StageSpec>, format: Format, ui: 
     for spec in stages.iter().filter(|s| !s.is_local()) {
         containers.extend(remote_stage::containers(config, spec, ui).await?);
     }
-    let now = jiff::Timestamp::now().as_second();
-    if format == Format::Json {
-        let list: Vec<_> = containers
-            .iter()
-            .map(|c| {
-                json!({
-                    "stage": c.stage, "service": c.service, "name": c.name, "state": c.state,
-                    "health": c.health, "status": c.status_text, "ports": c.ports, "created": c.created,
-                })
-            })
-            .collect();
-        ui.json(&json!({"schema": 1, "project": config.project, "containers": list}));
-        return Ok(());
-    }
-    let rows: Vec<Vec<String>> = containers
-        .iter()
-        .map(|c| {
-            vec![
-                c.stage.clone(),
-                c.service.clone(),
-                ps_status(c),
-                c.ports.join(", "),
-                format!("{} ago", ui::human_duration(now - c.created)),
-            ]
-        })
-        .collect();
-    ui.line(ui::table(&["STAGE", "SERVICE", "STATUS", "PORTS", "CREATED"], &rows));
+    let report = PsReport {
+        schema: crate::report::SCHEMA,
+        project: config.project.clone(),
+        containers: containers.iter().map(PsRow::of).collect(),
+    };
+    ui.ps(&report, format);
     Ok(())
-}
-
-/// The seed's STATUS: the state word, with health when the container has a healthcheck
-/// (`running (healthy)`, `exited (1)`); uptime belongs to `status` and CREATED.
-pub(crate) fn ps_status(c: &plan::ObservedContainer) -> String {
-    match &c.health {
-        Some(h) => format!("{} ({h})", c.state.label()),
-        None => c.state.label(),
-    }
 }
 
 pub async fn logs(config: &Config, spec: &StageSpec, services: &[String], opts: &LogOptions, ui: &Ui) -> Result<()> {

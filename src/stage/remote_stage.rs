@@ -4,8 +4,8 @@
 use super::dns::{Zones, blocked_error, delete_record, planned_actions};
 use super::server_lock;
 use super::{
-    DownOptions, ServerRow, UpOptions, confirm_destroy, converge_on, down_mode, log_targets, no_containers, overall,
-    print_logs, print_plan, print_status, removals, report_up, service_rows, unknown_rows,
+    DownOptions, UpOptions, confirm_destroy, converge_on, down_mode, log_targets, no_containers, overall, print_logs,
+    print_plan, removals, report_up, service_rows, status_report, unknown_rows,
 };
 use crate::config::Config;
 use crate::engine::{self, Engine, LogOptions};
@@ -16,6 +16,7 @@ use crate::model::{Server, ServerProvider, StageSpec};
 use crate::plan::{
     self, ChangeKind, ConfigHash, Desired, InfraAction, ObservedContainer, ObservedStage, Plan, PlanSummary,
 };
+use crate::report::ServerStatus;
 use crate::signal;
 use crate::ssh::{self, RemoteHost, known_hosts_file};
 use crate::ui::{Format, Ui};
@@ -511,7 +512,7 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
     for server in &spec.servers {
         let machine = providers.observe(server, &tag(config, spec, server)).await?;
         let sub = spec.for_server(server);
-        servers.push(ServerRow {
+        servers.push(ServerStatus {
             name: server.name.clone(),
             provider: server.provider.label(),
             status: match machine.as_ref().map(|m| &m.power) {
@@ -547,7 +548,7 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
     } else {
         overall(&rows)
     };
-    print_status(spec, status, &servers, &rows, format, ui);
+    ui.status(&status_report(spec, status, servers, rows), format);
     Ok(())
 }
 

@@ -1,0 +1,161 @@
+//! What `status`, `ps`, `plan` and `config` report: plain serializable data with one schema
+//! number. `stage` and `cli` build them; `ui` renders them as text or JSON, and nothing else does.
+
+use crate::plan::{Action, InfraAction, ObservedContainer, Plan, PlanSummary, RunState};
+use serde::Serialize;
+
+/// Version of every JSON document fleet prints. 2: typed plan steps, the state word in `ps`.
+pub const SCHEMA: u32 = 2;
+
+/// How a service line of `status` is marked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Running (and not unhealthy), or a one-shot that completed.
+    Ok,
+    /// Stopped cleanly, or created and not started.
+    Stopped,
+    /// Exited with an error, dead, or unhealthy.
+    Failed,
+    /// No container (not created, or its server cannot be asked).
+    Absent,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceStatus {
+    pub service: String,
+    /// `running`, `exited (1)`, `not created`, `unknown (server powered off)`…
+    pub state: String,
+    pub health: Option<String>,
+    pub uptime_seconds: Option<i64>,
+    pub container: Option<String>,
+    pub mark: Health,
+}
+
+impl ServiceStatus {
+    /// One service as its engine reports it (`container`), or `absent` saying why there is none.
+    pub fn of(
+        service: &str,
+        oneshot: bool,
+        container: Option<&ObservedContainer>,
+        absent: &str,
+        uptime: Option<i64>,
+    ) -> Self {
+        let mark = match container {
+            None => Health::Absent,
+            Some(c) if c.state.is_running() && c.health.as_deref() != Some("unhealthy") => Health::Ok,
+            Some(c) if oneshot && c.state == RunState::Exited(0) => Health::Ok,
+            Some(c) if matches!(c.state, RunState::Exited(0) | RunState::Created) => Health::Stopped,
+            Some(_) => Health::Failed,
+        };
+        Self {
+            service: service.to_string(),
+            state: container.map_or_else(|| absent.to_string(), |c| c.state.label()),
+            health: container.and_then(|c| c.health.clone()),
+            uptime_seconds: uptime,
+            container: container.map(|c| c.name.clone()),
+            mark,
+        }
+    }
+}
+
+/// One server in the `Infrastructure:` section of `status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerStatus {
+    pub name: String,
+    pub provider: String,
+    pub status: String,
+    pub ip: Option<String>,
+    pub cpu: Option<u32>,
+    pub memory_gb: Option<u32>,
+    /// Each DNS record with what the zone holds.
+    pub dns: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub schema: u32,
+    pub stage: String,
+    /// `local` or `remote`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub status: String,
+    pub servers: Vec<ServerStatus>,
+    pub services: Vec<ServiceStatus>,
+}
+
+/// One container row of `ps`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PsRow {
+    pub stage: String,
+    pub service: String,
+    pub name: String,
+    /// The seed's STATUS: the state word, with health (`running (healthy)`, `exited (1)`).
+    pub status: String,
+    pub state: RunState,
+    pub health: Option<String>,
+    pub ports: Vec<String>,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+impl PsRow {
+    pub fn of(c: &ObservedContainer) -> Self {
+        let status = match &c.health {
+            Some(h) => format!("{} ({h})", c.state.label()),
+            None => c.state.label(),
+        };
+        Self {
+            stage: c.stage.clone(),
+            service: c.service.clone(),
+            name: c.name.clone(),
+            status,
+            state: c.state.clone(),
+            health: c.health.clone(),
+            ports: c.ports.clone(),
+            created: c.created,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PsReport {
+    pub schema: u32,
+    pub project: String,
+    pub containers: Vec<PsRow>,
+}
+
+/// A plan as JSON: typed steps, the orphans, and the summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanReport<'a> {
+    pub schema: u32,
+    pub stage: &'a str,
+    pub infrastructure: &'a [InfraAction],
+    pub actions: &'a [Action],
+    pub orphans: &'a [String],
+    pub summary: PlanSummary,
+}
+
+impl<'a> PlanReport<'a> {
+    pub fn of(plan: &'a Plan) -> Self {
+        Self {
+            schema: SCHEMA,
+            stage: &plan.stage,
+            infrastructure: &plan.infra,
+            actions: &plan.actions,
+            orphans: &plan.orphans,
+            summary: PlanSummary::of(plan),
+        }
+    }
+}
+
+/// `fleet config`: the resolved stage (project, name, services, servers…), secrets masked.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigReport {
+    pub schema: u32,
+    /// `local` or `remote`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(flatten)]
+    pub spec: serde_json::Value,
+}
