@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, and end-to-end tests against this machine's real Docker engine.
-# Needs: the Rust toolchain and a running Docker engine (plus OpenSSH, installed here when missing). No registry access: the test image is
+# Needs: the Rust toolchain and a running Docker engine (plus OpenSSH and mmdebstrap, installed here when missing). No registry access: the test image is
 # built locally from Debian's busybox-static (installed with apt-get when missing and root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,8 @@ if ! docker info >/dev/null 2>&1; then
     exit 1
 fi
 scripts/build-busybox-image.sh
+# The machine rig: the Debian image fleet-sim boots as servers (built once per machine, ~1 min).
+scripts/build-server-image.sh >/dev/null
 # Remote-stage tests run a real OpenSSH server on loopback as the "booted server".
 if [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -160,6 +160,11 @@ impl Ui {
             Event::Applying(action) => ui.line(action_line(&action)),
             Event::Pulling { image } => ui.note(format!("pulling {image}…")),
             Event::Pulled { image } => ui.note(format!("pulled {image}")),
+            Event::Copying { image, bytes, to } => ui.note(format!(
+                "copying image {image} ({:.1} MB) from this machine to {to} (it cannot be pulled there)…",
+                bytes as f64 / 1_000_000.0
+            )),
+            Event::Copied { image } => ui.note(format!("copied {image}")),
             Event::Warning(w) => ui.warn(w),
             Event::Waiting { service, until } => {
                 if tty {

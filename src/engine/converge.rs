@@ -45,6 +45,15 @@ pub enum Event {
     Pulled {
         image: String,
     },
+    /// An image the engine could not pull is copied from this machine's engine.
+    Copying {
+        image: String,
+        bytes: i64,
+        to: String,
+    },
+    Copied {
+        image: String,
+    },
     /// About to apply this action.
     Applying(Action),
     Waiting {
@@ -75,13 +84,13 @@ impl Engine {
         images.dedup();
         let lookups = images.into_iter().map(|image| async move {
             if pull == PullPolicy::Always && !dry_run {
-                self.pull(image, events).await?;
+                self.pull_or_copy(image, events).await?;
             }
             match self.docker.inspect_image(image).await {
                 Ok(i) => Ok((image.to_string(), i.id.unwrap_or_default())),
                 Err(e) if is_not_found(&e) && dry_run => Ok((image.to_string(), String::new())),
                 Err(e) if is_not_found(&e) => {
-                    self.pull(image, events).await?;
+                    self.pull_or_copy(image, events).await?;
                     let i = self
                         .docker
                         .inspect_image(image)
@@ -93,6 +102,33 @@ impl Engine {
             }
         });
         futures_util::future::try_join_all(lookups).await.map(|v| v.into_iter().collect())
+    }
+
+    /// A pull, and when that fails, a copy from the image source when it has the image.
+    async fn pull_or_copy(&self, image: &str, events: &Events) -> Result<()> {
+        let pulled = self.pull(image, events).await;
+        let (Err(pull_error), Some(source)) = (&pulled, &self.image_source) else { return pulled };
+        let Ok(local) = source.docker.inspect_image(image).await else { return pulled };
+        let _ = pull_error;
+        events(Event::Copying { image: image.to_string(), bytes: local.size.unwrap_or(0), to: self.endpoint.clone() });
+        self.copy_from(source, image).await?;
+        events(Event::Copied { image: image.to_string() });
+        Ok(())
+    }
+
+    /// `docker save` there, `docker load` here, streamed: never the whole image in memory.
+    async fn copy_from(&self, source: &Engine, image: &str) -> Result<()> {
+        let saved = source.docker.export_image(image);
+        let opts = bollard::query_parameters::ImportImageOptionsBuilder::default().quiet(true).build();
+        let mut loading = self.docker.import_image_stream(opts, saved, None);
+        while let Some(step) = loading.next().await {
+            step.map_err(|e| Error::engine(format!("copying image {image} to {}", self.endpoint), e))?;
+        }
+        self.docker
+            .inspect_image(image)
+            .await
+            .map_err(|e| Error::engine(format!("image {image} is not on {} after copying it", self.endpoint), e))?;
+        Ok(())
     }
 
     async fn pull(&self, image: &str, events: &Events) -> Result<()> {

@@ -28,6 +28,8 @@ pub struct Engine {
     pub(crate) docker: Docker,
     /// Where it is, for messages: `unix:///var/run/docker.sock`.
     pub endpoint: String,
+    /// Where an image this engine cannot pull is copied from (this machine's engine, for a server).
+    pub(crate) image_source: Option<Box<Engine>>,
 }
 
 impl Engine {
@@ -51,7 +53,14 @@ impl Engine {
         let docker =
             docker.with_timeout(CLIENT_TIMEOUT).negotiate_version().await.map_err(|e| unreachable(&endpoint, e))?;
         docker.ping().await.map_err(|e| unreachable(&endpoint, e))?;
-        Ok(Self { docker, endpoint })
+        Ok(Self { docker, endpoint, image_source: None })
+    }
+
+    /// Images this engine lacks and cannot pull are copied from `source` (most small teams have
+    /// no registry: the image exists only on the laptop).
+    pub fn with_image_source(mut self, source: Engine) -> Self {
+        self.image_source = Some(Box::new(source));
+        self
     }
 
     /// Containers, network and volumes of one stage.

@@ -37,6 +37,30 @@ const SSD_PLAN: u64 = 4;
 /// another run created that is still diskless after this long was left by a killed run.
 const DISKLESS_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// The engine bootstrap's tag; a new version of the script gets a new tag.
+const BOOTSTRAP_TAG: &str = "fleetflow-engine-bootstrap-v1";
+
+/// Runs as root at first boot (Sakura startup script): installs Docker from the distribution on
+/// Debian and Ubuntu, starts it, and lets every login user use it, logging to the file `fleet up`
+/// shows the end of when the engine does not come.
+pub const BOOTSTRAP_SCRIPT: &str = r#"#!/bin/bash
+# fleetflow: install the container engine at first boot (as root; the login user needs no sudo).
+exec >>/var/log/fleetflow-bootstrap.log 2>&1
+echo "fleetflow bootstrap started $(date -u +%FT%TZ)"
+trap 'echo "fleetflow bootstrap failed at line $LINENO"' ERR
+set -eux
+if ! command -v docker >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq docker.io
+fi
+systemctl enable --now docker
+for user in $(getent passwd | awk -F: '$3 >= 1000 && $3 < 65534 { print $1 }'); do
+    usermod -aG docker "$user"
+done
+echo "fleetflow bootstrap done"
+"#;
+
 /// Sort key: creation time (as the API wrote it, RFC 3339), then the numeric ID.
 fn creation_order(v: &Value) -> (i64, u64) {
     let created =
@@ -255,13 +279,18 @@ impl SakuraCloud {
             )
         })?;
         let archive = self.archive(server).await?;
+        let bootstrap = self.bootstrap_note(server).await?;
         let body = json!({
             "Disk": {
                 "Name": server.name, "Tags": ["fleetflow", tag], "Plan": {"ID": SSD_PLAN},
                 "SizeMB": s.disk_gb * 1024, "Connection": "virtio",
                 "SourceArchive": {"ID": archive}, "Server": {"ID": server_id},
             },
-            "Config": {"HostName": server.name, "SSHKeys": [{"PublicKey": key.trim()}], "DisablePWAuth": true, "Background": true},
+            "Config": {
+                "HostName": server.name, "SSHKeys": [{"PublicKey": key.trim()}], "DisablePWAuth": true, "Background": true,
+                // Run as root at first boot: the engine arrives without the login user needing sudo.
+                "Notes": [{"ID": bootstrap}],
+            },
             // fleet boots explicitly, so its retries and timeouts stay in its own hands.
             "BootAtAvailable": false,
         });
@@ -305,6 +334,35 @@ impl SakuraCloud {
             }
             tokio::time::sleep(self.api.timing.poll).await;
         }
+    }
+
+    /// The startup script that installs the engine, found by its tag or created once per account
+    /// (notes are global): a second `up`, or a second machine, reuses it.
+    async fn bootstrap_note(&self, server: &Server) -> Result<String> {
+        let query = json!({"Filter": {"Tags.Name": [[BOOTSTRAP_TAG]]}});
+        let found =
+            self.call(server, "finding the engine startup script", Method::GET, "note", Some(&query), None).await?;
+        let Some(notes) = found["Notes"].as_array() else {
+            return Err(Self::fail(
+                server,
+                spec(server).zone,
+                "finding the engine startup script",
+                "the answer has no `Notes` list",
+            ));
+        };
+        let ours = notes.iter().find(|n| {
+            n["Tags"].as_array().is_some_and(|t| t.iter().any(|t| t.as_str() == Some(BOOTSTRAP_TAG)))
+                && n["Content"].as_str() == Some(BOOTSTRAP_SCRIPT)
+        });
+        if let Some(id) = ours.and_then(|n| id_of(&n["ID"])) {
+            return Ok(id);
+        }
+        let body = json!({"Note": {"Name": "fleetflow-engine-bootstrap", "Class": "shell", "Content": BOOTSTRAP_SCRIPT, "Tags": [BOOTSTRAP_TAG]}});
+        let created =
+            self.call(server, "creating the engine startup script", Method::POST, "note", None, Some(&body)).await?;
+        id_of(&created["Note"]["ID"]).ok_or_else(|| {
+            Self::fail(server, spec(server).zone, "creating the engine startup script", "the answer carries no note ID")
+        })
     }
 
     /// The zone's public archive for `ubuntu-24.04` etc.: tag `<os>-latest`. IDs change, never hard-code.

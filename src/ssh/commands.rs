@@ -47,6 +47,27 @@ fn with_sudo(sudo: bool, step: &[&str]) -> Argv {
     prefix.iter().chain(step).map(|w| w.to_string()).collect()
 }
 
+/// Where the engine startup script logs (it writes the file itself, on any platform).
+pub const BOOTSTRAP_LOG: &str = "/var/log/fleetflow-bootstrap.log";
+
+/// Prints `none`, `running`, `done` or `failed`: how far the engine startup script got.
+pub fn bootstrap_state() -> Argv {
+    script(
+        "f=$1; [ -e \"$f\" ] || { echo none; exit 0; }; grep -q 'bootstrap failed' \"$f\" && { echo failed; exit 0; }; grep -q 'bootstrap done' \"$f\" && { echo done; exit 0; }; echo running",
+        &[BOOTSTRAP_LOG],
+    )
+}
+
+/// The end of the startup script's log, for an error.
+pub fn bootstrap_log_tail() -> Argv {
+    argv(&["tail", "-n", "15", BOOTSTRAP_LOG])
+}
+
+/// Whether the login user may use sudo without a password.
+pub fn sudo_works() -> Argv {
+    argv(&["sudo", "-n", "true"])
+}
+
 /// Takes the lock `name`, recording `holder`; exits non-zero when it is held already.
 pub fn lock_take(name: &str, holder: &str) -> Argv {
     script(

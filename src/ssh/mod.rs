@@ -25,6 +25,15 @@ const REMOTE_DOCKER_SOCKET: &str = "/var/run/docker.sock";
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// `apt-get update` / `install docker.io` on a slow mirror.
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// The startup script's whole run at first boot (apt update and the engine install).
+const BOOTSTRAP_PATIENCE: Duration = Duration::from_secs(15 * 60);
+/// A new server whose script has not even started after this long has none (created by an older fleet).
+const BOOTSTRAP_START_PATIENCE: Duration = Duration::from_secs(3 * 60);
+const BOOTSTRAP_POLL: Duration = Duration::from_secs(2);
+
+fn env_ms(var: &str) -> Option<Duration> {
+    std::env::var(var).ok().and_then(|v| v.parse().ok()).map(Duration::from_millis)
+}
 
 /// Where fleet keeps the host keys of a project's servers (cloud IPs are reused, so
 /// they are kept apart from ~/.ssh/known_hosts and forgotten when a server is destroyed).
@@ -221,21 +230,86 @@ impl RemoteHost {
         ))
     }
 
-    /// Docker must answer on the server; on Debian/Ubuntu it is installed when missing.
-    pub async fn ensure_docker(&self, server: &Server) -> Result<bool> {
+    /// Docker must answer on the server. A cloud server fleet created installs it itself at
+    /// first boot (the startup script, as root): wait for that, with `note` saying so. Otherwise
+    /// (a brought host, a server from before the script) install over SSH with `sudo -n`, or
+    /// fail naming the commands to run. Returns whether an engine was installed (the login user
+    /// then needs a new session for its docker group).
+    pub async fn ensure_docker(
+        &self,
+        server: &Server,
+        new_server: bool,
+        note: &(dyn Fn(String) + Sync),
+    ) -> Result<bool> {
         if self.docker_answers().await? {
             return Ok(false);
         }
-        let has_apt = self.run(&commands::has_apt()).await?.status.success();
-        if !has_apt {
-            return Err(Error::failed_help(
-                format!(
-                    "server {}: Docker does not answer there, and without apt-get fleet cannot install it",
-                    server.name
-                ),
-                "install Docker on the server (and let the SSH user use /var/run/docker.sock), then run up again",
-            ));
+        if (new_server || self.bootstrap_state().await? != "none")
+            && self.wait_for_bootstrap(server, new_server, note).await?
+        {
+            return Ok(true);
         }
+        self.install_docker(server).await
+    }
+
+    async fn bootstrap_state(&self) -> Result<String> {
+        let out = self.run(&commands::bootstrap_state()).await?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// True once the startup script is done; an error when it failed or took too long; false
+    /// when it never started (the server has no such script), so the SSH install is tried.
+    async fn wait_for_bootstrap(
+        &self,
+        server: &Server,
+        new_server: bool,
+        note: &(dyn Fn(String) + Sync),
+    ) -> Result<bool> {
+        let started = Instant::now();
+        let patience = env_ms("FLEET_BOOTSTRAP_WAIT_MS").unwrap_or(BOOTSTRAP_PATIENCE);
+        let mut said = false;
+        loop {
+            match self.bootstrap_state().await?.as_str() {
+                "done" => return Ok(true),
+                "failed" => return Err(self.bootstrap_error(server, "failed").await),
+                "none" if !new_server || started.elapsed() > BOOTSTRAP_START_PATIENCE => return Ok(false),
+                _ => {}
+            }
+            if !said {
+                note(format!(
+                    "server {}: waiting for the container engine its startup script installs (first boot; a few minutes)",
+                    server.name
+                ));
+                said = true;
+            }
+            if started.elapsed() > patience {
+                return Err(self
+                    .bootstrap_error(server, &format!("did not finish within {}", humantime::format_duration(patience)))
+                    .await);
+            }
+            tokio::time::sleep(BOOTSTRAP_POLL).await;
+        }
+    }
+
+    async fn bootstrap_error(&self, server: &Server, what: &str) -> Error {
+        let tail = match self.run(&commands::bootstrap_log_tail()).await {
+            Ok(out) => {
+                String::from_utf8_lossy(&out.stdout).lines().map(|l| format!("  | {l}")).collect::<Vec<_>>().join("\n")
+            }
+            Err(e) => format!("  (its log could not be read: {e})"),
+        };
+        Error::failed_help(
+            format!(
+                "server {}: the engine startup script {what}; the end of {}:\n{tail}",
+                server.name,
+                commands::BOOTSTRAP_LOG
+            ),
+            "fix the cause on the server (or install docker.io yourself), then run up again",
+        )
+    }
+
+    /// The SSH install: as root, or with `sudo -n`; never waits for a password prompt.
+    async fn install_docker(&self, server: &Server) -> Result<bool> {
         for argv in commands::install_docker(server.ssh.user != "root") {
             let out = self.run_within(&argv, INSTALL_TIMEOUT).await?;
             if !out.status.success() {

@@ -54,13 +54,17 @@ async fn reach(config: &Config, server: &Server, machine: &Machine, ui: &Ui, mod
             host.close().await;
             return Err(e);
         }
-    } else if host.ensure_docker(server).await? {
+    } else if host.ensure_docker(server, machine.new_this_run, &|n| ui.note(n)).await? {
         ui.line(format!("~ server {}: Docker installed", server.name));
         // A new docker group membership only applies to a new login.
         host.close().await;
         host = ssh::connect(server, address, &known_hosts, fresh).await?;
     }
-    let engine = host.engine().await?;
+    let mut engine = host.engine().await?;
+    // Images only this machine has (no registry, a private or locally built image) are copied.
+    if let Ok(local) = Engine::connect_local().await {
+        engine = engine.with_image_source(local);
+    }
     ui.detail(format!("server {}: engine at {}", server.name, host.endpoint));
     Ok(Connected { host, engine })
 }
@@ -529,11 +533,18 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
                 .await?,
         });
         match machine.as_ref().filter(|m| m.power == Power::Up) {
-            Some(m) => {
-                let conn = reach(config, server, m, ui, Reach::Observe).await?;
-                rows.extend(service_rows(&conn.engine, &sub).await?);
-                conn.host.close().await;
-            }
+            // Status reports what it can: a server the cloud calls up that does not answer (a guest
+            // shutting itself down, a firewall) makes its services unknown, not the command fail.
+            Some(m) => match reach(config, server, m, ui, Reach::Observe).await {
+                Ok(conn) => {
+                    rows.extend(service_rows(&conn.engine, &sub).await?);
+                    conn.host.close().await;
+                }
+                Err(e) => {
+                    ui.warn(format!("{e}"));
+                    rows.extend(unknown_rows(&sub, "unknown (server does not answer SSH)"));
+                }
+            },
             None => {
                 let why = if machine.is_some() { "unknown (server powered off)" } else { "not created" };
                 rows.extend(unknown_rows(&sub, why));

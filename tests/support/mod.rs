@@ -1,6 +1,7 @@
 //! A small builder for end-to-end tests: a temp project, the real `fleet` binary, the real engine.
 #![allow(dead_code)]
 
+pub mod machines;
 pub mod remote;
 
 use std::path::{Path, PathBuf};

@@ -102,10 +102,22 @@ impl Sim {
     /// With extra fleet-sim flags (e.g. `--latency-ms 150`).
     pub fn start_with(ssh_target_port: u16, extra: &[&str]) -> Self {
         let ssh_port = free_port();
+        let target = format!("127.0.0.1:{ssh_target_port}");
+        let port = ssh_port.to_string();
+        let mut args = vec!["--boot-ms", "300", "--shutdown-ms", "200", "--disk-copy-ms", "300"];
+        args.extend(extra);
+        args.extend(["--ssh-target", &target, "--ssh-port", &port]);
+        let mut sim = Self::start_args(&args);
+        sim.ssh_port = ssh_port;
+        sim
+    }
+
+    /// fleet-sim with exactly these flags (plus where to listen and the credentials).
+    pub fn start_args(args: &[&str]) -> Self {
+        let ssh_port = 22;
         let mut child = Command::new(env!("CARGO_BIN_EXE_fleet-sim"))
-            .args(["--listen", "127.0.0.1:0", "--boot-ms", "300", "--shutdown-ms", "200", "--disk-copy-ms", "300"])
-            .args(extra)
-            .args(["--ssh-target", &format!("127.0.0.1:{ssh_target_port}"), "--ssh-port", &ssh_port.to_string()])
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .env("SAKURACLOUD_ACCESS_TOKEN", "sim-token")
             .env("SAKURACLOUD_ACCESS_TOKEN_SECRET", "sim-secret")
             .stdout(Stdio::piped())

@@ -12,6 +12,7 @@
 //! The Cloudflare DNS API is served under `/client/v4`.
 
 mod cloudflare;
+mod machines;
 mod world;
 
 use axum::Router;
@@ -62,6 +63,16 @@ struct Args {
     /// DNS zones served by the Cloudflare API (repeatable)
     #[arg(long = "cf-zone", default_value = "example.com")]
     cf_zones: Vec<String>,
+    /// Machine mode: boot each server as a system container from this image
+    /// (scripts/build-server-image.sh builds it)
+    #[arg(long, requires = "machine_network")]
+    machine_image: Option<String>,
+    /// The Docker network the machines get their own addresses on (a /24, made by the caller)
+    #[arg(long, requires = "machine_image")]
+    machine_network: Option<String>,
+    /// Label put on every machine container and volume, so the caller can clean up
+    #[arg(long, default_value = "fleetflow.sim=1")]
+    machine_label: String,
 }
 
 type Shared = Arc<Mutex<World>>;
@@ -81,6 +92,12 @@ async fn main() {
         shutdown: Duration::from_millis(args.shutdown_ms),
         disk_copy: Duration::from_millis(args.disk_copy_ms),
         latency: Duration::from_millis(args.latency_ms),
+        machines: match (args.machine_image, args.machine_network) {
+            (Some(image), Some(network)) => {
+                Some(machines::Machines { prefix: network_prefix(&network), image, network, label: args.machine_label })
+            }
+            _ => None,
+        },
     };
     let world: Shared = Arc::new(Mutex::new(World::new(settings)));
     let ticker = world.clone();
@@ -203,4 +220,23 @@ async fn api(State(world): State<Shared>, method: Method, uri: Uri, headers: Hea
     // A lost response: the work above is done, but the client gives up before hearing of it.
     tokio::time::sleep(delay).await;
     (status, axum::Json(json)).into_response()
+}
+
+/// The first three octets of a Docker network's IPv4 /24 subnet.
+fn network_prefix(network: &str) -> [u8; 3] {
+    let out = std::process::Command::new("docker")
+        .args(["network", "inspect", "-f", "{{(index .IPAM.Config 0).Subnet}}", network])
+        .output();
+    let subnet = out.ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let octets: Option<Vec<u8>> = subnet
+        .as_deref()
+        .and_then(|s| s.split('/').next())
+        .map(|a| a.split('.').filter_map(|o| o.parse().ok()).collect());
+    match octets.as_deref() {
+        Some([a, b, c, _]) => [*a, *b, *c],
+        _ => {
+            eprintln!("fleet-sim: cannot read the /24 subnet of docker network {network}");
+            std::process::exit(2);
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! The simulated cloud: servers, disks, archives and their state machines.
 
+use crate::machines::{DiskConfig, Machines};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -19,6 +20,8 @@ pub struct Settings {
     pub shutdown: Duration,
     pub disk_copy: Duration,
     pub latency: Duration,
+    /// Machine mode: servers are system containers (see machines.rs); None: SSH proxies.
+    pub machines: Option<Machines>,
 }
 
 /// What random mode does to one request.
@@ -87,6 +90,17 @@ struct Server {
     disks: Vec<u64>,
     ip: Option<Ipv4Addr>,
     interface_id: u64,
+    /// What the disk edit asked for; applied at the first boot in machine mode.
+    disk_config: DiskConfig,
+}
+
+/// A startup script.
+struct Note {
+    id: u64,
+    name: String,
+    class: String,
+    content: String,
+    tags: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -138,6 +152,10 @@ pub struct World {
     dns_zones: Vec<DnsZone>,
     /// Running SSH proxies of booted servers.
     proxies: HashMap<u64, tokio::task::JoinHandle<()>>,
+    /// Startup scripts (`POST /note`), global like Sakura's.
+    notes: BTreeMap<u64, Note>,
+    /// Machine mode asks the engine about guests at most this often.
+    last_machine_check: Instant,
     pub cloudflare: crate::cloudflare::Cloudflare,
 }
 
@@ -162,6 +180,9 @@ fn error(status: StatusCode, code: &str, msg: &str) -> Reply {
     (status, json!({"is_fatal": true, "serial": "sim", "status": text, "error_code": code, "error_msg": msg}))
 }
 
+/// How often machine mode asks the engine whether each guest still runs (a docker call each).
+const MACHINE_CHECK_EVERY: Duration = Duration::from_millis(300);
+
 fn now_text() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S+00:00").to_string()
 }
@@ -182,6 +203,8 @@ impl World {
             archives: Vec::new(),
             dns_zones: Vec::new(),
             proxies: HashMap::new(),
+            notes: BTreeMap::new(),
+            last_machine_check: Instant::now(),
         };
         for name in w.settings.sakura_dns_zones.clone() {
             let id = w.id();
@@ -211,8 +234,21 @@ impl World {
         let now = Instant::now();
         let mut booted = Vec::new();
         let mut stopped = Vec::new();
+        // In machine mode the guest is the truth: a machine that is no longer running is down,
+        // whether fleet asked (a shutdown finishing) or the guest powered itself off.
+        let machines = self.settings.machines.is_some();
+        let look = machines && now.duration_since(self.last_machine_check) >= MACHINE_CHECK_EVERY;
+        if look {
+            self.last_machine_check = now;
+        }
         for s in self.servers.values_mut() {
+            if look && matches!(s.power, Power::Up | Power::Cleaning(_)) && !Machines::running(s.id) {
+                s.power = Power::Down;
+                s.changed_at = now_text();
+                continue;
+            }
             match s.power {
+                Power::Cleaning(_) if machines => {}
                 Power::Booting(at) if now >= at => {
                     s.power = Power::Up;
                     s.changed_at = now_text();
@@ -393,6 +429,9 @@ impl World {
             ("DELETE", ["server", _, "power"]) => self.shutdown(id, &zone, &body),
             ("GET", ["archive"]) => self.find_archives(&zone, query.as_deref(), numbers),
             ("POST", ["disk"]) => self.create_disk(&zone, &body, numbers),
+            ("POST", ["note"]) => self.create_note(&body, numbers),
+            ("GET", ["note"]) => self.find_notes(query.as_deref(), numbers),
+            ("GET", ["note", _]) => self.read_note(id, numbers),
             ("GET", ["disk", _]) => self.read_disk(id, &zone, numbers),
             ("DELETE", ["disk", _]) => self.delete_disk(id, &zone),
             ("GET", ["commonserviceitem"]) => self.find_dns(query.as_deref(), numbers),
@@ -507,6 +546,7 @@ impl World {
             disks: Vec::new(),
             ip: None,
             interface_id,
+            disk_config: DiskConfig::default(),
         };
         let json = self.server_json(&server, numbers);
         self.servers.insert(id, server);
@@ -520,6 +560,7 @@ impl World {
     }
 
     fn boot(&mut self, id: Option<u64>, zone: &str) -> Result<Reply, Reply> {
+        let machines = self.settings.machines.clone();
         let boot = self.settings.boot;
         let disks = self.server_mut(id, zone)?.disks.clone();
         if disks.iter().any(|d| matches!(self.disks.get(d).map(|d| d.state), Some(DiskState::Migrating(..)))) {
@@ -536,6 +577,11 @@ impl World {
         if s.power != Power::Down {
             return Err(error(StatusCode::CONFLICT, "conflict", "サーバは起動しています (server is not down)"));
         }
+        if let Some(m) = machines {
+            let ip = s.ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+            m.power_on(s.id, ip, &s.disk_config)
+                .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &format!("machine rig: {e}")))?;
+        }
         s.power = Power::Booting(Instant::now() + boot);
         Ok((StatusCode::OK, json!({"Success": true, "is_ok": true})))
     }
@@ -544,17 +590,26 @@ impl World {
         let force = body["Force"].as_bool().unwrap_or(false);
         let ignore = self.faults.ignore_shutdown && !force;
         let shutdown = self.settings.shutdown;
+        let machines = self.settings.machines.is_some();
         let s = self.server_mut(id, zone)?;
         match s.power {
             Power::Up => {
                 if !ignore {
                     s.power = Power::Cleaning(Instant::now() + if force { Duration::ZERO } else { shutdown });
+                    if machines && force {
+                        Machines::force_off(s.id);
+                    } else if machines {
+                        Machines::acpi_shutdown(s.id);
+                    }
                 }
                 Ok((StatusCode::OK, json!({"Success": true, "is_ok": true})))
             }
             // A forced power-off cuts a shutdown already under way.
             Power::Cleaning(_) if force => {
                 s.power = Power::Cleaning(Instant::now());
+                if machines {
+                    Machines::force_off(s.id);
+                }
                 Ok((StatusCode::OK, json!({"Success": true, "is_ok": true})))
             }
             _ => Err(error(StatusCode::CONFLICT, "conflict", "サーバは停止しています (server is not up)")),
@@ -571,6 +626,9 @@ impl World {
             ));
         }
         let id = s.id;
+        if self.settings.machines.is_some() {
+            Machines::remove(id);
+        }
         let with: Vec<u64> =
             body["WithDisk"].as_array().map(|a| a.iter().filter_map(lenient_id).collect()).unwrap_or_default();
         if let Some(s) = self.servers.remove(&id) {
@@ -621,7 +679,28 @@ impl World {
             archive,
             state: DiskState::Migrating(Instant::now() + self.settings.disk_copy, fail),
         };
-        let ip = Ipv4Addr::new(127, 0, 0, self.next_ip);
+        let mut disk_config = DiskConfig {
+            host_name: config["HostName"].as_str().map(String::from),
+            ssh_keys: config["SSHKeys"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|k| k["PublicKey"].as_str().map(String::from))
+                .collect(),
+            password: config["Password"].as_str().map(String::from),
+            scripts: Vec::new(),
+        };
+        for n in config["Notes"].as_array().into_iter().flatten() {
+            let note = lenient_id(&n["ID"]).and_then(|id| self.notes.get(&id));
+            let Some(note) = note else {
+                return Err(error(StatusCode::BAD_REQUEST, "bad_request", "Config.Notes[].ID names no note"));
+            };
+            disk_config.scripts.push((note.name.clone(), note.content.clone()));
+        }
+        let ip = match &self.settings.machines {
+            Some(m) => m.address(self.next_ip),
+            None => Ipv4Addr::new(127, 0, 0, self.next_ip),
+        };
         self.next_ip = self.next_ip.wrapping_add(1).max(10);
         if let Some(s) = self.servers.get_mut(&server_id) {
             s.disks.push(id);
@@ -630,10 +709,55 @@ impl World {
             if let Some(h) = config["HostName"].as_str() {
                 s.host_name = h.into();
             }
+            s.disk_config = disk_config;
         }
         let json = self.disk_json(&disk, numbers);
         self.disks.insert(id, disk);
         Ok((StatusCode::ACCEPTED, json!({"Disk": json, "Success": "Accepted", "is_ok": true})))
+    }
+
+    fn note_json(n: &Note, numbers: bool) -> Value {
+        json!({"ID": Self::id_value(n.id, numbers), "Name": n.name, "Class": n.class, "Content": n.content, "Tags": n.tags, "Scope": "user"})
+    }
+
+    fn create_note(&mut self, body: &Value, numbers: bool) -> Result<Reply, Reply> {
+        let n = &body["Note"];
+        let (Some(name), Some(content)) = (n["Name"].as_str(), n["Content"].as_str()) else {
+            return Err(error(StatusCode::BAD_REQUEST, "bad_request", "Note.Name and Note.Content are required"));
+        };
+        let id = self.id();
+        let tags = n["Tags"]
+            .as_array()
+            .map(|t| t.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        let note = Note {
+            id,
+            name: name.into(),
+            class: n["Class"].as_str().unwrap_or("shell").into(),
+            content: content.into(),
+            tags,
+        };
+        let json = Self::note_json(&note, numbers);
+        self.notes.insert(id, note);
+        Ok((StatusCode::CREATED, json!({"Note": json, "Success": true, "is_ok": true})))
+    }
+
+    fn find_notes(&self, query: Option<&str>, numbers: bool) -> Result<Reply, Reply> {
+        let q = parse_query(query)?;
+        let found = self
+            .notes
+            .values()
+            .filter(|n| matches(&q, &n.name, &n.tags))
+            .map(|n| Self::note_json(n, numbers))
+            .collect();
+        Ok(page(&q, found, "Notes"))
+    }
+
+    fn read_note(&self, id: Option<u64>, numbers: bool) -> Result<Reply, Reply> {
+        let n = id
+            .and_then(|id| self.notes.get(&id))
+            .ok_or_else(|| error(StatusCode::NOT_FOUND, "not_found", "no such note"))?;
+        Ok((StatusCode::OK, json!({"Note": Self::note_json(n, numbers), "is_ok": true})))
     }
 
     fn disk_json(&self, d: &Disk, numbers: bool) -> Value {

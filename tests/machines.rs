@@ -1,0 +1,105 @@
+//! Remote stages on servers that are real machines: fleet-sim in machine mode boots each server
+//! as a system container (systemd, sshd, a login user `ubuntu` without passwordless sudo, no
+//! container engine) with its own address. These tests run the paths a user's first real
+//! `fleet up` runs: the engine arriving by startup script, an image that exists only here.
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::Project;
+use support::machines::MachineRig;
+use support::remote::{Sim, sim_env};
+
+fn machine_project(test: &str, sim: &Sim) -> (Project, tempfile::TempDir) {
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("id");
+    let made =
+        std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).status();
+    assert!(made.unwrap().success());
+    let kdl = format!(
+        r#"
+project "{{project}}"
+providers {{ sakura-cloud zone="tk1a" }}
+service "web" {{ image "{{image}}"; command "sleep 100000"; stop_signal "SIGKILL" }}
+stage "dev" {{
+    server "m1" {{
+        provider "sakura-cloud"
+        ssh-key "{key}.pub"
+        ssh user="ubuntu" port=22 identity="{key}"
+    }}
+    service "web"
+}}
+"#,
+        key = key.display()
+    );
+    let mut p = Project::new(test, &kdl);
+    p.env = sim_env(sim);
+    (p, keys)
+}
+
+fn server_id(sim: &Sim) -> u64 {
+    sim.state()["servers"][0]["id"].as_u64().expect("one server")
+}
+
+/// `docker …` inside the machine, as root (the machine's own engine).
+fn inside(id: u64, args: &[&str]) -> String {
+    let out = std::process::Command::new("docker")
+        .args(["exec", &MachineRig::container(id), "docker"])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_fresh_server_gets_its_engine_and_the_images_only_this_machine_has() {
+    let rig = MachineRig::new("fresh");
+    let sim = rig.sim();
+    let (p, _keys) = machine_project("machine-fresh", &sim);
+
+    let up = p.ok(&["up", "dev"]);
+    assert!(up.stdout.contains("+ server m1"), "{}", up.stdout);
+    assert!(up.stdout.contains("+ container web"), "{}", up.stdout);
+    assert!(up.stderr.contains("waiting for the container engine its startup script installs"), "{}", up.stderr);
+    assert!(up.stderr.contains("copying image fleetflow-test/busybox:latest"), "{}", up.stderr);
+    let id = server_id(&sim);
+    let container = p.container("dev", "web");
+    assert_eq!(inside(id, &["inspect", "-f", "{{.State.Running}}", &container]), "true", "runs on the machine");
+    assert!(p.inspect("dev", "web", "{{.Id}}").is_none(), "a remote stage's container never runs here");
+
+    // Converged: nothing to do, and the image is not copied again.
+    let again = p.ok(&["up", "dev"]);
+    assert!(again.stdout.contains("up to date"), "{}", again.stdout);
+    assert!(!again.stderr.contains("copying image"), "{}", again.stderr);
+
+    // The guest powers itself off: status says so, up boots it and nothing is recreated.
+    let before = inside(id, &["inspect", "-f", "{{.Id}}", &container]);
+    let off = std::process::Command::new("docker")
+        .args(["exec", &MachineRig::container(id), "systemctl", "poweroff"])
+        .status();
+    assert!(off.unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        // While the guest shuts down the cloud may still call it up and SSH may already be gone.
+        let st = p.fleet(&["status", "dev"]);
+        if st.stdout.contains("Status: suspended") {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "status never saw the guest's power-off: {}", st.stdout);
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(status.stdout.contains("only disks are billed"), "{}", status.stdout);
+    let back = p.ok(&["up", "dev"]);
+    assert!(back.stdout.contains("~ server m1: power on"), "{}", back.stdout);
+    assert!(!back.stdout.contains("-/+"), "nothing recreated: {}", back.stdout);
+    assert_eq!(inside(id, &["inspect", "-f", "{{.Id}}", &container]), before, "the same container");
+    assert_eq!(inside(id, &["inspect", "-f", "{{.State.Running}}", &container]), "true");
+
+    p.ok(&["down", "dev", "--destroy", "--yes"]);
+    assert!(sim.state()["servers"].as_array().unwrap().is_empty());
+    let left = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label={}", rig.label)])
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "destroy removed the machine");
+}

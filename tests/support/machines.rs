@@ -1,0 +1,80 @@
+//! The machine rig: fleet-sim in machine mode, where each server is a system container (systemd,
+//! sshd, user `ubuntu`, no engine) with its own address on a network of its own.
+
+use super::remote::Sim;
+use std::process::Command;
+use std::sync::OnceLock;
+
+fn docker(args: &[&str]) -> Option<String> {
+    let out = Command::new("docker").args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The server image, built once per machine (scripts/build-server-image.sh caches it by recipe).
+pub fn server_image() -> String {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| {
+            let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-server-image.sh");
+            let out = Command::new("bash").arg(script).output().expect("run build-server-image.sh");
+            assert!(out.status.success(), "building the server image failed: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).lines().last().expect("the script prints the tag").to_string()
+        })
+        .clone()
+}
+
+/// A network with a /24 of its own, and the label of every machine made on it.
+pub struct MachineRig {
+    pub network: String,
+    pub label: String,
+}
+
+impl MachineRig {
+    pub fn new(test: &str) -> Self {
+        let name = format!("fleetrig-{}-{test}", std::process::id());
+        let _ = docker(&["network", "rm", &name]);
+        // A free /24: another test binary may hold one already.
+        for k in 20..=250u32 {
+            let third = (std::process::id() + k) % 231 + 20;
+            if docker(&["network", "create", "--subnet", &format!("172.30.{third}.0/24"), &name]).is_some() {
+                return Self { label: format!("fleetflow.rig={name}"), network: name };
+            }
+        }
+        panic!("no free /24 in 172.30.0.0/16 for the machine rig");
+    }
+
+    /// fleet-sim booting this rig's machines.
+    pub fn sim(&self) -> Sim {
+        let image = server_image();
+        Sim::start_args(&[
+            "--boot-ms",
+            "500",
+            "--shutdown-ms",
+            "200",
+            "--disk-copy-ms",
+            "300",
+            "--machine-image",
+            &image,
+            "--machine-network",
+            &self.network,
+            "--machine-label",
+            &self.label,
+        ])
+    }
+
+    /// The system container of the sim's server `id`.
+    pub fn container(id: u64) -> String {
+        format!("fleetsim-{id}")
+    }
+}
+
+impl Drop for MachineRig {
+    fn drop(&mut self) {
+        let names = docker(&["ps", "-a", "--filter", &format!("label={}", self.label), "--format", "{{.Names}}"]);
+        for name in names.unwrap_or_default().lines() {
+            let _ = docker(&["rm", "-f", "-v", name]);
+            let _ = docker(&["volume", "rm", "-f", &format!("{name}-docker")]);
+        }
+        let _ = docker(&["network", "rm", &self.network]);
+    }
+}
