@@ -33,6 +33,14 @@ impl StageSpec {
         self.services.iter().filter(|s| server.services.contains(&s.name)).collect()
     }
 
+    /// The server a service is placed on.
+    pub fn server_of(&self, service: &str) -> Option<&Server> {
+        if self.servers.len() == 1 {
+            return self.servers.first();
+        }
+        self.servers.iter().find(|s| s.services.iter().any(|n| n == service))
+    }
+
     /// The stage narrowed to one server's services, for the container engine on that server.
     pub fn for_server(&self, server: &Server) -> StageSpec {
         StageSpec {
@@ -81,6 +89,11 @@ pub struct Service {
     pub stop_timeout: Option<u32>,
     /// Runs to completion (exit 0) instead of staying up; dependents wait for it to finish.
     pub oneshot: bool,
+    /// Services of the stage on other servers, by name, and the address of their server: the
+    /// container's host entries, so `db` resolves on `web-1` although it runs on `db-1`. Known
+    /// only once the servers' addresses are, so never from the file.
+    #[serde(skip)]
+    pub peer_hosts: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -42,12 +42,9 @@ fn server_id(sim: &Sim) -> u64 {
 }
 
 /// `docker …` inside the machine, as root (the machine's own engine).
-fn inside(id: u64, args: &[&str]) -> String {
-    let out = std::process::Command::new("docker")
-        .args(["exec", &MachineRig::container(id), "docker"])
-        .args(args)
-        .output()
-        .unwrap();
+fn inside(rig: &MachineRig, id: u64, args: &[&str]) -> String {
+    let out =
+        std::process::Command::new("docker").args(["exec", &rig.container(id), "docker"]).args(args).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -64,7 +61,7 @@ fn a_fresh_server_gets_its_engine_and_the_images_only_this_machine_has() {
     assert!(up.stderr.contains("copying image fleetflow-test/busybox:latest"), "{}", up.stderr);
     let id = server_id(&sim);
     let container = p.container("dev", "web");
-    assert_eq!(inside(id, &["inspect", "-f", "{{.State.Running}}", &container]), "true", "runs on the machine");
+    assert_eq!(inside(&rig, id, &["inspect", "-f", "{{.State.Running}}", &container]), "true", "runs on the machine");
     assert!(p.inspect("dev", "web", "{{.Id}}").is_none(), "a remote stage's container never runs here");
 
     // Converged: nothing to do, and the image is not copied again.
@@ -73,10 +70,8 @@ fn a_fresh_server_gets_its_engine_and_the_images_only_this_machine_has() {
     assert!(!again.stderr.contains("copying image"), "{}", again.stderr);
 
     // The guest powers itself off: status says so, up boots it and nothing is recreated.
-    let before = inside(id, &["inspect", "-f", "{{.Id}}", &container]);
-    let off = std::process::Command::new("docker")
-        .args(["exec", &MachineRig::container(id), "systemctl", "poweroff"])
-        .status();
+    let before = inside(&rig, id, &["inspect", "-f", "{{.Id}}", &container]);
+    let off = std::process::Command::new("docker").args(["exec", &rig.container(id), "systemctl", "poweroff"]).status();
     assert!(off.unwrap().success());
     let deadline = Instant::now() + Duration::from_secs(90);
     let status = loop {
@@ -92,8 +87,8 @@ fn a_fresh_server_gets_its_engine_and_the_images_only_this_machine_has() {
     let back = p.ok(&["up", "dev"]);
     assert!(back.stdout.contains("~ server m1: power on"), "{}", back.stdout);
     assert!(!back.stdout.contains("-/+"), "nothing recreated: {}", back.stdout);
-    assert_eq!(inside(id, &["inspect", "-f", "{{.Id}}", &container]), before, "the same container");
-    assert_eq!(inside(id, &["inspect", "-f", "{{.State.Running}}", &container]), "true");
+    assert_eq!(inside(&rig, id, &["inspect", "-f", "{{.Id}}", &container]), before, "the same container");
+    assert_eq!(inside(&rig, id, &["inspect", "-f", "{{.State.Running}}", &container]), "true");
 
     p.ok(&["down", "dev", "--destroy", "--yes"]);
     assert!(sim.state()["servers"].as_array().unwrap().is_empty());
@@ -102,4 +97,65 @@ fn a_fresh_server_gets_its_engine_and_the_images_only_this_machine_has() {
         .output()
         .unwrap();
     assert!(left.stdout.is_empty(), "destroy removed the machine");
+}
+
+#[test]
+fn a_stage_across_two_machines_orders_and_reaches_by_name() {
+    let rig = MachineRig::new("two");
+    let sim = rig.sim();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("id");
+    let made =
+        std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).status();
+    assert!(made.unwrap().success());
+    let server = |name: &str, services: &str| {
+        format!(
+            "server \"{name}\" {{ provider \"sakura-cloud\"; ssh-key \"{k}.pub\"; ssh user=\"ubuntu\" port=22 identity=\"{k}\"; services \"{services}\" }}",
+            k = key.display()
+        )
+    };
+    let kdl = format!(
+        r#"
+project "{{project}}"
+providers {{ sakura-cloud zone="tk1a" }}
+service "db" {{
+    image "{{image}}"; command "httpd" "-f" "-p" "80" "-h" "/www"; stop_signal "SIGKILL"
+    ports {{ port host=8080 container=80 }}
+    healthcheck {{ test "CMD" "wget" "-qO-" "http://127.0.0.1/"; interval "300ms"; retries 30 }}
+}}
+service "api" {{ image "{{image}}"; command "sleep 100000"; depends_on "db"; stop_signal "SIGKILL" }}
+stage "dev" {{
+    {web}
+    {db}
+    service "db" "api"
+}}
+"#,
+        web = server("web-1", "api"),
+        db = server("db-1", "db"),
+    );
+    let mut p = Project::new("machine-two", &kdl);
+    p.env = sim_env(&sim);
+    p.ok(&["up", "dev"]);
+    let servers = sim.state()["servers"].as_array().unwrap().clone();
+    let id_of = |name: &str| servers.iter().find(|s| s["name"] == name).unwrap()["id"].as_u64().unwrap();
+    let (web, db) = (id_of("web-1"), id_of("db-1"));
+    // api runs on web-1 only, db on db-1 only, and api reaches db by name across the machines.
+    assert_eq!(inside(&rig, web, &["inspect", "-f", "{{.State.Running}}", &p.container("dev", "api")]), "true");
+    assert_eq!(inside(&rig, db, &["inspect", "-f", "{{.State.Running}}", &p.container("dev", "db")]), "true");
+    assert_eq!(inside(&rig, web, &["ps", "-q", "--filter", &format!("name={}", p.container("dev", "db"))]), "");
+    let page = inside(&rig, web, &["exec", &p.container("dev", "api"), "wget", "-qO-", "http://db:8080/"]);
+    assert_eq!(page, "fleetflow test page", "a request from api on web-1 to db on db-1");
+    // Cross-server order: api started after db was healthy.
+    let started = |id: u64, svc: &str| {
+        support::nanos(&inside(&rig, id, &["inspect", "-f", "{{.State.StartedAt}}", &p.container("dev", svc)]))
+    };
+    assert!(started(web, "api") > started(db, "db"), "api started after db");
+    // A converged up: one API request, no mutating call.
+    let before = sim.requests();
+    assert!(p.ok(&["up", "dev"]).stdout.contains("up to date"));
+    let after = sim.requests();
+    let spent: u64 = after.iter().map(|(k, v)| v - before.get(k).copied().unwrap_or(0)).sum();
+    assert_eq!(spent, 1, "one find for the whole stage: {before:?} -> {after:?}");
+    p.ok(&["down", "dev", "--destroy", "--yes"]);
+    assert!(sim.state()["servers"].as_array().unwrap().is_empty());
 }

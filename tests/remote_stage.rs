@@ -519,6 +519,7 @@ service "db" {{
     image "{{image}}"; stop_signal "SIGKILL"
     command "sh -c 'sleep 1; touch /tmp/ready; sleep 100000'"
     healthcheck {{ test "CMD" "test" "-f" "/tmp/ready"; interval "200ms"; retries 50 }}
+    ports {{ port host={db_port} container=5432 }}
 }}
 service "api" {{ image "{{image}}"; command "{api_command}"; depends_on "db"; stop_signal "SIGKILL" }}
 stage "dev" {{
@@ -530,6 +531,7 @@ stage "dev" {{
         key = sshd.public_key().display(),
         port = sim.ssh_port,
         id = sshd.identity().display(),
+        db_port = support::remote::free_port(),
     );
     let mut p = Project::new(test, &kdl);
     p.env = sim_env(sim);

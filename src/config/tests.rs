@@ -387,3 +387,14 @@ fn error_remote_stage_without_an_explicit_project() {
     let cfg = Config::from_text(Path::new("/proj/fleet.kdl"), "providers { sakura-cloud zone=\"tk1a\" }\nservice \"a\" {}\nstage \"dev\" {\n  server \"s\" { provider \"sakura-cloud\" }\n  service \"a\"\n}\nstage \"local\" { service \"a\" }".into()).unwrap();
     assert!(cfg.stage("local").is_ok());
 }
+
+#[test]
+fn error_dependency_on_another_server_without_a_published_port() {
+    let text = "project \"p\"\nproviders { sakura-cloud zone=\"tk1a\" }\nservice \"db\" {}\nservice \"api\" { depends_on \"db\" }\nstage \"dev\" {\n  server \"web-1\" { provider \"sakura-cloud\"; services \"api\" }\n  server \"db-1\" { provider \"sakura-cloud\"; services \"db\" }\n  service \"db\" \"api\"\n}";
+    let (msg, loc, help) = stage_error(text, "dev");
+    assert_eq!(msg, "service `api` on server `web-1` depends on `db` on server `db-1`, which publishes no port");
+    assert_eq!(loc, "/proj/fleet.kdl:4:28");
+    assert!(help.unwrap().contains("publish the port"));
+    let published = text.replace("service \"db\" {}", "service \"db\" { ports { port host=5432 container=5432 } }");
+    assert!(Config::from_text(Path::new("/proj/fleet.kdl"), published).unwrap().stage("dev").is_ok());
+}

@@ -65,6 +65,38 @@ pub fn validate(config: &Config, stage: &str, spec: &StageSpec, spans: &Spans) -
     let src = &config.source;
     let mut errors = Vec::new();
 
+    // A dependency on another server is reached through its server's address, so it must
+    // publish a port there; containers on one server keep reaching each other on the network.
+    if spec.servers.len() > 1 {
+        for svc in &spec.services {
+            for dep in &svc.depends_on {
+                let (Some(here), Some(there), Some(target)) =
+                    (spec.server_of(&svc.name), spec.server_of(dep), spec.service(dep))
+                else {
+                    continue;
+                };
+                if here.name != there.name && target.ports.iter().all(|p| p.host.is_none()) {
+                    let span = spans.depends_on[&(svc.name.clone(), dep.clone())];
+                    errors.push(
+                        ConfigError::new(
+                            src,
+                            span,
+                            format!(
+                                "service `{}` on server `{}` depends on `{dep}` on server `{}`, which publishes no port",
+                                svc.name, here.name, there.name
+                            ),
+                        )
+                        .label("on another server")
+                        .help(format!(
+                            "`{dep}` is reached from `{}` at its server's address: publish the port it serves, e.g. ports {{ port host=5432 container=5432 }}",
+                            here.name
+                        )),
+                    );
+                }
+            }
+        }
+    }
+
     if !spec.is_local() && !config.project_explicit {
         let span = config
             .doc

@@ -67,6 +67,8 @@ pub fn create_body(spec: &StageSpec, svc: &Service, hash: &ConfigHash) -> Contai
             binds: (!binds.is_empty()).then_some(binds),
             restart_policy: restart,
             network_mode: Some(network.clone()),
+            extra_hosts: (!svc.peer_hosts.is_empty())
+                .then(|| svc.peer_hosts.iter().map(|(name, ip)| format!("{name}:{ip}")).collect()),
             ..Default::default()
         }),
         networking_config: Some(NetworkingConfig {

@@ -70,6 +70,24 @@ impl Providers {
         }
     }
 
+    /// Every server of a stage, in order: one request per zone for a stage whose servers exist.
+    pub async fn observe_stage(&self, servers: &[(&Server, String)]) -> Result<Vec<Option<Machine>>> {
+        let sakura: Vec<(&Server, &str)> = servers
+            .iter()
+            .filter(|(s, _)| matches!(s.provider, ServerProvider::SakuraCloud { .. }))
+            .map(|(s, t)| (*s, t.as_str()))
+            .collect();
+        let mut found =
+            if sakura.is_empty() { Vec::new() } else { self.sakura().observe_stage(&sakura).await? }.into_iter();
+        Ok(servers
+            .iter()
+            .map(|(s, _)| match &s.provider {
+                ServerProvider::SakuraCloud { .. } => found.next().flatten(),
+                ServerProvider::Host { address } => Some(host_machine(address)),
+            })
+            .collect())
+    }
+
     /// Running, with an address to reach it on.
     pub async fn ensure_up(&self, server: &Server, tag: &str, progress: &Progress) -> Result<Machine> {
         match &server.provider {

@@ -61,6 +61,12 @@ done
 echo "fleetflow bootstrap done"
 "#;
 
+/// `fleetflow:<project>:<stage>` from a server's `fleetflow:<project>:<stage>:<server>`: every
+/// server of a stage carries it, so one find lists them all.
+fn stage_tag(server_tag: &str) -> String {
+    server_tag.rsplitn(2, ':').nth(1).unwrap_or(server_tag).to_string()
+}
+
 /// Sort key: creation time (as the API wrote it, RFC 3339), then the numeric ID.
 fn creation_order(v: &Value) -> (i64, u64) {
     let created =
@@ -183,6 +189,31 @@ impl SakuraCloud {
         }
     }
 
+    /// Every server of a stage with one request per zone: each carries the stage's tag as well as
+    /// its own. A server the stage find does not show (made before servers had the stage tag, or
+    /// missing) is looked up by its own tag.
+    pub async fn observe_stage(&self, servers: &[(&Server, &str)]) -> Result<Vec<Option<Machine>>> {
+        let mut by_zone: std::collections::HashMap<&str, Vec<Value>> = std::collections::HashMap::new();
+        for (server, tag) in servers {
+            let zone = spec(server).zone;
+            if !by_zone.contains_key(zone) {
+                by_zone.insert(zone, self.find_all(server, &stage_tag(tag)).await?);
+            }
+        }
+        let mut out = Vec::new();
+        for (server, tag) in servers {
+            let carrying =
+                |v: &&Value| v["Tags"].as_array().is_some_and(|t| t.iter().any(|t| t.as_str() == Some(*tag)));
+            let hits: Vec<&Value> = by_zone[spec(server).zone].iter().filter(carrying).collect();
+            match hits.as_slice() {
+                [one] => out.push(Some(machine(one))),
+                // None, or two at once (a simultaneous first up): the per-server find decides.
+                _ => out.push(self.observe(server, tag).await?),
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn observe(&self, server: &Server, tag: &str) -> Result<Option<Machine>> {
         Ok(self.find(server, tag).await?.map(|v| machine(&v)))
     }
@@ -235,7 +266,7 @@ impl SakuraCloud {
         let body = json!({"Server": {
             "Name": server.name,
             "Description": "managed by fleet",
-            "Tags": ["fleetflow", tag],
+            "Tags": ["fleetflow", stage_tag(tag), tag],
             "ServerPlan": {"CPU": s.core, "MemoryMB": s.memory_gb * 1024, "Commitment": "standard"},
             "ConnectedSwitches": [{"Scope": "shared"}],
             "InterfaceDriver": "virtio",
@@ -282,7 +313,7 @@ impl SakuraCloud {
         let bootstrap = self.bootstrap_note(server).await?;
         let body = json!({
             "Disk": {
-                "Name": server.name, "Tags": ["fleetflow", tag], "Plan": {"ID": SSD_PLAN},
+                "Name": server.name, "Tags": ["fleetflow", stage_tag(tag), tag], "Plan": {"ID": SSD_PLAN},
                 "SizeMB": s.disk_gb * 1024, "Connection": "virtio",
                 "SourceArchive": {"ID": archive}, "Server": {"ID": server_id},
             },

@@ -34,6 +34,10 @@ impl ConfigHash {
         put("labels", &service.labels);
         put("stop_signal", &service.stop_signal);
         put("stop_timeout", &service.stop_timeout);
+        // Only when there are any: a one-server stage's containers keep the hashes they had.
+        if !service.peer_hosts.is_empty() {
+            put("hosts", &service.peer_hosts);
+        }
         let mut all = Sha256::new();
         for (k, v) in &fields {
             all.update(k.as_bytes());

@@ -88,6 +88,11 @@ fn tag(config: &Config, spec: &StageSpec, server: &Server) -> String {
     owner_tag(&config.project, &spec.name, &server.name)
 }
 
+/// Every server of the stage with its ownership tag, for one find.
+fn tagged<'a>(config: &Config, spec: &'a StageSpec) -> Vec<(&'a Server, String)> {
+    spec.servers.iter().map(|s| (s, tag(config, spec, s))).collect()
+}
+
 async fn lock(
     config: &Config,
     spec: &StageSpec,
@@ -190,9 +195,9 @@ async fn converge_stage(
     // Servers, one at a time (power calls go one at a time); the first one's lock right after it answers.
     let mut machines: Vec<Option<Machine>> = Vec::new();
     let mut conns: Vec<Option<usize>> = Vec::new();
-    for (i, server) in spec.servers.iter().enumerate() {
+    let observed = providers.observe_stage(&tagged(config, spec)).await?;
+    for ((i, server), found) in spec.servers.iter().enumerate().zip(observed) {
         let tag = tag(config, spec, server);
-        let found = providers.observe(server, &tag).await?;
         if let (false, Some(m)) = (apply, found.as_ref()) {
             note_adoption(config, spec, server, m, ui);
         }
@@ -227,7 +232,7 @@ async fn converge_stage(
     // Containers, every server at once.
     let readiness = engine::Readiness::for_stage(spec);
     let per_server = spec.servers.iter().zip(&conns).zip(&machines).map(|((server, conn), machine)| {
-        let sub = spec.for_server(server);
+        let sub = with_peer_hosts(spec, spec.for_server(server), &machines);
         let readiness = &readiness;
         let engine = conn.map(|c| &held.conns[c].engine);
         async move {
@@ -289,6 +294,27 @@ async fn converge_stage(
     Ok(total)
 }
 
+/// Each service of `sub` gets host entries for the services on the stage's other servers.
+fn with_peer_hosts(spec: &StageSpec, mut sub: StageSpec, machines: &[Option<Machine>]) -> StageSpec {
+    if spec.servers.len() < 2 {
+        return sub;
+    }
+    let here = sub.servers.first().map(|s| s.name.clone());
+    let mut peers = std::collections::BTreeMap::new();
+    for (server, machine) in spec.servers.iter().zip(machines) {
+        let Some(ip) = machine.as_ref().and_then(|m| m.ip.clone()) else { continue };
+        if Some(&server.name) != here.as_ref() {
+            for svc in spec.services_on(server) {
+                peers.insert(svc.name.clone(), ip.clone());
+            }
+        }
+    }
+    for svc in &mut sub.services {
+        svc.peer_hosts = peers.clone();
+    }
+    sub
+}
+
 /// Adoption is by tag: a plan says which existing machine `up` would use, so a wrong match shows.
 fn note_adoption(config: &Config, spec: &StageSpec, server: &Server, m: &Machine, ui: &Ui) {
     if matches!(server.provider, ServerProvider::SakuraCloud { .. }) {
@@ -341,10 +367,8 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
     let providers = Providers::for_servers(&spec.servers, &ui.infra_progress())?;
     // Records go only with --destroy; down and suspend keep them (the IP survives a power-off).
     let zones = if opts.destroy { Some(Zones::connect(spec).await?) } else { None };
-    let mut found = Vec::new();
-    for server in &spec.servers {
-        found.push((server, providers.observe(server, &tag(config, spec, server)).await?));
-    }
+    let found: Vec<(&Server, Option<Machine>)> =
+        spec.servers.iter().zip(providers.observe_stage(&tagged(config, spec)).await?).collect();
     // Records are found by their ownership marker at the declared names, whether or not their
     // server still exists: a destroy whose DNS step failed leaves them to the next one.
     let mut records = Vec::new();
@@ -513,8 +537,8 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
     let mut servers = Vec::new();
     let mut rows = Vec::new();
     let mut machines = Vec::new();
-    for server in &spec.servers {
-        let machine = providers.observe(server, &tag(config, spec, server)).await?;
+    let observed = providers.observe_stage(&tagged(config, spec)).await?;
+    for (server, machine) in spec.servers.iter().zip(observed) {
         let sub = spec.for_server(server);
         servers.push(ServerStatus {
             name: server.name.clone(),

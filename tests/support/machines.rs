@@ -63,8 +63,8 @@ impl MachineRig {
     }
 
     /// The system container of the sim's server `id`.
-    pub fn container(id: u64) -> String {
-        format!("fleetsim-{id}")
+    pub fn container(&self, id: u64) -> String {
+        format!("{}-{id}", self.network)
     }
 }
 

@@ -68,12 +68,13 @@ fn docker(args: &[&str]) -> Result<String, String> {
 }
 
 impl Machines {
-    pub fn container(id: u64) -> String {
-        format!("fleetsim-{id}")
+    /// `<network>-<server id>`: two simulators number their servers alike, their networks differ.
+    pub fn container(&self, id: u64) -> String {
+        format!("{}-{id}", self.network)
     }
 
-    fn volume(id: u64) -> String {
-        format!("fleetsim-{id}-docker")
+    fn volume(&self, id: u64) -> String {
+        format!("{}-docker", self.container(id))
     }
 
     /// The address of the n-th machine on the rig's network.
@@ -81,28 +82,28 @@ impl Machines {
         Ipv4Addr::new(self.prefix[0], self.prefix[1], self.prefix[2], n)
     }
 
-    fn exists(id: u64) -> bool {
-        docker(&["container", "inspect", "-f", "{{.Id}}", &Self::container(id)]).is_ok()
+    fn exists(&self, id: u64) -> bool {
+        docker(&["container", "inspect", "-f", "{{.Id}}", &self.container(id)]).is_ok()
     }
 
     /// Running, as the engine says; a machine that powered itself off has exited.
-    pub fn running(id: u64) -> bool {
-        docker(&["container", "inspect", "-f", "{{.State.Running}}", &Self::container(id)]).is_ok_and(|s| s == "true")
+    pub fn running(&self, id: u64) -> bool {
+        docker(&["container", "inspect", "-f", "{{.State.Running}}", &self.container(id)]).is_ok_and(|s| s == "true")
     }
 
     /// Powers the machine on; on its first boot it is made from the image with the disk config.
     pub fn power_on(&self, id: u64, ip: Ipv4Addr, config: &DiskConfig) -> Result<(), String> {
-        if !Self::exists(id) {
+        if !self.exists(id) {
             self.create(id, ip, config)?;
         }
-        docker(&["start", &Self::container(id)]).map(|_| ())
+        docker(&["start", &self.container(id)]).map(|_| ())
     }
 
     fn create(&self, id: u64, ip: Ipv4Addr, config: &DiskConfig) -> Result<(), String> {
-        let name = Self::container(id);
+        let name = self.container(id);
         let host = config.host_name.clone().unwrap_or_else(|| name.clone());
         let ip = ip.to_string();
-        let volume = format!("{}:/var/lib/docker", Self::volume(id));
+        let volume = format!("{}:/var/lib/docker", self.volume(id));
         let mut args = vec!["create", "--name", &name, "--hostname", &host, "--network", &self.network, "--ip", &ip];
         args.extend(["--label", &self.label, "-v", &volume]);
         args.extend(SYSTEM_CONTAINER_FLAGS);
@@ -139,23 +140,23 @@ impl Machines {
     }
 
     /// ACPI: the guest shuts itself down, unless it ignores the button.
-    pub fn acpi_shutdown(id: u64) {
+    pub fn acpi_shutdown(&self, id: u64) {
         // Not waited for: a real shutdown takes its time, and `running` tells when it is over.
         let _ = Command::new("docker")
-            .args(["exec", &Self::container(id), "systemctl", "poweroff"])
+            .args(["exec", &self.container(id), "systemctl", "poweroff"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
     }
 
-    pub fn force_off(id: u64) {
-        let _ = docker(&["kill", &Self::container(id)]);
+    pub fn force_off(&self, id: u64) {
+        let _ = docker(&["kill", &self.container(id)]);
     }
 
     /// The server and its disks are deleted: the container and its volume go.
-    pub fn remove(id: u64) {
-        let _ = docker(&["rm", "-f", "-v", &Self::container(id)]);
-        let _ = docker(&["volume", "rm", "-f", &Self::volume(id)]);
+    pub fn remove(&self, id: u64) {
+        let _ = docker(&["rm", "-f", "-v", &self.container(id)]);
+        let _ = docker(&["volume", "rm", "-f", &self.volume(id)]);
     }
 }
 

@@ -241,8 +241,10 @@ impl World {
         if look {
             self.last_machine_check = now;
         }
+        let rig = self.settings.machines.clone();
         for s in self.servers.values_mut() {
-            if look && matches!(s.power, Power::Up | Power::Cleaning(_)) && !Machines::running(s.id) {
+            let gone = || rig.as_ref().is_some_and(|m| !m.running(s.id));
+            if look && matches!(s.power, Power::Up | Power::Cleaning(_)) && gone() {
                 s.power = Power::Down;
                 s.changed_at = now_text();
                 continue;
@@ -590,16 +592,16 @@ impl World {
         let force = body["Force"].as_bool().unwrap_or(false);
         let ignore = self.faults.ignore_shutdown && !force;
         let shutdown = self.settings.shutdown;
-        let machines = self.settings.machines.is_some();
+        let rig = self.settings.machines.clone();
         let s = self.server_mut(id, zone)?;
         match s.power {
             Power::Up => {
                 if !ignore {
                     s.power = Power::Cleaning(Instant::now() + if force { Duration::ZERO } else { shutdown });
-                    if machines && force {
-                        Machines::force_off(s.id);
-                    } else if machines {
-                        Machines::acpi_shutdown(s.id);
+                    match &rig {
+                        Some(m) if force => m.force_off(s.id),
+                        Some(m) => m.acpi_shutdown(s.id),
+                        None => {}
                     }
                 }
                 Ok((StatusCode::OK, json!({"Success": true, "is_ok": true})))
@@ -607,8 +609,8 @@ impl World {
             // A forced power-off cuts a shutdown already under way.
             Power::Cleaning(_) if force => {
                 s.power = Power::Cleaning(Instant::now());
-                if machines {
-                    Machines::force_off(s.id);
+                if let Some(m) = &rig {
+                    m.force_off(s.id);
                 }
                 Ok((StatusCode::OK, json!({"Success": true, "is_ok": true})))
             }
@@ -626,8 +628,8 @@ impl World {
             ));
         }
         let id = s.id;
-        if self.settings.machines.is_some() {
-            Machines::remove(id);
+        if let Some(m) = &self.settings.machines {
+            m.remove(id);
         }
         let with: Vec<u64> =
             body["WithDisk"].as_array().map(|a| a.iter().filter_map(lenient_id).collect()).unwrap_or_default();
