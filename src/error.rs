@@ -59,6 +59,17 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// Nothing answers at a server's address (off, booting, shutting down, firewalled). A read
+    /// like `status` reports it and goes on; anything else about SSH (a changed host key, a
+    /// refused key, a wedged command) stays an error.
+    #[error("{message}")]
+    #[diagnostic(code(fleet::unreachable))]
+    Unreachable {
+        message: String,
+        #[help]
+        help: Option<String>,
+    },
+
     #[error("interrupted; run the same command again to converge")]
     #[diagnostic(code(fleet::interrupted))]
     Interrupted,

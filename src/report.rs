@@ -89,6 +89,9 @@ pub struct StatusReport {
 pub struct PsRow {
     pub stage: String,
     pub service: String,
+    /// The server it runs on, for a stage with several servers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
     pub name: String,
     /// The seed's STATUS: the state word, with health (`running (healthy)`, `exited (1)`).
     pub status: String,
@@ -108,6 +111,7 @@ impl PsRow {
         Self {
             stage: c.stage.clone(),
             service: c.service.clone(),
+            server: None,
             name: c.name.clone(),
             status,
             state: c.state.clone(),

@@ -311,20 +311,26 @@ impl Ui {
             return self.json(&to_json(r));
         }
         let now = jiff::Timestamp::now().as_second();
+        // SERVER only when some stage listed spans several servers.
+        let servers = r.containers.iter().any(|c| c.server.is_some());
         let rows: Vec<Vec<String>> = r
             .containers
             .iter()
             .map(|c| {
-                vec![
-                    c.stage.clone(),
-                    c.service.clone(),
-                    c.status.clone(),
-                    c.ports.join(", "),
-                    format!("{} ago", human_duration(now - c.created)),
-                ]
+                let mut row = vec![c.stage.clone(), c.service.clone()];
+                if servers {
+                    row.push(c.server.clone().unwrap_or_default());
+                }
+                row.extend([c.status.clone(), c.ports.join(", "), format!("{} ago", human_duration(now - c.created))]);
+                row
             })
             .collect();
-        self.line(table(&["STAGE", "SERVICE", "STATUS", "PORTS", "CREATED"], &rows));
+        let header: &[&str] = if servers {
+            &["STAGE", "SERVICE", "SERVER", "STATUS", "PORTS", "CREATED"]
+        } else {
+            &["STAGE", "SERVICE", "STATUS", "PORTS", "CREATED"]
+        };
+        self.line(table(header, &rows));
     }
 
     /// A plan for `--dry-run` and `plan`: the lines, or one JSON document.

@@ -145,6 +145,20 @@ stage "dev" {{
     assert_eq!(inside(&rig, web, &["ps", "-q", "--filter", &format!("name={}", p.container("dev", "db"))]), "");
     let page = inside(&rig, web, &["exec", &p.container("dev", "api"), "wget", "-qO-", "http://db:8080/"]);
     assert_eq!(page, "fleetflow test page", "a request from api on web-1 to db on db-1");
+    // ps names the server of each container of a stage that spans servers.
+    let ps = p.ok(&["ps", "dev"]);
+    let header: Vec<&str> = ps.lines()[0].split_whitespace().collect();
+    assert_eq!(header, ["STAGE", "SERVICE", "SERVER", "STATUS", "PORTS", "CREATED"]);
+    assert!(
+        ps.lines().iter().any(|l| l.split_whitespace().take(3).collect::<Vec<_>>() == ["dev", "api", "web-1"]),
+        "{}",
+        ps.stdout
+    );
+    assert!(
+        ps.lines().iter().any(|l| l.split_whitespace().take(3).collect::<Vec<_>>() == ["dev", "db", "db-1"]),
+        "{}",
+        ps.stdout
+    );
     // Cross-server order: api started after db was healthy.
     let started = |id: u64, svc: &str| {
         support::nanos(&inside(&rig, id, &["inspect", "-f", "{{.State.StartedAt}}", &p.container("dev", svc)]))
@@ -158,4 +172,61 @@ stage "dev" {{
     assert_eq!(spent, 1, "one find for the whole stage: {before:?} -> {after:?}");
     p.ok(&["down", "dev", "--destroy", "--yes"]);
     assert!(sim.state()["servers"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn a_brought_host_without_an_engine_or_sudo_gets_the_commands_to_run() {
+    let rig = MachineRig::new("nosudo");
+    let sim = rig.sim();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("id");
+    let made =
+        std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).status();
+    assert!(made.unwrap().success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    // A machine someone made by hand: the user's key, no startup script, so no engine.
+    let server = sim.sakura(
+        "POST",
+        "server",
+        r#"{"Server":{"Name":"box","ServerPlan":{"CPU":1,"MemoryMB":1024},"ConnectedSwitches":[{"Scope":"shared"}]}}"#,
+    );
+    let id = server["Server"]["ID"]
+        .as_u64()
+        .map(|i| i.to_string())
+        .or(server["Server"]["ID"].as_str().map(String::from))
+        .unwrap();
+    let archives = sim.sakura("GET", "archive", "");
+    let archive = &archives["Archives"][0]["ID"];
+    let disk = serde_json::json!({
+        "Disk": {"Name": "box", "Plan": {"ID": 4}, "SizeMB": 20480, "SourceArchive": {"ID": archive}, "Server": {"ID": id}},
+        "Config": {"HostName": "box", "SSHKeys": [{"PublicKey": public.trim()}]},
+    });
+    sim.sakura("POST", "disk", &disk.to_string());
+    // The disk copy takes 300 ms in this sim; the boot waits for it.
+    std::thread::sleep(Duration::from_secs(1));
+    sim.sakura("PUT", &format!("server/{id}/power"), "");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ip = loop {
+        let state = sim.state();
+        let s = &state["servers"][0];
+        if s["power"] == "Up" {
+            break s["ip"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "the machine never came up");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let kdl = format!(
+        "project \"{{project}}\"\nservice \"web\" {{ image \"{{image}}\"; command \"sleep 100000\" }}\nstage \"pre\" {{\n  server \"box\" {{ provider \"host\"; address \"{ip}\"; ssh user=\"ubuntu\" port=22 identity=\"{}\" }}\n  service \"web\"\n}}\n",
+        key.display()
+    );
+    let p = Project::new("machine-nosudo", &kdl);
+    p.fleet(&["up", "pre"]).fails_with(
+        1,
+        &[
+            "server box: no container engine answers there, and ubuntu cannot use sudo without a password",
+            "sudo apt-get install -y docker.io && sudo usermod -aG docker ubuntu",
+        ],
+    );
+    // Nothing was installed, and read-only commands say so without trying.
+    p.fleet(&["status", "pre"]).fails_with(1, &["no container engine answers there", "this command changes nothing"]);
 }

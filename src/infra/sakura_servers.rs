@@ -64,7 +64,7 @@ echo "fleetflow bootstrap done"
 /// `fleetflow:<project>:<stage>` from a server's `fleetflow:<project>:<stage>:<server>`: every
 /// server of a stage carries it, so one find lists them all.
 fn stage_tag(server_tag: &str) -> String {
-    server_tag.rsplitn(2, ':').nth(1).unwrap_or(server_tag).to_string()
+    server_tag.rsplit_once(':').map_or(server_tag, |(stage, _)| stage).to_string()
 }
 
 /// Sort key: creation time (as the API wrote it, RFC 3339), then the numeric ID.

@@ -93,15 +93,15 @@ pub async fn connect(
             tokio::time::timeout(TCP_ATTEMPT_TIMEOUT, tokio::net::TcpStream::connect((address, ssh.port))).await;
         if !matches!(reachable, Ok(Ok(_))) {
             if Instant::now() > deadline {
-                return Err(Error::failed_help(
-                    format!(
+                return Err(Error::Unreachable {
+                    message: format!(
                         "server {}: nothing answers SSH at {address}:{} after {}s",
                         server.name,
                         ssh.port,
                         patience.as_secs()
                     ),
-                    "check that the server is running and that a firewall lets the SSH port through",
-                ));
+                    help: Some("check that the server is running and that a firewall lets the SSH port through".into()),
+                });
             }
             tokio::time::sleep(RETRY_INTERVAL).await;
             continue;
@@ -244,9 +244,10 @@ impl RemoteHost {
         if self.docker_answers().await? {
             return Ok(false);
         }
-        if (new_server || self.bootstrap_state().await? != "none")
-            && self.wait_for_bootstrap(server, new_server, note).await?
-        {
+        // Only a script that is there (or may yet start, on a server just created) is waited for;
+        // an answer that is none of its states (no shell, no log) means there is none.
+        let started = matches!(self.bootstrap_state().await?.as_str(), "running" | "done" | "failed");
+        if (new_server || started) && self.wait_for_bootstrap(server, new_server, note).await? {
             return Ok(true);
         }
         self.install_docker(server).await
@@ -272,7 +273,9 @@ impl RemoteHost {
             match self.bootstrap_state().await?.as_str() {
                 "done" => return Ok(true),
                 "failed" => return Err(self.bootstrap_error(server, "failed").await),
-                "none" if !new_server || started.elapsed() > BOOTSTRAP_START_PATIENCE => return Ok(false),
+                "running" => {}
+                // Not started (yet): a server just created gets a moment for its first boot.
+                _ if !new_server || started.elapsed() > BOOTSTRAP_START_PATIENCE => return Ok(false),
                 _ => {}
             }
             if !said {
@@ -310,7 +313,29 @@ impl RemoteHost {
 
     /// The SSH install: as root, or with `sudo -n`; never waits for a password prompt.
     async fn install_docker(&self, server: &Server) -> Result<bool> {
-        for argv in commands::install_docker(server.ssh.user != "root") {
+        let has_apt = self.run(&commands::has_apt()).await?.status.success();
+        if !has_apt {
+            return Err(Error::failed_help(
+                format!(
+                    "server {}: Docker does not answer there, and without apt-get fleet cannot install it",
+                    server.name
+                ),
+                "install Docker on the server (and let the SSH user use /var/run/docker.sock), then run up again",
+            ));
+        }
+        let user = &server.ssh.user;
+        if user != "root" && !self.run(&commands::sudo_works()).await?.status.success() {
+            return Err(Error::failed_help(
+                format!(
+                    "server {}: no container engine answers there, and {user} cannot use sudo without a password, so fleet cannot install one",
+                    server.name
+                ),
+                format!(
+                    "on the server run: sudo apt-get install -y docker.io && sudo usermod -aG docker {user}; then fleet up again"
+                ),
+            ));
+        }
+        for argv in commands::install_docker(user != "root") {
             let out = self.run_within(&argv, INSTALL_TIMEOUT).await?;
             if !out.status.success() {
                 return Err(Error::failed(format!(

@@ -325,14 +325,15 @@ pub async fn ps(config: &Config, stage: Option<&StageSpec>, format: Format, ui: 
         found.retain(|c| local.contains(&c.stage.as_str()) || stages.iter().all(|s| s.name != c.stage));
         containers.extend(found);
     }
+    let mut rows: Vec<PsRow> = containers.iter().map(PsRow::of).collect();
     for spec in stages.iter().filter(|s| !s.is_local()) {
-        containers.extend(remote_stage::containers(config, spec, ui).await?);
+        let several = spec.servers.len() > 1;
+        for (server, c) in remote_stage::containers(config, spec, ui).await? {
+            // The server is named where the stage has several; one server says nothing new.
+            rows.push(PsRow { server: several.then_some(server), ..PsRow::of(&c) });
+        }
     }
-    let report = PsReport {
-        schema: crate::report::SCHEMA,
-        project: config.project.clone(),
-        containers: containers.iter().map(PsRow::of).collect(),
-    };
+    let report = PsReport { schema: crate::report::SCHEMA, project: config.project.clone(), containers: rows };
     ui.ps(&report, format);
     Ok(())
 }

@@ -564,10 +564,11 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
                     rows.extend(service_rows(&conn.engine, &sub).await?);
                     conn.host.close().await;
                 }
-                Err(e) => {
+                Err(e @ Error::Unreachable { .. }) => {
                     ui.warn(format!("{e}"));
                     rows.extend(unknown_rows(&sub, "unknown (server does not answer SSH)"));
                 }
+                Err(e) => return Err(e),
             },
             None => {
                 let why = if machine.is_some() { "unknown (server powered off)" } else { "not created" };
@@ -588,16 +589,19 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
 }
 
 /// Containers of a remote stage, server by server; a powered-off server is skipped with a note.
-pub async fn containers(config: &Config, spec: &StageSpec, ui: &Ui) -> Result<Vec<ObservedContainer>> {
+/// Containers of a remote stage with the server each runs on, server by server; a powered-off
+/// server is skipped with a note.
+pub async fn containers(config: &Config, spec: &StageSpec, ui: &Ui) -> Result<Vec<(String, ObservedContainer)>> {
     let providers = Providers::for_servers(&spec.servers, &ui.infra_progress())?;
     let mut out = Vec::new();
-    for server in &spec.servers {
-        match providers.observe(server, &tag(config, spec, server)).await? {
+    let observed = providers.observe_stage(&tagged(config, spec)).await?;
+    for (server, machine) in spec.servers.iter().zip(observed) {
+        match machine {
             Some(m) if m.power == Power::Up => {
                 let conn = reach(config, server, &m, ui, Reach::Observe).await?;
                 let names: Vec<String> = spec.services_on(server).iter().map(|s| s.name.clone()).collect();
                 let found = conn.engine.containers(&config.project, Some(&spec.name)).await?;
-                out.extend(found.into_iter().filter(|c| names.contains(&c.service)));
+                out.extend(found.into_iter().filter(|c| names.contains(&c.service)).map(|c| (server.name.clone(), c)));
                 conn.host.close().await;
             }
             Some(_) => ui.note(format!(
