@@ -61,8 +61,11 @@ async fn reach(config: &Config, server: &Server, machine: &Machine, ui: &Ui, mod
         host = ssh::connect(server, address, &known_hosts, fresh).await?;
     }
     let mut engine = host.engine().await?;
-    // Images only this machine has (no registry, a private or locally built image) are copied.
-    if let Ok(local) = Engine::connect_local().await {
+    // Images only this machine has (no registry, a private or locally built image) are copied;
+    // only `up` copies, so read-only commands do not touch this machine's engine.
+    if mode == Reach::Converge
+        && let Ok(local) = Engine::connect_local().await
+    {
         engine = engine.with_image_source(local);
     }
     ui.detail(format!("server {}: engine at {}", server.name, host.endpoint));
