@@ -21,13 +21,14 @@ fn machine_project(test: &str, sim: &Sim) -> (Project, tempfile::TempDir) {
 project "{{project}}"
 providers {{ sakura-cloud zone="tk1a" }}
 service "web" {{ image "{{image}}"; command "sleep 100000"; stop_signal "SIGKILL" }}
+service "worker" {{ image "{{image}}"; command "sleep 100000"; stop_signal "SIGKILL"; restart "unless-stopped" }}
 stage "dev" {{
     server "m1" {{
         provider "sakura-cloud"
         ssh-key "{key}.pub"
         ssh user="ubuntu" port=22 identity="{key}"
     }}
-    service "web"
+    service "web" "worker"
 }}
 "#,
         key = key.display()
@@ -54,7 +55,9 @@ fn a_fresh_server_gets_its_engine_and_the_images_only_this_machine_has() {
     let sim = rig.sim();
     let (p, _keys) = machine_project("machine-fresh", &sim);
 
+    let started = Instant::now();
     let up = p.ok(&["up", "dev"]);
+    eprintln!("first up from nothing (server, disk, boot, engine bootstrap, image copy): {:?}", started.elapsed());
     assert!(up.stdout.contains("+ server m1"), "{}", up.stdout);
     assert!(up.stdout.contains("+ container web"), "{}", up.stdout);
     assert!(up.stderr.contains("waiting for the container engine its startup script installs"), "{}", up.stderr);
@@ -87,6 +90,9 @@ fn a_fresh_server_gets_its_engine_and_the_images_only_this_machine_has() {
     let back = p.ok(&["up", "dev"]);
     assert!(back.stdout.contains("~ server m1: power on"), "{}", back.stdout);
     assert!(!back.stdout.contains("-/+"), "nothing recreated: {}", back.stdout);
+    // A container with a restart policy came back with the machine: recognized, not started again.
+    assert!(!back.stdout.contains("container worker"), "worker is up to date: {}", back.stdout);
+    assert!(back.stdout.contains("~ container web: start"), "web has no restart policy: {}", back.stdout);
     assert_eq!(inside(&rig, id, &["inspect", "-f", "{{.Id}}", &container]), before, "the same container");
     assert_eq!(inside(&rig, id, &["inspect", "-f", "{{.State.Running}}", &container]), "true");
 
