@@ -1,17 +1,28 @@
 #!/usr/bin/env bash
-# Try a remote stage without a Sakura Cloud account: starts fleet-sim (the API) and an sshd on
-# loopback that plays the booted server (it reaches this machine's Docker), then prints what to
-# export. Needs root (sshd), OpenSSH and Docker.
-#   scripts/sim-demo.sh          start, and write .demo/env
-#   scripts/sim-demo.sh stop     stop both
+# Try a remote stage without a Sakura Cloud account: starts fleet-sim (the API), then prints what
+# to export. Needs root, OpenSSH and Docker.
+#   scripts/sim-demo.sh --machines   each server is a real machine: a system container (systemd,
+#                                    sshd, user ubuntu, no engine) that gets its engine from
+#                                    fleet's startup script and its images copied from here
+#   scripts/sim-demo.sh              quicker: an sshd on loopback plays the booted server (it
+#                                    reaches this machine's Docker)
+#   scripts/sim-demo.sh stop         stop the demo and remove its machines
 set -euo pipefail
 cd "$(dirname "$0")/.."
 demo=.demo
+network=fleet-demo
 if [ "${1:-}" = stop ]; then
     for pid in "$demo"/*.pid; do [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null || true; rm -f "$pid"; done
+    for c in $(docker ps -aq --filter label=fleetflow.demo=1); do
+        name=$(docker inspect -f '{{.Name}}' "$c" | tr -d /)
+        docker rm -f -v "$c" >/dev/null; docker volume rm -f "$name-docker" >/dev/null 2>&1 || true
+    done
+    docker network rm "$network" >/dev/null 2>&1 || true
     echo "stopped"
     exit 0
 fi
+machines=false
+[ "${1:-}" = --machines ] && machines=true
 [ "$(id -u)" = 0 ] || { echo "error: run as root (the demo starts sshd)" >&2; exit 1; }
 command -v /usr/sbin/sshd >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null; }
 scripts/build-busybox-image.sh
@@ -36,9 +47,19 @@ StrictModes no
 UsePAM no
 AllowStreamLocalForwarding yes
 CONF
-/usr/sbin/sshd -f "$dir/sshd_config"
-target/debug/fleet-sim --ssh-target "127.0.0.1:$sshd_port" --ssh-port "$server_ssh_port" \
-    --boot-ms 2000 --shutdown-ms 1000 --disk-copy-ms 3000 > "$dir/sim.out" 2> "$dir/sim.log" &
+if $machines; then
+    image=$(scripts/build-server-image.sh)
+    docker network inspect "$network" >/dev/null 2>&1 || docker network create --subnet 172.29.77.0/24 "$network" >/dev/null
+    target/debug/fleet-sim --machine-image "$image" --machine-network "$network" --machine-label fleetflow.demo=1 \
+        --boot-ms 2000 --shutdown-ms 1000 --disk-copy-ms 3000 > "$dir/sim.out" 2> "$dir/sim.log" &
+    user=ubuntu
+    server_ssh_port=22
+else
+    /usr/sbin/sshd -f "$dir/sshd_config"
+    target/debug/fleet-sim --ssh-target "127.0.0.1:$sshd_port" --ssh-port "$server_ssh_port" \
+        --boot-ms 2000 --shutdown-ms 1000 --disk-copy-ms 3000 > "$dir/sim.out" 2> "$dir/sim.log" &
+    user=root
+fi
 echo $! > "$dir/sim.pid"
 for _ in $(seq 50); do grep -q listening "$dir/sim.out" 2>/dev/null && break; sleep 0.1; done
 url=$(sed -n 's/^listening on //p' "$dir/sim.out")
@@ -48,15 +69,15 @@ export SAKURACLOUD_ACCESS_TOKEN_SECRET=sim-secret
 export SAKURACLOUD_API_ROOT_URL=$url/cloud/zone
 export FLEET_SAKURA_POLL_MS=500
 export FLEET_DEMO_KEY=$dir/id
-export FLEET_DEMO_USER=root
+export FLEET_DEMO_USER=$user
 export FLEET_DEMO_SSH_PORT=$server_ssh_port
 ENV
 cat <<MSG
-fleet-sim is serving the Sakura Cloud API on $url, and sshd plays the booted server.
+fleet-sim is serving the Sakura Cloud API on $url$($machines && echo "; servers are machines on docker network $network" || echo ", and sshd plays the booted server").
 Walk the ladder:
   source $demo/env
   fleet=target/debug/fleet; f="-f examples/remote/fleet.kdl"
-  \$fleet \$f up dev                  # creates the server, boots it, waits for SSH, starts the containers
+  \$fleet \$f up dev                  # creates the server, boots it, waits for SSH (and, on machines, the engine), starts the containers
   \$fleet \$f status dev
   \$fleet \$f down dev                # containers stop, the server keeps running
   \$fleet \$f down dev --suspend      # powered off: only the disk is billed
