@@ -654,6 +654,16 @@ impl Reader<'_> {
                 }
             }
             "healthcheck" => svc.healthcheck = self.healthcheck(node),
+            // FleetFlow read `variables` in a stage's service override and silently did nothing with it.
+            "variables" => self.push(
+                ConfigError::new(self.src, node.span(), format!("`variables` in service `{}` is not read", svc.name))
+                    .label("FleetFlow ignored this block")
+                    .help(
+                        "FleetFlow silently ignored `variables` inside a service, so these values never reached the container; \
+                         container variables are set with `environment { KEY \"value\" }`, and `variables` belongs at the \
+                         top level or in a stage (it feeds ${VAR} in this file)",
+                    ),
+            ),
             _ => self.push(unknown_node(self.src, node, &format!("in service `{}`", svc.name), SERVICE_NODES)),
         }
     }

@@ -398,3 +398,15 @@ fn error_dependency_on_another_server_without_a_published_port() {
     let published = text.replace("service \"db\" {}", "service \"db\" { ports { port host=5432 container=5432 } }");
     assert!(Config::from_text(Path::new("/proj/fleet.kdl"), published).unwrap().stage("dev").is_ok());
 }
+
+#[test]
+fn error_variables_inside_a_service_says_fleetflow_ignored_it() {
+    let (msg, loc, help) = stage_error(
+        "service \"db\" { image \"x\" }\nstage \"local\" {\n  service \"db\" {\n    variables { DB_NAME \"app\" }\n  }\n}",
+        "local",
+    );
+    assert_eq!(msg, "`variables` in service `db` is not read");
+    assert_eq!(loc, "/proj/fleet.kdl:4:5");
+    let help = help.unwrap();
+    assert!(help.contains("FleetFlow silently ignored") && help.contains("environment"), "{help}");
+}
