@@ -13,9 +13,7 @@ use support::remote::{Sim, sim_env};
 fn machine_project(test: &str, sim: &Sim) -> (Project, tempfile::TempDir) {
     let keys = tempfile::tempdir().unwrap();
     let key = keys.path().join("id");
-    let made =
-        std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).status();
-    assert!(made.unwrap().success());
+    support::remote::keypair(&key);
     let kdl = format!(
         r#"
 project "{{project}}"
@@ -111,9 +109,7 @@ fn a_stage_across_two_machines_orders_and_reaches_by_name() {
     let sim = rig.sim();
     let keys = tempfile::tempdir().unwrap();
     let key = keys.path().join("id");
-    let made =
-        std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).status();
-    assert!(made.unwrap().success());
+    support::remote::keypair(&key);
     let server = |name: &str, services: &str| {
         format!(
             "server \"{name}\" {{ provider \"sakura-cloud\"; ssh-key \"{k}.pub\"; ssh user=\"ubuntu\" port=22 identity=\"{k}\"; services \"{services}\" }}",
@@ -186,9 +182,7 @@ fn a_brought_host_without_an_engine_or_sudo_gets_the_commands_to_run() {
     let sim = rig.sim();
     let keys = tempfile::tempdir().unwrap();
     let key = keys.path().join("id");
-    let made =
-        std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).status();
-    assert!(made.unwrap().success());
+    support::remote::keypair(&key);
     let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
     // A machine someone made by hand: the user's key, no startup script, so no engine.
     let server = sim.sakura(

@@ -12,6 +12,11 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A new ed25519 key pair at `path` (and `path.pub`), no passphrase.
+pub fn keypair(path: &Path) {
+    run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(path));
+}
+
 fn run(cmd: &mut Command) {
     let out = cmd.output().expect("spawn");
     assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -38,8 +43,8 @@ impl Sshd {
             .expect("sshd is needed for remote tests: apt-get install openssh-server (scripts/test.sh does it)");
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(d.join("host_key")));
-        run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(d.join("id")));
+        keypair(&d.join("host_key"));
+        keypair(&d.join("id"));
         std::fs::copy(d.join("id.pub"), d.join("authorized_keys")).unwrap();
         std::fs::create_dir_all("/run/sshd").ok();
         let config = format!(
@@ -220,10 +225,15 @@ impl Sim {
 
     /// A Sakura Cloud API call as a human's tool would make it (basic auth), returning the body.
     pub fn sakura(&self, method: &str, path: &str, body: &str) -> serde_json::Value {
+        self.sakura_in("is1a", method, path, body)
+    }
+
+    /// The same in a given zone.
+    pub fn sakura_in(&self, zone: &str, method: &str, path: &str, body: &str) -> serde_json::Value {
         use base64::Engine;
         let auth = base64::engine::general_purpose::STANDARD.encode("sim-token:sim-secret");
         let headers = format!("Authorization: Basic {auth}\r\nContent-Type: application/json\r\n");
-        serde_json::from_str(&self.request(method, &format!("/cloud/zone/is1a/api/cloud/1.1/{path}"), &headers, body))
+        serde_json::from_str(&self.request(method, &format!("/cloud/zone/{zone}/api/cloud/1.1/{path}"), &headers, body))
             .unwrap_or_default()
     }
 
