@@ -661,9 +661,7 @@ fn a_stale_host_key_for_a_reused_ip_is_replaced_for_a_server_this_run_created() 
     // An earlier machine at the address the next server gets (127.0.0.10) left its key behind.
     let old = tempfile::tempdir().unwrap();
     let key = old.path().join("k");
-    let keygen =
-        std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).status();
-    assert!(keygen.unwrap().success());
+    support::remote::keypair(&key);
     let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
     let state = p.path().join(".state");
     std::fs::create_dir_all(&state).unwrap();
@@ -691,4 +689,28 @@ fn a_wedged_remote_command_fails_at_its_deadline_naming_it() {
     p.fleet(&["status", "pre"])
         .fails_with(1, &["`docker version --format {{.Server.Version}}` did not finish within 1s 500ms"]);
     assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+}
+
+#[test]
+fn a_duplicate_left_by_a_run_killed_before_its_check_is_removed_by_the_next_up() {
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let mut p = sakura_project("abandoned", &sim, &sshd);
+    p.env.push(("FLEET_DISKLESS_GRACE_MS".into(), "0".into()));
+    p.ok(&["up", "dev"]);
+    let survivor = servers(&sim)[0]["id"].clone();
+    // What a run killed right after its create leaves: a later server with the same tags, no disk, off.
+    let tag = format!("fleetflow:{}:dev:creo-dev-01", p.name);
+    let body = serde_json::json!({"Server": {
+        "Name": "creo-dev-01", "ServerPlan": {"CPU": 4, "MemoryMB": 4096}, "ConnectedSwitches": [{"Scope": "shared"}],
+        "Tags": ["fleetflow", format!("fleetflow:{}:dev", p.name), tag],
+    }});
+    sim.sakura_in("tk1a", "POST", "server", &body.to_string());
+    assert_eq!(server_count(&sim), 2);
+    let up = p.ok(&["up", "dev"]);
+    assert!(up.stderr.contains("a second server with tag"), "{}", up.stderr);
+    assert_eq!(server_count(&sim), 1, "the abandoned duplicate is gone");
+    assert_eq!(servers(&sim)[0]["id"], survivor, "the server in use stays");
+    assert!(up.stdout.contains("up to date"), "{}", up.stdout);
+    p.ok(&["down", "dev", "--destroy", "--yes"]);
 }

@@ -29,6 +29,9 @@ pub struct Machine {
     pub created: Option<String>,
     /// This run created it: whatever host key was known for its (reused) IP is stale.
     pub new_this_run: bool,
+    /// Later servers that carry the same ownership tag (a simultaneous or interrupted first `up`);
+    /// `up` removes the abandoned ones.
+    pub duplicates: usize,
 }
 
 /// Progress from the providers: the typed plan steps as they are done, and plain notes.
@@ -122,6 +125,7 @@ fn host_machine(address: &str) -> Machine {
         disks: Vec::new(),
         created: None,
         new_this_run: false,
+        duplicates: 0,
     }
 }
 

@@ -37,6 +37,13 @@ const SSD_PLAN: u64 = 4;
 /// another run created that is still diskless after this long was left by a killed run.
 const DISKLESS_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 
+fn diskless_grace() -> std::time::Duration {
+    std::env::var("FLEET_DISKLESS_GRACE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(DISKLESS_GRACE, std::time::Duration::from_millis)
+}
+
 /// The engine bootstrap's tag; a new version of the script gets a new tag.
 const BOOTSTRAP_TAG: &str = "fleetflow-engine-bootstrap-v1";
 
@@ -139,6 +146,11 @@ impl SakuraCloud {
     /// between two machines' simultaneous first `up`s, until the later one's creator removes it.
     async fn find(&self, server: &Server, tag: &str) -> Result<Option<Value>> {
         let all = self.find_all(server, tag).await?;
+        Ok(self.earliest(server, tag, all))
+    }
+
+    /// The earliest of the servers carrying `tag`, saying so when there are several.
+    fn earliest(&self, server: &Server, tag: &str, all: Vec<Value>) -> Option<Value> {
         if all.len() > 1 {
             let later: Vec<String> = all[1..].iter().filter_map(|v| id_of(&v["ID"])).collect();
             (self.notes)(InfraEvent::Note(format!(
@@ -148,6 +160,39 @@ impl SakuraCloud {
                 id_of(&all[0]["ID"]).unwrap_or_default(),
                 later.join(", ")
             )));
+        }
+        all.into_iter().next()
+    }
+
+    /// `find` for `up`: a later server with our tag that never got a disk and is off was left by a
+    /// run killed between its create and `keep_one`; nobody uses it (runs go on with the earliest),
+    /// and it bills, so it is removed once it is clearly abandoned.
+    async fn find_and_tidy(&self, server: &Server, tag: &str, progress: &Progress) -> Result<Option<Value>> {
+        let all = self.find_all(server, tag).await?;
+        let zone = spec(server).zone;
+        let now = jiff::Timestamp::now().as_second();
+        for later in all.iter().skip(1) {
+            let m = machine(later);
+            let (created, _) = creation_order(later);
+            let abandoned =
+                m.disks.is_empty() && m.power == Power::Down && now - created >= diskless_grace().as_secs() as i64;
+            let Some(id) = m.id.filter(|_| abandoned) else { continue };
+            progress(InfraEvent::Note(format!(
+                "server {}: removing {id}, a second server with tag {tag} that an interrupted run created and never used",
+                server.name
+            )));
+            match self
+                .api
+                .call(Method::DELETE, zone, &format!("server/{id}"), None, Some(&json!({"WithDisk": []})))
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() || e.outcome_unknown => {}
+                Err(e) => return Err(Self::fail_api(server, zone, "removing an abandoned duplicate", &e)),
+            }
+        }
+        if all.len() > 1 {
+            return self.find(server, tag).await;
         }
         Ok(all.into_iter().next())
     }
@@ -182,7 +227,7 @@ impl SakuraCloud {
         let started = Instant::now();
         loop {
             let current = self.read(server, &survivor_id).await?;
-            if current["Disks"].as_array().is_some_and(|d| !d.is_empty()) || started.elapsed() > DISKLESS_GRACE {
+            if current["Disks"].as_array().is_some_and(|d| !d.is_empty()) || started.elapsed() > diskless_grace() {
                 return Ok(current);
             }
             tokio::time::sleep(self.api.timing.poll).await;
@@ -215,7 +260,9 @@ impl SakuraCloud {
     }
 
     pub async fn observe(&self, server: &Server, tag: &str) -> Result<Option<Machine>> {
-        Ok(self.find(server, tag).await?.map(|v| machine(&v)))
+        let all = self.find_all(server, tag).await?;
+        let duplicates = all.len().saturating_sub(1);
+        Ok(self.earliest(server, tag, all).map(|v| Machine { duplicates, ..machine(&v) }))
     }
 
     async fn read(&self, server: &Server, id: &str) -> Result<Value> {
@@ -227,7 +274,7 @@ impl SakuraCloud {
     pub async fn ensure_up(&self, server: &Server, tag: &str, progress: &Progress) -> Result<Machine> {
         let s = spec(server);
         let mut new_this_run = false;
-        let mut current = match self.find(server, tag).await? {
+        let mut current = match self.find_and_tidy(server, tag, progress).await? {
             Some(v) => v,
             None => {
                 new_this_run = true;
@@ -546,6 +593,7 @@ fn machine(v: &Value) -> Machine {
         disks: v["Disks"].as_array().into_iter().flatten().filter_map(|d| id_of(&d["ID"])).collect(),
         created: v["CreatedAt"].as_str().map(String::from),
         new_this_run: false,
+        duplicates: 0,
     }
 }
 

@@ -205,7 +205,10 @@ async fn converge_stage(
             note_adoption(config, spec, server, m, ui);
         }
         let steps = server_steps(server, found.as_ref());
-        let machine = match (apply, steps.is_empty()) {
+        // A second server with this tag also sends `up` through the provider, which removes it
+        // when it is an interrupted run's leftover.
+        let duplicated = found.as_ref().is_some_and(|m| m.duplicates > 0);
+        let machine = match (apply, steps.is_empty() && !duplicated) {
             (false, _) | (true, true) => found,
             (true, false) => Some(providers.ensure_up(server, &tag, progress).await?),
         };
