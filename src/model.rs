@@ -196,6 +196,9 @@ pub struct Server {
     pub services: Vec<String>,
     /// Names that point at this server.
     pub dns: Option<DnsNames>,
+    /// Where relative bind sources (`./data`) live on this server: fleet copies no files, so
+    /// `./data` on a laptop is `<deploy_path>/data` here (FleetFlow's `deploy-path`).
+    pub deploy_path: String,
 }
 
 /// `dns { hostname "dev"; aliases "api" }`: an A record for the hostname, CNAMEs for the aliases.
@@ -233,11 +236,35 @@ pub enum ServerProvider {
         disk_gb: u32,
         /// e.g. `ubuntu-24.04`, resolved to the zone's public archive by tag.
         os: String,
-        /// Public key installed on the disk at creation.
-        ssh_public_key: std::path::PathBuf,
+        /// Installed for the login user on the disk at creation.
+        ssh_key: SshKey,
+        /// The user's own tags, added to fleet's ownership tags at creation.
+        tags: Vec<String>,
+        /// Startup scripts the user keeps in the account (Notes, by name), run at first boot
+        /// alongside fleet's engine bootstrap.
+        startup_scripts: Vec<StartupScript>,
     },
     /// A machine the user brings: never created, powered or deleted.
     Host { address: String },
+}
+
+/// The public key a new Sakura disk gets.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum SshKey {
+    /// A `.pub` file on this machine, sent inline.
+    File(std::path::PathBuf),
+    /// A key registered in the account (`/sshkey`), by name: FleetFlow's `ssh-key "laptop"`.
+    Account(String),
+}
+
+/// `startup-script "NAME"` with its `init-script-vars`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StartupScript {
+    /// The Note's name in the account.
+    pub name: String,
+    /// Sent as the Note's `Variables` at disk creation.
+    pub variables: Vec<(String, String)>,
 }
 
 impl ServerProvider {

@@ -353,15 +353,17 @@ impl Ui {
             name(&r.spec),
             r.kind
         ));
-        for v in r.spec["services"].as_array().into_iter().flatten() {
-            self.line(format!("service {}:", name(v)));
-            for (k, v) in v.as_object().into_iter().flatten() {
-                let empty = v.is_null()
-                    || v == &serde_json::json!([])
-                    || v == &serde_json::json!({})
-                    || v == &serde_json::json!(false);
-                if k != "name" && !empty {
-                    self.line(format!("  {k}: {v}"));
+        for (kind, key) in [("server", "servers"), ("service", "services")] {
+            for v in r.spec[key].as_array().into_iter().flatten() {
+                self.line(format!("{kind} {}:", name(v)));
+                for (k, v) in v.as_object().into_iter().flatten() {
+                    let empty = v.is_null()
+                        || v == &serde_json::json!([])
+                        || v == &serde_json::json!({})
+                        || v == &serde_json::json!(false);
+                    if k != "name" && !empty {
+                        self.line(format!("  {k}: {v}"));
+                    }
                 }
             }
         }

@@ -169,3 +169,62 @@ stage "local" { service "db" }
     assert!(bad.stderr.contains("line 2 is not KEY=VALUE"), "{}", bad.stderr);
     assert!(!bad.stderr.contains("hunter2"), "{}", bad.stderr);
 }
+
+/// FleetFlow's own files (tests/fixtures/fleetflow-files, copied unchanged from its repository)
+/// validate after the one edit the migration note asks for: `variables` inside a stage's service
+/// override becomes `environment`. Unedited, they fail saying FleetFlow ignored that block.
+#[test]
+fn fleetflow_files_validate_after_the_variables_edit() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fleetflow-files");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.retain(|f| f.extension().is_some_and(|e| e == "kdl"));
+    files.sort();
+    assert_eq!(files.len(), 6, "{files:?}");
+    let mut edited = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let fixed = text.replace("        variables {", "        environment {");
+        let name = file.file_stem().unwrap().to_string_lossy().replace('.', "-");
+        let mut p = Project::new(&name, &fixed);
+        // fleetflow-fleet.kdl reads two secrets from the environment, as FleetFlow did.
+        p.env = vec![("CLOUDFLARE_API_TOKEN".into(), "t".into()), ("CLOUDFLARE_ZONE_ID".into(), "z".into())];
+        let ok = p.fleet(&["validate"]);
+        assert_eq!(ok.code, 0, "{}: {}{}", file.display(), ok.stdout, ok.stderr);
+        assert!(ok.stdout.contains("is valid"), "{}", ok.stdout);
+        if fixed != text {
+            edited += 1;
+            p.write(&text);
+            let bad = p.fleet(&["validate"]);
+            assert_eq!(bad.code, 2, "{}", file.display());
+            assert!(bad.stderr.contains("`variables` in service `db` is not read"), "{}", bad.stderr);
+        }
+    }
+    assert_eq!(edited, 2, "the two project files carry the override FleetFlow ignored");
+}
+
+/// `fleet config` shows FleetFlow's top-level server with what it resolved to.
+#[test]
+fn config_shows_a_fleetflow_server_resolved() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/fleetflow-files/head-ebfa1fc.fleetflow-fleet.kdl"),
+    )
+    .unwrap()
+    .replace("        variables {", "        environment {");
+    let mut p = Project::new("ffconfig", &text);
+    p.env = vec![("CLOUDFLARE_API_TOKEN".into(), "secret-t".into()), ("CLOUDFLARE_ZONE_ID".into(), "z".into())];
+    let out = p.ok(&["config", "live", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let server = &v["servers"][0];
+    assert_eq!(server["name"], "fleetflow-cp");
+    let provider = &server["provider"];
+    assert_eq!(
+        (provider["zone"].as_str(), provider["core"].as_u64(), provider["memory_gb"].as_u64()),
+        (Some("tk1a"), Some(2), Some(4))
+    );
+    assert_eq!((provider["disk_gb"].as_u64(), provider["os"].as_str()), (Some(40), Some("debian")));
+    assert_eq!(provider["ssh_key"]["account"], "mito-mac.local");
+    assert_eq!(provider["startup_scripts"][0]["name"], "fleetflow-docker-setup");
+    assert_eq!(provider["tags"][0], "fleetflow:cp");
+    assert!(!out.stdout.contains("secret-t"), "secrets stay masked");
+}

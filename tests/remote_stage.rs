@@ -121,7 +121,9 @@ fn busy_api_is_retried_and_exactly_one_server_is_made() {
     sim.fault(r#"{"busy": 3}"#);
     p.ok(&["up", "dev"]);
     assert_eq!(server_count(&sim), 1);
-    assert_eq!(sim.requests()["POST /server"], 4, "three 503 busy answers, then the create");
+    // The disk's inputs (the engine startup script) are made before the server: the first write.
+    assert_eq!(sim.requests()["POST /note"], 4, "three 503 busy answers, then the create");
+    assert_eq!(sim.requests()["POST /server"], 1);
     p.ok(&["down", "dev", "--destroy", "--yes"]);
 }
 
@@ -713,4 +715,67 @@ fn a_duplicate_left_by_a_run_killed_before_its_check_is_removed_by_the_next_up()
     assert_eq!(servers(&sim)[0]["id"], survivor, "the server in use stays");
     assert!(up.stdout.contains("up to date"), "{}", up.stdout);
     p.ok(&["down", "dev", "--destroy", "--yes"]);
+}
+
+/// FleetFlow's layout: a top-level `provider` block and server, an `ssh-key` naming a key
+/// registered in the account, a `startup-script` naming a Note (with its variables), user tags.
+/// A key name the account lacks stops `up` before any server exists.
+#[test]
+fn fleetflow_layout_uses_account_key_and_named_startup_script() {
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let public_key = std::fs::read_to_string(sshd.public_key()).unwrap();
+    let key = serde_json::json!({"SSHKey": {"Name": "laptop.local", "PublicKey": public_key.trim()}});
+    assert!(sim.sakura("POST", "sshkey", &key.to_string())["SSHKey"]["ID"].is_string());
+    let note = serde_json::json!({"Note": {"Name": "team-setup", "Class": "shell", "Content": "#!/bin/sh\necho level @@@LEVEL@@@\n"}});
+    assert!(sim.sakura("POST", "note", &note.to_string())["Note"]["ID"].is_string());
+    let kdl = |key_name: &str| {
+        format!(
+            r#"
+project "{{project}}"
+provider "sakura-cloud" {{
+    zone "tk1a"
+}}
+server "cp" {{
+    provider "sakura-cloud"
+    plan "2core-4gb"
+    disk-size 40
+    os "debian"
+    ssh-key "{key_name}"
+    tags "fleetflow:cp"
+    startup-script "team-setup"
+    init-script-vars {{ LEVEL "two"; }}
+    ssh user="root" port={port} identity="{identity}"
+}}
+service "db" {{ image "{{image}}"; command "sleep 100000"; stop_signal "SIGKILL"; }}
+stage "live" {{
+    server "cp"
+    service "db"
+}}
+"#,
+            port = sim.ssh_port,
+            identity = sshd.identity().display(),
+        )
+    };
+    let mut p = Project::new("fflayout", &kdl("nobody.local"));
+    p.env = sim_env(&sim);
+    let missing = p.fleet(&["up", "live"]);
+    assert_ne!(missing.code, 0);
+    assert!(missing.stderr.contains("the account has no SSH key named `nobody.local`"), "{}", missing.stderr);
+    assert_eq!(servers(&sim).len(), 0, "nothing is created before the disk's inputs resolve");
+
+    p.write(&kdl("laptop.local"));
+    let up = p.ok(&["up", "live"]);
+    assert!(up.stdout.contains("+ server cp (sakura-cloud tk1a, 2 cores, 4 GB, 40 GB ssd, debian)"), "{}", up.stdout);
+    let server = &servers(&sim)[0];
+    let tags: Vec<&str> = server["tags"].as_array().unwrap().iter().filter_map(|t| t.as_str()).collect();
+    assert!(tags.contains(&"fleetflow:cp"), "{tags:?}");
+    assert_eq!(server["disk_config"]["ssh_keys"], serde_json::json!([public_key.trim()]));
+    let scripts = server["disk_config"]["scripts"].as_array().unwrap();
+    let names: Vec<&str> = scripts.iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(names, ["fleetflow-engine-bootstrap", "team-setup"]);
+    assert!(scripts[1]["content"].as_str().unwrap().contains("echo level two"));
+    assert_eq!(p.inspect("live", "db", "{{.State.Running}}").as_deref(), Some("true"));
+    p.ok(&["down", "live", "--destroy", "--yes"]);
+    assert_eq!(servers(&sim).len(), 0);
 }

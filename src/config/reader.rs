@@ -10,7 +10,7 @@ use miette::SourceSpan;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-const TOP_LEVEL: &[&str] = &["project", "variables", "service", "stage", "providers", "server"];
+const TOP_LEVEL: &[&str] = &["project", "variables", "service", "stage", "providers", "provider", "server"];
 const STAGE_NODES: &[&str] = &["service", "variables", "protect", "server"];
 const SERVICE_NODES: &[&str] = &[
     "image",
@@ -227,9 +227,31 @@ pub fn read_stage(config: &Config, stage: &str) -> std::result::Result<(StageSpe
             _ => r.push(unknown_node(r.src, node, &format!("in stage `{stage}`"), STAGE_NODES)),
         }
     }
+    place_relative_binds(&mut spec, &config.dir);
     spec.sensitive.extend(r.vars.used_sensitive());
     spec.sensitive.append(&mut r.env_file_values);
     if r.errors.is_empty() { Ok((spec, spans)) } else { Err(r.errors) }
+}
+
+/// On a server, `./data` means the server's deploy path, not this machine's project directory:
+/// fleet copies no files, and the laptop's path means nothing there.
+fn place_relative_binds(spec: &mut StageSpec, dir: &Path) {
+    let project_dir = normalize(dir);
+    let placement: Vec<(String, String)> = spec
+        .servers
+        .iter()
+        .flat_map(|server| spec.services_on(server).into_iter().map(|s| (s.name.clone(), server.deploy_path.clone())))
+        .collect();
+    for (service, deploy_path) in placement {
+        let Some(svc) = spec.services.iter_mut().find(|s| s.name == service) else { continue };
+        for v in &mut svc.volumes {
+            if let VolumeSource::Bind { path } = &mut v.source
+                && let Ok(rel) = path.strip_prefix(&project_dir)
+            {
+                *path = Path::new(&deploy_path).join(rel);
+            }
+        }
+    }
 }
 
 pub(super) fn children(node: &KdlNode) -> impl Iterator<Item = &KdlNode> {
@@ -485,7 +507,7 @@ impl Reader<'_> {
     }
 
     /// `{ KEY "value" }` blocks; scalars become strings (`PORT 8080` → "8080").
-    fn key_values(&mut self, node: &KdlNode, interpolated: bool) -> Vec<(String, String)> {
+    pub(super) fn key_values(&mut self, node: &KdlNode, interpolated: bool) -> Vec<(String, String)> {
         self.check_props(node, &[]);
         let mut out = Vec::new();
         for child in children(node) {

@@ -3,12 +3,41 @@
 use super::Config;
 use super::diagnostic::{ConfigError, suggest};
 use super::reader::{Reader, children, normalize, unknown_node};
-use crate::model::{DnsNames, DnsProvider, Server, ServerProvider, SshSettings};
+use crate::model::{DnsNames, DnsProvider, Server, ServerProvider, SshKey, SshSettings, StartupScript};
 use kdl::{KdlNode, KdlValue};
 use std::path::PathBuf;
 
-const SERVER_NODES: &[&str] =
-    &["provider", "plan", "disk", "disk-size", "ssh-key", "ssh", "address", "services", "dns"];
+const SERVER_NODES: &[&str] = &[
+    "provider",
+    "plan",
+    "disk",
+    "disk-size",
+    "os",
+    "ssh-key",
+    "ssh",
+    "address",
+    "services",
+    "dns",
+    "dns-aliases",
+    "tags",
+    "startup-script",
+    "init-script-vars",
+    "deploy-path",
+];
+
+/// FleetFlow's other spellings of server children (its parser accepted them all).
+fn canonical(name: &str) -> &str {
+    match name {
+        "disk_size" => "disk-size",
+        "archive" => "os",
+        "ssh_keys" | "ssh-keys" | "ssh_key" => "ssh-key",
+        "startup_script" | "init_script" | "init-script" => "startup-script",
+        "init_script_vars" => "init-script-vars",
+        "dns_alias" | "dns_aliases" | "dns-alias" => "dns-aliases",
+        "deploy_path" => "deploy-path",
+        other => other,
+    }
+}
 const PROVIDERS: &[&str] = &["sakura-cloud", "cloudflare", "sakura-dns"];
 const DEFAULT_OS: &str = "ubuntu-24.04";
 const DEFAULT_SSH_KEY: &str = "~/.ssh/id_ed25519.pub";
@@ -54,8 +83,13 @@ impl Reader<'_> {
         let mut ssh = SshSettings { user: String::new(), port: 22, identity: None };
         let mut services = Vec::new();
         let mut dns = None;
+        let mut dns_aliases: Option<(Vec<String>, miette::SourceSpan)> = None;
+        let mut tags = Vec::new();
+        let mut scripts: Vec<String> = Vec::new();
+        let mut script_vars = Vec::new();
+        let mut deploy_path = None;
         for child in children(node) {
-            match child.name().value() {
+            match canonical(child.name().value()) {
                 "provider" => {
                     let span = child.span();
                     provider_name = self.one_string(child).map(|p| (p, span));
@@ -75,7 +109,49 @@ impl Reader<'_> {
                         disk_gb = self.integer(e, 20, 4096, "disk size (GB)").map_or(disk_gb, |v| v as u32);
                     }
                 }
-                "ssh-key" => ssh_key = self.one_string(child).map(|p| self.path(&p)),
+                "os" => os = self.one_string(child).unwrap_or(os),
+                "ssh-key" => ssh_key = self.one_string(child).map(|k| self.ssh_key(&k)),
+                "tags" => {
+                    self.check_props(child, &[]);
+                    for e in self.args(child) {
+                        let Some(t) = self.string(e) else { continue };
+                        // fleet finds its servers by `fleetflow:<project>:<stage>[:<server>]`.
+                        if t == "fleetflow" || t.matches(':').count() >= 2 && t.starts_with("fleetflow:") {
+                            self.push(
+                                ConfigError::new(
+                                    self.src,
+                                    e.span(),
+                                    format!("tag `{t}` is one fleet uses to find its servers"),
+                                )
+                                .help("choose another tag; fleet adds its own ownership tags itself"),
+                            );
+                        } else {
+                            tags.push(t);
+                        }
+                    }
+                }
+                "startup-script" => {
+                    self.check_props(child, &[]);
+                    scripts.extend(self.args(child).into_iter().filter_map(|e| self.string(e)));
+                }
+                "init-script-vars" => script_vars = self.key_values(child, true),
+                "dns-aliases" => {
+                    self.check_props(child, &[]);
+                    let names = self.args(child).into_iter().filter_map(|e| self.string(e)).collect();
+                    dns_aliases = Some((names, child.span()));
+                }
+                "deploy-path" => {
+                    if let Some(p) = self.one_string(child) {
+                        if p.starts_with('/') {
+                            deploy_path = Some(p.trim_end_matches('/').to_string());
+                        } else {
+                            self.error(
+                                child.span(),
+                                format!("deploy-path `{p}` must be an absolute path on the server"),
+                            );
+                        }
+                    }
+                }
                 "ssh" => {
                     self.check_props(child, &["user", "port", "identity"]);
                     if let Some(e) = self.prop(child, "user") {
@@ -97,6 +173,7 @@ impl Reader<'_> {
                 _ => self.push(unknown_node(self.src, child, &format!("in server `{name}`"), SERVER_NODES)),
             }
         }
+        let (tags_empty, scripts_empty) = (tags.is_empty(), scripts.is_empty());
         let provider = match provider_name.as_ref().map(|(p, s)| (p.as_str(), *s)) {
             Some(("host", span)) => {
                 let Some(address) = address else {
@@ -119,7 +196,12 @@ impl Reader<'_> {
                     memory_gb,
                     disk_gb,
                     os,
-                    ssh_public_key: ssh_key.unwrap_or_else(|| self.path(DEFAULT_SSH_KEY)),
+                    ssh_key: ssh_key.unwrap_or_else(|| SshKey::File(self.path(DEFAULT_SSH_KEY))),
+                    tags,
+                    startup_scripts: scripts
+                        .into_iter()
+                        .map(|name| StartupScript { name, variables: script_vars.clone() })
+                        .collect(),
                 }
             }
             Some((other, span)) => {
@@ -139,6 +221,25 @@ impl Reader<'_> {
                 return None;
             }
         };
+        if let ServerProvider::Host { .. } = provider {
+            let sakura_only = [("tags", !tags_empty), ("startup-script", !scripts_empty)];
+            for (what, set) in sakura_only {
+                if set {
+                    self.error(
+                        node.span(),
+                        format!(
+                            "server `{name}` uses provider \"host\": `{what}` applies only to servers fleet creates"
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some((aliases, span)) = dns_aliases {
+            match &mut dns {
+                Some(DnsNames { aliases: existing, .. }) => existing.extend(aliases),
+                None => dns = self.dns_names(config, name, span, name.to_string(), aliases),
+            }
+        }
         if ssh.user.is_empty() {
             // Sakura's public Ubuntu archives log in as `ubuntu`; a brought host as root.
             ssh.user = match &provider {
@@ -146,7 +247,8 @@ impl Reader<'_> {
                 _ => "root".into(),
             };
         }
-        Some(Server { name: name.to_string(), provider, ssh, services, dns })
+        let deploy_path = deploy_path.unwrap_or_else(|| format!("/srv/fleet/{}", config.project));
+        Some(Server { name: name.to_string(), provider, ssh, services, dns, deploy_path })
     }
 
     /// `plan core=4 memory=8` or FleetFlow's `plan "4core-8gb"`, within what any plan offers.
@@ -185,10 +287,10 @@ impl Reader<'_> {
         self.zone_of(config, "sakura-cloud")
     }
 
-    /// The `zone` of one entry of `providers { … }`, in property or block form.
+    /// The `zone` of a provider: `providers { sakura-cloud zone="tk1a" }` or FleetFlow's top-level
+    /// `provider "sakura-cloud" { zone "tk1a" }`.
     fn zone_of(&mut self, config: &Config, provider: &str) -> Option<String> {
-        let providers = config.doc.nodes().iter().find(|n| n.name().value() == "providers")?;
-        let node = children(providers).find(|n| n.name().value() == provider)?;
+        let node = provider_nodes(config).find(|(name, _)| *name == provider)?.1;
         if let Some(e) = self.prop(node, "zone") {
             return self.string(e);
         }
@@ -215,6 +317,18 @@ impl Reader<'_> {
             self.error(node.span(), format!("`dns` of server `{server}` needs a `hostname`"));
             return None;
         };
+        self.dns_names(config, server, node.span(), hostname, aliases)
+    }
+
+    /// Names in the zone of the one declared DNS provider.
+    fn dns_names(
+        &mut self,
+        config: &Config,
+        server: &str,
+        span: miette::SourceSpan,
+        hostname: String,
+        aliases: Vec<String>,
+    ) -> Option<DnsNames> {
         let declared = [("cloudflare", DnsProvider::Cloudflare), ("sakura-dns", DnsProvider::SakuraDns)]
             .into_iter()
             .filter_map(|(name, provider)| Some((provider, self.zone_of(config, name)?)))
@@ -223,26 +337,32 @@ impl Reader<'_> {
             [one] => one.clone(),
             [] => {
                 self.push(
-                    ConfigError::new(
-                        self.src,
-                        node.span(),
-                        format!("server `{server}` has DNS names but no DNS provider is declared"),
-                    )
-                    .help(
-                        "declare one: providers { cloudflare zone=\"example.com\" } or sakura-dns zone=\"example.com\"",
-                    ),
+                    ConfigError::new(self.src, span, format!("server `{server}` has DNS names but no DNS zone is declared"))
+                        .help(
+                            "declare one: providers { cloudflare zone=\"example.com\" } or provider \"cloudflare\" { zone \"example.com\" }",
+                        ),
                 );
                 return None;
             }
             _ => {
                 self.push(
-                    ConfigError::new(self.src, node.span(), "both cloudflare and sakura-dns are declared")
+                    ConfigError::new(self.src, span, "both cloudflare and sakura-dns are declared with a zone")
                         .help("declare the one DNS provider that serves the zone"),
                 );
                 return None;
             }
         };
         Some(DnsNames { provider, zone, hostname, aliases })
+    }
+
+    /// `ssh-key "~/.ssh/id.pub"` is a file here; `ssh-key "laptop"` (FleetFlow's form) names a key
+    /// registered in the account.
+    fn ssh_key(&self, key: &str) -> SshKey {
+        if key.contains('/') || key.ends_with(".pub") || key.starts_with('~') {
+            SshKey::File(self.path(key))
+        } else {
+            SshKey::Account(key.to_string())
+        }
     }
 
     /// `~/x` and paths relative to the project directory.
@@ -254,7 +374,19 @@ impl Reader<'_> {
     }
 }
 
-/// Checks `providers { … }` once, at load.
+/// Every provider declaration with its name: the entries of `providers { … }` and the top-level
+/// `provider "NAME" { … }` nodes, one model behind both spellings.
+fn provider_nodes(config: &Config) -> impl Iterator<Item = (&str, &KdlNode)> {
+    config.doc.nodes().iter().flat_map(|n| match n.name().value() {
+        "providers" => children(n).map(|p| (p.name().value(), p)).collect::<Vec<_>>(),
+        "provider" => {
+            n.entries().first().and_then(|e| e.value().as_string()).map(|name| (name, n)).into_iter().collect()
+        }
+        _ => Vec::new(),
+    })
+}
+
+/// Checks the provider declarations once, at load.
 pub(super) fn check_providers(config: &Config) -> Vec<ConfigError> {
     let src = &config.source;
     let mut errors = Vec::new();
@@ -272,9 +404,50 @@ pub(super) fn check_providers(config: &Config) -> Vec<ConfigError> {
                     );
                 }
             }
+            check_zone_block(src, p, &mut errors);
         }
     }
+    let mut seen = std::collections::HashSet::new();
+    for p in config.doc.nodes().iter().filter(|n| n.name().value() == "provider") {
+        let name = match p.entries() {
+            [e] if e.name().is_none() => e.value().as_string(),
+            _ => None,
+        };
+        let Some(name) = name else {
+            errors.push(
+                ConfigError::new(src, p.span(), "`provider` takes the provider's name")
+                    .help("provider \"sakura-cloud\" { zone \"tk1a\" }"),
+            );
+            continue;
+        };
+        if !PROVIDERS.contains(&name) {
+            let mut err = ConfigError::new(src, p.entries()[0].span(), format!("unknown provider `{name}`"));
+            err = err.help(
+                suggest(name, PROVIDERS.iter().copied())
+                    .unwrap_or_else(|| format!("expected one of: {}", PROVIDERS.join(", "))),
+            );
+            errors.push(err);
+        }
+        if !seen.insert(name) {
+            errors.push(ConfigError::new(src, p.span(), format!("provider `{name}` is declared twice")));
+        }
+        check_zone_block(src, p, &mut errors);
+    }
     errors
+}
+
+/// The children of a provider block: only `zone "…"`.
+fn check_zone_block(src: &super::diagnostic::SourceFile, p: &KdlNode, errors: &mut Vec<ConfigError>) {
+    for child in children(p) {
+        let ok = child.name().value() == "zone"
+            && matches!(child.entries(), [e] if e.name().is_none() && matches!(e.value(), KdlValue::String(_)));
+        if !ok {
+            errors.push(
+                ConfigError::new(src, child.span(), "a provider block holds only `zone \"…\"`")
+                    .help("provider \"sakura-cloud\" { zone \"tk1a\" }"),
+            );
+        }
+    }
 }
 
 /// Sakura's largest plans are well inside these; beyond them a number is a typo.

@@ -293,7 +293,9 @@ fn reads_servers_by_reference_and_inline() {
             memory_gb: 8,
             disk_gb: 100,
             os: "ubuntu-24.04".into(),
-            ssh_public_key: "/proj/keys/id.pub".into(),
+            ssh_key: crate::model::SshKey::File("/proj/keys/id.pub".into()),
+            tags: vec![],
+            startup_scripts: vec![],
         }
     );
     assert_eq!((s.ssh.user.as_str(), s.ssh.port), ("ubuntu", 2222));
@@ -303,6 +305,80 @@ fn reads_servers_by_reference_and_inline() {
     assert_eq!(pre.servers[0].ssh.user, "root");
     let on_db: Vec<&str> = pre.services_on(&pre.servers[1]).iter().map(|s| s.name.as_str()).collect();
     assert_eq!(on_db, ["db"]);
+}
+
+/// FleetFlow's layout (top-level `provider` blocks, its server children and spellings) and
+/// fleet's own resolve to one and the same stage.
+#[test]
+fn fleetflow_layout_and_fleet_layout_resolve_alike() {
+    let fleetflow = r#"
+project "shop"
+provider "sakura-cloud" { zone "tk1a"; }
+provider "cloudflare" { zone "example.com"; }
+server "cp" {
+    provider "sakura-cloud"
+    plan "2core-4gb"
+    disk_size 40
+    archive "debian"
+    ssh_keys "laptop"
+    tags "team:web"
+    init_script "docker-setup"
+    init-script-vars { LEVEL "2"; }
+    dns_aliases "console"
+    deploy_path "/opt/shop"
+}
+service "db" { image "postgres"; volumes { volume "./data" "/data"; }; }
+stage "live" { server "cp"; service "db"; }
+"#;
+    let fleet = r#"
+project "shop"
+providers { sakura-cloud zone="tk1a"; cloudflare zone="example.com"; }
+stage "live" {
+    server "cp" {
+        provider "sakura-cloud"
+        plan core=2 memory=4
+        disk size=40 os="debian"
+        ssh-key "laptop"
+        tags "team:web"
+        startup-script "docker-setup"
+        init-script-vars { LEVEL "2"; }
+        dns { hostname "cp"; aliases "console"; }
+        deploy-path "/opt/shop/"
+    }
+    service "db"
+}
+service "db" { image "postgres"; volumes { volume "./data" "/data"; }; }
+"#;
+    let a = load(fleetflow).stage("live").unwrap();
+    let b = load(fleet).stage("live").unwrap();
+    assert_eq!(a.servers, b.servers);
+    assert_eq!(a.services, b.services);
+    let s = &a.servers[0];
+    let crate::model::ServerProvider::SakuraCloud { ssh_key, startup_scripts, tags, os, .. } = &s.provider else {
+        panic!("{:?}", s.provider)
+    };
+    assert_eq!(ssh_key, &crate::model::SshKey::Account("laptop".into()));
+    assert_eq!(startup_scripts[0].name, "docker-setup");
+    assert_eq!(startup_scripts[0].variables, [("LEVEL".to_string(), "2".to_string())]);
+    assert_eq!((tags.as_slice(), os.as_str()), (&["team:web".to_string()][..], "debian"));
+    assert_eq!(s.dns.as_ref().unwrap().aliases, ["console"]);
+    // `./data` on the server is under its deploy path, not this machine's project directory.
+    assert_eq!(a.services[0].volumes[0].source, VolumeSource::Bind { path: "/opt/shop/data".into() });
+}
+
+#[test]
+fn error_provider_blocks_and_fleet_owned_tags() {
+    let (msg, loc, _) = stage_error("provider \"sakura-cloud\" { region \"tk1a\" }\nstage \"dev\" {}", "dev");
+    assert_eq!((msg.as_str(), loc.as_str()), ("a provider block holds only `zone \"…\"`", "/proj/fleet.kdl:1:27"));
+    let (msg, _, help) = stage_error("provider \"sakura-clod\" { zone \"tk1a\" }\nstage \"dev\" {}", "dev");
+    assert_eq!(msg, "unknown provider `sakura-clod`");
+    assert!(help.unwrap().contains("sakura-cloud"));
+    let text = REMOTE.replace("plan \"4core-8gb\"", "plan \"4core-8gb\"; tags \"fleetflow:shop:dev\"");
+    let (msg, _, _) = stage_error(&text, "dev");
+    assert_eq!(msg, "tag `fleetflow:shop:dev` is one fleet uses to find its servers");
+    let text = REMOTE.replace("address \"203.0.113.6\";", "address \"203.0.113.6\"; startup-script \"x\";");
+    let (msg, _, _) = stage_error(&text, "pre");
+    assert_eq!(msg, "server `db-1` uses provider \"host\": `startup-script` applies only to servers fleet creates");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use super::sakura_http::{ApiError, SakuraApi, id_of};
 use super::{InfraEvent, Machine, Power, Progress};
 use crate::error::{Error, Result};
-use crate::model::{Server, ServerProvider};
+use crate::model::{Server, ServerProvider, SshKey, StartupScript};
 use crate::plan::InfraAction;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -17,18 +17,30 @@ struct Spec<'a> {
     memory_gb: u32,
     disk_gb: u32,
     os: &'a str,
-    ssh_public_key: &'a std::path::Path,
+    ssh_key: &'a SshKey,
+    tags: &'a [String],
+    startup_scripts: &'a [StartupScript],
 }
 
 fn spec(server: &Server) -> Spec<'_> {
     match &server.provider {
-        ServerProvider::SakuraCloud { zone, core, memory_gb, disk_gb, os, ssh_public_key } => {
-            Spec { zone, core: *core, memory_gb: *memory_gb, disk_gb: *disk_gb, os, ssh_public_key }
+        ServerProvider::SakuraCloud { zone, core, memory_gb, disk_gb, os, ssh_key, tags, startup_scripts } => {
+            Spec { zone, core: *core, memory_gb: *memory_gb, disk_gb: *disk_gb, os, ssh_key, tags, startup_scripts }
         }
         ServerProvider::Host { .. } => {
             unreachable!("the host provider never reaches the Sakura client")
         }
     }
+}
+
+/// What a new disk is made from, resolved before the server is created so that a wrong key or
+/// script name stops `up` before anything is billed.
+struct DiskInputs {
+    archive: String,
+    /// `{"PublicKey": …}` or `{"ID": …}` of an account key.
+    ssh_key: Value,
+    /// `Config.Notes`: fleet's engine bootstrap first, then the user's scripts.
+    notes: Vec<Value>,
 }
 
 /// Disk plan 4 is SSD (2 is HDD).
@@ -70,6 +82,17 @@ echo "fleetflow bootstrap done"
 
 /// `fleetflow:<project>:<stage>` from a server's `fleetflow:<project>:<stage>:<server>`: every
 /// server of a stage carries it, so one find lists them all.
+/// fleet's ownership tags, then the user's own.
+fn server_tags(user: &[String], tag: &str) -> Vec<String> {
+    let mut tags = vec!["fleetflow".to_string(), stage_tag(tag), tag.to_string()];
+    for t in user {
+        if !tags.contains(t) {
+            tags.push(t.clone());
+        }
+    }
+    tags
+}
+
 fn stage_tag(server_tag: &str) -> String {
     server_tag.rsplit_once(':').map_or(server_tag, |(stage, _)| stage).to_string()
 }
@@ -274,7 +297,13 @@ impl SakuraCloud {
     pub async fn ensure_up(&self, server: &Server, tag: &str, progress: &Progress) -> Result<Machine> {
         let s = spec(server);
         let mut new_this_run = false;
-        let mut current = match self.find_and_tidy(server, tag, progress).await? {
+        let found = self.find_and_tidy(server, tag, progress).await?;
+        let diskless = |v: &Value| v["Disks"].as_array().is_none_or(Vec::is_empty);
+        let mut inputs = match &found {
+            Some(v) if !diskless(v) => None,
+            _ => Some(self.disk_inputs(server).await?),
+        };
+        let mut current = match found {
             Some(v) => v,
             None => {
                 new_this_run = true;
@@ -285,8 +314,12 @@ impl SakuraCloud {
         };
         let id = id_of(&current["ID"])
             .ok_or_else(|| Self::fail(server, s.zone, "reading", "the API returned a server without an ID"))?;
-        if current["Disks"].as_array().is_none_or(Vec::is_empty) {
-            self.create_disk(server, &id, tag, progress).await?;
+        if diskless(&current) {
+            let inputs = match inputs.take() {
+                Some(i) => i,
+                None => self.disk_inputs(server).await?,
+            };
+            self.create_disk(server, &id, tag, inputs, progress).await?;
             current = self.read(server, &id).await?;
         }
         if machine(&current).power != Power::Up {
@@ -313,7 +346,7 @@ impl SakuraCloud {
         let body = json!({"Server": {
             "Name": server.name,
             "Description": "managed by fleet",
-            "Tags": ["fleetflow", stage_tag(tag), tag],
+            "Tags": server_tags(s.tags, tag),
             "ServerPlan": {"CPU": s.core, "MemoryMB": s.memory_gb * 1024, "Commitment": "standard"},
             "ConnectedSwitches": [{"Scope": "shared"}],
             "InterfaceDriver": "virtio",
@@ -347,27 +380,103 @@ impl SakuraCloud {
         }
     }
 
-    /// A disk from the zone's public archive, with the SSH key and host name, then the copy wait.
-    async fn create_disk(&self, server: &Server, server_id: &str, tag: &str, progress: &Progress) -> Result<()> {
+    /// The archive, the key and the startup scripts of a new disk, each looked up once.
+    async fn disk_inputs(&self, server: &Server) -> Result<DiskInputs> {
         let s = spec(server);
-        let key = std::fs::read_to_string(s.ssh_public_key).map_err(|e| {
-            Error::failed_help(
-                format!("server {}: cannot read the SSH public key {}: {e}", server.name, s.ssh_public_key.display()),
-                "set `ssh-key \"path/to/key.pub\"` in the server block (it is installed on the new disk)",
-            )
-        })?;
+        let ssh_key = match s.ssh_key {
+            SshKey::File(path) => {
+                let key = std::fs::read_to_string(path).map_err(|e| {
+                    Error::failed_help(
+                        format!("server {}: cannot read the SSH public key {}: {e}", server.name, path.display()),
+                        "set `ssh-key \"path/to/key.pub\"` in the server block (it is installed on the new disk)",
+                    )
+                })?;
+                json!({"PublicKey": key.trim()})
+            }
+            SshKey::Account(name) => json!({"ID": self.account_key(server, name).await?}),
+        };
         let archive = self.archive(server).await?;
-        let bootstrap = self.bootstrap_note(server).await?;
+        let mut notes = vec![json!({"ID": self.bootstrap_note(server).await?})];
+        for script in s.startup_scripts {
+            let id = self.named_note(server, &script.name).await?;
+            let vars: serde_json::Map<String, Value> =
+                script.variables.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+            notes.push(if vars.is_empty() { json!({"ID": id}) } else { json!({"ID": id, "Variables": vars}) });
+        }
+        Ok(DiskInputs { archive, ssh_key, notes })
+    }
+
+    /// A key registered in the account, by its exact name.
+    async fn account_key(&self, server: &Server, name: &str) -> Result<String> {
+        let query = json!({"Count": 1000, "Filter": {"Name": [name]}});
+        let found = self.call(server, "finding its SSH key", Method::GET, "sshkey", Some(&query), None).await?;
+        let hits: Vec<&Value> = found["SSHKeys"]
+            .as_array()
+            .map(|keys| keys.iter().filter(|k| k["Name"].as_str() == Some(name)).collect())
+            .unwrap_or_default();
+        match hits.as_slice() {
+            [one] => id_of(&one["ID"]).ok_or_else(|| {
+                Self::fail(server, spec(server).zone, "finding its SSH key", "the answer carries a key without an ID")
+            }),
+            [] => Err(Error::failed_help(
+                format!("server {}: the account has no SSH key named `{name}`", server.name),
+                "register it (Sakura control panel → SSH keys, or `usacloud ssh-key create`), or name a file: ssh-key \"~/.ssh/id_ed25519.pub\"",
+            )),
+            _ => Err(Error::failed_help(
+                format!("server {}: the account has {} SSH keys named `{name}`", server.name, hits.len()),
+                "rename one so the name says which key to install",
+            )),
+        }
+    }
+
+    /// A startup script (Note) the user keeps in the account, by its exact name.
+    async fn named_note(&self, server: &Server, name: &str) -> Result<String> {
+        let query = json!({"Count": 1000, "Filter": {"Name": [name]}});
+        let found = self.call(server, "finding its startup script", Method::GET, "note", Some(&query), None).await?;
+        let hits: Vec<&Value> = found["Notes"]
+            .as_array()
+            .map(|notes| notes.iter().filter(|n| n["Name"].as_str() == Some(name)).collect())
+            .unwrap_or_default();
+        match hits.as_slice() {
+            [one] => id_of(&one["ID"]).ok_or_else(|| {
+                Self::fail(
+                    server,
+                    spec(server).zone,
+                    "finding its startup script",
+                    "the answer carries a note without an ID",
+                )
+            }),
+            [] => Err(Error::failed_help(
+                format!("server {}: the account has no startup script named `{name}`", server.name),
+                "create it in the control panel (Startup scripts) or remove `startup-script`; fleet installs the engine itself",
+            )),
+            _ => Err(Error::failed_help(
+                format!("server {}: the account has {} startup scripts named `{name}`", server.name, hits.len()),
+                "rename one so the name says which script to run",
+            )),
+        }
+    }
+
+    /// A disk from the zone's public archive, with the SSH key and host name, then the copy wait.
+    async fn create_disk(
+        &self,
+        server: &Server,
+        server_id: &str,
+        tag: &str,
+        inputs: DiskInputs,
+        progress: &Progress,
+    ) -> Result<()> {
+        let s = spec(server);
         let body = json!({
             "Disk": {
                 "Name": server.name, "Tags": ["fleetflow", stage_tag(tag), tag], "Plan": {"ID": SSD_PLAN},
                 "SizeMB": s.disk_gb * 1024, "Connection": "virtio",
-                "SourceArchive": {"ID": archive}, "Server": {"ID": server_id},
+                "SourceArchive": {"ID": inputs.archive}, "Server": {"ID": server_id},
             },
             "Config": {
-                "HostName": server.name, "SSHKeys": [{"PublicKey": key.trim()}], "DisablePWAuth": true, "Background": true,
+                "HostName": server.name, "SSHKeys": [inputs.ssh_key], "DisablePWAuth": true, "Background": true,
                 // Run as root at first boot: the engine arrives without the login user needing sudo.
-                "Notes": [{"ID": bootstrap}],
+                "Notes": inputs.notes,
             },
             // fleet boots explicitly, so its retries and timeouts stay in its own hands.
             "BootAtAvailable": false,
@@ -443,15 +552,21 @@ impl SakuraCloud {
         })
     }
 
-    /// The zone's public archive for `ubuntu-24.04` etc.: tag `<os>-latest`. IDs change, never hard-code.
+    /// The zone's public archive: `ubuntu-24.04` → tag `ubuntu-24.04-latest`; a bare distribution
+    /// (`debian`, FleetFlow's form) → its current stable release. IDs change, never hard-code.
     async fn archive(&self, server: &Server) -> Result<String> {
         let s = spec(server);
-        let query = json!({"Filter": {"Tags.Name": [[format!("{}-latest", s.os)]]}});
+        let tags = if s.os.contains('-') {
+            json!([format!("{}-latest", s.os)])
+        } else {
+            json!(["current-stable", format!("distro-{}", s.os)])
+        };
+        let query = json!({"Filter": {"Tags.Name": [tags], "Scope": ["shared"]}});
         let found = self.call(server, "finding the OS archive", Method::GET, "archive", Some(&query), None).await?;
         found["Archives"].as_array().and_then(|a| a.first()).and_then(|a| id_of(&a["ID"])).ok_or_else(|| {
             Error::failed_help(
-                format!("server {}: zone {} has no public archive tagged {}-latest", server.name, s.zone, s.os),
-                "use an os such as ubuntu-24.04, ubuntu-22.04 or debian-12",
+                format!("server {}: zone {} has no public archive for os `{}`", server.name, s.zone, s.os),
+                "use an os such as ubuntu-24.04, ubuntu-22.04, debian-12, ubuntu or debian",
             )
         })
     }

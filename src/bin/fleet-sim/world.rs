@@ -94,6 +94,13 @@ struct Server {
     disk_config: DiskConfig,
 }
 
+/// A key registered in the account (`POST /sshkey`), global like notes.
+struct AccountKey {
+    id: u64,
+    name: String,
+    public_key: String,
+}
+
 /// A startup script.
 struct Note {
     id: u64,
@@ -154,6 +161,7 @@ pub struct World {
     proxies: HashMap<u64, tokio::task::JoinHandle<()>>,
     /// Startup scripts (`POST /note`), global like Sakura's.
     notes: BTreeMap<u64, Note>,
+    ssh_keys: BTreeMap<u64, AccountKey>,
     /// Machine mode asks the engine about guests at most this often.
     last_machine_check: Instant,
     pub cloudflare: crate::cloudflare::Cloudflare,
@@ -170,7 +178,7 @@ const ARCHIVES: [(&str, &[&str]); 3] = [
         "Ubuntu Server 22.04 LTS 64bit",
         &["arch-64bit", "distro-ubuntu", "distro-ver-22.04", "os-linux", "ubuntu-22.04-latest"],
     ),
-    ("Debian GNU/Linux 12 64bit", &["arch-64bit", "distro-debian", "os-linux", "debian-12-latest"]),
+    ("Debian GNU/Linux 12 64bit", &["arch-64bit", "current-stable", "distro-debian", "os-linux", "debian-12-latest"]),
 ];
 
 type Reply = (StatusCode, Value);
@@ -204,6 +212,7 @@ impl World {
             dns_zones: Vec::new(),
             proxies: HashMap::new(),
             notes: BTreeMap::new(),
+            ssh_keys: BTreeMap::new(),
             last_machine_check: Instant::now(),
         };
         for name in w.settings.sakura_dns_zones.clone() {
@@ -359,6 +368,10 @@ impl World {
         json!({
             "servers": self.servers.values().map(|s| json!({
                 "id": s.id, "name": s.name, "tags": s.tags, "power": format!("{:?}", s.power), "ip": s.ip.map(|i| i.to_string()), "disks": s.disks,
+                "disk_config": {
+                    "ssh_keys": s.disk_config.ssh_keys,
+                    "scripts": s.disk_config.scripts.iter().map(|(name, content)| json!({"name": name, "content": content})).collect::<Vec<_>>(),
+                },
             })).collect::<Vec<_>>(),
             "disks": self.disks.values().map(|d| json!({"id": d.id, "server": d.server, "state": format!("{:?}", d.state)})).collect::<Vec<_>>(),
             "dns": self.cloudflare.snapshot(),
@@ -434,6 +447,8 @@ impl World {
             ("POST", ["note"]) => self.create_note(&body, numbers),
             ("GET", ["note"]) => self.find_notes(query.as_deref(), numbers),
             ("GET", ["note", _]) => self.read_note(id, numbers),
+            ("POST", ["sshkey"]) => self.create_ssh_key(&body, numbers),
+            ("GET", ["sshkey"]) => self.find_ssh_keys(query.as_deref(), numbers),
             ("GET", ["disk", _]) => self.read_disk(id, &zone, numbers),
             ("DELETE", ["disk", _]) => self.delete_disk(id, &zone),
             ("GET", ["commonserviceitem"]) => self.find_dns(query.as_deref(), numbers),
@@ -681,14 +696,30 @@ impl World {
             archive,
             state: DiskState::Migrating(Instant::now() + self.settings.disk_copy, fail),
         };
+        let mut ssh_keys = Vec::new();
+        for k in config["SSHKeys"].as_array().into_iter().flatten() {
+            // `{PublicKey}` inline, or `{ID}` of a key registered in the account.
+            let key = match (k["PublicKey"].as_str(), lenient_id(&k["ID"])) {
+                (Some(inline), _) => inline.to_string(),
+                (None, Some(id)) => match self.ssh_keys.get(&id) {
+                    Some(k) => k.public_key.clone(),
+                    None => {
+                        return Err(error(StatusCode::BAD_REQUEST, "bad_request", "Config.SSHKeys[].ID names no key"));
+                    }
+                },
+                (None, None) => {
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        "Config.SSHKeys[] needs ID or PublicKey",
+                    ));
+                }
+            };
+            ssh_keys.push(key);
+        }
         let mut disk_config = DiskConfig {
             host_name: config["HostName"].as_str().map(String::from),
-            ssh_keys: config["SSHKeys"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|k| k["PublicKey"].as_str().map(String::from))
-                .collect(),
+            ssh_keys,
             password: config["Password"].as_str().map(String::from),
             scripts: Vec::new(),
         };
@@ -697,7 +728,12 @@ impl World {
             let Some(note) = note else {
                 return Err(error(StatusCode::BAD_REQUEST, "bad_request", "Config.Notes[].ID names no note"));
             };
-            disk_config.scripts.push((note.name.clone(), note.content.clone()));
+            // Sakura fills `@@@NAME@@@` in the script from the disk's `Variables`.
+            let mut content = note.content.clone();
+            for (k, v) in n["Variables"].as_object().into_iter().flatten() {
+                content = content.replace(&format!("@@@{k}@@@"), v.as_str().unwrap_or_default());
+            }
+            disk_config.scripts.push((note.name.clone(), content));
         }
         let ip = match &self.settings.machines {
             Some(m) => m.address(self.next_ip),
@@ -742,6 +778,36 @@ impl World {
         let json = Self::note_json(&note, numbers);
         self.notes.insert(id, note);
         Ok((StatusCode::CREATED, json!({"Note": json, "Success": true, "is_ok": true})))
+    }
+
+    fn create_ssh_key(&mut self, body: &Value, numbers: bool) -> Result<Reply, Reply> {
+        let k = &body["SSHKey"];
+        let (Some(name), Some(public_key)) = (k["Name"].as_str(), k["PublicKey"].as_str()) else {
+            return Err(error(StatusCode::BAD_REQUEST, "bad_request", "SSHKey.Name and SSHKey.PublicKey are required"));
+        };
+        if !public_key.starts_with("ssh-") && !public_key.starts_with("ecdsa-") {
+            return Err(error(StatusCode::BAD_REQUEST, "bad_request", "SSHKey.PublicKey is not an OpenSSH public key"));
+        }
+        let id = self.id();
+        let key = AccountKey { id, name: name.into(), public_key: public_key.trim().into() };
+        let json = Self::ssh_key_json(&key, numbers);
+        self.ssh_keys.insert(id, key);
+        Ok((StatusCode::CREATED, json!({"SSHKey": json, "Success": true, "is_ok": true})))
+    }
+
+    fn find_ssh_keys(&self, query: Option<&str>, numbers: bool) -> Result<Reply, Reply> {
+        let q = parse_query(query)?;
+        let found = self
+            .ssh_keys
+            .values()
+            .filter(|k| matches(&q, &k.name, &[]))
+            .map(|k| Self::ssh_key_json(k, numbers))
+            .collect();
+        Ok(page(&q, found, "SSHKeys"))
+    }
+
+    fn ssh_key_json(k: &AccountKey, numbers: bool) -> Value {
+        json!({"ID": Self::id_value(k.id, numbers), "Name": k.name, "PublicKey": k.public_key, "Fingerprint": "sim"})
     }
 
     fn find_notes(&self, query: Option<&str>, numbers: bool) -> Result<Reply, Reply> {
