@@ -161,8 +161,8 @@ impl Ui {
             Event::Pulling { image } => ui.note(format!("pulling {image}…")),
             Event::Pulled { image } => ui.note(format!("pulled {image}")),
             Event::Copying { image, bytes, to } => ui.note(format!(
-                "copying image {image} ({:.1} MB) from this machine to {to} (it cannot be pulled there)…",
-                bytes as f64 / 1_000_000.0
+                "copying image {image} ({}) from this machine to {to} (it cannot be pulled there)…",
+                human_bytes(bytes.max(0) as u64)
             )),
             Event::Copied { image } => ui.note(format!("copied {image}")),
             Event::Warning(w) => ui.warn(w),
@@ -370,9 +370,26 @@ impl Ui {
     }
 }
 
+/// `1.9 MB`, `221.0 MB`, `1.2 GB`: decimal units, as `docker images` prints them.
+pub fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1_000_000_000 => format!("{:.1} GB", b as f64 / 1e9),
+        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        b => format!("{:.1} kB", b as f64 / 1e3),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_like_docker_images() {
+        assert_eq!(human_bytes(1_980_000), "2.0 MB");
+        assert_eq!(human_bytes(221_000_000), "221.0 MB");
+        assert_eq!(human_bytes(1_234_000_000), "1.2 GB");
+        assert_eq!(human_bytes(512), "0.5 kB");
+    }
 
     #[test]
     fn durations_read_like_docker() {

@@ -70,6 +70,33 @@ fn a_fresh_server_gets_its_engine_and_the_images_only_this_machine_has() {
     assert!(again.stdout.contains("up to date"), "{}", again.stdout);
     assert!(!again.stderr.contains("copying image"), "{}", again.stderr);
 
+    // An image only this machine has, new to the server: the plan names it with its size and
+    // copies nothing; up copies it.
+    let tag = format!("fleetflow-test/busybox:plan-{}", std::process::id());
+    let tagged = std::process::Command::new("docker").args(["tag", "fleetflow-test/busybox:latest", &tag]).status();
+    assert!(tagged.unwrap().success());
+    let kdl = std::fs::read_to_string(p.path().join("fleet.kdl")).unwrap();
+    std::fs::write(
+        p.path().join("fleet.kdl"),
+        kdl.replace(
+            "fleetflow-test/busybox:latest\"; command \"sleep 100000\"; stop_signal \"SIGKILL\" }",
+            &format!("{tag}\"; command \"sleep 100000\"; stop_signal \"SIGKILL\" }}"),
+        ),
+    )
+    .unwrap();
+    let plan = p.fleet(&["up", "dev", "--dry-run"]);
+    assert_eq!(plan.code, 2, "changes pending: {}", plan.stderr);
+    assert!(plan.stdout.contains(&format!("+ image {tag} on m1: copied from this machine (")), "{}", plan.stdout);
+    assert!(plan.stdout.contains(" MB)"), "{}", plan.stdout);
+    assert!(!plan.stderr.contains("copying image"), "a plan copies nothing: {}", plan.stderr);
+    assert!(inside(&rig, id, &["image", "inspect", "-f", "{{.Id}}", &tag]).is_empty(), "not on the server yet");
+    let copied = p.ok(&["up", "dev"]);
+    assert!(copied.stderr.contains(&format!("copying image {tag}")), "{}", copied.stderr);
+    assert!(!inside(&rig, id, &["image", "inspect", "-f", "{{.Id}}", &tag]).is_empty());
+    let _ = std::process::Command::new("docker").args(["rmi", &tag]).output();
+    std::fs::write(p.path().join("fleet.kdl"), kdl).unwrap();
+    p.ok(&["up", "dev"]);
+
     // The guest powers itself off: status says so, up boots it and nothing is recreated.
     let before = inside(&rig, id, &["inspect", "-f", "{{.Id}}", &container]);
     let off = std::process::Command::new("docker").args(["exec", &rig.container(id), "systemctl", "poweroff"]).status();
@@ -229,4 +256,40 @@ fn a_brought_host_without_an_engine_or_sudo_gets_the_commands_to_run() {
     );
     // Nothing was installed, and read-only commands say so without trying.
     p.fleet(&["status", "pre"]).fails_with(1, &["no container engine answers there", "this command changes nothing"]);
+}
+
+/// `up` killed (SIGKILL) while it waits for the engine the startup script installs, then while
+/// it copies an image, each followed by another `up`: one server, one container per service.
+#[test]
+fn up_killed_during_the_bootstrap_and_the_image_copy_converges_on_the_next_run() {
+    let rig = MachineRig::new("kill");
+    let sim = rig.sim();
+    let (p, _keys) = machine_project("machine-kill", &sim);
+    let log = p.path().join("up.log");
+    let kill_when = |marker: &str| {
+        let file = std::fs::File::create(&log).unwrap();
+        let mut child = p.cmd(&["up", "dev"]).stdout(std::process::Stdio::null()).stderr(file).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while !std::fs::read_to_string(&log).unwrap_or_default().contains(marker) {
+            assert!(Instant::now() < deadline, "`{marker}` never came");
+            assert!(child.try_wait().unwrap().is_none(), "up ended before `{marker}`");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    };
+    kill_when("waiting for the container engine its startup script installs");
+    // The next run finds the same server; the kill may land before the image copy or during it.
+    kill_when("copying image fleetflow-test/busybox:latest");
+    let up = p.ok(&["up", "dev"]);
+    let servers = sim.state()["servers"].as_array().unwrap().len();
+    assert_eq!(servers, 1, "one server per declaration: {:?}", sim.state());
+    assert_eq!(sim.requests()["POST /server"], 1, "created once: {}", up.stdout);
+    let id = server_id(&sim);
+    let names = inside(&rig, id, &["ps", "-a", "--format", "{{.Names}}"]);
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort();
+    assert_eq!(names, [p.container("dev", "web"), p.container("dev", "worker")], "no duplicate container");
+    assert!(p.ok(&["up", "dev"]).stdout.contains("up to date"));
+    p.ok(&["down", "dev", "--destroy", "--yes"]);
 }

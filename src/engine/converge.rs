@@ -69,16 +69,33 @@ pub enum Event {
 
 pub type Events = Arc<dyn Fn(Event) + Send + Sync>;
 
+/// What `resolve_images` found: the id per image, and (dry runs) what would be copied.
+#[derive(Debug, Default)]
+pub struct ResolvedImages {
+    pub ids: BTreeMap<String, String>,
+    pub copies: Vec<ImageCopy>,
+}
+
+/// An image this engine lacks that its image source has.
+#[derive(Debug, Clone)]
+pub struct ImageCopy {
+    pub image: String,
+    pub bytes: u64,
+    /// It came from a registry (it has a digest): the server may pull it itself.
+    pub pull_first: bool,
+}
+
 impl Engine {
     /// The image id each service runs, pulling where policy says. With `dry_run` nothing is pulled
-    /// and a missing image maps to an empty id (the plan then shows a create or a recreate).
+    /// and a missing image maps to an empty id (the plan then shows a create or a recreate), and
+    /// the images the image source would supply are listed with their sizes.
     pub async fn resolve_images(
         &self,
         spec: &StageSpec,
         pull: PullPolicy,
         dry_run: bool,
         events: &Events,
-    ) -> Result<BTreeMap<String, String>> {
+    ) -> Result<ResolvedImages> {
         let mut images: Vec<&str> = spec.services.iter().map(|s| s.image.as_str()).collect();
         images.sort();
         images.dedup();
@@ -87,8 +104,18 @@ impl Engine {
                 self.pull_or_copy(image, events).await?;
             }
             match self.docker.inspect_image(image).await {
-                Ok(i) => Ok((image.to_string(), i.id.unwrap_or_default())),
-                Err(e) if is_not_found(&e) && dry_run => Ok((image.to_string(), String::new())),
+                Ok(i) => Ok((image.to_string(), i.id.unwrap_or_default(), None)),
+                Err(e) if is_not_found(&e) && dry_run => {
+                    let copy = match &self.image_source {
+                        Some(source) => source.docker.inspect_image(image).await.ok().map(|local| ImageCopy {
+                            image: image.to_string(),
+                            bytes: local.size.unwrap_or(0).max(0) as u64,
+                            pull_first: local.repo_digests.is_some_and(|d| !d.is_empty()),
+                        }),
+                        None => None,
+                    };
+                    Ok((image.to_string(), String::new(), copy))
+                }
                 Err(e) if is_not_found(&e) => {
                     self.pull_or_copy(image, events).await?;
                     let i = self
@@ -96,12 +123,18 @@ impl Engine {
                         .inspect_image(image)
                         .await
                         .map_err(|e| Error::engine(format!("image {image}"), e))?;
-                    Ok((image.to_string(), i.id.unwrap_or_default()))
+                    Ok((image.to_string(), i.id.unwrap_or_default(), None))
                 }
                 Err(e) => Err(Error::engine(format!("image {image}"), e)),
             }
         });
-        futures_util::future::try_join_all(lookups).await.map(|v| v.into_iter().collect())
+        let found = futures_util::future::try_join_all(lookups).await?;
+        let mut resolved = ResolvedImages::default();
+        for (image, id, copy) in found {
+            resolved.ids.insert(image, id);
+            resolved.copies.extend(copy);
+        }
+        Ok(resolved)
     }
 
     /// A pull, and when that fails, a copy from the image source when it has the image.

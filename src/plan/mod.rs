@@ -143,6 +143,14 @@ pub enum InfraAction {
         name: String,
         kind: String,
     },
+    /// An image the server lacks and this machine has: `up` pulls it there when `pull_first`
+    /// (it came from a registry), and copies it over SSH otherwise or when the pull fails.
+    CopyImage {
+        server: String,
+        image: String,
+        bytes: u64,
+        pull_first: bool,
+    },
 }
 
 /// What a plan step does, for the summary and the colour of its line.
@@ -157,7 +165,9 @@ pub enum ChangeKind {
 impl InfraAction {
     pub fn kind(&self) -> ChangeKind {
         match self {
-            InfraAction::CreateServer { .. } | InfraAction::CreateRecord { .. } => ChangeKind::Add,
+            InfraAction::CreateServer { .. } | InfraAction::CreateRecord { .. } | InfraAction::CopyImage { .. } => {
+                ChangeKind::Add
+            }
             InfraAction::PowerOn { .. } | InfraAction::PowerOff { .. } | InfraAction::UpdateRecord { .. } => {
                 ChangeKind::Change
             }

@@ -37,6 +37,13 @@ pub fn render_infra(action: &InfraAction) -> String {
             format!("~ dns {name} {kind} → {content} (was {from})")
         }
         InfraAction::DeleteRecord { name, kind } => format!("- dns {name} {kind}"),
+        InfraAction::CopyImage { server, image, bytes, pull_first } => {
+            let size = crate::ui::human_bytes(*bytes);
+            match pull_first {
+                true => format!("+ image {image} on {server}: pulled there, else copied from this machine ({size})"),
+                false => format!("+ image {image} on {server}: copied from this machine ({size})"),
+            }
+        }
     }
 }
 

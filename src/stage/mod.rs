@@ -74,8 +74,9 @@ pub async fn plan_up(
     ui: &Ui,
 ) -> Result<(Plan, plan::ObservedStage, std::collections::BTreeMap<String, String>)> {
     let events = ui.events();
-    let (images, mut observed) =
+    let (resolved, mut observed) =
         futures_util::try_join!(engine.resolve_images(spec, opts.pull, opts.dry_run, &events), engine.observe(spec))?;
+    let images = resolved.ids;
     let desired: Vec<Desired> = spec
         .services
         .iter()
@@ -104,7 +105,16 @@ pub async fn plan_up(
         observed.volumes.len(),
         spec.name
     ));
-    let plan = plan::plan_up(spec, &desired, &observed, opts.remove_orphans, opts.force_recreate);
+    let mut plan = plan::plan_up(spec, &desired, &observed, opts.remove_orphans, opts.force_recreate);
+    // Only a remote part of a stage has an image source; its spec names its one server.
+    if let Some(server) = spec.servers.first() {
+        plan.infra.extend(resolved.copies.into_iter().map(|c| plan::InfraAction::CopyImage {
+            server: server.name.clone(),
+            image: c.image,
+            bytes: c.bytes,
+            pull_first: c.pull_first,
+        }));
+    }
     Ok((plan, observed, images))
 }
 

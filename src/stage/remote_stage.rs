@@ -34,6 +34,9 @@ struct Connected {
 enum Reach {
     /// Read-only: a server that is already up answers within a short wait.
     Observe,
+    /// `up --dry-run`: read-only, and this machine's images are looked at (never sent) so the
+    /// plan can say which would be copied.
+    Plan,
     /// `up`: the server may have just been created or powered on (a cloud server's boot time),
     /// and a missing engine is installed.
     Converge,
@@ -49,7 +52,8 @@ async fn reach(config: &Config, server: &Server, machine: &Machine, ui: &Ui, mod
     let fresh = booting && matches!(server.provider, ServerProvider::SakuraCloud { .. });
     let known_hosts = known_hosts_file(&config.project);
     let mut host = ssh::connect(server, address, &known_hosts, fresh).await?;
-    if mode == Reach::Observe {
+    // Only `up` installs an engine; a plan reports its absence like status does.
+    if mode != Reach::Converge {
         if let Err(e) = host.check_docker(server).await {
             host.close().await;
             return Err(e);
@@ -63,7 +67,7 @@ async fn reach(config: &Config, server: &Server, machine: &Machine, ui: &Ui, mod
     let mut engine = host.engine().await?;
     // Images only this machine has (no registry, a private or locally built image) are copied;
     // only `up` copies, so read-only commands do not touch this machine's engine.
-    if mode == Reach::Converge
+    if mode != Reach::Observe
         && let Ok(local) = Engine::connect_local().await
     {
         engine = engine.with_image_source(local);
@@ -222,7 +226,7 @@ async fn converge_stage(
             if let (true, Some(ip)) = (m.new_this_run, &m.ip) {
                 ssh::forget_host(&known_hosts_file(&config.project), ip, server.ssh.port);
             }
-            let mode = if apply { Reach::Converge } else { Reach::Observe };
+            let mode = if apply { Reach::Converge } else { Reach::Plan };
             held.conns.push(reach(config, server, m, ui, mode).await?);
             if i == 0 && apply {
                 let purpose = format!("up {}", spec.name);
@@ -264,8 +268,10 @@ async fn converge_stage(
         match result {
             Ok(plan) => {
                 if show {
+                    plan.infra.iter().for_each(|a| ui.line(crate::ui::infra_line(a)));
                     plan.actions.iter().for_each(|a| ui.line(crate::ui::action_line(a)));
                 }
+                total.infra.extend(plan.infra);
                 total.actions.extend(plan.actions);
                 total.orphans.extend(plan.orphans);
             }
