@@ -70,6 +70,36 @@ pub struct ServerStatus {
     pub memory_gb: Option<u32>,
     /// Each DNS record with what the zone holds.
     pub dns: Vec<String>,
+    /// What it costs now and on the other rungs; None for a server fleet does not bill.
+    pub cost: Option<RungCosts>,
+    /// Auto-suspend as the server reports it (a remote stage with `auto_suspend`).
+    pub auto_suspend: Option<String>,
+}
+
+/// Monthly list prices in yen of one server or a whole stage on each rung of the ladder.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct RungCosts {
+    /// `running`, `suspended` or `destroyed`: where it is now (a stage: the sum of its servers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rung: Option<&'static str>,
+    pub now_monthly: u64,
+    pub running_monthly: u64,
+    /// Disks only.
+    pub suspended_monthly: u64,
+    pub destroyed_monthly: u64,
+}
+
+/// The stage's cost, with where the prices came from, or why they are unknown.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageCost {
+    pub currency: &'static str,
+    /// Always list prices: contracts and discounts are not in the price list.
+    pub basis: &'static str,
+    pub price_list_at: Option<String>,
+    #[serde(flatten)]
+    pub total: Option<RungCosts>,
+    /// Set when the price list could not be read; status still works.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -82,6 +112,9 @@ pub struct StatusReport {
     pub status: String,
     pub servers: Vec<ServerStatus>,
     pub services: Vec<ServiceStatus>,
+    /// Remote stages on a cloud that bills: what the stage costs per rung.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<StageCost>,
 }
 
 /// One container row of `ps`.

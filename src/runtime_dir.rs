@@ -93,3 +93,15 @@ mod tests {
         assert!(ensure_private(&link).unwrap_err().to_string().contains("not a directory"));
     }
 }
+
+/// Files fleet keeps between runs that are caches or trust, never the truth about a stage: known
+/// host keys, the price list.
+pub fn state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("FLEET_STATE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME") {
+        return PathBuf::from(dir).join("fleetflow");
+    }
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir).join(".local/state/fleetflow")
+}

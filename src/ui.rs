@@ -291,6 +291,25 @@ impl Ui {
                 for record in &s.dns {
                     self.line(format!("    DNS: {record}"));
                 }
+                if let Some(c) = &s.cost {
+                    self.line(format!("    Cost: {}", rung_line(c)));
+                }
+                if let Some(a) = &s.auto_suspend {
+                    self.line(format!("    Auto-suspend: {a}"));
+                }
+            }
+        }
+        if let Some(cost) = &r.cost {
+            match (&cost.total, &cost.error) {
+                (Some(t), _) => self.line(format!(
+                    "Cost: {} (now {}/month; {}{})",
+                    rung_line(t),
+                    yen(t.now_monthly),
+                    cost.basis,
+                    cost.price_list_at.as_ref().map(|at| format!(", price list of {at}")).unwrap_or_default()
+                )),
+                (None, Some(e)) => self.line(format!("Cost: unknown (the price list could not be read: {e})")),
+                (None, None) => {}
             }
         }
         self.line("Services:");
@@ -370,6 +389,32 @@ impl Ui {
     }
 }
 
+/// `running ¥4,180/month · suspended ¥880/month (disks) · destroyed ¥0`, the current rung marked.
+fn rung_line(c: &crate::report::RungCosts) -> String {
+    let mark = |rung: &str| if c.rung == Some(rung) { " (now)" } else { "" };
+    format!(
+        "running {}/month{} · suspended {}/month (disks){} · destroyed ¥0{}",
+        yen(c.running_monthly),
+        mark("running"),
+        yen(c.suspended_monthly),
+        mark("suspended"),
+        mark("destroyed")
+    )
+}
+
+/// `¥4,180`.
+pub fn yen(amount: u64) -> String {
+    let digits = amount.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    format!("¥{out}")
+}
+
 /// `1.9 MB`, `221.0 MB`, `1.2 GB`: decimal units, as `docker images` prints them.
 pub fn human_bytes(bytes: u64) -> String {
     match bytes {
@@ -382,6 +427,14 @@ pub fn human_bytes(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn yen_has_thousands_separators() {
+        assert_eq!(yen(0), "¥0");
+        assert_eq!(yen(880), "¥880");
+        assert_eq!(yen(4180), "¥4,180");
+        assert_eq!(yen(1_234_567), "¥1,234,567");
+    }
 
     #[test]
     fn sizes_read_like_docker_images() {

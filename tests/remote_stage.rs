@@ -779,3 +779,52 @@ stage "live" {{
     p.ok(&["down", "live", "--destroy", "--yes"]);
     assert_eq!(servers(&sim).len(), 0);
 }
+
+/// `status` prices every rung from Sakura's price list (fleet-sim's fixture prices: a core
+/// ¥1,100, a GB of memory ¥660, a GB of SSD ¥22 per month), the plan says what a new server adds,
+/// the list is cached (a second status is one request), and an unreadable list is said, not fatal.
+#[test]
+fn status_and_plan_tell_what_each_rung_costs() {
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let p = sakura_project("cost", &sim, &sshd);
+    // 4 cores + 4 GB = ¥7,040; a 100 GB SSD ¥2,200.
+    let plan = p.fleet(&["up", "dev", "--dry-run"]);
+    assert_eq!(plan.code, 2, "{}", plan.stderr);
+    assert!(plan.stdout.contains("adds ¥9,240/month while running, ¥2,200/month suspended"), "{}", plan.stdout);
+    assert_eq!(sim.requests().get("GET /public/price"), Some(&1));
+
+    p.ok(&["up", "dev"]);
+    let before = sim.requests().values().sum::<u64>();
+    let st = p.ok(&["status", "dev"]);
+    assert_eq!(sim.requests().values().sum::<u64>() - before, 1, "cached prices: status is one request");
+    assert!(
+        st.stdout.contains("Cost: running ¥9,240/month (now) · suspended ¥2,200/month (disks) · destroyed ¥0"),
+        "{}",
+        st.stdout
+    );
+    assert!(st.stdout.contains("list prices before discounts"), "{}", st.stdout);
+    let json: serde_json::Value = serde_json::from_str(&p.ok(&["status", "dev", "--format", "json"]).stdout).unwrap();
+    assert_eq!(json["cost"]["now_monthly"], 9240);
+    assert_eq!(json["cost"]["suspended_monthly"], 2200);
+    assert_eq!(json["servers"][0]["cost"]["rung"], "running");
+
+    p.ok(&["down", "dev", "--suspend"]);
+    let json: serde_json::Value = serde_json::from_str(&p.ok(&["status", "dev", "--format", "json"]).stdout).unwrap();
+    assert_eq!(
+        (json["cost"]["now_monthly"].as_u64(), json["servers"][0]["cost"]["rung"].as_str()),
+        (Some(2200), Some("suspended"))
+    );
+
+    // The price list down (and no cache): status still reports, and says why the cost is unknown.
+    std::fs::remove_file(p.path().join(".state/sakura-prices-tk1a.json")).unwrap();
+    sim.fault(r#"{"prices_down": true}"#);
+    let st = p.ok(&["status", "dev"]);
+    assert!(st.stdout.contains("Cost: unknown (the price list could not be read"), "{}", st.stdout);
+    assert!(st.stdout.contains("Status: suspended"), "{}", st.stdout);
+    sim.fault(r#"{"prices_down": false, "prices_garbled": true}"#);
+    let st = p.ok(&["status", "dev"]);
+    assert!(st.stdout.contains("Cost: unknown"), "garbage with a 200 is no price: {}", st.stdout);
+
+    p.ok(&["down", "dev", "--destroy", "--yes"]);
+}

@@ -2,6 +2,7 @@
 //! `sakura` creates, powers and deletes servers; `host` is a machine the user brings.
 
 pub mod sakura_http;
+pub mod sakura_prices;
 pub mod sakura_servers;
 
 use crate::error::{Error, Result};
@@ -106,12 +107,55 @@ impl Providers {
         }
     }
 
+    /// What each rung of the ladder costs this server per month at list prices: None for a
+    /// server fleet does not bill (a brought host). Prices are read once per zone per run.
+    pub async fn costs(
+        &self,
+        servers: &[(&Server, Option<&Machine>)],
+    ) -> Vec<Option<std::result::Result<ServerCost, String>>> {
+        let mut books: std::collections::HashMap<String, std::result::Result<sakura_prices::PriceBook, String>> =
+            Default::default();
+        let mut out = Vec::new();
+        for (server, machine) in servers {
+            let ServerProvider::SakuraCloud { zone, core, memory_gb, disk_gb, .. } = &server.provider else {
+                out.push(None);
+                continue;
+            };
+            if !books.contains_key(zone) {
+                books.insert(zone.clone(), sakura_prices::price_book(self.sakura().api(), zone).await);
+            }
+            // The plan it really has when it exists; the declared one when it is to be created.
+            let cores = machine.and_then(|m| m.cpu).unwrap_or(*core);
+            let memory = machine.and_then(|m| m.memory_gb).unwrap_or(*memory_gb);
+            let cost = books[zone].clone().and_then(|book| {
+                let disk =
+                    book.disk_monthly(*disk_gb).ok_or(format!("no list price for a {disk_gb} GB SSD in {zone}"))?;
+                let plan = book
+                    .server_monthly(cores, memory)
+                    .ok_or(format!("no list price for {cores} cores / {memory} GB in {zone}"))?;
+                Ok(ServerCost { running: plan + disk, suspended: disk, price_list_at: book.responded_at.clone() })
+            });
+            out.push(Some(cost));
+        }
+        out
+    }
+
     pub async fn destroy(&self, server: &Server, tag: &str, progress: &Progress) -> Result<Option<Machine>> {
         match &server.provider {
             ServerProvider::SakuraCloud { .. } => self.sakura().destroy(server, tag, progress).await,
             ServerProvider::Host { .. } => Err(refused(server, "--destroy")),
         }
     }
+}
+
+/// Monthly list prices (yen) of one server on the rungs of the ladder; destroyed costs nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerCost {
+    /// Server plan and disk.
+    pub running: u64,
+    /// Disks only: a stopped server is not billed.
+    pub suspended: u64,
+    pub price_list_at: String,
 }
 
 /// A brought host is always "up" as far as fleet knows; SSH tells the rest.

@@ -113,6 +113,10 @@ pub struct SakuraCloud {
 }
 
 impl SakuraCloud {
+    pub fn api(&self) -> &SakuraApi {
+        &self.api
+    }
+
     pub fn from_env(progress: &Progress) -> Result<Self> {
         let mut api = SakuraApi::from_env()?;
         let notes = progress.clone();

@@ -38,17 +38,7 @@ fn env_ms(var: &str) -> Option<Duration> {
 /// Where fleet keeps the host keys of a project's servers (cloud IPs are reused, so
 /// they are kept apart from ~/.ssh/known_hosts and forgotten when a server is destroyed).
 pub fn known_hosts_file(project: &str) -> PathBuf {
-    state_dir().join(format!("{project}.known_hosts"))
-}
-
-fn state_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("FLEET_STATE_DIR") {
-        return PathBuf::from(dir);
-    }
-    if let Some(dir) = std::env::var_os("XDG_STATE_HOME") {
-        return PathBuf::from(dir).join("fleetflow");
-    }
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir).join(".local/state/fleetflow")
+    crate::runtime_dir::state_dir().join(format!("{project}.known_hosts"))
 }
 
 /// An open SSH connection to one server, and the directory of its forwarded socket.

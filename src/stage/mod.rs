@@ -296,6 +296,7 @@ pub(crate) fn status_report(
         status: status.to_string(),
         servers,
         services: rows,
+        cost: None,
     }
 }
 

@@ -218,6 +218,19 @@ async fn converge_stage(
         };
         if show {
             steps.iter().for_each(|a| ui.line(crate::ui::infra_line(a)));
+            if steps.iter().any(|a| matches!(a, InfraAction::CreateServer { .. })) {
+                ui.line(match providers.costs(&[(server, None)]).await.pop().flatten() {
+                    Some(Ok(c)) => format!(
+                        "    adds {}/month while running, {}/month suspended (list prices before discounts)",
+                        crate::ui::yen(c.running),
+                        crate::ui::yen(c.suspended)
+                    ),
+                    Some(Err(e)) => {
+                        format!("    adds an unknown amount per month (the price list could not be read: {e})")
+                    }
+                    None => String::new(),
+                });
+            }
         }
         total.infra.extend(steps);
         let running = machine.as_ref().filter(|m| m.power == Power::Up);
@@ -567,6 +580,8 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
             dns: zones
                 .describe(&config.project, &spec.name, server, machine.as_ref().and_then(|m| m.ip.as_deref()))
                 .await?,
+            cost: None,
+            auto_suspend: None,
         });
         match machine.as_ref().filter(|m| m.power == Power::Up) {
             // Status reports what it can: a server the cloud calls up that does not answer (a guest
@@ -596,8 +611,61 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
     } else {
         overall(&rows)
     };
-    ui.status(&status_report(spec, status, servers, rows), format);
+    let placed: Vec<(&Server, Option<&crate::infra::Machine>)> =
+        spec.servers.iter().zip(&machines).map(|(s, m)| (s, m.as_ref())).collect();
+    let costs = providers.costs(&placed).await;
+    let stage_cost = price_servers(&mut servers, &machines, costs);
+    let mut report = status_report(spec, status, servers, rows);
+    report.cost = stage_cost;
+    ui.status(&report, format);
     Ok(())
+}
+
+/// Puts each server's rung costs on its status line and sums the stage's; a price list that
+/// cannot be read is said, not guessed.
+fn price_servers(
+    servers: &mut [ServerStatus],
+    machines: &[Option<crate::infra::Machine>],
+    costs: Vec<Option<std::result::Result<crate::infra::ServerCost, String>>>,
+) -> Option<crate::report::StageCost> {
+    use crate::report::{RungCosts, StageCost};
+    let mut total = RungCosts::default();
+    let (mut error, mut price_list_at, mut billed) = (None, None, false);
+    for ((status, machine), cost) in servers.iter_mut().zip(machines).zip(costs) {
+        let Some(cost) = cost else { continue };
+        billed = true;
+        let cost = match cost {
+            Ok(c) => c,
+            Err(e) => {
+                error.get_or_insert(e);
+                continue;
+            }
+        };
+        let (rung, now) = match machine.as_ref().map(|m| &m.power) {
+            None => ("destroyed", 0),
+            Some(Power::Down) => ("suspended", cost.suspended),
+            Some(_) => ("running", cost.running),
+        };
+        let rc = RungCosts {
+            rung: Some(rung),
+            now_monthly: now,
+            running_monthly: cost.running,
+            suspended_monthly: cost.suspended,
+            destroyed_monthly: 0,
+        };
+        total.now_monthly += now;
+        total.running_monthly += cost.running;
+        total.suspended_monthly += cost.suspended;
+        price_list_at.get_or_insert(cost.price_list_at);
+        status.cost = Some(rc);
+    }
+    billed.then(|| StageCost {
+        currency: "JPY",
+        basis: "list prices before discounts",
+        price_list_at,
+        total: if error.is_none() { Some(total) } else { None },
+        error,
+    })
 }
 
 /// Containers of a remote stage, server by server; a powered-off server is skipped with a note.

@@ -13,6 +13,7 @@
 
 mod cloudflare;
 mod machines;
+mod prices;
 mod world;
 
 use axum::Router;

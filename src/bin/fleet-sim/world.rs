@@ -65,6 +65,9 @@ pub struct Faults {
     /// The next N Sakura reads (GET) answer 200 with an HTML page instead of the API's JSON,
     /// as a captive proxy or a maintenance page would.
     pub garbled_reads: u32,
+    /// The price list answers 503 (`prices_down`) or 200 with an HTML page (`prices_garbled`).
+    pub prices_down: bool,
+    pub prices_garbled: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -416,6 +419,16 @@ impl World {
             segments.iter().map(|s| if s.chars().all(|c| c.is_ascii_digit()) { ":id" } else { s }).collect();
         *self.counts.entry(format!("{method} /{}", template.join("/"))).or_default() += 1;
 
+        // The price list is public: no authentication.
+        if method == Method::GET && rest == "public/price" && ZONES.contains(&zone.as_str()) {
+            if self.faults.prices_down {
+                return error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "price list unavailable");
+            }
+            if self.faults.prices_garbled {
+                return (StatusCode::OK, Value::String("<html>maintenance</html>".into()));
+            }
+            return (StatusCode::OK, crate::prices::price_list(&zone, &now_text()));
+        }
         if !self.authorized(headers) {
             return error(
                 StatusCode::UNAUTHORIZED,
@@ -443,6 +456,13 @@ impl World {
             ("PUT", ["server", _, "power"]) => self.boot(id, &zone),
             ("DELETE", ["server", _, "power"]) => self.shutdown(id, &zone, &body),
             ("GET", ["archive"]) => self.find_archives(&zone, query.as_deref(), numbers),
+            ("GET", ["product", "server"]) => {
+                parse_query(query.as_deref()).map(|q| page(&q, crate::prices::server_plans(numbers), "ServerPlans"))
+            }
+            ("GET", ["product", "disk"]) => {
+                let plans = crate::prices::disk_plans();
+                Ok((StatusCode::OK, json!({"Total": 2, "From": 0, "Count": 2, "DiskPlans": plans, "is_ok": true})))
+            }
             ("POST", ["disk"]) => self.create_disk(&zone, &body, numbers),
             ("POST", ["note"]) => self.create_note(&body, numbers),
             ("GET", ["note"]) => self.find_notes(query.as_deref(), numbers),
@@ -486,7 +506,8 @@ impl World {
             "ID": Self::id_value(s.id, numbers), "Name": s.name, "Description": s.description,
             "Tags": if s.tags.is_empty() { Value::Null } else { json!(s.tags) },
             "HostName": s.host_name, "Availability": "available", "CreatedAt": s.created_at,
-            "ServerPlan": {"ID": Self::id_value(100_000_000 + s.memory_mb / 1024 * 1000 + s.cpu, numbers), "CPU": s.cpu, "MemoryMB": s.memory_mb, "Generation": 100, "Commitment": "standard"},
+            "ServerPlan": {"ID": Self::id_value(100_000_000 + s.memory_mb / 1024 * 1000 + s.cpu, numbers), "CPU": s.cpu, "MemoryMB": s.memory_mb, "Generation": 100, "Commitment": "standard", "ServiceClass": crate::prices::server_class(s.cpu as u32, (s.memory_mb / 1024) as u32)},
+            "ServiceClass": crate::prices::server_class(s.cpu as u32, (s.memory_mb / 1024) as u32),
             "Zone": {"ID": 21001, "Name": s.zone, "IsDummy": false},
             "Instance": {"Status": status, "StatusChangedAt": s.changed_at},
             "Disks": disks,
