@@ -74,6 +74,18 @@ pub fn fresh(prefix: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// Files fleet keeps between runs that are caches or trust, never the truth about a stage: known
+/// host keys, the price list.
+pub fn state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("FLEET_STATE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME") {
+        return PathBuf::from(dir).join("fleetflow");
+    }
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir).join(".local/state/fleetflow")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,16 +104,4 @@ mod tests {
         std::os::unix::fs::symlink(&mine, &link).unwrap();
         assert!(ensure_private(&link).unwrap_err().to_string().contains("not a directory"));
     }
-}
-
-/// Files fleet keeps between runs that are caches or trust, never the truth about a stage: known
-/// host keys, the price list.
-pub fn state_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("FLEET_STATE_DIR") {
-        return PathBuf::from(dir);
-    }
-    if let Some(dir) = std::env::var_os("XDG_STATE_HOME") {
-        return PathBuf::from(dir).join("fleetflow");
-    }
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir).join(".local/state/fleetflow")
 }
