@@ -15,9 +15,26 @@ pub struct StageSpec {
     pub servers: Vec<Server>,
     /// `protect` refuses `down --destroy`.
     pub protect: bool,
+    /// `auto_suspend idle="2h" after_boot="10m"`: servers power themselves off when idle.
+    pub auto_suspend: Option<AutoSuspend>,
     /// Values that came from the environment or a `.env`/`env_file` file: output masks them.
     #[serde(skip)]
     pub sensitive: std::collections::BTreeSet<String>,
+}
+
+/// When an idle server of the stage powers itself off (a systemd timer on each server).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct AutoSuspend {
+    pub idle_secs: u64,
+    /// No suspend this soon after a boot, so a server just started by `up` is not turned off.
+    pub after_boot_secs: u64,
+}
+
+impl AutoSuspend {
+    /// How often the server checks: a sixth of the window, between 15 s and 10 min.
+    pub fn check_every_secs(&self) -> u64 {
+        (self.idle_secs / 6).clamp(15, 600)
+    }
 }
 
 impl StageSpec {

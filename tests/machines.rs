@@ -113,7 +113,7 @@ fn a_fresh_server_gets_its_engine_and_the_images_only_this_machine_has() {
     };
     assert!(status.stdout.contains("only disks are billed"), "{}", status.stdout);
     let back = p.ok(&["up", "dev"]);
-    assert!(back.stdout.contains("~ server m1: power on"), "{}", back.stdout);
+    assert!(back.stdout.contains("~ server m1: power on"), "{}\n{}", back.stdout, back.stderr);
     assert!(!back.stdout.contains("-/+"), "nothing recreated: {}", back.stdout);
     // A container with a restart policy came back with the machine: recognized, not started again.
     assert!(!back.stdout.contains("container worker"), "worker is up to date: {}", back.stdout);
@@ -291,5 +291,107 @@ fn up_killed_during_the_bootstrap_and_the_image_copy_converges_on_the_next_run()
     names.sort();
     assert_eq!(names, [p.container("dev", "web"), p.container("dev", "worker")], "no duplicate container");
     assert!(p.ok(&["up", "dev"]).stdout.contains("up to date"));
+    p.ok(&["down", "dev", "--destroy", "--yes"]);
+}
+
+/// `auto_suspend` on two machines: the idle one powers itself off (the cloud sees it down, status
+/// says suspended) and `up` brings it back with nothing recreated; the one with an SSH login
+/// session stays up. Removing the setting removes the timer.
+#[test]
+fn an_idle_server_suspends_itself_and_one_with_a_login_stays_up() {
+    let rig = MachineRig::new("idle");
+    let sim = rig.sim();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("id");
+    support::remote::keypair(&key);
+    let server = |name: &str, services: &str| {
+        format!(
+            "server \"{name}\" {{ provider \"sakura-cloud\"; ssh-key \"{k}.pub\"; ssh user=\"ubuntu\" port=22 identity=\"{k}\"; services \"{services}\" }}",
+            k = key.display()
+        )
+    };
+    let kdl = |setting: &str| {
+        format!(
+            r#"
+project "{{project}}"
+providers {{ sakura-cloud zone="tk1a" }}
+service "web" {{ image "{{image}}"; command "sleep 100000"; stop_signal "SIGKILL"; restart "unless-stopped" }}
+service "worker" {{ image "{{image}}"; command "sleep 100000"; stop_signal "SIGKILL"; restart "unless-stopped" }}
+stage "dev" {{
+    {setting}
+    {m1}
+    {m2}
+    service "web" "worker"
+}}
+"#,
+            m1 = server("m1", "web"),
+            m2 = server("m2", "worker"),
+        )
+    };
+    let mut p = Project::new("machine-idle", &kdl(r#"auto_suspend idle="60s" after_boot="10s""#));
+    p.env = sim_env(&sim);
+    p.env.push(("FLEET_HELPER_IMAGE".into(), support::IMAGE.into()));
+    let up = p.ok(&["up", "dev"]);
+    assert!(
+        up.stdout.contains("~ server m1: auto-suspend when idle 1m (after boot 10s, checked every 15s)"),
+        "{}",
+        up.stdout
+    );
+    assert!(up.stdout.contains("~ server m2: auto-suspend when idle 1m"), "{}", up.stdout);
+    assert!(p.ok(&["up", "dev"]).stdout.contains("up to date"), "installed once");
+
+    let state = || sim.state()["servers"].as_array().cloned().unwrap();
+    let find = |name: &str| state().into_iter().find(|s| s["name"] == name).unwrap();
+    let m2_ip = find("m2")["ip"].as_str().unwrap().to_string();
+    // A login with a terminal on m2, held open for the whole test.
+    let mut session = std::process::Command::new("ssh")
+        .args(["-tt", "-i"])
+        .arg(&key)
+        .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+        .arg(format!("ubuntu@{m2_ip}"))
+        .arg("sleep 900")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let started = Instant::now();
+    while find("m1")["power"] != "Down" {
+        assert!(started.elapsed() < Duration::from_secs(300), "m1 never suspended itself: {:?}", find("m1"));
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    eprintln!("m1 suspended itself {:?} after up (window 60 s, check every 15 s, shutdown +1)", started.elapsed());
+    assert_eq!(find("m2")["power"], "Up", "the server with a login session stays up");
+    let st = p.ok(&["status", "dev"]);
+    assert!(st.stdout.contains("suspended (powered off, by itself when idle"), "{}", st.stdout);
+    assert!(
+        st.stdout
+            .contains("Auto-suspend: idle 1m (after boot 10s, checked every 15s); not idle: 1 SSH login session(s)"),
+        "{}",
+        st.stdout
+    );
+
+    let back = p.ok(&["up", "dev"]);
+    assert!(back.stdout.contains("~ server m1: power on"), "{}\n{}", back.stdout, back.stderr);
+    assert!(back.stderr.contains("server m1 had suspended itself"), "{}", back.stderr);
+    assert!(back.stderr.contains("powering off in 1 min: idle for"), "{}", back.stderr);
+    assert!(
+        !back.stdout.contains("container"),
+        "the restart policy brought web back; nothing recreated: {}",
+        back.stdout
+    );
+    let _ = session.kill();
+    let _ = session.wait();
+
+    // Without the setting, the next up removes the timer and its files.
+    p.write(&kdl(""));
+    let off = p.ok(&["up", "dev"]);
+    assert!(off.stdout.contains("~ server m1: auto-suspend removed"), "{}", off.stdout);
+    assert!(off.stdout.contains("~ server m2: auto-suspend removed"), "{}", off.stdout);
+    let m1 = rig.container(find("m1")["id"].as_u64().unwrap());
+    let gone = std::process::Command::new("docker")
+        .args(["exec", &m1, "test", "-e", "/etc/fleetflow/auto-suspend.conf"])
+        .status();
+    assert!(!gone.unwrap().success(), "the settings file is removed");
     p.ok(&["down", "dev", "--destroy", "--yes"]);
 }

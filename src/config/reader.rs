@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 const TOP_LEVEL: &[&str] = &["project", "variables", "service", "stage", "providers", "provider", "server"];
-const STAGE_NODES: &[&str] = &["service", "variables", "protect", "server"];
+const STAGE_NODES: &[&str] = &["service", "variables", "protect", "server", "auto_suspend"];
 const SERVICE_NODES: &[&str] = &[
     "image",
     "version",
@@ -172,9 +172,11 @@ pub fn read_stage(config: &Config, stage: &str) -> std::result::Result<(StageSpe
         services: Vec::new(),
         servers: Vec::new(),
         protect: false,
+        auto_suspend: None,
         sensitive: Default::default(),
     };
     let mut spans = Spans::default();
+    let mut auto_suspend_at = None;
     for node in children(stage_node) {
         match node.name().value() {
             "service" => {
@@ -223,8 +225,27 @@ pub fn read_stage(config: &Config, stage: &str) -> std::result::Result<(StageSpe
                 }
             }
             "protect" => spec.protect = r.flag(node).unwrap_or(true),
+            "auto_suspend" | "auto-suspend" => {
+                spec.auto_suspend = r.auto_suspend(node);
+                auto_suspend_at = Some(node.span());
+            }
             "variables" => {}
             _ => r.push(unknown_node(r.src, node, &format!("in stage `{stage}`"), STAGE_NODES)),
+        }
+    }
+    if let (Some(span), Some(_)) = (auto_suspend_at, spec.auto_suspend) {
+        if spec.servers.is_empty() {
+            r.error(span, format!("auto_suspend powers servers off, and stage `{stage}` has none (a local stage)"));
+        }
+        for server in spec.servers.iter().filter(|s| matches!(s.provider, crate::model::ServerProvider::Host { .. })) {
+            r.push(
+                ConfigError::new(
+                    r.src,
+                    span,
+                    format!("auto_suspend would power off server `{}`, which uses provider \"host\"", server.name),
+                )
+                .help("fleet never powers off a machine you bring; use it with sakura-cloud servers"),
+            );
         }
     }
     place_relative_binds(&mut spec, &config.dir);
@@ -469,6 +490,30 @@ impl Reader<'_> {
 
     /// Integers are seconds; strings like "500ms" or "2s" are durations. At most a day: a
     /// health check interval or a grace period longer than that is a typo (and would overflow).
+    /// `auto_suspend idle="2h" after_boot="10m"`.
+    fn auto_suspend(&mut self, node: &KdlNode) -> Option<crate::model::AutoSuspend> {
+        self.check_props(node, &["idle", "after_boot"]);
+        self.no_children(node);
+        if let Some(e) = self.args(node).first() {
+            self.error(e.span(), "auto_suspend takes properties: auto_suspend idle=\"2h\" after_boot=\"10m\"");
+            return None;
+        }
+        let Some(idle) = self.prop(node, "idle") else {
+            self.error(node.span(), "auto_suspend needs `idle`, e.g. auto_suspend idle=\"2h\"");
+            return None;
+        };
+        let idle_secs = self.duration_ms(idle)? / 1000;
+        if idle_secs < 30 {
+            self.push(ConfigError::new(self.src, idle.span(), "idle window is too short").label("at least 30s"));
+            return None;
+        }
+        let after_boot_secs = match self.prop(node, "after_boot") {
+            Some(e) => self.duration_ms(e)? / 1000,
+            None => 600,
+        };
+        Some(crate::model::AutoSuspend { idle_secs, after_boot_secs })
+    }
+
     fn duration_ms(&mut self, entry: &KdlEntry) -> Option<u64> {
         const MAX_MS: u128 = 24 * 3600 * 1000;
         let ms: u128 = match entry.value() {

@@ -94,6 +94,7 @@ mod tests {
             services: vec![],
             servers: vec![],
             protect: false,
+            auto_suspend: None,
             sensitive: Default::default(),
         };
         let svc = Service {

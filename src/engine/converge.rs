@@ -138,7 +138,7 @@ impl Engine {
     }
 
     /// A pull, and when that fails, a copy from the image source when it has the image.
-    async fn pull_or_copy(&self, image: &str, events: &Events) -> Result<()> {
+    pub(crate) async fn pull_or_copy(&self, image: &str, events: &Events) -> Result<()> {
         let pulled = self.pull(image, events).await;
         let (Err(pull_error), Some(source)) = (&pulled, &self.image_source) else { return pulled };
         let Ok(local) = source.docker.inspect_image(image).await else { return pulled };

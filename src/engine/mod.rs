@@ -2,11 +2,13 @@
 
 mod container_spec;
 mod converge;
+mod host_root;
 pub mod labels;
 mod logs;
 
 pub use container_spec::create_body;
 pub use converge::{Event, Events, PullPolicy, Readiness, apply_down, apply_up};
+pub use host_root::helper_image;
 pub use logs::{LogLine, LogOptions, LogStream, stream_logs};
 
 use crate::error::{Error, Result};

@@ -151,6 +151,11 @@ pub enum InfraAction {
         bytes: u64,
         pull_first: bool,
     },
+    /// The idle timer on a server: installed or changed (`setting`), or removed (None).
+    SetAutoSuspend {
+        server: String,
+        setting: Option<String>,
+    },
 }
 
 /// What a plan step does, for the summary and the colour of its line.
@@ -168,9 +173,10 @@ impl InfraAction {
             InfraAction::CreateServer { .. } | InfraAction::CreateRecord { .. } | InfraAction::CopyImage { .. } => {
                 ChangeKind::Add
             }
-            InfraAction::PowerOn { .. } | InfraAction::PowerOff { .. } | InfraAction::UpdateRecord { .. } => {
-                ChangeKind::Change
-            }
+            InfraAction::PowerOn { .. }
+            | InfraAction::PowerOff { .. }
+            | InfraAction::UpdateRecord { .. }
+            | InfraAction::SetAutoSuspend { .. } => ChangeKind::Change,
             InfraAction::DeleteServer { .. } | InfraAction::DeleteRecord { .. } => ChangeKind::Destroy,
         }
     }

@@ -37,6 +37,10 @@ pub fn render_infra(action: &InfraAction) -> String {
             format!("~ dns {name} {kind} → {content} (was {from})")
         }
         InfraAction::DeleteRecord { name, kind } => format!("- dns {name} {kind}"),
+        InfraAction::SetAutoSuspend { server, setting: Some(setting) } => {
+            format!("~ server {server}: auto-suspend when idle {setting}")
+        }
+        InfraAction::SetAutoSuspend { server, setting: None } => format!("~ server {server}: auto-suspend removed"),
         InfraAction::CopyImage { server, image, bytes, pull_first } => {
             let size = crate::ui::human_bytes(*bytes);
             match pull_first {

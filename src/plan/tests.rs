@@ -8,6 +8,7 @@ fn stage(services: Vec<Service>) -> StageSpec {
         services,
         servers: vec![],
         protect: false,
+        auto_suspend: None,
         sensitive: Default::default(),
     }
 }

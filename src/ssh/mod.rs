@@ -386,7 +386,46 @@ pub fn forget_host(known_hosts: &Path, address: &str, port: u16) {
     let _ = std::fs::remove_file(known_hosts.with_extension("known_hosts.old"));
 }
 
+/// What `commands::auto_suspend_read` found, split into its parts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AutoSuspendView {
+    /// The installed settings file; None when auto-suspend is not installed.
+    pub conf: Option<String>,
+    /// `key=value` lines of the last check; empty before the first check after a boot.
+    pub state: std::collections::BTreeMap<String, String>,
+    /// The server's clock (Unix seconds), so times left do not depend on this machine's clock.
+    pub now: i64,
+    pub last_log: String,
+}
+
+impl AutoSuspendView {
+    /// Parses the four `---`-separated parts; anything else is an error naming the server.
+    pub fn parse(text: &str, endpoint: &str) -> Result<Self> {
+        let parts: Vec<&str> = text.split("---\n").collect();
+        let [conf, state, now, log] = parts.as_slice() else {
+            return Err(Error::failed(format!("{endpoint}: unexpected answer reading auto-suspend: {text:?}")));
+        };
+        let now = now.trim().parse().map_err(|_| {
+            Error::failed(format!("{endpoint}: the server's clock reads {:?}, not Unix seconds", now.trim()))
+        })?;
+        let state =
+            state.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Ok(Self {
+            conf: (!conf.trim().is_empty()).then(|| conf.to_string()),
+            state,
+            now,
+            last_log: log.trim().to_string(),
+        })
+    }
+}
+
 impl RemoteHost {
+    /// Reads auto-suspend's settings, last check and log from the server (one command).
+    pub async fn auto_suspend_view(&self) -> Result<AutoSuspendView> {
+        let out = self.run(&commands::auto_suspend_read()).await?;
+        AutoSuspendView::parse(&String::from_utf8_lossy(&out.stdout), &self.endpoint)
+    }
+
     /// Takes the stage lock on this server. `Ok(None)`: taken; `Ok(Some(holder))`: someone has it.
     pub async fn try_lock(&self, name: &str, holder: &str) -> Result<Option<String>> {
         if self.run(&commands::lock_take(name, holder)).await?.status.success() {

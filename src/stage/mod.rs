@@ -1,6 +1,7 @@
 //! The stage orchestrator: `up`, `down`, `status`, `ps`, `logs` composed from the layers.
 //! Local stages run here; remote stages (`remote.rs`) add servers and SSH around the same steps.
 
+mod auto_suspend;
 mod dns;
 mod remote_stage;
 mod server_lock;

@@ -1,6 +1,7 @@
 //! Remote stages: the same container steps as a local stage, on each server's own engine,
 //! reached over SSH, with the servers created, powered and deleted around them.
 
+use super::auto_suspend;
 use super::dns::{Zones, blocked_error, delete_record, planned_actions};
 use super::server_lock;
 use super::{
@@ -295,6 +296,47 @@ async fn converge_stage(
         return Err(e);
     }
 
+    // The idle timer, on each server that runs (after its containers, whose ports it watches).
+    for (server, conn) in spec.servers.iter().zip(&conns) {
+        let Some(c) = conn else {
+            // A server still to be created or booted gets it when `up` reaches it.
+            if let (false, Some(a)) = (apply, &spec.auto_suspend) {
+                let step = InfraAction::SetAutoSuspend {
+                    server: server.name.clone(),
+                    setting: Some(auto_suspend::setting(a)),
+                };
+                if show {
+                    ui.line(crate::ui::infra_line(&step));
+                }
+                total.infra.push(step);
+            }
+            continue;
+        };
+        let conn = &held.conns[*c];
+        let view = conn.host.auto_suspend_view().await?;
+        if let Some(line) = auto_suspend::suspended_itself(&view) {
+            ui.note(format!("server {} had suspended itself: {line}", server.name));
+        }
+        let ports = auto_suspend::published_ports(&spec.for_server(server));
+        let Some(change) = auto_suspend::decide(spec.auto_suspend.as_ref(), &ports, &view) else { continue };
+        let step = InfraAction::SetAutoSuspend {
+            server: server.name.clone(),
+            setting: match change {
+                auto_suspend::Change::Install(_) => spec.auto_suspend.as_ref().map(auto_suspend::setting),
+                auto_suspend::Change::Remove => None,
+            },
+        };
+        if show {
+            ui.line(crate::ui::infra_line(&step));
+        }
+        if apply {
+            let check_every = spec.auto_suspend.map_or(0, |a| a.check_every_secs());
+            auto_suspend::apply(&conn.engine, &change, check_every, &ui.events()).await?;
+            progress(InfraEvent::Action(step.clone()));
+        }
+        total.infra.push(step);
+    }
+
     // Records: decided for the whole stage before any is written.
     let placed: Vec<(&Server, &str)> =
         spec.servers.iter().zip(&machines).filter_map(|(s, m)| Some((s, m.as_ref()?.ip.as_deref()?))).collect();
@@ -571,6 +613,9 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
             status: match machine.as_ref().map(|m| &m.power) {
                 None => "not created".into(),
                 Some(Power::Up) => "running".into(),
+                Some(Power::Down) if spec.auto_suspend.is_some() => {
+                    "suspended (powered off, by itself when idle or by down --suspend; only its disk is billed)".into()
+                }
                 Some(Power::Down) => "stopped (only its disk is billed)".into(),
                 Some(Power::Changing(s)) => s.clone(),
             },
@@ -589,6 +634,12 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
             Some(m) => match reach(config, server, m, ui, Reach::Observe).await {
                 Ok(conn) => {
                     rows.extend(service_rows(&conn.engine, &sub).await?);
+                    if spec.auto_suspend.is_some()
+                        && let Some(status) = servers.last_mut()
+                    {
+                        let view = conn.host.auto_suspend_view().await?;
+                        status.auto_suspend = auto_suspend::describe(spec.auto_suspend.as_ref(), &view);
+                    }
                     conn.host.close().await;
                 }
                 Err(e @ Error::Unreachable { .. }) => {
