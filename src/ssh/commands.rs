@@ -98,6 +98,20 @@ pub fn lock_break_if(name: &str, holder: &str) -> Argv {
     )
 }
 
+/// Auto-suspend's files on a server (see `stage::auto_suspend`).
+pub const AUTO_SUSPEND_CONF: &str = "/etc/fleetflow/auto-suspend.conf";
+pub const AUTO_SUSPEND_STATE: &str = "/run/fleetflow/auto-suspend.state";
+pub const AUTO_SUSPEND_LOG: &str = "/var/log/fleetflow-auto-suspend.log";
+
+/// Auto-suspend as the server sees it, in one command: its settings, its last check, the
+/// server's clock and the last log line, separated by `---` lines.
+pub fn auto_suspend_read() -> Argv {
+    script(
+        "cat \"$1\" 2>/dev/null; echo ---; cat \"$2\" 2>/dev/null; echo ---; date +%s; echo ---; tail -n 1 \"$3\" 2>/dev/null; true",
+        &[AUTO_SUSPEND_CONF, AUTO_SUSPEND_STATE, AUTO_SUSPEND_LOG],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,18 +140,4 @@ mod tests {
         assert!(install_docker(false).iter().all(|s| s[0] != "sudo"));
         assert_eq!(add_to_docker_group("ubuntu"), ["sudo", "-n", "usermod", "-aG", "docker", "ubuntu"]);
     }
-}
-
-/// Auto-suspend's files on a server (see `stage::auto_suspend`).
-pub const AUTO_SUSPEND_CONF: &str = "/etc/fleetflow/auto-suspend.conf";
-pub const AUTO_SUSPEND_STATE: &str = "/run/fleetflow/auto-suspend.state";
-pub const AUTO_SUSPEND_LOG: &str = "/var/log/fleetflow-auto-suspend.log";
-
-/// Auto-suspend as the server sees it, in one command: its settings, its last check, the
-/// server's clock and the last log line, separated by `---` lines.
-pub fn auto_suspend_read() -> Argv {
-    script(
-        "cat \"$1\" 2>/dev/null; echo ---; cat \"$2\" 2>/dev/null; echo ---; date +%s; echo ---; tail -n 1 \"$3\" 2>/dev/null; true",
-        &[AUTO_SUSPEND_CONF, AUTO_SUSPEND_STATE, AUTO_SUSPEND_LOG],
-    )
 }
