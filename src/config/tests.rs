@@ -492,7 +492,8 @@ fn auto_suspend_reads_and_refuses_where_fleet_never_powers_off() {
     let text = REMOTE.replace("    server \"app-1\"\n", "    server \"app-1\"\n    auto_suspend idle=\"2h\"\n");
     let dev = load(&text).stage("dev").unwrap();
     assert_eq!(dev.auto_suspend, Some(crate::model::AutoSuspend { idle_secs: 7200, after_boot_secs: 600 }));
-    let text = REMOTE.replace("    server \"web-1\"", "    auto_suspend idle=\"1h\" after_boot=\"5m\"\n    server \"web-1\"");
+    let text =
+        REMOTE.replace("    server \"web-1\"", "    auto_suspend idle=\"1h\" after_boot=\"5m\"\n    server \"web-1\"");
     let (msg, _, help) = match Config::from_text(Path::new("/proj/fleet.kdl"), text).unwrap().stage("pre") {
         Err(Error::Config(errs)) => {
             let e = &errs.errors[0];
@@ -502,7 +503,8 @@ fn auto_suspend_reads_and_refuses_where_fleet_never_powers_off() {
     };
     assert_eq!(msg, "auto_suspend would power off server `web-1`, which uses provider \"host\"");
     assert!(help.unwrap().contains("never powers off"));
-    let (msg, _, _) = stage_error("service \"a\"\nstage \"local\" { service \"a\"; auto_suspend idle=\"1h\" }", "local");
+    let (msg, _, _) =
+        stage_error("service \"a\"\nstage \"local\" { service \"a\"; auto_suspend idle=\"1h\" }", "local");
     assert_eq!(msg, "auto_suspend powers servers off, and stage `local` has none (a local stage)");
     let text = REMOTE.replace("    server \"app-1\"\n", "    server \"app-1\"\n    auto_suspend idle=\"10s\"\n");
     let (msg, loc, _) = stage_error(&text, "dev");
