@@ -56,6 +56,8 @@ pub enum Command {
     Validate,
     /// Print a shell completion script
     Completions { shell: clap_complete::Shell },
+    /// Serve MCP on stdio for coding agents: plan/apply, status, ps, logs, validate
+    Mcp,
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,6 +218,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             print_config(&spec, a.format, a.show_secrets, &ui);
             return Ok(0);
         }
+        Command::Mcp => return crate::mcp::serve(cli.file).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "fleet", &mut std::io::stdout());
             return Ok(0);

@@ -9,6 +9,7 @@ pub mod error;
 pub mod holder;
 pub mod infra;
 pub mod local_lock;
+pub mod mcp;
 pub mod model;
 pub mod plan;
 pub mod report;

@@ -74,8 +74,38 @@ fn reader_gone() -> bool {
     rc > 0 && fd.revents & (libc::POLLERR | libc::POLLHUP) != 0
 }
 
+/// While set, what commands print goes here instead of stdout (`fleet mcp` returns it).
+static CAPTURE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+/// Set by `fleet mcp`: stdout carries only JSON-RPC, so stray output goes to stderr.
+static STDOUT_RESERVED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on nothing but the MCP transport writes to stdout.
+pub fn reserve_stdout() {
+    STDOUT_RESERVED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Starts collecting what commands print (one command at a time: the caller serializes).
+pub fn capture_start() {
+    *CAPTURE.lock().unwrap_or_else(|e| e.into_inner()) = Some(String::new());
+}
+
+/// Stops collecting and returns what was printed.
+pub fn capture_take() -> String {
+    CAPTURE.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default()
+}
+
 /// Writes one line to stdout; a closed pipe is remembered instead of panicking like `println!`.
 fn out(text: impl std::fmt::Display) {
+    if let Some(buf) = CAPTURE.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        use std::fmt::Write as _;
+        // Colours are for terminals; an agent reads plain text.
+        let _ = writeln!(buf, "{}", anstream::adapter::strip_str(&text.to_string()));
+        return;
+    }
+    if STDOUT_RESERVED.load(std::sync::atomic::Ordering::Relaxed) {
+        anstream::eprintln!("{text}");
+        return;
+    }
     if stdout_closed() {
         return;
     }
