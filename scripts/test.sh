@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, and end-to-end tests against this machine's real Docker engine.
-# Needs: the Rust toolchain and a running Docker engine (plus OpenSSH and mmdebstrap, installed here when missing). No registry access: the test image is
+# Needs: the Rust toolchain and a running Docker engine (plus OpenSSH, mmdebstrap and docker-compose, installed here when missing). No registry access: the test image is
 # built locally from Debian's busybox-static (installed with apt-get when missing and root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,17 @@ if [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null
     else
         echo "error: the remote-stage tests need sshd and ssh: apt-get install openssh-server openssh-client" >&2
+        exit 1
+    fi
+fi
+# `fleet import compose` is checked against what docker-compose itself runs from the same file.
+if ! command -v docker-compose >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing Debian's docker-compose (the import tests compare against it)…" >&2
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
+    else
+        echo "error: the import tests need docker-compose: apt-get install docker-compose" >&2
         exit 1
     fi
 fi

@@ -58,6 +58,24 @@ pub enum Command {
     Completions { shell: clap_complete::Shell },
     /// Serve MCP on stdio for coding agents: plan/apply, status, ps, logs, validate
     Mcp,
+    /// Start a fleet project from another tool's file
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Write fleet.kdl from a docker-compose.yml; lists every key it cannot map
+    Compose {
+        /// The compose file (default: compose.yaml, compose.yml, docker-compose.yaml or docker-compose.yml here)
+        file: Option<PathBuf>,
+        /// Overwrite an existing fleet.kdl
+        #[arg(long)]
+        force: bool,
+        /// Where to write (default: fleet.kdl beside the compose file)
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -219,6 +237,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
             return Ok(0);
         }
         Command::Mcp => return crate::mcp::serve(cli.file).await,
+        Command::Import(ImportCommand::Compose { file, force, output }) => {
+            return import_compose(file, force, output, &ui);
+        }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "fleet", &mut std::io::stdout());
             return Ok(0);
@@ -321,6 +342,47 @@ fn parse_since(s: &str) -> Result<i64> {
     s.parse::<jiff::Timestamp>().map(|t| t.as_second()).map_err(|_| {
         Error::usage(format!("--since {s}: expected a duration like 10m or a time like 2026-11-28T09:00:00+09:00"))
     })
+}
+
+/// `fleet import compose`: writes only a file that validates, and never over one without `--force`.
+fn import_compose(file: Option<PathBuf>, force: bool, output: Option<PathBuf>, ui: &Ui) -> Result<i32> {
+    let cwd = std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?;
+    let file = match file {
+        Some(f) => f,
+        None => ["compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"]
+            .iter()
+            .map(|n| cwd.join(n))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                Error::usage_help(
+                    format!("no compose file in {}", cwd.display()),
+                    "name it: fleet import compose path/to/docker-compose.yml",
+                )
+            })?,
+    };
+    let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).map_or(cwd.clone(), PathBuf::from);
+    let dir = if dir.is_absolute() { dir } else { cwd.join(dir) };
+    let out = output.unwrap_or_else(|| dir.join("fleet.kdl"));
+    if out.exists() && !force {
+        return Err(Error::usage_help(
+            format!("{} exists; nothing was written", out.display()),
+            "pass --force to overwrite it, or -o to write elsewhere",
+        ));
+    }
+    let imported = crate::compose_import::import(&file, &dir)?;
+    // What fleet would not read is not written.
+    Config::from_text(&out, imported.kdl.clone())?.validate_all()?;
+    for w in &imported.warnings {
+        ui.warn(format!("not imported: {w}"));
+    }
+    std::fs::write(&out, &imported.kdl).map_err(|e| Error::io(format!("writing {}", out.display()), e))?;
+    ui.line(format!(
+        "wrote {}: {} service(s) in stage local, {} key(s) not imported (listed above)",
+        out.display(),
+        imported.services,
+        imported.warnings.len()
+    ));
+    Ok(0)
 }
 
 fn print_config(spec: &StageSpec, format: Format, show_secrets: bool, ui: &Ui) {

@@ -2,6 +2,7 @@
 //! Docker engine; the layers below are shaped so servers and DNS slot in beside containers.
 
 pub mod cli;
+pub mod compose_import;
 pub mod config;
 pub mod dns;
 pub mod engine;

@@ -1,0 +1,756 @@
+//! `fleet import compose [FILE]`: a docker-compose.yml → an equivalent `fleet.kdl`.
+//!
+//! The YAML is read as a document (serde_yaml_ng, `<<` merges applied), not through a typed
+//! compose model: typed crates validate ports and image names before interpolation, so the
+//! `${VAR}` references this import must keep (as fleet variables) would not parse. Every key is
+//! either mapped or reported as a warning with its path; nothing is dropped silently.
+
+use crate::error::{Error, Result};
+use serde_yaml_ng::Value;
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// The KDL text and what could not be carried over.
+#[derive(Debug, Default)]
+pub struct Imported {
+    pub kdl: String,
+    /// `services.web.build: fleet does not build images …`.
+    pub warnings: Vec<String>,
+    pub services: usize,
+}
+
+/// A KDL string, quoted and escaped.
+fn q(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Compose's `$VAR` becomes fleet's `${VAR}` (fleet leaves a bare `$VAR` alone); `${…}` and `$$`
+/// mean the same in both. Returns the text and the variables it needs without a default.
+fn vars(text: &str, needed: &mut BTreeSet<String>) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] != '$' {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        match chars.get(i + 1) {
+            Some('$') => {
+                out.push_str("$$");
+                i += 2;
+            }
+            Some('{') => {
+                let end = chars[i..].iter().position(|c| *c == '}').map(|p| i + p);
+                let Some(end) = end else {
+                    out.extend(&chars[i..]);
+                    break;
+                };
+                let inner: String = chars[i + 2..end].iter().collect();
+                let name: String = inner.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                if name.len() == inner.len() {
+                    needed.insert(name);
+                }
+                out.push_str("${");
+                out.push_str(&inner);
+                out.push('}');
+                i = end + 1;
+            }
+            Some(c) if c.is_ascii_alphabetic() || *c == '_' => {
+                let name: String =
+                    chars[i + 1..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == '_').collect();
+                i += 1 + name.len();
+                needed.insert(name.clone());
+                let _ = write!(out, "${{{name}}}");
+            }
+            _ => {
+                out.push('$');
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// A scalar as text (compose allows numbers and booleans where strings are meant).
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// `1m30s`, `10s`, `500ms` → seconds as compose reads them.
+fn duration_secs(text: &str) -> Option<f64> {
+    let mut total = 0.0;
+    let mut num = String::new();
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        num.clear();
+        while let Some(c) = rest.chars().next().filter(|c| c.is_ascii_digit() || *c == '.') {
+            num.push(c);
+            rest = &rest[1..];
+        }
+        let value: f64 = num.parse().ok()?;
+        let unit: String = rest.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+        rest = &rest[unit.len()..];
+        total += value
+            * match unit.as_str() {
+                "h" => 3600.0,
+                "m" => 60.0,
+                "s" | "" => 1.0,
+                "ms" => 0.001,
+                "us" => 0.000_001,
+                _ => return None,
+            };
+    }
+    Some(total)
+}
+
+/// Reads a compose file and turns it into fleet.kdl text.
+pub fn import(path: &Path, project_dir: &Path) -> Result<Imported> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    convert(&text, &path.display().to_string(), project_dir)
+}
+
+pub fn convert(text: &str, name: &str, project_dir: &Path) -> Result<Imported> {
+    let mut doc: Value = serde_yaml_ng::from_str(text).map_err(|e| {
+        let at = e.location().map(|l| format!(":{}:{}", l.line(), l.column())).unwrap_or_default();
+        Error::usage_help(
+            format!("{name}{at}: not a YAML compose file: {e}"),
+            "fix the YAML, or name the file: fleet import compose path/to/compose.yml",
+        )
+    })?;
+    doc.apply_merge().map_err(|e| Error::usage(format!("{name}: a YAML merge (<<) cannot be applied: {e}")))?;
+    let Value::Mapping(top) = doc else {
+        return Err(Error::usage(format!("{name}: a compose file is a mapping with `services`")));
+    };
+    let mut c = Converter {
+        warnings: Vec::new(),
+        needed: BTreeSet::new(),
+        oneshot: BTreeSet::new(),
+        healthy_waits: Vec::new(),
+    };
+    let project = match top.get("name").and_then(scalar) {
+        Some(n) => n,
+        None => project_dir.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_else(|| "app".into()),
+    };
+    let project: String = project
+        .chars()
+        .map(|ch| if ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' { ch.to_ascii_lowercase() } else { '-' })
+        .collect();
+    let mut services_kdl = Vec::new();
+    let mut names = Vec::new();
+    for (key, value) in &top {
+        let key = scalar(key).unwrap_or_default();
+        match key.as_str() {
+            "name" => {}
+            "services" => {
+                let Value::Mapping(services) = value else {
+                    return Err(Error::usage(format!("{name}: `services` is not a mapping")));
+                };
+                for (svc, def) in services {
+                    let svc = scalar(svc).unwrap_or_default();
+                    names.push(svc.clone());
+                    services_kdl.push((svc.clone(), c.service(&svc, def)));
+                }
+            }
+            "volumes" => c.top_volumes(value),
+            "version" => c.warn("version", "obsolete in the compose spec; not needed"),
+            k if k.starts_with("x-") => {
+                c.warn(k, "extension field: not configuration (its YAML merges were applied where used)")
+            }
+            k => c.warn(
+                k,
+                "not mapped: fleet runs one network per stage and has no top-level networks, configs or secrets",
+            ),
+        }
+    }
+    if names.is_empty() {
+        return Err(Error::usage(format!("{name}: no services to import")));
+    }
+    // Dependencies that must complete are one-shot jobs in fleet.
+    let mut kdl = format!("// Imported from {name} by `fleet import compose`.\nproject {}\n", q(&project));
+    let needed: Vec<&String> = c.needed.iter().collect();
+    if !needed.is_empty() {
+        kdl.push_str("\n// Unset in compose means empty; the environment and .env still win.\nvariables {\n");
+        for v in needed {
+            let _ = writeln!(kdl, "    {v} \"\"");
+        }
+        kdl.push_str("}\n");
+    }
+    for (svc, mut body) in services_kdl {
+        if c.oneshot.contains(&svc) {
+            body.push("oneshot".into());
+        }
+        let _ = writeln!(kdl, "\nservice {} {{", q(&svc));
+        for line in body {
+            let _ = writeln!(kdl, "    {line}");
+        }
+        kdl.push_str("}\n");
+    }
+    for (svc, dep) in &c.healthy_waits {
+        let has_check = top
+            .get("services")
+            .and_then(|s| s.get(dep.as_str()))
+            .and_then(|d| d.get("healthcheck"))
+            .is_some_and(|h| !h.get("disable").is_some_and(|d| d == &Value::Bool(true)));
+        if !has_check {
+            c.warnings.push(format!(
+                "services.{svc}.depends_on.{dep}: service_healthy, but {dep} has no healthcheck: fleet waits only until it runs"
+            ));
+        }
+    }
+    let list: Vec<String> = names.iter().map(|n| q(n)).collect();
+    let _ = writeln!(kdl, "\nstage \"local\" {{\n    service {}\n}}", list.join(" "));
+    Ok(Imported { kdl, warnings: c.warnings, services: names.len() })
+}
+
+struct Converter {
+    warnings: Vec<String>,
+    needed: BTreeSet<String>,
+    /// Services something waits on with `service_completed_successfully`.
+    oneshot: BTreeSet<String>,
+    /// (service, dependency) with `service_healthy`.
+    healthy_waits: Vec<(String, String)>,
+}
+
+impl Converter {
+    fn warn(&mut self, path: &str, why: &str) {
+        self.warnings.push(format!("{path}: {why}"));
+    }
+
+    fn s(&mut self, text: &str) -> String {
+        q(&vars(text, &mut self.needed))
+    }
+
+    fn top_volumes(&mut self, value: &Value) {
+        // Named volumes are made on use; only their options cannot be carried.
+        if let Value::Mapping(vols) = value {
+            for (name, opts) in vols {
+                let name = scalar(name).unwrap_or_default();
+                if let Value::Mapping(m) = opts {
+                    for (k, _) in m {
+                        let k = scalar(k).unwrap_or_default();
+                        self.warn(
+                            &format!("volumes.{name}.{k}"),
+                            "volume options are not mapped: fleet makes plain local volumes",
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn service(&mut self, svc: &str, def: &Value) -> Vec<String> {
+        let mut out = Vec::new();
+        let Value::Mapping(def) = def else {
+            self.warn(&format!("services.{svc}"), "not a mapping; skipped");
+            return out;
+        };
+        let path = |k: &str| format!("services.{svc}.{k}");
+        if def.get("image").is_none() {
+            out.push(format!("image {}", q(svc)));
+            self.warn(&path("image"), "missing: fleet uses the service name as the image; build it first");
+        }
+        for (key, value) in def {
+            let key = scalar(key).unwrap_or_default();
+            match key.as_str() {
+                "image" => match scalar(value) {
+                    Some(i) => out.push(format!("image {}", self.s(&i))),
+                    None => self.warn(&path("image"), "not a string"),
+                },
+                "command" | "entrypoint" => match self.argv(value) {
+                    Some(words) => out.push(format!("{key} {words}")),
+                    None => self.warn(&path(&key), "neither a string nor a list of strings"),
+                },
+                "environment" => self.environment(svc, value, &mut out),
+                "env_file" => self.env_file(svc, value, &mut out),
+                "ports" => self.ports(svc, value, &mut out),
+                "volumes" => self.volumes(svc, value, &mut out),
+                "depends_on" => self.depends_on(svc, value, &mut out),
+                "healthcheck" => self.healthcheck(svc, value, &mut out),
+                "restart" => match scalar(value).as_deref() {
+                    Some(r @ ("no" | "always" | "unless-stopped" | "on-failure")) => {
+                        out.push(format!("restart {}", q(r)))
+                    }
+                    Some(r) if r.starts_with("on-failure:") => {
+                        out.push("restart \"on-failure\"".into());
+                        self.warn(&path("restart"), "the retry count of on-failure is not mapped");
+                    }
+                    _ => self.warn(&path("restart"), "unknown restart policy"),
+                },
+                "labels" => {
+                    let pairs = self.pairs(svc, "labels", value);
+                    if !pairs.is_empty() {
+                        out.push(format!("labels {{ {} }}", pairs.join("; ")));
+                    }
+                }
+                "stop_signal" => match scalar(value) {
+                    Some(sig) => out.push(format!("stop_signal {}", q(&sig))),
+                    None => self.warn(&path(&key), "not a string"),
+                },
+                "stop_grace_period" => match scalar(value).as_deref().and_then(duration_secs) {
+                    Some(secs) => out.push(format!("stop_timeout {}", secs.ceil() as u64)),
+                    None => self.warn(&path(&key), "not a duration"),
+                },
+                k if k.starts_with("x-") => self.warn(&path(k), "extension field: not configuration"),
+                "container_name" => self.warn(&path(&key), "fleet names containers <project>-<stage>-<service>"),
+                "build" => {
+                    self.warn(&path(&key), "fleet does not build images: build it (docker build -t …) and keep `image`")
+                }
+                "networks" => self.warn(
+                    &path(&key),
+                    "fleet puts every service of a stage on one network, where they reach each other by name",
+                ),
+                k => self.warn(&path(k), "not mapped by fleet"),
+            }
+        }
+        out
+    }
+
+    /// `"a b"` → `"a" "b"` split like compose (shell words, no shell); a list as it is.
+    fn argv(&mut self, value: &Value) -> Option<String> {
+        let words: Vec<String> = match value {
+            Value::String(s) => shell_words::split(s).ok()?,
+            Value::Sequence(items) => items.iter().map(scalar).collect::<Option<Vec<_>>>()?,
+            _ => return None,
+        };
+        Some(words.iter().map(|w| self.s(w)).collect::<Vec<_>>().join(" "))
+    }
+
+    /// `KEY "value"` pairs from compose's list (`KEY=value`) or map form.
+    fn pairs(&mut self, svc: &str, key: &str, value: &Value) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut push = |me: &mut Self, k: &str, v: Option<String>| {
+            if !k.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) || k.is_empty() {
+                me.warn(&format!("services.{svc}.{key}.{k}"), "a name fleet cannot write as a KDL key");
+                return;
+            }
+            // `KEY` without a value passes the variable through from the environment.
+            let v = v.unwrap_or_else(|| format!("${{{k}}}"));
+            out.push(format!("{k} {}", me.s(&v)));
+        };
+        match value {
+            Value::Sequence(items) => {
+                for item in items {
+                    let Some(text) = scalar(item) else { continue };
+                    match text.split_once('=') {
+                        Some((k, v)) => push(self, k, Some(v.to_string())),
+                        None => push(self, &text, None),
+                    }
+                }
+            }
+            Value::Mapping(m) => {
+                for (k, v) in m {
+                    let k = scalar(k).unwrap_or_default();
+                    push(self, &k, if v.is_null() { None } else { scalar(v) });
+                }
+            }
+            _ => self.warn(&format!("services.{svc}.{key}"), "neither a list nor a mapping"),
+        }
+        out
+    }
+
+    fn environment(&mut self, svc: &str, value: &Value, out: &mut Vec<String>) {
+        let pairs = self.pairs(svc, "environment", value);
+        if !pairs.is_empty() {
+            out.push(format!("environment {{ {} }}", pairs.join("; ")));
+        }
+    }
+
+    fn env_file(&mut self, svc: &str, value: &Value, out: &mut Vec<String>) {
+        let items: Vec<Value> = match value {
+            Value::Sequence(s) => s.clone(),
+            other => vec![other.clone()],
+        };
+        let mut files = Vec::new();
+        for item in items {
+            match (&item, scalar(&item)) {
+                (_, Some(p)) => files.push(self.s(&p)),
+                (Value::Mapping(m), None) => {
+                    if let Some(p) = m.get("path").and_then(scalar) {
+                        files.push(self.s(&p));
+                    }
+                    if m.get("required") == Some(&Value::Bool(false)) {
+                        self.warn(
+                            &format!("services.{svc}.env_file"),
+                            "required: false is not mapped: fleet needs the file",
+                        );
+                    }
+                }
+                _ => self.warn(&format!("services.{svc}.env_file"), "not a path"),
+            }
+        }
+        if !files.is_empty() {
+            out.push(format!("env_file {}", files.join(" ")));
+        }
+    }
+
+    /// A port number, or the default of a `${VAR:-8080}` (fleet's ports are numbers).
+    fn port_number(&mut self, at: &str, text: &str) -> Option<u16> {
+        if let Ok(n) = text.trim().parse() {
+            return Some(n);
+        }
+        if let Some(default) = text
+            .strip_prefix("${")
+            .and_then(|t| t.strip_suffix('}'))
+            .and_then(|t| t.split_once(":-").or(t.split_once('-')))
+            .map(|(_, d)| d)
+            && let Ok(n) = default.parse()
+        {
+            self.warn(at, &format!("`{text}`: fleet's ports are numbers; written as its default {n}"));
+            return Some(n);
+        }
+        self.warn(at, &format!("`{text}` is not a port number fleet can write; skipped"));
+        None
+    }
+
+    fn ports(&mut self, svc: &str, value: &Value, out: &mut Vec<String>) {
+        let Value::Sequence(items) = value else {
+            self.warn(&format!("services.{svc}.ports"), "not a list");
+            return;
+        };
+        let mut lines = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let at = format!("services.{svc}.ports[{i}]");
+            let (host_ip, host, container, protocol) = match item {
+                Value::Mapping(m) => {
+                    let Some(target) = m.get("target").and_then(scalar) else {
+                        self.warn(&at, "long syntax without `target`; skipped");
+                        continue;
+                    };
+                    if m.get("mode").and_then(scalar).is_some_and(|mode| mode != "ingress" && mode != "host") {
+                        self.warn(&format!("{at}.mode"), "not mapped");
+                    }
+                    (
+                        m.get("host_ip").and_then(scalar),
+                        m.get("published").and_then(scalar),
+                        target,
+                        m.get("protocol").and_then(scalar),
+                    )
+                }
+                other => {
+                    let Some(text) = scalar(other) else { continue };
+                    let (spec, protocol) = match text.rsplit_once('/') {
+                        Some((s, p)) => (s.to_string(), Some(p.to_string())),
+                        None => (text.clone(), None),
+                    };
+                    // ip:host:container, host:container, container (an IPv6 ip is in brackets).
+                    let parts: Vec<&str> = if let Some(rest) = spec.strip_prefix('[') {
+                        let (ip, tail) = rest.split_once("]:").unwrap_or((rest, ""));
+                        std::iter::once(ip).chain(tail.split(':')).collect()
+                    } else {
+                        spec.split(':').collect()
+                    };
+                    match parts.as_slice() {
+                        [c] => (None, None, c.to_string(), protocol),
+                        [h, c] => (None, Some(h.to_string()), c.to_string(), protocol),
+                        [ip, h, c] => {
+                            (Some(ip.to_string()), (!h.is_empty()).then(|| h.to_string()), c.to_string(), protocol)
+                        }
+                        _ => {
+                            self.warn(&at, &format!("`{text}` is not a port mapping fleet reads; skipped"));
+                            continue;
+                        }
+                    }
+                }
+            };
+            if container.contains('-') || host.as_deref().is_some_and(|h| h.contains('-') && !h.starts_with("${")) {
+                self.warn(&at, "port ranges are not mapped; skipped");
+                continue;
+            }
+            let Some(container) = self.port_number(&at, &container) else { continue };
+            let host = match host {
+                Some(h) => match self.port_number(&at, &h) {
+                    Some(n) => Some(n),
+                    None => continue,
+                },
+                None => None,
+            };
+            let mut line = String::from("port");
+            if let Some(h) = host {
+                let _ = write!(line, " host={h}");
+            }
+            let _ = write!(line, " container={container}");
+            if let Some(p) = protocol.filter(|p| p != "tcp") {
+                let _ = write!(line, " protocol={}", q(&p));
+            }
+            if let Some(ip) = host_ip.filter(|ip| !ip.is_empty()) {
+                let _ = write!(line, " host_ip={}", q(&ip));
+            }
+            lines.push(line);
+        }
+        if !lines.is_empty() {
+            out.push(format!("ports {{ {} }}", lines.join("; ")));
+        }
+    }
+
+    fn volumes(&mut self, svc: &str, value: &Value, out: &mut Vec<String>) {
+        let Value::Sequence(items) = value else {
+            self.warn(&format!("services.{svc}.volumes"), "not a list");
+            return;
+        };
+        let mut lines = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let at = format!("services.{svc}.volumes[{i}]");
+            let (source, target, read_only) = match item {
+                Value::Mapping(m) => {
+                    let kind = m.get("type").and_then(scalar).unwrap_or_else(|| "volume".into());
+                    if kind != "volume" && kind != "bind" {
+                        self.warn(&at, &format!("type {kind} is not mapped; skipped"));
+                        continue;
+                    }
+                    for (k, _) in m {
+                        let k = scalar(k).unwrap_or_default();
+                        if !["type", "source", "target", "read_only"].contains(&k.as_str()) {
+                            self.warn(&format!("{at}.{k}"), "not mapped");
+                        }
+                    }
+                    let ro = m.get("read_only") == Some(&Value::Bool(true));
+                    (m.get("source").and_then(scalar), m.get("target").and_then(scalar), ro)
+                }
+                other => {
+                    let Some(text) = scalar(other) else { continue };
+                    let parts: Vec<&str> = text.split(':').collect();
+                    match parts.as_slice() {
+                        [t] => (None, Some(t.to_string()), false),
+                        [s, t] => (Some(s.to_string()), Some(t.to_string()), false),
+                        [s, t, mode] => {
+                            let modes: Vec<&str> = mode.split(',').collect();
+                            for m in &modes {
+                                if !["ro", "rw"].contains(m) {
+                                    self.warn(&at, &format!("mode `{m}` is not mapped"));
+                                }
+                            }
+                            (Some(s.to_string()), Some(t.to_string()), modes.contains(&"ro"))
+                        }
+                        _ => {
+                            self.warn(&at, &format!("`{text}` is not a volume fleet reads; skipped"));
+                            continue;
+                        }
+                    }
+                }
+            };
+            let (Some(source), Some(target)) = (source, target) else {
+                self.warn(&at, "an anonymous volume (no source) is not mapped; name it (data:/path) to keep its data");
+                continue;
+            };
+            let mut line = format!("volume {} {}", self.s(&source), self.s(&target));
+            if read_only {
+                line.push_str(" read_only=#true");
+            }
+            lines.push(line);
+        }
+        if !lines.is_empty() {
+            out.push(format!("volumes {{ {} }}", lines.join("; ")));
+        }
+    }
+
+    fn depends_on(&mut self, svc: &str, value: &Value, out: &mut Vec<String>) {
+        let deps: Vec<String> = match value {
+            Value::Sequence(items) => items.iter().filter_map(scalar).collect(),
+            Value::Mapping(m) => {
+                let mut deps = Vec::new();
+                for (dep, opts) in m {
+                    let dep = scalar(dep).unwrap_or_default();
+                    let at = format!("services.{svc}.depends_on.{dep}");
+                    match opts.get("condition").and_then(scalar).as_deref() {
+                        None | Some("service_started") => {}
+                        Some("service_healthy") => self.healthy_waits.push((svc.to_string(), dep.clone())),
+                        Some("service_completed_successfully") => {
+                            self.oneshot.insert(dep.clone());
+                        }
+                        Some(other) => self.warn(&format!("{at}.condition"), &format!("`{other}` is not mapped")),
+                    }
+                    if let Value::Mapping(o) = opts {
+                        for (k, v) in o {
+                            let k = scalar(k).unwrap_or_default();
+                            let default = (k == "required" && v == &Value::Bool(true))
+                                || (k == "restart" && v == &Value::Bool(false));
+                            if k != "condition" && !default {
+                                self.warn(&format!("{at}.{k}"), "not mapped");
+                            }
+                        }
+                    }
+                    deps.push(dep);
+                }
+                deps
+            }
+            _ => {
+                self.warn(&format!("services.{svc}.depends_on"), "neither a list nor a mapping");
+                return;
+            }
+        };
+        if !deps.is_empty() {
+            out.push(format!("depends_on {}", deps.iter().map(|d| q(d)).collect::<Vec<_>>().join(" ")));
+        }
+    }
+
+    fn healthcheck(&mut self, svc: &str, value: &Value, out: &mut Vec<String>) {
+        let at = format!("services.{svc}.healthcheck");
+        let Value::Mapping(m) = value else {
+            self.warn(&at, "not a mapping");
+            return;
+        };
+        if m.get("disable") == Some(&Value::Bool(true)) {
+            return;
+        }
+        let mut parts = Vec::new();
+        for (k, v) in m {
+            let k = scalar(k).unwrap_or_default();
+            match k.as_str() {
+                "test" => {
+                    let words: Vec<String> = match v {
+                        Value::String(s) => vec!["CMD-SHELL".into(), s.clone()],
+                        Value::Sequence(items) => items.iter().filter_map(scalar).collect(),
+                        _ => Vec::new(),
+                    };
+                    if words.first().is_some_and(|w| w == "NONE") {
+                        return;
+                    }
+                    if words.is_empty() {
+                        self.warn(&format!("{at}.test"), "not a command");
+                        return;
+                    }
+                    parts.push(format!("test {}", words.iter().map(|w| self.s(w)).collect::<Vec<_>>().join(" ")));
+                }
+                "interval" | "timeout" | "start_period" => match scalar(v) {
+                    Some(d) if duration_secs(&d).is_some() => parts.push(format!("{k} {}", q(&d))),
+                    _ => self.warn(&format!("{at}.{k}"), "not a duration"),
+                },
+                "retries" => match scalar(v).and_then(|r| r.parse::<u32>().ok()) {
+                    Some(r) => parts.push(format!("retries {r}")),
+                    None => self.warn(&format!("{at}.{k}"), "not a number"),
+                },
+                "disable" => {}
+                other => self.warn(&format!("{at}.{other}"), "not mapped"),
+            }
+        }
+        if parts.iter().any(|p| p.starts_with("test ")) {
+            out.push(format!("healthcheck {{ {} }}", parts.join("; ")));
+        } else {
+            self.warn(&at, "no `test`: an inherited image healthcheck is not mapped");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn imported(yaml: &str) -> Imported {
+        convert(yaml, "compose.yml", Path::new("/work/shop")).unwrap()
+    }
+
+    #[test]
+    fn maps_short_and_long_syntax_and_keeps_variables() {
+        let out = imported(
+            r#"
+x-common: &common
+  restart: unless-stopped
+  labels: { team: web }
+services:
+  web:
+    <<: *common
+    image: "nginx:${TAG:-1.27}"
+    command: ["nginx", "-g", "daemon off;"]
+    ports: ["8080:80", "127.0.0.1:8443:443/tcp", {target: 53, published: 5353, protocol: udp}]
+    environment: [API=http://api:$PORT, DEBUG]
+    volumes: ["./site:/usr/share/nginx/html:ro", {type: volume, source: cache, target: /cache}]
+    depends_on:
+      db: { condition: service_healthy }
+      migrate: { condition: service_completed_successfully }
+    stop_grace_period: 1m30s
+    container_name: web1
+  db:
+    image: postgres:16
+    healthcheck: { test: "pg_isready", interval: 2s, retries: 5 }
+  migrate:
+    image: app
+    command: migrate up
+"#,
+        );
+        let k = &out.kdl;
+        assert!(k.contains("project \"shop\""), "{k}");
+        assert!(k.contains("image \"nginx:${TAG:-1.27}\""), "{k}");
+        assert!(k.contains("command \"nginx\" \"-g\" \"daemon off;\""), "{k}");
+        assert!(k.contains("ports { port host=8080 container=80; port host=8443 container=443 host_ip=\"127.0.0.1\"; port host=5353 container=53 protocol=\"udp\" }"), "{k}");
+        assert!(k.contains("environment { API \"http://api:${PORT}\"; DEBUG \"${DEBUG}\" }"), "{k}");
+        assert!(
+            k.contains("volume \"./site\" \"/usr/share/nginx/html\" read_only=#true; volume \"cache\" \"/cache\""),
+            "{k}"
+        );
+        assert!(k.contains("depends_on \"db\" \"migrate\""), "{k}");
+        assert!(k.contains("restart \"unless-stopped\""), "merged from x-common: {k}");
+        assert!(k.contains("labels { team \"web\" }"), "{k}");
+        assert!(k.contains("stop_timeout 90"), "{k}");
+        assert!(k.contains("healthcheck { test \"CMD-SHELL\" \"pg_isready\"; interval \"2s\"; retries 5 }"), "{k}");
+        assert!(
+            k.contains("command \"migrate\" \"up\"\n    oneshot"),
+            "a dependency that must complete is a oneshot: {k}"
+        );
+        assert!(k.contains("variables {\n    DEBUG \"\"\n    PORT \"\"\n}"), "{k}");
+        let w = out.warnings.join("\n");
+        assert!(w.contains("services.web.container_name: fleet names containers"), "{w}");
+        assert!(w.contains("x-common: extension field"), "{w}");
+        assert_eq!(out.warnings.len(), 2, "{w}");
+    }
+
+    #[test]
+    fn every_unmapped_key_is_a_warning_with_its_path() {
+        let out = imported(
+            "version: '3.8'\nservices:\n  a:\n    image: x\n    privileged: true\n    ports: ['${P}:80', '8000-8001:8000-8001', '${WEB_PORT:-8080}:80']\n    volumes: ['/anon', {type: tmpfs, target: /t}]\n    x-meta: 1\nnetworks: { front: {} }\n",
+        );
+        let w = out.warnings.join("\n");
+        assert!(out.kdl.contains("ports { port host=8080 container=80 }"), "{}", out.kdl);
+        for expected in [
+            "version: obsolete",
+            "services.a.privileged: not mapped by fleet",
+            "services.a.ports[0]: `${P}` is not a port number",
+            "services.a.ports[1]: port ranges are not mapped",
+            "services.a.ports[2]: `${WEB_PORT:-8080}`: fleet's ports are numbers; written as its default 8080",
+            "services.a.volumes[0]: an anonymous volume",
+            "services.a.volumes[1]: type tmpfs is not mapped",
+            "services.a.x-meta: extension field",
+            "networks: not mapped",
+        ] {
+            assert!(w.contains(expected), "missing `{expected}` in:\n{w}");
+        }
+    }
+
+    #[test]
+    fn bad_yaml_names_the_file_line_and_column() {
+        let err = convert("services:\n  a: [\n", "compose.yml", Path::new("/x")).unwrap_err().to_string();
+        assert!(err.starts_with("compose.yml:"), "{err}");
+        assert!(convert("- a\n", "c.yml", Path::new("/x")).is_err());
+        assert!(convert("services: {}\n", "c.yml", Path::new("/x")).unwrap_err().to_string().contains("no services"));
+    }
+
+    #[test]
+    fn kdl_strings_are_escaped() {
+        assert_eq!(q("a\"b\\c\nd"), "\"a\\\"b\\\\c\\nd\"");
+    }
+}
