@@ -89,6 +89,24 @@ fn vars(text: &str, needed: &mut BTreeSet<String>) -> String {
     out
 }
 
+/// `a:${B:-1}:c` → `a`, `${B:-1}`, `c`: colons inside `${…}` are not separators.
+fn split_outside_braces(text: &str) -> Vec<&str> {
+    let (mut parts, mut depth, mut start) = (Vec::new(), 0usize, 0);
+    for (i, c) in text.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            ':' if depth == 0 => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
 /// A scalar as text (compose allows numbers and booleans where strings are meant).
 fn scalar(v: &Value) -> Option<String> {
     match v {
@@ -463,7 +481,7 @@ impl Converter {
                         let (ip, tail) = rest.split_once("]:").unwrap_or((rest, ""));
                         std::iter::once(ip).chain(tail.split(':')).collect()
                     } else {
-                        spec.split(':').collect()
+                        split_outside_braces(&spec)
                     };
                     match parts.as_slice() {
                         [c] => (None, None, c.to_string(), protocol),
@@ -534,7 +552,7 @@ impl Converter {
                 }
                 other => {
                     let Some(text) = scalar(other) else { continue };
-                    let parts: Vec<&str> = text.split(':').collect();
+                    let parts = split_outside_braces(&text);
                     match parts.as_slice() {
                         [t] => (None, Some(t.to_string()), false),
                         [s, t] => (Some(s.to_string()), Some(t.to_string()), false),
@@ -679,7 +697,7 @@ services:
     command: ["nginx", "-g", "daemon off;"]
     ports: ["8080:80", "127.0.0.1:8443:443/tcp", {target: 53, published: 5353, protocol: udp}]
     environment: [API=http://api:$PORT, DEBUG]
-    volumes: ["./site:/usr/share/nginx/html:ro", {type: volume, source: cache, target: /cache}]
+    volumes: ["./site:/usr/share/nginx/html:ro", {type: volume, source: cache, target: /cache}, "${LOGS:-./logs}:/logs"]
     depends_on:
       db: { condition: service_healthy }
       migrate: { condition: service_completed_successfully }
