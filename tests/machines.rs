@@ -148,7 +148,7 @@ fn a_stage_across_two_machines_orders_and_reaches_by_name() {
 project "{{project}}"
 providers {{ sakura-cloud zone="tk1a" }}
 service "db" {{
-    image "{{image}}"; command "httpd" "-f" "-p" "80" "-h" "/www"; stop_signal "SIGKILL"
+    image "{{image}}"; command "httpd" "-f" "-v" "-p" "80" "-h" "/www"; stop_signal "SIGKILL"
     ports {{ port host=8080 container=80 }}
     healthcheck {{ test "CMD" "wget" "-qO-" "http://127.0.0.1/"; interval "300ms"; retries 30 }}
 }}
@@ -199,8 +199,42 @@ stage "dev" {{
     let after = sim.requests();
     let spent: u64 = after.iter().map(|(k, v)| v - before.get(k).copied().unwrap_or(0)).sum();
     assert_eq!(spent, 1, "one find for the whole stage: {before:?} -> {after:?}");
+
+    // The rest of the ladder on both machines; nothing of the stage ever runs on this engine.
+    let power = |name: &str| {
+        sim.state()["servers"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap()["power"].clone()
+    };
+    let down = p.ok(&["down", "dev"]);
+    assert!(down.stdout.contains("container api") && down.stdout.contains("container db"), "{}", down.stdout);
+    assert_eq!(inside(&rig, db, &["inspect", "-f", "{{.State.Running}}", &p.container("dev", "db")]), "false");
+    assert_eq!(
+        (power("web-1"), power("db-1")),
+        (serde_json::json!("Up"), serde_json::json!("Up")),
+        "down keeps servers"
+    );
+    p.ok(&["down", "dev", "--suspend"]);
+    assert_eq!((power("web-1"), power("db-1")), (serde_json::json!("Down"), serde_json::json!("Down")));
+    let st = p.ok(&["status", "dev"]);
+    assert!(st.stdout.contains("Status: suspended"), "{}", st.stdout);
+    let back = p.ok(&["up", "dev"]);
+    assert!(
+        back.stdout.contains("~ server web-1: power on") && back.stdout.contains("~ server db-1: power on"),
+        "{}",
+        back.stdout
+    );
+    assert_eq!(inside(&rig, web, &["inspect", "-f", "{{.State.Running}}", &p.container("dev", "api")]), "true");
+    assert_eq!(
+        inside(&rig, web, &["exec", &p.container("dev", "api"), "wget", "-qO-", "http://db:8080/"]),
+        "fleetflow test page",
+        "by-name reach survives the power cycle"
+    );
+    // logs merge both servers.
+    let logs = p.ok(&["logs", "dev", "--tail", "50"]);
+    assert!(logs.stdout.lines().any(|l| l.starts_with("db")), "{}", logs.stdout);
+    assert!(p.containers().is_empty(), "no container of the remote stage on the local engine: {:?}", p.containers());
     p.ok(&["down", "dev", "--destroy", "--yes"]);
     assert!(sim.state()["servers"].as_array().unwrap().is_empty());
+    assert!(p.containers().is_empty());
 }
 
 #[test]
