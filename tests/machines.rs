@@ -36,6 +36,22 @@ stage "dev" {{
     (p, keys)
 }
 
+/// A key pair for `ubuntu` on the machines (dropped with the directory).
+fn login_key() -> (tempfile::TempDir, std::path::PathBuf) {
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("id");
+    support::remote::keypair(&key);
+    (keys, key)
+}
+
+/// A Sakura server logged into as `ubuntu` with `key`, running `services`.
+fn placed_server(key: &std::path::Path, name: &str, services: &str) -> String {
+    format!(
+        "server \"{name}\" {{ provider \"sakura-cloud\"; ssh-key \"{k}.pub\"; ssh user=\"ubuntu\" port=22 identity=\"{k}\"; services \"{services}\" }}",
+        k = key.display()
+    )
+}
+
 fn server_id(sim: &Sim) -> u64 {
     sim.state()["servers"][0]["id"].as_u64().expect("one server")
 }
@@ -134,15 +150,8 @@ fn a_fresh_server_gets_its_engine_and_the_images_only_this_machine_has() {
 fn a_stage_across_two_machines_orders_and_reaches_by_name() {
     let rig = MachineRig::new("two");
     let sim = rig.sim();
-    let keys = tempfile::tempdir().unwrap();
-    let key = keys.path().join("id");
-    support::remote::keypair(&key);
-    let server = |name: &str, services: &str| {
-        format!(
-            "server \"{name}\" {{ provider \"sakura-cloud\"; ssh-key \"{k}.pub\"; ssh user=\"ubuntu\" port=22 identity=\"{k}\"; services \"{services}\" }}",
-            k = key.display()
-        )
-    };
+    let (_keys, key) = login_key();
+    let server = |name: &str, services: &str| placed_server(&key, name, services);
     let kdl = format!(
         r#"
 project "{{project}}"
@@ -335,15 +344,8 @@ fn up_killed_during_the_bootstrap_and_the_image_copy_converges_on_the_next_run()
 fn an_idle_server_suspends_itself_and_one_with_a_login_stays_up() {
     let rig = MachineRig::new("idle");
     let sim = rig.sim();
-    let keys = tempfile::tempdir().unwrap();
-    let key = keys.path().join("id");
-    support::remote::keypair(&key);
-    let server = |name: &str, services: &str| {
-        format!(
-            "server \"{name}\" {{ provider \"sakura-cloud\"; ssh-key \"{k}.pub\"; ssh user=\"ubuntu\" port=22 identity=\"{k}\"; services \"{services}\" }}",
-            k = key.display()
-        )
-    };
+    let (_keys, key) = login_key();
+    let server = |name: &str, services: &str| placed_server(&key, name, services);
     let kdl = |setting: &str| {
         format!(
             r#"

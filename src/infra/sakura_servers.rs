@@ -43,6 +43,15 @@ struct DiskInputs {
     notes: Vec<Value>,
 }
 
+/// An account resource looked up by name: what it is called, where it is listed.
+struct Named<'a> {
+    what: &'a str,
+    path: &'a str,
+    list: &'a str,
+    /// What to do when there is none.
+    missing: &'a str,
+}
+
 /// Disk plan 4 is SSD (2 is HDD).
 const SSD_PLAN: u64 = 4;
 /// Between a server's create and its disk's create, its creator needs one request: a server
@@ -412,51 +421,42 @@ impl SakuraCloud {
 
     /// A key registered in the account, by its exact name.
     async fn account_key(&self, server: &Server, name: &str) -> Result<String> {
-        let query = json!({"Count": 1000, "Filter": {"Name": [name]}});
-        let found = self.call(server, "finding its SSH key", Method::GET, "sshkey", Some(&query), None).await?;
-        let hits: Vec<&Value> = found["SSHKeys"]
-            .as_array()
-            .map(|keys| keys.iter().filter(|k| k["Name"].as_str() == Some(name)).collect())
-            .unwrap_or_default();
-        match hits.as_slice() {
-            [one] => id_of(&one["ID"]).ok_or_else(|| {
-                Self::fail(server, spec(server).zone, "finding its SSH key", "the answer carries a key without an ID")
-            }),
-            [] => Err(Error::failed_help(
-                format!("server {}: the account has no SSH key named `{name}`", server.name),
-                "register it (Sakura control panel → SSH keys, or `usacloud ssh-key create`), or name a file: ssh-key \"~/.ssh/id_ed25519.pub\"",
-            )),
-            _ => Err(Error::failed_help(
-                format!("server {}: the account has {} SSH keys named `{name}`", server.name, hits.len()),
-                "rename one so the name says which key to install",
-            )),
-        }
+        let missing = "register it (Sakura control panel → SSH keys, or `usacloud ssh-key create`), or name a file: ssh-key \"~/.ssh/id_ed25519.pub\"";
+        self.named(server, Named { what: "SSH key", path: "sshkey", list: "SSHKeys", missing }, name).await
     }
 
     /// A startup script (Note) the user keeps in the account, by its exact name.
     async fn named_note(&self, server: &Server, name: &str) -> Result<String> {
+        let missing = "create it in the control panel (Startup scripts) or remove `startup-script`; fleet installs the engine itself";
+        self.named(server, Named { what: "startup script", path: "note", list: "Notes", missing }, name).await
+    }
+
+    /// The ID of the one account resource of a kind with exactly this name: none or several is
+    /// an error that says which, before anything is created.
+    async fn named(&self, server: &Server, kind: Named<'_>, name: &str) -> Result<String> {
+        let doing = format!("finding its {}", kind.what);
         let query = json!({"Count": 1000, "Filter": {"Name": [name]}});
-        let found = self.call(server, "finding its startup script", Method::GET, "note", Some(&query), None).await?;
-        let hits: Vec<&Value> = found["Notes"]
+        let found = self.call(server, &doing, Method::GET, kind.path, Some(&query), None).await?;
+        let hits: Vec<&Value> = found[kind.list]
             .as_array()
-            .map(|notes| notes.iter().filter(|n| n["Name"].as_str() == Some(name)).collect())
+            .map(|all| all.iter().filter(|k| k["Name"].as_str() == Some(name)).collect())
             .unwrap_or_default();
         match hits.as_slice() {
             [one] => id_of(&one["ID"]).ok_or_else(|| {
                 Self::fail(
                     server,
                     spec(server).zone,
-                    "finding its startup script",
-                    "the answer carries a note without an ID",
+                    &doing,
+                    format!("the answer carries a {} without an ID", kind.what),
                 )
             }),
             [] => Err(Error::failed_help(
-                format!("server {}: the account has no startup script named `{name}`", server.name),
-                "create it in the control panel (Startup scripts) or remove `startup-script`; fleet installs the engine itself",
+                format!("server {}: the account has no {} named `{name}`", server.name, kind.what),
+                kind.missing,
             )),
             _ => Err(Error::failed_help(
-                format!("server {}: the account has {} startup scripts named `{name}`", server.name, hits.len()),
-                "rename one so the name says which script to run",
+                format!("server {}: the account has {} {}s named `{name}`", server.name, hits.len(), kind.what),
+                "rename one so the name says which is meant",
             )),
         }
     }
