@@ -20,7 +20,7 @@ const CPU_PERCENT: u32 = 10;
 /// The power-off is scheduled this many minutes ahead, so a login can still cancel it.
 const SHUTDOWN_DELAY_MIN: u64 = 1;
 /// Bumped when the check or the units change: a server with an older one gets the new one.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// The settings file: what the check reads, and what `up` compares to decide whether to install.
 pub fn conf(a: &AutoSuspend, ports: &[u16]) -> String {
@@ -53,6 +53,9 @@ if [ -e /run/fleetflow/no-auto-suspend ]; then
     busy="disabled by /run/fleetflow/no-auto-suspend"
 elif [ "$up" -lt "$AFTER_BOOT_SECONDS" ]; then
     busy="booted ${up}s ago (grace ${AFTER_BOOT_SECONDS}s)"
+elif ! command -v who >/dev/null 2>&1 || ! command -v ss >/dev/null 2>&1; then
+    # What cannot be seen is not idle: never power off a server whose use cannot be measured.
+    busy="who or ss is missing, so logins and connections cannot be seen"
 else
     sessions=$(who | wc -l)
     [ "$sessions" -gt 0 ] && busy="$sessions SSH login session(s)"
@@ -63,7 +66,7 @@ else
         done
     fi
     if [ -z "$busy" ] && command -v docker >/dev/null 2>&1; then
-        hot=$(docker stats --no-stream --format '{{.Name}} {{.CPUPerc}}' 2>/dev/null \
+        hot=$(timeout 30 docker stats --no-stream --format '{{.Name}} {{.CPUPerc}}' 2>/dev/null \
             | awk -v t="$CPU_PERCENT" '{ c = $2; sub("%", "", c); if (c + 0 > t) { print $1; exit } }')
         [ -n "$hot" ] && busy="container $hot above ${CPU_PERCENT}% CPU"
     fi
@@ -104,7 +107,7 @@ const UNIT: &str = "fleetflow-auto-suspend";
 /// through a temporary name, so a run killed half-way never leaves a half-written check.
 fn install_script(conf: &str, check_every: u64) -> String {
     let service = format!(
-        "[Unit]\nDescription=fleetflow auto-suspend check\n\n[Service]\nType=oneshot\nExecStart={CHECK_PATH}\n"
+        "[Unit]\nDescription=fleetflow auto-suspend check\n\n[Service]\nType=oneshot\n# A wedged engine must not stop every later check.\nTimeoutStartSec=90\nExecStart={CHECK_PATH}\n"
     );
     let timer = format!(
         "[Unit]\nDescription=fleetflow auto-suspend check every {check_every}s\n\n[Timer]\nOnBootSec={check_every}s\nOnUnitActiveSec={check_every}s\nAccuracySec=1s\n\n[Install]\nWantedBy=timers.target\n"
