@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// One stage of one project, every variable resolved: what `up` converges to.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct StageSpec {
     pub project: String,
     pub name: String,
@@ -17,9 +17,63 @@ pub struct StageSpec {
     pub protect: bool,
     /// `auto_suspend idle="2h" after_boot="10m"`: servers power themselves off when idle.
     pub auto_suspend: Option<AutoSuspend>,
+    /// `orchestrator "swarm"`: the servers form a Docker Swarm and services are swarm services.
+    #[serde(skip_serializing_if = "Orchestrator::is_containers")]
+    pub orchestrator: Orchestrator,
     /// Values that came from the environment or a `.env`/`env_file` file: output masks them.
     #[serde(skip)]
     pub sensitive: std::collections::BTreeSet<String>,
+}
+
+/// Who runs a stage's services on its servers.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Orchestrator {
+    /// fleet itself: each service a container on the one server that lists it.
+    #[default]
+    Containers,
+    /// Docker Swarm: servers are nodes, services are swarm services with replicas.
+    Swarm,
+}
+
+impl Orchestrator {
+    pub fn is_containers(&self) -> bool {
+        *self == Orchestrator::Containers
+    }
+}
+
+/// How a swarm service is reached: one virtual IP, or DNS round robin over its tasks.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointMode {
+    #[default]
+    Vip,
+    Dnsrr,
+}
+
+impl EndpointMode {
+    pub fn is_vip(&self) -> bool {
+        *self == EndpointMode::Vip
+    }
+}
+
+/// `update { order "start-first"; parallelism 1; delay "5s"; failure_action "rollback"; monitor "10s" }`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct UpdatePolicy {
+    /// `start-first` or `stop-first`.
+    pub order: String,
+    pub parallelism: u32,
+    pub delay_ms: u64,
+    /// `rollback`, `pause` or `continue`.
+    pub failure_action: String,
+    pub monitor_ms: u64,
+}
+
+impl Default for UpdatePolicy {
+    /// Docker's own defaults.
+    fn default() -> Self {
+        Self { order: "stop-first".into(), parallelism: 1, delay_ms: 0, failure_action: "pause".into(), monitor_ms: 5000 }
+    }
 }
 
 /// When an idle server of the stage powers itself off (a systemd timer on each server).
@@ -40,6 +94,39 @@ impl AutoSuspend {
 impl StageSpec {
     pub fn is_local(&self) -> bool {
         self.servers.is_empty()
+    }
+
+    pub fn is_swarm(&self) -> bool {
+        self.orchestrator == Orchestrator::Swarm
+    }
+
+    /// A swarm's managers: the servers marked `role "manager"`, else the first.
+    pub fn managers(&self) -> Vec<&Server> {
+        let marked: Vec<&Server> = self.servers.iter().filter(|s| s.manager).collect();
+        if marked.is_empty() { self.servers.first().into_iter().collect() } else { marked }
+    }
+
+    pub fn is_manager(&self, server: &Server) -> bool {
+        self.managers().iter().any(|m| m.name == server.name)
+    }
+
+    /// Swarm stages: a service some server lists runs only there (node labels); others anywhere.
+    pub fn is_pinned(&self, service: &str) -> bool {
+        self.servers.iter().any(|s| s.services.iter().any(|n| n == service))
+    }
+
+    /// Swarm stages: the services whose tasks may land on this server (its images go there).
+    pub fn placeable_on(&self, server: &Server) -> StageSpec {
+        StageSpec {
+            services: self
+                .services
+                .iter()
+                .filter(|s| !self.is_pinned(&s.name) || server.services.contains(&s.name))
+                .cloned()
+                .collect(),
+            servers: vec![server.clone()],
+            ..self.clone()
+        }
     }
 
     /// The services placed on one server: every service when the stage has a single server.
@@ -87,7 +174,7 @@ impl StageSpec {
 }
 
 /// One container definition.
-#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Service {
     pub name: String,
     /// Full reference with a tag, e.g. `postgres:16`.
@@ -111,6 +198,42 @@ pub struct Service {
     /// only once the servers' addresses are, so never from the file.
     #[serde(skip)]
     pub peer_hosts: BTreeMap<String, String>,
+    /// Swarm stages: how many tasks run it.
+    #[serde(skip_serializing_if = "is_one")]
+    pub replicas: u32,
+    #[serde(skip_serializing_if = "EndpointMode::is_vip")]
+    pub endpoint_mode: EndpointMode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdatePolicy>,
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
+impl Default for Service {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            image: String::new(),
+            command: None,
+            entrypoint: None,
+            ports: Vec::new(),
+            environment: BTreeMap::new(),
+            volumes: Vec::new(),
+            depends_on: Vec::new(),
+            healthcheck: None,
+            restart: None,
+            labels: BTreeMap::new(),
+            stop_signal: None,
+            stop_timeout: None,
+            oneshot: false,
+            peer_hosts: BTreeMap::new(),
+            replicas: 1,
+            endpoint_mode: EndpointMode::Vip,
+            update: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -136,6 +259,24 @@ pub struct Port {
     pub container: u16,
     pub protocol: Protocol,
     pub host_ip: Option<String>,
+    /// Swarm stages: `mode="host"` publishes on the node that runs the task (`ingress`: the
+    /// routing mesh, every node). Skipped when default, so existing config hashes stay.
+    #[serde(skip_serializing_if = "PortMode::is_ingress")]
+    pub mode: PortMode,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PortMode {
+    #[default]
+    Ingress,
+    Host,
+}
+
+impl PortMode {
+    pub fn is_ingress(&self) -> bool {
+        *self == PortMode::Ingress
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -213,6 +354,9 @@ pub struct Server {
     pub services: Vec<String>,
     /// Names that point at this server.
     pub dns: Option<DnsNames>,
+    /// Swarm stages: `role "manager"` (else the first server manages).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub manager: bool,
     /// Where relative bind sources (`./data`) live on this server: fleet copies no files, so
     /// `./data` on a laptop is `<deploy_path>/data` here (FleetFlow's `deploy-path`).
     pub deploy_path: String,

@@ -74,6 +74,9 @@ pub struct ServerStatus {
     pub cost: Option<RungCosts>,
     /// Auto-suspend as the server reports it (a remote stage with `auto_suspend`).
     pub auto_suspend: Option<String>,
+    /// Swarm stages: the node's role, availability and state, as a manager reports them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// Monthly list prices in yen of one server or a whole stage on each rung of the ladder.

@@ -327,6 +327,9 @@ impl Ui {
                 if let Some(a) = &s.auto_suspend {
                     self.line(format!("    Auto-suspend: {a}"));
                 }
+                if let Some(n) = &s.node {
+                    self.line(format!("    Swarm node: {n}"));
+                }
             }
         }
         if let Some(cost) = &r.cost {

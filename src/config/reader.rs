@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 const TOP_LEVEL: &[&str] = &["project", "variables", "service", "stage", "providers", "provider", "server"];
-const STAGE_NODES: &[&str] = &["service", "variables", "protect", "server", "auto_suspend"];
+const STAGE_NODES: &[&str] = &["service", "variables", "protect", "server", "auto_suspend", "orchestrator"];
 const SERVICE_NODES: &[&str] = &[
     "image",
     "version",
@@ -29,9 +29,13 @@ const SERVICE_NODES: &[&str] = &[
     "stop_signal",
     "stop_timeout",
     "oneshot",
+    "replicas",
+    "endpoint_mode",
+    "update",
 ];
 const HEALTH_NODES: &[&str] = &["test", "interval", "timeout", "retries", "start_period"];
-const PORT_PROPS: &[&str] = &["host", "container", "protocol", "host_ip"];
+const PORT_PROPS: &[&str] = &["host", "container", "protocol", "host_ip", "mode"];
+const UPDATE_NODES: &[&str] = &["order", "parallelism", "delay", "failure_action", "monitor"];
 
 /// Where things were written, so cross-service checks can point at them.
 #[derive(Debug, Default)]
@@ -42,6 +46,8 @@ pub struct Spans {
     pub depends_on: HashMap<(String, String), SourceSpan>,
     /// (service, index in `ports`) → the `port` node.
     pub ports: HashMap<(String, usize), SourceSpan>,
+    /// (service, field) → a field only a swarm stage reads (`replicas`, `update`, …).
+    pub swarm_only: HashMap<(String, &'static str), SourceSpan>,
 }
 
 /// `project "name"`, or the directory name made safe for Docker; and whether the file states it (`project "…"`) rather than the directory.
@@ -173,6 +179,7 @@ pub fn read_stage(config: &Config, stage: &str) -> std::result::Result<(StageSpe
         servers: Vec::new(),
         protect: false,
         auto_suspend: None,
+        orchestrator: Default::default(),
         sensitive: Default::default(),
     };
     let mut spans = Spans::default();
@@ -225,6 +232,14 @@ pub fn read_stage(config: &Config, stage: &str) -> std::result::Result<(StageSpe
                 }
             }
             "protect" => spec.protect = r.flag(node).unwrap_or(true),
+            "orchestrator" => match r.one_string(node).as_deref() {
+                Some("swarm") => spec.orchestrator = crate::model::Orchestrator::Swarm,
+                Some("containers") | None => {}
+                Some(other) => r.push(
+                    ConfigError::new(r.src, node.span(), format!("unknown orchestrator `{other}`"))
+                        .help("use \"swarm\", or leave it out for fleet's own containers"),
+                ),
+            },
             "auto_suspend" | "auto-suspend" => {
                 spec.auto_suspend = r.auto_suspend(node);
                 auto_suspend_at = Some(node.span());
@@ -488,8 +503,48 @@ impl Reader<'_> {
         Some(value)
     }
 
-    /// Integers are seconds; strings like "500ms" or "2s" are durations. At most a day: a
-    /// health check interval or a grace period longer than that is a typo (and would overflow).
+    /// `update { order "start-first"; parallelism 1; delay "5s"; failure_action "rollback"; monitor "10s" }`.
+    fn update_policy(&mut self, node: &KdlNode) -> Option<crate::model::UpdatePolicy> {
+        self.check_props(node, &[]);
+        let mut u = crate::model::UpdatePolicy::default();
+        for child in children(node) {
+            let name = child.name().value();
+            match name {
+                "order" | "failure_action" => {
+                    let allowed: &[&str] =
+                        if name == "order" { &["start-first", "stop-first"] } else { &["rollback", "pause", "continue"] };
+                    let Some(v) = self.one_string(child) else { continue };
+                    if !allowed.contains(&v.as_str()) {
+                        self.push(
+                            ConfigError::new(self.src, child.span(), format!("unknown {name} `{v}`"))
+                                .help(format!("use one of: {}", allowed.join(", "))),
+                        );
+                    } else if name == "order" {
+                        u.order = v;
+                    } else {
+                        u.failure_action = v;
+                    }
+                }
+                "parallelism" => {
+                    if let Some(e) = self.one_arg(child) {
+                        u.parallelism = self.integer(e, 0, 1000, "parallelism").map_or(1, |v| v as u32);
+                    }
+                }
+                "delay" | "monitor" => {
+                    let Some(e) = self.one_arg(child) else { continue };
+                    let Some(ms) = self.duration_ms(e) else { continue };
+                    if name == "delay" {
+                        u.delay_ms = ms;
+                    } else {
+                        u.monitor_ms = ms;
+                    }
+                }
+                _ => self.push(unknown_node(self.src, child, "in `update`", UPDATE_NODES)),
+            }
+        }
+        Some(u)
+    }
+
     /// `auto_suspend idle="2h" after_boot="10m"`.
     fn auto_suspend(&mut self, node: &KdlNode) -> Option<crate::model::AutoSuspend> {
         self.check_props(node, &["idle", "after_boot"]);
@@ -514,6 +569,8 @@ impl Reader<'_> {
         Some(crate::model::AutoSuspend { idle_secs, after_boot_secs })
     }
 
+    /// Integers are seconds; strings like "500ms" or "2s" are durations. At most a day: a
+    /// health check interval or a grace period longer than that is a typo (and would overflow).
     fn duration_ms(&mut self, entry: &KdlEntry) -> Option<u64> {
         const MAX_MS: u128 = 24 * 3600 * 1000;
         let ms: u128 = match entry.value() {
@@ -693,6 +750,28 @@ impl Reader<'_> {
                 }
             }
             "oneshot" => svc.oneshot = self.flag(node).unwrap_or(false),
+            "replicas" => {
+                if let Some(e) = self.one_arg(node) {
+                    svc.replicas = self.integer(e, 0, 1000, "replicas").map_or(1, |v| v as u32);
+                    spans.swarm_only.insert((svc.name.clone(), "replicas"), node.span());
+                }
+            }
+            "endpoint_mode" => {
+                match self.one_string(node).as_deref() {
+                    Some("vip") => svc.endpoint_mode = crate::model::EndpointMode::Vip,
+                    Some("dnsrr") => svc.endpoint_mode = crate::model::EndpointMode::Dnsrr,
+                    Some(other) => self.push(
+                        ConfigError::new(self.src, node.span(), format!("unknown endpoint_mode `{other}`"))
+                            .help("use \"vip\" (one virtual IP) or \"dnsrr\" (DNS round robin)"),
+                    ),
+                    None => {}
+                }
+                spans.swarm_only.insert((svc.name.clone(), "endpoint_mode"), node.span());
+            }
+            "update" => {
+                svc.update = self.update_policy(node);
+                spans.swarm_only.insert((svc.name.clone(), "update"), node.span());
+            }
             "ports" => {
                 self.check_props(node, &[]);
                 svc.ports.clear();
@@ -776,6 +855,21 @@ impl Reader<'_> {
             Some(e) => Some(self.string(e)?),
             None => None,
         };
+        let mode = match self.prop(node, "mode") {
+            None => crate::model::PortMode::Ingress,
+            Some(e) => match self.string(e).as_deref() {
+                Some("ingress") => crate::model::PortMode::Ingress,
+                Some("host") => crate::model::PortMode::Host,
+                Some(other) => {
+                    self.push(
+                        ConfigError::new(self.src, e.span(), format!("unknown port mode `{other}`"))
+                            .help("use \"ingress\" (the routing mesh) or \"host\" (the node running the task)"),
+                    );
+                    return None;
+                }
+                None => return None,
+            },
+        };
         let Some(container) = container else {
             if self.errors.iter().all(|e| e.span != node.span())
                 && self.prop(node, "container").is_none()
@@ -785,7 +879,7 @@ impl Reader<'_> {
             }
             return None;
         };
-        Some(Port { host: host.map(|h| h as u16), container: container as u16, protocol, host_ip })
+        Some(Port { host: host.map(|h| h as u16), container: container as u16, protocol, host_ip, mode })
     }
 
     /// `volume "./data" "/data" read_only=#true`; `.`/`/`/`~` sources are binds, others named volumes.

@@ -23,6 +23,7 @@ const SERVER_NODES: &[&str] = &[
     "startup-script",
     "init-script-vars",
     "deploy-path",
+    "role",
 ];
 
 /// FleetFlow's other spellings of server children (its parser accepted them all).
@@ -88,6 +89,7 @@ impl Reader<'_> {
         let mut scripts: Vec<String> = Vec::new();
         let mut script_vars = Vec::new();
         let mut deploy_path = None;
+        let mut manager = false;
         for child in children(node) {
             match canonical(child.name().value()) {
                 "provider" => {
@@ -140,6 +142,14 @@ impl Reader<'_> {
                     let names = self.args(child).into_iter().filter_map(|e| self.string(e)).collect();
                     dns_aliases = Some((names, child.span()));
                 }
+                "role" => match self.one_string(child).as_deref() {
+                    Some("manager") => manager = true,
+                    Some("worker") | None => {}
+                    Some(other) => self.push(
+                        ConfigError::new(self.src, child.span(), format!("unknown role `{other}`"))
+                            .help("use \"manager\" or \"worker\" (swarm stages)"),
+                    ),
+                },
                 "deploy-path" => {
                     if let Some(p) = self.one_string(child) {
                         if p.starts_with('/') {
@@ -248,7 +258,7 @@ impl Reader<'_> {
             };
         }
         let deploy_path = deploy_path.unwrap_or_else(|| format!("/srv/fleet/{}", config.project));
-        Some(Server { name: name.to_string(), provider, ssh, services, dns, deploy_path })
+        Some(Server { name: name.to_string(), provider, ssh, services, dns, deploy_path, manager })
     }
 
     /// `plan core=4 memory=8` or FleetFlow's `plan "4core-8gb"`, within what any plan offers.

@@ -510,3 +510,82 @@ fn auto_suspend_reads_and_refuses_where_fleet_never_powers_off() {
     let (msg, loc, _) = stage_error(&text, "dev");
     assert_eq!((msg.as_str(), loc.as_str()), ("idle window is too short", "/proj/fleet.kdl:15:18"));
 }
+
+const SWARM: &str = r#"
+project "shop"
+service "web" {
+    image "nginx:1"
+    replicas 3
+    endpoint_mode "dnsrr"
+    ports { port host=8080 container=80 mode="host"; }
+    update { order "start-first"; parallelism 1; delay "5s"; failure_action "rollback"; monitor "10s"; }
+}
+service "db" { image "postgres:16" }
+stage "prod" {
+    orchestrator "swarm"
+    server "node-1" { provider "host"; address "10.0.0.1"; role "manager"; }
+    server "node-2" { provider "host"; address "10.0.0.2"; }
+    server "node-3" { provider "host"; address "10.0.0.3"; services "db"; }
+    service "web"
+    service "db"
+}
+"#;
+
+#[test]
+fn reads_the_swarm_contract() {
+    let spec = load(SWARM).stage("prod").expect("valid");
+    assert!(spec.is_swarm());
+    let web = spec.service("web").unwrap();
+    assert_eq!(web.replicas, 3);
+    assert_eq!(web.endpoint_mode, crate::model::EndpointMode::Dnsrr);
+    assert_eq!(web.ports[0].mode, crate::model::PortMode::Host);
+    let u = web.update.as_ref().unwrap();
+    assert_eq!(
+        (u.order.as_str(), u.parallelism, u.delay_ms, u.failure_action.as_str(), u.monitor_ms),
+        ("start-first", 1, 5000, "rollback", 10_000)
+    );
+    assert_eq!(spec.managers().iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["node-1"]);
+    assert!(spec.is_pinned("db") && !spec.is_pinned("web"));
+    let on_2: Vec<String> = spec.placeable_on(&spec.servers[1]).services.into_iter().map(|s| s.name).collect();
+    assert_eq!(on_2, ["web"], "db is pinned to node-3");
+    let on_3: Vec<String> = spec.placeable_on(&spec.servers[2]).services.into_iter().map(|s| s.name).collect();
+    assert_eq!(on_3, ["web", "db"]);
+}
+
+#[test]
+fn swarm_fields_outside_a_swarm_stage_are_errors_with_their_location() {
+    let text = SWARM.replace("    orchestrator \"swarm\"\n", "").replace(
+        "server \"node-3\" { provider \"host\"; address \"10.0.0.3\"; services \"db\"; }",
+        "server \"node-3\" { provider \"host\"; address \"10.0.0.3\"; services \"db\" \"web\"; }",
+    );
+    let errs = match load(&text).stage("prod") {
+        Err(Error::Config(e)) => e.errors.iter().map(|e| (e.message.clone(), e.location())).collect::<Vec<_>>(),
+        other => panic!("expected errors, got {other:?}"),
+    };
+    let messages: Vec<&str> = errs.iter().map(|(m, _)| m.as_str()).collect();
+    assert!(messages.contains(&"`replicas` of service `web` needs a swarm stage"), "{messages:?}");
+    assert!(messages.contains(&"`endpoint_mode` of service `web` needs a swarm stage"), "{messages:?}");
+    assert!(messages.contains(&"`update` of service `web` needs a swarm stage"), "{messages:?}");
+    assert!(messages.contains(&"port `mode` needs a swarm stage"), "{messages:?}");
+    let at = &errs.iter().find(|(m, _)| m.starts_with("`replicas`")).unwrap().1;
+    assert!(at.starts_with("/proj/fleet.kdl:5:"), "{at}");
+    // replicas 1 means what a container stage does anyway.
+    let one = "project \"p\"\nservice \"a\" { image \"x:1\"; replicas 1 }\nstage \"dev\" { service \"a\" }\n";
+    assert!(load(one).stage("dev").is_ok());
+}
+
+#[test]
+fn a_swarm_needs_servers_an_odd_number_of_managers_and_no_auto_suspend() {
+    let two = SWARM.replace("address \"10.0.0.2\";", "address \"10.0.0.2\"; role \"manager\";");
+    let (msg, _, help) = stage_error(&two, "prod");
+    assert_eq!(msg, "swarm stage `prod` has 2 managers");
+    assert!(help.unwrap().contains("odd number"));
+    let none = "project \"p\"\nservice \"a\" { image \"x:1\" }\nstage \"dev\" { orchestrator \"swarm\"; service \"a\" }\n";
+    assert_eq!(stage_error(none, "dev").0, "swarm stage `dev` has no servers");
+    let bad = SWARM.replace("orchestrator \"swarm\"", "orchestrator \"kubernetes\"");
+    let (msg, at, _) = stage_error(&bad, "prod");
+    assert_eq!(msg, "unknown orchestrator `kubernetes`");
+    assert!(at.starts_with("/proj/fleet.kdl:12:"), "{at}");
+    let order = SWARM.replace("order \"start-first\"", "order \"sideways\"");
+    assert_eq!(stage_error(&order, "prod").0, "unknown order `sideways`");
+}

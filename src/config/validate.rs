@@ -3,7 +3,7 @@
 use super::Config;
 use super::diagnostic::ConfigError;
 use super::reader::Spans;
-use crate::model::StageSpec;
+use crate::model::{Orchestrator, PortMode, StageSpec};
 use crate::plan::graph;
 use std::collections::HashMap;
 
@@ -61,13 +61,87 @@ fn check_placement(config: &Config, stage: &str, spec: &StageSpec, spans: &Spans
     }
 }
 
+/// Swarm fields only in swarm stages; a swarm needs servers and an odd number of managers.
+fn check_swarm(config: &Config, stage: &str, spec: &StageSpec, spans: &Spans, errors: &mut Vec<ConfigError>) {
+    let src = &config.source;
+    if spec.orchestrator != Orchestrator::Swarm {
+        for svc in &spec.services {
+            for field in ["replicas", "endpoint_mode", "update"] {
+                let Some(span) = spans.swarm_only.get(&(svc.name.clone(), field)) else { continue };
+                if field == "replicas" && svc.replicas == 1 {
+                    continue;
+                }
+                errors.push(
+                    ConfigError::new(src, *span, format!("`{field}` of service `{}` needs a swarm stage", svc.name))
+                        .label(format!("stage `{stage}` runs one container per service"))
+                        .help(format!(
+                            "add `orchestrator \"swarm\"` to stage `{stage}`, or set it only in the swarm stage's override: stage \"prod\" {{ service \"{}\" {{ {field} … }} }}",
+                            svc.name
+                        )),
+                );
+            }
+            for (i, port) in svc.ports.iter().enumerate() {
+                if port.mode != PortMode::Ingress {
+                    errors.push(
+                        ConfigError::new(src, spans.ports[&(svc.name.clone(), i)], "port `mode` needs a swarm stage")
+                            .help("a container's port is published on its own server; leave `mode` out"),
+                    );
+                }
+            }
+        }
+        return;
+    }
+    let stage_span = config
+        .doc
+        .nodes()
+        .iter()
+        .find(|n| n.name().value() == "stage" && n.entries().first().and_then(|e| e.value().as_string()) == Some(stage))
+        .map_or((0, 0).into(), |n| n.span());
+    if spec.servers.is_empty() {
+        errors.push(
+            ConfigError::new(src, stage_span, format!("swarm stage `{stage}` has no servers"))
+                .help("add the servers that become its nodes: server \"node-1\" { provider \"sakura-cloud\"; role \"manager\" }"),
+        );
+        return;
+    }
+    if spec.auto_suspend.is_some() {
+        errors.push(
+            ConfigError::new(src, stage_span, format!("swarm stage `{stage}` cannot auto-suspend"))
+                .label("a node that powers itself off takes its replicas (and a manager, the quorum) with it")
+                .help(format!("remove `auto_suspend`, and use `fleet down {stage} --suspend` to power the whole swarm off")),
+        );
+    }
+    let managers = spec.servers.iter().filter(|s| s.manager).count();
+    if managers % 2 == 0 && managers > 0 {
+        errors.push(
+            ConfigError::new(src, stage_span, format!("swarm stage `{stage}` has {managers} managers"))
+                .label("an even number")
+                .help("a swarm keeps quorum with an odd number of managers: mark 1 or 3 servers role \"manager\""),
+        );
+    }
+    for server in &spec.servers {
+        for name in &server.services {
+            if spec.service(name).is_none() {
+                errors.push(ConfigError::new(
+                    src,
+                    stage_span,
+                    format!("server `{}` lists service `{name}`, which is not in stage `{stage}`", server.name),
+                ));
+            }
+        }
+    }
+}
+
 pub fn validate(config: &Config, stage: &str, spec: &StageSpec, spans: &Spans) -> Vec<ConfigError> {
     let src = &config.source;
     let mut errors = Vec::new();
 
+    let swarm = spec.orchestrator == Orchestrator::Swarm;
+    check_swarm(config, stage, spec, spans, &mut errors);
     // A dependency on another server is reached through its server's address, so it must
     // publish a port there; containers on one server keep reaching each other on the network.
-    if spec.servers.len() > 1 {
+    // (A swarm's overlay network reaches every node.)
+    if spec.servers.len() > 1 && !swarm {
         for svc in &spec.services {
             for dep in &svc.depends_on {
                 let (Some(here), Some(there), Some(target)) =
@@ -154,7 +228,9 @@ pub fn validate(config: &Config, stage: &str, spec: &StageSpec, spans: &Spans) -
         );
     }
 
-    check_placement(config, stage, spec, spans, &mut errors);
+    if !swarm {
+        check_placement(config, stage, spec, spans, &mut errors);
+    }
 
     let mut used: HashMap<(String, u16, &str), String> = HashMap::new();
     for svc in &spec.services {

@@ -95,7 +95,7 @@ mod tests {
             servers: vec![],
             protect: false,
             auto_suspend: None,
-            sensitive: Default::default(),
+            ..Default::default()
         };
         let svc = Service {
             name: "db".into(),
@@ -105,6 +105,7 @@ mod tests {
                 container: 5432,
                 protocol: Protocol::Tcp,
                 host_ip: Some("127.0.0.1".into()),
+                mode: Default::default(),
             }],
             volumes: vec![
                 Volume {

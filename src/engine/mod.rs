@@ -5,6 +5,7 @@ mod converge;
 mod host_root;
 pub mod labels;
 mod logs;
+pub mod swarm;
 
 pub use container_spec::create_body;
 pub use converge::{Event, Events, PullPolicy, Readiness, apply_down, apply_up};

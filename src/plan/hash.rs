@@ -38,6 +38,14 @@ impl ConfigHash {
         if !service.peer_hosts.is_empty() {
             put("hosts", &service.peer_hosts);
         }
+        // Swarm-only fields, likewise only when set. The replica count is not here: a scale is
+        // not a rolling update (`down` scales to 0 and keeps the spec).
+        if !service.endpoint_mode.is_vip() {
+            put("endpoint_mode", &service.endpoint_mode);
+        }
+        if let Some(update) = &service.update {
+            put("update", update);
+        }
         let mut all = Sha256::new();
         for (k, v) in &fields {
             all.update(k.as_bytes());

@@ -156,6 +156,45 @@ pub enum InfraAction {
         server: String,
         setting: Option<String>,
     },
+    /// Swarm stages: a new swarm with this server its first manager.
+    FormSwarm {
+        manager: String,
+    },
+    JoinSwarm {
+        server: String,
+        /// `manager` or `worker`.
+        role: String,
+    },
+    /// fleet's node labels (which server, which pinned services) or the node's role.
+    SetNode {
+        server: String,
+        change: String,
+    },
+    CreateService {
+        service: String,
+        replicas: u32,
+    },
+    /// A rolling update of the service's tasks.
+    UpdateService {
+        service: String,
+        reason: String,
+        order: String,
+        replicas: u32,
+    },
+    /// Only the replica count: `down` scales to 0 and keeps the spec, `up` scales back.
+    ScaleService {
+        service: String,
+        from: u64,
+        to: u32,
+    },
+    RemoveService {
+        service: String,
+        orphan: bool,
+    },
+    /// The node leaves the swarm (`down --destroy`, or a server no longer in the stage).
+    LeaveSwarm {
+        server: String,
+    },
 }
 
 /// What a plan step does, for the summary and the colour of its line.
@@ -170,14 +209,23 @@ pub enum ChangeKind {
 impl InfraAction {
     pub fn kind(&self) -> ChangeKind {
         match self {
-            InfraAction::CreateServer { .. } | InfraAction::CreateRecord { .. } | InfraAction::CopyImage { .. } => {
-                ChangeKind::Add
-            }
+            InfraAction::CreateServer { .. }
+            | InfraAction::CreateRecord { .. }
+            | InfraAction::CopyImage { .. }
+            | InfraAction::FormSwarm { .. }
+            | InfraAction::JoinSwarm { .. }
+            | InfraAction::CreateService { .. } => ChangeKind::Add,
             InfraAction::PowerOn { .. }
             | InfraAction::PowerOff { .. }
             | InfraAction::UpdateRecord { .. }
-            | InfraAction::SetAutoSuspend { .. } => ChangeKind::Change,
-            InfraAction::DeleteServer { .. } | InfraAction::DeleteRecord { .. } => ChangeKind::Destroy,
+            | InfraAction::SetAutoSuspend { .. }
+            | InfraAction::SetNode { .. }
+            | InfraAction::UpdateService { .. }
+            | InfraAction::ScaleService { .. } => ChangeKind::Change,
+            InfraAction::DeleteServer { .. }
+            | InfraAction::DeleteRecord { .. }
+            | InfraAction::RemoveService { .. }
+            | InfraAction::LeaveSwarm { .. } => ChangeKind::Destroy,
         }
     }
 }
@@ -296,18 +344,33 @@ fn decide(want: &Desired, have: Option<&ObservedContainer>, force_recreate: bool
 
 /// Which fields changed, or that the image behind the same reference moved.
 fn recreate_reason(want: &Desired, have: &ObservedContainer) -> String {
-    if have.config_hash.is_none() {
+    let was = Made {
+        hash: have.config_hash.as_deref(),
+        fields: &have.field_hashes,
+        image_id: have.image_id.as_deref(),
+        environment: have.environment.as_ref(),
+    };
+    change_reason(want.service, &want.hash, &was)
+}
+
+/// What a running thing (a container, a swarm service) was made from, as its labels say.
+pub struct Made<'a> {
+    pub hash: Option<&'a str>,
+    pub fields: &'a BTreeMap<String, String>,
+    pub image_id: Option<&'a str>,
+    /// When read: names the variables that changed.
+    pub environment: Option<&'a BTreeMap<String, String>>,
+}
+
+/// Why `want` differs from what `was` was made from, for a plan line.
+pub fn change_reason(service: &Service, want: &ConfigHash, was: &Made) -> String {
+    if was.hash.is_none() {
         return "not created by this version of fleet".into();
     }
-    let changed: Vec<&str> = want
-        .hash
-        .fields
-        .iter()
-        .filter(|(k, v)| have.field_hashes.get(*k) != Some(v))
-        .map(|(k, _)| k.as_str())
-        .collect();
+    let changed: Vec<&str> =
+        want.fields.iter().filter(|(k, v)| was.fields.get(*k) != Some(v)).map(|(k, _)| k.as_str()).collect();
     if changed.is_empty() {
-        return if have.image_id.as_deref() != Some(want.hash.image_id.as_str()) {
+        return if was.image_id != Some(want.image_id.as_str()) {
             "image updated".into()
         } else {
             "configuration changed".into()
@@ -316,15 +379,10 @@ fn recreate_reason(want: &Desired, have: &ObservedContainer) -> String {
     let mut parts = Vec::new();
     for field in changed {
         if field == "environment"
-            && let Some(env) = &have.environment
+            && let Some(env) = was.environment
         {
-            let keys: Vec<&str> = want
-                .service
-                .environment
-                .iter()
-                .filter(|(k, v)| env.get(*k) != Some(v))
-                .map(|(k, _)| k.as_str())
-                .collect();
+            let keys: Vec<&str> =
+                service.environment.iter().filter(|(k, v)| env.get(*k) != Some(v)).map(|(k, _)| k.as_str()).collect();
             if !keys.is_empty() {
                 parts.push(format!("environment changed ({})", keys.join(", ")));
                 continue;

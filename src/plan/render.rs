@@ -48,7 +48,26 @@ pub fn render_infra(action: &InfraAction) -> String {
                 false => format!("+ image {image} on {server}: copied from this machine ({size})"),
             }
         }
+        InfraAction::FormSwarm { manager } => format!("+ swarm on {manager} (its first manager)"),
+        InfraAction::JoinSwarm { server, role } => format!("+ node {server}: joins the swarm as {role}"),
+        InfraAction::SetNode { server, change } => format!("~ node {server}: {change}"),
+        InfraAction::CreateService { service, replicas } => {
+            format!("+ service {service} ({replicas} {})", plural(*replicas as u64, "replica"))
+        }
+        InfraAction::UpdateService { service, reason, order, replicas } => {
+            format!("~ service {service}: {reason} (rolling, {order}, {replicas} {})", plural(*replicas as u64, "replica"))
+        }
+        InfraAction::ScaleService { service, from, to } => {
+            format!("~ service {service}: scale {from} → {to} {}", plural(*to as u64, "replica"))
+        }
+        InfraAction::RemoveService { service, orphan: true } => format!("- service {service} (orphan)"),
+        InfraAction::RemoveService { service, orphan: false } => format!("- service {service}"),
+        InfraAction::LeaveSwarm { server } => format!("- node {server}: leaves the swarm"),
     }
+}
+
+fn plural(n: u64, word: &str) -> String {
+    if n == 1 { word.to_string() } else { format!("{word}s") }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

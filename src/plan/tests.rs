@@ -9,7 +9,7 @@ fn stage(services: Vec<Service>) -> StageSpec {
         servers: vec![],
         protect: false,
         auto_suspend: None,
-        sensitive: Default::default(),
+        ..Default::default()
     }
 }
 

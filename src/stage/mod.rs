@@ -5,6 +5,7 @@ mod auto_suspend;
 mod dns;
 mod remote_stage;
 mod server_lock;
+mod swarm_stage;
 
 use crate::config::Config;
 use crate::engine::{self, Engine, LogOptions, PullPolicy};

@@ -4,6 +4,7 @@
 use super::auto_suspend;
 use super::dns::{Zones, blocked_error, delete_record, planned_actions};
 use super::server_lock;
+use super::swarm_stage;
 use super::{
     DownOptions, UpOptions, confirm_destroy, converge_on, down_mode, log_targets, no_containers, overall, print_logs,
     print_plan, removals, report_up, service_rows, status_report, unknown_rows,
@@ -201,10 +202,11 @@ async fn converge_stage(
     let mut total = Plan { stage: spec.name.clone(), ..Plan::default() };
 
     // Servers, one at a time (power calls go one at a time); the first one's lock right after it answers.
-    let mut machines: Vec<Option<Machine>> = Vec::new();
-    let mut conns: Vec<Option<usize>> = Vec::new();
-    let observed = providers.observe_stage(&tagged(config, spec)).await?;
-    for ((i, server), found) in spec.servers.iter().enumerate().zip(observed) {
+    let mut machines: Vec<Option<Machine>> = vec![None; spec.servers.len()];
+    let mut conns: Vec<Option<usize>> = vec![None; spec.servers.len()];
+    let mut observed = providers.observe_stage(&tagged(config, spec)).await?;
+    for i in boot_order(spec) {
+        let (server, found) = (&spec.servers[i], observed[i].take());
         let tag = tag(config, spec, server);
         if let (false, Some(m)) = (apply, found.as_ref()) {
             note_adoption(config, spec, server, m, ui);
@@ -249,92 +251,20 @@ async fn converge_stage(
                 held.locked = true;
             }
         }
-        conns.push(running.map(|_| held.conns.len() - 1));
-        machines.push(machine);
+        conns[i] = running.map(|_| held.conns.len() - 1);
+        machines[i] = machine;
     }
 
-    // Containers, every server at once.
-    let readiness = engine::Readiness::for_stage(spec);
-    let per_server = spec.servers.iter().zip(&conns).zip(&machines).map(|((server, conn), machine)| {
-        let sub = with_peer_hosts(spec, spec.for_server(server), &machines);
-        let readiness = &readiness;
-        let engine = conn.map(|c| &held.conns[c].engine);
-        async move {
-            let result = match engine {
-                Some(engine) => converge_on(engine, &sub, opts, ui, readiness).await,
-                // A server to be created holds nothing: the pure plan against an empty engine.
-                None if machine.is_none() => Ok(plan_on_new_server(&sub)),
-                None => {
-                    ui.note(format!(
-                        "containers on {} are planned once it runs (its engine cannot be asked while it is off)",
-                        server.name
-                    ));
-                    Ok(Plan::default())
-                }
-            };
-            readiness.fail_unset(sub.services.iter().map(|s| s.name.as_str()));
-            result
-        }
-    });
-    // Every server runs to its end (a failure on one does not cut another off mid-change).
-    let mut failures = Vec::new();
-    for result in futures_util::future::join_all(per_server).await {
-        match result {
-            Ok(plan) => {
-                if show {
-                    plan.infra.iter().for_each(|a| ui.line(crate::ui::infra_line(a)));
-                    plan.actions.iter().for_each(|a| ui.line(crate::ui::action_line(a)));
-                }
-                total.infra.extend(plan.infra);
-                total.actions.extend(plan.actions);
-                total.orphans.extend(plan.orphans);
-            }
-            Err(e) => failures.push(e),
-        }
-    }
-    if let Some(e) = failures.into_iter().next() {
-        return Err(e);
-    }
-
-    // The idle timer, on each server that runs (after its containers, whose ports it watches).
-    for (server, conn) in spec.servers.iter().zip(&conns) {
-        let Some(c) = conn else {
-            // A server still to be created or booted gets it when `up` reaches it.
-            if let (false, Some(a)) = (apply, &spec.auto_suspend) {
-                let step = InfraAction::SetAutoSuspend {
-                    server: server.name.clone(),
-                    setting: Some(auto_suspend::setting(a)),
-                };
-                if show {
-                    ui.line(crate::ui::infra_line(&step));
-                }
-                total.infra.push(step);
-            }
-            continue;
-        };
-        let conn = &held.conns[*c];
-        let view = conn.host.auto_suspend_view().await?;
-        if let Some(line) = auto_suspend::suspended_itself(&view) {
-            ui.note(format!("server {} had suspended itself: {line}", server.name));
-        }
-        let ports = auto_suspend::published_ports(&spec.for_server(server));
-        let Some(change) = auto_suspend::decide(spec.auto_suspend.as_ref(), &ports, &view) else { continue };
-        let step = InfraAction::SetAutoSuspend {
-            server: server.name.clone(),
-            setting: match change {
-                auto_suspend::Change::Install(_) => spec.auto_suspend.as_ref().map(auto_suspend::setting),
-                auto_suspend::Change::Remove => None,
-            },
-        };
-        if show {
-            ui.line(crate::ui::infra_line(&step));
-        }
-        if apply {
-            let check_every = spec.auto_suspend.map_or(0, |a| a.check_every_secs());
-            auto_suspend::apply(&conn.engine, &change, check_every, &ui.events()).await?;
-            progress(InfraEvent::Action(step.clone()));
-        }
-        total.infra.push(step);
+    if spec.is_swarm() {
+        let nodes = swarm_nodes(&conns, &machines, spec, held);
+        let unreached: Vec<&Server> =
+            spec.servers.iter().zip(&conns).filter(|(_, c)| c.is_none()).map(|(s, _)| s).collect();
+        let plan = swarm_stage::converge(spec, &nodes, &unreached, opts, progress, ui).await?;
+        total.infra.extend(plan.infra);
+        total.actions.extend(plan.actions);
+    } else {
+        converge_containers(spec, opts, ui, &conns, &machines, held, &mut total).await?;
+        converge_auto_suspend(spec, opts, ui, &conns, held, progress, &mut total).await?;
     }
 
     // Records: decided for the whole stage before any is written.
@@ -491,11 +421,13 @@ async fn down_servers(
     // Containers first, on every running server: what is stopped or removed, and how.
     let mut downs = Vec::new();
     let mut total = Plan { stage: spec.name.clone(), ..Plan::default() };
+    let mut reached = Vec::new();
     for (i, (server, machine)) in found.iter().enumerate() {
         let Some(m) = machine.as_ref().filter(|m| m.power == Power::Up) else {
             continue;
         };
         held.conns.push(reach(config, server, m, ui, Reach::Observe).await?);
+        reached.push((i, m.ip.clone().unwrap_or_default()));
         let conn = held.conns.last().expect("just pushed");
         if i == 0 && !opts.dry_run {
             let purpose = format!("down {}", spec.name);
@@ -503,12 +435,26 @@ async fn down_servers(
                 .await?;
             held.locked = true;
         }
+        if spec.is_swarm() {
+            continue;
+        }
         let sub = spec.for_server(server);
         let observed = conn.engine.observe(&sub).await?;
         let plan = plan::plan_down(&sub, &observed, down_mode(opts));
         total.actions.extend(plan.actions.iter().cloned());
         downs.push(ServerDown { sub, observed, plan });
     }
+    // A swarm's services are the manager's: scaled to 0, or removed with the swarm on --destroy.
+    let swarm_down = match spec.is_swarm() {
+        true => {
+            let nodes = down_nodes(found, &reached, held);
+            let plan = swarm_stage::plan_down(spec, &nodes, opts).await?;
+            total.actions.extend(plan.network_action(spec));
+            total.infra.extend(plan.steps.iter().cloned());
+            Some(plan)
+        }
+        false => None,
+    };
     // Then each server, with the very lines the run prints while it does them.
     for (server, machine) in found {
         let Some(m) = machine else { continue };
@@ -549,10 +495,19 @@ async fn down_servers(
     for (conn, d) in held.conns.iter().zip(&downs) {
         engine::apply_down(&conn.engine, &d.sub, &d.plan, &d.observed, ui.events()).await?;
     }
-    // Servers last to first: the first holds the lock, which is given back just before its own
-    // power-off cuts the connection, so the lock covers every other power change.
+    if let Some(plan) = &swarm_down {
+        let nodes = down_nodes(found, &reached, held);
+        swarm_stage::apply_down(spec, &nodes, plan, opts, &progress, ui).await?;
+    }
+    // Servers last to first (a swarm's workers before its managers): the first holds the lock,
+    // which is given back just before its own power-off cuts the connection.
     let mut kept = Vec::new();
-    for (i, (server, machine)) in found.iter().enumerate().rev() {
+    let mut order: Vec<usize> = (0..found.len()).rev().collect();
+    if spec.is_swarm() {
+        order.sort_by_key(|&i| spec.is_manager(found[i].0));
+    }
+    for i in order {
+        let (server, machine) = &found[i];
         let (Some(m), ServerProvider::SakuraCloud { .. }) = (machine, &server.provider) else {
             continue;
         };
@@ -604,8 +559,10 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
     let mut servers = Vec::new();
     let mut rows = Vec::new();
     let mut machines = Vec::new();
+    // Swarm stages: the reached nodes, asked together once every server is seen.
+    let mut swarm_conns: Vec<(usize, String, Connected)> = Vec::new();
     let observed = providers.observe_stage(&tagged(config, spec)).await?;
-    for (server, machine) in spec.servers.iter().zip(observed) {
+    for (i, (server, machine)) in spec.servers.iter().zip(observed).enumerate() {
         let sub = spec.for_server(server);
         servers.push(ServerStatus {
             name: server.name.clone(),
@@ -627,8 +584,14 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
                 .await?,
             cost: None,
             auto_suspend: None,
+            node: None,
         });
         match machine.as_ref().filter(|m| m.power == Power::Up) {
+            Some(m) if spec.is_swarm() => match reach(config, server, m, ui, Reach::Observe).await {
+                Ok(conn) => swarm_conns.push((i, m.ip.clone().unwrap_or_default(), conn)),
+                Err(e @ Error::Unreachable { .. }) => ui.warn(format!("{e}")),
+                Err(e) => return Err(e),
+            },
             // Status reports what it can: a server the cloud calls up that does not answer (a guest
             // shutting itself down, a firewall) makes its services unknown, not the command fail.
             Some(m) => match reach(config, server, m, ui, Reach::Observe).await {
@@ -648,12 +611,31 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
                 }
                 Err(e) => return Err(e),
             },
+            None if spec.is_swarm() => {}
             None => {
                 let why = if machine.is_some() { "unknown (server powered off)" } else { "not created" };
                 rows.extend(unknown_rows(&sub, why));
             }
         }
         machines.push(machine);
+    }
+    if spec.is_swarm() {
+        let nodes: Vec<swarm_stage::Node> = swarm_conns
+            .iter()
+            .map(|(i, ip, c)| swarm_stage::Node { server: &spec.servers[*i], address: ip.clone(), engine: &c.engine })
+            .collect();
+        let result = match nodes.is_empty() {
+            true => Ok((Default::default(), unknown_rows(spec, "unknown (no node of the swarm runs)"))),
+            false => swarm_stage::status(spec, &nodes).await,
+        };
+        for (_, _, c) in swarm_conns {
+            c.host.close().await;
+        }
+        let (node_lines, swarm_rows) = result?;
+        for s in &mut servers {
+            s.node = node_lines.get(&s.name).cloned();
+        }
+        rows = swarm_rows;
     }
     let status = if machines.iter().all(Option::is_none) {
         "not created"
@@ -726,6 +708,9 @@ pub async fn containers(config: &Config, spec: &StageSpec, ui: &Ui) -> Result<Ve
     let providers = Providers::for_servers(&spec.servers, &ui.infra_progress())?;
     let mut out = Vec::new();
     let observed = providers.observe_stage(&tagged(config, spec)).await?;
+    if spec.is_swarm() {
+        return swarm_tasks(config, spec, observed, ui).await;
+    }
     for (server, machine) in spec.servers.iter().zip(observed) {
         match machine {
             Some(m) if m.power == Power::Up => {
@@ -756,7 +741,13 @@ pub async fn logs(config: &Config, spec: &StageSpec, services: &[String], opts: 
             continue;
         };
         let conn = reach(config, server, &m, ui, Reach::Observe).await?;
-        let targets = log_targets(&conn.engine, &spec.for_server(server), services).await?;
+        let targets = match spec.is_swarm() {
+            true => {
+                let node = swarm_stage::Node { server, address: String::new(), engine: &conn.engine };
+                swarm_stage::log_targets(spec, &node, services).await?
+            }
+            false => log_targets(&conn.engine, &spec.for_server(server), services).await?,
+        };
         if !targets.is_empty() {
             streams.push(engine::stream_logs(&conn.engine, &targets, opts));
         }
@@ -769,6 +760,192 @@ pub async fn logs(config: &Config, spec: &StageSpec, services: &[String], opts: 
     let result = print_logs(spec, streams, ui).await;
     for conn in hosts {
         conn.host.close().await;
+    }
+    result
+}
+
+/// Each running server's containers, every server at once over one readiness board so the
+/// dependency graph spans servers.
+async fn converge_containers(
+    spec: &StageSpec,
+    opts: &UpOptions,
+    ui: &Ui,
+    conns: &[Option<usize>],
+    machines: &[Option<Machine>],
+    held: &Held,
+    total: &mut Plan,
+) -> Result<()> {
+    let show = opts.dry_run && opts.format == Format::Text;
+    let readiness = engine::Readiness::for_stage(spec);
+    let per_server = spec.servers.iter().zip(conns).zip(machines).map(|((server, conn), machine)| {
+        let sub = with_peer_hosts(spec, spec.for_server(server), &machines);
+        let readiness = &readiness;
+        let engine = conn.map(|c| &held.conns[c].engine);
+        async move {
+            let result = match engine {
+                Some(engine) => converge_on(engine, &sub, opts, ui, readiness).await,
+                // A server to be created holds nothing: the pure plan against an empty engine.
+                None if machine.is_none() => Ok(plan_on_new_server(&sub)),
+                None => {
+                    ui.note(format!(
+                        "containers on {} are planned once it runs (its engine cannot be asked while it is off)",
+                        server.name
+                    ));
+                    Ok(Plan::default())
+                }
+            };
+            readiness.fail_unset(sub.services.iter().map(|s| s.name.as_str()));
+            result
+        }
+    });
+    // Every server runs to its end (a failure on one does not cut another off mid-change).
+    let mut failures = Vec::new();
+    for result in futures_util::future::join_all(per_server).await {
+        match result {
+            Ok(plan) => {
+                if show {
+                    plan.infra.iter().for_each(|a| ui.line(crate::ui::infra_line(a)));
+                    plan.actions.iter().for_each(|a| ui.line(crate::ui::action_line(a)));
+                }
+                total.infra.extend(plan.infra);
+                total.actions.extend(plan.actions);
+                total.orphans.extend(plan.orphans);
+            }
+            Err(e) => failures.push(e),
+        }
+    }
+    if let Some(e) = failures.into_iter().next() {
+        return Err(e);
+    }
+
+    Ok(())
+}
+
+/// The idle timer, on each server that runs (after its containers, whose ports it watches).
+async fn converge_auto_suspend(
+    spec: &StageSpec,
+    opts: &UpOptions,
+    ui: &Ui,
+    conns: &[Option<usize>],
+    held: &Held,
+    progress: &Progress,
+    total: &mut Plan,
+) -> Result<()> {
+    let apply = !opts.dry_run;
+    let show = opts.dry_run && opts.format == Format::Text;
+    for (server, conn) in spec.servers.iter().zip(conns) {
+        let Some(c) = conn else {
+            // A server still to be created or booted gets it when `up` reaches it.
+            if let (false, Some(a)) = (apply, &spec.auto_suspend) {
+                let step = InfraAction::SetAutoSuspend {
+                    server: server.name.clone(),
+                    setting: Some(auto_suspend::setting(a)),
+                };
+                if show {
+                    ui.line(crate::ui::infra_line(&step));
+                }
+                total.infra.push(step);
+            }
+            continue;
+        };
+        let conn = &held.conns[*c];
+        let view = conn.host.auto_suspend_view().await?;
+        if let Some(line) = auto_suspend::suspended_itself(&view) {
+            ui.note(format!("server {} had suspended itself: {line}", server.name));
+        }
+        let ports = auto_suspend::published_ports(&spec.for_server(server));
+        let Some(change) = auto_suspend::decide(spec.auto_suspend.as_ref(), &ports, &view) else { continue };
+        let step = InfraAction::SetAutoSuspend {
+            server: server.name.clone(),
+            setting: match change {
+                auto_suspend::Change::Install(_) => spec.auto_suspend.as_ref().map(auto_suspend::setting),
+                auto_suspend::Change::Remove => None,
+            },
+        };
+        if show {
+            ui.line(crate::ui::infra_line(&step));
+        }
+        if apply {
+            let check_every = spec.auto_suspend.map_or(0, |a| a.check_every_secs());
+            auto_suspend::apply(&conn.engine, &change, check_every, &ui.events()).await?;
+            progress(InfraEvent::Action(step.clone()));
+        }
+        total.infra.push(step);
+    }
+
+    Ok(())
+}
+
+/// Servers in the order `up` boots them: a swarm's managers first (quorum before workers).
+fn boot_order(spec: &StageSpec) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..spec.servers.len()).collect();
+    if spec.is_swarm() {
+        order.sort_by_key(|&i| !spec.is_manager(&spec.servers[i]));
+    }
+    order
+}
+
+/// The reached servers of a swarm stage, as nodes for the swarm layer.
+fn swarm_nodes<'a>(
+    conns: &[Option<usize>],
+    machines: &[Option<Machine>],
+    spec: &'a StageSpec,
+    held: &'a Held,
+) -> Vec<swarm_stage::Node<'a>> {
+    spec.servers
+        .iter()
+        .zip(conns.iter().zip(machines))
+        .filter_map(|(server, (conn, machine))| {
+            Some(swarm_stage::Node {
+                server,
+                address: machine.as_ref()?.ip.clone()?,
+                engine: &held.conns[(*conn)?].engine,
+            })
+        })
+        .collect()
+}
+
+/// The reached servers of `down`, as swarm nodes (`reached`: server index and address).
+fn down_nodes<'a>(
+    found: &[(&'a Server, Option<Machine>)],
+    reached: &[(usize, String)],
+    held: &'a Held,
+) -> Vec<swarm_stage::Node<'a>> {
+    reached
+        .iter()
+        .zip(&held.conns)
+        .map(|((i, ip), conn)| swarm_stage::Node { server: found[*i].0, address: ip.clone(), engine: &conn.engine })
+        .collect()
+}
+
+/// `ps` of a swarm stage: the tasks, as the first running manager reports them.
+async fn swarm_tasks(
+    config: &Config,
+    spec: &StageSpec,
+    observed: Vec<Option<Machine>>,
+    ui: &Ui,
+) -> Result<Vec<(String, ObservedContainer)>> {
+    let mut running: Vec<(usize, Machine)> = observed
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, m)| m.filter(|m| m.power == Power::Up).map(|m| (i, m)))
+        .collect();
+    running.sort_by_key(|(i, _)| !spec.is_manager(&spec.servers[*i]));
+    let mut conns = Vec::new();
+    for (i, m) in &running {
+        conns.push((*i, m.ip.clone().unwrap_or_default(), reach(config, &spec.servers[*i], m, ui, Reach::Observe).await?));
+    }
+    let nodes: Vec<swarm_stage::Node> = conns
+        .iter()
+        .map(|(i, ip, c)| swarm_stage::Node { server: &spec.servers[*i], address: ip.clone(), engine: &c.engine })
+        .collect();
+    let result = swarm_stage::tasks(spec, &nodes).await;
+    drop(nodes);
+    for (_, _, c) in conns {
+        c.host.close().await;
+    }
+    if running.is_empty() {
+        ui.note(format!("stage {}: no server of its swarm is running; no tasks are listed", spec.name));
     }
     result
 }

@@ -1,0 +1,775 @@
+//! Swarm stages (`orchestrator "swarm"`): the stage's servers form one Docker Swarm and each
+//! fleet service is one swarm service. The servers layer (create, boot, SSH, engine, images'
+//! sources) is `remote_stage`'s; this module takes the reached engines from there and owns the
+//! swarm layer: membership, node labels, the overlay network, services and their rollouts.
+//!
+//! Observed, not remembered: whose swarm it is comes from the swarm's labels, which server a node
+//! is from each engine's own `/info`, what a service was made from from its labels.
+
+use super::{DownOptions, UpOptions};
+use crate::engine::swarm::{MemberState, Membership, NODE_RUNS, NODE_SERVER, ObservedService, TaskView, service_name};
+use crate::engine::{Engine, Event, labels};
+use crate::error::{Error, Result};
+use crate::infra::{InfraEvent, Progress};
+use crate::model::{Server, StageSpec};
+use crate::plan::{Action, ConfigHash, InfraAction, Made, ObservedContainer, Plan, RunState, change_reason, graph};
+use crate::report::{Health, ServiceStatus};
+use crate::ui::{Format, Ui};
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+/// How often a rollout or a node is looked at again.
+const POLL: Duration = Duration::from_millis(500);
+/// How long nodes get to report Ready after a join or a boot.
+const NODES_READY: Duration = Duration::from_secs(180);
+/// Failed tasks of a new service before `up` stops waiting (swarm itself retries forever).
+const FAILED_TASKS: usize = 3;
+/// Beyond the rollout's own delays and monitors: image start and health checks.
+const ROLLOUT_SLACK: Duration = Duration::from_secs(300);
+
+/// A running server of the stage, reached over SSH.
+pub(super) struct Node<'a> {
+    pub server: &'a Server,
+    /// The server's own address: swarm traffic and advertise address.
+    pub address: String,
+    pub engine: &'a Engine,
+}
+
+/// The stage's swarm as its nodes report it.
+struct SwarmView {
+    members: Vec<Membership>,
+    /// Index (into the nodes) of a reachable manager.
+    manager: Option<usize>,
+}
+
+async fn observe(spec: &StageSpec, nodes: &[Node<'_>]) -> Result<SwarmView> {
+    let members =
+        futures_util::future::try_join_all(nodes.iter().map(|n| n.engine.swarm_membership())).await?;
+    for (node, m) in nodes.iter().zip(&members) {
+        if matches!(m.state, MemberState::Error | MemberState::Locked) {
+            return Err(Error::failed_help(
+                format!(
+                    "server {}: its engine's swarm state is {:?}{}",
+                    node.server.name,
+                    m.state,
+                    m.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+                ),
+                "fleet does not repair a locked or failed swarm node: on that server, `docker swarm leave --force`, then run up again",
+            ));
+        }
+    }
+    let mut clusters: Vec<(&str, &str)> = nodes
+        .iter()
+        .zip(&members)
+        .filter_map(|(n, m)| Some((m.cluster_id.as_deref()?, n.server.name.as_str())))
+        .collect();
+    clusters.sort();
+    clusters.dedup_by(|a, b| a.0 == b.0);
+    if clusters.len() > 1 {
+        let names: Vec<String> = clusters.iter().map(|(id, s)| format!("{s} (swarm {id})")).collect();
+        return Err(Error::failed_help(
+            format!("stage {}: its servers are in different swarms: {}", spec.name, names.join(", ")),
+            "fleet joins servers into one swarm only: make the extra ones leave (`docker swarm leave --force` on them)",
+        ));
+    }
+    let manager = members.iter().position(|m| m.state == MemberState::Active && m.manager);
+    if let Some(i) = manager {
+        let (labels, _, _) = nodes[i].engine.swarm_inspect().await?;
+        if labels.get(labels::PROJECT) != Some(&spec.project) || labels.get(labels::STAGE) != Some(&spec.name) {
+            let owner = match (labels.get(labels::PROJECT), labels.get(labels::STAGE)) {
+                (Some(p), Some(s)) => format!("project `{p}` stage `{s}`"),
+                _ => "no fleet stage".into(),
+            };
+            return Err(Error::failed_help(
+                format!(
+                    "server {} is a manager of a swarm that belongs to {owner}, not to project `{}` stage `{}`",
+                    nodes[i].server.name, spec.project, spec.name
+                ),
+                "fleet never takes over a swarm it did not form: use other servers, or remove that swarm yourself",
+            ));
+        }
+    } else if let Some((node, _)) = nodes.iter().zip(&members).find(|(_, m)| m.state == MemberState::Active) {
+        return Err(Error::failed_help(
+            format!(
+                "server {} is in a swarm, and no manager of it is among the running servers of stage {}",
+                node.server.name, spec.name
+            ),
+            "boot the stage's managers (`fleet up` boots every server), or make that server leave its swarm",
+        ));
+    }
+    Ok(SwarmView { members, manager })
+}
+
+/// Where one step goes: printed (a dry run) or reported as done (a run), and kept for the plan.
+struct Steps<'a> {
+    apply: bool,
+    show: bool,
+    progress: &'a Progress,
+    ui: &'a Ui,
+    plan: Plan,
+}
+
+impl Steps<'_> {
+    fn push(&mut self, step: InfraAction) {
+        announce(self.apply, self.show, self.progress, self.ui, &step);
+        self.plan.infra.push(step);
+    }
+}
+
+fn announce(apply: bool, show: bool, progress: &Progress, ui: &Ui, step: &InfraAction) {
+    if apply {
+        progress(InfraEvent::Action(step.clone()));
+    } else if show {
+        ui.line(crate::ui::infra_line(step));
+    }
+}
+
+fn role(manager: bool) -> &'static str {
+    if manager { "manager" } else { "worker" }
+}
+
+/// fleet's labels on a server's node: its name, and the services pinned to it.
+fn node_labels(server: &Server) -> HashMap<String, String> {
+    let mut l = HashMap::from([(NODE_SERVER.to_string(), server.name.clone())]);
+    for svc in &server.services {
+        l.insert(format!("{NODE_RUNS}{svc}"), "true".into());
+    }
+    l
+}
+
+/// `up`'s swarm layer: form or repair the swarm, label the nodes, get images to every node that
+/// may run them, then create or update services level by level of the dependency graph.
+/// `unreached` are servers still to be created or booted (a dry run plans as far as it can).
+pub(super) async fn converge(
+    spec: &StageSpec,
+    nodes: &[Node<'_>],
+    unreached: &[&Server],
+    opts: &UpOptions,
+    progress: &Progress,
+    ui: &Ui,
+) -> Result<Plan> {
+    let apply = !opts.dry_run;
+    let show = opts.dry_run && opts.format == Format::Text;
+    let mut steps = Steps { apply, show, progress, ui, plan: Plan { stage: spec.name.clone(), ..Plan::default() } };
+    let view = observe(spec, nodes).await?;
+    let mut members = view.members.clone();
+
+    // Membership: a manager to talk to (the first designated manager forms the swarm), then joins.
+    let manager = match view.manager {
+        Some(i) => Some(i),
+        None => {
+            let first = spec.managers().first().map(|s| s.name.clone()).unwrap_or_default();
+            steps.push(InfraAction::FormSwarm { manager: first.clone() });
+            let at = nodes.iter().position(|n| n.server.name == first);
+            if let (true, Some(i)) = (apply, at) {
+                nodes[i].engine.swarm_init(spec, &nodes[i].address).await?;
+                members[i] = nodes[i].engine.swarm_membership().await?;
+            }
+            at
+        }
+    };
+    let tokens = match (apply, manager) {
+        (true, Some(i)) => Some(nodes[i].engine.swarm_inspect().await?),
+        _ => None,
+    };
+    for (i, node) in nodes.iter().enumerate() {
+        if Some(i) == manager || members[i].state == MemberState::Active {
+            continue;
+        }
+        let as_manager = spec.is_manager(node.server);
+        if members[i].state == MemberState::Pending {
+            // Joining, or cut off from the managers it knew: it catches up on its own when
+            // they are back; a node that never does is rejoined.
+            if apply && wait_active(node).await? {
+                members[i] = node.engine.swarm_membership().await?;
+                continue;
+            }
+            if apply {
+                node.engine.swarm_leave(true).await?;
+            }
+        }
+        steps.push(InfraAction::JoinSwarm { server: node.server.name.clone(), role: role(as_manager).into() });
+        if let (Some((_, worker, manager_token)), Some(m)) = (&tokens, manager) {
+            let token = if as_manager { manager_token } else { worker };
+            node.engine.swarm_join(&nodes[m].address, &node.address, token).await?;
+            members[i] = node.engine.swarm_membership().await?;
+        }
+    }
+    // A server still to be created or booted joins once it runs, unless it is the one that forms it.
+    let forms = view.manager.is_none() && manager.is_none();
+    for server in unreached {
+        if !(forms && spec.managers().first().map(|m| &m.name) == Some(&server.name)) {
+            steps.push(InfraAction::JoinSwarm { server: server.name.clone(), role: role(spec.is_manager(server)).into() });
+        }
+    }
+
+    // Nodes: Ready, labelled with their server's name and pinned services, in their role.
+    if let Some(m) = manager.filter(|_| members[manager.unwrap_or(0)].state == MemberState::Active) {
+        let manager_engine = nodes[m].engine;
+        if apply {
+            wait_ready(spec, manager_engine, nodes, &members).await?;
+        }
+        let listed = manager_engine.swarm_nodes().await?;
+        for (node, member) in nodes.iter().zip(&members) {
+            let Some(found) = listed.iter().find(|n| n.id == member.node_id) else { continue };
+            let want = node_labels(node.server);
+            let have: HashMap<String, String> = found
+                .labels
+                .iter()
+                .filter(|(k, _)| *k == NODE_SERVER || k.starts_with(NODE_RUNS))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let want_manager = spec.is_manager(node.server);
+            let mut changes = Vec::new();
+            if have != want {
+                let mut shown: Vec<String> = want.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                shown.sort();
+                changes.push(format!("labels {}", shown.join(", ")));
+            }
+            // Only promotions: a demotion could take the last manager (swarm refuses it anyway).
+            if want_manager && !found.manager {
+                changes.push("promoted to manager".into());
+            }
+            if found.availability == "drain" {
+                changes.push("active again (was drained)".into());
+            }
+            if changes.is_empty() {
+                continue;
+            }
+            steps.push(InfraAction::SetNode { server: node.server.name.clone(), change: changes.join(", ") });
+            if apply {
+                let role = (want_manager && !found.manager).then_some(true);
+                manager_engine.swarm_set_node(&found.id, &want, role, false).await?;
+            }
+        }
+    }
+
+    // Images: every node gets those of the services that may run on it (copied when it cannot pull).
+    let events = ui.events();
+    let mut image_ids: BTreeMap<String, String> = BTreeMap::new();
+    for node in nodes {
+        let sub = spec.placeable_on(node.server);
+        let resolved = node.engine.resolve_images(&sub, opts.pull, opts.dry_run, &events).await?;
+        for copy in resolved.copies {
+            steps.push(InfraAction::CopyImage {
+                server: node.server.name.clone(),
+                image: copy.image,
+                bytes: copy.bytes,
+                pull_first: copy.pull_first,
+            });
+        }
+        for (image, id) in resolved.ids {
+            if !id.is_empty() {
+                image_ids.entry(image).or_insert(id);
+            }
+        }
+    }
+
+    // The overlay network and the services, on the manager (all planned as new without one).
+    let Some(m) = manager.filter(|&m| members[m].state == MemberState::Active) else {
+        steps.plan.actions.push(Action::CreateNetwork { name: spec.network_name() });
+        if show {
+            ui.line(crate::ui::action_line(&Action::CreateNetwork { name: spec.network_name() }));
+        }
+        for svc in &spec.services {
+            steps.push(InfraAction::CreateService { service: svc.name.clone(), replicas: svc.replicas });
+        }
+        return Ok(steps.plan);
+    };
+    let manager_engine = nodes[m].engine;
+    if !manager_engine.network_id(spec).await?.is_some() {
+        manager_engine.network_to_create(spec).await?;
+        let action = Action::CreateNetwork { name: spec.network_name() };
+        if apply {
+            events(Event::Applying(action.clone()));
+            manager_engine.ensure_overlay(spec).await?;
+        } else if show {
+            ui.line(crate::ui::action_line(&action));
+        }
+        steps.plan.actions.push(action);
+    }
+    let observed = manager_engine.swarm_services(spec).await?;
+    for have in observed.iter().filter(|o| spec.service(&o.service).is_none()) {
+        if opts.remove_orphans {
+            steps.push(InfraAction::RemoveService { service: have.service.clone(), orphan: true });
+            if apply {
+                manager_engine.swarm_remove_service(&have.id).await?;
+            }
+        } else {
+            ui.warn(format!(
+                "service {} runs in stage {} but is no longer in the file; `up --remove-orphans` removes it",
+                have.service, spec.name
+            ));
+        }
+    }
+    // Level by level: a level's services are created or updated together and must be running
+    // (healthy, where they have a health check) before the next level's start.
+    for level in graph::levels(&spec.services) {
+        let mut jobs = Vec::new();
+        for name in &level {
+            let Some(svc) = spec.service(name) else { continue };
+            let hash = ConfigHash::of(svc, image_ids.get(&svc.image).map_or("", String::as_str));
+            let have = observed.iter().find(|o| &o.service == name);
+            let Some(step) = decide(svc, &hash, have) else { continue };
+            announce(apply, show, progress, ui, &step);
+            steps.plan.infra.push(step.clone());
+            if apply {
+                let body = crate::engine::swarm::service_spec(spec, svc, &hash, spec.is_pinned(name));
+                jobs.push(rollout(manager_engine, spec, svc.name.clone(), have.map(|h| h.id.clone()), body, step, ui));
+            }
+        }
+        futures_util::future::try_join_all(jobs).await?;
+    }
+    Ok(steps.plan)
+}
+
+/// What a service needs: nothing, a create, a rolling update, or only its replica count.
+fn decide(svc: &crate::model::Service, hash: &ConfigHash, have: Option<&ObservedService>) -> Option<InfraAction> {
+    let Some(have) = have else {
+        return Some(InfraAction::CreateService { service: svc.name.clone(), replicas: svc.replicas });
+    };
+    if have.config_hash.as_deref() != Some(hash.hash.as_str()) {
+        let env = have_environment(have);
+        let made = Made {
+            hash: have.config_hash.as_deref(),
+            fields: &have.field_hashes,
+            image_id: have.image_id.as_deref(),
+            environment: Some(&env),
+        };
+        return Some(InfraAction::UpdateService {
+            service: svc.name.clone(),
+            reason: change_reason(svc, hash, &made),
+            order: svc.update.clone().unwrap_or_default().order,
+            replicas: svc.replicas,
+        });
+    }
+    (have.replicas != u64::from(svc.replicas)).then(|| InfraAction::ScaleService {
+        service: svc.name.clone(),
+        from: have.replicas,
+        to: svc.replicas,
+    })
+}
+
+fn have_environment(have: &ObservedService) -> BTreeMap<String, String> {
+    have.spec
+        .task_template
+        .as_ref()
+        .and_then(|t| t.container_spec.as_ref())
+        .and_then(|c| c.env.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect()
+}
+
+/// Sends one create or update and waits until the service's tasks run the new spec: a failed
+/// rollout (rolled back, or paused) fails `up` with the task's error.
+async fn rollout(
+    engine: &Engine,
+    spec: &StageSpec,
+    service: String,
+    id: Option<String>,
+    body: bollard::models::ServiceSpec,
+    step: InfraAction,
+    ui: &Ui,
+) -> Result<()> {
+    let hash = body.labels.as_ref().and_then(|l| l.get(labels::CONFIG_HASH)).cloned().unwrap_or_default();
+    let replicas = body.mode.as_ref().and_then(|m| m.replicated.as_ref()).and_then(|r| r.replicas).unwrap_or(0);
+    let id = match id {
+        Some(id) => {
+            engine.swarm_update_service(&id, &body).await?;
+            id
+        }
+        None => engine.swarm_create_service(body.clone()).await?,
+    };
+    let update = body.update_config.clone().unwrap_or_default();
+    let per_batch = Duration::from_nanos((update.delay.unwrap_or(0) + update.monitor.unwrap_or(0)).max(0) as u64);
+    let deadline = Instant::now() + per_batch * (replicas.max(1) as u32) + ROLLOUT_SLACK;
+    let updating = matches!(step, InfraAction::UpdateService { .. });
+    ui.events()(Event::Waiting { service: service.clone(), until: "its tasks run the new spec" });
+    loop {
+        let now = engine
+            .swarm_service(&id)
+            .await?
+            .ok_or_else(|| Error::failed(format!("service {service} vanished during its rollout")))?;
+        let tasks = engine.swarm_tasks(&id).await?;
+        let current: Vec<&TaskView> = tasks.iter().filter(|t| task_hash(t, &hash)).collect();
+        let running = current.iter().filter(|t| t.is_running() && t.desired == "running").count() as i64;
+        let stale = tasks.iter().any(|t| t.desired == "running" && !task_hash(t, &hash));
+        if let Some((state, message)) = now.update.as_ref().filter(|_| updating) {
+            match state.as_str() {
+                "rollback_started" | "rollback_completed" | "rollback_paused" => {
+                    return Err(rollout_failed(spec, &service, &tasks, &hash, message, true));
+                }
+                "paused" => return Err(rollout_failed(spec, &service, &tasks, &hash, message, false)),
+                _ => {}
+            }
+        }
+        if running == replicas && !stale {
+            ui.events()(Event::Ready { service: service.clone() });
+            return Ok(());
+        }
+        let failed = current.iter().filter(|t| t.is_failed()).count();
+        if !updating && failed >= FAILED_TASKS {
+            return Err(rollout_failed(spec, &service, &tasks, &hash, "", false));
+        }
+        if Instant::now() > deadline {
+            return Err(Error::failed_help(
+                format!(
+                    "service {service}: {running} of {replicas} tasks run the new spec after waiting{}",
+                    last_error(&tasks, &hash).map(|e| format!("; last task error: {e}")).unwrap_or_default()
+                ),
+                format!("see `fleet ps {}` and `fleet logs {} {service}`", spec.name, spec.name),
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Whether a task was made from the spec with this config hash (labels ride on the task spec).
+fn task_hash(task: &TaskView, hash: &str) -> bool {
+    task.config_hash.as_deref() == Some(hash)
+}
+
+fn last_error(tasks: &[TaskView], hash: &str) -> Option<String> {
+    tasks
+        .iter()
+        .filter(|t| t.config_hash.as_deref() == Some(hash))
+        .find_map(|t| t.error.clone().or_else(|| t.is_failed().then(|| t.message.clone())))
+}
+
+fn rollout_failed(
+    spec: &StageSpec,
+    service: &str,
+    tasks: &[TaskView],
+    hash: &str,
+    message: &str,
+    rolled_back: bool,
+) -> Error {
+    let task = last_error(tasks, hash).unwrap_or_else(|| "no task error was reported".into());
+    let swarm = if message.is_empty() { String::new() } else { format!(" (swarm: {message})") };
+    if rolled_back {
+        Error::failed_help(
+            format!("service {service}: the update failed and was rolled back: {task}{swarm}; the previous version is serving"),
+            format!("fix the service and run `fleet up {}` again; `fleet logs {} {service}` shows the tasks' output", spec.name, spec.name),
+        )
+    } else {
+        Error::failed_help(
+            format!("service {service}: its new tasks fail: {task}{swarm}"),
+            format!("fix the service and run `fleet up {}` again; `fleet logs {} {service}` shows the tasks' output", spec.name, spec.name),
+        )
+    }
+}
+
+/// A node that reported Pending: true once it is an active member again (within a short wait).
+async fn wait_active(node: &Node<'_>) -> Result<bool> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if node.engine.swarm_membership().await?.state == MemberState::Active {
+            return Ok(true);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    Ok(false)
+}
+
+/// Every reached node Ready in the manager's view (after a boot, agents take a few seconds).
+async fn wait_ready(spec: &StageSpec, manager: &Engine, nodes: &[Node<'_>], members: &[Membership]) -> Result<()> {
+    let deadline = Instant::now() + NODES_READY;
+    loop {
+        let listed = manager.swarm_nodes().await?;
+        let waiting: Vec<&str> = nodes
+            .iter()
+            .zip(members)
+            .filter(|(_, m)| !listed.iter().any(|n| n.id == m.node_id && n.ready))
+            .map(|(n, _)| n.server.name.as_str())
+            .collect();
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::failed_help(
+                format!("stage {}: swarm nodes not Ready: {}", spec.name, waiting.join(", ")),
+                "the nodes reach their manager on TCP 2377, 7946 (and UDP 7946, 4789): check the servers' firewall",
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// `down`'s swarm layer, planned: services scaled to 0 (specs kept), or with `--destroy` removed
+/// with the overlay network, and the nodes leave the swarm.
+pub(super) async fn plan_down(spec: &StageSpec, nodes: &[Node<'_>], opts: &DownOptions) -> Result<DownPlan> {
+    let view = observe(spec, nodes).await?;
+    let mut plan = DownPlan::default();
+    let Some(m) = view.manager else {
+        return Ok(plan);
+    };
+    plan.manager = Some(m);
+    let services = nodes[m].engine.swarm_services(spec).await?;
+    // Dependents before what they depend on.
+    let order: Vec<String> = graph::levels(&spec.services).into_iter().rev().flatten().collect();
+    let mut sorted: Vec<&ObservedService> = services.iter().collect();
+    sorted.sort_by_key(|s| order.iter().position(|n| *n == s.service).unwrap_or(0));
+    for s in sorted {
+        let orphan = spec.service(&s.service).is_none();
+        if opts.destroy {
+            plan.steps.push(InfraAction::RemoveService { service: s.service.clone(), orphan });
+            plan.services.push((s.id.clone(), 0));
+        } else if s.replicas > 0 {
+            plan.steps.push(InfraAction::ScaleService { service: s.service.clone(), from: s.replicas, to: 0 });
+            plan.services.push((s.id.clone(), 0));
+        }
+    }
+    if opts.destroy {
+        if nodes[m].engine.network_id(spec).await?.is_some() {
+            plan.network = true;
+        }
+        // Workers first: a manager leaving last keeps the others' leave orderly.
+        let mut leaving: Vec<usize> =
+            (0..nodes.len()).filter(|&i| view.members[i].state != MemberState::Inactive).collect();
+        leaving.sort_by_key(|&i| view.members[i].manager);
+        for i in leaving {
+            plan.steps.push(InfraAction::LeaveSwarm { server: nodes[i].server.name.clone() });
+            plan.leave.push((i, view.members[i].manager));
+        }
+    }
+    Ok(plan)
+}
+
+#[derive(Default)]
+pub(super) struct DownPlan {
+    pub steps: Vec<InfraAction>,
+    manager: Option<usize>,
+    /// Service ids to scale to 0 (or remove, with --destroy).
+    services: Vec<(String, u32)>,
+    network: bool,
+    /// Node indexes, with whether each is a manager.
+    leave: Vec<(usize, bool)>,
+}
+
+impl DownPlan {
+    pub fn network_action(&self, spec: &StageSpec) -> Option<Action> {
+        self.network.then(|| Action::RemoveNetwork { name: spec.network_name() })
+    }
+}
+
+/// Applies a `plan_down`: scale or remove, wait for the tasks to go, then network and leaves.
+pub(super) async fn apply_down(
+    spec: &StageSpec,
+    nodes: &[Node<'_>],
+    plan: &DownPlan,
+    opts: &DownOptions,
+    progress: &Progress,
+    ui: &Ui,
+) -> Result<()> {
+    let Some(m) = plan.manager else { return Ok(()) };
+    let manager = nodes[m].engine;
+    let mut step = plan.steps.iter();
+    for (id, _) in &plan.services {
+        if let Some(s) = step.next() {
+            announce(true, false, progress, ui, s);
+        }
+        if opts.destroy {
+            manager.swarm_remove_service(id).await?;
+        } else if let Some(mut have) = manager.swarm_service(id).await? {
+            if let Some(mode) = have.spec.mode.as_mut().and_then(|m| m.replicated.as_mut()) {
+                mode.replicas = Some(0);
+            }
+            manager.swarm_update_service(id, &have.spec).await?;
+        }
+    }
+    // The tasks' containers go on every node before the network can.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut left = 0;
+        for node in nodes {
+            left += node
+                .engine
+                .containers(&spec.project, Some(&spec.name))
+                .await?
+                .iter()
+                .filter(|c| opts.destroy || c.state.is_running())
+                .count();
+        }
+        if left == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(Error::failed(format!("stage {}: {left} task container(s) still there after 120 s", spec.name)));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    if let Some(action) = plan.network_action(spec) {
+        ui.events()(Event::Applying(action));
+        // The overlay's endpoints on the nodes are released a moment after the containers go.
+        let mut tries = 0;
+        loop {
+            match manager.remove_network(spec).await {
+                Ok(_) => break,
+                Err(_) if tries < 20 => tries += 1,
+                Err(e) => return Err(e),
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    for (i, is_manager) in &plan.leave {
+        if let Some(s) = step.next() {
+            announce(true, false, progress, ui, s);
+        }
+        nodes[*i].engine.swarm_leave(*is_manager).await?;
+    }
+    if opts.destroy && opts.volumes {
+        for node in nodes {
+            for v in node.engine.volumes(spec).await? {
+                node.engine.remove_volume(&v).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `status`: the swarm's nodes by server name (role, availability, Ready) and one line per
+/// service with running/desired replicas.
+pub(super) async fn status(
+    spec: &StageSpec,
+    nodes: &[Node<'_>],
+) -> Result<(BTreeMap<String, String>, Vec<ServiceStatus>)> {
+    let view = observe(spec, nodes).await?;
+    let Some(m) = view.manager else {
+        let rows = spec
+            .services
+            .iter()
+            .map(|s| ServiceStatus::of(&s.name, s.oneshot, None, "not created (no swarm)", None))
+            .collect();
+        return Ok((BTreeMap::new(), rows));
+    };
+    let engine = nodes[m].engine;
+    let mut node_lines = BTreeMap::new();
+    for n in engine.swarm_nodes().await? {
+        let name = n.server().unwrap_or(&n.hostname).to_string();
+        let role = match (n.manager, n.leader) {
+            (true, true) => "manager (leader)",
+            (true, false) => "manager",
+            _ => "worker",
+        };
+        let ready = if n.ready { "Ready" } else { "Down" };
+        node_lines.insert(name, format!("{role}, {}, {ready}", n.availability));
+    }
+    let services = engine.swarm_services(spec).await?;
+    let rows = spec
+        .services
+        .iter()
+        .map(|svc| match services.iter().find(|s| s.service == svc.name) {
+            None => ServiceStatus::of(&svc.name, svc.oneshot, None, "not created", None),
+            Some(s) => service_row(svc, s),
+        })
+        .collect();
+    Ok((node_lines, rows))
+}
+
+fn service_row(svc: &crate::model::Service, s: &ObservedService) -> ServiceStatus {
+    let mark = match (s.replicas, s.running) {
+        (0, _) => Health::Stopped,
+        (want, have) if have >= want => Health::Ok,
+        _ => Health::Failed,
+    };
+    let mut state = format!("running {}/{} replicas", s.running, s.replicas);
+    if s.replicas == 0 {
+        state = "scaled to 0 (down)".into();
+    }
+    if let Some((update, _)) = &s.update
+        && update != "completed"
+    {
+        state.push_str(&format!(", update {update}"));
+    }
+    ServiceStatus {
+        service: svc.name.clone(),
+        state,
+        health: None,
+        uptime_seconds: None,
+        container: Some(service_name_of(s)),
+        mark,
+    }
+}
+
+fn service_name_of(s: &ObservedService) -> String {
+    s.spec.name.clone().unwrap_or_default()
+}
+
+/// `ps`: one row per task that should be running (or is), with the server it is on.
+pub(super) async fn tasks(spec: &StageSpec, nodes: &[Node<'_>]) -> Result<Vec<(String, ObservedContainer)>> {
+    let view = observe(spec, nodes).await?;
+    let Some(m) = view.manager else { return Ok(Vec::new()) };
+    let engine = nodes[m].engine;
+    let by_node: HashMap<String, String> = engine
+        .swarm_nodes()
+        .await?
+        .into_iter()
+        .map(|n| (n.id.clone(), n.server().unwrap_or(&n.hostname).to_string()))
+        .collect();
+    let mut out = Vec::new();
+    for s in engine.swarm_services(spec).await? {
+        for t in engine.swarm_tasks(&s.id).await? {
+            if t.desired != "running" && !t.is_running() {
+                continue;
+            }
+            let state = match t.state.as_str() {
+                "running" => RunState::Running,
+                "failed" | "rejected" => RunState::Exited(1),
+                "complete" => RunState::Exited(0),
+                _ => RunState::Other,
+            };
+            let created = t.created.parse::<jiff::Timestamp>().map(|t| t.as_second()).unwrap_or(0);
+            out.push((
+                by_node.get(&t.node_id).cloned().unwrap_or_else(|| "(unassigned)".into()),
+                ObservedContainer {
+                    id: t.container_id.clone().unwrap_or_default(),
+                    name: format!("{}.{}", service_name(spec, &s.service), t.slot),
+                    stage: spec.name.clone(),
+                    service: s.service.clone(),
+                    state,
+                    health: None,
+                    config_hash: t.config_hash.clone(),
+                    field_hashes: BTreeMap::new(),
+                    image_id: None,
+                    created,
+                    status_text: if t.state == "running" { t.message.clone() } else { t.state.clone() },
+                    ports: s.ports.clone(),
+                    environment: None,
+                },
+            ));
+        }
+    }
+    out.sort_by(|a, b| (&a.1.service, &a.1.name).cmp(&(&b.1.service, &b.1.name)));
+    Ok(out)
+}
+
+/// `logs`: the running task containers of the selected services on one node, each named
+/// `service@server` (with the slot when one server runs several replicas of it).
+pub(super) async fn log_targets(
+    spec: &StageSpec,
+    node: &Node<'_>,
+    services: &[String],
+) -> Result<Vec<(String, String)>> {
+    let found = node.engine.containers(&spec.project, Some(&spec.name)).await?;
+    let selected: Vec<&ObservedContainer> = found
+        .iter()
+        .filter(|c| services.is_empty() || services.contains(&c.service))
+        .filter(|c| c.state.is_running())
+        .collect();
+    let count = |svc: &str| selected.iter().filter(|c| c.service == svc).count();
+    Ok(selected
+        .iter()
+        .map(|c| {
+            let label = if count(&c.service) > 1 {
+                // Task containers are named `<swarm service>.<slot>.<task id>`.
+                let slot = c.name.rsplit('.').nth(1).unwrap_or("?");
+                format!("{}.{slot}@{}", c.service, node.server.name)
+            } else {
+                format!("{}@{}", c.service, node.server.name)
+            };
+            (label, c.id.clone())
+        })
+        .collect())
+}
