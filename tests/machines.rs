@@ -431,3 +431,206 @@ stage "dev" {{
     assert!(!gone.unwrap().success(), "the settings file is removed");
     p.ok(&["down", "dev", "--destroy", "--yes"]);
 }
+
+/// The swarm stage of the issue, on three machines: node-1 manages, db is pinned to node-3 and
+/// publishes in host mode, web has two replicas reached by DNS round robin (no IPVS here).
+fn swarm_kdl(key: &std::path::Path, version: &str, web_health: &str) -> String {
+    let server = |name: &str, extra: &str| {
+        format!(
+            "server \"{name}\" {{ provider \"sakura-cloud\"; ssh-key \"{k}.pub\"; ssh user=\"ubuntu\" port=22 identity=\"{k}\"; {extra} }}",
+            k = key.display()
+        )
+    };
+    format!(
+        r#"
+project "{{project}}"
+providers {{ sakura-cloud zone="tk1a" }}
+service "db" {{
+    image "{{image}}"; command "httpd" "-f" "-v" "-p" "80" "-h" "/www"; stop_signal "SIGKILL"
+    endpoint_mode "dnsrr"
+    ports {{ port host=8080 container=80 mode="host"; }}
+    healthcheck {{ test "CMD" "wget" "-qO-" "http://127.0.0.1/"; interval "500ms"; retries 20 }}
+}}
+service "web" {{
+    image "{{image}}"; command "httpd" "-f" "-p" "80" "-h" "/www"; stop_signal "SIGKILL"
+    replicas 2
+    endpoint_mode "dnsrr"
+    depends_on "db"
+    environment {{ VERSION "{version}" }}
+    healthcheck {{ test {web_health}; interval "500ms"; retries 3 }}
+    update {{ order "start-first"; parallelism 1; delay "2s"; failure_action "rollback"; monitor "3s"; }}
+}}
+stage "prod" {{
+    orchestrator "swarm"
+    {n1}
+    {n2}
+    {n3}
+    service "db" "web"
+}}
+"#,
+        n1 = server("node-1", "role \"manager\""),
+        n2 = server("node-2", ""),
+        n3 = server("node-3", "services \"db\""),
+    )
+}
+
+const HEALTHY: &str = r#""CMD" "wget" "-qO-" "http://127.0.0.1/""#;
+
+/// Task containers of `service` on a machine: (id, VERSION, started, finished, running).
+fn task_containers(rig: &MachineRig, id: u64, service: &str) -> Vec<(String, String, i128, i128, bool)> {
+    let ids = inside(rig, id, &["ps", "-aq", "--filter", &format!("label=fleetflow.service={service}")]);
+    ids.lines()
+        .map(|c| {
+            let f = inside(
+                rig,
+                id,
+                &[
+                    "inspect",
+                    "-f",
+                    "{{range .Config.Env}}{{println .}}{{end}}|{{.State.StartedAt}}|{{.State.FinishedAt}}|{{.State.Running}}",
+                    c,
+                ],
+            );
+            let parts: Vec<&str> = f.rsplitn(4, '|').collect();
+            let version =
+                parts[3].lines().find_map(|l| l.strip_prefix("VERSION=")).unwrap_or_default().to_string();
+            let finished = if parts[1].starts_with("0001") { 0 } else { support::nanos(parts[1]) };
+            (c.to_string(), version, support::nanos(parts[2]), finished, parts[0] == "true")
+        })
+        .collect()
+}
+
+fn http_get(address: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&address.parse().unwrap(), Duration::from_secs(5)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(s, "GET / HTTP/1.0\r\nHost: x\r\n\r\n");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body
+}
+
+#[test]
+fn a_swarm_stage_on_three_machines_walks_placement_rollouts_rollback_and_the_ladder() {
+    let rig = MachineRig::new("swarm");
+    let sim = rig.sim();
+    let (_keys, key) = login_key();
+    let mut p = Project::new("machine-swarm", &swarm_kdl(&key, "1", HEALTHY));
+    p.env = sim_env(&sim);
+    let started = Instant::now();
+    let up = p.ok(&["up", "prod"]);
+    eprintln!("swarm up from nothing (3 servers, engines, swarm, 2 services): {:?}", started.elapsed());
+    assert!(up.stdout.contains("+ swarm on node-1"), "{}", up.stdout);
+    assert!(up.stdout.contains("+ node node-2: joins the swarm as worker"), "{}", up.stdout);
+    assert!(up.stdout.contains("+ service web (2 replicas)"), "{}", up.stdout);
+    let servers = sim.state()["servers"].as_array().unwrap().clone();
+    assert_eq!(servers.len(), 3);
+    let id_of = |name: &str| servers.iter().find(|s| s["name"] == name).unwrap()["id"].as_u64().unwrap();
+    let ip_of = |name: &str| {
+        servers.iter().find(|s| s["name"] == name).unwrap()["ip"].as_str().map(str::to_string)
+    };
+    let (n1, n2, n3) = (id_of("node-1"), id_of("node-2"), id_of("node-3"));
+
+    // Formed, every node Ready, each labelled with its server.
+    let nodes = inside(&rig, n1, &["node", "ls", "--format", "{{.Status}} {{.ManagerStatus}}"]);
+    assert_eq!(nodes.lines().filter(|l| l.starts_with("Ready")).count(), 3, "{nodes}");
+    assert_eq!(nodes.lines().filter(|l| l.contains("Leader")).count(), 1, "{nodes}");
+    // Placement: db only on node-3; web's two replicas run.
+    let running = |id: u64, svc: &str| task_containers(&rig, id, svc).into_iter().filter(|t| t.4).count();
+    assert_eq!((running(n1, "db"), running(n2, "db"), running(n3, "db")), (0, 0, 1));
+    assert_eq!(running(n1, "web") + running(n2, "web") + running(n3, "web"), 2);
+    // A web task on another node reaches db by name over the overlay network.
+    let (web_node, web_task) = [n1, n2]
+        .into_iter()
+        .find_map(|n| task_containers(&rig, n, "web").into_iter().find(|t| t.4).map(|t| (n, t.0)))
+        .expect("a web task off node-3");
+    assert_eq!(inside(&rig, web_node, &["exec", &web_task, "wget", "-qO-", "http://db/"]), "fleetflow test page");
+    // Host mode: db's port answers on its own node's address.
+    let ip = ip_of("node-3").expect("node-3 has an address");
+    assert!(http_get(&format!("{ip}:8080")).contains("fleetflow test page"), "db on node-3:8080");
+
+    // Converged: nothing sent, versions unchanged.
+    let versions = || inside(&rig, n1, &["service", "inspect", "-f", "{{.Version.Index}}", &p.container("prod", "web")]);
+    let before = versions();
+    let again = p.ok(&["up", "prod"]);
+    assert!(again.stdout.contains("up to date"), "{}", again.stdout);
+    assert_eq!(versions(), before, "a converged up sends no service update");
+
+    // ps: one row per task with its server; status: nodes and replicas.
+    let ps = p.ok(&["ps", "prod"]);
+    let header: Vec<&str> = ps.lines()[0].split_whitespace().collect();
+    assert_eq!(header, ["STAGE", "SERVICE", "SERVER", "STATUS", "PORTS", "CREATED"]);
+    assert_eq!(ps.lines().iter().filter(|l| l.starts_with("prod") && l.contains(" web ")).count(), 2, "{}", ps.stdout);
+    assert!(
+        ps.lines().iter().any(|l| l.split_whitespace().take(3).collect::<Vec<_>>() == ["prod", "db", "node-3"]),
+        "{}",
+        ps.stdout
+    );
+    let st = p.ok(&["status", "prod"]);
+    assert!(st.stdout.contains("Swarm node: manager (leader), active, Ready"), "{}", st.stdout);
+    assert!(st.stdout.contains("web  running 2/2 replicas"), "{}", st.stdout);
+    assert!(st.stdout.contains("Status: running"), "{}", st.stdout);
+
+    // An environment change: a rolling update, start-first, one task at a time.
+    p.write(&swarm_kdl(&key, "2", HEALTHY));
+    let plan = p.fleet(&["up", "prod", "--dry-run"]);
+    assert!(
+        plan.stdout.contains("~ service web: environment changed (VERSION) (rolling, start-first, 2 replicas)"),
+        "{}",
+        plan.stdout
+    );
+    p.ok(&["up", "prod"]);
+    let all: Vec<_> = [n1, n2, n3].into_iter().flat_map(|n| task_containers(&rig, n, "web")).collect();
+    let mut new: Vec<_> = all.iter().filter(|t| t.1 == "2").collect();
+    let old: Vec<_> = all.iter().filter(|t| t.1 == "1").collect();
+    assert_eq!(new.iter().filter(|t| t.4).count(), 2, "both replicas run the new spec: {all:?}");
+    assert!(old.iter().all(|t| !t.4), "no old task runs: {all:?}");
+    new.sort_by_key(|t| t.2);
+    let first_old_stop = old.iter().map(|t| t.3).min().expect("old tasks stopped");
+    assert!(new[0].2 < first_old_stop, "start-first: the first new task started before any old one stopped");
+    assert!(new[1].2 - new[0].2 >= 2_000_000_000, "one at a time, 2 s apart: {new:?}");
+
+    // A new version whose health check fails: rolled back, and the previous version serves.
+    p.write(&swarm_kdl(&key, "3", r#""CMD" "false""#));
+    let failed = p.fleet(&["up", "prod"]);
+    assert_ne!(failed.code, 0, "{}", failed.stdout);
+    assert!(failed.stderr.contains("service web"), "{}", failed.stderr);
+    assert!(failed.stderr.contains("rolled back"), "{}", failed.stderr);
+    assert!(failed.stderr.contains("the previous version is serving"), "{}", failed.stderr);
+    let serving: Vec<_> =
+        [n1, n2, n3].into_iter().flat_map(|n| task_containers(&rig, n, "web")).filter(|t| t.4).collect();
+    assert_eq!(serving.len(), 2, "{serving:?}");
+    assert!(serving.iter().all(|t| t.1 == "2"), "the previous version runs: {serving:?}");
+    p.write(&swarm_kdl(&key, "2", HEALTHY));
+    assert!(p.ok(&["up", "prod"]).stdout.contains("up to date"), "the rollback is the file's version again");
+
+    // The ladder: suspend (workers first), up recovers quorum and every replica, destroy.
+    let susp = p.ok(&["down", "prod", "--suspend"]);
+    assert!(susp.stdout.contains("~ service web: scale 2 → 0"), "{}", susp.stdout);
+    let off = susp.stdout.find("~ server node-1: power off").expect("manager powered off");
+    assert!(susp.stdout.find("~ server node-2: power off").unwrap() < off, "workers before the manager");
+    let power = sim.state()["servers"].as_array().unwrap().iter().map(|s| s["power"].clone()).collect::<Vec<_>>();
+    assert!(power.iter().all(|p| p == "Down"), "{power:?}");
+    let back = p.ok(&["up", "prod"]);
+    let on = back.stdout.find("~ server node-1: power on").expect("manager powered on");
+    assert!(on < back.stdout.find("~ server node-2: power on").unwrap(), "the manager boots first");
+    assert!(back.stdout.contains("~ service web: scale 0 → 2"), "{}", back.stdout);
+    let st = p.ok(&["status", "prod"]);
+    assert!(st.stdout.contains("web  running 2/2 replicas"), "{}", st.stdout);
+    assert!(st.stdout.contains("db   running 1/1 replicas"), "{}", st.stdout);
+    // logs merge the tasks of every node, each line naming its service and server.
+    let logs = p.ok(&["logs", "prod", "-s", "db", "--tail", "5"]);
+    assert!(logs.stdout.lines().any(|l| l.starts_with("db@node-3")), "{}", logs.stdout);
+
+    p.ok(&["down", "prod", "--destroy", "--yes"]);
+    assert!(sim.state()["servers"].as_array().unwrap().is_empty());
+    let left = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label={}", rig.label)])
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "destroy removed every machine");
+    let volumes = support::docker(&["volume", "ls", "-q", "--filter", &format!("name={}", rig.network)]);
+    assert!(volumes.is_empty(), "and their disks: {volumes}");
+}

@@ -104,6 +104,17 @@ fn check_swarm(config: &Config, stage: &str, spec: &StageSpec, spans: &Spans, er
         );
         return;
     }
+    for svc in &spec.services {
+        for (i, port) in svc.ports.iter().enumerate() {
+            if svc.endpoint_mode == crate::model::EndpointMode::Dnsrr && port.mode == PortMode::Ingress {
+                errors.push(
+                    ConfigError::new(src, spans.ports[&(svc.name.clone(), i)], format!("service `{}` uses endpoint_mode \"dnsrr\" with an ingress port", svc.name))
+                        .label("the routing mesh needs a virtual IP")
+                        .help("publish it on the node that runs the task: port … mode=\"host\", or use endpoint_mode \"vip\""),
+                );
+            }
+        }
+    }
     if spec.auto_suspend.is_some() {
         errors.push(
             ConfigError::new(src, stage_span, format!("swarm stage `{stage}` cannot auto-suspend"))

@@ -542,7 +542,7 @@ async fn stop(engine: &Engine, id: &str, name: &str) -> Result<()> {
     }
 }
 
-async fn remove(engine: &Engine, id: &str, name: &str) -> Result<()> {
+pub(crate) async fn remove(engine: &Engine, id: &str, name: &str) -> Result<()> {
     let opts = RemoveContainerOptionsBuilder::new().force(true).build();
     match engine.docker.remove_container(id, Some(opts)).await {
         Ok(()) => Ok(()),

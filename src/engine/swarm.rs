@@ -511,8 +511,12 @@ impl Engine {
 
     /// Every task of one service, newest first.
     pub async fn swarm_tasks(&self, service_id: &str) -> Result<Vec<TaskView>> {
-        let filters = HashMap::from([("service", vec![service_id])]);
-        let opts = ListTasksOptionsBuilder::default().filters(&filters).build();
+        self.swarm_tasks_where(&HashMap::from([("service", vec![service_id])])).await
+    }
+
+    /// Tasks matching the engine's task filters (`service`, `node`, `desired-state`), newest first.
+    pub async fn swarm_tasks_where(&self, filters: &HashMap<&str, Vec<&str>>) -> Result<Vec<TaskView>> {
+        let opts = ListTasksOptionsBuilder::default().filters(filters).build();
         let tasks = self
             .docker
             .list_tasks(Some(opts))

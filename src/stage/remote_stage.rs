@@ -205,6 +205,9 @@ async fn converge_stage(
     let mut machines: Vec<Option<Machine>> = vec![None; spec.servers.len()];
     let mut conns: Vec<Option<usize>> = vec![None; spec.servers.len()];
     let mut observed = providers.observe_stage(&tagged(config, spec)).await?;
+    // Power calls go one at a time; the first server is reached (and locked) before any other is
+    // created or booted, the others are reached together once all of them run.
+    let mut to_reach = Vec::new();
     for i in boot_order(spec) {
         let (server, found) = (&spec.servers[i], observed[i].take());
         let tag = tag(config, spec, server);
@@ -236,23 +239,49 @@ async fn converge_stage(
             }
         }
         total.infra.extend(steps);
-        let running = machine.as_ref().filter(|m| m.power == Power::Up);
-        if let Some(m) = running {
+        if let Some(m) = machine.as_ref().filter(|m| m.power == Power::Up) {
             // Cloud IPs are reused: a key recorded for this address belonged to an earlier machine.
             if let (true, Some(ip)) = (m.new_this_run, &m.ip) {
                 ssh::forget_host(&known_hosts_file(&config.project), ip, server.ssh.port);
             }
-            let mode = if apply { Reach::Converge } else { Reach::Plan };
-            held.conns.push(reach(config, server, m, ui, mode).await?);
-            if i == 0 && apply {
-                let purpose = format!("up {}", spec.name);
-                let host = &held.conns[0].host;
-                server_lock::acquire(host, &server.name, &config.project, &spec.name, &purpose, opts.lock_wait).await?;
-                held.locked = true;
+            if i == 0 {
+                let mode = if apply { Reach::Converge } else { Reach::Plan };
+                held.conns.push(reach(config, server, m, ui, mode).await?);
+                conns[0] = Some(held.conns.len() - 1);
+                if apply {
+                    let purpose = format!("up {}", spec.name);
+                    let host = &held.conns[0].host;
+                    server_lock::acquire(host, &server.name, &config.project, &spec.name, &purpose, opts.lock_wait)
+                        .await?;
+                    held.locked = true;
+                }
+            } else {
+                to_reach.push(i);
             }
         }
-        conns[i] = running.map(|_| held.conns.len() - 1);
         machines[i] = machine;
+    }
+    // Each reach may wait out a boot and an engine bootstrap: together, not one after another.
+    let mode = if apply { Reach::Converge } else { Reach::Plan };
+    let reached = futures_util::future::join_all(to_reach.iter().map(|&i| {
+        let machine = machines[i].as_ref().expect("a running server");
+        reach(config, &spec.servers[i], machine, ui, mode)
+    }))
+    .await;
+    let mut first_error = None;
+    for (i, result) in to_reach.into_iter().zip(reached) {
+        match result {
+            Ok(conn) => {
+                held.conns.push(conn);
+                conns[i] = Some(held.conns.len() - 1);
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
     }
 
     if spec.is_swarm() {
@@ -876,11 +905,15 @@ async fn converge_auto_suspend(
     Ok(())
 }
 
-/// Servers in the order `up` boots them: a swarm's managers first (quorum before workers).
+/// Servers in the order `up` boots them: the first (it holds the stage lock), then a swarm's
+/// managers before its workers (quorum first).
 fn boot_order(spec: &StageSpec) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..spec.servers.len()).collect();
+    let mut order: Vec<usize> = (1..spec.servers.len()).collect();
     if spec.is_swarm() {
         order.sort_by_key(|&i| !spec.is_manager(&spec.servers[i]));
+    }
+    if !spec.servers.is_empty() {
+        order.insert(0, 0);
     }
     order
 }

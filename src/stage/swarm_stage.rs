@@ -244,6 +244,27 @@ pub(super) async fn converge(
         }
     }
 
+    // A node fleet labelled for a server no longer in the file: drained (its tasks move to the
+    // other nodes), then out of the swarm. The server itself is kept: only `down --destroy`
+    // deletes servers.
+    if let Some(m) = manager.filter(|&m| members[m].state == MemberState::Active) {
+        let manager_engine = nodes[m].engine;
+        for gone in manager_engine.swarm_nodes().await? {
+            let Some(name) = gone.server() else { continue };
+            if spec.servers.iter().any(|s| s.name == name) || gone.id == members[m].node_id {
+                continue;
+            }
+            steps.push(InfraAction::LeaveSwarm { server: name.to_string() });
+            if apply {
+                drain_and_remove(manager_engine, &gone).await?;
+                ui.note(format!(
+                    "server {name} is no longer in stage {}: it left the swarm, and the server itself still runs (and is billed); delete it yourself if it is no longer needed",
+                    spec.name
+                ));
+            }
+        }
+    }
+
     // Images: every node gets those of the services that may run on it (copied when it cannot pull).
     let events = ui.events();
     let mut image_ids: BTreeMap<String, String> = BTreeMap::new();
@@ -395,7 +416,9 @@ async fn rollout(
         let tasks = engine.swarm_tasks(&id).await?;
         let current: Vec<&TaskView> = tasks.iter().filter(|t| task_hash(t, &hash)).collect();
         let running = current.iter().filter(|t| t.is_running() && t.desired == "running").count() as i64;
-        let stale = tasks.iter().any(|t| t.desired == "running" && !task_hash(t, &hash));
+        // Replaced means gone: an old task told to shut down can still be running on its node
+        // for a moment (start-first stops it only after its successor runs).
+        let stale = tasks.iter().any(|t| !task_hash(t, &hash) && (t.desired == "running" || t.is_running()));
         if let Some((state, message)) = now.update.as_ref().filter(|_| updating) {
             match state.as_str() {
                 "rollback_started" | "rollback_completed" | "rollback_paused" => {
@@ -459,6 +482,24 @@ fn rollout_failed(
             format!("fix the service and run `fleet up {}` again; `fleet logs {} {service}` shows the tasks' output", spec.name, spec.name),
         )
     }
+}
+
+/// Drains a node (swarm moves its tasks), waits until none runs there, then removes it.
+async fn drain_and_remove(manager: &Engine, node: &crate::engine::swarm::NodeView) -> Result<()> {
+    if node.manager {
+        manager.swarm_set_node(&node.id, &node.labels, Some(false), true).await?;
+    } else {
+        manager.swarm_set_node(&node.id, &node.labels, None, true).await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while node.ready && Instant::now() < deadline {
+        let filters = std::collections::HashMap::from([("node", vec![node.id.as_str()]), ("desired-state", vec!["running"])]);
+        if manager.swarm_tasks_where(&filters).await?.iter().all(|t| !t.is_running()) {
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    manager.swarm_remove_node(&node.id).await
 }
 
 /// A node that reported Pending: true once it is an active member again (within a short wait).
@@ -579,18 +620,23 @@ pub(super) async fn apply_down(
             manager.swarm_update_service(id, &have.spec).await?;
         }
     }
-    // The tasks' containers go on every node before the network can.
-    let deadline = Instant::now() + Duration::from_secs(120);
+    // The tasks' containers go on every node before the network can. Swarm removes those of the
+    // tasks it still knows; a stopped one whose task was forgotten (a node that was powered off
+    // while the service scaled down) stays, so `--destroy` removes what is left of the stage.
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(120);
     loop {
         let mut left = 0;
         for node in nodes {
-            left += node
-                .engine
-                .containers(&spec.project, Some(&spec.name))
-                .await?
-                .iter()
-                .filter(|c| opts.destroy || c.state.is_running())
-                .count();
+            for c in node.engine.containers(&spec.project, Some(&spec.name)).await? {
+                if c.state.is_running() {
+                    left += 1;
+                } else if opts.destroy && started.elapsed() > Duration::from_secs(10) {
+                    crate::engine::remove_container(node.engine, &c.id, &c.name).await?;
+                } else if opts.destroy {
+                    left += 1;
+                }
+            }
         }
         if left == 0 {
             break;
