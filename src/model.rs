@@ -72,7 +72,13 @@ pub struct UpdatePolicy {
 impl Default for UpdatePolicy {
     /// Docker's own defaults.
     fn default() -> Self {
-        Self { order: "stop-first".into(), parallelism: 1, delay_ms: 0, failure_action: "pause".into(), monitor_ms: 5000 }
+        Self {
+            order: "stop-first".into(),
+            parallelism: 1,
+            delay_ms: 0,
+            failure_action: "pause".into(),
+            monitor_ms: 5000,
+        }
     }
 }
 

@@ -528,9 +528,7 @@ fn a_swarm_stage_on_three_machines_walks_placement_rollouts_rollback_and_the_lad
     let servers = sim.state()["servers"].as_array().unwrap().clone();
     assert_eq!(servers.len(), 3);
     let id_of = |name: &str| servers.iter().find(|s| s["name"] == name).unwrap()["id"].as_u64().unwrap();
-    let ip_of = |name: &str| {
-        servers.iter().find(|s| s["name"] == name).unwrap()["ip"].as_str().map(str::to_string)
-    };
+    let ip_of = |name: &str| servers.iter().find(|s| s["name"] == name).unwrap()["ip"].as_str().map(str::to_string);
     let (n1, n2, n3) = (id_of("node-1"), id_of("node-2"), id_of("node-3"));
 
     // Formed, every node Ready, each labelled with its server.
@@ -552,7 +550,8 @@ fn a_swarm_stage_on_three_machines_walks_placement_rollouts_rollback_and_the_lad
     assert!(http_get(&format!("{ip}:8080")).contains("fleetflow test page"), "db on node-3:8080");
 
     // Converged: nothing sent, versions unchanged.
-    let versions = || inside(&rig, n1, &["service", "inspect", "-f", "{{.Version.Index}}", &p.container("prod", "web")]);
+    let versions =
+        || inside(&rig, n1, &["service", "inspect", "-f", "{{.Version.Index}}", &p.container("prod", "web")]);
     let before = versions();
     let again = p.ok(&["up", "prod"]);
     assert!(again.stdout.contains("up to date"), "{}", again.stdout);

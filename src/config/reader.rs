@@ -511,8 +511,11 @@ impl Reader<'_> {
             let name = child.name().value();
             match name {
                 "order" | "failure_action" => {
-                    let allowed: &[&str] =
-                        if name == "order" { &["start-first", "stop-first"] } else { &["rollback", "pause", "continue"] };
+                    let allowed: &[&str] = if name == "order" {
+                        &["start-first", "stop-first"]
+                    } else {
+                        &["rollback", "pause", "continue"]
+                    };
                     let Some(v) = self.one_string(child) else { continue };
                     if !allowed.contains(&v.as_str()) {
                         self.push(

@@ -580,7 +580,8 @@ fn a_swarm_needs_servers_an_odd_number_of_managers_and_no_auto_suspend() {
     let (msg, _, help) = stage_error(&two, "prod");
     assert_eq!(msg, "swarm stage `prod` has 2 managers");
     assert!(help.unwrap().contains("odd number"));
-    let none = "project \"p\"\nservice \"a\" { image \"x:1\" }\nstage \"dev\" { orchestrator \"swarm\"; service \"a\" }\n";
+    let none =
+        "project \"p\"\nservice \"a\" { image \"x:1\" }\nstage \"dev\" { orchestrator \"swarm\"; service \"a\" }\n";
     assert_eq!(stage_error(none, "dev").0, "swarm stage `dev` has no servers");
     let bad = SWARM.replace("orchestrator \"swarm\"", "orchestrator \"kubernetes\"");
     let (msg, at, _) = stage_error(&bad, "prod");

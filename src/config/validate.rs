@@ -98,19 +98,24 @@ fn check_swarm(config: &Config, stage: &str, spec: &StageSpec, spans: &Spans, er
         .find(|n| n.name().value() == "stage" && n.entries().first().and_then(|e| e.value().as_string()) == Some(stage))
         .map_or((0, 0).into(), |n| n.span());
     if spec.servers.is_empty() {
-        errors.push(
-            ConfigError::new(src, stage_span, format!("swarm stage `{stage}` has no servers"))
-                .help("add the servers that become its nodes: server \"node-1\" { provider \"sakura-cloud\"; role \"manager\" }"),
-        );
+        errors.push(ConfigError::new(src, stage_span, format!("swarm stage `{stage}` has no servers")).help(
+            "add the servers that become its nodes: server \"node-1\" { provider \"sakura-cloud\"; role \"manager\" }",
+        ));
         return;
     }
     for svc in &spec.services {
         for (i, port) in svc.ports.iter().enumerate() {
             if svc.endpoint_mode == crate::model::EndpointMode::Dnsrr && port.mode == PortMode::Ingress {
                 errors.push(
-                    ConfigError::new(src, spans.ports[&(svc.name.clone(), i)], format!("service `{}` uses endpoint_mode \"dnsrr\" with an ingress port", svc.name))
-                        .label("the routing mesh needs a virtual IP")
-                        .help("publish it on the node that runs the task: port … mode=\"host\", or use endpoint_mode \"vip\""),
+                    ConfigError::new(
+                        src,
+                        spans.ports[&(svc.name.clone(), i)],
+                        format!("service `{}` uses endpoint_mode \"dnsrr\" with an ingress port", svc.name),
+                    )
+                    .label("the routing mesh needs a virtual IP")
+                    .help(
+                        "publish it on the node that runs the task: port … mode=\"host\", or use endpoint_mode \"vip\"",
+                    ),
                 );
             }
         }
@@ -119,7 +124,9 @@ fn check_swarm(config: &Config, stage: &str, spec: &StageSpec, spans: &Spans, er
         errors.push(
             ConfigError::new(src, stage_span, format!("swarm stage `{stage}` cannot auto-suspend"))
                 .label("a node that powers itself off takes its replicas (and a manager, the quorum) with it")
-                .help(format!("remove `auto_suspend`, and use `fleet down {stage} --suspend` to power the whole swarm off")),
+                .help(format!(
+                    "remove `auto_suspend`, and use `fleet down {stage} --suspend` to power the whole swarm off"
+                )),
         );
     }
     let managers = spec.servers.iter().filter(|s| s.manager).count();

@@ -8,8 +8,8 @@ mod logs;
 pub mod swarm;
 
 pub use container_spec::create_body;
-pub use converge::{Event, Events, PullPolicy, Readiness, apply_down, apply_up};
 pub(crate) use converge::remove as remove_container;
+pub use converge::{Event, Events, PullPolicy, Readiness, apply_down, apply_up};
 pub use host_root::helper_image;
 pub use logs::{LogLine, LogOptions, LogStream, stream_logs};
 

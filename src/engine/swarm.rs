@@ -321,8 +321,11 @@ impl Engine {
 
     /// The swarm's labels (whose swarm it is) and its join tokens (worker, manager); a manager only.
     pub async fn swarm_inspect(&self) -> Result<(HashMap<String, String>, String, String)> {
-        let swarm =
-            self.docker.inspect_swarm().await.map_err(|e| swarm_error(format!("{}: swarm inspect", self.endpoint), e))?;
+        let swarm = self
+            .docker
+            .inspect_swarm()
+            .await
+            .map_err(|e| swarm_error(format!("{}: swarm inspect", self.endpoint), e))?;
         let labels = swarm.spec.and_then(|s| s.labels).unwrap_or_default();
         let tokens = swarm.join_tokens.unwrap_or_default();
         Ok((labels, tokens.worker.unwrap_or_default(), tokens.manager.unwrap_or_default()))
@@ -350,8 +353,11 @@ impl Engine {
     }
 
     pub async fn swarm_nodes(&self) -> Result<Vec<NodeView>> {
-        let nodes =
-            self.docker.list_nodes(None).await.map_err(|e| swarm_error(format!("{}: listing nodes", self.endpoint), e))?;
+        let nodes = self
+            .docker
+            .list_nodes(None)
+            .await
+            .map_err(|e| swarm_error(format!("{}: listing nodes", self.endpoint), e))?;
         Ok(nodes
             .into_iter()
             .map(|n| {
@@ -381,9 +387,12 @@ impl Engine {
         drain: bool,
     ) -> Result<()> {
         for _ in 0..SEQUENCE_RETRIES {
-            let node = self.swarm_nodes().await?.into_iter().find(|n| n.id == node_id).ok_or_else(|| {
-                Error::failed(format!("{}: swarm node {node_id} is gone", self.endpoint))
-            })?;
+            let node = self
+                .swarm_nodes()
+                .await?
+                .into_iter()
+                .find(|n| n.id == node_id)
+                .ok_or_else(|| Error::failed(format!("{}: swarm node {node_id} is gone", self.endpoint)))?;
             let mut labels = node.labels.clone();
             labels.retain(|k, _| !(k == NODE_SERVER || k.starts_with(NODE_RUNS)));
             labels.extend(fleet_labels.clone());
@@ -426,10 +435,9 @@ impl Engine {
             labels: Some(owner_labels(spec)),
             ..Default::default()
         };
-        self.docker
-            .create_network(request)
-            .await
-            .map_err(|e| swarm_error(format!("{}: creating overlay network {}", self.endpoint, spec.network_name()), e))?;
+        self.docker.create_network(request).await.map_err(|e| {
+            swarm_error(format!("{}: creating overlay network {}", self.endpoint, spec.network_name()), e)
+        })?;
         Ok(true)
     }
 
@@ -577,17 +585,13 @@ fn observed_service(s: bollard::models::Service) -> Option<ObservedService> {
         service,
         version: s.version.and_then(|v| v.index).unwrap_or(0),
         config_hash: labels.get(labels::CONFIG_HASH).cloned(),
-        field_hashes: labels
-            .get(labels::FIELD_HASHES)
-            .map(|l| ConfigHash::parse_fields_label(l))
-            .unwrap_or_default(),
+        field_hashes: labels.get(labels::FIELD_HASHES).map(|l| ConfigHash::parse_fields_label(l)).unwrap_or_default(),
         image_id: labels.get(labels::IMAGE_ID).cloned(),
         replicas: replicas.max(0) as u64,
         running: s.service_status.as_ref().and_then(|st| st.running_tasks).unwrap_or(0),
         update: s.update_status.and_then(|u| {
             let state = u.state?;
-            (state != ServiceUpdateStatusStateEnum::EMPTY)
-                .then(|| (state.to_string(), u.message.unwrap_or_default()))
+            (state != ServiceUpdateStatusStateEnum::EMPTY).then(|| (state.to_string(), u.message.unwrap_or_default()))
         }),
         spec,
         created: s.created_at.unwrap_or_default(),

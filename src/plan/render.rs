@@ -55,7 +55,10 @@ pub fn render_infra(action: &InfraAction) -> String {
             format!("+ service {service} ({replicas} {})", plural(*replicas as u64, "replica"))
         }
         InfraAction::UpdateService { service, reason, order, replicas } => {
-            format!("~ service {service}: {reason} (rolling, {order}, {replicas} {})", plural(*replicas as u64, "replica"))
+            format!(
+                "~ service {service}: {reason} (rolling, {order}, {replicas} {})",
+                plural(*replicas as u64, "replica")
+            )
         }
         InfraAction::ScaleService { service, from, to } => {
             format!("~ service {service}: scale {from} → {to} {}", plural(*to as u64, "replica"))

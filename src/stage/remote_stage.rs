@@ -807,7 +807,7 @@ async fn converge_containers(
     let show = opts.dry_run && opts.format == Format::Text;
     let readiness = engine::Readiness::for_stage(spec);
     let per_server = spec.servers.iter().zip(conns).zip(machines).map(|((server, conn), machine)| {
-        let sub = with_peer_hosts(spec, spec.for_server(server), &machines);
+        let sub = with_peer_hosts(spec, spec.for_server(server), machines);
         let readiness = &readiness;
         let engine = conn.map(|c| &held.conns[c].engine);
         async move {
@@ -966,7 +966,11 @@ async fn swarm_tasks(
     running.sort_by_key(|(i, _)| !spec.is_manager(&spec.servers[*i]));
     let mut conns = Vec::new();
     for (i, m) in &running {
-        conns.push((*i, m.ip.clone().unwrap_or_default(), reach(config, &spec.servers[*i], m, ui, Reach::Observe).await?));
+        conns.push((
+            *i,
+            m.ip.clone().unwrap_or_default(),
+            reach(config, &spec.servers[*i], m, ui, Reach::Observe).await?,
+        ));
     }
     let nodes: Vec<swarm_stage::Node> = conns
         .iter()

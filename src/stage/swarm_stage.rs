@@ -43,8 +43,7 @@ struct SwarmView {
 }
 
 async fn observe(spec: &StageSpec, nodes: &[Node<'_>]) -> Result<SwarmView> {
-    let members =
-        futures_util::future::try_join_all(nodes.iter().map(|n| n.engine.swarm_membership())).await?;
+    let members = futures_util::future::try_join_all(nodes.iter().map(|n| n.engine.swarm_membership())).await?;
     for (node, m) in nodes.iter().zip(&members) {
         if matches!(m.state, MemberState::Error | MemberState::Locked) {
             return Err(Error::failed_help(
@@ -199,12 +198,15 @@ pub(super) async fn converge(
     let forms = view.manager.is_none() && manager.is_none();
     for server in unreached {
         if !(forms && spec.managers().first().map(|m| &m.name) == Some(&server.name)) {
-            steps.push(InfraAction::JoinSwarm { server: server.name.clone(), role: role(spec.is_manager(server)).into() });
+            steps.push(InfraAction::JoinSwarm {
+                server: server.name.clone(),
+                role: role(spec.is_manager(server)).into(),
+            });
         }
     }
 
     // Nodes: Ready, labelled with their server's name and pinned services, in their role.
-    if let Some(m) = manager.filter(|_| members[manager.unwrap_or(0)].state == MemberState::Active) {
+    if let Some(m) = manager.filter(|&m| members[m].state == MemberState::Active) {
         let manager_engine = nodes[m].engine;
         if apply {
             wait_ready(spec, manager_engine, nodes, &members).await?;
@@ -298,8 +300,7 @@ pub(super) async fn converge(
         return Ok(steps.plan);
     };
     let manager_engine = nodes[m].engine;
-    if !manager_engine.network_id(spec).await?.is_some() {
-        manager_engine.network_to_create(spec).await?;
+    if manager_engine.network_to_create(spec).await? {
         let action = Action::CreateNetwork { name: spec.network_name() };
         if apply {
             events(Event::Applying(action.clone()));
@@ -473,13 +474,21 @@ fn rollout_failed(
     let swarm = if message.is_empty() { String::new() } else { format!(" (swarm: {message})") };
     if rolled_back {
         Error::failed_help(
-            format!("service {service}: the update failed and was rolled back: {task}{swarm}; the previous version is serving"),
-            format!("fix the service and run `fleet up {}` again; `fleet logs {} {service}` shows the tasks' output", spec.name, spec.name),
+            format!(
+                "service {service}: the update failed and was rolled back: {task}{swarm}; the previous version is serving"
+            ),
+            format!(
+                "fix the service and run `fleet up {}` again; `fleet logs {} {service}` shows the tasks' output",
+                spec.name, spec.name
+            ),
         )
     } else {
         Error::failed_help(
             format!("service {service}: its new tasks fail: {task}{swarm}"),
-            format!("fix the service and run `fleet up {}` again; `fleet logs {} {service}` shows the tasks' output", spec.name, spec.name),
+            format!(
+                "fix the service and run `fleet up {}` again; `fleet logs {} {service}` shows the tasks' output",
+                spec.name, spec.name
+            ),
         )
     }
 }
@@ -493,7 +502,8 @@ async fn drain_and_remove(manager: &Engine, node: &crate::engine::swarm::NodeVie
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     while node.ready && Instant::now() < deadline {
-        let filters = std::collections::HashMap::from([("node", vec![node.id.as_str()]), ("desired-state", vec!["running"])]);
+        let filters =
+            std::collections::HashMap::from([("node", vec![node.id.as_str()]), ("desired-state", vec!["running"])]);
         if manager.swarm_tasks_where(&filters).await?.iter().all(|t| !t.is_running()) {
             break;
         }
@@ -642,7 +652,10 @@ pub(super) async fn apply_down(
             break;
         }
         if Instant::now() > deadline {
-            return Err(Error::failed(format!("stage {}: {left} task container(s) still there after 120 s", spec.name)));
+            return Err(Error::failed(format!(
+                "stage {}: {left} task container(s) still there after 120 s",
+                spec.name
+            )));
         }
         tokio::time::sleep(POLL).await;
     }
