@@ -11,6 +11,18 @@ use std::collections::HashMap;
 
 const NANOS_PER_MS: i64 = 1_000_000;
 
+/// A service's health check in the engine's units (nanoseconds); containers and swarm tasks alike.
+pub(crate) fn health_config(h: &crate::model::Healthcheck) -> HealthConfig {
+    HealthConfig {
+        test: Some(h.test.clone()),
+        interval: Some(h.interval_ms as i64 * NANOS_PER_MS),
+        timeout: Some(h.timeout_ms as i64 * NANOS_PER_MS),
+        retries: Some(i64::from(h.retries)),
+        start_period: Some(h.start_period_ms as i64 * NANOS_PER_MS),
+        start_interval: None,
+    }
+}
+
 pub fn create_body(spec: &StageSpec, svc: &Service, hash: &ConfigHash) -> ContainerCreateBody {
     let network = spec.network_name();
     let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
@@ -44,14 +56,7 @@ pub fn create_body(spec: &StageSpec, svc: &Service, hash: &ConfigHash) -> Contai
         }),
         maximum_retry_count: None,
     });
-    let healthcheck = svc.healthcheck.as_ref().map(|h| HealthConfig {
-        test: Some(h.test.clone()),
-        interval: Some(h.interval_ms as i64 * NANOS_PER_MS),
-        timeout: Some(h.timeout_ms as i64 * NANOS_PER_MS),
-        retries: Some(i64::from(h.retries)),
-        start_period: Some(h.start_period_ms as i64 * NANOS_PER_MS),
-        start_interval: None,
-    });
+    let healthcheck = svc.healthcheck.as_ref().map(health_config);
     ContainerCreateBody {
         image: Some(svc.image.clone()),
         cmd: svc.command.clone(),

@@ -8,7 +8,7 @@ use crate::model::{EndpointMode, PortMode, Service, StageSpec, UpdatePolicy, Vol
 use crate::plan::ConfigHash;
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum, EndpointSpec,
-    EndpointSpecModeEnum, HealthConfig, LocalNodeState, Mount, MountType, MountVolumeOptions, NetworkAttachmentConfig,
+    EndpointSpecModeEnum, LocalNodeState, Mount, MountType, MountVolumeOptions, NetworkAttachmentConfig,
     NetworkCreateRequest, NodeSpec, NodeSpecAvailabilityEnum, NodeSpecRoleEnum, NodeState, ServiceSpec,
     ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum,
     ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
@@ -129,10 +129,6 @@ pub fn service_name(spec: &StageSpec, service: &str) -> String {
     spec.container_name(service)
 }
 
-fn owner_labels(spec: &StageSpec) -> HashMap<String, String> {
-    labels::owner(spec)
-}
-
 /// Swarm wants durations in nanoseconds.
 fn ns(ms: u64) -> i64 {
     ms as i64 * NANOS_PER_MS
@@ -163,19 +159,12 @@ pub fn service_spec(spec: &StageSpec, svc: &Service, hash: &ConfigHash, pinned: 
                 target: Some(v.target.clone()),
                 read_only: Some(v.read_only),
                 // The node creates the volume at the first task; ours by label, like a container's.
-                volume_options: Some(MountVolumeOptions { labels: Some(owner_labels(spec)), ..Default::default() }),
+                volume_options: Some(MountVolumeOptions { labels: Some(labels::owner(spec)), ..Default::default() }),
                 ..Default::default()
             },
         })
         .collect();
-    let health_check = svc.healthcheck.as_ref().map(|h| HealthConfig {
-        test: Some(h.test.clone()),
-        interval: Some(ns(h.interval_ms)),
-        timeout: Some(ns(h.timeout_ms)),
-        retries: Some(i64::from(h.retries)),
-        start_period: Some(ns(h.start_period_ms)),
-        start_interval: None,
-    });
+    let health_check = svc.healthcheck.as_ref().map(super::container_spec::health_config);
     let condition = match (svc.oneshot, svc.restart) {
         (true, _) | (_, Some(crate::model::RestartPolicy::No)) => TaskSpecRestartPolicyConditionEnum::NONE,
         (_, Some(crate::model::RestartPolicy::OnFailure)) => TaskSpecRestartPolicyConditionEnum::ON_FAILURE,
@@ -312,7 +301,7 @@ impl Engine {
         let request = SwarmInitRequest {
             listen_addr: Some(format!("0.0.0.0:{MANAGER_PORT}")),
             advertise_addr: Some(format!("{advertise}:{MANAGER_PORT}")),
-            spec: Some(SwarmSpec { labels: Some(owner_labels(spec)), ..Default::default() }),
+            spec: Some(SwarmSpec { labels: Some(labels::owner(spec)), ..Default::default() }),
             ..Default::default()
         };
         self.docker.init_swarm(request).await.map_err(|e| swarm_error(format!("{}: swarm init", self.endpoint), e))?;
@@ -432,7 +421,7 @@ impl Engine {
             name: spec.network_name(),
             driver: Some("overlay".into()),
             attachable: Some(true),
-            labels: Some(owner_labels(spec)),
+            labels: Some(labels::owner(spec)),
             ..Default::default()
         };
         self.docker.create_network(request).await.map_err(|e| {

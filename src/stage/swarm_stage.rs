@@ -167,7 +167,10 @@ pub(super) async fn converge(
             at
         }
     };
-    let tokens = match (apply, manager) {
+    // Join tokens only when some node must join: a converged `up` asks nothing more.
+    let must_join =
+        nodes.iter().enumerate().any(|(i, _)| Some(i) != manager && members[i].state != MemberState::Active);
+    let tokens = match (apply && must_join, manager) {
         (true, Some(i)) => Some(nodes[i].engine.swarm_inspect().await?),
         _ => None,
     };
@@ -566,10 +569,10 @@ pub(super) async fn plan_down(spec: &StageSpec, nodes: &[Node<'_>], opts: &DownO
         let orphan = spec.service(&s.service).is_none();
         if opts.destroy {
             plan.steps.push(InfraAction::RemoveService { service: s.service.clone(), orphan });
-            plan.services.push((s.id.clone(), 0));
+            plan.services.push(s.id.clone());
         } else if s.replicas > 0 {
             plan.steps.push(InfraAction::ScaleService { service: s.service.clone(), from: s.replicas, to: 0 });
-            plan.services.push((s.id.clone(), 0));
+            plan.services.push(s.id.clone());
         }
     }
     if opts.destroy {
@@ -593,7 +596,7 @@ pub(super) struct DownPlan {
     pub steps: Vec<InfraAction>,
     manager: Option<usize>,
     /// Service ids to scale to 0 (or remove, with --destroy).
-    services: Vec<(String, u32)>,
+    services: Vec<String>,
     network: bool,
     /// Node indexes, with whether each is a manager.
     leave: Vec<(usize, bool)>,
@@ -617,7 +620,7 @@ pub(super) async fn apply_down(
     let Some(m) = plan.manager else { return Ok(()) };
     let manager = nodes[m].engine;
     let mut step = plan.steps.iter();
-    for (id, _) in &plan.services {
+    for id in &plan.services {
         if let Some(s) = step.next() {
             announce(true, false, progress, ui, s);
         }
@@ -747,13 +750,9 @@ fn service_row(svc: &crate::model::Service, s: &ObservedService) -> ServiceStatu
         state,
         health: None,
         uptime_seconds: None,
-        container: Some(service_name_of(s)),
+        container: s.spec.name.clone(),
         mark,
     }
-}
-
-fn service_name_of(s: &ObservedService) -> String {
-    s.spec.name.clone().unwrap_or_default()
 }
 
 /// `ps`: one row per task that should be running (or is), with the server it is on.
