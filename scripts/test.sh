@@ -33,25 +33,39 @@ if ! command -v docker-compose >/dev/null; then
         exit 1
     fi
 fi
-# The machine tests mostly wait (guests booting, apt inside them, an idle window running out), so
-# they run beside the rest instead of after it: build once, then both at once.
+# The machine-rig tests (every test file that boots machines: it uses `MachineRig`) mostly wait
+# (guests booting, apt inside them, an idle window running out), so they run beside the rest
+# instead of after it: build once, then all at once, each rig file in its own process.
 cargo test --locked --all-targets --no-run
-machines_log=$(mktemp)
-trap 'rm -f "$machines_log"' EXIT
-cargo test --locked --test machines -- --test-threads 3 >"$machines_log" 2>&1 &
-machines_pid=$!
+logs_dir=$(mktemp -d)
+trap 'rm -rf "$logs_dir"' EXIT
+rig_pids=()
+rig_names=()
 others=(--lib --bins)
 for t in tests/*.rs; do
     name=$(basename "$t" .rs)
-    [ "$name" = machines ] || others+=(--test "$name")
+    if grep -q 'MachineRig' "$t"; then
+        threads=2
+        [ "$name" = machines ] && threads=3
+        cargo test --locked --test "$name" -- --test-threads "$threads" >"$logs_dir/$name.log" 2>&1 &
+        rig_pids+=($!)
+        rig_names+=("$name")
+    else
+        others+=(--test "$name")
+    fi
 done
 status=0
 cargo test --locked "${others[@]}" || status=$?
-machines_status=0
-wait "$machines_pid" || machines_status=$?
-echo "---- tests/machines.rs (ran alongside) ----"
-cat "$machines_log"
-if [ "$status" -ne 0 ] || [ "$machines_status" -ne 0 ]; then
-    echo "error: tests failed (others: exit $status, machines: exit $machines_status)" >&2
+failed=()
+for i in "${!rig_pids[@]}"; do
+    name=${rig_names[$i]}
+    rc=0
+    wait "${rig_pids[$i]}" || rc=$?
+    echo "---- tests/$name.rs (machine rig, ran alongside) ----"
+    cat "$logs_dir/$name.log"
+    [ "$rc" -eq 0 ] || failed+=("$name (exit $rc)")
+done
+if [ "$status" -ne 0 ] || [ "${#failed[@]}" -ne 0 ]; then
+    echo "error: tests failed (others: exit $status; machine rig: ${failed[*]:-none})" >&2
     exit 1
 fi
