@@ -108,14 +108,20 @@ impl Zones {
         Ok(found.into_iter().filter(|r| r.comment.as_deref() == Some(owner.as_str())).collect())
     }
 
-    /// Deletes the records fleet owns for this server, and nothing else.
-    pub async fn remove(&self, project: &str, stage: &str, server: &Server, progress: &Progress) -> Result<()> {
+    /// Deletes these records of this server, found by `owned` (so fleet's, and nothing else).
+    pub async fn delete(
+        &self,
+        project: &str,
+        stage: &str,
+        server: &Server,
+        records: &[FoundRecord],
+        progress: &Progress,
+    ) -> Result<()> {
         let Some(zone) = self.zone(server) else { return Ok(()) };
-        let owned = self.owned(project, stage, server).await?;
-        for r in &owned {
+        for r in records {
             progress(InfraEvent::Action(delete_record(r)));
         }
-        let changes: Vec<Change> = owned.into_iter().map(Change::Delete).collect();
+        let changes: Vec<Change> = records.iter().cloned().map(Change::Delete).collect();
         zone.apply(&changes, &dns::owner_comment(project, stage, &server.name)).await
     }
 

@@ -3,6 +3,10 @@
 
 mod auto_suspend;
 mod dns;
+mod down_plan;
+#[cfg(test)]
+mod plan_fixtures;
+mod remote_down;
 mod remote_stage;
 mod server_lock;
 mod swarm_stage;

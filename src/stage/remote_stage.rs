@@ -2,12 +2,12 @@
 //! reached over SSH, with the servers created, powered and deleted around them.
 
 use super::auto_suspend;
-use super::dns::{Zones, blocked_error, delete_record, planned_actions};
+use super::dns::{Zones, blocked_error, planned_actions};
 use super::server_lock;
 use super::swarm_stage;
 use super::{
-    DownOptions, UpOptions, confirm_destroy, converge_on, down_mode, log_targets, no_containers, overall, print_logs,
-    print_plan, removals, report_up, service_rows, status_report, unknown_rows,
+    DownOptions, UpOptions, converge_on, log_targets, no_containers, overall, print_logs, print_plan, report_up,
+    service_rows, status_report, unknown_rows,
 };
 use crate::config::Config;
 use crate::engine::{self, Engine, LogOptions};
@@ -15,9 +15,7 @@ use crate::error::{Error, Result};
 use crate::infra::{InfraEvent, Machine, Power, Progress, Providers, owner_tag};
 use crate::local_lock::StageLock;
 use crate::model::{Server, ServerProvider, StageSpec};
-use crate::plan::{
-    self, ChangeKind, ConfigHash, Desired, InfraAction, ObservedContainer, ObservedStage, Plan, PlanSummary,
-};
+use crate::plan::{self, ConfigHash, Desired, InfraAction, ObservedContainer, ObservedStage, Plan, PlanSummary};
 use crate::report::ServerStatus;
 use crate::signal;
 use crate::ssh::{self, RemoteHost, known_hosts_file};
@@ -25,15 +23,17 @@ use crate::ui::{Format, Ui};
 use std::sync::{Arc, Mutex};
 
 /// An SSH connection and the engine behind it; the engine lives only as long as the host.
-struct Connected {
-    host: RemoteHost,
-    engine: Engine,
+pub(super) struct Connected {
+    /// The server's name in the stage.
+    pub server: String,
+    pub host: RemoteHost,
+    pub engine: Engine,
 }
 
 /// Whether reaching a server may change it: only `up` installs an engine; every read-only
 /// command (plan, --dry-run, status, ps, logs, unlock, down) reports a missing one instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reach {
+pub(super) enum Reach {
     /// Read-only: a server that is already up answers within a short wait.
     Observe,
     /// `up --dry-run`: read-only, and this machine's images are looked at (never sent) so the
@@ -45,7 +45,13 @@ enum Reach {
 }
 
 /// SSH to a server and its engine.
-async fn reach(config: &Config, server: &Server, machine: &Machine, ui: &Ui, mode: Reach) -> Result<Connected> {
+pub(super) async fn reach(
+    config: &Config,
+    server: &Server,
+    machine: &Machine,
+    ui: &Ui,
+    mode: Reach,
+) -> Result<Connected> {
     let booting = mode == Reach::Converge;
     let address = machine
         .ip
@@ -75,7 +81,7 @@ async fn reach(config: &Config, server: &Server, machine: &Machine, ui: &Ui, mod
         engine = engine.with_image_source(local);
     }
     ui.detail(format!("server {}: engine at {}", server.name, host.endpoint));
-    Ok(Connected { host, engine })
+    Ok(Connected { server: server.name.clone(), host, engine })
 }
 
 /// Provider progress that also counts the actions by kind, for the closing summary.
@@ -93,16 +99,16 @@ fn recording(ui: &Ui) -> (Progress, Arc<Mutex<Vec<InfraAction>>>) {
     (progress, done)
 }
 
-fn tag(config: &Config, spec: &StageSpec, server: &Server) -> String {
+pub(super) fn tag(config: &Config, spec: &StageSpec, server: &Server) -> String {
     owner_tag(&config.project, &spec.name, &server.name)
 }
 
 /// Every server of the stage with its ownership tag, for one find.
-fn tagged<'a>(config: &Config, spec: &'a StageSpec) -> Vec<(&'a Server, String)> {
+pub(super) fn tagged<'a>(config: &Config, spec: &'a StageSpec) -> Vec<(&'a Server, String)> {
     spec.servers.iter().map(|s| (s, tag(config, spec, s))).collect()
 }
 
-async fn lock(
+pub(super) async fn lock(
     config: &Config,
     spec: &StageSpec,
     verb: &str,
@@ -159,14 +165,14 @@ fn server_steps(server: &Server, found: Option<&Machine>) -> Vec<InfraAction> {
 
 /// The connections a run holds, the first one carrying the stage lock once `locked`.
 #[derive(Default)]
-struct Held {
-    conns: Vec<Connected>,
-    locked: bool,
+pub(super) struct Held {
+    pub conns: Vec<Connected>,
+    pub locked: bool,
 }
 
 impl Held {
     /// Gives the lock back (when taken) and closes every connection: on every exit path.
-    async fn release(self, config: &Config, spec: &StageSpec) {
+    pub async fn release(self, config: &Config, spec: &StageSpec) {
         let mut conns = self.conns.into_iter();
         if let Some(first) = conns.next() {
             if self.locked {
@@ -377,209 +383,9 @@ pub async fn unlock(config: &Config, spec: &StageSpec, ui: &Ui) -> Result<()> {
     Ok(())
 }
 
+/// `down`: observe → plan → apply → report, in `remote_down`.
 pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui) -> Result<Plan> {
-    if opts.suspend
-        && let Some(host) = spec.servers.iter().find(|s| matches!(s.provider, ServerProvider::Host { .. }))
-    {
-        return Err(Error::usage_help(
-            format!(
-                "server {} is a host you brought (provider \"host\"): fleet does not power it off, so --suspend is refused",
-                host.name
-            ),
-            format!("use `fleet down {}` to stop its containers", spec.name),
-        ));
-    }
-    let _lock = lock(config, spec, "down", opts.dry_run, opts.lock_wait).await?;
-    let providers = Providers::for_servers(&spec.servers, &ui.infra_progress())?;
-    // Records go only with --destroy; down and suspend keep them (the IP survives a power-off).
-    let zones = if opts.destroy { Some(Zones::connect(spec).await?) } else { None };
-    let found: Vec<(&Server, Option<Machine>)> =
-        spec.servers.iter().zip(providers.observe_stage(&tagged(config, spec)).await?).collect();
-    // Records are found by their ownership marker at the declared names, whether or not their
-    // server still exists: a destroy whose DNS step failed leaves them to the next one.
-    let mut records = Vec::new();
-    if let Some(zones) = &zones {
-        for server in &spec.servers {
-            for r in zones.owned(&config.project, &spec.name, server).await? {
-                records.push((server, r));
-            }
-        }
-    }
-    if found.iter().all(|(_, m)| m.is_none()) && records.is_empty() {
-        ui.line(format!("Stage {} has no servers; nothing to do.", spec.name));
-        return Ok(Plan { stage: spec.name.clone(), ..Plan::default() });
-    }
-    let _cleanup = signal::CleanupScope::enter();
-    let mut held = Held::default();
-    let result = signal::interruptible(down_servers(
-        config,
-        spec,
-        &providers,
-        zones.as_ref(),
-        &found,
-        &records,
-        opts,
-        ui,
-        &mut held,
-    ))
-    .await;
-    held.release(config, spec).await;
-    result
-}
-
-/// The containers of one running server, as `down` found them.
-struct ServerDown {
-    sub: StageSpec,
-    observed: ObservedStage,
-    plan: Plan,
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn down_servers(
-    config: &Config,
-    spec: &StageSpec,
-    providers: &Providers,
-    zones: Option<&Zones>,
-    found: &[(&Server, Option<Machine>)],
-    records: &[(&Server, crate::dns::FoundRecord)],
-    opts: &DownOptions,
-    ui: &Ui,
-    held: &mut Held,
-) -> Result<Plan> {
-    let progress = ui.infra_progress();
-    // Containers first, on every running server: what is stopped or removed, and how.
-    let mut downs = Vec::new();
-    let mut total = Plan { stage: spec.name.clone(), ..Plan::default() };
-    let mut reached = Vec::new();
-    for (i, (server, machine)) in found.iter().enumerate() {
-        let Some(m) = machine.as_ref().filter(|m| m.power == Power::Up) else {
-            continue;
-        };
-        held.conns.push(reach(config, server, m, ui, Reach::Observe).await?);
-        reached.push((i, m.ip.clone().unwrap_or_default()));
-        let conn = held.conns.last().expect("just pushed");
-        if i == 0 && !opts.dry_run {
-            let purpose = format!("down {}", spec.name);
-            server_lock::acquire(&conn.host, &server.name, &config.project, &spec.name, &purpose, opts.lock_wait)
-                .await?;
-            held.locked = true;
-        }
-        if spec.is_swarm() {
-            continue;
-        }
-        let sub = spec.for_server(server);
-        let observed = conn.engine.observe(&sub).await?;
-        let plan = plan::plan_down(&sub, &observed, down_mode(opts));
-        total.actions.extend(plan.actions.iter().cloned());
-        downs.push(ServerDown { sub, observed, plan });
-    }
-    // A swarm's services are the manager's: scaled to 0, or removed with the swarm on --destroy.
-    let swarm_down = match spec.is_swarm() {
-        true => {
-            let nodes = down_nodes(found, &reached, held);
-            let plan = swarm_stage::plan_down(spec, &nodes, opts).await?;
-            total.actions.extend(plan.network_action(spec));
-            total.infra.extend(plan.steps.iter().cloned());
-            Some(plan)
-        }
-        false => None,
-    };
-    // Then each server, with the very lines the run prints while it does them.
-    for (server, machine) in found {
-        let Some(m) = machine else { continue };
-        match &server.provider {
-            ServerProvider::SakuraCloud { .. } if opts.destroy || opts.suspend => {
-                if m.power != Power::Down {
-                    total.infra.push(InfraAction::PowerOff { server: server.name.clone() });
-                }
-                if opts.destroy {
-                    total.infra.push(crate::infra::sakura_servers::delete_action(server, m.disks.len()));
-                }
-            }
-            ServerProvider::Host { .. } if opts.destroy => {
-                ui.note(format!("server {} is a brought host: its containers go, the machine stays", server.name))
-            }
-            _ => {}
-        }
-    }
-    for (_, r) in records {
-        total.infra.push(delete_record(r));
-    }
-    if opts.dry_run {
-        match opts.format {
-            Format::Json => print_plan(&total, opts.format, ui),
-            Format::Text => {
-                total.actions.iter().for_each(|a| ui.line(crate::ui::action_line(a)));
-                total.infra.iter().for_each(|a| ui.line(crate::ui::infra_line(a)));
-                ui.line(PlanSummary::of(&total).to_string());
-            }
-        }
-        return Ok(total);
-    }
-    if opts.destroy && !opts.yes {
-        let mut deletions = removals(&total);
-        deletions.extend(total.infra.iter().filter(|a| a.kind() == ChangeKind::Destroy).map(crate::ui::infra_line));
-        confirm_destroy(spec, &deletions, ui)?;
-    }
-    for (conn, d) in held.conns.iter().zip(&downs) {
-        engine::apply_down(&conn.engine, &d.sub, &d.plan, &d.observed, ui.events()).await?;
-    }
-    if let Some(plan) = &swarm_down {
-        let nodes = down_nodes(found, &reached, held);
-        swarm_stage::apply_down(spec, &nodes, plan, opts, &progress, ui).await?;
-    }
-    // Servers last to first (a swarm's workers before its managers): the first holds the lock,
-    // which is given back just before its own power-off cuts the connection.
-    let mut kept = Vec::new();
-    let mut order: Vec<usize> = (0..found.len()).rev().collect();
-    if spec.is_swarm() {
-        order.sort_by_key(|&i| spec.is_manager(found[i].0));
-    }
-    for i in order {
-        let (server, machine) = &found[i];
-        let (Some(m), ServerProvider::SakuraCloud { .. }) = (machine, &server.provider) else {
-            continue;
-        };
-        if i == 0 {
-            std::mem::take(held).release(config, spec).await;
-        }
-        let tag = tag(config, spec, server);
-        if opts.destroy {
-            providers.destroy(server, &tag, &progress).await?;
-            // The delete is confirmed: the IP is someone else's next, so its key goes now.
-            if let Some(ip) = &m.ip {
-                ssh::forget_host(&known_hosts_file(&config.project), ip, server.ssh.port);
-            }
-        } else if opts.suspend {
-            providers.power_off(server, &tag, &progress).await?;
-        }
-    }
-    if let Some(zones) = zones {
-        for server in &spec.servers {
-            if records.iter().any(|(s, _)| s.name == server.name) {
-                zones.remove(&config.project, &spec.name, server, &progress).await?;
-            }
-        }
-    }
-    if opts.destroy {
-        kept.extend(
-            found
-                .iter()
-                .filter(|(s, _)| matches!(s.provider, ServerProvider::Host { .. }))
-                .map(|(s, _)| format!("server {} (a brought host) keeps running", s.name)),
-        );
-    }
-    let done = if opts.destroy && kept.is_empty() {
-        "destroyed".to_string()
-    } else if opts.destroy {
-        format!("destroyed, except: {}", kept.join("; "))
-    } else if opts.suspend {
-        "suspended: servers are powered off and only their disks are billed".to_string()
-    } else {
-        "down (servers keep running)".to_string()
-    };
-    ui.line(format!("Stage {} is {done}.", spec.name));
-    Ok(total)
+    super::remote_down::down(config, spec, opts, ui).await
 }
 
 pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) -> Result<()> {
@@ -935,19 +741,6 @@ fn swarm_nodes<'a>(
                 engine: &held.conns[(*conn)?].engine,
             })
         })
-        .collect()
-}
-
-/// The reached servers of `down`, as swarm nodes (`reached`: server index and address).
-fn down_nodes<'a>(
-    found: &[(&'a Server, Option<Machine>)],
-    reached: &[(usize, String)],
-    held: &'a Held,
-) -> Vec<swarm_stage::Node<'a>> {
-    reached
-        .iter()
-        .zip(&held.conns)
-        .map(|((i, ip), conn)| swarm_stage::Node { server: found[*i].0, address: ip.clone(), engine: &conn.engine })
         .collect()
 }
 

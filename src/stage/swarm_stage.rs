@@ -6,7 +6,8 @@
 //! Observed, not remembered: whose swarm it is comes from the swarm's labels, which server a node
 //! is from each engine's own `/info`, what a service was made from from its labels.
 
-use super::{DownOptions, UpOptions};
+use super::UpOptions;
+use super::down_plan::{SeenMember, SeenService, SeenSwarm};
 use crate::engine::swarm::{MemberState, Membership, NODE_RUNS, NODE_SERVER, ObservedService, TaskView, service_name};
 use crate::engine::{Engine, Event, labels};
 use crate::error::{Error, Result};
@@ -26,6 +27,12 @@ const NODES_READY: Duration = Duration::from_secs(180);
 const FAILED_TASKS: usize = 3;
 /// Beyond the rollout's own delays and monitors: image start and health checks.
 const ROLLOUT_SLACK: Duration = Duration::from_secs(300);
+/// How long `down` waits for the tasks' containers to go.
+const TASKS_GONE: Duration = Duration::from_secs(120);
+/// A stopped task container still there after this is one swarm forgot: `--destroy` removes it.
+const FORGOTTEN_TASK: Duration = Duration::from_secs(10);
+/// Tries (one per POLL) to remove the overlay while its endpoints are being released.
+const NETWORK_TRIES: u32 = 20;
 
 /// A running server of the stage, reached over SSH.
 pub(super) struct Node<'a> {
@@ -551,141 +558,93 @@ async fn wait_ready(spec: &StageSpec, manager: &Engine, nodes: &[Node<'_>], memb
     }
 }
 
-/// `down`'s swarm layer, planned: services scaled to 0 (specs kept), or with `--destroy` removed
-/// with the overlay network, and the nodes leave the swarm.
-pub(super) async fn plan_down(spec: &StageSpec, nodes: &[Node<'_>], opts: &DownOptions) -> Result<DownPlan> {
+/// `down`'s view of the swarm: its services, network and members as a reachable manager reports
+/// them (None: no manager of it runs). I/O only; `down_plan` decides.
+pub(super) async fn observe_down(spec: &StageSpec, nodes: &[Node<'_>]) -> Result<Option<SeenSwarm>> {
     let view = observe(spec, nodes).await?;
-    let mut plan = DownPlan::default();
-    let Some(m) = view.manager else {
-        return Ok(plan);
-    };
-    plan.manager = Some(m);
-    let services = nodes[m].engine.swarm_services(spec).await?;
-    // Dependents before what they depend on.
-    let order: Vec<String> = graph::levels(&spec.services).into_iter().rev().flatten().collect();
-    let mut sorted: Vec<&ObservedService> = services.iter().collect();
-    sorted.sort_by_key(|s| order.iter().position(|n| *n == s.service).unwrap_or(0));
-    for s in sorted {
-        let orphan = spec.service(&s.service).is_none();
-        if opts.destroy {
-            plan.steps.push(InfraAction::RemoveService { service: s.service.clone(), orphan });
-            plan.services.push(s.id.clone());
-        } else if s.replicas > 0 {
-            plan.steps.push(InfraAction::ScaleService { service: s.service.clone(), from: s.replicas, to: 0 });
-            plan.services.push(s.id.clone());
-        }
-    }
-    if opts.destroy {
-        if nodes[m].engine.network_id(spec).await?.is_some() {
-            plan.network = true;
-        }
-        // Workers first: a manager leaving last keeps the others' leave orderly.
-        let mut leaving: Vec<usize> =
-            (0..nodes.len()).filter(|&i| view.members[i].state != MemberState::Inactive).collect();
-        leaving.sort_by_key(|&i| view.members[i].manager);
-        for i in leaving {
-            plan.steps.push(InfraAction::LeaveSwarm { server: nodes[i].server.name.clone() });
-            plan.leave.push((i, view.members[i].manager));
-        }
-    }
-    Ok(plan)
-}
-
-#[derive(Default)]
-pub(super) struct DownPlan {
-    pub steps: Vec<InfraAction>,
-    manager: Option<usize>,
-    /// Service ids to scale to 0 (or remove, with --destroy).
-    services: Vec<String>,
-    network: bool,
-    /// Node indexes, with whether each is a manager.
-    leave: Vec<(usize, bool)>,
-}
-
-impl DownPlan {
-    pub fn network_action(&self, spec: &StageSpec) -> Option<Action> {
-        self.network.then(|| Action::RemoveNetwork { name: spec.network_name() })
-    }
-}
-
-/// Applies a `plan_down`: scale or remove, wait for the tasks to go, then network and leaves.
-pub(super) async fn apply_down(
-    spec: &StageSpec,
-    nodes: &[Node<'_>],
-    plan: &DownPlan,
-    opts: &DownOptions,
-    progress: &Progress,
-    ui: &Ui,
-) -> Result<()> {
-    let Some(m) = plan.manager else { return Ok(()) };
+    let Some(m) = view.manager else { return Ok(None) };
     let manager = nodes[m].engine;
-    let mut step = plan.steps.iter();
-    for id in &plan.services {
-        if let Some(s) = step.next() {
-            announce(true, false, progress, ui, s);
-        }
-        if opts.destroy {
-            manager.swarm_remove_service(id).await?;
-        } else if let Some(mut have) = manager.swarm_service(id).await? {
-            if let Some(mode) = have.spec.mode.as_mut().and_then(|m| m.replicated.as_mut()) {
-                mode.replicas = Some(0);
-            }
-            manager.swarm_update_service(id, &have.spec).await?;
-        }
+    let services = manager.swarm_services(spec).await?;
+    Ok(Some(SeenSwarm {
+        manager: nodes[m].server.name.clone(),
+        services: services
+            .into_iter()
+            .map(|s| SeenService { id: s.id, service: s.service, replicas: s.replicas })
+            .collect(),
+        network: manager.network_id(spec).await?.is_some(),
+        members: nodes
+            .iter()
+            .zip(&view.members)
+            .map(|(n, m)| SeenMember {
+                server: n.server.name.clone(),
+                manager: m.manager,
+                in_swarm: m.state != MemberState::Inactive,
+            })
+            .collect(),
+    }))
+}
+
+/// Scales a service to 0 replicas and keeps its spec (`up` scales it back).
+pub(super) async fn scale_to_zero(manager: &Engine, id: &str) -> Result<()> {
+    let Some(mut have) = manager.swarm_service(id).await? else { return Ok(()) };
+    if let Some(mode) = have.spec.mode.as_mut().and_then(|m| m.replicated.as_mut()) {
+        mode.replicas = Some(0);
     }
-    // The tasks' containers go on every node before the network can. Swarm removes those of the
-    // tasks it still knows; a stopped one whose task was forgotten (a node that was powered off
-    // while the service scaled down) stays, so `--destroy` removes what is left of the stage.
+    manager.swarm_update_service(id, &have.spec).await
+}
+
+/// Waits until no task container of the stage runs on any node. Swarm removes those of the tasks
+/// it still knows; a stopped one whose task was forgotten (a node that was powered off while the
+/// service scaled down) stays, so `--destroy` removes what is left of the stage.
+pub(super) async fn wait_tasks_gone(spec: &StageSpec, nodes: &[Node<'_>], destroy: bool) -> Result<()> {
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(120);
+    let deadline = started + TASKS_GONE;
     loop {
         let mut left = 0;
         for node in nodes {
             for c in node.engine.containers(&spec.project, Some(&spec.name)).await? {
                 if c.state.is_running() {
                     left += 1;
-                } else if opts.destroy && started.elapsed() > Duration::from_secs(10) {
+                } else if destroy && started.elapsed() > FORGOTTEN_TASK {
                     crate::engine::remove_container(node.engine, &c.id, &c.name).await?;
-                } else if opts.destroy {
+                } else if destroy {
                     left += 1;
                 }
             }
         }
         if left == 0 {
-            break;
+            return Ok(());
         }
         if Instant::now() > deadline {
             return Err(Error::failed(format!(
-                "stage {}: {left} task container(s) still there after 120 s",
-                spec.name
+                "stage {}: {left} task container(s) still there after {} s",
+                spec.name,
+                TASKS_GONE.as_secs()
             )));
         }
         tokio::time::sleep(POLL).await;
     }
-    if let Some(action) = plan.network_action(spec) {
-        ui.events()(Event::Applying(action));
-        // The overlay's endpoints on the nodes are released a moment after the containers go.
-        let mut tries = 0;
-        loop {
-            match manager.remove_network(spec).await {
-                Ok(_) => break,
-                Err(_) if tries < 20 => tries += 1,
-                Err(e) => return Err(e),
-            }
-            tokio::time::sleep(POLL).await;
+}
+
+/// Removes the overlay network; its endpoints on the nodes are released a moment after the
+/// containers go, so a refusal is retried for a while.
+pub(super) async fn remove_network(manager: &Engine, spec: &StageSpec) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        match manager.remove_network(spec).await {
+            Ok(_) => return Ok(()),
+            Err(_) if tries < NETWORK_TRIES => tries += 1,
+            Err(e) => return Err(e),
         }
+        tokio::time::sleep(POLL).await;
     }
-    for (i, is_manager) in &plan.leave {
-        if let Some(s) = step.next() {
-            announce(true, false, progress, ui, s);
-        }
-        nodes[*i].engine.swarm_leave(*is_manager).await?;
-    }
-    if opts.destroy && opts.volumes {
-        for node in nodes {
-            for v in node.engine.volumes(spec).await? {
-                node.engine.remove_volume(&v).await?;
-            }
+}
+
+/// `--destroy --volumes`: the stage's volumes on every node.
+pub(super) async fn remove_volumes(spec: &StageSpec, nodes: &[Node<'_>]) -> Result<()> {
+    for node in nodes {
+        for v in node.engine.volumes(spec).await? {
+            node.engine.remove_volume(&v).await?;
         }
     }
     Ok(())

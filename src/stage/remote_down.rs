@@ -1,0 +1,276 @@
+//! `down` of a remote stage: observe (servers, records, then each running engine or the swarm)
+//! → `down_plan::plan` (pure) → print it (`--dry-run`) or execute it step by step → report.
+//! Everything `down` touches can be observed before anything changes, so it is one round.
+
+use super::dns::Zones;
+use super::down_plan::{self, DownIntent, DownObservation, DownPlan, DownStep, Line, SeenRecord, SeenServer};
+use super::remote_stage::{Held, Reach, lock, reach, tag, tagged};
+use super::{DownOptions, confirm_destroy, print_plan, removals, server_lock, swarm_stage};
+use crate::config::Config;
+use crate::engine::{self, Engine, Event};
+use crate::error::{Error, Result};
+use crate::infra::{InfraEvent, Power, Progress, Providers};
+use crate::model::{Server, ServerProvider, StageSpec};
+use crate::plan::{ChangeKind, Plan, PlanSummary};
+use crate::signal;
+use crate::ssh::{self, known_hosts_file};
+use crate::ui::{Format, Ui};
+
+/// One `down` run: what it works on and with.
+struct Down<'a> {
+    config: &'a Config,
+    spec: &'a StageSpec,
+    providers: &'a Providers,
+    zones: Option<&'a Zones>,
+    opts: &'a DownOptions,
+    ui: &'a Ui,
+}
+
+pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui) -> Result<Plan> {
+    refuse_suspending_hosts(spec, opts)?;
+    let _lock = lock(config, spec, "down", opts.dry_run, opts.lock_wait).await?;
+    let providers = Providers::for_servers(&spec.servers, &ui.infra_progress())?;
+    // Records go only with --destroy; down and suspend keep them (the IP survives a power-off).
+    let zones = if opts.destroy { Some(Zones::connect(spec).await?) } else { None };
+    let d = Down { config, spec, providers: &providers, zones: zones.as_ref(), opts, ui };
+    let seen = observe_cloud(&d).await?;
+    if seen.servers.iter().all(|s| s.machine.is_none()) && seen.records.is_empty() {
+        ui.line(format!("Stage {} has no servers; nothing to do.", spec.name));
+        return Ok(Plan { stage: spec.name.clone(), ..Plan::default() });
+    }
+    let _cleanup = signal::CleanupScope::enter();
+    let mut held = Held::default();
+    let result = signal::interruptible(run(&d, seen, &mut held)).await;
+    held.release(config, spec).await;
+    result
+}
+
+/// A brought host is never powered off: `--suspend` is refused before anything is asked.
+fn refuse_suspending_hosts(spec: &StageSpec, opts: &DownOptions) -> Result<()> {
+    let Some(host) = spec.servers.iter().find(|s| matches!(s.provider, ServerProvider::Host { .. })) else {
+        return Ok(());
+    };
+    if !opts.suspend {
+        return Ok(());
+    }
+    Err(Error::usage_help(
+        format!(
+            "server {} is a host you brought (provider \"host\"): fleet does not power it off, so --suspend is refused",
+            host.name
+        ),
+        format!("use `fleet down {}` to stop its containers", spec.name),
+    ))
+}
+
+/// Observe the engines, plan, then print the plan (dry run) or execute it and report.
+async fn run(d: &Down<'_>, mut seen: DownObservation, held: &mut Held) -> Result<Plan> {
+    observe_engines(d, &mut seen, held).await?;
+    let plan = down_plan::plan(d.spec, &seen, DownIntent::of(d.opts));
+    let total = plan.to_plan();
+    if d.opts.dry_run {
+        print_dry_run(d, &plan, &total);
+        return Ok(total);
+    }
+    if d.opts.destroy && !d.opts.yes {
+        let mut deletions = removals(&total);
+        deletions.extend(total.infra.iter().filter(|a| a.kind() == ChangeKind::Destroy).map(crate::ui::infra_line));
+        confirm_destroy(d.spec, &deletions, d.ui)?;
+    }
+    execute(d, &plan, &seen, held).await?;
+    report(d, &plan);
+    Ok(total)
+}
+
+/// The servers as the providers report them, and (for `--destroy`) the records fleet owns at
+/// their names, found by ownership marker whether or not the server still exists: a destroy whose
+/// DNS step failed leaves them to the next one.
+async fn observe_cloud(d: &Down<'_>) -> Result<DownObservation> {
+    let machines = d.providers.observe_stage(&tagged(d.config, d.spec)).await?;
+    let servers = d
+        .spec
+        .servers
+        .iter()
+        .zip(machines)
+        .map(|(s, machine)| SeenServer { name: s.name.clone(), machine, containers: None })
+        .collect();
+    let mut records = Vec::new();
+    if let Some(zones) = d.zones {
+        for server in &d.spec.servers {
+            for record in zones.owned(&d.config.project, &d.spec.name, server).await? {
+                records.push(SeenRecord { server: server.name.clone(), record });
+            }
+        }
+    }
+    Ok(DownObservation { servers, records, swarm: None })
+}
+
+/// Each running server reached (the first one locked, unless a dry run), then its containers, or
+/// for a swarm stage the swarm as its manager reports it.
+async fn observe_engines(d: &Down<'_>, seen: &mut DownObservation, held: &mut Held) -> Result<()> {
+    for (i, (server, s)) in d.spec.servers.iter().zip(&mut seen.servers).enumerate() {
+        let Some(m) = s.machine.as_ref().filter(|m| m.power == Power::Up) else { continue };
+        let conn = reach(d.config, server, m, d.ui, Reach::Observe).await?;
+        held.conns.push(conn);
+        let conn = held.conns.last().ok_or_else(|| Error::failed("no connection was kept"))?;
+        if i == 0 && !d.opts.dry_run {
+            let purpose = format!("down {}", d.spec.name);
+            let (project, stage) = (&d.config.project, &d.spec.name);
+            server_lock::acquire(&conn.host, &server.name, project, stage, &purpose, d.opts.lock_wait).await?;
+            held.locked = true;
+        }
+        if !d.spec.is_swarm() {
+            s.containers = Some(conn.engine.observe(&d.spec.for_server(server)).await?);
+        }
+    }
+    if d.spec.is_swarm() {
+        seen.swarm = swarm_stage::observe_down(d.spec, &nodes(d.spec, seen, held)).await?;
+    }
+    Ok(())
+}
+
+/// The reached servers, as swarm nodes.
+fn nodes<'a>(spec: &'a StageSpec, seen: &DownObservation, held: &'a Held) -> Vec<swarm_stage::Node<'a>> {
+    held.conns
+        .iter()
+        .filter_map(|c| {
+            let server = spec.servers.iter().find(|s| s.name == c.server)?;
+            let seen = seen.servers.iter().find(|s| s.name == c.server)?;
+            let address = seen.machine.as_ref()?.ip.clone().unwrap_or_default();
+            Some(swarm_stage::Node { server, address, engine: &c.engine })
+        })
+        .collect()
+}
+
+/// The dry run: every step's lines in the order the run takes them, then the summary.
+fn print_dry_run(d: &Down<'_>, plan: &DownPlan, total: &Plan) {
+    if d.opts.format == Format::Json {
+        return print_plan(total, d.opts.format, d.ui);
+    }
+    for line in plan.steps.iter().flat_map(DownStep::lines) {
+        match line {
+            Line::Action(a) => d.ui.line(crate::ui::action_line(&a)),
+            Line::Infra(a) => d.ui.line(crate::ui::infra_line(&a)),
+            Line::Note(n) => d.ui.note(n),
+        }
+    }
+    d.ui.line(PlanSummary::of(total).to_string());
+}
+
+/// Runs the plan in its order; consecutive container steps (one per server) run together, every
+/// server to its end (a failure on one does not cut another off mid-change).
+async fn execute(d: &Down<'_>, plan: &DownPlan, seen: &DownObservation, held: &mut Held) -> Result<()> {
+    let progress = d.ui.infra_progress();
+    let mut rest = plan.steps.as_slice();
+    while !rest.is_empty() {
+        let batch = rest.iter().take_while(|s| matches!(s, DownStep::Containers { .. })).count();
+        if batch > 0 {
+            let runs = rest[..batch].iter().map(|step| containers(d, step, held));
+            let failures = futures_util::future::join_all(runs).await.into_iter().filter_map(Result::err);
+            if let Some(e) = failures.into_iter().next() {
+                return Err(e);
+            }
+            rest = &rest[batch..];
+            continue;
+        }
+        step(d, &rest[0], seen, held, &progress).await?;
+        rest = &rest[1..];
+    }
+    Ok(())
+}
+
+/// One server's containers stopped or removed, as its step says.
+async fn containers(d: &Down<'_>, step: &DownStep, held: &Held) -> Result<()> {
+    let DownStep::Containers { server, part, observed, plan } = step else { return Ok(()) };
+    engine::apply_down(engine_of(held, server)?, part, plan, observed, d.ui.events()).await
+}
+
+/// One step other than containers; each says what it does as it starts.
+async fn step(
+    d: &Down<'_>,
+    step: &DownStep,
+    seen: &DownObservation,
+    held: &mut Held,
+    progress: &Progress,
+) -> Result<()> {
+    let (config, spec) = (d.config, d.spec);
+    match step {
+        DownStep::Containers { .. } => containers(d, step, held).await,
+        DownStep::SwarmService { manager, id, remove, action } => {
+            progress(InfraEvent::Action(action.clone()));
+            match remove {
+                true => engine_of(held, manager)?.swarm_remove_service(id).await,
+                false => swarm_stage::scale_to_zero(engine_of(held, manager)?, id).await,
+            }
+        }
+        DownStep::SwarmTasksGone { destroy } => {
+            swarm_stage::wait_tasks_gone(spec, &nodes(spec, seen, held), *destroy).await
+        }
+        DownStep::SwarmNetwork { manager, action } => {
+            d.ui.events()(Event::Applying(action.clone()));
+            swarm_stage::remove_network(engine_of(held, manager)?, spec).await
+        }
+        DownStep::LeaveSwarm { server, manager, action } => {
+            progress(InfraEvent::Action(action.clone()));
+            engine_of(held, server)?.swarm_leave(*manager).await
+        }
+        DownStep::SwarmVolumes => swarm_stage::remove_volumes(spec, &nodes(spec, seen, held)).await,
+        DownStep::ReleaseLock => {
+            std::mem::take(held).release(config, spec).await;
+            Ok(())
+        }
+        // The provider reports the power-off (and a forced one) as it happens.
+        DownStep::PowerOff { server, .. } => {
+            let server = server_of(spec, server)?;
+            d.providers.power_off(server, &tag(config, spec, server), progress).await.map(drop)
+        }
+        DownStep::DeleteServer { server, ip, .. } => {
+            let server = server_of(spec, server)?;
+            d.providers.destroy(server, &tag(config, spec, server), progress).await?;
+            // The delete is confirmed: the IP is someone else's next, so its key goes now.
+            if let Some(ip) = ip {
+                ssh::forget_host(&known_hosts_file(&config.project), ip, server.ssh.port);
+            }
+            Ok(())
+        }
+        DownStep::KeepHost { .. } => {
+            step.lines().into_iter().for_each(|l| {
+                if let Line::Note(n) = l {
+                    d.ui.note(n)
+                }
+            });
+            Ok(())
+        }
+        DownStep::DeleteRecords { server, records } => {
+            let zones = d.zones.ok_or_else(|| Error::failed("records to delete, and no DNS zone is connected"))?;
+            zones.delete(&config.project, &spec.name, server_of(spec, server)?, records, progress).await
+        }
+    }
+}
+
+fn engine_of<'a>(held: &'a Held, server: &str) -> Result<&'a Engine> {
+    held.conns
+        .iter()
+        .find(|c| c.server == server)
+        .map(|c| &c.engine)
+        .ok_or_else(|| Error::failed(format!("server {server}: its engine is not connected")))
+}
+
+fn server_of<'a>(spec: &'a StageSpec, name: &str) -> Result<&'a Server> {
+    spec.servers
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| Error::failed(format!("stage {}: no server {name}", spec.name)))
+}
+
+/// The closing line: what the stage is now.
+fn report(d: &Down<'_>, plan: &DownPlan) {
+    let kept: Vec<String> =
+        plan.kept_hosts().iter().map(|s| format!("server {s} (a brought host) keeps running")).collect();
+    let done = match plan.intent {
+        DownIntent::Destroy { .. } if kept.is_empty() => "destroyed".to_string(),
+        DownIntent::Destroy { .. } => format!("destroyed, except: {}", kept.join("; ")),
+        DownIntent::Suspend => "suspended: servers are powered off and only their disks are billed".to_string(),
+        DownIntent::Stop => "down (servers keep running)".to_string(),
+    };
+    d.ui.line(format!("Stage {} is {done}.", d.spec.name));
+}
