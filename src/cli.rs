@@ -236,7 +236,10 @@ pub async fn run(cli: Cli) -> Result<i32> {
             print_config(&spec, a.format, a.show_secrets, &ui);
             return Ok(0);
         }
-        Command::Mcp => return crate::mcp::serve(cli.file).await,
+        // `main` serves `fleet mcp` (the server drives `run`), so `cli` and `mcp` do not import each other.
+        Command::Mcp => {
+            return Err(Error::usage("`fleet mcp` is served by the fleet binary, not from inside a command"));
+        }
         Command::Import(ImportCommand::Compose { file, force, output }) => {
             return import_compose(file, force, output, &ui);
         }

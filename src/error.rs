@@ -1,6 +1,6 @@
 //! The one error type the CLI reports, and the exit code each kind maps to.
 
-use crate::config::ConfigErrors;
+use crate::diagnostic::ConfigErrors;
 use miette::Diagnostic;
 use thiserror::Error;
 
@@ -70,6 +70,17 @@ pub enum Error {
         help: Option<String>,
     },
 
+    /// SSH reached the server and the connection was refused for a reason that waiting does not
+    /// fix: `kind` says which, so callers decide on it (`is_host_key_mismatch`, `is_auth_refused`).
+    #[error("{message}")]
+    #[diagnostic(code(fleet::ssh))]
+    Ssh {
+        kind: SshFailure,
+        message: String,
+        #[help]
+        help: Option<String>,
+    },
+
     #[error("interrupted; run the same command again to converge")]
     #[diagnostic(code(fleet::interrupted))]
     Interrupted,
@@ -109,6 +120,20 @@ impl Error {
         Self::Io { context: context.into(), source }
     }
 
+    pub fn ssh(kind: SshFailure, message: impl Into<String>, help: impl Into<String>) -> Self {
+        Self::Ssh { kind, message: message.into(), help: Some(help.into()) }
+    }
+
+    /// The server's SSH host key is not the one recorded for its address.
+    pub fn is_host_key_mismatch(&self) -> bool {
+        matches!(self, Error::Ssh { kind: SshFailure::HostKeyChanged, .. })
+    }
+
+    /// The server refused our SSH key (or user).
+    pub fn is_auth_refused(&self) -> bool {
+        matches!(self, Error::Ssh { kind: SshFailure::AuthRefused, .. })
+    }
+
     /// 0 success, 1 operation failed, 2 usage or config error, 130 interrupted.
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -119,8 +144,49 @@ impl Error {
     }
 }
 
+/// Why an SSH connection failed, read once from the system ssh's report (it gives no code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SshFailure {
+    /// The host key is not the recorded one: a rebuilt server, or someone in the middle.
+    HostKeyChanged,
+    /// The server answered and refused our key (it may not be installed yet on a fresh server).
+    AuthRefused,
+    /// Anything else (connection refused, reset, timed out): worth another try until a deadline.
+    Other,
+}
+
+impl SshFailure {
+    /// The one place ssh's own words are read; everything else decides on the kind.
+    pub fn of(report: &str) -> Self {
+        if report.contains("Host key verification failed") || report.contains("IDENTIFICATION HAS CHANGED") {
+            Self::HostKeyChanged
+        } else if report.contains("Permission denied") {
+            Self::AuthRefused
+        } else {
+            Self::Other
+        }
+    }
+}
+
 impl From<ConfigErrors> for Error {
     fn from(e: ConfigErrors) -> Self {
         Error::Config(Box::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_reports_are_classified_once_into_kinds() {
+        let changed = "ssh: WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! Host key verification failed.";
+        assert_eq!(SshFailure::of(changed), SshFailure::HostKeyChanged);
+        assert_eq!(SshFailure::of("ubuntu@10.0.0.2: Permission denied (publickey)."), SshFailure::AuthRefused);
+        assert_eq!(SshFailure::of("connect to host 10.0.0.2 port 22: Connection refused"), SshFailure::Other);
+        let e = Error::ssh(SshFailure::of(changed), "server a: host key", "remove its line");
+        assert!(e.is_host_key_mismatch() && !e.is_auth_refused());
+        assert_eq!(e.exit_code(), 1);
+        assert!(!Error::failed("Permission denied").is_auth_refused(), "decided on the kind, never the text");
     }
 }

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod compose_import;
 pub mod config;
+pub mod diagnostic;
 pub mod dns;
 pub mod engine;
 pub mod error;

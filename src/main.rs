@@ -1,5 +1,5 @@
 use clap::Parser;
-use fleetflow::cli::{self, Cli};
+use fleetflow::cli::{self, Cli, Command};
 use fleetflow::error::Error;
 
 #[tokio::main]
@@ -14,7 +14,13 @@ async fn main() {
     // Piped output (CI logs, grep) keeps each message on one line.
     let wrap = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = miette::set_hook(Box::new(move |_| Box::new(miette::MietteHandlerOpts::new().wrap_lines(wrap).build())));
-    let code = match fleetflow::signal::run(cli::run(args)).await {
+    let run = async move {
+        match args.command {
+            Command::Mcp => fleetflow::mcp::serve(args.file).await,
+            _ => cli::run(args).await,
+        }
+    };
+    let code = match fleetflow::signal::run(run).await {
         Ok(code) => code,
         Err(e) => report(e, plan_like),
     };

@@ -1,6 +1,7 @@
 //! `fleet.kdl`: discovery, parsing (KDL 2, KDL 1 with a warning), and resolution of one stage.
 
-mod diagnostic;
+// Config errors live at the crate root so `error` can wrap them without importing `config`.
+use crate::diagnostic;
 mod fast_kdl;
 mod interpolate;
 mod limits;

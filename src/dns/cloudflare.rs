@@ -108,7 +108,7 @@ impl CloudflareDns {
                     } else if status.is_success() {
                         return Ok(v);
                     } else {
-                        return Err(ApiError::from_envelope(status, &v).into_error(self, &format!("{method} {path}")));
+                        return Err(envelope_error(self, &format!("{method} {path}"), status, &v));
                     }
                 }
             }
@@ -172,33 +172,24 @@ impl CloudflareDns {
     }
 }
 
-struct ApiError {
-    status: StatusCode,
-    codes: Vec<(u64, String)>,
-}
-
-impl ApiError {
-    fn from_envelope(status: StatusCode, v: &Value) -> Self {
-        let codes = v["errors"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|e| (e["code"].as_u64().unwrap_or(0), e["message"].as_str().unwrap_or_default().to_string()))
-            .collect();
-        Self { status, codes }
-    }
-
-    fn into_error(self, dns: &CloudflareDns, what: &str) -> Error {
-        let detail = if self.codes.is_empty() {
-            format!("HTTP {}", self.status.as_u16())
-        } else {
-            self.codes.iter().map(|(c, m)| format!("[{c}] {m}")).collect::<Vec<_>>().join("; ")
-        };
-        Error::api(
-            format!("dns zone {} (cloudflare): {what}", dns.zone),
-            Some(self.status.as_u16()),
-            self.codes.iter().map(|(c, _)| c.to_string()).collect(),
-            format!("HTTP {}: {detail}", self.status.as_u16()),
-        )
-    }
+/// Cloudflare's error envelope as the crate's one API error: its numeric codes kept for
+/// `has_api_code`, its messages for people.
+fn envelope_error(dns: &CloudflareDns, what: &str, status: StatusCode, v: &Value) -> Error {
+    let codes: Vec<(u64, String)> = v["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| (e["code"].as_u64().unwrap_or(0), e["message"].as_str().unwrap_or_default().to_string()))
+        .collect();
+    let detail = if codes.is_empty() {
+        format!("HTTP {}", status.as_u16())
+    } else {
+        codes.iter().map(|(c, m)| format!("[{c}] {m}")).collect::<Vec<_>>().join("; ")
+    };
+    Error::api(
+        format!("dns zone {} (cloudflare): {what}", dns.zone),
+        Some(status.as_u16()),
+        codes.iter().map(|(c, _)| c.to_string()).collect(),
+        format!("HTTP {}: {detail}", status.as_u16()),
+    )
 }

@@ -271,8 +271,32 @@ fn swarm_error(what: impl std::fmt::Display, e: bollard::errors::Error) -> Error
     Error::engine(what.to_string(), e)
 }
 
-fn out_of_sequence(e: &bollard::errors::Error) -> bool {
-    e.to_string().contains("update out of sequence")
+/// Why the engine refused a swarm update, typed once from its answer; retries decide on the kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UpdateRefusal {
+    /// The update named a version that is no longer current (another change won the race):
+    /// read the version again and resend.
+    OutOfSequence,
+    Other,
+}
+
+impl UpdateRefusal {
+    /// The engine relays swarmkit's refusal as an error response whose only mark is its message
+    /// (no code): this is the one place that reads it.
+    fn of(e: &bollard::errors::Error) -> Self {
+        match e {
+            bollard::errors::Error::DockerResponseServerError { message, .. }
+                if message.contains("update out of sequence") =>
+            {
+                Self::OutOfSequence
+            }
+            _ => Self::Other,
+        }
+    }
+
+    fn is_out_of_sequence(self) -> bool {
+        self == Self::OutOfSequence
+    }
 }
 
 impl Engine {
@@ -395,7 +419,7 @@ impl Engine {
             let opts = UpdateNodeOptionsBuilder::default().version(node.version as i64).build();
             match self.docker.update_node(node_id, spec, opts).await {
                 Ok(()) => return Ok(()),
-                Err(e) if out_of_sequence(&e) => continue,
+                Err(e) if UpdateRefusal::of(&e).is_out_of_sequence() => continue,
                 Err(e) => return Err(swarm_error(format!("{}: updating node {node_id}", self.endpoint), e)),
             }
         }
@@ -482,7 +506,7 @@ impl Engine {
             let opts = UpdateServiceOptionsBuilder::default().version(current.version as i32).build();
             match self.docker.update_service(id, body.clone(), opts, None).await {
                 Ok(_) => return Ok(()),
-                Err(e) if out_of_sequence(&e) => continue,
+                Err(e) if UpdateRefusal::of(&e).is_out_of_sequence() => continue,
                 Err(e) => return Err(swarm_error(format!("{}: updating service {id}", self.endpoint), e)),
             }
         }
@@ -595,6 +619,19 @@ mod tests {
 
     fn stage() -> StageSpec {
         StageSpec { project: "shop".into(), name: "prod".into(), ..Default::default() }
+    }
+
+    #[test]
+    fn a_stale_version_is_told_from_other_refusals_by_kind() {
+        let refusal = |status_code: u16, message: &str| bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message: message.into(),
+        };
+        let stale = refusal(500, "rpc error: code = Unknown desc = update out of sequence");
+        assert!(UpdateRefusal::of(&stale).is_out_of_sequence());
+        assert_eq!(UpdateRefusal::of(&refusal(400, "invalid mount config")), UpdateRefusal::Other);
+        let not_a_response = bollard::errors::Error::RequestTimeoutError;
+        assert_eq!(UpdateRefusal::of(&not_a_response), UpdateRefusal::Other, "only the engine's own answer counts");
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod sakura_servers;
 
 use crate::error::{Error, Result};
 use crate::model::{Server, ServerProvider};
+pub use sakura_prices::PriceError;
 use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,8 +113,8 @@ impl Providers {
     pub async fn costs(
         &self,
         servers: &[(&Server, Option<&Machine>)],
-    ) -> Vec<Option<std::result::Result<ServerCost, String>>> {
-        let mut books: std::collections::HashMap<String, std::result::Result<sakura_prices::PriceBook, String>> =
+    ) -> Vec<Option<std::result::Result<ServerCost, PriceError>>> {
+        let mut books: std::collections::HashMap<String, std::result::Result<sakura_prices::PriceBook, PriceError>> =
             Default::default();
         let mut out = Vec::new();
         for (server, machine) in servers {
@@ -128,11 +129,11 @@ impl Providers {
             let cores = machine.and_then(|m| m.cpu).unwrap_or(*core);
             let memory = machine.and_then(|m| m.memory_gb).unwrap_or(*memory_gb);
             let cost = books[zone].clone().and_then(|book| {
-                let disk =
-                    book.disk_monthly(*disk_gb).ok_or(format!("no list price for a {disk_gb} GB SSD in {zone}"))?;
+                let missing = |what: String| PriceError::NoPrice { what, zone: zone.clone() };
+                let disk = book.disk_monthly(*disk_gb).ok_or_else(|| missing(format!("a {disk_gb} GB SSD")))?;
                 let plan = book
                     .server_monthly(cores, memory)
-                    .ok_or(format!("no list price for {cores} cores / {memory} GB in {zone}"))?;
+                    .ok_or_else(|| missing(format!("{cores} cores / {memory} GB")))?;
                 Ok(ServerCost { running: plan + disk, suspended: disk, price_list_at: book.responded_at.clone() })
             });
             out.push(Some(cost));

@@ -47,8 +47,10 @@ impl PriceBook {
 
     /// Decodes the three answers; anything that is not the documented shape is an error, never a
     /// made-up price.
-    fn from_answers(zone: &str, price: &Value, servers: &Value, disks: &Value, now: i64) -> Result<Self, String> {
-        let classes = price["ServiceClasses"].as_array().ok_or("the price list has no `ServiceClasses`")?;
+    fn from_answers(zone: &str, price: &Value, servers: &Value, disks: &Value, now: i64) -> Result<Self, PriceError> {
+        let classes = price["ServiceClasses"]
+            .as_array()
+            .ok_or(PriceError::Malformed("the price list has no `ServiceClasses`"))?;
         let mut monthly = BTreeMap::new();
         for c in classes {
             let Some(path) = c["ServiceClassPath"].as_str() else { continue };
@@ -57,7 +59,8 @@ impl PriceBook {
                 monthly.insert(path.to_string(), m);
             }
         }
-        let plans = servers["ServerPlans"].as_array().ok_or("`/product/server` has no `ServerPlans`")?;
+        let plans =
+            servers["ServerPlans"].as_array().ok_or(PriceError::Malformed("`/product/server` has no `ServerPlans`"))?;
         let server_classes = plans
             .iter()
             .filter_map(|p| {
@@ -66,11 +69,12 @@ impl PriceBook {
                 Some((cores, memory_gb, p["ServiceClass"].as_str()?.to_string()))
             })
             .collect();
-        let disk_plans = disks["DiskPlans"].as_array().ok_or("`/product/disk` has no `DiskPlans`")?;
+        let disk_plans =
+            disks["DiskPlans"].as_array().ok_or(PriceError::Malformed("`/product/disk` has no `DiskPlans`"))?;
         let ssd = disk_plans
             .iter()
             .find(|p| number(&p["ID"]) == Some(SSD_PLAN))
-            .ok_or("`/product/disk` lists no SSD plan")?;
+            .ok_or(PriceError::Malformed("`/product/disk` lists no SSD plan"))?;
         let disk_classes = ssd["Size"]
             .as_array()
             .into_iter()
@@ -123,15 +127,33 @@ fn store(book: &PriceBook) {
     }
 }
 
+/// Why a list price is not known. `status` and plans say it; prices never make a command fail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PriceError {
+    /// An answer is not the documented shape: what is missing (never a made-up price).
+    #[error("{0}")]
+    Malformed(&'static str),
+    /// A request for a part of the price list failed.
+    #[error("{path}: {detail}")]
+    Request { path: &'static str, detail: String },
+    #[error("no answer within {secs} s")]
+    Timeout { secs: u64 },
+    /// The list has no price for this server plan or disk size in the zone.
+    #[error("no list price for {what} in {zone}")]
+    NoPrice { what: String, zone: String },
+}
+
 /// The zone's price book from the cache, or read from the API (three GETs) and cached. An error
 /// is a sentence for `status` to show; prices never make a command fail.
-pub async fn price_book(api: &SakuraApi, zone: &str) -> Result<PriceBook, String> {
+pub async fn price_book(api: &SakuraApi, zone: &str) -> Result<PriceBook, PriceError> {
     let now = jiff::Timestamp::now().as_second();
     if let Some(book) = cached(zone, now) {
         return Ok(book);
     }
     let get = |path: &'static str, query: Option<Value>| async move {
-        api.call(Method::GET, zone, path, query.as_ref(), None).await.map_err(|e| format!("{path}: {e}"))
+        api.call(Method::GET, zone, path, query.as_ref(), None)
+            .await
+            .map_err(|e| PriceError::Request { path, detail: e.to_string() })
     };
     let all = async {
         futures_util::try_join!(
@@ -140,9 +162,8 @@ pub async fn price_book(api: &SakuraApi, zone: &str) -> Result<PriceBook, String
             get("product/disk", None),
         )
     };
-    let (price, servers, disks) = tokio::time::timeout(PATIENCE, all)
-        .await
-        .map_err(|_| format!("no answer within {} s", PATIENCE.as_secs()))??;
+    let (price, servers, disks) =
+        tokio::time::timeout(PATIENCE, all).await.map_err(|_| PriceError::Timeout { secs: PATIENCE.as_secs() })??;
     let book = PriceBook::from_answers(zone, &price, &servers, &disks, now)?;
     store(&book);
     Ok(book)
@@ -176,6 +197,6 @@ mod tests {
     fn garbage_with_a_200_is_an_error() {
         let html = Value::String("<html>maintenance</html>".into());
         let err = PriceBook::from_answers("tk1a", &html, &json!({}), &json!({}), 0).unwrap_err();
-        assert!(err.contains("ServiceClasses"), "{err}");
+        assert_eq!(err, PriceError::Malformed("the price list has no `ServiceClasses`"));
     }
 }

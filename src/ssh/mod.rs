@@ -5,7 +5,7 @@
 pub mod commands;
 
 use crate::engine::Engine;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SshFailure};
 use crate::model::{Server, SshSettings};
 use openssh::{ForwardType, KnownHosts, Session, SessionBuilder, Socket};
 use std::path::{Path, PathBuf};
@@ -102,8 +102,10 @@ pub async fn connect(
             }
             Err(e) => {
                 let text = error_text(&e);
-                if text.contains("Host key verification failed") || text.contains("IDENTIFICATION HAS CHANGED") {
-                    return Err(Error::failed_help(
+                let kind = SshFailure::of(&text);
+                if kind == SshFailure::HostKeyChanged {
+                    return Err(Error::ssh(
+                        kind,
                         format!(
                             "server {}: the SSH host key of {address} is not the one fleet recorded ({text})",
                             server.name
@@ -114,10 +116,11 @@ pub async fn connect(
                         ),
                     ));
                 }
-                if text.contains("Permission denied") {
+                if kind == SshFailure::AuthRefused {
                     denied += 1;
                     if denied > PERMISSION_DENIED_RETRIES {
-                        return Err(Error::failed_help(
+                        return Err(Error::ssh(
+                            kind,
                             format!("server {}: {endpoint} refused our SSH key ({text})", server.name),
                             "check `ssh user=… identity=…` in the server block, and that the key's public half is installed there",
                         ));

@@ -4,6 +4,7 @@
 mod auto_suspend;
 mod dns;
 mod down_plan;
+mod infra_plan;
 #[cfg(test)]
 mod plan_fixtures;
 mod remote_down;

@@ -156,24 +156,13 @@ fn print_dry_run(d: &Down<'_>, plan: &DownPlan, total: &Plan) {
     d.ui.line(PlanSummary::of(total).to_string());
 }
 
-/// Runs the plan in its order; consecutive container steps (one per server) run together, every
-/// server to its end (a failure on one does not cut another off mid-change).
+/// Runs the plan in its order, one step at a time. Container steps stay one server after another:
+/// two servers of a stage may be one engine (a host named twice, the loopback test rig), and two
+/// removals of one container at once fail.
 async fn execute(d: &Down<'_>, plan: &DownPlan, seen: &DownObservation, held: &mut Held) -> Result<()> {
     let progress = d.ui.infra_progress();
-    let mut rest = plan.steps.as_slice();
-    while !rest.is_empty() {
-        let batch = rest.iter().take_while(|s| matches!(s, DownStep::Containers { .. })).count();
-        if batch > 0 {
-            let runs = rest[..batch].iter().map(|step| containers(d, step, held));
-            let failures = futures_util::future::join_all(runs).await.into_iter().filter_map(Result::err);
-            if let Some(e) = failures.into_iter().next() {
-                return Err(e);
-            }
-            rest = &rest[batch..];
-            continue;
-        }
-        step(d, &rest[0], seen, held, &progress).await?;
-        rest = &rest[1..];
+    for s in &plan.steps {
+        step(d, s, seen, held, &progress).await?;
     }
     Ok(())
 }

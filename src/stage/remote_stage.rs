@@ -150,19 +150,6 @@ pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) ->
     Ok(total)
 }
 
-/// The steps a server needs to be running, from what the provider reports.
-fn server_steps(server: &Server, found: Option<&Machine>) -> Vec<InfraAction> {
-    let power_on = InfraAction::PowerOn { server: server.name.clone() };
-    match (found, &server.provider) {
-        (_, ServerProvider::Host { .. }) => Vec::new(),
-        (None, ServerProvider::SakuraCloud { .. }) => {
-            vec![crate::infra::sakura_servers::create_action(server), power_on]
-        }
-        (Some(m), _) if m.power == Power::Up => Vec::new(),
-        (Some(_), _) => vec![power_on],
-    }
-}
-
 /// The connections a run holds, the first one carrying the stage lock once `locked`.
 #[derive(Default)]
 pub(super) struct Held {
@@ -214,20 +201,18 @@ async fn converge_stage(
     // Power calls go one at a time; the first server is reached (and locked) before any other is
     // created or booted, the others are reached together once all of them run.
     let mut to_reach = Vec::new();
-    for i in boot_order(spec) {
+    for step in super::infra_plan::plan_servers(spec, &observed) {
+        let i = step.index;
         let (server, found) = (&spec.servers[i], observed[i].take());
         let tag = tag(config, spec, server);
         if let (false, Some(m)) = (apply, found.as_ref()) {
             note_adoption(config, spec, server, m, ui);
         }
-        let steps = server_steps(server, found.as_ref());
-        // A second server with this tag also sends `up` through the provider, which removes it
-        // when it is an interrupted run's leftover.
-        let duplicated = found.as_ref().is_some_and(|m| m.duplicates > 0);
-        let machine = match (apply, steps.is_empty() && !duplicated) {
-            (false, _) | (true, true) => found,
-            (true, false) => Some(providers.ensure_up(server, &tag, progress).await?),
+        let machine = match (apply, step.calls_provider()) {
+            (false, _) | (true, false) => found,
+            (true, true) => Some(providers.ensure_up(server, &tag, progress).await?),
         };
+        let steps = step.actions;
         if show {
             steps.iter().for_each(|a| ui.line(crate::ui::infra_line(a)));
             if steps.iter().any(|a| matches!(a, InfraAction::CreateServer { .. })) {
@@ -494,7 +479,7 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
 fn price_servers(
     servers: &mut [ServerStatus],
     machines: &[Option<crate::infra::Machine>],
-    costs: Vec<Option<std::result::Result<crate::infra::ServerCost, String>>>,
+    costs: Vec<Option<std::result::Result<crate::infra::ServerCost, crate::infra::PriceError>>>,
 ) -> Option<crate::report::StageCost> {
     use crate::report::{RungCosts, StageCost};
     let mut total = RungCosts::default();
@@ -505,7 +490,7 @@ fn price_servers(
         let cost = match cost {
             Ok(c) => c,
             Err(e) => {
-                error.get_or_insert(e);
+                error.get_or_insert(e.to_string());
                 continue;
             }
         };
@@ -709,19 +694,6 @@ async fn converge_auto_suspend(
     }
 
     Ok(())
-}
-
-/// Servers in the order `up` boots them: the first (it holds the stage lock), then a swarm's
-/// managers before its workers (quorum first).
-fn boot_order(spec: &StageSpec) -> Vec<usize> {
-    let mut order: Vec<usize> = (1..spec.servers.len()).collect();
-    if spec.is_swarm() {
-        order.sort_by_key(|&i| !spec.is_manager(&spec.servers[i]));
-    }
-    if !spec.servers.is_empty() {
-        order.insert(0, 0);
-    }
-    order
 }
 
 /// The reached servers of a swarm stage, as nodes for the swarm layer.
