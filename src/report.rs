@@ -199,3 +199,15 @@ pub struct ConfigReport {
     #[serde(flatten)]
     pub spec: serde_json::Value,
 }
+
+/// What a remote stage is after `down`: the closing line is rendered from these fields by `ui`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum DownOutcome {
+    /// Containers stopped; servers keep running.
+    Down,
+    /// Servers powered off; only their disks are billed.
+    Suspended,
+    /// Everything deleted but brought hosts, which keep running (with their containers gone).
+    Destroyed { kept_hosts: Vec<String> },
+}

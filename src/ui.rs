@@ -3,7 +3,7 @@
 
 use crate::engine::{Event, Events, LogLine};
 use crate::plan::{Action, ChangeKind, InfraAction, Plan, PlanSummary, render_action, render_infra};
-use crate::report::{ConfigReport, Health, PlanReport, PsReport, StatusReport};
+use crate::report::{ConfigReport, DownOutcome, Health, PlanReport, PsReport, StatusReport};
 use indicatif::{ProgressBar, ProgressStyle};
 use owo_colors::OwoColorize;
 use std::collections::HashMap;
@@ -294,6 +294,21 @@ fn to_json(value: &impl serde::Serialize) -> serde_json::Value {
 
 impl Ui {
     /// `status`: the seed's layout (stage, status, infrastructure for remote stages, services).
+    /// The closing line of a remote stage's `down`.
+    pub fn down_done(&self, stage: &str, outcome: &DownOutcome) {
+        let done = match outcome {
+            DownOutcome::Destroyed { kept_hosts } if kept_hosts.is_empty() => "destroyed".to_string(),
+            DownOutcome::Destroyed { kept_hosts } => {
+                let kept: Vec<String> =
+                    kept_hosts.iter().map(|s| format!("server {s} (a brought host) keeps running")).collect();
+                format!("destroyed, except: {}", kept.join("; "))
+            }
+            DownOutcome::Suspended => "suspended: servers are powered off and only their disks are billed".to_string(),
+            DownOutcome::Down => "down (servers keep running)".to_string(),
+        };
+        self.line(format!("Stage {stage} is {done}."));
+    }
+
     pub fn status(&self, r: &StatusReport, format: Format) {
         if format == Format::Json {
             return self.json(&to_json(r));

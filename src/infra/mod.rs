@@ -1,5 +1,5 @@
 //! Server providers: where a remote stage's machines come from and how their power is managed.
-//! `sakura` creates, powers and deletes servers; `host` is a machine the user brings.
+//! `sakura_servers` creates, powers and deletes servers; `host` is a machine the user brings.
 
 pub mod sakura_http;
 pub mod sakura_prices;

@@ -1,5 +1,5 @@
 //! The Sakura Cloud IaaS API v1.1 over HTTP: requests, retries, pacing and lenient decoding.
-//! What to do with servers lives in `sakura.rs`; this file only speaks the protocol.
+//! What to do with servers lives in `sakura_servers.rs`; this file only speaks the protocol.
 
 use crate::error::{Error, Result};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};

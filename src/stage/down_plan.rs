@@ -7,6 +7,7 @@ use crate::dns::FoundRecord;
 use crate::infra::{Machine, Power};
 use crate::model::{ServerProvider, StageSpec};
 use crate::plan::{self, Action, DownMode, InfraAction, ObservedStage, Plan, graph};
+use crate::report::DownOutcome;
 
 /// What `down` asks of the stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,6 +182,17 @@ impl DownPlan {
                 _ => None,
             })
             .collect()
+    }
+
+    /// What the stage is once this plan ran, for the report.
+    pub fn outcome(&self) -> DownOutcome {
+        match self.intent {
+            DownIntent::Stop => DownOutcome::Down,
+            DownIntent::Suspend => DownOutcome::Suspended,
+            DownIntent::Destroy { .. } => {
+                DownOutcome::Destroyed { kept_hosts: self.kept_hosts().into_iter().map(String::from).collect() }
+            }
+        }
     }
 }
 

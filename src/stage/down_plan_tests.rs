@@ -166,6 +166,7 @@ fn brought_hosts_are_never_powered_off_or_deleted() {
     assert!(shown.contains(&"- container db".to_string()), "a host's containers go: {shown:?}");
     assert!(!shown.contains(&"(release lock)".to_string()), "the host keeps running, so the lock goes at the end");
     assert_eq!(destroy.kept_hosts(), ["box"]);
+    assert_eq!(destroy.outcome(), DownOutcome::Destroyed { kept_hosts: vec!["box".into()] });
     let stop = lines(&plan(&spec, &seen, DownIntent::Stop));
     assert!(stop.iter().all(|l| !l.contains("server")), "{stop:?}");
 }

@@ -1,5 +1,6 @@
 //! The stage orchestrator: `up`, `down`, `status`, `ps`, `logs` composed from the layers.
-//! Local stages run here; remote stages (`remote.rs`) add servers and SSH around the same steps.
+//! Local stages run here; remote stages (`remote_stage.rs`, `remote_down.rs`) add servers and SSH
+//! around the same steps.
 
 mod auto_suspend;
 mod dns;

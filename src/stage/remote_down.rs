@@ -251,15 +251,7 @@ fn server_of<'a>(spec: &'a StageSpec, name: &str) -> Result<&'a Server> {
         .ok_or_else(|| Error::failed(format!("stage {}: no server {name}", spec.name)))
 }
 
-/// The closing line: what the stage is now.
+/// The closing line: what the stage is now, as fields `ui` renders.
 fn report(d: &Down<'_>, plan: &DownPlan) {
-    let kept: Vec<String> =
-        plan.kept_hosts().iter().map(|s| format!("server {s} (a brought host) keeps running")).collect();
-    let done = match plan.intent {
-        DownIntent::Destroy { .. } if kept.is_empty() => "destroyed".to_string(),
-        DownIntent::Destroy { .. } => format!("destroyed, except: {}", kept.join("; ")),
-        DownIntent::Suspend => "suspended: servers are powered off and only their disks are billed".to_string(),
-        DownIntent::Stop => "down (servers keep running)".to_string(),
-    };
-    d.ui.line(format!("Stage {} is {done}.", d.spec.name));
+    d.ui.down_done(&d.spec.name, &plan.outcome());
 }

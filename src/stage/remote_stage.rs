@@ -84,7 +84,6 @@ pub(super) async fn reach(
     Ok(Connected { server: server.name.clone(), host, engine })
 }
 
-/// Provider progress that also counts the actions by kind, for the closing summary.
 /// Provider progress for the terminal that also keeps the steps really done, for the summary.
 fn recording(ui: &Ui) -> (Progress, Arc<Mutex<Vec<InfraAction>>>) {
     let inner = ui.infra_progress();
