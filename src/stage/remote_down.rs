@@ -173,7 +173,8 @@ async fn containers(d: &Down<'_>, step: &DownStep, held: &Held) -> Result<()> {
     engine::apply_down(engine_of(held, server)?, part, plan, observed, d.ui.events()).await
 }
 
-/// One step other than containers; each says what it does as it starts.
+/// One step, from the data it carries. Each is reported as it starts: by the engine (containers),
+/// the providers (power and deletes, which know whether a power-off had to be forced), or here.
 async fn step(
     d: &Down<'_>,
     step: &DownStep,
