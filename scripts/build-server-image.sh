@@ -6,6 +6,9 @@
 # Each machine makes its own SSH host keys at first boot, and runs the startup scripts fleet-sim
 # put in /var/lib/fleetflow-sim/startup (Sakura's "notes") once, as root, logging to
 # /var/log/fleetflow-startup.log.
+# The .deb files of docker.io are downloaded into apt's cache (not installed): the engine is still
+# installed by the real bootstrap at first boot, but several rig machines booting at once do not
+# all fetch the same 60 MB from the mirror (CI time, and a mirror that throttles).
 #
 # The image is tagged by a hash of this script, so it is built once per machine and rebuilt only
 # when this recipe changes. Prints the tag. Usage: scripts/build-server-image.sh
@@ -66,6 +69,8 @@ mmdebstrap --quiet --variant=minbase \
     --customize-hook='mkdir -p "$1"/home/ubuntu/.ssh && chmod 700 "$1"/home/ubuntu/.ssh && chroot "$1" chown -R ubuntu:ubuntu /home/ubuntu/.ssh' \
     --customize-hook='echo "PasswordAuthentication no" > "$1"/etc/ssh/sshd_config.d/fleetflow.conf' \
     --customize-hook='rm -f "$1"/etc/machine-id && touch "$1"/etc/machine-id' \
+    --customize-hook='chroot "$1" env DEBIAN_FRONTEND=noninteractive apt-get install --download-only -y -qq docker.io >/dev/null' \
+    --skip=cleanup/apt/cache \
     bookworm "$work/root.tar"
 docker import \
     --change 'CMD ["/lib/systemd/systemd"]' \
