@@ -14,6 +14,7 @@ pub mod local_lock;
 pub mod mcp;
 pub mod model;
 pub mod plan;
+pub mod proxy;
 pub mod report;
 pub mod runtime_dir;
 pub mod secrets;

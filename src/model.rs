@@ -20,6 +20,9 @@ pub struct StageSpec {
     /// `orchestrator "swarm"`: the servers form a Docker Swarm and services are swarm services.
     #[serde(skip_serializing_if = "Orchestrator::is_containers")]
     pub orchestrator: Orchestrator,
+    /// `proxy { … }`: the proxy (Caddy) in front of routed services; None means the defaults.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxySettings>,
     /// Values that came from the environment or a `.env`/`env_file` file: output masks them.
     #[serde(skip)]
     pub sensitive: std::collections::BTreeSet<String>,
@@ -211,6 +214,77 @@ pub struct Service {
     pub endpoint_mode: EndpointMode,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub update: Option<UpdatePolicy>,
+    /// `route "shop.example.com" port=8080`: served through the stage's proxy. Not in the config
+    /// hash: a route change is a proxy change, never a container replacement.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<Route>,
+}
+
+/// `route "shop.example.com" port=8080 path="/api" health="/up" drain="30s"`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Route {
+    pub host: String,
+    /// The container port the proxy sends requests to.
+    pub port: u16,
+    /// Only requests under this path (`/api` also matches `/api/…`); None: every path.
+    pub path: Option<String>,
+    /// A new container takes traffic only once this path answers 2xx or 3xx.
+    pub health: String,
+    /// How long the old container keeps its in-flight requests after the switch.
+    pub drain_ms: u64,
+}
+
+impl Route {
+    pub const DEFAULT_HEALTH: &'static str = "/up";
+    pub const DEFAULT_DRAIN_MS: u64 = 30_000;
+}
+
+/// `proxy { image "caddy:2"; acme email="…"; tls "internal" }`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ProxySettings {
+    /// Any image laid out like the official caddy image (it needs `wget`, as that one has).
+    pub image: String,
+    pub tls: ProxyTls,
+    /// Host ports the proxy publishes: 80 and 443 unless a machine has them taken
+    /// (`http_port 8080`, `https_port 8443`).
+    pub http_port: u16,
+    pub https_port: u16,
+}
+
+impl ProxySettings {
+    pub const DEFAULT_IMAGE: &'static str = "caddy:2";
+
+    /// No `proxy` block: Let's Encrypt on servers, Caddy's own CA on this machine.
+    pub fn defaults(local: bool) -> Self {
+        Self {
+            image: Self::DEFAULT_IMAGE.into(),
+            tls: if local { ProxyTls::Internal } else { ProxyTls::Acme(Acme::default()) },
+            http_port: 80,
+            https_port: 443,
+        }
+    }
+}
+
+/// Where the proxy's certificates come from.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum ProxyTls {
+    /// An ACME CA (Let's Encrypt unless `ca` says otherwise).
+    Acme(Acme),
+    /// `tls "internal"`: Caddy's own CA (local stages).
+    Internal,
+    /// `tls #false`: plain HTTP, no redirect.
+    Off,
+}
+
+/// `acme email="ops@example.com" ca="https://ca.internal:14000/dir" ca_root="./ca.pem"`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Acme {
+    pub email: Option<String>,
+    /// The ACME directory URL; None: Let's Encrypt.
+    pub ca: Option<String>,
+    /// The PEM that signs the CA's own HTTPS endpoint (absolute path on this machine).
+    pub ca_root: Option<PathBuf>,
 }
 
 fn is_one(n: &u32) -> bool {
@@ -238,6 +312,7 @@ impl Default for Service {
             replicas: 1,
             endpoint_mode: EndpointMode::Vip,
             update: None,
+            routes: Vec::new(),
         }
     }
 }

@@ -5,6 +5,7 @@ use crate::diagnostic;
 mod fast_kdl;
 mod interpolate;
 mod limits;
+mod proxy_reader;
 mod reader;
 mod server_reader;
 mod validate;

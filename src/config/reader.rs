@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 const TOP_LEVEL: &[&str] = &["project", "variables", "service", "stage", "providers", "provider", "server"];
-const STAGE_NODES: &[&str] = &["service", "variables", "protect", "server", "auto_suspend", "orchestrator"];
+const STAGE_NODES: &[&str] = &["service", "variables", "protect", "server", "auto_suspend", "orchestrator", "proxy"];
 const SERVICE_NODES: &[&str] = &[
     "image",
     "version",
@@ -32,6 +32,7 @@ const SERVICE_NODES: &[&str] = &[
     "replicas",
     "endpoint_mode",
     "update",
+    "route",
 ];
 const HEALTH_NODES: &[&str] = &["test", "interval", "timeout", "retries", "start_period"];
 const PORT_PROPS: &[&str] = &["host", "container", "protocol", "host_ip", "mode"];
@@ -48,6 +49,8 @@ pub struct Spans {
     pub ports: HashMap<(String, usize), SourceSpan>,
     /// (service, field) → a field only a swarm stage reads (`replicas`, `update`, …).
     pub swarm_only: HashMap<(String, &'static str), SourceSpan>,
+    /// service → its first `route` node, for the checks that need the whole stage.
+    pub routes: HashMap<String, SourceSpan>,
 }
 
 /// `project "name"`, or the directory name made safe for Docker; and whether the file states it (`project "…"`) rather than the directory.
@@ -180,6 +183,7 @@ pub fn read_stage(config: &Config, stage: &str) -> std::result::Result<(StageSpe
         protect: false,
         auto_suspend: None,
         orchestrator: Default::default(),
+        proxy: None,
         sensitive: Default::default(),
     };
     let mut spans = Spans::default();
@@ -245,6 +249,7 @@ pub fn read_stage(config: &Config, stage: &str) -> std::result::Result<(StageSpe
                 auto_suspend_at = Some(node.span());
             }
             "variables" => {}
+            "proxy" => spec.proxy = r.proxy(node),
             _ => r.push(unknown_node(r.src, node, &format!("in stage `{stage}`"), STAGE_NODES)),
         }
     }
@@ -263,6 +268,7 @@ pub fn read_stage(config: &Config, stage: &str) -> std::result::Result<(StageSpe
             );
         }
     }
+    r.check_routes(&spec, &spans);
     place_relative_binds(&mut spec, &config.dir);
     spec.sensitive.extend(r.vars.used_sensitive());
     spec.sensitive.append(&mut r.env_file_values);
@@ -453,7 +459,7 @@ impl Reader<'_> {
     }
 
     /// `oneshot` or `oneshot #true`.
-    fn flag(&mut self, node: &KdlNode) -> Option<bool> {
+    pub(super) fn flag(&mut self, node: &KdlNode) -> Option<bool> {
         self.check_props(node, &[]);
         match self.args(node).as_slice() {
             [] => Some(true),
@@ -574,7 +580,7 @@ impl Reader<'_> {
 
     /// Integers are seconds; strings like "500ms" or "2s" are durations. At most a day: a
     /// health check interval or a grace period longer than that is a typo (and would overflow).
-    fn duration_ms(&mut self, entry: &KdlEntry) -> Option<u64> {
+    pub(super) fn duration_ms(&mut self, entry: &KdlEntry) -> Option<u64> {
         const MAX_MS: u128 = 24 * 3600 * 1000;
         let ms: u128 = match entry.value() {
             KdlValue::Integer(i) => match u128::try_from(*i) {
@@ -803,6 +809,12 @@ impl Reader<'_> {
                 }
             }
             "healthcheck" => svc.healthcheck = self.healthcheck(node),
+            "route" => {
+                if let Some(route) = self.route(node) {
+                    spans.routes.entry(svc.name.clone()).or_insert(node.span());
+                    svc.routes.push(route);
+                }
+            }
             // FleetFlow read `variables` in a stage's service override and silently did nothing with it.
             "variables" => self.push(
                 ConfigError::new(self.src, node.span(), format!("`variables` in service `{}` is not read", svc.name))

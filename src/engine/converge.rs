@@ -226,6 +226,21 @@ pub async fn apply_up(
     readiness: &Readiness,
     events: Events,
 ) -> Result<()> {
+    apply_up_with_proxy(engine, spec, plan, observed, images, readiness, events, None).await
+}
+
+/// `apply_up` where routed services are replaced through the stage's proxy (start-before-stop).
+#[allow(clippy::too_many_arguments)]
+pub async fn apply_up_with_proxy(
+    engine: &Engine,
+    spec: &StageSpec,
+    plan: &Plan,
+    observed: &ObservedStage,
+    images: &BTreeMap<String, String>,
+    readiness: &Readiness,
+    events: Events,
+    proxy: Option<Arc<crate::proxy::Proxy>>,
+) -> Result<()> {
     // Two servers of a stage may be one engine (a host given twice): networks and volumes are
     // looked up again and made one run at a time, so the engine never holds two of a name.
     static PRELUDE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -271,6 +286,9 @@ pub async fn apply_up(
         }
     }
     drop(_one_at_a_time);
+    if let Some(proxy) = &proxy {
+        proxy.ensure(&events).await?;
+    }
 
     let mut tasks = tokio::task::JoinSet::new();
     for svc in &spec.services {
@@ -286,6 +304,7 @@ pub async fn apply_up(
             existing: observed.container(&svc.name).map(|c| (c.id.clone(), c.health.clone())),
             waited_on: readiness.waited_on.contains(&svc.name),
             events: events.clone(),
+            proxy: proxy.clone(),
         };
         tasks.spawn(async move {
             for mut rx in deps {
@@ -315,6 +334,9 @@ pub async fn apply_up(
             Err(e) => failures.push(Error::failed(format!("internal task failed: {e}"))),
         }
     }
+    if let (Some(proxy), true) = (&proxy, failures.is_empty()) {
+        proxy.finish().await?;
+    }
     match failures.len() {
         0 => Ok(()),
         1 => Err(failures.remove(0)),
@@ -329,17 +351,19 @@ enum TaskEnd {
 }
 use TaskEnd::{Failed, Skipped};
 
-struct ServiceJob {
-    engine: Engine,
-    spec: StageSpec,
-    service: Service,
-    decision: Decision,
+pub(crate) struct ServiceJob {
+    pub(crate) engine: Engine,
+    pub(crate) spec: StageSpec,
+    pub(crate) service: Service,
+    pub(crate) decision: Decision,
     hash: ConfigHash,
     /// Current container id and health, when one exists.
-    existing: Option<(String, Option<String>)>,
+    pub(crate) existing: Option<(String, Option<String>)>,
     /// Someone depends on it, so "started" is not enough for them: wait for ready.
-    waited_on: bool,
-    events: Events,
+    pub(crate) waited_on: bool,
+    pub(crate) events: Events,
+    /// A routed service is replaced through the proxy: start-before-stop, health-gated.
+    proxy: Option<Arc<crate::proxy::Proxy>>,
 }
 
 impl ServiceJob {
@@ -348,6 +372,9 @@ impl ServiceJob {
     }
 
     async fn run(&self, ready: &watch::Sender<Option<bool>>) -> Result<()> {
+        if let Some(proxy) = self.proxy.as_ref().filter(|_| !self.service.routes.is_empty()) {
+            return crate::proxy::deploy(self, proxy, ready).await;
+        }
         let name = self.service.name.clone();
         let container = self.spec.container_name(&name);
         let id = match &self.decision {
@@ -396,7 +423,7 @@ impl ServiceJob {
         Ok(())
     }
 
-    async fn create(&self, container: &str) -> Result<String> {
+    pub(crate) async fn create(&self, container: &str) -> Result<String> {
         let body = create_body(&self.spec, &self.service, &self.hash);
         let opts = CreateContainerOptionsBuilder::new().name(container).build();
         match self.engine.docker.create_container(Some(opts), body).await {
@@ -412,7 +439,7 @@ impl ServiceJob {
         }
     }
 
-    async fn start(&self, id: &str) -> Result<()> {
+    pub(crate) async fn start(&self, id: &str) -> Result<()> {
         match self.engine.docker.start_container(id, None::<StartContainerOptions>).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_modified(&e) => Ok(()),
@@ -425,7 +452,7 @@ impl ServiceJob {
     /// under a restart policy a crash shows as a restart, so a restart count above
     /// `restarts_before` (or a container caught restarting) is a crash too.
     /// Returns the restart count seen when ready.
-    async fn wait_ready(&self, id: &str, restarts_before: Option<i64>) -> Result<i64> {
+    pub(crate) async fn wait_ready(&self, id: &str, restarts_before: Option<i64>) -> Result<i64> {
         let started = Instant::now();
         let patience = if self.service.oneshot {
             ONESHOT_PATIENCE
@@ -533,7 +560,7 @@ fn last_health_output(state: &bollard::models::ContainerState) -> String {
         .unwrap_or_else(|| "(no health check has run yet)".into())
 }
 
-async fn stop(engine: &Engine, id: &str, name: &str) -> Result<()> {
+pub(crate) async fn stop(engine: &Engine, id: &str, name: &str) -> Result<()> {
     // No `t`: the engine uses the container's own StopTimeout, set from `stop_timeout`.
     match engine.docker.stop_container(id, None::<StopContainerOptions>).await {
         Ok(()) => Ok(()),

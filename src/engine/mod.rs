@@ -9,7 +9,8 @@ pub mod swarm;
 
 pub use container_spec::create_body;
 pub(crate) use converge::remove as remove_container;
-pub use converge::{Event, Events, PullPolicy, Readiness, apply_down, apply_up};
+pub use converge::{Event, Events, PullPolicy, Readiness, apply_down, apply_up, apply_up_with_proxy};
+pub(crate) use converge::{ServiceJob, stop as stop_container};
 pub use host_root::helper_image;
 pub use logs::{LogLine, LogOptions, LogStream, stream_logs};
 

@@ -18,6 +18,13 @@ pub fn render_action(action: &Action) -> String {
         Action::RemoveContainer { service, orphan: false } => format!("- container {service}"),
         Action::RemoveNetwork { name } => format!("- network {name}"),
         Action::RemoveVolume { name } => format!("- volume {name}"),
+        Action::CreateProxy { image } => format!("+ proxy ({image})"),
+        Action::RecreateProxy { reason } => format!("-/+ proxy: {reason}"),
+        Action::StartProxy => "~ proxy: start".into(),
+        Action::StopProxy => "~ proxy: stop".into(),
+        Action::RemoveProxy => "- proxy".into(),
+        Action::ConfigureProxy { routes } if routes.is_empty() => "~ proxy routes: none".into(),
+        Action::ConfigureProxy { routes } => format!("~ proxy routes: {}", routes.join(", ")),
     }
 }
 

@@ -8,6 +8,7 @@ mod down_plan;
 mod infra_plan;
 #[cfg(test)]
 mod plan_fixtures;
+mod proxy_stage;
 mod remote_down;
 mod remote_stage;
 mod server_lock;
@@ -154,11 +155,13 @@ pub(crate) async fn converge_on(
     ui: &Ui,
     readiness: &engine::Readiness,
 ) -> Result<Plan> {
-    let (plan, observed, images) = plan_up(engine, spec, opts, ui).await?;
+    proxy_stage::before_plan(engine, spec, opts.dry_run, &ui.events()).await?;
+    let (mut plan, observed, images) = plan_up(engine, spec, opts, ui).await?;
+    let proxy = proxy_stage::plan_up(engine, spec, &mut plan, &observed).await?;
     ui.orphan_warnings(&plan);
     if !opts.dry_run {
         // Even with nothing to do here, kept services must say they are ready to other servers.
-        engine::apply_up(engine, spec, &plan, &observed, &images, readiness, ui.events()).await?;
+        engine::apply_up_with_proxy(engine, spec, &plan, &observed, &images, readiness, ui.events(), proxy).await?;
     }
     Ok(plan)
 }
@@ -198,7 +201,8 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
     }
     let (_lock, engine) = lock_and_connect(config, spec, "down", opts.dry_run, opts.lock_wait).await?;
     let observed = engine.observe(spec).await?;
-    let plan = plan::plan_down(spec, &observed, down_mode(opts));
+    let mut plan = plan::plan_down(spec, &observed, down_mode(opts));
+    proxy_stage::plan_down(&engine, spec, opts.destroy, &mut plan).await?;
     if opts.dry_run {
         print_plan(&plan, opts.format, ui);
         return Ok(plan);
@@ -210,6 +214,7 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
     if opts.destroy && !opts.yes {
         confirm_destroy(spec, &removals(&plan), ui)?;
     }
+    proxy_stage::apply_down(&engine, spec, opts.destroy, &ui.events()).await?;
     engine::apply_down(&engine, spec, &plan, &observed, ui.events()).await?;
     let verb = if opts.destroy { "destroyed" } else { "down" };
     ui.line(format!("Stage {} is {verb}.", spec.name));
@@ -225,7 +230,13 @@ pub(crate) fn removals(plan: &Plan) -> Vec<String> {
     plan.actions
         .iter()
         .filter(|a| {
-            matches!(a, Action::RemoveContainer { .. } | Action::RemoveNetwork { .. } | Action::RemoveVolume { .. })
+            matches!(
+                a,
+                Action::RemoveContainer { .. }
+                    | Action::RemoveNetwork { .. }
+                    | Action::RemoveVolume { .. }
+                    | Action::RemoveProxy
+            )
         })
         .map(ui::action_line)
         .collect()
