@@ -196,3 +196,63 @@ fn kill_during_replacement_then_up(p: &Project, port: u16) {
     assert_eq!(web_containers(p).len(), 1, "{:?}", web_containers(p));
     assert_eq!(get(port, "shop.test"), Ok((200, "v3".into())));
 }
+
+const INTERNAL_TLS: &str = r#"
+project "{project}"
+service "web" {
+    image "{image}"
+    command "sh" "-c" "mkdir -p /w && echo secure > /w/index.html && echo ok > /w/up && exec httpd -f -p 8080 -h /w"
+    route "shop.test" port=8080 drain="1s"
+    stop_signal "SIGKILL"
+}
+stage "local" {
+    service "web"
+    proxy {
+        image "fleetflow-test/caddy:2"
+        tls "internal"
+        http_port {http_port}
+        https_port {https_port}
+    }
+}
+"#;
+
+/// The certificate the proxy keeps for a host, read from its volume (None: not issued).
+fn stored_certificate(volume: &str, issuer: &str, host: &str) -> Option<String> {
+    let path = format!("/data/caddy/certificates/{issuer}/{host}/{host}.crt");
+    let out = Command::new("docker")
+        .args(["run", "--rm", "-v", &format!("{volume}:/data:ro"), support::IMAGE, "cat", &path])
+        .output()
+        .expect("docker CLI");
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn internal_tls_serves_https_redirects_http_and_keeps_its_certificate() {
+    ensure_caddy_image();
+    let (http_port, https_port) = (free_port(), free_port());
+    let kdl =
+        INTERNAL_TLS.replace("{http_port}", &http_port.to_string()).replace("{https_port}", &https_port.to_string());
+    let p = Project::new("proxy-tls", &kdl);
+    p.ok(&["up", "local"]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .resolve("shop.test", std::net::SocketAddr::from(([127, 0, 0, 1], https_port)))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let https = rt.block_on(async {
+        let r = client.get(format!("https://shop.test:{https_port}/")).send().await.expect("https request");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    });
+    assert_eq!(https, (200, "secure\n".to_string()));
+    // Plain HTTP is redirected to HTTPS.
+    let plain = get(http_port, "shop.test").expect("http request");
+    assert!((301..=308).contains(&plain.0), "{plain:?}");
+
+    let volume = format!("{}-local-proxy-data", p.name);
+    let cert = stored_certificate(&volume, "local", "shop.test").expect("a certificate on the proxy's volume");
+    p.ok(&["down", "local"]);
+    p.ok(&["up", "local"]);
+    assert_eq!(stored_certificate(&volume, "local", "shop.test").as_deref(), Some(cert.as_str()), "re-issued");
+}

@@ -92,49 +92,23 @@ pub enum Decision {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
-    CreateNetwork {
-        name: String,
-    },
-    CreateVolume {
-        name: String,
-    },
-    CreateContainer {
-        service: String,
-    },
-    RecreateContainer {
-        service: String,
-        reason: String,
-    },
-    StartContainer {
-        service: String,
-    },
-    StopContainer {
-        service: String,
-    },
-    RemoveContainer {
-        service: String,
-        orphan: bool,
-    },
-    RemoveNetwork {
-        name: String,
-    },
-    RemoveVolume {
-        name: String,
-    },
-    /// The stage's proxy (routed services): its container, and the routes it serves.
-    CreateProxy {
-        image: String,
-    },
-    RecreateProxy {
-        reason: String,
-    },
+    CreateNetwork { name: String },
+    CreateVolume { name: String },
+    CreateContainer { service: String },
+    RecreateContainer { service: String, reason: String },
+    StartContainer { service: String },
+    StopContainer { service: String },
+    RemoveContainer { service: String, orphan: bool },
+    RemoveNetwork { name: String },
+    RemoveVolume { name: String },
+    // The stage's proxy (routed services): its container, and the routes it serves
+    // (`host/path → service` for each, loaded in one atomic configuration change).
+    CreateProxy { image: String },
+    RecreateProxy { reason: String },
     StartProxy,
     StopProxy,
     RemoveProxy,
-    /// `host/path → service` for every route, loaded in one atomic configuration change.
-    ConfigureProxy {
-        routes: Vec<String>,
-    },
+    ConfigureProxy { routes: Vec<String> },
 }
 
 /// One step on servers or DNS records, typed like container actions: the providers emit the very
@@ -267,10 +241,10 @@ impl InfraAction {
 impl Action {
     pub fn kind(&self) -> ChangeKind {
         match self {
-            Action::CreateNetwork { .. }
-            | Action::CreateVolume { .. }
-            | Action::CreateContainer { .. }
-            | Action::CreateProxy { .. } => ChangeKind::Add,
+            Action::CreateNetwork { .. } | Action::CreateVolume { .. } | Action::CreateContainer { .. } => {
+                ChangeKind::Add
+            }
+            Action::CreateProxy { .. } => ChangeKind::Add,
             Action::StartProxy | Action::StopProxy | Action::ConfigureProxy { .. } => ChangeKind::Change,
             Action::RecreateProxy { .. } => ChangeKind::Replace,
             Action::RemoveProxy => ChangeKind::Destroy,
