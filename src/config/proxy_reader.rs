@@ -182,6 +182,115 @@ fn is_host_name(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use crate::config::Config;
+    use crate::error::Error;
+    use crate::model::{Acme, ProxyTls, Route};
+    use std::path::Path;
+
+    fn stage(text: &str, name: &str) -> Result<crate::model::StageSpec, Vec<String>> {
+        let cfg = Config::from_text(Path::new("/proj/fleet.kdl"), text.to_string()).expect("parses");
+        cfg.stage(name).map_err(|e| match e {
+            Error::Config(errs) => errs.errors.iter().map(|e| format!("{} at {}", e.message, e.location())).collect(),
+            other => vec![other.to_string()],
+        })
+    }
+
+    const ROUTED: &str = r#"
+project "shop"
+service "web" {
+    image "web:1"
+    route "shop.example.com" port=8080
+    route "shop.example.com" port=9090 path="/api" health="/healthz" drain="5s"
+}
+stage "prod" {
+    service "web"
+    proxy {
+        image "caddy:2"
+        acme email="ops@example.com" ca="https://ca.internal:14000/dir" ca_root="./ca.pem"
+    }
+}
+stage "local" {
+    service "web"
+    proxy { tls "internal"; http_port 8080; https_port 8443 }
+}
+stage "plain" {
+    service "web"
+    proxy { tls #false }
+}
+stage "bare" { service "web" }
+"#;
+
+    #[test]
+    fn reads_routes_with_their_defaults_and_the_proxy_block() {
+        let prod = stage(ROUTED, "prod").expect("valid");
+        let web = &prod.services[0];
+        assert_eq!(
+            web.routes,
+            vec![
+                Route {
+                    host: "shop.example.com".into(),
+                    port: 8080,
+                    path: None,
+                    health: "/up".into(),
+                    drain_ms: 30_000
+                },
+                Route {
+                    host: "shop.example.com".into(),
+                    port: 9090,
+                    path: Some("/api".into()),
+                    health: "/healthz".into(),
+                    drain_ms: 5_000
+                },
+            ]
+        );
+        let proxy = prod.proxy.expect("proxy block");
+        assert_eq!(proxy.image, "caddy:2");
+        assert_eq!(
+            proxy.tls,
+            ProxyTls::Acme(Acme {
+                email: Some("ops@example.com".into()),
+                ca: Some("https://ca.internal:14000/dir".into()),
+                ca_root: Some("/proj/ca.pem".into()),
+            })
+        );
+        assert_eq!((proxy.http_port, proxy.https_port), (80, 443));
+        let local = stage(ROUTED, "local").expect("valid").proxy.expect("proxy");
+        assert_eq!((local.tls, local.http_port, local.https_port), (ProxyTls::Internal, 8080, 8443));
+        assert_eq!(stage(ROUTED, "plain").expect("valid").proxy.expect("proxy").tls, ProxyTls::Off);
+        assert_eq!(stage(ROUTED, "bare").expect("valid").proxy, None);
+    }
+
+    #[test]
+    fn routes_do_not_change_the_config_hash() {
+        let prod = stage(ROUTED, "prod").expect("valid");
+        let mut without = prod.services[0].clone();
+        without.routes.clear();
+        assert_eq!(crate::plan::ConfigHash::of(&prod.services[0], "x"), crate::plan::ConfigHash::of(&without, "x"));
+    }
+
+    #[test]
+    fn mistakes_name_the_place() {
+        let bad = |route: &str, stage_extra: &str| {
+            let text = format!(
+                "project \"shop\"\nservice \"web\" {{\n    image \"web:1\"\n    {route}\n}}\nstage \"s\" {{\n    service \"web\"\n    {stage_extra}\n}}\n"
+            );
+            stage(&text, "s").expect_err("invalid")
+        };
+        assert_eq!(
+            bad(r#"route "shop.example.com""#, ""),
+            vec!["`route` needs the container port: route \"shop.example.com\" port=8080 at /proj/fleet.kdl:4:5"]
+        );
+        assert!(bad(r#"route "https://x" port=80"#, "")[0].contains("is not a host name"));
+        assert!(bad(r#"route "x.test" port=80 health="up""#, "")[0].contains("`health` must be a path"));
+        assert!(bad(r#"route "x.test" port=80 drain="soon""#, "")[0].contains("invalid duration"));
+        assert!(
+            bad(r#"route "x.test" port=80"#, r#"proxy { tls "letsencrypt" }"#)[0].contains("unknown `tls` setting")
+        );
+        assert!(bad(r#"route "x.test" port=80"#, r#"proxy { acme ca="http://ca/dir" }"#)[0].contains("https://"));
+        let swarm = bad(r#"route "x.test" port=80"#, r#"orchestrator "swarm""#);
+        assert!(swarm[0].contains("has a route, and stage `s` is a swarm stage"), "{swarm:?}");
+    }
+
     #[test]
     fn host_names() {
         assert!(super::is_host_name("shop.example.com"));
