@@ -41,11 +41,17 @@ pub(crate) async fn plan_up(
 
 /// `down`'s proxy steps, first: the proxy goes before the services and the network.
 pub(crate) async fn plan_down(engine: &Engine, spec: &StageSpec, destroy: bool, plan: &mut Plan) -> Result<()> {
+    if !proxy::is_routed(spec) {
+        return Ok(());
+    }
     let steps = proxy::plan_down(engine, spec, destroy).await?;
     plan.actions.splice(0..0, steps);
     Ok(())
 }
 
 pub(crate) async fn apply_down(engine: &Engine, spec: &StageSpec, destroy: bool, events: &Events) -> Result<()> {
+    if !proxy::is_routed(spec) {
+        return Ok(());
+    }
     proxy::down(engine, spec, destroy, events).await
 }

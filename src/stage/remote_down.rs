@@ -170,7 +170,10 @@ async fn execute(d: &Down<'_>, plan: &DownPlan, seen: &DownObservation, held: &m
 /// One server's containers stopped or removed, as its step says.
 async fn containers(d: &Down<'_>, step: &DownStep, held: &Held) -> Result<()> {
     let DownStep::Containers { server, part, observed, plan } = step else { return Ok(()) };
-    engine::apply_down(engine_of(held, server)?, part, plan, observed, d.ui.events()).await
+    let engine = engine_of(held, server)?;
+    // The proxy of routed services goes first: it stops with the stage, --destroy removes it.
+    super::proxy_stage::apply_down(engine, part, d.opts.destroy, &d.ui.events()).await?;
+    engine::apply_down(engine, part, plan, observed, d.ui.events()).await
 }
 
 /// One step, from the data it carries. Each is reported as it starts: by the engine (containers),
