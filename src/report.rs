@@ -118,6 +118,21 @@ pub struct StatusReport {
     /// Remote stages on a cloud that bills: what the stage costs per rung.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost: Option<StageCost>,
+    /// Routed services: each route, where it goes, and its certificate's expiry.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteStatus>,
+}
+
+/// One route as the proxy serves it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteStatus {
+    /// `shop.example.com/api`.
+    pub route: String,
+    pub service: String,
+    /// The container the proxy sends it to; None when the proxy does not serve it (yet).
+    pub container: Option<String>,
+    /// RFC 3339; None without TLS or before the certificate is issued.
+    pub certificate_expires: Option<String>,
 }
 
 /// One container row of `ps`.

@@ -370,6 +370,12 @@ impl Ui {
             let uptime = s.uptime_seconds.map(|t| format!("  (up {})", human_duration(t))).unwrap_or_default();
             self.line(format!("  {} {:width$}  {state}{uptime}", status_mark(s.mark), s.service));
         }
+        if !r.routes.is_empty() {
+            self.line("Routes:");
+            for route in &r.routes {
+                self.line(format!("  {}", route_line(route)));
+            }
+        }
     }
 
     /// `ps`: `STAGE SERVICE STATUS PORTS CREATED`.
@@ -505,4 +511,17 @@ mod tests {
         let t = table(&["A", "BB"], &[vec!["long".into(), "x".into()]]);
         assert_eq!(t, "A     BB\nlong  x");
     }
+}
+
+/// `shop.example.com → web (p-prod-web-next), certificate until 2027-03-04`.
+fn route_line(r: &crate::report::RouteStatus) -> String {
+    let target = match &r.container {
+        Some(c) => format!("{} ({c})", r.service),
+        None => format!("{} (not served yet)", r.service),
+    };
+    let cert = match &r.certificate_expires {
+        Some(at) => format!(", certificate until {at}"),
+        None => String::new(),
+    };
+    format!("{} → {target}{cert}", r.route)
 }

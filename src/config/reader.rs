@@ -269,6 +269,7 @@ pub fn read_stage(config: &Config, stage: &str) -> std::result::Result<(StageSpe
         }
     }
     r.check_routes(&spec, &spans);
+    crate::proxy::add_route_names(&mut spec);
     place_relative_binds(&mut spec, &config.dir);
     spec.sensitive.extend(r.vars.used_sensitive());
     spec.sensitive.append(&mut r.env_file_values);

@@ -10,6 +10,7 @@
 
 mod archive;
 pub mod caddy;
+mod certificate;
 mod deploy;
 
 pub(crate) use deploy::deploy;
@@ -472,4 +473,106 @@ pub async fn plan_down(engine: &Engine, spec: &StageSpec, destroy: bool) -> Resu
 pub(crate) async fn name_of(engine: &Engine, id: &str) -> Option<String> {
     let inspect = engine.docker.inspect_container(id, None::<InspectContainerOptions>).await.ok()?;
     inspect.name.map(|n| n.trim_start_matches('/').to_string())
+}
+
+/// DNS for routes: each route host inside the zone of the server that runs its service becomes
+/// one more alias of that server (a CNAME to its hostname), so the existing record layer creates,
+/// shows and deletes it like any alias. A host outside the zone, the zone apex (no CNAME there)
+/// and a name the server already has are left as they are. Pure; run when a stage is read.
+pub fn add_route_names(spec: &mut StageSpec) {
+    let wanted: Vec<(String, String)> = spec
+        .services
+        .iter()
+        .flat_map(|s| s.routes.iter().map(move |r| (s.name.clone(), r.host.clone())))
+        .filter_map(|(service, host)| Some((spec.server_of(&service)?.name.clone(), host)))
+        .collect();
+    for (server_name, host) in wanted {
+        let Some(server) = spec.servers.iter_mut().find(|s| s.name == server_name) else { continue };
+        let Some(dns) = server.dns.as_mut() else { continue };
+        let Some(relative) = host.strip_suffix(&format!(".{}", dns.zone)) else { continue };
+        if relative == dns.hostname || dns.aliases.iter().any(|a| a == relative) {
+            continue;
+        }
+        dns.aliases.push(relative.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{DnsNames, DnsProvider, Route, Server, ServerProvider, Service, SshSettings, StageSpec};
+
+    fn server(name: &str, services: &[&str]) -> Server {
+        Server {
+            name: name.into(),
+            provider: ServerProvider::Host { address: "10.0.0.1".into() },
+            ssh: SshSettings { user: "u".into(), port: 22, identity: None },
+            services: services.iter().map(|s| s.to_string()).collect(),
+            dns: Some(DnsNames {
+                provider: DnsProvider::Cloudflare,
+                zone: "example.com".into(),
+                hostname: name.into(),
+                aliases: vec!["api".into()],
+            }),
+            manager: false,
+            deploy_path: "/srv".into(),
+        }
+    }
+
+    fn routed(name: &str, hosts: &[&str]) -> Service {
+        let routes = hosts
+            .iter()
+            .map(|h| Route { host: h.to_string(), port: 80, path: None, health: "/up".into(), drain_ms: 0 })
+            .collect();
+        Service { name: name.into(), image: "x:1".into(), routes, ..Default::default() }
+    }
+
+    #[test]
+    fn route_hosts_in_the_zone_become_aliases_of_the_server_running_the_service() {
+        let mut spec = StageSpec {
+            project: "p".into(),
+            name: "prod".into(),
+            services: vec![
+                routed("web", &["shop.example.com", "example.com", "shop.other.org", "api.example.com"]),
+                routed("admin", &["admin.example.com"]),
+            ],
+            servers: vec![server("web-1", &["web"]), server("admin-1", &["admin"])],
+            ..Default::default()
+        };
+        super::add_route_names(&mut spec);
+        let aliases = |i: usize| spec.servers[i].dns.as_ref().unwrap().aliases.clone();
+        assert_eq!(aliases(0), vec!["api", "shop"]);
+        assert_eq!(aliases(1), vec!["api", "admin"]);
+        assert_eq!(super::next_name(&spec, "web", Some("p-prod-web")), "p-prod-web-next");
+        assert_eq!(super::next_name(&spec, "web", Some("p-prod-web-next")), "p-prod-web");
+        assert_eq!(super::next_name(&spec, "web", None), "p-prod-web");
+    }
+}
+
+/// `status`: each route of this engine's part of the stage, where the proxy sends it, and when
+/// its certificate expires (read from the proxy's volume through the container).
+pub async fn route_rows(engine: &Engine, spec: &StageSpec) -> Result<Vec<crate::report::RouteStatus>> {
+    let proxy = observe(engine, spec).await?;
+    let pointed = proxy.config.as_ref().map(caddy::upstreams_in).unwrap_or_default();
+    let tls = settings(spec).tls != ProxyTls::Off;
+    let mut rows = Vec::new();
+    for (service, route) in routes(spec) {
+        let certificate_expires = match (&proxy.id, tls && proxy.running) {
+            (Some(id), true) => certificate_expiry(engine, id, &route.host).await,
+            _ => None,
+        };
+        rows.push(crate::report::RouteStatus {
+            route: format!("{}{}", route.host, route.path.as_deref().unwrap_or("")),
+            container: pointed.get(&service).cloned(),
+            service,
+            certificate_expires,
+        });
+    }
+    Ok(rows)
+}
+
+/// The expiry of the certificate the proxy keeps for `host`, whichever CA issued it.
+async fn certificate_expiry(engine: &Engine, id: &str, host: &str) -> Option<String> {
+    let script = r#"f=$(find /data/caddy/certificates -name "$1.crt" | head -n 1); [ -n "$f" ] && cat "$f""#;
+    let (code, pem) = exec(engine, id, &["sh", "-c", script, "sh", host]).await.ok()?;
+    (code == 0).then(|| certificate::expiry(&pem)).flatten()
 }

@@ -316,6 +316,7 @@ pub(crate) fn status_report(
         servers,
         services: rows,
         cost: None,
+        routes: Vec::new(),
     }
 }
 
@@ -325,7 +326,9 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
     }
     let engine = Engine::connect_local().await?;
     let rows = service_rows(&engine, spec).await?;
-    ui.status(&status_report(spec, overall(&rows), Vec::new(), rows), format);
+    let mut report = status_report(spec, overall(&rows), Vec::new(), rows);
+    report.routes = proxy_stage::route_rows(&engine, spec).await?;
+    ui.status(&report, format);
     Ok(())
 }
 

@@ -55,3 +55,11 @@ pub(crate) async fn apply_down(engine: &Engine, spec: &StageSpec, destroy: bool,
     }
     proxy::down(engine, spec, destroy, events).await
 }
+
+/// `status`' route lines for one engine's part of a stage (none when nothing there is routed).
+pub(crate) async fn route_rows(engine: &Engine, spec: &StageSpec) -> Result<Vec<crate::report::RouteStatus>> {
+    if !proxy::is_routed(spec) {
+        return Ok(Vec::new());
+    }
+    proxy::route_rows(engine, spec).await
+}

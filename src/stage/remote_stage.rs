@@ -377,6 +377,7 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
     let zones = Zones::connect(spec).await?;
     let mut servers = Vec::new();
     let mut rows = Vec::new();
+    let mut routes = Vec::new();
     let mut machines = Vec::new();
     // Swarm stages: the reached nodes, asked together once every server is seen.
     let mut swarm_conns: Vec<(usize, String, Connected)> = Vec::new();
@@ -416,6 +417,7 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
             Some(m) => match reach(config, server, m, ui, Reach::Observe).await {
                 Ok(conn) => {
                     rows.extend(service_rows(&conn.engine, &sub).await?);
+                    routes.extend(super::proxy_stage::route_rows(&conn.engine, &sub).await?);
                     if spec.auto_suspend.is_some()
                         && let Some(status) = servers.last_mut()
                     {
@@ -469,6 +471,7 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
     let stage_cost = price_servers(&mut servers, &machines, costs);
     let mut report = status_report(spec, status, servers, rows);
     report.cost = stage_cost;
+    report.routes = routes;
     ui.status(&report, format);
     Ok(())
 }
