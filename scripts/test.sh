@@ -33,6 +33,20 @@ if ! command -v docker-compose >/dev/null; then
         exit 1
     fi
 fi
+# The proxy tests: images from Debian's caddy and pebble (the scripts install the packages when
+# missing), and openssl to make pebble's HTTPS certificate.
+scripts/build-caddy-image.sh
+scripts/build-pebble-image.sh
+if ! command -v openssl >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing Debian's openssl (the proxy tests make a CA with it)…" >&2
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+    else
+        echo "error: the proxy tests need openssl: apt-get install openssl" >&2
+        exit 1
+    fi
+fi
 # The machine-rig tests (every test file that boots machines: it uses `MachineRig`) mostly wait
 # (guests booting, apt inside them, an idle window running out), so they run beside the rest
 # instead of after it: build once, then all at once, each rig file in its own process.

@@ -150,6 +150,9 @@ fn routed_service_is_replaced_without_a_failed_request() {
     let after_v1 = seen.iter().skip_while(|b| *b == "v1").collect::<Vec<_>>();
     assert!(after_v1.iter().all(|b| *b == "v2"), "v1 answered after v2 took over: {seen:?}");
     assert_eq!(web_containers(&p).len(), 1, "{:?}", web_containers(&p));
+    let status = p.ok(&["status", "local"]);
+    let serving = web_containers(&p).remove(0);
+    assert!(status.stdout.contains(&format!("shop.test → web ({serving})\n")), "{}", status.stdout);
 
     // A broken version never takes a request: removed, v2 keeps serving, up exits 1 and says why.
     let requests = Loop::start(port);
@@ -249,6 +252,13 @@ fn internal_tls_serves_https_redirects_http_and_keeps_its_certificate() {
     // Plain HTTP is redirected to HTTPS.
     let plain = get(http_port, "shop.test").expect("http request");
     assert!((301..=308).contains(&plain.0), "{plain:?}");
+
+    // status shows the route, where it goes, and when its certificate expires.
+    let status = p.ok(&["status", "local"]);
+    let line = format!("shop.test → web ({}-local-web), certificate until 20", p.name);
+    assert!(status.stdout.contains("Routes:") && status.stdout.contains(&line), "{}", status.stdout);
+    let json = p.ok(&["status", "local", "--format", "json"]);
+    assert!(json.stdout.contains("\"certificate_expires\""), "{}", json.stdout);
 
     let volume = format!("{}-local-proxy-data", p.name);
     let cert = stored_certificate(&volume, "local", "shop.test").expect("a certificate on the proxy's volume");
