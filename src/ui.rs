@@ -478,6 +478,19 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// `shop.example.com → web (p-prod-web-next), certificate until 2027-03-04`.
+fn route_line(r: &crate::report::RouteStatus) -> String {
+    let target = match &r.container {
+        Some(c) => format!("{} ({c})", r.service),
+        None => format!("{} (not served yet)", r.service),
+    };
+    let cert = match &r.certificate_expires {
+        Some(at) => format!(", certificate until {at}"),
+        None => String::new(),
+    };
+    format!("{} → {target}{cert}", r.route)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,17 +524,4 @@ mod tests {
         let t = table(&["A", "BB"], &[vec!["long".into(), "x".into()]]);
         assert_eq!(t, "A     BB\nlong  x");
     }
-}
-
-/// `shop.example.com → web (p-prod-web-next), certificate until 2027-03-04`.
-fn route_line(r: &crate::report::RouteStatus) -> String {
-    let target = match &r.container {
-        Some(c) => format!("{} ({c})", r.service),
-        None => format!("{} (not served yet)", r.service),
-    };
-    let cert = match &r.certificate_expires {
-        Some(at) => format!(", certificate until {at}"),
-        None => String::new(),
-    };
-    format!("{} → {target}{cert}", r.route)
 }

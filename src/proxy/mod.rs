@@ -497,6 +497,35 @@ pub fn add_route_names(spec: &mut StageSpec) {
     }
 }
 
+/// `status`: each route of this engine's part of the stage, where the proxy sends it, and when
+/// its certificate expires (read from the proxy's volume through the container).
+pub async fn route_rows(engine: &Engine, spec: &StageSpec) -> Result<Vec<crate::report::RouteStatus>> {
+    let proxy = observe(engine, spec).await?;
+    let pointed = proxy.config.as_ref().map(caddy::upstreams_in).unwrap_or_default();
+    let tls = settings(spec).tls != ProxyTls::Off;
+    let mut rows = Vec::new();
+    for (service, route) in routes(spec) {
+        let certificate_expires = match (&proxy.id, tls && proxy.running) {
+            (Some(id), true) => certificate_expiry(engine, id, &route.host).await,
+            _ => None,
+        };
+        rows.push(crate::report::RouteStatus {
+            route: format!("{}{}", route.host, route.path.as_deref().unwrap_or("")),
+            container: pointed.get(&service).cloned(),
+            service,
+            certificate_expires,
+        });
+    }
+    Ok(rows)
+}
+
+/// The expiry of the certificate the proxy keeps for `host`, whichever CA issued it.
+async fn certificate_expiry(engine: &Engine, id: &str, host: &str) -> Option<String> {
+    let script = r#"f=$(find /data/caddy/certificates -name "$1.crt" | head -n 1); [ -n "$f" ] && cat "$f""#;
+    let (code, pem) = exec(engine, id, &["sh", "-c", script, "sh", host]).await.ok()?;
+    (code == 0).then(|| certificate::expiry(&pem)).flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use crate::model::{DnsNames, DnsProvider, Route, Server, ServerProvider, Service, SshSettings, StageSpec};
@@ -546,33 +575,4 @@ mod tests {
         assert_eq!(super::next_name(&spec, "web", Some("p-prod-web-next")), "p-prod-web");
         assert_eq!(super::next_name(&spec, "web", None), "p-prod-web");
     }
-}
-
-/// `status`: each route of this engine's part of the stage, where the proxy sends it, and when
-/// its certificate expires (read from the proxy's volume through the container).
-pub async fn route_rows(engine: &Engine, spec: &StageSpec) -> Result<Vec<crate::report::RouteStatus>> {
-    let proxy = observe(engine, spec).await?;
-    let pointed = proxy.config.as_ref().map(caddy::upstreams_in).unwrap_or_default();
-    let tls = settings(spec).tls != ProxyTls::Off;
-    let mut rows = Vec::new();
-    for (service, route) in routes(spec) {
-        let certificate_expires = match (&proxy.id, tls && proxy.running) {
-            (Some(id), true) => certificate_expiry(engine, id, &route.host).await,
-            _ => None,
-        };
-        rows.push(crate::report::RouteStatus {
-            route: format!("{}{}", route.host, route.path.as_deref().unwrap_or("")),
-            container: pointed.get(&service).cloned(),
-            service,
-            certificate_expires,
-        });
-    }
-    Ok(rows)
-}
-
-/// The expiry of the certificate the proxy keeps for `host`, whichever CA issued it.
-async fn certificate_expiry(engine: &Engine, id: &str, host: &str) -> Option<String> {
-    let script = r#"f=$(find /data/caddy/certificates -name "$1.crt" | head -n 1); [ -n "$f" ] && cat "$f""#;
-    let (code, pem) = exec(engine, id, &["sh", "-c", script, "sh", host]).await.ok()?;
-    (code == 0).then(|| certificate::expiry(&pem)).flatten()
 }
