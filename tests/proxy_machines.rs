@@ -129,19 +129,19 @@ mod http {
     }
 }
 
-/// HTTPS to `shop.test` at the server, trusting only pebble's root: (status, body).
+/// HTTPS to `shop.example.com` at the server, trusting only pebble's root: (status, body).
 fn https_get(root: &str, server_ip: &str) -> Result<(u16, String), String> {
     let certs = reqwest::Certificate::from_pem_bundle(root.as_bytes()).map_err(|e| e.to_string())?;
     let addr: std::net::SocketAddr = format!("{server_ip}:443").parse().expect("addr");
     let client = reqwest::Client::builder()
         .tls_certs_only(certs)
-        .resolve("shop.test", addr)
+        .resolve("shop.example.com", addr)
         .timeout(Duration::from_secs(15))
         .build()
         .map_err(|e| e.to_string())?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
-        let r = client.get("https://shop.test/").send().await.map_err(|e| format!("{e:?}"))?;
+        let r = client.get("https://shop.example.com/").send().await.map_err(|e| format!("{e:?}"))?;
         let status = r.status().as_u16();
         Ok((status, r.text().await.map_err(|e| e.to_string())?.trim().to_string()))
     })
@@ -149,12 +149,15 @@ fn https_get(root: &str, server_ip: &str) -> Result<(u16, String), String> {
 
 const KDL: &str = r#"
 project "{project}"
-providers { sakura-cloud zone="tk1a" }
+providers {
+    sakura-cloud zone="tk1a"
+    cloudflare zone="example.com"
+}
 service "web" {
     image "{image}"
     command "sh" "-c" "mkdir -p /w && echo $VERSION > /w/index.html && sleep 1 && echo ok > /w/up && exec httpd -f -p 8080 -h /w"
     environment { VERSION "${VERSION:-v1}" }
-    route "shop.test" port=8080 drain="1s"
+    route "shop.example.com" port=8080 drain="1s"
     stop_signal "SIGKILL"
 }
 stage "prod" {
@@ -162,6 +165,7 @@ stage "prod" {
         provider "sakura-cloud"
         ssh-key "{key}.pub"
         ssh user="ubuntu" port=22 identity="{key}"
+        dns { hostname "m1" }
     }
     service "web"
     proxy {
@@ -190,10 +194,10 @@ fn inside(rig: &MachineRig, id: u64, args: &[&str]) -> (bool, String) {
     docker(&all)
 }
 
-/// The certificate the proxy on the server keeps for shop.test.
+/// The certificate the proxy on the server keeps for shop.example.com.
 fn stored_certificate(rig: &MachineRig, id: u64, proxy: &str) -> String {
     let (ok, pem) =
-        inside(rig, id, &["exec", proxy, "sh", "-c", "cat $(find /data/caddy/certificates -name shop.test.crt)"]);
+        inside(rig, id, &["exec", proxy, "sh", "-c", "cat $(find /data/caddy/certificates -name shop.example.com.crt)"]);
     assert!(ok && pem.contains("BEGIN CERTIFICATE"), "no certificate on the proxy's volume: {pem}");
     pem
 }
@@ -229,11 +233,15 @@ fn https_from_a_private_acme_ca_with_zero_downtime_replacements_on_a_real_server
     let kdl = KDL.replace("{key}", &key.display().to_string()).replace("{pebble}", &pebble.ip);
     let mut p = Project::new("proxy-rig", &kdl);
     p.env = sim_env(&sim);
+    p.env.push(("CLOUDFLARE_API_TOKEN".into(), "sim-cf-token".into()));
+    p.env.push(("CLOUDFLARE_API_BASE_URL".into(), format!("{}/client/v4", sim.url)));
     std::fs::copy(pebble.dir.path().join("ca.pem"), p.path().join("pebble-ca.pem")).expect("ca_root");
     let proxy = format!("{}-prod-proxy", p.name);
 
     let started = Instant::now();
-    up(&p, "v1");
+    let first = up(&p, "v1");
+    // The route's host gets its record from the DNS layer, beside the server's own.
+    assert!(first.stdout.contains("+ dns shop.example.com CNAME → m1.example.com"), "{}", first.stdout);
     eprintln!("first up (server, engine, proxy, web): {:?}", started.elapsed());
     let id = sim.state()["servers"][0]["id"].as_u64().expect("one server");
     let ip = sim.state()["servers"][0]["ip"].as_str().expect("an address").to_string();
@@ -241,6 +249,9 @@ fn https_from_a_private_acme_ca_with_zero_downtime_replacements_on_a_real_server
     // HTTPS with a certificate that only pebble's root verifies.
     wait_serving(&root, &ip, "v1");
     let cert = stored_certificate(&rig, id, &proxy);
+    let status = p.ok(&["status", "prod"]);
+    let line = format!("shop.example.com → web ({}-prod-web), certificate until 20", p.name);
+    assert!(status.stdout.contains(&line), "{}", status.stdout);
 
     // The admin endpoint answers nobody outside the proxy container: not this machine, not the
     // server's own network namespace, not a container on the stage network.
