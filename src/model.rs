@@ -22,7 +22,7 @@ pub struct StageSpec {
     pub orchestrator: Orchestrator,
     /// `proxy { … }`: the proxy (Caddy) in front of routed services; None means the defaults.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub proxy: Option<ProxySettings>,
+    pub proxy: Option<Box<ProxySettings>>,
     /// Values that came from the environment or a `.env`/`env_file` file: output masks them.
     #[serde(skip)]
     pub sensitive: std::collections::BTreeSet<String>,

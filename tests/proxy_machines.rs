@@ -196,8 +196,11 @@ fn inside(rig: &MachineRig, id: u64, args: &[&str]) -> (bool, String) {
 
 /// The certificate the proxy on the server keeps for shop.example.com.
 fn stored_certificate(rig: &MachineRig, id: u64, proxy: &str) -> String {
-    let (ok, pem) =
-        inside(rig, id, &["exec", proxy, "sh", "-c", "cat $(find /data/caddy/certificates -name shop.example.com.crt)"]);
+    let (ok, pem) = inside(
+        rig,
+        id,
+        &["exec", proxy, "sh", "-c", "cat $(find /data/caddy/certificates -name shop.example.com.crt)"],
+    );
     assert!(ok && pem.contains("BEGIN CERTIFICATE"), "no certificate on the proxy's volume: {pem}");
     pem
 }

@@ -249,7 +249,7 @@ pub fn read_stage(config: &Config, stage: &str) -> std::result::Result<(StageSpe
                 auto_suspend_at = Some(node.span());
             }
             "variables" => {}
-            "proxy" => spec.proxy = r.proxy(node),
+            "proxy" => spec.proxy = r.proxy(node).map(Box::new),
             _ => r.push(unknown_node(r.src, node, &format!("in stage `{stage}`"), STAGE_NODES)),
         }
     }

@@ -38,7 +38,7 @@ const RELOAD_RETRY: Duration = Duration::from_millis(200);
 
 /// The proxy settings a stage runs with: its `proxy` block, else the defaults for its kind.
 pub fn settings(spec: &StageSpec) -> ProxySettings {
-    spec.proxy.clone().unwrap_or_else(|| ProxySettings::defaults(spec.is_local()))
+    spec.proxy.as_deref().cloned().unwrap_or_else(|| ProxySettings::defaults(spec.is_local()))
 }
 
 /// Every route of the stage with its service, in file order.
