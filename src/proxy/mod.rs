@@ -575,4 +575,69 @@ mod tests {
         assert_eq!(super::next_name(&spec, "web", Some("p-prod-web-next")), "p-prod-web");
         assert_eq!(super::next_name(&spec, "web", None), "p-prod-web");
     }
+
+    fn local_stage() -> StageSpec {
+        StageSpec {
+            project: "p".into(),
+            name: "local".into(),
+            services: vec![routed("web", &["shop.test"])],
+            ..Default::default()
+        }
+    }
+
+    fn observed_web(name: &str) -> crate::plan::ObservedStage {
+        crate::plan::ObservedStage {
+            containers: vec![crate::plan::ObservedContainer {
+                id: "id1".into(),
+                name: name.into(),
+                stage: "local".into(),
+                service: "web".into(),
+                state: crate::plan::RunState::Running,
+                health: None,
+                config_hash: None,
+                field_hashes: Default::default(),
+                image_id: None,
+                created: 0,
+                status_text: String::new(),
+                ports: Vec::new(),
+                environment: None,
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn plan_creates_the_proxy_and_points_a_replacement_at_the_next_container() {
+        use crate::plan::{Action, Decision, Plan};
+        let spec = local_stage();
+        let observed = observed_web("p-local-web");
+        let mut plan = Plan::default();
+        plan.decisions.insert("web".into(), Decision::Recreate("image updated".into()));
+        let actions = super::plan(&spec, &super::ObservedProxy::default(), &plan, &observed);
+        assert_eq!(
+            actions,
+            vec![
+                Action::CreateProxy { image: "caddy:2".into() },
+                Action::ConfigureProxy { routes: vec!["shop.test → web".into()] }
+            ]
+        );
+        // The configuration it plans sends the route to the new container.
+        let settings = super::settings(&spec);
+        let wanted = super::upstreams_after(&spec, &plan, &observed);
+        assert_eq!(wanted.get("web").map(String::as_str), Some("p-local-web-next"));
+        // A running proxy of the same shape already serving that: nothing to do.
+        let config = super::caddy::config(&settings, &super::caddy::targets(&super::routes(&spec), &wanted));
+        let running = super::ObservedProxy {
+            id: Some("px".into()),
+            running: true,
+            shape: Some(super::shape(&spec, &settings)),
+            config: Some(config),
+        };
+        assert_eq!(super::plan(&spec, &running, &plan, &observed), vec![]);
+        // Stopped: started (and its routes loaded); another image: recreated.
+        let stopped = super::ObservedProxy { running: false, ..running.clone() };
+        assert_eq!(super::plan(&spec, &stopped, &plan, &observed)[0], Action::StartProxy);
+        let other = super::ObservedProxy { shape: Some("caddy:1 127.0.0.1:80/443".into()), ..running };
+        assert!(matches!(super::plan(&spec, &other, &plan, &observed)[0], Action::RecreateProxy { .. }));
+    }
 }
