@@ -191,18 +191,20 @@ fn records_outlive_a_failed_destroy_only_until_the_next_destroy() {
     p.env.push(("FLEET_DNS_BACKOFF_MS".into(), "1".into()));
     p.ok(&["up", "dev"]);
     assert_eq!(sim.records().len(), 3);
-    // The server goes, then every delete of a record fails.
+    // Every delete of a record fails: records go before the server, so the server stays and no
+    // record is left pointing at an IP the provider has handed back.
     sim.fault(r#"{"cf_delete_errors": 1000}"#);
     let failed = p.fleet(&["down", "dev", "--destroy", "--yes"]);
     assert_eq!(failed.code, 1, "{failed:?}");
     assert!(!failed.stdout.contains("is destroyed"), "no success line: {}", failed.stdout);
-    assert_eq!(sim.state()["servers"].as_array().unwrap().len(), 0);
-    assert_eq!(sim.records().len(), 3, "the records still point at the released IP");
-    // The next destroy finds them by their ownership marker although the server is gone.
+    assert_eq!(sim.state()["servers"].as_array().unwrap().len(), 1, "the server keeps its IP");
+    assert_eq!(sim.records().len(), 3, "the records still point at the server's own IP");
+    // The next destroy finds them by their ownership marker, then deletes the server.
     sim.fault(r#"{}"#);
     let again = p.ok(&["down", "dev", "--destroy", "--yes"]);
     assert!(again.stdout.contains("- dns dev.example.com A"), "{}", again.stdout);
     assert!(sim.records().is_empty(), "{:?}", sim.records());
+    assert_eq!(sim.state()["servers"].as_array().unwrap().len(), 0);
     assert!(p.ok(&["down", "dev", "--destroy", "--yes"]).stdout.contains("nothing to do"));
 }
 

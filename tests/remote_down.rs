@@ -108,3 +108,60 @@ fn a_cloud_server_s_suspend_and_destroy_are_planned_as_data() {
     assert_eq!(run.stdout.lines().last(), Some("Stage dev is destroyed."), "{}", run.stdout);
     assert!(sim.state()["servers"].as_array().is_some_and(Vec::is_empty));
 }
+
+#[test]
+fn a_server_deleted_elsewhere_between_plan_and_power_off_stops_the_run_with_its_name() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let kdl = format!(
+        r#"
+project "{{project}}"
+providers {{ sakura-cloud zone="tk1a" }}
+service "db" {{ image "{{image}}"; command "sleep 100000"; stop_signal "SIGKILL" }}
+service "api" {{ image "{{image}}"; command "sleep 100000"; stop_signal "SIGKILL" }}
+stage "dev" {{
+    server "web-1" {{ provider "sakura-cloud"; ssh-key "{key}"; ssh user="root" port={port} identity="{id}"; services "api" }}
+    server "db-1" {{ provider "sakura-cloud"; ssh-key "{key}"; ssh user="root" port={port} identity="{id}"; services "db" }}
+    service "db" "api"
+}}
+"#,
+        key = sshd.public_key().display(),
+        port = sim.ssh_port,
+        id = sshd.identity().display(),
+    );
+    let mut p = Project::new("downplan-vanish", &kdl);
+    p.env = support::remote::sim_env(&sim);
+    // db-1 ignores its shutdown for a while (forced after 4 s): a window after the plan.
+    p.env.retain(|(k, _)| k != "FLEET_SHUTDOWN_FORCE_AFTER_MS");
+    p.env.push(("FLEET_SHUTDOWN_FORCE_AFTER_MS".into(), "4000".into()));
+    p.ok(&["up", "dev"]);
+    let server =
+        |name: &str| sim.state()["servers"].as_array().and_then(|a| a.iter().find(|s| s["name"] == name).cloned());
+    let web1 = server("web-1").and_then(|s| s["id"].as_u64()).expect("web-1's id");
+    sim.fault(r#"{"ignore_shutdown": true}"#);
+
+    let mut child = p.cmd(&["down", "dev", "--suspend"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    // Planned and under way (db-1 goes first, web-1 holds the lock and goes last): someone else
+    // deletes web-1 meanwhile.
+    while !seen.contains("~ server db-1: power off") {
+        assert_ne!(stdout.read_line(&mut seen).unwrap(), 0, "down ended before powering off: {seen}");
+    }
+    sim.sakura_in("tk1a", "DELETE", &format!("server/{web1}/power"), r#"{"Force": true}"#);
+    while server("web-1").is_some_and(|s| s["power"] != "Down") {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    sim.sakura_in("tk1a", "DELETE", &format!("server/{web1}"), "{}");
+    stdout.read_to_string(&mut seen).unwrap();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let status = child.wait().unwrap();
+
+    assert_eq!(status.code(), Some(1), "stdout:\n{seen}\nstderr:\n{stderr}");
+    assert!(stderr.contains("server web-1") && stderr.contains("no longer exists"), "{stderr}");
+    assert!(!seen.contains("is suspended"), "no success line for a power-off that was not done: {seen}");
+    assert!(server("db-1").is_some_and(|s| s["power"] == "Down"), "the step before it was done");
+}

@@ -74,6 +74,15 @@ pub struct SeenSwarm {
     pub network: bool,
     /// Each reached node: its server, whether it is a manager, whether it is in the swarm at all.
     pub members: Vec<SeenMember>,
+    /// The stage's volumes on each reached node (observed for `--destroy --volumes` only).
+    pub volumes: Vec<NodeVolumes>,
+}
+
+/// The stage's volumes on one node: a swarm's volumes are local to each node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeVolumes {
+    pub server: String,
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,8 +101,8 @@ pub struct SeenMember {
 }
 
 /// One step of a remote `down`, carrying what its apply needs. Steps are in dependency order:
-/// containers, the swarm's services, tasks, network, leaves and volumes, then servers last to
-/// first (the lock holder last), then records.
+/// containers, the swarm's services, tasks, network, leaves and volumes, then records, then
+/// servers last to first (the lock holder last).
 #[derive(Debug, Clone)]
 pub enum DownStep {
     /// Stop or remove one server's containers as `plan` says (`observed` gives their ids).
@@ -106,8 +115,9 @@ pub enum DownStep {
     SwarmNetwork { manager: String, action: Action },
     /// A node leaves the swarm (workers first, managers last).
     LeaveSwarm { server: String, manager: bool, action: InfraAction },
-    /// `--destroy --volumes` of a swarm stage: the stage's volumes on every node.
-    SwarmVolumes,
+    /// `--destroy --volumes` of a swarm stage: the stage's volumes observed on one node, each
+    /// shown (dry run, confirmation) like a container stage's volume removal.
+    SwarmVolumes { server: String, names: Vec<String> },
     /// The stage lock on the first server is given back: its power-off comes next.
     ReleaseLock,
     /// Graceful shutdown, re-sent while ignored, forced after a deadline.
@@ -133,6 +143,9 @@ impl DownStep {
     pub fn lines(&self) -> Vec<Line> {
         match self {
             Self::Containers { plan, .. } => plan.actions.iter().cloned().map(Line::Action).collect(),
+            Self::SwarmVolumes { names, .. } => {
+                names.iter().map(|name| Line::Action(Action::RemoveVolume { name: name.clone() })).collect()
+            }
             Self::SwarmService { action, .. } | Self::LeaveSwarm { action, .. } | Self::PowerOff { action, .. } => {
                 vec![Line::Infra(action.clone())]
             }
@@ -146,7 +159,7 @@ impl DownStep {
             Self::DeleteRecords { records, .. } => {
                 records.iter().map(|r| Line::Infra(super::dns::delete_record(r))).collect()
             }
-            Self::SwarmTasksGone { .. } | Self::SwarmVolumes | Self::ReleaseLock => Vec::new(),
+            Self::SwarmTasksGone { .. } | Self::ReleaseLock => Vec::new(),
         }
     }
 }
@@ -202,10 +215,12 @@ pub fn plan(spec: &StageSpec, seen: &DownObservation, intent: DownIntent) -> Dow
     if let Some(swarm) = &seen.swarm {
         steps.extend(swarm_steps(spec, swarm, intent));
     }
-    steps.extend(server_steps(spec, seen, intent));
+    // Records before servers: a delete that fails or is interrupted must never leave a name
+    // pointing at an address the provider has already handed back (someone else's next).
     if matches!(intent, DownIntent::Destroy { .. }) {
         steps.extend(record_steps(spec, seen));
     }
+    steps.extend(server_steps(spec, seen, intent));
     DownPlan { stage: spec.name.clone(), intent, steps }
 }
 
@@ -264,7 +279,9 @@ fn swarm_steps(spec: &StageSpec, swarm: &SeenSwarm, intent: DownIntent) -> Vec<D
         steps.push(DownStep::LeaveSwarm { server: m.server.clone(), manager: m.manager, action });
     }
     if intent == (DownIntent::Destroy { volumes: true }) {
-        steps.push(DownStep::SwarmVolumes);
+        for v in swarm.volumes.iter().filter(|v| !v.names.is_empty()) {
+            steps.push(DownStep::SwarmVolumes { server: v.server.clone(), names: v.names.clone() });
+        }
     }
     steps
 }

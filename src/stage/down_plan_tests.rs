@@ -41,7 +41,6 @@ fn lines(plan: &DownPlan) -> Vec<String> {
             match s {
                 DownStep::ReleaseLock => vec!["(release lock)".to_string()],
                 DownStep::SwarmTasksGone { destroy } => vec![format!("(wait for tasks, destroy={destroy})")],
-                DownStep::SwarmVolumes => vec!["(swarm volumes)".to_string()],
                 _ => shown,
             }
         })
@@ -98,7 +97,7 @@ fn suspend_of_a_server_already_off_is_empty() {
 }
 
 #[test]
-fn destroy_removes_containers_network_and_volumes_then_the_server_then_its_records() {
+fn destroy_removes_containers_network_and_volumes_then_its_records_then_the_server() {
     let (spec, mut seen) = one_server(Power::Up);
     if let Some(c) = seen.servers[0].containers.as_mut() {
         c.volumes.insert("p-dev-data".into());
@@ -112,16 +111,16 @@ fn destroy_removes_containers_network_and_volumes_then_the_server_then_its_recor
             "- container db",
             "- network p-dev",
             "- volume p-dev-data",
+            "- dns dev.example.com A",
+            "- dns api.example.com A",
             "(release lock)",
             "~ server web-1: power off",
             "- server web-1 (sakura-cloud tk1a) with 1 disk(s)",
-            "- dns dev.example.com A",
-            "- dns api.example.com A",
         ]
     );
-    let DownStep::DeleteServer { ip, .. } = &plan.steps[2] else { panic!("{:?}", plan.steps[2]) };
+    let DownStep::DeleteServer { ip, .. } = &plan.steps[3] else { panic!("{:?}", plan.steps[3]) };
     assert_eq!(ip.as_deref(), Some("192.0.2.10"), "the host key of this address is forgotten after the delete");
-    let DownStep::DeleteRecords { records, .. } = &plan.steps[3] else { panic!("{:?}", plan.steps[3]) };
+    let DownStep::DeleteRecords { records, .. } = &plan.steps[1] else { panic!("{:?}", plan.steps[1]) };
     assert_eq!(records[0].id, "rec-dev.example.com", "the executor deletes the very records observed");
     let summary = crate::plan::PlanSummary::of(&plan.to_plan());
     assert_eq!((summary.destroy, summary.change), (7, 1), "{summary:?}");
@@ -226,6 +225,11 @@ fn swarm_seen(spec: &StageSpec) -> DownObservation {
                 SeenMember { server: "w1".into(), manager: false, in_swarm: true },
                 SeenMember { server: "w2".into(), manager: false, in_swarm: false },
             ],
+            volumes: vec![
+                NodeVolumes { server: "m1".into(), names: vec!["p-dev-data".into()] },
+                NodeVolumes { server: "w1".into(), names: vec!["p-dev-data".into(), "p-dev-cache".into()] },
+                NodeVolumes { server: "w2".into(), names: vec![] },
+            ],
         }),
     }
 }
@@ -273,7 +277,9 @@ fn swarm_destroy_removes_services_network_then_workers_leave_before_managers_the
             "- network p-dev",
             "- node w1: leaves the swarm",
             "- node m1: leaves the swarm",
-            "(swarm volumes)",
+            "- volume p-dev-data",
+            "- volume p-dev-data",
+            "- volume p-dev-cache",
             "~ server w2: power off",
             "- server w2 (sakura-cloud tk1a) with 1 disk(s)",
             "~ server w1: power off",
@@ -326,4 +332,49 @@ fn down_never_touches_idle_timers() {
         let infra = plan(&spec, &seen, intent).to_plan().infra;
         assert!(!infra.iter().any(|a| matches!(a, InfraAction::SetAutoSuspend { .. })), "{intent:?}: {infra:?}");
     }
+}
+
+#[test]
+fn swarm_destroy_names_every_volume_it_removes_node_by_node_and_only_with_volumes() {
+    // The dry run and the confirmation list what the run removes: each node's volumes, observed.
+    let spec = swarm_stage();
+    let seen = swarm_seen(&spec);
+    let with = plan(&spec, &seen, DownIntent::Destroy { volumes: true });
+    let per_node: Vec<(String, Vec<String>)> = with
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            DownStep::SwarmVolumes { server, names } => Some((server.clone(), names.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        per_node,
+        [
+            ("m1".to_string(), vec!["p-dev-data".to_string()]),
+            ("w1".to_string(), vec!["p-dev-data".to_string(), "p-dev-cache".to_string()]),
+        ],
+        "a node without volumes has no step"
+    );
+    let removed =
+        |p: &DownPlan| p.to_plan().actions.iter().filter(|a| matches!(a, Action::RemoveVolume { .. })).count();
+    assert_eq!(removed(&with), 3, "the confirmation lists every removal");
+    assert_eq!(removed(&plan(&spec, &seen, DownIntent::Destroy { volumes: false })), 0);
+    assert_eq!(removed(&plan(&spec, &seen, DownIntent::Stop)), 0);
+}
+
+#[test]
+fn destroy_deletes_records_before_any_server_gives_its_address_back() {
+    // A destroy stopped between the two (an error, Ctrl-C) must not leave a name pointing at an
+    // address the provider may hand to someone else; the rerun deletes the server.
+    let spec = stage(vec![sakura("a", &[]), sakura("b", &[])]);
+    let seen = DownObservation {
+        servers: (0..2).map(|i| server(&spec, i, Some(Power::Up), false)).collect(),
+        records: vec![record("a", "a.example.com"), record("b", "b.example.com")],
+        swarm: None,
+    };
+    let shown = lines(&plan(&spec, &seen, DownIntent::Destroy { volumes: false }));
+    let first_server = shown.iter().position(|l| l.contains("server")).unwrap_or(usize::MAX);
+    let last_record = shown.iter().rposition(|l| l.starts_with("- dns")).unwrap_or(usize::MAX);
+    assert!(last_record < first_server, "{shown:?}");
 }

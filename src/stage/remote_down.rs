@@ -3,7 +3,9 @@
 //! Everything `down` touches can be observed before anything changes, so it is one round.
 
 use super::dns::Zones;
-use super::down_plan::{self, DownIntent, DownObservation, DownPlan, DownStep, Line, SeenRecord, SeenServer};
+use super::down_plan::{
+    self, DownIntent, DownObservation, DownPlan, DownStep, Line, NodeVolumes, SeenRecord, SeenServer,
+};
 use super::remote_stage::{Held, Reach, lock, reach, tag, tagged};
 use super::{DownOptions, confirm_destroy, print_plan, removals, server_lock, swarm_stage};
 use crate::config::Config;
@@ -11,7 +13,7 @@ use crate::engine::{self, Engine, Event};
 use crate::error::{Error, Result};
 use crate::infra::{InfraEvent, Power, Progress, Providers};
 use crate::model::{Server, ServerProvider, StageSpec};
-use crate::plan::{ChangeKind, Plan, PlanSummary};
+use crate::plan::{Action, ChangeKind, Plan, PlanSummary};
 use crate::signal;
 use crate::ssh::{self, known_hosts_file};
 use crate::ui::{Format, Ui};
@@ -124,8 +126,22 @@ async fn observe_engines(d: &Down<'_>, seen: &mut DownObservation, held: &mut He
     }
     if d.spec.is_swarm() {
         seen.swarm = swarm_stage::observe_down(d.spec, &nodes(d.spec, seen, held)).await?;
+        if let Some(swarm) = seen.swarm.as_mut().filter(|_| d.opts.destroy && d.opts.volumes) {
+            swarm.volumes = swarm_volumes(d.spec, held).await?;
+        }
     }
     Ok(())
+}
+
+/// The stage's volumes on each reached node, so that the dry run and the confirmation name every
+/// one that `--destroy --volumes` removes.
+async fn swarm_volumes(spec: &StageSpec, held: &Held) -> Result<Vec<NodeVolumes>> {
+    let mut out = Vec::new();
+    for c in &held.conns {
+        let names = c.engine.volumes(spec).await?.into_iter().collect();
+        out.push(NodeVolumes { server: c.server.clone(), names });
+    }
+    Ok(out)
 }
 
 /// The reached servers, as swarm nodes.
@@ -206,7 +222,14 @@ async fn step(
             progress(InfraEvent::Action(action.clone()));
             engine_of(held, server)?.swarm_leave(*manager).await
         }
-        DownStep::SwarmVolumes => swarm_stage::remove_volumes(spec, &nodes(spec, seen, held)).await,
+        DownStep::SwarmVolumes { server, names } => {
+            let engine = engine_of(held, server)?;
+            for name in names {
+                d.ui.events()(Event::Applying(Action::RemoveVolume { name: name.clone() }));
+                engine.remove_volume(name).await?;
+            }
+            Ok(())
+        }
         DownStep::ReleaseLock => {
             std::mem::take(held).release(config, spec).await;
             Ok(())
@@ -214,11 +237,13 @@ async fn step(
         // The provider reports the power-off (and a forced one) as it happens.
         DownStep::PowerOff { server, .. } => {
             let server = server_of(spec, server)?;
-            d.providers.power_off(server, &tag(config, spec, server), progress).await.map(drop)
+            let found = d.providers.power_off(server, &tag(config, spec, server), progress).await?;
+            found.map(drop).ok_or_else(|| vanished(spec, server, "powered off"))
         }
         DownStep::DeleteServer { server, ip, .. } => {
             let server = server_of(spec, server)?;
-            d.providers.destroy(server, &tag(config, spec, server), progress).await?;
+            let found = d.providers.destroy(server, &tag(config, spec, server), progress).await?;
+            found.ok_or_else(|| vanished(spec, server, "deleted"))?;
             // The delete is confirmed: the IP is someone else's next, so its key goes now.
             if let Some(ip) = ip {
                 ssh::forget_host(&known_hosts_file(&config.project), ip, server.ssh.port);
@@ -238,6 +263,19 @@ async fn step(
             zones.delete(&config.project, &spec.name, server_of(spec, server)?, records, progress).await
         }
     }
+}
+
+/// A server the plan found is gone when its step runs: deleted by someone else meanwhile. The
+/// run stops there rather than report a power-off or delete it did not do.
+fn vanished(spec: &StageSpec, server: &Server, verb: &str) -> Error {
+    Error::failed_help(
+        format!(
+            "server {}: it existed when `down` planned, and no longer exists now, so fleet {verb} nothing \
+             (deleted by someone else meanwhile?); the steps after it were not run",
+            server.name
+        ),
+        format!("look at the stage with `fleet status {}`, then run `fleet down` again", spec.name),
+    )
 }
 
 fn engine_of<'a>(held: &'a Held, server: &str) -> Result<&'a Engine> {

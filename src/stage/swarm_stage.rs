@@ -581,6 +581,7 @@ pub(super) async fn observe_down(spec: &StageSpec, nodes: &[Node<'_>]) -> Result
                 in_swarm: m.state != MemberState::Inactive,
             })
             .collect(),
+        volumes: Vec::new(),
     }))
 }
 
@@ -638,16 +639,6 @@ pub(super) async fn remove_network(manager: &Engine, spec: &StageSpec) -> Result
         }
         tokio::time::sleep(POLL).await;
     }
-}
-
-/// `--destroy --volumes`: the stage's volumes on every node.
-pub(super) async fn remove_volumes(spec: &StageSpec, nodes: &[Node<'_>]) -> Result<()> {
-    for node in nodes {
-        for v in node.engine.volumes(spec).await? {
-            node.engine.remove_volume(&v).await?;
-        }
-    }
-    Ok(())
 }
 
 /// `status`: the swarm's nodes by server name (role, availability, Ready) and one line per
