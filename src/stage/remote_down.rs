@@ -243,12 +243,12 @@ async fn step(
         DownStep::DeleteServer { server, ip, .. } => {
             let server = server_of(spec, server)?;
             let found = d.providers.destroy(server, &tag(config, spec, server), progress).await?;
-            found.ok_or_else(|| vanished(spec, server, "deleted"))?;
-            // The delete is confirmed: the IP is someone else's next, so its key goes now.
+            // The delete is confirmed (or someone else's was): the IP is someone else's next, so
+            // its key goes now.
             if let Some(ip) = ip {
                 ssh::forget_host(&known_hosts_file(&config.project), ip, server.ssh.port);
             }
-            Ok(())
+            found.map(drop).ok_or_else(|| vanished(spec, server, "deleted"))
         }
         DownStep::KeepHost { .. } => {
             step.lines().into_iter().for_each(|l| {
