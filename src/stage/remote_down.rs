@@ -109,9 +109,11 @@ async fn observe_cloud(d: &Down<'_>) -> Result<DownObservation> {
 /// Each running server reached (the first one locked, unless a dry run), then its containers, or
 /// for a swarm stage the swarm as its manager reports it.
 async fn observe_engines(d: &Down<'_>, seen: &mut DownObservation, held: &mut Held) -> Result<()> {
-    for (i, (server, s)) in d.spec.servers.iter().zip(&mut seen.servers).enumerate() {
-        let Some(m) = s.machine.as_ref().filter(|m| m.power == Power::Up) else { continue };
-        let conn = reach(d.config, server, m, d.ui, Reach::Observe).await?;
+    for (i, server) in d.spec.servers.iter().enumerate() {
+        let Some(m) = seen.servers.get(i).and_then(|s| s.machine.clone()).filter(|m| m.power == Power::Up) else {
+            continue;
+        };
+        let conn = reach(d.config, server, &m, d.ui, Reach::Observe).await?;
         held.conns.push(conn);
         let conn = held.conns.last().ok_or_else(|| Error::failed("no connection was kept"))?;
         if i == 0 && !d.opts.dry_run {
@@ -119,8 +121,12 @@ async fn observe_engines(d: &Down<'_>, seen: &mut DownObservation, held: &mut He
             let (project, stage) = (&d.config.project, &d.spec.name);
             server_lock::acquire(&conn.host, &server.name, project, stage, &purpose, d.opts.lock_wait).await?;
             held.locked = true;
+            // The first look found the lock's server; another run (an `up` creating a server, say)
+            // may have changed the stage before the lock was ours. Observed again under the lock,
+            // the plan misses nothing that run did.
+            *seen = observe_cloud(d).await?;
         }
-        if !d.spec.is_swarm() {
+        if let Some(s) = seen.servers.get_mut(i).filter(|_| !d.spec.is_swarm()) {
             s.containers = Some(conn.engine.observe(&d.spec.for_server(server)).await?);
         }
     }
