@@ -244,8 +244,11 @@ pub async fn run(cli: Cli) -> Result<i32> {
             return import_compose(file, force, output, &ui);
         }
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "fleet", &mut std::io::stdout());
-            return Ok(0);
+            // Generated into memory: clap_complete panics when its writer fails (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "fleet", &mut script);
+            let written = std::io::Write::write_all(&mut std::io::stdout().lock(), &script);
+            return Ok(if written.is_ok() { 0 } else { 2 });
         }
     };
     let cfg = load()?;

@@ -82,13 +82,32 @@ fn plural(n: usize) -> String {
     if n == 1 { "1 config error".into() } else { format!("{n} config errors") }
 }
 
+/// Words longer than this get no suggestion: typos are made in names, and the cost of a
+/// comparison grows with the product of both lengths.
+const SUGGEST_MAX_CHARS: usize = 40;
+/// At most this many candidates are compared per suggestion, so N misspellings against N
+/// names cost N * this, never N * N.
+const SUGGEST_MAX_CANDIDATES: usize = 64;
+
 /// "did you mean `environment`?" for a misspelt key.
 pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let len = word.chars().count();
+    if len == 0 || len > SUGGEST_MAX_CHARS {
+        return None;
+    }
     // Transpositions ("wbe") score low on Jaro-Winkler, so accept a small edit distance too.
-    let max_edits = (word.chars().count() / 3).max(1);
+    let max_edits = (len / 3).max(1);
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(word, c), strsim::damerau_levenshtein(word, c), c))
+        // A byte length check first (cheap, never reads the text): far longer or shorter names
+        // reach neither a Jaro-Winkler of 0.8 nor a small edit distance.
+        .filter(|c| c.len() <= 4 * (2 * len + 2) && c.len() * 2 + 2 >= len)
+        .filter(|c| {
+            let n = c.chars().count();
+            n <= 2 * len + 2 && n * 2 + 2 >= len
+        })
+        .take(SUGGEST_MAX_CANDIDATES)
+        .map(|c| (strsim::jaro_winkler(word, c), strsim::osa_distance(word, c), c))
         .filter(|(score, edits, _)| *score > 0.8 || *edits <= max_edits)
         .min_by(|a, b| a.1.cmp(&b.1).then(b.0.total_cmp(&a.0)))
         .map(|(_, _, c)| format!("did you mean `{c}`?"))
@@ -112,5 +131,23 @@ mod tests {
             Some("did you mean `environment`?")
         );
         assert_eq!(suggest("zzz", ["image", "ports"]), None);
+        assert_eq!(suggest("wbe", ["db", "web"]).as_deref(), Some("did you mean `web`?"));
+    }
+
+    /// Fuzz-found: thousands of misspellings against thousands of names took over 10 s.
+    #[test]
+    fn suggestions_stay_cheap_for_many_and_long_names() {
+        let mut rng = fastrand::Rng::with_seed(22);
+        let names: Vec<String> = (0..3000).map(|i| format!("service-{i:05}-{}", rng.u32(..))).collect();
+        let long = "x".repeat(200_000);
+        let started = std::time::Instant::now();
+        for name in &names {
+            let typo: String = name.chars().rev().collect();
+            let _ = suggest(&typo, names.iter().map(String::as_str));
+        }
+        assert_eq!(suggest(&long, [long.as_str(), "local"]), None, "too long to be a typo");
+        assert_eq!(suggest("prod", [long.as_str()]), None);
+        let elapsed = started.elapsed();
+        assert!(elapsed < std::time::Duration::from_secs(3), "3,000 suggestions took {elapsed:?}");
     }
 }

@@ -8,6 +8,7 @@ pub mod diagnostic;
 pub mod dns;
 pub mod engine;
 pub mod error;
+pub mod error_output;
 pub mod holder;
 pub mod infra;
 pub mod local_lock;

@@ -22,6 +22,20 @@ fn lock_dir() -> PathBuf {
     std::env::var_os("FLEET_LOCK_DIR").map(PathBuf::from).unwrap_or_else(|| crate::runtime_dir::base().join("locks"))
 }
 
+/// A directory named by `FLEET_LOCK_DIR` is the user's choice: the help says so, not `XDG_RUNTIME_DIR`.
+fn from_lock_dir_variable(e: Error, dir: &std::path::Path) -> Error {
+    match e {
+        Error::Failed { message, help: Some(_) } if std::env::var_os("FLEET_LOCK_DIR").is_some() => Error::failed_help(
+            message,
+            format!(
+                "FLEET_LOCK_DIR names this directory; make it yours and private (chmod 700 {}), or point FLEET_LOCK_DIR elsewhere",
+                dir.display()
+            ),
+        ),
+        other => other,
+    }
+}
+
 impl StageLock {
     /// Takes the lock or fails at once naming the holder; with `wait`, retries that long.
     /// The wait sleeps on the runtime, so Ctrl-C ends it at once.
@@ -30,7 +44,7 @@ impl StageLock {
         if std::env::var_os("FLEET_LOCK_DIR").is_none() {
             crate::runtime_dir::ensure_private(&crate::runtime_dir::base())?;
         }
-        crate::runtime_dir::ensure_private(&dir)?;
+        crate::runtime_dir::ensure_private(&dir).map_err(|e| from_lock_dir_variable(e, &dir))?;
         // `@` occurs in neither name, so two (project, stage) pairs never share a lock.
         let path = dir.join(format!("{project}@{stage}.lock"));
         // No-follow: a symlink planted at this name must not redirect the write.

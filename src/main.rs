@@ -1,6 +1,7 @@
 use clap::Parser;
 use fleetflow::cli::{self, Cli, Command};
 use fleetflow::error::Error;
+use std::io::Write;
 
 #[tokio::main]
 async fn main() {
@@ -11,9 +12,6 @@ async fn main() {
     // `plan` and `--dry-run` promise 0 nothing to do, 2 changes, 1 any error, so a CI job
     // never reads a config error as "changes pending".
     let plan_like = args.is_plan_like();
-    // Piped output (CI logs, grep) keeps each message on one line.
-    let wrap = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = miette::set_hook(Box::new(move |_| Box::new(miette::MietteHandlerOpts::new().wrap_lines(wrap).build())));
     let run = async move {
         match args.command {
             Command::Mcp => fleetflow::mcp::serve(args.file).await,
@@ -32,17 +30,22 @@ fn report(e: Error, plan_like: bool) -> i32 {
         2 if plan_like => 1,
         code => code,
     };
-    eprintln!("{:?}", miette::Report::new(e));
+    let text = fleetflow::error_output::render(&e, fleetflow::error_output::Style::for_stderr());
+    // A stderr that cannot be written (`2>/dev/full`, a closed pipe) loses the message, not the exit code.
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(text.as_bytes()).and_then(|_| stderr.flush());
     code
 }
 
 /// clap's own exit is 2 for bad arguments; a plan-like command keeps its promise of 1.
 fn exit_on_bad_arguments(e: clap::Error) -> ! {
     use clap::error::ErrorKind;
+    // `print` returns the write error (a closed pipe, a full disk) rather than panicking.
+    let printed = e.print().is_ok();
     if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-        e.exit();
+        std::process::exit(if printed { 0 } else { 2 });
     }
-    let plan_like = std::env::args().skip(1).any(|a| a == "plan" || a == "--dry-run");
-    let _ = e.print();
+    // `args_os`: an argument that is not UTF-8 is clap's error to report, not a panic here.
+    let plan_like = std::env::args_os().skip(1).any(|a| a == "plan" || a == "--dry-run");
     std::process::exit(if plan_like { 1 } else { e.exit_code() });
 }

@@ -103,7 +103,7 @@ fn out(text: impl std::fmt::Display) {
         return;
     }
     if STDOUT_RESERVED.load(std::sync::atomic::Ordering::Relaxed) {
-        anstream::eprintln!("{text}");
+        err(text);
         return;
     }
     if stdout_closed() {
@@ -118,6 +118,13 @@ fn out(text: impl std::fmt::Display) {
     }
 }
 
+/// Writes one line to stderr. A stderr that cannot be written (`2>/dev/full`, a closed pipe)
+/// loses the line: `eprintln!` would panic, and there is nowhere left to report it.
+fn err(text: impl std::fmt::Display) {
+    let mut stderr = anstream::stderr().lock();
+    let _ = writeln!(stderr, "{text}").and_then(|_| stderr.flush());
+}
+
 impl Ui {
     pub fn line(&self, text: impl std::fmt::Display) {
         if !self.quiet {
@@ -126,19 +133,19 @@ impl Ui {
     }
 
     pub fn warn(&self, text: impl std::fmt::Display) {
-        anstream::eprintln!("{} {text}", "warning:".yellow().bold());
+        err(format!("{} {text}", "warning:".yellow().bold()));
     }
 
     pub fn note(&self, text: impl std::fmt::Display) {
         if !self.quiet {
-            anstream::eprintln!("{}", text.dimmed());
+            err(text.dimmed());
         }
     }
 
     /// Only with `-v`: what was observed and where.
     pub fn detail(&self, text: impl std::fmt::Display) {
         if self.verbose && !self.quiet {
-            anstream::eprintln!("{}", text.dimmed());
+            err(text.dimmed());
         }
     }
 
@@ -220,8 +227,10 @@ impl Ui {
 
     /// Asks on a terminal; without one the caller must have passed `--yes`.
     pub fn confirm(&self, question: &str) -> std::io::Result<bool> {
-        anstream::eprint!("{question} Type 'yes' to continue: ");
-        std::io::stderr().flush()?;
+        let mut stderr = anstream::stderr().lock();
+        write!(stderr, "{question} Type 'yes' to continue: ")?;
+        stderr.flush()?;
+        drop(stderr);
         let mut answer = String::new();
         std::io::stdin().lock().read_line(&mut answer)?;
         Ok(answer.trim() == "yes")

@@ -1,0 +1,148 @@
+//! Errors as the user reads them: one block per problem, the way rustc and just print them.
+//!
+//! A config error is one block per mistake in the file, each pointing at its line and column;
+//! no wrapper header above them and no internal codes (`fleet::failed`) that no page explains.
+//! Rendering is a pure function to a string, so `main` writes it once and can ignore a stderr
+//! that cannot be written (`2>/dev/full`, a closed pipe) instead of panicking.
+
+use crate::error::Error;
+use miette::{Diagnostic, GraphicalTheme, LabeledSpan, MietteHandler, ReportHandler, Severity, SourceCode};
+use std::fmt;
+
+/// How the terminal wants the text.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub color: bool,
+    /// Wrap long lines to the terminal; piped output keeps each message on one line.
+    pub wrap: bool,
+}
+
+impl Style {
+    /// Colour and wrapping only for a terminal; `NO_COLOR` turns colour off.
+    pub fn for_stderr() -> Self {
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Self { color: tty && !no_color, wrap: tty }
+    }
+}
+
+/// The whole report for one error: its blocks, then for several config errors a count.
+pub fn render(e: &Error, style: Style) -> String {
+    let handler = handler(style);
+    let mut out = String::new();
+    let blocks = blocks(e);
+    for (i, block) in blocks.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&format!("{:?}", Shown { diagnostic: &Block(*block), handler: &handler }));
+    }
+    if let Error::Config(c) = e
+        && c.errors.len() > 1
+    {
+        out.push_str(&format!("\n{}\n", c));
+    }
+    out
+}
+
+fn handler(style: Style) -> MietteHandler {
+    let mut theme = if style.color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+    // `error: message` as rustc and just write it, rather than miette's `×`.
+    theme.characters.error = "error:".into();
+    miette::MietteHandlerOpts::new()
+        .graphical_theme(theme)
+        .force_graphical(true)
+        .terminal_links(false)
+        .wrap_lines(style.wrap)
+        .build()
+}
+
+/// The diagnostics to print, one block each: every mistake of a config error, else the error.
+fn blocks(e: &Error) -> Vec<&dyn Diagnostic> {
+    match e {
+        Error::Config(c) if !c.errors.is_empty() => c.errors.iter().map(|d| d as &dyn Diagnostic).collect(),
+        other => vec![other as &dyn Diagnostic],
+    }
+}
+
+struct Shown<'a> {
+    diagnostic: &'a dyn Diagnostic,
+    handler: &'a MietteHandler,
+}
+
+impl fmt::Debug for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.handler.debug(self.diagnostic, f)
+    }
+}
+
+/// A diagnostic without its code and without related errors (those are blocks of their own).
+struct Block<'a>(&'a dyn Diagnostic);
+
+impl fmt::Debug for Block<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.0, f)
+    }
+}
+
+impl fmt::Display for Block<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.0, f)
+    }
+}
+
+impl std::error::Error for Block<'_> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl Diagnostic for Block<'_> {
+    fn severity(&self) -> Option<Severity> {
+        self.0.severity()
+    }
+
+    fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
+        self.0.help()
+    }
+
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        self.0.source_code()
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        self.0.labels()
+    }
+
+    fn diagnostic_source(&self) -> Option<&dyn Diagnostic> {
+        self.0.diagnostic_source()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ConfigError, ConfigErrors, SourceFile};
+
+    const PLAIN: Style = Style { color: false, wrap: false };
+
+    #[test]
+    fn one_block_per_config_error_without_codes_or_a_second_header() {
+        let src = SourceFile::new("fleet.kdl", "service \"a\" {\n  bogus 1\n}\n");
+        let one = |msg: &str| ConfigError::new(&src, (16, 5).into(), msg).label("unknown");
+        let e: Error = ConfigErrors { file: "fleet.kdl".into(), errors: vec![one("first"), one("second")] }.into();
+        let text = render(&e, PLAIN);
+        assert!(!text.contains("fleet::"), "no internal codes:\n{text}");
+        assert!(!text.contains("Error:"), "no second header:\n{text}");
+        assert_eq!(text.matches("error: ").count(), 2, "{text}");
+        assert!(text.contains("error: first") && text.contains("error: second"), "{text}");
+        assert_eq!(text.matches("fleet.kdl:2:3").count(), 2, "each block points at its place:\n{text}");
+        assert!(text.trim_end().ends_with("2 config errors in fleet.kdl"), "{text}");
+    }
+
+    #[test]
+    fn other_errors_print_their_message_and_help_only() {
+        let text = render(&Error::failed_help("stage `dev` is locked", "wait for it"), PLAIN);
+        assert_eq!(text.trim_end(), "  error: stage `dev` is locked\n  help: wait for it");
+    }
+}
