@@ -9,17 +9,50 @@
 
 use kdl::{KdlDocument, KdlEntry, KdlIdentifier, KdlNode, KdlValue};
 
-/// The document, or `None` when the text needs the full parser.
+/// What the fast path made of a text.
+#[derive(Debug)]
+pub enum Outcome {
+    Parsed(KdlDocument),
+    /// The children block opening at `offset` nests deeper than allowed. This parser recurses
+    /// once per level, and it is the one that counts: a limit checked here cannot read the text
+    /// differently from the parse it protects.
+    TooDeep {
+        offset: usize,
+    },
+    /// Outside the subset (or invalid): the full parser reads it.
+    Unsupported,
+}
+
+/// Reads `text`, refusing children blocks nested deeper than `max_depth`.
+pub fn read(text: &str, max_depth: usize) -> Outcome {
+    let mut p = Parser { s: text, b: text.as_bytes(), i: 0, depth: 0, max_depth, too_deep: None };
+    match p.document(false) {
+        Some(doc) if p.i == p.b.len() => Outcome::Parsed(doc),
+        _ => match p.too_deep {
+            Some(offset) => Outcome::TooDeep { offset },
+            None => Outcome::Unsupported,
+        },
+    }
+}
+
+/// The document, or `None` when the text needs the full parser (or nests too deep).
+#[cfg(test)]
 pub fn parse(text: &str) -> Option<KdlDocument> {
-    let mut p = Parser { s: text, b: text.as_bytes(), i: 0 };
-    let doc = p.document(false)?;
-    (p.i == p.b.len()).then_some(doc)
+    match read(text, super::limits::MAX_NESTING) {
+        Outcome::Parsed(doc) => Some(doc),
+        _ => None,
+    }
 }
 
 struct Parser<'a> {
     s: &'a str,
     b: &'a [u8],
     i: usize,
+    /// Children blocks open around the current position.
+    depth: usize,
+    max_depth: usize,
+    /// Where the first block too deep opened; parsing stops there.
+    too_deep: Option<usize>,
 }
 
 /// Characters that end a bare identifier (KDL 2), besides white space.
@@ -145,8 +178,15 @@ impl Parser<'_> {
                     break;
                 }
                 Some(b'{') => {
+                    if self.depth == self.max_depth {
+                        self.too_deep = Some(self.i);
+                        return None;
+                    }
                     self.i += 1;
-                    let children = self.document(true)?;
+                    self.depth += 1;
+                    let children = self.document(true);
+                    self.depth -= 1;
+                    let children = children?;
                     if self.peek() != Some(b'}') {
                         return None;
                     }

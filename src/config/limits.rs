@@ -1,106 +1,99 @@
-//! Bounds checked before the KDL parser sees a file: both KDL parsers recurse once per
-//! nesting level, so a hostile or broken file (`a { a { a { …`) would overflow the stack.
+//! Bounds that keep a hostile or broken fleet.kdl from crashing fleet. Both KDL parsers recurse
+//! once per nesting level, so `a { a { a { …` would overflow the stack. The limit holds by
+//! construction, with no second tokenizer that could read the text differently from the parser:
+//! - fleet's own fast parser counts the depth as it recurses and stops at `MAX_NESTING`;
+//! - the official parser runs on a thread whose stack fits the deepest nesting *any* reading of
+//!   the text could have (one level per `{` byte in it), and the depth of what it returns is then
+//!   checked on the document itself.
 
 use super::diagnostic::{ConfigError, SourceFile};
+use crate::error::{Error, Result};
+use kdl::KdlDocument;
 
 /// Far beyond any real fleet.kdl (it nests 4-5 levels) and far below the parsers' stack use.
 pub const MAX_NESTING: usize = 64;
 /// A fleet.kdl of 10,000 services is about 2 MiB.
 pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
+/// Stack one nesting level may use in the official KDL parsers, with a margin: measured at
+/// 17-32 KiB for KDL 2 and 8-16 KiB for KDL 1 in a debug build, less in release
+/// (`stack_per_level_covers_the_official_parsers` keeps this honest).
+const STACK_PER_LEVEL: usize = 64 * 1024;
+/// The parser's own frames and whatever it calls besides the recursion.
+const STACK_BASE: usize = 8 * 1024 * 1024;
+/// Address space reserved for the parser thread at most (touched only as deep as it recurses).
+const MAX_PARSER_STACK: usize = 1024 * 1024 * 1024;
 
-/// The first place where the text nests deeper than `MAX_NESTING` children blocks, if any.
-/// Strings and comments are skipped, so a `{` inside them does not count.
-pub fn check(source: &SourceFile) -> Result<(), Box<ConfigError>> {
-    let text = source.text.as_str();
-    if text.len() > MAX_FILE_BYTES {
-        return Err(ConfigError::new(
-            source,
-            (0, 0).into(),
+/// Refuses a file over `MAX_FILE_BYTES` before anything reads it.
+pub fn check_size(source: &SourceFile) -> std::result::Result<(), Box<ConfigError>> {
+    let len = source.text.len();
+    if len <= MAX_FILE_BYTES {
+        return Ok(());
+    }
+    let message = format!(
+        "{} is {len} bytes; fleet reads config files up to {} MiB",
+        source.name,
+        MAX_FILE_BYTES / (1024 * 1024)
+    );
+    Err(ConfigError::new(source, (0, 0).into(), message).label("this file").into())
+}
+
+/// The error for a children block opening at `offset` deeper than `MAX_NESTING`.
+pub fn too_deep(source: &SourceFile, offset: usize) -> ConfigError {
+    ConfigError::new(source, (offset, 1).into(), format!("blocks nest more than {MAX_NESTING} levels deep"))
+        .label("this block is too deep")
+        .help("a fleet.kdl nests a few levels (stage, service, ports); check for unclosed or repeated blocks")
+}
+
+/// Where the first node whose children nest deeper than `MAX_NESTING` starts, if any. Walks
+/// with its own stack rather than recursing.
+pub fn first_too_deep(doc: &KdlDocument) -> Option<usize> {
+    let mut pending = vec![(doc, 0usize)];
+    let mut first: Option<usize> = None;
+    while let Some((d, depth)) = pending.pop() {
+        for node in d.nodes() {
+            if let Some(children) = node.children() {
+                if depth + 1 > MAX_NESTING {
+                    let at = node.span().offset();
+                    first = Some(first.map_or(at, |f| f.min(at)));
+                } else {
+                    pending.push((children, depth + 1));
+                }
+            }
+        }
+    }
+    first
+}
+
+/// Runs `parse` (the official parser) on a thread with a stack for the deepest nesting `source`
+/// could have under any reading: every nesting level opens with a `{` byte.
+pub fn on_parser_stack<T: Send>(source: &SourceFile, parse: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    let levels = source.text.bytes().filter(|&b| b == b'{').count();
+    let stack = levels.saturating_mul(STACK_PER_LEVEL).saturating_add(STACK_BASE);
+    let refuse = |message: String, help: &str| -> Error {
+        let e = ConfigError::new(source, (0, 0).into(), message).label("this file").help(help);
+        super::ConfigErrors { file: source.name.clone(), errors: vec![e] }.into()
+    };
+    if stack > MAX_PARSER_STACK {
+        return Err(refuse(
             format!(
-                "{} is {} bytes; fleet reads config files up to {} MiB",
+                "{} has {levels} `{{` and is not in the plain KDL 2 fleet reads fast (or not valid KDL); the full KDL parser takes files up to {} `{{`",
                 source.name,
-                text.len(),
-                MAX_FILE_BYTES / (1024 * 1024)
+                (MAX_PARSER_STACK - STACK_BASE) / STACK_PER_LEVEL
             ),
-        )
-        .label("this file")
-        .into());
+            "write it in plain KDL 2 (no KDL 1 syntax, raw or multi-line strings, slashdash comments or type annotations), which fleet reads at any size",
+        ));
     }
-    let bytes = text.as_bytes();
-    let mut depth = 0usize;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'"' => i = skip_string(bytes, i),
-            b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                i = bytes[i..].iter().position(|&b| b == b'\n').map_or(bytes.len(), |p| i + p);
+    std::thread::scope(|scope| {
+        let thread = std::thread::Builder::new().name("kdl-parser".into()).stack_size(stack).spawn_scoped(scope, parse);
+        match thread {
+            Ok(handle) => handle.join().unwrap_or_else(|_| {
+                Err(refuse(format!("the KDL parser failed on {}", source.name), "please report this file as a bug"))
+            }),
+            Err(e) => {
+                Err(Error::io(format!("starting the KDL parser for {} ({} MiB stack)", source.name, stack >> 20), e))
             }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => i = skip_block_comment(bytes, i),
-            b'{' => {
-                depth += 1;
-                if depth > MAX_NESTING {
-                    return Err(ConfigError::new(
-                        source,
-                        (i, 1).into(),
-                        format!("blocks nest more than {MAX_NESTING} levels deep"),
-                    )
-                    .label("this block is too deep")
-                    .help(
-                        "a fleet.kdl nests a few levels (stage, service, ports); check for unclosed or repeated blocks",
-                    )
-                    .into());
-                }
-            }
-            b'}' => depth = depth.saturating_sub(1),
-            _ => {}
         }
-        i += 1;
-    }
-    Ok(())
-}
-
-/// Index of the closing quote of the string starting at `start` (plain, `"""` or raw `#"…"#`).
-fn skip_string(bytes: &[u8], start: usize) -> usize {
-    let hashes = bytes[..start].iter().rev().take_while(|&&b| b == b'#').count();
-    let triple = bytes[start..].starts_with(b"\"\"\"");
-    let quote_len = if triple { 3 } else { 1 };
-    let mut i = start + quote_len;
-    while i < bytes.len() {
-        if hashes == 0 && bytes[i] == b'\\' {
-            i += 2;
-            continue;
-        }
-        let closes = bytes[i..].starts_with(if triple { b"\"\"\"" } else { b"\"" })
-            && bytes[i + quote_len..].iter().take(hashes).filter(|&&b| b == b'#').count() == hashes;
-        if closes {
-            return i + quote_len - 1 + hashes;
-        }
-        i += 1;
-    }
-    bytes.len()
-}
-
-/// KDL block comments nest.
-fn skip_block_comment(bytes: &[u8], start: usize) -> usize {
-    let mut depth = 0usize;
-    let mut i = start;
-    while i + 1 < bytes.len() {
-        match (bytes[i], bytes[i + 1]) {
-            (b'/', b'*') => {
-                depth += 1;
-                i += 2;
-            }
-            (b'*', b'/') => {
-                depth -= 1;
-                i += 2;
-                if depth == 0 {
-                    return i - 1;
-                }
-            }
-            _ => i += 1,
-        }
-    }
-    bytes.len()
+    })
 }
 
 #[cfg(test)]
@@ -112,26 +105,43 @@ mod tests {
     }
 
     #[test]
-    fn deep_nesting_is_refused_at_the_first_block_too_deep() {
-        let deep = "a { ".repeat(20_000) + &"}".repeat(20_000);
-        let err = check(&src(&deep)).unwrap_err();
-        assert_eq!(err.span.offset(), MAX_NESTING * 4 + 2, "points at the 65th `{{`");
-        assert!(err.message.contains("nest more than 64"));
-    }
-
-    #[test]
-    fn braces_in_strings_and_comments_do_not_count() {
-        let many = "{".repeat(500);
-        let text = format!(
-            "a \"{many}\"\nb #\"{many}\"#\n// {many}\n/* {many} /* nested */ {many} */\nc \"\"\"\n{many}\n\"\"\"\nd {{ e {{ }} }}\n"
-        );
-        check(&src(&text)).unwrap();
-        check(&src(r#"a "escaped \" {{{{{{{{" "#)).unwrap();
-    }
-
-    #[test]
     fn a_huge_file_is_refused() {
-        let err = check(&src(&" ".repeat(MAX_FILE_BYTES + 1))).unwrap_err();
+        let err = check_size(&src(&" ".repeat(MAX_FILE_BYTES + 1))).unwrap_err();
         assert!(err.message.contains("up to 16 MiB"), "{}", err.message);
+    }
+
+    #[test]
+    fn depth_is_measured_on_the_document_without_recursion() {
+        let deep = |n: usize| "a { ".repeat(n) + &"}".repeat(n);
+        let doc = KdlDocument::parse_v2(&deep(MAX_NESTING)).unwrap();
+        assert_eq!(first_too_deep(&doc), None);
+        let doc = KdlDocument::parse_v2(&format!(
+            "x 1
+{}",
+            deep(MAX_NESTING + 1)
+        ))
+        .unwrap();
+        assert_eq!(first_too_deep(&doc), Some(4 + MAX_NESTING * 4), "the node whose block is the 65th");
+    }
+
+    /// The stack given per `{` must cover what each official parser recurses with: this parses
+    /// 2,000 levels on a thread with half the stack `on_parser_stack` would give.
+    #[test]
+    fn stack_per_level_covers_the_official_parsers() {
+        let levels = 2000;
+        let text = "a { ".repeat(levels) + &"}".repeat(levels);
+        let v1 = format!("{text}\nb true\n");
+        let stack = (levels * STACK_PER_LEVEL + STACK_BASE) / 2;
+        let parsed = std::thread::Builder::new()
+            .stack_size(stack)
+            .spawn(move || {
+                let v2 = KdlDocument::parse_v2(&text).is_ok();
+                let _ = KdlDocument::parse_v1(&v1);
+                v2
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(parsed);
     }
 }

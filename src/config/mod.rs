@@ -2,6 +2,7 @@
 
 // Config errors live at the crate root so `error` can wrap them without importing `config`.
 use crate::diagnostic;
+mod env_file;
 mod fast_kdl;
 mod interpolate;
 mod limits;
@@ -141,12 +142,27 @@ fn display_name(path: &Path) -> String {
 }
 
 /// KDL 2 first; a file that only parses as KDL 1 is accepted with a deprecation warning.
+/// Size and nesting are bounded before and inside the parsers (see `limits`).
 fn parse_kdl(source: &SourceFile) -> Result<(KdlDocument, Vec<String>)> {
-    // Before either parser recurses: depth and size are bounded for v2 and the v1 fallback alike.
-    limits::check(source).map_err(|e| ConfigErrors { file: source.name.clone(), errors: vec![*e] })?;
-    if let Some(doc) = fast_kdl::parse(&source.text) {
-        return Ok((doc, Vec::new()));
+    let refuse = |e: ConfigError| -> Error { ConfigErrors { file: source.name.clone(), errors: vec![e] }.into() };
+    limits::check_size(source).map_err(|e| refuse(*e))?;
+    match fast_kdl::read(&source.text, limits::MAX_NESTING) {
+        fast_kdl::Outcome::Parsed(doc) => return Ok((doc, Vec::new())),
+        fast_kdl::Outcome::TooDeep { offset } => return Err(refuse(limits::too_deep(source, offset))),
+        fast_kdl::Outcome::Unsupported => {}
     }
+    limits::on_parser_stack(source, || {
+        let (doc, warnings) = full_parse(source)?;
+        match limits::first_too_deep(&doc) {
+            // The deep document is dropped here, on the parser's stack: dropping recurses too.
+            Some(offset) => Err(refuse(limits::too_deep(source, offset))),
+            None => Ok((doc, warnings)),
+        }
+    })
+}
+
+/// The official parsers: KDL 2, then KDL 1; their errors point into the file.
+fn full_parse(source: &SourceFile) -> Result<(KdlDocument, Vec<String>)> {
     let v2_error = match KdlDocument::parse_v2(&source.text) {
         Ok(doc) => return Ok((doc, Vec::new())),
         Err(e) => e,

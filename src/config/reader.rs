@@ -1009,57 +1009,7 @@ pub fn compose_image(image: &str, version: Option<&str>) -> String {
 }
 
 fn read_env_file(path: &Path) -> std::result::Result<Vec<(String, String)>, String> {
-    let iter = dotenvy::from_path_iter(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    match iter.collect::<std::result::Result<Vec<_>, _>>() {
-        Ok(pairs) => Ok(pairs),
-        // Files written for docker-compose hold values dotenvy refuses (`GREETING=hello there`):
-        // those are read as compose reads them rather than refused.
-        Err(e @ dotenvy::Error::LineParse(..)) => compose_env_file(path).ok_or_else(|| env_file_error(path, e)),
-        Err(e) => Err(env_file_error(path, e)),
-    }
-}
-
-/// docker-compose's `env_file` lines: `KEY=VALUE` (optionally `export KEY=VALUE`), `#` comments,
-/// a value in matching quotes unquoted, otherwise the rest of the line up to a ` #` comment.
-/// None when a line is not of that form either.
-fn compose_env_file(path: &Path) -> Option<Vec<(String, String)>> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let mut pairs = Vec::new();
-    for line in text.lines() {
-        let line = line.trim_start();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let (key, value) = line.split_once('=')?;
-        let key = key.trim();
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-') {
-            return None;
-        }
-        let value = value.trim_start();
-        let value = match value.chars().next() {
-            Some(q @ ('"' | '\'')) => value[1..].split_once(q).map(|(inner, _)| inner.to_string())?,
-            _ => value.split_once(" #").map_or(value, |(v, _)| v).trim_end().to_string(),
-        };
-        pairs.push((key.to_string(), value));
-    }
-    Some(pairs)
-}
-
-/// Names the line of a malformed `.env` entry without echoing it: the line may hold a secret.
-fn env_file_error(path: &Path, e: dotenvy::Error) -> String {
-    match e {
-        dotenvy::Error::LineParse(line, index) => {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            let number = text.lines().position(|l| l.contains(line.as_str())).map_or(0, |n| n + 1);
-            format!(
-                "{}: line {number} is not KEY=VALUE (at character {}; the line is not shown, it may hold a secret)",
-                path.display(),
-                index + 1
-            )
-        }
-        other => format!("{}: {other}", path.display()),
-    }
+    super::env_file::read(path)
 }
 
 /// `/a/./b/../c` → `/a/c`, without touching the filesystem (the path may not exist yet).
