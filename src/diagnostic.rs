@@ -148,6 +148,9 @@ mod tests {
         assert_eq!(suggest(&long, [long.as_str(), "local"]), None, "too long to be a typo");
         assert_eq!(suggest("prod", [long.as_str()]), None);
         let elapsed = started.elapsed();
-        assert!(elapsed < std::time::Duration::from_secs(3), "3,000 suggestions took {elapsed:?}");
+        assert!(
+            elapsed < std::time::Duration::from_secs(10),
+            "3,000 suggestions took {elapsed:?} (about 0.5 s when bounded)"
+        );
     }
 }

@@ -113,15 +113,12 @@ mod tests {
     #[test]
     fn depth_is_measured_on_the_document_without_recursion() {
         let deep = |n: usize| "a { ".repeat(n) + &"}".repeat(n);
-        let doc = KdlDocument::parse_v2(&deep(MAX_NESTING)).unwrap();
-        assert_eq!(first_too_deep(&doc), None);
-        let doc = KdlDocument::parse_v2(&format!(
-            "x 1
-{}",
-            deep(MAX_NESTING + 1)
-        ))
-        .unwrap();
-        assert_eq!(first_too_deep(&doc), Some(4 + MAX_NESTING * 4), "the node whose block is the 65th");
+        let depth_of = |text: String| {
+            let source = src(&text);
+            on_parser_stack(&source, || Ok(first_too_deep(&KdlDocument::parse_v2(&text).unwrap()))).unwrap()
+        };
+        assert_eq!(depth_of(deep(MAX_NESTING)), None);
+        assert_eq!(depth_of(format!("x 1\n{}", deep(MAX_NESTING + 1))), Some(4 + MAX_NESTING * 4), "the 65th block");
     }
 
     /// The stack given per `{` must cover what each official parser recurses with: this parses
