@@ -377,7 +377,14 @@ fn import_compose(file: Option<PathBuf>, force: bool, output: Option<PathBuf>, u
     }
     let imported = crate::compose_import::import(&file, &dir)?;
     // What fleet would not read is not written.
-    Config::from_text(&out, imported.kdl.clone())?.validate_all()?;
+    Config::from_text(&out, imported.kdl.clone()).and_then(|c| c.validate_all()).map_err(|e| match e {
+        // The text was never written: the errors must not point into a file that does not exist.
+        Error::Config(errs) => Error::Config(Box::new(errs.renamed(&format!(
+            "fleet.kdl as imported from {} (not written)",
+            file.file_name().map_or(file.display(), |n| std::path::Path::new(n).display())
+        )))),
+        other => other,
+    })?;
     for w in &imported.warnings {
         ui.warn(format!("not imported: {w}"));
     }

@@ -59,6 +59,18 @@ impl ConfigError {
         self
     }
 
+    /// The same error with every sensitive value masked in its message, label and help.
+    pub fn masked(mut self, sensitive: &std::collections::BTreeSet<String>) -> Self {
+        if sensitive.is_empty() {
+            return self;
+        }
+        let mask = |t: &str| crate::secrets::mask_message(t, sensitive);
+        self.message = mask(&self.message);
+        self.label = mask(&self.label);
+        self.help = self.help.as_deref().map(mask);
+        self
+    }
+
     /// `fleet.kdl:3:14`, for tests and one-line logs.
     pub fn location(&self) -> String {
         let text = self.src.inner();
@@ -76,6 +88,17 @@ pub struct ConfigErrors {
     pub file: String,
     #[related]
     pub errors: Vec<ConfigError>,
+}
+
+impl ConfigErrors {
+    /// The same errors shown under another file name, e.g. for text that was never written.
+    pub fn renamed(mut self, name: &str) -> Self {
+        for e in &mut self.errors {
+            e.src = NamedSource::new(name, e.src.inner().clone());
+        }
+        self.file = name.to_string();
+        self
+    }
 }
 
 fn plural(n: usize) -> String {

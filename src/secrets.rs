@@ -56,6 +56,22 @@ pub fn mask_text(text: &str, sensitive: &BTreeSet<String>) -> String {
     mask_url_passwords(&out)
 }
 
+/// An error message with every sensitive value masked: longer values wherever they appear (as
+/// `mask_text`), short ones where the message quotes them (`port \`ab\``), since an error that
+/// echoes a value read from `.env` would print the secret the snippet above it hides.
+pub fn mask_message(text: &str, sensitive: &BTreeSet<String>) -> String {
+    let mut out = mask_text(text, sensitive);
+    for v in sensitive.iter().filter(|v| !v.is_empty() && v.len() < MIN_SUBSTRING_LEN) {
+        for (open, close) in [("`", "`"), ("\"", "\""), ("'", "'")] {
+            let quoted = format!("{open}{v}{close}");
+            if out.contains(&quoted) {
+                out = out.replace(&quoted, &format!("{open}{MASK}{close}"));
+            }
+        }
+    }
+    out
+}
+
 /// `postgres://u:pw@db/app` → `postgres://u:********@db/app`, for every URL in the text.
 pub fn mask_url_passwords(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -87,6 +103,18 @@ mod tests {
 
     fn set(values: &[&str]) -> BTreeSet<String> {
         values.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn messages_mask_long_values_anywhere_and_short_ones_where_quoted() {
+        let sensitive = set(&["hunter2-port", "ab"]);
+        assert_eq!(mask_message("invalid port `hunter2-port`", &sensitive), "invalid port `********`");
+        assert_eq!(mask_message("volume `ab` needs a target", &sensitive), "volume `********` needs a target");
+        assert_eq!(
+            mask_message("table abbreviations", &sensitive),
+            "table abbreviations",
+            "unquoted short values stay"
+        );
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub struct Config {
 pub fn discover(explicit: Option<&Path>, cwd: &Path) -> Result<PathBuf> {
     if let Some(p) = explicit {
         let p = cwd.join(p);
-        return if p.is_file() { Ok(p) } else { Err(Error::usage(format!("config file {} not found", p.display()))) };
+        return explicit_file(p);
     }
     for dir in cwd.ancestors() {
         for candidate in [dir.join(FILE_NAME), dir.join(HIDDEN_DIR).join(FILE_NAME)] {
@@ -57,10 +57,34 @@ pub fn discover(explicit: Option<&Path>, cwd: &Path) -> Result<PathBuf> {
     ))
 }
 
+/// `-f PATH`: a file, or an error that says what PATH is instead.
+fn explicit_file(p: PathBuf) -> Result<PathBuf> {
+    match std::fs::metadata(&p) {
+        Ok(m) if m.is_file() => Ok(p),
+        Ok(m) if m.is_dir() => {
+            let inside = p.join(FILE_NAME);
+            let help = if inside.is_file() {
+                format!("pass the file: -f {}", inside.display())
+            } else {
+                "-f takes a fleet.kdl file".to_string()
+            };
+            Err(Error::usage_help(format!("config file {} is a directory", p.display()), help))
+        }
+        Ok(_) => Err(Error::usage(format!("config file {} is not a regular file", p.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(Error::usage(format!("config file {} not found", p.display())))
+        }
+        Err(e) => Err(Error::io(format!("reading {}", p.display()), e)),
+    }
+}
+
 impl Config {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-        Self::from_text(path, text)
+        let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        match String::from_utf8(bytes) {
+            Ok(text) => Self::from_text(path, text),
+            Err(e) => Err(not_utf8(path, e)),
+        }
     }
 
     pub fn from_text(path: &Path, text: String) -> Result<Self> {
@@ -103,7 +127,7 @@ impl Config {
             return Err(Error::usage_help(format!("stage `{name}` is not defined"), help));
         }
         let (spec, spans) = reader::read_stage(self, name).map_err(|errors| self.errors(errors))?;
-        let errors = validate::validate(self, name, &spec, &spans);
+        let errors = masked(validate::validate(self, name, &spec, &spans), &spec);
         if errors.is_empty() { Ok(spec) } else { Err(self.errors(errors)) }
     }
 
@@ -114,7 +138,7 @@ impl Config {
         for name in self.stage_names() {
             match reader::read_stage(self, &name) {
                 Ok((spec, spans)) => {
-                    errors.extend(validate::validate(self, &name, &spec, &spans));
+                    errors.extend(masked(validate::validate(self, &name, &spec, &spans), &spec));
                     specs.push(spec);
                 }
                 Err(e) => errors.extend(e),
@@ -129,6 +153,22 @@ impl Config {
     fn errors(&self, errors: Vec<ConfigError>) -> Error {
         ConfigErrors { file: self.source.name.clone(), errors }.into()
     }
+}
+
+/// Bytes that are not UTF-8, pointed at by line and column like any other config error.
+fn not_utf8(path: &Path, e: std::string::FromUtf8Error) -> Error {
+    let at = e.utf8_error().valid_up_to();
+    let byte = e.as_bytes()[at];
+    let source = SourceFile::new(display_name(path), String::from_utf8_lossy(e.as_bytes()).into_owned());
+    let error = ConfigError::new(&source, (at, 1).into(), format!("byte 0x{byte:02X} is not UTF-8 text"))
+        .label("not UTF-8")
+        .help("fleet.kdl is UTF-8 text; save it as UTF-8");
+    ConfigErrors { file: source.name.clone(), errors: vec![error] }.into()
+}
+
+/// Errors with the stage's sensitive values (from `.env` and the environment) masked.
+fn masked(errors: Vec<ConfigError>, spec: &StageSpec) -> Vec<ConfigError> {
+    errors.into_iter().map(|e| e.masked(&spec.sensitive)).collect()
 }
 
 /// The path as the user would type it: relative to the working directory when possible.

@@ -273,7 +273,12 @@ pub fn read_stage(config: &Config, stage: &str) -> std::result::Result<(StageSpe
     place_relative_binds(&mut spec, &config.dir);
     spec.sensitive.extend(r.vars.used_sensitive());
     spec.sensitive.append(&mut r.env_file_values);
-    if r.errors.is_empty() { Ok((spec, spans)) } else { Err(r.errors) }
+    if r.errors.is_empty() {
+        Ok((spec, spans))
+    } else {
+        // A value from `.env` or the environment is never echoed by an error (a secret in a port).
+        Err(r.errors.into_iter().map(|e| e.masked(&spec.sensitive)).collect())
+    }
 }
 
 /// On a server, `./data` means the server's deploy path, not this machine's project directory:
