@@ -9,6 +9,7 @@ mod limits;
 mod proxy_reader;
 mod reader;
 mod server_reader;
+mod unused;
 mod validate;
 
 pub use diagnostic::{ConfigError, ConfigErrors, SourceFile, suggest};
@@ -144,6 +145,7 @@ impl Config {
                 Err(e) => errors.extend(e),
             }
         }
+        errors.extend(unused::check(self));
         // The same service read by several stages reports the same mistake once.
         let mut seen = std::collections::HashSet::new();
         errors.retain(|e| seen.insert((e.message.clone(), e.span.offset())));
