@@ -150,6 +150,7 @@ fn duration_secs(text: &str) -> Option<f64> {
 /// Reads a compose file and turns it into fleet.kdl text.
 pub fn import(path: &Path, project_dir: &Path) -> Result<Imported> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    crate::compose_limits::check(&text, &path.display().to_string())?;
     convert(&text, &path.display().to_string(), project_dir)
 }
 

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod compose_import;
+pub mod compose_limits;
 pub mod config;
 pub mod diagnostic;
 pub mod dns;
