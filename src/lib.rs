@@ -14,6 +14,7 @@ pub mod holder;
 pub mod infra;
 pub mod local_lock;
 pub mod mcp;
+pub mod mcp_wire;
 pub mod model;
 pub mod plan;
 pub mod proxy;

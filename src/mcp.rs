@@ -321,13 +321,42 @@ impl ServerHandler for FleetMcp {
     }
 }
 
-/// Serves MCP on stdin/stdout until the client closes the connection.
+/// Serves MCP on stdin/stdout until the client closes the connection. A line-level JSON-RPC
+/// guard (`mcp_wire`) stands between stdio and rmcp.
 pub async fn serve(file: Option<PathBuf>) -> Result<i32> {
     crate::ui::reserve_stdout();
-    let service = FleetMcp::new(file)
-        .serve(rmcp::transport::stdio())
-        .await
-        .map_err(|e| Error::failed(format!("MCP: the client's initialize failed: {e}")))?;
-    service.waiting().await.map_err(|e| Error::failed(format!("MCP: the connection ended with an error: {e}")))?;
-    Ok(0)
+    let mcp = FleetMcp::new(file);
+    let guard = crate::mcp_wire::Guard::new(required_arguments(&mcp.tool_router));
+    let (rmcp_side, guard_side) = tokio::io::duplex(1 << 16);
+    let (rmcp_in, rmcp_out) = tokio::io::split(rmcp_side);
+    let (from_rmcp, to_rmcp) = tokio::io::split(guard_side);
+    let pump = tokio::spawn(crate::mcp_wire::pump(guard, to_rmcp, from_rmcp));
+    let ended = match mcp.serve((rmcp_in, rmcp_out)).await {
+        Ok(service) => service.waiting().await.map(|_| ()).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    // The guard's last replies are written before the process exits.
+    let input_ended = tokio::time::timeout(PUMP_DRAIN, pump).await.is_ok();
+    match ended {
+        Ok(()) => Ok(0),
+        // The client left before initializing: nothing was asked, nothing failed.
+        Err(_) if input_ended => Ok(0),
+        Err(e) => Err(Error::failed(format!("MCP: the session ended with an error: {e}"))),
+    }
+}
+
+/// How long the end of a session waits for the guard's last replies to be written.
+const PUMP_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Tool name → the arguments its input schema requires.
+fn required_arguments(router: &ToolRouter<FleetMcp>) -> HashMap<String, Vec<String>> {
+    router
+        .list_all()
+        .into_iter()
+        .map(|tool| {
+            let required = tool.input_schema.get("required").and_then(Value::as_array);
+            let names = required.into_iter().flatten().filter_map(Value::as_str).map(String::from).collect();
+            (tool.name.to_string(), names)
+        })
+        .collect()
 }
