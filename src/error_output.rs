@@ -31,11 +31,14 @@ pub fn render(e: &Error, style: Style) -> String {
     let handler = handler(style);
     let mut out = String::new();
     let blocks = blocks(e);
-    for (i, block) in blocks.iter().enumerate() {
+    for (i, block) in blocks.iter().take(MAX_BLOCKS).enumerate() {
         if i > 0 {
             out.push('\n');
         }
         out.push_str(&format!("{:?}", Shown { diagnostic: &Block(*block), handler: &handler }));
+    }
+    if blocks.len() > MAX_BLOCKS {
+        out.push_str(&format!("\n… and {} more not shown; fix these first\n", blocks.len() - MAX_BLOCKS));
     }
     if let Error::Config(c) = e
         && c.errors.len() > 1
@@ -44,6 +47,10 @@ pub fn render(e: &Error, style: Style) -> String {
     }
     out
 }
+
+/// Blocks printed for one error at most: each snippet is found by reading its file up to it, and
+/// past a screenful the rest say nothing the first did not (3,000 took seconds to print).
+const MAX_BLOCKS: usize = 100;
 
 fn handler(style: Style) -> MietteHandler {
     let mut theme = if style.color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
@@ -138,6 +145,15 @@ mod tests {
         assert!(text.contains("error: first") && text.contains("error: second"), "{text}");
         assert_eq!(text.matches("fleet.kdl:2:3").count(), 2, "each block points at its place:\n{text}");
         assert!(text.trim_end().ends_with("2 config errors in fleet.kdl"), "{text}");
+    }
+
+    #[test]
+    fn past_a_hundred_blocks_the_rest_are_counted() {
+        let src = SourceFile::new("fleet.kdl", "a 1\n");
+        let errors = (0..150).map(|i| ConfigError::new(&src, (0, 1).into(), format!("mistake {i}"))).collect();
+        let text = render(&ConfigErrors { file: "fleet.kdl".into(), errors }.into(), PLAIN);
+        assert_eq!(text.matches("error: ").count(), 100, "{text}");
+        assert!(text.contains("… and 50 more not shown") && text.contains("150 config errors in fleet.kdl"), "{text}");
     }
 
     #[test]
