@@ -4,6 +4,7 @@ use crate::config::{self, Config};
 use crate::engine::{LogOptions, PullPolicy};
 use crate::error::{Error, Result};
 use crate::model::StageSpec;
+use crate::ops;
 use crate::stage::{self, DownOptions, UpOptions};
 use crate::ui::{Format, Ui};
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -94,6 +95,87 @@ pub enum StageCommand {
     Plan(PlanArgs),
     /// Break the lock a killed run left on a remote stage's first server
     Unlock(StatusArgs),
+    /// Run a command in a service's running container; exits with its exit code
+    Exec(ExecArgs),
+    /// Run a one-off container of a service (its image, environment, volumes, network), removed after
+    Run(RunArgs),
+    /// Restart services without recreating them, in dependency order, waiting for health
+    Restart(RestartArgs),
+    /// Copy the stage's named volumes into one verified file on this machine
+    Backup(BackupArgs),
+    /// Put a stage's volumes back from a backup file (verified whole first)
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Stage name
+    pub stage: String,
+    /// The service whose running container runs the command
+    pub service: String,
+    /// The command and its arguments, passed untouched (`--` before it is optional)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+    /// Never allocate a TTY (one is allocated when stdin and stdout are terminals)
+    #[arg(short = 'T')]
+    pub no_tty: bool,
+    /// Swarm stages: which task of the service (1-based)
+    #[arg(long, value_name = "N")]
+    pub index: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Stage name
+    pub stage: String,
+    /// The service whose image, environment, volumes and network the container gets
+    pub service: String,
+    /// The command and its arguments (default: the service's command)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    pub command: Vec<String>,
+    /// Do not start the service's dependencies first
+    #[arg(long)]
+    pub no_deps: bool,
+    /// Never allocate a TTY
+    #[arg(short = 'T')]
+    pub no_tty: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    /// Stage name
+    pub stage: String,
+    /// Only these services (default: the whole stage)
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Stage name
+    pub stage: String,
+    /// Only this named volume (repeatable; default: every named volume of the stage)
+    #[arg(long = "volume", value_name = "NAME")]
+    pub volumes: Vec<String>,
+    /// The file to write (default: <project>-<stage>-<UTC time>.backup.tar here)
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Stop the services that mount a volume while it is copied, then start them again
+    #[arg(long)]
+    pub stop: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Stage name
+    pub stage: String,
+    /// A file written by `fleet backup`
+    pub file: PathBuf,
+    /// Only this volume of the file (repeatable)
+    #[arg(long = "volume", value_name = "NAME")]
+    pub volumes: Vec<String>,
+    /// Replace volumes that hold data without asking
+    #[arg(short, long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -152,6 +234,10 @@ pub struct DownArgs {
     pub format: Format,
     #[arg(long, value_parser = humantime::parse_duration)]
     pub lock_wait: Option<Duration>,
+    /// With --destroy: first back the stage's named volumes up to FILE, and destroy only once
+    /// that file is complete and verified
+    #[arg(long, requires = "destroy", value_name = "FILE")]
+    pub backup: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -289,6 +375,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 dry_run: a.dry_run,
                 format: a.format,
                 lock_wait: a.lock_wait,
+                backup: a.backup,
             };
             let plan = stage::down(&cfg, &spec, &opts, &ui).await?;
             return Ok(pending(a.dry_run, &plan));
@@ -317,6 +404,30 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 timestamps: a.timestamps,
             };
             stage::logs(&cfg, &spec, &a.service, &opts, &ui).await?;
+        }
+        StageCommand::Exec(a) => {
+            let spec = cfg.stage(&a.stage)?;
+            let opts = ops::ExecOptions { service: a.service, command: a.command, no_tty: a.no_tty, index: a.index };
+            return ops::exec(&cfg, &spec, &opts, &ui).await;
+        }
+        StageCommand::Run(a) => {
+            let spec = cfg.stage(&a.stage)?;
+            let opts = ops::RunOptions { service: a.service, command: a.command, no_deps: a.no_deps, no_tty: a.no_tty };
+            return ops::run(&cfg, &spec, &opts, &ui).await;
+        }
+        StageCommand::Restart(a) => {
+            let spec = cfg.stage(&a.stage)?;
+            ops::restart(&cfg, &spec, &a.services, &ui).await?;
+        }
+        StageCommand::Backup(a) => {
+            let spec = cfg.stage(&a.stage)?;
+            let opts = ops::BackupOptions { volumes: a.volumes, output: a.output, stop: a.stop };
+            ops::backup(&cfg, &spec, &opts, &ui).await?;
+        }
+        StageCommand::Restore(a) => {
+            let spec = cfg.stage(&a.stage)?;
+            let opts = ops::RestoreOptions { file: a.file, volumes: a.volumes, yes: a.yes };
+            ops::restore(&cfg, &spec, &opts, &ui).await?;
         }
     }
     Ok(0)

@@ -16,6 +16,7 @@ pub mod local_lock;
 pub mod mcp;
 pub mod mcp_wire;
 pub mod model;
+pub mod ops;
 pub mod plan;
 pub mod proxy;
 pub mod report;

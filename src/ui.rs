@@ -1,6 +1,9 @@
 //! Everything fleet writes to the terminal: plan lines, status, tables, logs, prompts.
 //! Colour is stripped by anstream when output is not a terminal or NO_COLOR is set.
 
+mod stream;
+pub use stream::{RawMode, Transfer, interactive, raw_stderr, raw_stdout, terminal_size};
+
 use crate::engine::{Event, Events, LogLine};
 use crate::plan::{Action, ChangeKind, InfraAction, Plan, PlanSummary, render_action, render_infra};
 use crate::report::{ConfigReport, DownOutcome, Health, PlanReport, PsReport, StatusReport};

@@ -14,6 +14,8 @@ mod remote_stage;
 mod server_lock;
 mod swarm_stage;
 
+pub(crate) use remote_stage::reach_servers;
+
 use crate::config::Config;
 use crate::engine::{self, Engine, LogOptions, PullPolicy};
 use crate::error::{Error, Result};
@@ -45,6 +47,8 @@ pub struct DownOptions {
     pub dry_run: bool,
     pub format: Format,
     pub lock_wait: Option<Duration>,
+    /// `--destroy --backup FILE`: the volumes are backed up and verified before anything is destroyed.
+    pub backup: Option<std::path::PathBuf>,
 }
 
 /// `fleet stage unlock`: a local stage's OS lock cannot be left behind; a remote one can.
@@ -160,6 +164,8 @@ pub(crate) async fn converge_on(
     let proxy = proxy_stage::plan_up(engine, spec, &mut plan, &observed).await?;
     ui.orphan_warnings(&plan);
     if !opts.dry_run {
+        // A volume whose restore was interrupted is incomplete: nothing starts on it.
+        crate::ops::refuse_interrupted_restore(engine, spec).await?;
         // Even with nothing to do here, kept services must say they are ready to other servers.
         engine::apply_up_with_proxy(engine, spec, &plan, &observed, &images, readiness, ui.events(), proxy).await?;
     }
@@ -196,6 +202,15 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
             format!("remove `protect` from stage \"{}\" in {} to allow it", spec.name, config.source.name),
         ));
     }
+    if let Some(file) = opts.backup.as_deref().filter(|_| opts.destroy && !opts.dry_run) {
+        if !opts.yes && !std::io::stdin().is_terminal() {
+            return Err(Error::usage_help(
+                format!("refusing to destroy stage `{}` without confirmation; no backup was written", spec.name),
+                "run it in a terminal to confirm, or pass --yes",
+            ));
+        }
+        crate::ops::backup_before_destroy(config, spec, file, ui).await?;
+    }
     if !spec.is_local() {
         return remote_stage::down(config, spec, opts, ui).await;
     }
@@ -212,7 +227,9 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
         return Ok(plan);
     }
     if opts.destroy && !opts.yes {
-        confirm_destroy(spec, &removals(&plan), ui)?;
+        let mut lines = removals(&plan);
+        crate::ops::with_volume_sizes(&engine, spec, &plan, &mut lines).await;
+        confirm_destroy(spec, &lines, ui)?;
     }
     proxy_stage::apply_down(&engine, spec, opts.destroy, &ui.events()).await?;
     engine::apply_down(&engine, spec, &plan, &observed, ui.events()).await?;

@@ -753,3 +753,38 @@ async fn swarm_tasks(
     }
     result
 }
+
+/// Day-2 operations (`ops`): every server of the stage reached read-only, with its engine. A
+/// server that is off or not created is an error naming it: an operation needs all of them.
+pub(crate) async fn reach_servers(
+    config: &Config,
+    spec: &StageSpec,
+    ui: &Ui,
+) -> Result<Vec<(Server, ssh::RemoteHost, Engine)>> {
+    let providers = Providers::for_servers(&spec.servers, &ui.infra_progress())?;
+    let observed = providers.observe_stage(&tagged(config, spec)).await?;
+    let mut out = Vec::new();
+    for (server, machine) in spec.servers.iter().zip(observed) {
+        let reached = match machine {
+            Some(m) if m.power == Power::Up => reach(config, server, &m, ui, Reach::Observe).await,
+            Some(_) => Err(Error::failed_help(
+                format!("server {} of stage {} is powered off", server.name, spec.name),
+                format!("run `fleet up {}` first", spec.name),
+            )),
+            None => Err(Error::failed_help(
+                format!("server {} of stage {} does not exist", server.name, spec.name),
+                format!("run `fleet up {}` first", spec.name),
+            )),
+        };
+        match reached {
+            Ok(c) => out.push((server.clone(), c.host, c.engine)),
+            Err(e) => {
+                for (_, host, _) in out {
+                    host.close().await;
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(out)
+}

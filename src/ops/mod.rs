@@ -1,0 +1,208 @@
+//! Day-2 operations on a running stage: `exec`, one-off `run`, `restart`, and volume `backup` /
+//! `restore` (one verified file per stage). Local and remote stages alike: a remote server's
+//! engine is reached through the stage's SSH tunnel, so every call below is the Engine API.
+
+mod archive;
+mod backup;
+mod exec;
+mod restart;
+mod restore;
+mod run;
+mod volume;
+
+pub use archive::{Manifest, VolumeRecord};
+pub use backup::{BackupOptions, backup, backup_before_destroy};
+pub use exec::{ExecOptions, exec};
+pub use restart::restart;
+pub use restore::{RestoreOptions, restore};
+pub use run::{RunOptions, run};
+pub use volume::refuse_interrupted_restore;
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::model::{Service, StageSpec, VolumeSource};
+use crate::ssh::RemoteHost;
+use crate::ui::Ui;
+
+/// One engine of a stage and the part of the stage it runs.
+pub(crate) struct Site {
+    /// None for a local stage.
+    pub server: Option<String>,
+    pub engine: Engine,
+    /// The stage narrowed to the services placed on this engine.
+    pub spec: StageSpec,
+}
+
+impl Site {
+    /// `server web-1` or `this machine`, for messages.
+    pub fn label(&self) -> String {
+        match &self.server {
+            Some(s) => format!("server {s}"),
+            None => "this machine".into(),
+        }
+    }
+}
+
+/// Every engine of a stage, with the SSH connections that carry the remote ones.
+pub(crate) struct Sites {
+    pub sites: Vec<Site>,
+    hosts: Vec<RemoteHost>,
+}
+
+impl Sites {
+    /// This machine's engine for a local stage; each server's engine (read-only reach) for a
+    /// remote one. Swarm stages are refused loudly: their tasks move between nodes.
+    pub async fn connect(config: &Config, spec: &StageSpec, verb: &str, ui: &Ui) -> Result<Sites> {
+        if spec.is_swarm() {
+            return Err(Error::failed_help(
+                format!("`fleet {verb}` is not implemented yet for swarm stages (stage `{}`)", spec.name),
+                "it works on local stages and on remote stages without `orchestrator \"swarm\"`",
+            ));
+        }
+        if spec.is_local() {
+            let engine = Engine::connect_local().await?;
+            return Ok(Sites { sites: vec![Site { server: None, engine, spec: spec.clone() }], hosts: Vec::new() });
+        }
+        let reached = crate::stage::reach_servers(config, spec, ui).await?;
+        let mut sites = Vec::new();
+        let mut hosts = Vec::new();
+        for (server, host, engine) in reached {
+            sites.push(Site { server: Some(server.name.clone()), engine, spec: spec.for_server(&server) });
+            hosts.push(host);
+        }
+        Ok(Sites { sites, hosts })
+    }
+
+    /// The engine that runs a service.
+    pub fn of_service(&self, service: &str) -> Result<&Site> {
+        self.sites.iter().find(|s| s.spec.service(service).is_some()).ok_or_else(|| {
+            Error::failed(format!(
+                "service {service} is placed on no server of the stage; check `services` of its servers"
+            ))
+        })
+    }
+
+    /// Closes every SSH connection.
+    pub async fn close(self) {
+        drop(self.sites);
+        for host in self.hosts {
+            host.close().await;
+        }
+    }
+}
+
+/// The service of that name, or a usage error listing the stage's services.
+pub(crate) fn require_service<'a>(spec: &'a StageSpec, name: &str) -> Result<&'a Service> {
+    spec.service(name).ok_or_else(|| {
+        let names: Vec<&str> = spec.services.iter().map(|s| s.name.as_str()).collect();
+        Error::usage_help(
+            format!("stage `{}` has no service `{name}`", spec.name),
+            format!("services: {}", names.join(", ")),
+        )
+    })
+}
+
+/// The named volumes the stage's services declare (short names, file order, no repeats).
+pub(crate) fn declared_volumes(spec: &StageSpec) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for svc in &spec.services {
+        for v in &svc.volumes {
+            if let VolumeSource::Named { name } = &v.source
+                && !out.contains(name)
+            {
+                out.push(name.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The services that mount a named volume.
+pub(crate) fn mounting<'a>(spec: &'a StageSpec, volume: &str) -> Vec<&'a Service> {
+    spec.services
+        .iter()
+        .filter(|s| s.volumes.iter().any(|v| matches!(&v.source, VolumeSource::Named { name } if name == volume)))
+        .collect()
+}
+
+/// `--volume` names checked against the stage (all declared volumes when none are given).
+pub(crate) fn select_volumes(spec: &StageSpec, wanted: &[String]) -> Result<Vec<String>> {
+    let declared = declared_volumes(spec);
+    if wanted.is_empty() {
+        return Ok(declared);
+    }
+    for w in wanted {
+        if !declared.contains(w) {
+            return Err(Error::usage_help(
+                format!("stage `{}` has no named volume `{w}`", spec.name),
+                format!(
+                    "named volumes: {}",
+                    if declared.is_empty() { "(none)".to_string() } else { declared.join(", ") }
+                ),
+            ));
+        }
+    }
+    Ok(declared.into_iter().filter(|d| wanted.contains(d)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Volume;
+
+    fn svc(name: &str, vols: &[&str]) -> Service {
+        Service {
+            name: name.into(),
+            volumes: vols
+                .iter()
+                .map(|v| Volume {
+                    source: VolumeSource::Named { name: (*v).into() },
+                    target: "/d".into(),
+                    read_only: false,
+                })
+                .collect(),
+            ..Service::default()
+        }
+    }
+
+    #[test]
+    fn volumes_are_selected_in_file_order_and_unknown_ones_refused() {
+        let spec = StageSpec {
+            name: "local".into(),
+            services: vec![svc("db", &["pg", "logs"]), svc("api", &["logs"])],
+            ..StageSpec::default()
+        };
+        assert_eq!(select_volumes(&spec, &[]).unwrap(), ["pg", "logs"]);
+        assert_eq!(select_volumes(&spec, &["logs".into()]).unwrap(), ["logs"]);
+        let e = select_volumes(&spec, &["nope".into()]).unwrap_err().to_string();
+        assert!(e.contains("no named volume `nope`"), "{e}");
+        assert_eq!(mounting(&spec, "logs").iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["db", "api"]);
+    }
+}
+
+/// A destroy's confirmation lines with the size of each volume it deletes (read through once;
+/// `size unknown` when no image of the stage is there to read it with).
+pub async fn with_volume_sizes(engine: &Engine, spec: &StageSpec, plan: &crate::plan::Plan, lines: &mut [String]) {
+    let site = Site { server: None, engine: engine.clone(), spec: spec.clone() };
+    for action in &plan.actions {
+        let crate::plan::Action::RemoveVolume { name } = action else { continue };
+        let size = match declared_volumes(spec).into_iter().find(|v| &spec.volume_name(v) == name) {
+            Some(short) => volume_size(&site, &short).await.ok(),
+            None => None,
+        };
+        let size = size.map_or_else(|| "size unknown".to_string(), crate::ui::human_bytes);
+        if let Some(line) = lines.iter_mut().find(|l| l.contains(name.as_str())) {
+            line.push_str(&format!(" ({size})"));
+        }
+    }
+}
+
+async fn volume_size(site: &Site, short: &str) -> Result<u64> {
+    let image = volume::helper_image(site, short).await?;
+    let full = site.spec.volume_name(short);
+    let helper = volume::create_helper(&site.engine, &site.spec, &image, &full, "size").await?;
+    let size = volume::measure(&site.engine, &helper).await;
+    volume::remove_container(&site.engine, &helper.id).await?;
+    size
+}
