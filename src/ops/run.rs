@@ -163,7 +163,14 @@ async fn start_dependencies(sites: &Sites, site: &Site, spec: &StageSpec, servic
         lock_wait: None,
     };
     let (plan, observed, images) = crate::stage::plan_up(&site.engine, &part, &opts, ui).await?;
-    engine::apply_up(&site.engine, &part, &plan, &observed, &images, &Readiness::for_stage(&part), ui.events()).await
+    // stdout is the one-off's own output: what fleet does first goes to stderr.
+    let base = ui.events();
+    let (ui, readiness) = (*ui, Readiness::for_stage(&part));
+    let events: engine::Events = std::sync::Arc::new(move |event| match event {
+        engine::Event::Applying(action) => ui.note(ui::action_line(&action)),
+        other => base(other),
+    });
+    engine::apply_up(&site.engine, &part, &plan, &observed, &images, &readiness, events).await
 }
 
 fn part_has(site: &StageSpec, deps: &BTreeSet<String>, name: &str) -> bool {
