@@ -90,7 +90,7 @@ fn run_is_a_one_off_with_the_service_env_volumes_and_network() {
         "ps",
         "-a",
         "--filter",
-        &format!("label=fleetflow.run=api"),
+        "label=fleetflow.run=api",
         "--filter",
         &format!("label=fleetflow.project={}", p.name),
         "-q",
@@ -178,7 +178,7 @@ fn an_interrupted_restore_is_refused_until_restored_again() {
     let file = p.path().join("b.tar");
     p.ok(&["backup", "local", "--volume", "data", "-o", file.to_str().unwrap()]);
     // Another project's backup is refused.
-    let other = Project::new("ops-interrupt-b", &STACK.replace("stage \"local\"", "stage \"local\""));
+    let other = Project::new("ops-interrupt-b", STACK);
     other
         .fleet(&["restore", "local", file.to_str().unwrap(), "--yes"])
         .fails_with(1, &["is a backup of project", "nothing was changed"]);

@@ -146,6 +146,32 @@ pub(crate) fn select_volumes(spec: &StageSpec, wanted: &[String]) -> Result<Vec<
     Ok(declared.into_iter().filter(|d| wanted.contains(d)).collect())
 }
 
+/// A destroy's confirmation lines with the size of each volume it deletes (read through once;
+/// `size unknown` when no image of the stage is there to read it with).
+pub async fn with_volume_sizes(engine: &Engine, spec: &StageSpec, plan: &crate::plan::Plan, lines: &mut [String]) {
+    let site = Site { server: None, engine: engine.clone(), spec: spec.clone() };
+    for action in &plan.actions {
+        let crate::plan::Action::RemoveVolume { name } = action else { continue };
+        let size = match declared_volumes(spec).into_iter().find(|v| &spec.volume_name(v) == name) {
+            Some(short) => volume_size(&site, &short).await.ok(),
+            None => None,
+        };
+        let size = size.map_or_else(|| "size unknown".to_string(), crate::ui::human_bytes);
+        if let Some(line) = lines.iter_mut().find(|l| l.contains(name.as_str())) {
+            line.push_str(&format!(" ({size})"));
+        }
+    }
+}
+
+async fn volume_size(site: &Site, short: &str) -> Result<u64> {
+    let image = volume::helper_image(site, short).await?;
+    let full = site.spec.volume_name(short);
+    let helper = volume::create_helper(&site.engine, &site.spec, &image, &full, "size").await?;
+    let size = volume::measure(&site.engine, &helper).await;
+    volume::remove_container(&site.engine, &helper.id).await?;
+    size
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,30 +205,4 @@ mod tests {
         assert!(e.contains("no named volume `nope`"), "{e}");
         assert_eq!(mounting(&spec, "logs").iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["db", "api"]);
     }
-}
-
-/// A destroy's confirmation lines with the size of each volume it deletes (read through once;
-/// `size unknown` when no image of the stage is there to read it with).
-pub async fn with_volume_sizes(engine: &Engine, spec: &StageSpec, plan: &crate::plan::Plan, lines: &mut [String]) {
-    let site = Site { server: None, engine: engine.clone(), spec: spec.clone() };
-    for action in &plan.actions {
-        let crate::plan::Action::RemoveVolume { name } = action else { continue };
-        let size = match declared_volumes(spec).into_iter().find(|v| &spec.volume_name(v) == name) {
-            Some(short) => volume_size(&site, &short).await.ok(),
-            None => None,
-        };
-        let size = size.map_or_else(|| "size unknown".to_string(), crate::ui::human_bytes);
-        if let Some(line) = lines.iter_mut().find(|l| l.contains(name.as_str())) {
-            line.push_str(&format!(" ({size})"));
-        }
-    }
-}
-
-async fn volume_size(site: &Site, short: &str) -> Result<u64> {
-    let image = volume::helper_image(site, short).await?;
-    let full = site.spec.volume_name(short);
-    let helper = volume::create_helper(&site.engine, &site.spec, &image, &full, "size").await?;
-    let size = volume::measure(&site.engine, &helper).await;
-    volume::remove_container(&site.engine, &helper.id).await?;
-    size
 }
