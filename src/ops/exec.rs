@@ -56,8 +56,9 @@ async fn exec_on(sites: &Sites, spec: &StageSpec, opts: &ExecOptions) -> Result<
 
 /// The id of the service's container, which must be running.
 pub(crate) async fn running_container(engine: &Engine, spec: &StageSpec, service: &str, place: &str) -> Result<String> {
-    let observed = engine.observe(spec).await?;
-    match observed.container(service) {
+    // Only the containers: the one list call an exec's round trip needs.
+    let containers = engine.containers(&spec.project, Some(&spec.name)).await?;
+    match containers.iter().find(|c| c.service == service) {
         Some(c) if c.state.is_running() => Ok(c.id.clone()),
         Some(c) => Err(Error::failed_help(
             format!("service {service} of stage {} is not running ({}) on {place}", spec.name, c.state.label()),
