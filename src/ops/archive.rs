@@ -338,13 +338,13 @@ mod tests {
         let path = dir.path().join("b");
         write_backup(&path, &[("pg", vec![7u8; 100_000])]);
         let whole = std::fs::read(&path).unwrap();
-        for cut in [whole.len() - 1024, whole.len() / 2, 700, 10] {
+        for cut in [whole.len() - 1100, whole.len() / 2, 700, 10] {
             std::fs::write(&path, &whole[..cut]).unwrap();
             let e = verify(&path, &mut |_| {}).unwrap_err().to_string();
             assert!(e.contains("not a usable fleet backup"), "cut at {cut}: {e}");
         }
         let mut damaged = whole.clone();
-        damaged[600] ^= 0xff;
+        damaged[520] ^= 0xff;
         std::fs::write(&path, &damaged).unwrap();
         let e = verify(&path, &mut |_| {}).unwrap_err().to_string();
         assert!(e.contains("does not match its checksum"), "{e}");

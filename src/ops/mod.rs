@@ -172,6 +172,28 @@ async fn volume_size(site: &Site, short: &str) -> Result<u64> {
     size
 }
 
+/// A destroy's confirmation lines with the size of each deleted server's disk: the stage's
+/// volumes live there and go with it.
+pub fn with_disk_sizes(spec: &StageSpec, lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|line| {
+            let disk = spec.servers.iter().find_map(|s| match &s.provider {
+                crate::model::ServerProvider::SakuraCloud { disk_gb, .. }
+                    if line.contains(&format!("server {} (", s.name)) =>
+                {
+                    Some(*disk_gb)
+                }
+                _ => None,
+            });
+            match disk {
+                Some(gb) => format!("{line}: its {gb} GB disk and every volume on it"),
+                None => line.clone(),
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,5 +226,35 @@ mod tests {
         let e = select_volumes(&spec, &["nope".into()]).unwrap_err().to_string();
         assert!(e.contains("no named volume `nope`"), "{e}");
         assert_eq!(mounting(&spec, "logs").iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["db", "api"]);
+    }
+
+    #[test]
+    fn a_deleted_server_line_names_its_disk_size() {
+        use crate::model::{Server, ServerProvider, SshKey, SshSettings};
+        let server = Server {
+            name: "m1".into(),
+            provider: ServerProvider::SakuraCloud {
+                zone: "tk1a".into(),
+                core: 1,
+                memory_gb: 1,
+                disk_gb: 40,
+                os: "ubuntu".into(),
+                ssh_key: SshKey::Account("k".into()),
+                tags: vec![],
+                startup_scripts: vec![],
+            },
+            ssh: SshSettings { user: "u".into(), port: 22, identity: None },
+            services: vec![],
+            dns: None,
+            manager: false,
+            deploy_path: String::new(),
+        };
+        let spec = StageSpec { servers: vec![server], ..StageSpec::default() };
+        let lines = with_disk_sizes(
+            &spec,
+            &["- server m1 (sakura-cloud tk1a) with 1 disk(s)".into(), "- container web".into()],
+        );
+        assert_eq!(lines[0], "- server m1 (sakura-cloud tk1a) with 1 disk(s): its 40 GB disk and every volume on it");
+        assert_eq!(lines[1], "- container web");
     }
 }

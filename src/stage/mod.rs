@@ -268,7 +268,7 @@ pub(crate) fn confirm_destroy(spec: &StageSpec, deletions: &[String], ui: &Ui) -
         ));
     }
     ui.line(format!("This will delete from stage {}:", spec.name));
-    for line in deletions {
+    for line in &crate::ops::with_disk_sizes(spec, deletions) {
         ui.line(format!("  {line}"));
     }
     match ui.confirm("Destroy these?") {
