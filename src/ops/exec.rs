@@ -1,7 +1,7 @@
 //! `fleet exec`: a command in a service's running container, attached like `docker exec -i`
 //! (with a TTY when stdin and stdout are terminals), its exit code passed on.
 
-use super::{Sites, require_service};
+use super::{Site, Sites, require_service};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -33,21 +33,29 @@ pub async fn exec(config: &Config, spec: &StageSpec, opts: &ExecOptions, ui: &Ui
             format!("e.g. fleet exec {} {} -- sh", spec.name, opts.service),
         ));
     }
+    if opts.index == Some(0) {
+        return Err(Error::usage("--index counts from 1"));
+    }
     if opts.index.is_some_and(|i| i != 1) && !spec.is_swarm() {
         return Err(Error::usage(format!(
             "--index picks a task of a swarm service; service `{}` of stage `{}` has one container",
             opts.service, spec.name
         )));
     }
-    let sites = Sites::connect(config, spec, "exec", ui).await?;
+    let sites = Sites::connect_with(config, spec, "exec", true, ui).await?;
     let result = exec_on(&sites, spec, opts).await;
     sites.close().await;
     result
 }
 
 async fn exec_on(sites: &Sites, spec: &StageSpec, opts: &ExecOptions) -> Result<i32> {
-    let site = sites.of_service(&opts.service)?;
-    let id = running_container(&site.engine, &site.spec, &opts.service, &site.label()).await?;
+    let (site, id) = match spec.is_swarm() {
+        true => swarm_task(sites, spec, &opts.service, opts.index.unwrap_or(1)).await?,
+        false => {
+            let site = sites.of_service(&opts.service)?;
+            (site, running_container(&site.engine, &site.spec, &opts.service, &site.label()).await?)
+        }
+    };
     let tty = !opts.no_tty && ui::interactive();
     attached_exec(&site.engine, &id, &opts.command, tty)
         .await
@@ -69,6 +77,34 @@ pub(crate) async fn running_container(engine: &Engine, spec: &StageSpec, service
             format!("run `fleet up {}` first", spec.name),
         )),
     }
+}
+
+/// A swarm service's running task `index` (1-based, by slot), on whichever node runs it. Task
+/// containers carry fleet's labels and are named `<swarm service>.<slot>.<task id>`.
+async fn swarm_task<'a>(sites: &'a Sites, spec: &StageSpec, service: &str, index: u32) -> Result<(&'a Site, String)> {
+    let mut tasks = Vec::new();
+    for site in &sites.sites {
+        for c in site.engine.containers(&spec.project, Some(&spec.name)).await? {
+            if c.service == service && c.state.is_running() {
+                tasks.push((task_slot(&c.name), site, c.id));
+            }
+        }
+    }
+    tasks.sort_by_key(|(slot, _, _)| *slot);
+    let count = tasks.len();
+    let picked = tasks.into_iter().nth(index as usize - 1);
+    picked.map(|(_, site, id)| (site, id)).ok_or_else(|| match count {
+        0 => Error::failed_help(
+            format!("service {service} of stage {} has no running task", spec.name),
+            format!("run `fleet up {}` first", spec.name),
+        ),
+        n => Error::usage(format!("--index {index}: service {service} of stage {} has {n} running task(s)", spec.name)),
+    })
+}
+
+/// `app-dev-web.2.x1y2z3` → 2 (unknown slots sort last).
+fn task_slot(name: &str) -> u64 {
+    name.rsplit('.').nth(1).and_then(|s| s.parse().ok()).unwrap_or(u64::MAX)
 }
 
 /// Creates and starts the exec attached to this process's stdio; returns its exit code.
@@ -146,4 +182,14 @@ pub(crate) async fn forward_stdin(mut input: Pin<Box<dyn AsyncWrite + Send>>) {
         let _ = input.flush().await;
     }
     let _ = input.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn task_slots_come_from_swarm_container_names() {
+        assert_eq!(super::task_slot("app-dev-web.2.k3j4h5"), 2);
+        assert_eq!(super::task_slot("app-dev-web.10.k3j4h5"), 10);
+        assert_eq!(super::task_slot("app-dev-web"), u64::MAX);
+    }
 }

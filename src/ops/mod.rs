@@ -54,7 +54,12 @@ impl Sites {
     /// This machine's engine for a local stage; each server's engine (read-only reach) for a
     /// remote one. Swarm stages are refused loudly: their tasks move between nodes.
     pub async fn connect(config: &Config, spec: &StageSpec, verb: &str, ui: &Ui) -> Result<Sites> {
-        if spec.is_swarm() {
+        Self::connect_with(config, spec, verb, false, ui).await
+    }
+
+    /// `swarm`: a swarm stage is reached too, every node with the whole stage (tasks go anywhere).
+    pub async fn connect_with(config: &Config, spec: &StageSpec, verb: &str, swarm: bool, ui: &Ui) -> Result<Sites> {
+        if spec.is_swarm() && !swarm {
             return Err(Error::failed_help(
                 format!("`fleet {verb}` is not implemented yet for swarm stages (stage `{}`)", spec.name),
                 "it works on local stages and on remote stages without `orchestrator \"swarm\"`",
@@ -68,7 +73,8 @@ impl Sites {
         let mut sites = Vec::new();
         let mut hosts = Vec::new();
         for (server, host, engine) in reached {
-            sites.push(Site { server: Some(server.name.clone()), engine, spec: spec.for_server(&server) });
+            let part = if spec.is_swarm() { spec.clone() } else { spec.for_server(&server) };
+            sites.push(Site { server: Some(server.name.clone()), engine, spec: part });
             hosts.push(host);
         }
         Ok(Sites { sites, hosts })
