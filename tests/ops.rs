@@ -96,6 +96,16 @@ fn run_is_a_one_off_with_the_service_env_volumes_and_network() {
         "-q",
     ]);
     assert_eq!(left, "", "one-off containers were left behind");
+    // The volume the one-off made is the stage's: the next `up` uses it.
+    let owner = docker(&[
+        "volume",
+        "inspect",
+        "-f",
+        "{{index .Labels \"fleetflow.stage\"}}",
+        &format!("{}-local-cache", p.name),
+    ]);
+    assert_eq!(owner, "local");
+    p.ok(&["up", "local"]);
     p.fleet(&["run", "local", "nope", "true"]).fails_with(2, &["no service `nope`"]);
 }
 

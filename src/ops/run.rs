@@ -50,6 +50,7 @@ async fn run_on(config: &Config, sites: &Sites, spec: &StageSpec, opts: &RunOpti
         start_dependencies(sites, site, spec, &opts.service, ui).await?;
     }
     let svc = site.spec.service(&opts.service).cloned().ok_or_else(|| Error::failed("service left its server"))?;
+    ensure_volumes(site, &svc).await?;
     let tty = !opts.no_tty && ui::interactive();
     let name = format!("{}-run-{:08x}", spec.container_name(&svc.name), fastrand::u32(..));
     let body = one_off_body(&site.spec, &svc, &opts.command, tty);
@@ -65,6 +66,29 @@ async fn run_on(config: &Config, sites: &Sites, spec: &StageSpec, opts: &RunOpti
     let rm = RemoveContainerOptionsBuilder::new().force(true).build();
     let _ = docker.remove_container(&id, Some(rm)).await;
     result
+}
+
+/// The service's named volumes, made as `up` makes them (owned by the stage) when missing: the
+/// engine would otherwise create them unlabelled on the one-off's create, and the next `up`
+/// would refuse them as someone else's.
+async fn ensure_volumes(site: &Site, svc: &Service) -> Result<()> {
+    for v in &svc.volumes {
+        let crate::model::VolumeSource::Named { name } = &v.source else { continue };
+        let full = site.spec.volume_name(name);
+        if !site.engine.volume_is_ours(&site.spec, &full).await? {
+            let req = bollard::models::VolumeCreateRequest {
+                name: Some(full.clone()),
+                labels: Some(labels::owner(&site.spec)),
+                ..Default::default()
+            };
+            site.engine
+                .docker
+                .create_volume(req)
+                .await
+                .map_err(|e| Error::engine(format!("creating volume {full}"), e))?;
+        }
+    }
+    Ok(())
 }
 
 async fn attach_and_wait(site: &Site, id: &str, tty: bool) -> std::result::Result<i32, bollard::errors::Error> {
