@@ -165,15 +165,51 @@ fn routed_service_is_replaced_without_a_failed_request() {
 
     kill_during_replacement_then_up(&p, port);
 
-    // down stops the proxy with the stage; up brings both back.
-    p.ok(&["down", "local"]);
+    // down stops the proxy with the stage (its dry run says so first); up brings both back.
+    let dry = p.fleet(&["down", "local", "--dry-run"]);
+    assert_eq!(dry.lines()[0], "~ proxy: stop", "{dry:?}");
+    let stopped = p.ok(&["down", "local"]);
+    assert!(stopped.stdout.contains("~ proxy: stop"), "{stopped:?}");
     assert_eq!(support::docker_inspect(&proxy, "{{.State.Running}}").as_deref(), Some("false"));
     assert!(up_with(&p, "v3", &[]).code == 0);
     assert_eq!(get(port, "shop.test"), Ok((200, "v3".into())));
 
+    routes_dropped_from_the_file_take_the_proxy_away(&p, port);
+
     let destroy = p.ok(&["down", "local", "--destroy", "--yes"]);
     assert!(destroy.stdout.contains("- proxy"), "{}", destroy.stdout);
     assert_eq!(support::docker_inspect(&proxy, "{{.Id}}"), None, "the proxy outlived --destroy");
+}
+
+/// The file drops every route: `up` plans and does `- proxy` (the file is the truth), keeps the
+/// certificate volume, and leaves alone a proxy container of another stage. Routes back: served.
+fn routes_dropped_from_the_file_take_the_proxy_away(p: &Project, port: u16) {
+    let routed = ROUTED.replace("{http_port}", &port.to_string());
+    let proxy = format!("{}-local-proxy", p.name);
+    let foreign = format!("{}-other-proxy", p.name);
+    let (project, stage) = (format!("fleetflow.project={}", p.name), "fleetflow.stage=other");
+    let args = ["create", "--name", &foreign, "--label", &project, "--label", stage, "--label", "fleetflow.proxy=true"];
+    docker(&[&args[..], &[support::IMAGE, "true"]].concat());
+    assert!(support::docker_inspect(&foreign, "{{.Id}}").is_some(), "the other stage's proxy was not made");
+
+    p.write(&routed.replace("    route \"shop.test\" port=8080 drain=\"1s\"\n", ""));
+    let dry = p.cmd(&["up", "local", "--dry-run"]).env("VERSION", "v3").output().expect("run fleet");
+    let dry = out_text(&dry.stdout);
+    assert!(dry.lines().any(|l| l == "- proxy"), "{dry}");
+    let unrouted = up_with(p, "v3", &[]);
+    assert_eq!(unrouted.code, 0, "{unrouted:?}");
+    assert!(unrouted.stdout.lines().any(|l| l == "- proxy"), "{unrouted:?}");
+    assert_eq!(support::docker_inspect(&proxy, "{{.Id}}"), None, "the proxy outlived its routes");
+    assert!(support::docker_inspect(&foreign, "{{.Id}}").is_some(), "another stage's proxy was touched");
+    assert!(p.volume_exists(&format!("{}-local-proxy-data", p.name)), "the certificates went with the routes");
+    assert!(get(port, "shop.test").is_err(), "something still answers on the proxy's port");
+    let again = up_with(p, "v3", &[]);
+    assert_eq!(again.stdout.trim(), "Stage local is up to date; nothing to do.", "{again:?}");
+
+    p.write(&routed);
+    assert_eq!(up_with(p, "v3", &[]).code, 0);
+    assert_eq!(get(port, "shop.test"), Ok((200, "v3".into())));
+    assert!(support::docker_inspect(&foreign, "{{.Id}}").is_some(), "another stage's proxy was touched");
 }
 
 /// kill -9 of fleet once the new container exists beside the old one: the stage keeps serving,

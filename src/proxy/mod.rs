@@ -242,7 +242,9 @@ impl Proxy {
                 .start_container(&id, None::<bollard::query_parameters::StartContainerOptions>)
                 .await
                 .map_err(|e| Error::engine(format!("starting the proxy {}", container_name(&self.spec)), e))?;
-            state.loaded = Some(wanted.clone());
+            // Not marked loaded: the reload below (retried until the admin endpoint answers)
+            // confirms the just-started proxy serves before `up` goes on or returns.
+            state.loaded = None;
         }
         self.load_locked(&mut state, wanted).await
     }
@@ -437,36 +439,58 @@ pub async fn tidy(engine: &Engine, spec: &StageSpec, events: &Events) -> Result<
     Ok(())
 }
 
-/// `down`: the proxy stops with its stage; `--destroy` removes it (its certificate volume goes
-/// only with `--volumes`, like every volume of the stage).
-pub async fn down(engine: &Engine, spec: &StageSpec, destroy: bool, events: &Events) -> Result<()> {
-    let proxy = observe(engine, spec).await?;
-    let Some(id) = proxy.id else { return Ok(()) };
-    let name = container_name(spec);
-    if destroy {
-        events(Event::Applying(Action::RemoveProxy));
-        return crate::engine::remove_container(engine, &id, &name).await;
-    }
-    if proxy.running {
-        events(Event::Applying(Action::StopProxy));
-        match engine.docker.stop_container(&id, None::<StopContainerOptions>).await {
-            Ok(()) => {}
-            Err(e) if crate::engine::is_not_found(&e) || crate::engine::is_not_modified(&e) => {}
-            Err(e) => return Err(Error::engine(format!("stopping the proxy {name}"), e)),
-        }
-    }
-    Ok(())
+/// The proxy container as `down` and a route-less `up` see it: which one, and whether it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenProxy {
+    pub id: String,
+    pub running: bool,
 }
 
-/// `down`'s plan lines for the proxy.
-pub async fn plan_down(engine: &Engine, spec: &StageSpec, destroy: bool) -> Result<Vec<Action>> {
-    let proxy = observe(engine, spec).await?;
-    Ok(match (proxy.id, destroy, proxy.running) {
-        (None, ..) => vec![],
-        (Some(_), true, _) => vec![Action::RemoveProxy],
-        (Some(_), false, true) => vec![Action::StopProxy],
-        (Some(_), false, false) => vec![],
-    })
+impl ObservedProxy {
+    /// The container, if this stage has one (found by its ownership labels only).
+    pub fn seen(&self) -> Option<SeenProxy> {
+        self.id.as_ref().map(|id| SeenProxy { id: id.clone(), running: self.running })
+    }
+}
+
+/// `down`'s steps for the proxy (pure): it stops with its stage; `--destroy` removes it (its
+/// certificate volume goes only with `--volumes`, like every volume of the stage, or with the
+/// server it lives on).
+pub fn plan_down(proxy: Option<&SeenProxy>, destroy: bool) -> Vec<Action> {
+    match (proxy, destroy) {
+        (None, _) => vec![],
+        (Some(_), true) => vec![Action::RemoveProxy],
+        (Some(p), false) if p.running => vec![Action::StopProxy],
+        (Some(_), false) => vec![],
+    }
+}
+
+/// `up` of a part of a stage that routes nothing (any more): the file is the truth, so a proxy
+/// left from earlier routes goes (pure). Its certificate volume stays: routes that come back
+/// reuse its certificates instead of asking the issuer again.
+pub fn plan_retire(proxy: Option<&SeenProxy>) -> Vec<Action> {
+    proxy.map(|_| vec![Action::RemoveProxy]).unwrap_or_default()
+}
+
+/// Applies one planned proxy step (`StopProxy` or `RemoveProxy`) to the container `id`, the
+/// very one observed when the plan was made. Other actions are not the proxy's to apply here.
+pub async fn apply(engine: &Engine, spec: &StageSpec, id: &str, action: &Action, events: &Events) -> Result<()> {
+    let name = container_name(spec);
+    match action {
+        Action::RemoveProxy => {
+            events(Event::Applying(Action::RemoveProxy));
+            crate::engine::remove_container(engine, id, &name).await
+        }
+        Action::StopProxy => {
+            events(Event::Applying(Action::StopProxy));
+            match engine.docker.stop_container(id, None::<StopContainerOptions>).await {
+                Ok(()) => Ok(()),
+                Err(e) if crate::engine::is_not_found(&e) || crate::engine::is_not_modified(&e) => Ok(()),
+                Err(e) => Err(Error::engine(format!("stopping the proxy {name}"), e)),
+            }
+        }
+        other => Err(Error::failed(format!("the proxy {name}: {other:?} is not a step of down or retire"))),
+    }
 }
 
 /// The running container's name of an id (for messages).
@@ -604,6 +628,24 @@ mod tests {
             }],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_proxy_no_route_needs_is_removed_and_down_stops_or_removes_it() {
+        use super::{SeenProxy, plan_down, plan_retire};
+        use crate::plan::Action;
+        let running = SeenProxy { id: "px".into(), running: true };
+        let stopped = SeenProxy { id: "px".into(), running: false };
+        assert_eq!(plan_retire(Some(&running)), vec![Action::RemoveProxy]);
+        assert_eq!(plan_retire(Some(&stopped)), vec![Action::RemoveProxy]);
+        assert_eq!(plan_retire(None), vec![]);
+        assert_eq!(plan_down(Some(&running), false), vec![Action::StopProxy]);
+        assert_eq!(plan_down(Some(&stopped), false), vec![]);
+        assert_eq!(plan_down(Some(&stopped), true), vec![Action::RemoveProxy]);
+        assert_eq!(plan_down(None, true), vec![]);
+        let observed = super::ObservedProxy { id: Some("px".into()), running: true, ..Default::default() };
+        assert_eq!(observed.seen(), Some(running));
+        assert_eq!(super::ObservedProxy::default().seen(), None);
     }
 
     #[test]

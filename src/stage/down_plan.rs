@@ -7,6 +7,7 @@ use crate::dns::FoundRecord;
 use crate::infra::{Machine, Power};
 use crate::model::{ServerProvider, StageSpec};
 use crate::plan::{self, Action, DownMode, InfraAction, ObservedStage, Plan, graph};
+use crate::proxy::SeenProxy;
 use crate::report::DownOutcome;
 
 /// What `down` asks of the stage.
@@ -56,6 +57,9 @@ pub struct SeenServer {
     /// The server's containers of this stage; None when its engine was not asked (not running,
     /// or a swarm stage, whose containers are the swarm's).
     pub containers: Option<ObservedStage>,
+    /// The stage's proxy container on the server's engine (found by its labels, whether or not
+    /// the file still routes anything); None when there is none or the engine was not asked.
+    pub proxy: Option<SeenProxy>,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +109,8 @@ pub struct SeenMember {
 /// servers last to first (the lock holder last).
 #[derive(Debug, Clone)]
 pub enum DownStep {
+    /// The stage's proxy on one server stopped or removed (before its services: it serves them).
+    Proxy { server: String, id: String, action: Action },
     /// Stop or remove one server's containers as `plan` says (`observed` gives their ids).
     Containers { server: String, part: StageSpec, observed: ObservedStage, plan: Plan },
     /// Scale a swarm service to 0 (spec kept) or remove it (`--destroy`), on the manager.
@@ -149,7 +155,7 @@ impl DownStep {
             Self::SwarmService { action, .. } | Self::LeaveSwarm { action, .. } | Self::PowerOff { action, .. } => {
                 vec![Line::Infra(action.clone())]
             }
-            Self::SwarmNetwork { action, .. } => vec![Line::Action(action.clone())],
+            Self::SwarmNetwork { action, .. } | Self::Proxy { action, .. } => vec![Line::Action(action.clone())],
             Self::DeleteServer { power_off, action, .. } => {
                 power_off.iter().chain([action]).cloned().map(Line::Infra).collect()
             }
@@ -224,11 +230,16 @@ pub fn plan(spec: &StageSpec, seen: &DownObservation, intent: DownIntent) -> Dow
     DownPlan { stage: spec.name.clone(), intent, steps }
 }
 
-/// Each reached server's containers (not a swarm's: those are its services').
+/// Each reached server's proxy, then its containers (not a swarm's: those are its services').
 fn container_steps(spec: &StageSpec, seen: &DownObservation, intent: DownIntent) -> Vec<DownStep> {
     let mut steps = Vec::new();
     for (server, s) in spec.servers.iter().zip(&seen.servers) {
         let Some(observed) = s.containers.as_ref().filter(|_| !spec.is_swarm()) else { continue };
+        let destroy = matches!(intent, DownIntent::Destroy { .. });
+        for action in crate::proxy::plan_down(s.proxy.as_ref(), destroy) {
+            let id = s.proxy.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+            steps.push(DownStep::Proxy { server: s.name.clone(), id, action });
+        }
         let part = spec.for_server(server);
         let plan = plan::plan_down(&part, observed, intent.container_mode());
         if !plan.is_empty() {

@@ -8,6 +8,7 @@ fn server(spec: &StageSpec, i: usize, power: Option<Power>, engine: bool) -> See
         name: spec.servers[i].name.clone(),
         machine: power.map(machine),
         containers: engine.then(|| running(&spec.for_server(&spec.servers[i]), &["db", "api"])),
+        proxy: None,
     }
 }
 
@@ -377,4 +378,73 @@ fn destroy_deletes_records_before_any_server_gives_its_address_back() {
     let first_server = shown.iter().position(|l| l.contains("server")).unwrap_or(usize::MAX);
     let last_record = shown.iter().rposition(|l| l.starts_with("- dns")).unwrap_or(usize::MAX);
     assert!(last_record < first_server, "{shown:?}");
+}
+
+/// One server up, its stage's proxy container seen on its engine (running or stopped).
+fn with_proxy(running: bool) -> (StageSpec, DownObservation) {
+    let (spec, mut seen) = one_server(Power::Up);
+    seen.servers[0].proxy = Some(SeenProxy { id: "proxy-id".into(), running });
+    (spec, seen)
+}
+
+#[test]
+fn down_stops_the_proxy_first_and_the_step_carries_the_container_observed() {
+    let (spec, seen) = with_proxy(true);
+    let plan = plan(&spec, &seen, DownIntent::Stop);
+    assert_eq!(lines(&plan), ["~ proxy: stop", "~ container api: stop", "~ container db: stop"]);
+    let DownStep::Proxy { server, id, action } = &plan.steps[0] else { panic!("{:?}", plan.steps[0]) };
+    assert_eq!((server.as_str(), id.as_str(), action), ("web-1", "proxy-id", &Action::StopProxy));
+    // The dry run's summary and JSON count it like every other change.
+    assert_eq!(crate::plan::PlanSummary::of(&plan.to_plan()).change, 3);
+    assert_eq!(plan.to_plan().actions[0], Action::StopProxy);
+    // Already stopped: nothing to do for it.
+    let (spec, seen) = with_proxy(false);
+    assert_eq!(lines(&super::plan(&spec, &seen, DownIntent::Stop)), ["~ container api: stop", "~ container db: stop"]);
+}
+
+#[test]
+fn suspend_stops_the_proxy_before_the_power_off() {
+    let (spec, seen) = with_proxy(true);
+    let plan = plan(&spec, &seen, DownIntent::Suspend);
+    assert_eq!(
+        lines(&plan),
+        [
+            "~ proxy: stop",
+            "~ container api: stop",
+            "~ container db: stop",
+            "(release lock)",
+            "~ server web-1: power off"
+        ]
+    );
+}
+
+#[test]
+fn destroy_removes_the_proxy_stopped_or_not_before_the_containers_and_the_server() {
+    for running in [true, false] {
+        let (spec, seen) = with_proxy(running);
+        let plan = plan(&spec, &seen, DownIntent::Destroy { volumes: false });
+        assert_eq!(
+            lines(&plan),
+            [
+                "- proxy",
+                "- container api",
+                "- container db",
+                "- network p-dev",
+                "(release lock)",
+                "~ server web-1: power off",
+                "- server web-1 (sakura-cloud tk1a) with 1 disk(s)",
+            ]
+        );
+        assert!(crate::stage::removals(&plan.to_plan())[0].contains("- proxy"), "the confirmation lists it");
+    }
+}
+
+#[test]
+fn a_proxy_on_an_engine_that_was_not_asked_is_not_planned() {
+    // A swarm stage's engines are not asked for containers: no proxy step either.
+    let spec = swarm_stage();
+    let mut seen = swarm_seen(&spec);
+    seen.servers[0].proxy = Some(SeenProxy { id: "proxy-id".into(), running: true });
+    let plan = plan(&spec, &seen, DownIntent::Stop);
+    assert!(!plan.steps.iter().any(|s| matches!(s, DownStep::Proxy { .. })), "{:?}", plan.steps);
 }

@@ -166,7 +166,9 @@ pub(crate) async fn converge_on(
     if !opts.dry_run {
         // A volume whose restore was interrupted is incomplete: nothing starts on it.
         crate::ops::refuse_interrupted_restore(engine, spec).await?;
+        proxy_stage::retire(engine, spec, &proxy, &ui.events()).await?;
         // Even with nothing to do here, kept services must say they are ready to other servers.
+        let proxy = proxy.serve;
         engine::apply_up_with_proxy(engine, spec, &plan, &observed, &images, readiness, ui.events(), proxy).await?;
     }
     Ok(plan)
@@ -217,7 +219,7 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
     let (_lock, engine) = lock_and_connect(config, spec, "down", opts.dry_run, opts.lock_wait).await?;
     let observed = engine.observe(spec).await?;
     let mut plan = plan::plan_down(spec, &observed, down_mode(opts));
-    proxy_stage::plan_down(&engine, spec, opts.destroy, &mut plan).await?;
+    let proxy = proxy_stage::plan_down(&engine, spec, opts.destroy, &mut plan).await?;
     if opts.dry_run {
         print_plan(&plan, opts.format, ui);
         return Ok(plan);
@@ -231,7 +233,7 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
         crate::ops::with_volume_sizes(&engine, spec, &plan, &mut lines).await;
         confirm_destroy(spec, &lines, ui)?;
     }
-    proxy_stage::apply_down(&engine, spec, opts.destroy, &ui.events()).await?;
+    proxy_stage::apply_down(&engine, spec, proxy.as_ref(), &plan, &ui.events()).await?;
     engine::apply_down(&engine, spec, &plan, &observed, ui.events()).await?;
     let verb = if opts.destroy { "destroyed" } else { "down" };
     ui.line(format!("Stage {} is {verb}.", spec.name));

@@ -5,7 +5,7 @@ use crate::engine::{Engine, Events};
 use crate::error::Result;
 use crate::model::StageSpec;
 use crate::plan::{Action, ObservedStage, Plan};
-use crate::proxy::{self, Proxy};
+use crate::proxy::{self, Proxy, SeenProxy};
 use std::sync::Arc;
 
 /// Before planning an `up` (not a dry run): two containers of a routed service, left by an
@@ -17,43 +17,76 @@ pub(crate) async fn before_plan(engine: &Engine, spec: &StageSpec, dry_run: bool
     Ok(())
 }
 
-/// The proxy's steps joined to the plan (after the network and volumes, before the containers),
-/// and the proxy handle the apply uses; None when no service of this part of the stage is routed.
+/// The proxy's part of an `up` on one engine: the handle the apply serves routes through, or a
+/// proxy no routed service needs any more, to be removed before the containers change.
+#[derive(Default)]
+pub(crate) struct ProxyUp {
+    pub serve: Option<Arc<Proxy>>,
+    /// The id of this stage's proxy container that the plan removes (`- proxy`).
+    retire: Option<String>,
+}
+
+/// The proxy's steps joined to the plan (after the network and volumes, before the containers):
+/// serving the routes, or, when no service of this part of the stage is routed, removing a
+/// proxy left from earlier routes (found by this stage's labels only).
 pub(crate) async fn plan_up(
     engine: &Engine,
     spec: &StageSpec,
     plan: &mut Plan,
     observed: &ObservedStage,
-) -> Result<Option<Arc<Proxy>>> {
-    if !proxy::is_routed(spec) {
-        return Ok(None);
-    }
+) -> Result<ProxyUp> {
     let seen = proxy::observe(engine, spec).await?;
-    let steps = proxy::plan(spec, &seen, plan, observed);
+    let (steps, up) = match proxy::is_routed(spec) {
+        true => (
+            proxy::plan(spec, &seen, plan, observed),
+            ProxyUp { serve: Some(Arc::new(Proxy::new(engine, spec, seen, observed))), retire: None },
+        ),
+        false => (proxy::plan_retire(seen.seen().as_ref()), ProxyUp { serve: None, retire: seen.id }),
+    };
     let at = plan
         .actions
         .iter()
         .position(|a| !matches!(a, Action::CreateNetwork { .. } | Action::CreateVolume { .. }))
         .unwrap_or(plan.actions.len());
     plan.actions.splice(at..at, steps);
-    Ok(Some(Arc::new(Proxy::new(engine, spec, seen, observed))))
+    Ok(up)
 }
 
-/// `down`'s proxy steps, first: the proxy goes before the services and the network.
-pub(crate) async fn plan_down(engine: &Engine, spec: &StageSpec, destroy: bool, plan: &mut Plan) -> Result<()> {
-    if !proxy::is_routed(spec) {
-        return Ok(());
+/// Before the containers change: the proxy nothing routes through any more goes (it may hold
+/// the ports a service now publishes itself).
+pub(crate) async fn retire(engine: &Engine, spec: &StageSpec, up: &ProxyUp, events: &Events) -> Result<()> {
+    match &up.retire {
+        Some(id) => proxy::apply(engine, spec, id, &Action::RemoveProxy, events).await,
+        None => Ok(()),
     }
-    let steps = proxy::plan_down(engine, spec, destroy).await?;
-    plan.actions.splice(0..0, steps);
+}
+
+/// `down`'s proxy steps, first: the proxy goes before the services and the network. Observed
+/// whether or not the file still routes anything: a proxy left by earlier routes goes too.
+pub(crate) async fn plan_down(
+    engine: &Engine,
+    spec: &StageSpec,
+    destroy: bool,
+    plan: &mut Plan,
+) -> Result<Option<SeenProxy>> {
+    let seen = proxy::observe(engine, spec).await?.seen();
+    plan.actions.splice(0..0, proxy::plan_down(seen.as_ref(), destroy));
+    Ok(seen)
+}
+
+/// `down`'s proxy steps as planned, on the container observed when planning.
+pub(crate) async fn apply_down(
+    engine: &Engine,
+    spec: &StageSpec,
+    seen: Option<&SeenProxy>,
+    plan: &Plan,
+    events: &Events,
+) -> Result<()> {
+    let Some(seen) = seen else { return Ok(()) };
+    for action in plan.actions.iter().filter(|a| matches!(a, Action::StopProxy | Action::RemoveProxy)) {
+        proxy::apply(engine, spec, &seen.id, action, events).await?;
+    }
     Ok(())
-}
-
-pub(crate) async fn apply_down(engine: &Engine, spec: &StageSpec, destroy: bool, events: &Events) -> Result<()> {
-    if !proxy::is_routed(spec) {
-        return Ok(());
-    }
-    proxy::down(engine, spec, destroy, events).await
 }
 
 /// `status`' route lines for one engine's part of a stage (none when nothing there is routed).

@@ -93,7 +93,7 @@ async fn observe_cloud(d: &Down<'_>) -> Result<DownObservation> {
         .servers
         .iter()
         .zip(machines)
-        .map(|(s, machine)| SeenServer { name: s.name.clone(), machine, containers: None })
+        .map(|(s, machine)| SeenServer { name: s.name.clone(), machine, containers: None, proxy: None })
         .collect();
     let mut records = Vec::new();
     if let Some(zones) = d.zones {
@@ -127,7 +127,9 @@ async fn observe_engines(d: &Down<'_>, seen: &mut DownObservation, held: &mut He
             *seen = observe_cloud(d).await?;
         }
         if let Some(s) = seen.servers.get_mut(i).filter(|_| !d.spec.is_swarm()) {
-            s.containers = Some(conn.engine.observe(&d.spec.for_server(server)).await?);
+            let part = d.spec.for_server(server);
+            s.containers = Some(conn.engine.observe(&part).await?);
+            s.proxy = crate::proxy::observe(&conn.engine, &part).await?.seen();
         }
     }
     if d.spec.is_swarm() {
@@ -193,8 +195,6 @@ async fn execute(d: &Down<'_>, plan: &DownPlan, seen: &DownObservation, held: &m
 async fn containers(d: &Down<'_>, step: &DownStep, held: &Held) -> Result<()> {
     let DownStep::Containers { server, part, observed, plan } = step else { return Ok(()) };
     let engine = engine_of(held, server)?;
-    // The proxy of routed services goes first: it stops with the stage, --destroy removes it.
-    super::proxy_stage::apply_down(engine, part, d.opts.destroy, &d.ui.events()).await?;
     engine::apply_down(engine, part, plan, observed, d.ui.events()).await
 }
 
@@ -210,6 +210,10 @@ async fn step(
     let (config, spec) = (d.config, d.spec);
     match step {
         DownStep::Containers { .. } => containers(d, step, held).await,
+        DownStep::Proxy { server, id, action } => {
+            let part = spec.for_server(server_of(spec, server)?);
+            crate::proxy::apply(engine_of(held, server)?, &part, id, action, &d.ui.events()).await
+        }
         DownStep::SwarmService { manager, id, remove, action } => {
             progress(InfraEvent::Action(action.clone()));
             match remove {
