@@ -312,8 +312,11 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Stage(c) | Command::Direct(c) => c,
         Command::Validate => {
             let cfg = load()?;
-            let specs = cfg.validate_all()?;
-            ui.line(format!("{} is valid: project {}, {} stage(s)", cfg.source.name, cfg.project, specs.len()));
+            let valid = cfg.validate_all()?;
+            for w in &valid.warnings {
+                ui.warn(w);
+            }
+            ui.line(format!("{} is valid: project {}, {} stage(s)", cfg.source.name, cfg.project, valid.specs.len()));
             return Ok(0);
         }
         Command::Config(a) => {
