@@ -366,7 +366,6 @@ stage "dev" {{
     };
     let mut p = Project::new("machine-idle", &kdl(r#"auto_suspend idle="60s" after_boot="10s""#));
     p.env = sim_env(&sim);
-    p.env.push(("FLEET_HELPER_IMAGE".into(), support::IMAGE.into()));
     let up = p.ok(&["up", "dev"]);
     assert!(
         up.stdout.contains("~ server m1: auto-suspend when idle 1m (after boot 10s, checked every 15s)"),

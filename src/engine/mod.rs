@@ -2,6 +2,7 @@
 
 mod container_spec;
 mod converge;
+mod helper_image;
 mod host_root;
 pub mod labels;
 mod logs;
@@ -11,7 +12,7 @@ pub use container_spec::create_body;
 pub(crate) use converge::remove as remove_container;
 pub use converge::{Event, Events, PullPolicy, Readiness, apply_down, apply_up, apply_up_with_proxy};
 pub(crate) use converge::{ServiceJob, stop as stop_container};
-pub use host_root::helper_image;
+pub use helper_image::HELPER_IMAGE;
 pub use logs::{LogLine, LogOptions, LogStream, stream_logs};
 
 use crate::error::{Error, Result};
