@@ -22,22 +22,29 @@ pub(super) async fn is_converged(spec: &StageSpec, manager: &Node<'_>, opts: &Up
     if opts.pull == PullPolicy::Always || opts.force_recreate || opts.remove_orphans {
         return Ok(false);
     }
+    // Six reads, all at once: one round trip through the SSH connection instead of six.
     let engine = manager.engine;
-    let me = engine.swarm_membership().await?;
+    let (me, swarm, listed, network_missing, image_ids, observed) = tokio::join!(
+        engine.swarm_membership(),
+        engine.swarm_inspect(),
+        engine.swarm_nodes(),
+        engine.network_to_create(spec),
+        image_ids_on_manager(spec, manager),
+        engine.swarm_services(spec),
+    );
+    let me = me?;
+    // Not a manager (its swarm reads then fail): the full path finds the manager.
     if me.state != MemberState::Active || !me.manager {
         return Ok(false);
     }
-    let (swarm_labels, _, _) = engine.swarm_inspect().await?;
+    let (swarm_labels, _, _) = swarm?;
     let ours =
         swarm_labels.get(labels::PROJECT) == Some(&spec.project) && swarm_labels.get(labels::STAGE) == Some(&spec.name);
-    if !ours || !nodes_converged(spec, manager, &me.node_id, &engine.swarm_nodes().await?) {
+    if !ours || !nodes_converged(spec, manager, &me.node_id, &listed?) || network_missing? {
         return Ok(false);
     }
-    if engine.network_to_create(spec).await? {
-        return Ok(false);
-    }
-    let Some(image_ids) = image_ids_on_manager(spec, manager).await? else { return Ok(false) };
-    let observed = engine.swarm_services(spec).await?;
+    let Some(image_ids) = image_ids? else { return Ok(false) };
+    let observed = observed?;
     if observed.iter().any(|o| spec.service(&o.service).is_none()) {
         return Ok(false);
     }
@@ -82,18 +89,17 @@ fn nodes_converged(
 /// the first node). None when an image only other nodes run, or one the manager lacks.
 async fn image_ids_on_manager(spec: &StageSpec, manager: &Node<'_>) -> Result<Option<BTreeMap<String, String>>> {
     let here = spec.placeable_on(manager.server);
-    let mut ids = BTreeMap::new();
-    for svc in &spec.services {
-        if ids.contains_key(&svc.image) {
-            continue;
-        }
-        if !here.services.iter().any(|s| s.image == svc.image) {
-            return Ok(None);
-        }
-        match manager.engine.image_id(&svc.image).await? {
-            Some(id) => ids.insert(svc.image.clone(), id),
-            None => return Ok(None),
-        };
+    let mut images: Vec<&str> = spec.services.iter().map(|s| s.image.as_str()).collect();
+    images.sort_unstable();
+    images.dedup();
+    if images.iter().any(|image| !here.services.iter().any(|s| s.image == *image)) {
+        return Ok(None);
     }
-    Ok(Some(ids))
+    let ids = futures_util::future::try_join_all(images.iter().map(|image| manager.engine.image_id(image))).await?;
+    let mut out = BTreeMap::new();
+    for (image, id) in images.into_iter().zip(ids) {
+        let Some(id) = id else { return Ok(None) };
+        out.insert(image.to_string(), id);
+    }
+    Ok(Some(out))
 }
