@@ -9,8 +9,8 @@ mod limits;
 mod proxy_reader;
 mod reader;
 mod server_reader;
-mod unused;
 mod unset;
+mod unused;
 mod validate;
 
 pub use diagnostic::{ConfigError, ConfigErrors, SourceFile, suggest};
