@@ -3,8 +3,9 @@
 
 Both run against the same three machines (fleet-sim machine mode: each server a system container
 with its own engine, the swarm formed by fleet's first `up`). fleet runs here and reaches the
-nodes over SSH; `docker stack deploy` runs on the manager, as a user would run it there. Runs
-alternate tool by tool. Engine API calls are counted by the engines themselves: dockerd runs
+nodes over SSH; `docker stack deploy` runs twice: from this machine through
+`DOCKER_HOST=ssh://ubuntu@<manager>` (what a user does from a laptop, as fleet does), and on the
+manager itself (no SSH at all, the floor). Runs alternate tool by tool. Engine API calls are counted by the engines themselves: dockerd runs
 with debug logging on every node and logs one "Calling METHOD /path" line per request, so both
 tools are counted the same way, on all nodes.
 
@@ -139,16 +140,31 @@ def main():
         stack = ["docker", "exec", manager, "docker", "stack", "deploy", "--resolve-image", "never", "-c",
                  "/root/stack.yml", "peer"]
         sh(stack)
+        # The same deploy from here through SSH, with the bench key (an `ssh` on PATH that uses it).
+        manager_ip = sh(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                         manager]).strip()
+        bindir = os.path.join(work, "bin")
+        os.makedirs(bindir)
+        with open(os.path.join(bindir, "ssh"), "w") as f:
+            f.write(f'#!/bin/sh\nexec /usr/bin/ssh -i {key} -o StrictHostKeyChecking=no '
+                    f'-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "$@"\n')
+        os.chmod(os.path.join(bindir, "ssh"), 0o755)
+        ssh_env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "DOCKER_HOST": f"ssh://ubuntu@{manager_ip}"}
+        stack_ssh = ["docker", "stack", "deploy", "--resolve-image", "never", "-c",
+                     os.path.join(work, "stack.yml"), "peer"]
+        sh(stack_ssh, env=ssh_env)
         time.sleep(5)
-        results = {"fleet": [], "stack": []}
+        results = {"fleet": [], "stack-ssh": [], "stack": []}
         for _ in range(args.runs):
-            for tool in ("fleet", "stack"):
+            for tool in ("fleet", "stack-ssh", "stack"):
                 since = time.time()
                 time.sleep(0.05)
                 start = time.perf_counter()
                 if tool == "fleet":
                     out = sh([fleet, "up", "bench"], cwd=work, env=env)
                     assert "up to date" in out, out
+                elif tool == "stack-ssh":
+                    sh(stack_ssh, env=ssh_env)
                 else:
                     sh(stack)
                 wall = time.perf_counter() - start
@@ -158,12 +174,16 @@ def main():
         print(f"converged up of a 3-node, 5-service swarm stage, {args.runs} alternating runs (medians):")
         print("| tool | wall s | Engine API calls (all nodes) | of them mutating |")
         print("|---|---|---|---|")
-        for tool, name in (("fleet", "fleet up (over SSH from here)"), ("stack", "docker stack deploy (on the manager)")):
+        for tool, name in (("fleet", "fleet up (over SSH from here)"),
+                           ("stack-ssh", "docker stack deploy (DOCKER_HOST=ssh:// from here)"),
+                           ("stack", "docker stack deploy (on the manager)")):
             r = results[tool]
             print(f"| {name} | {statistics.median(x[0] for x in r):.3f} | {statistics.median(x[1] for x in r):.0f} | "
                   f"{statistics.median(x[2] for x in r):.0f} |")
-        f, s = statistics.median(x[0] for x in results["fleet"]), statistics.median(x[0] for x in results["stack"])
-        print(f"ratio fleet / stack deploy (wall): {f / s:.2f}")
+        f = statistics.median(x[0] for x in results["fleet"])
+        for tool in ("stack-ssh", "stack"):
+            s = statistics.median(x[0] for x in results[tool])
+            print(f"ratio fleet / {tool} (wall): {f / s:.2f}")
     finally:
         subprocess.run([fleet, "down", "bench", "--destroy", "--yes"], cwd=work, env=env, capture_output=True)
         sim.terminate()

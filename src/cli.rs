@@ -312,8 +312,11 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Stage(c) | Command::Direct(c) => c,
         Command::Validate => {
             let cfg = load()?;
-            let specs = cfg.validate_all()?;
-            ui.line(format!("{} is valid: project {}, {} stage(s)", cfg.source.name, cfg.project, specs.len()));
+            let valid = cfg.validate_all()?;
+            for w in &valid.warnings {
+                ui.warn(w);
+            }
+            ui.line(format!("{} is valid: project {}, {} stage(s)", cfg.source.name, cfg.project, valid.specs.len()));
             return Ok(0);
         }
         Command::Config(a) => {
@@ -488,7 +491,7 @@ fn import_compose(file: Option<PathBuf>, force: bool, output: Option<PathBuf>, u
     }
     let imported = crate::compose_import::import(&file, &dir)?;
     // What fleet would not read is not written.
-    Config::from_text(&out, imported.kdl.clone()).and_then(|c| c.validate_all()).map_err(|e| match e {
+    let valid = Config::from_text(&out, imported.kdl.clone()).and_then(|c| c.validate_all()).map_err(|e| match e {
         // The text was never written: the errors must not point into a file that does not exist.
         Error::Config(errs) => Error::Config(Box::new(errs.renamed(&format!(
             "fleet.kdl as imported from {} (not written)",
@@ -498,6 +501,9 @@ fn import_compose(file: Option<PathBuf>, force: bool, output: Option<PathBuf>, u
     })?;
     for w in &imported.warnings {
         ui.warn(format!("not imported: {w}"));
+    }
+    for w in &valid.warnings {
+        ui.warn(w);
     }
     std::fs::write(&out, &imported.kdl).map_err(|e| Error::io(format!("writing {}", out.display()), e))?;
     ui.line(format!(

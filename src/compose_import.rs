@@ -107,6 +107,19 @@ fn split_outside_braces(text: &str) -> Vec<&str> {
     parts
 }
 
+/// `8000-8001`: a `-` outside `${…}` (inside, it is a default: `${PORT:-8000}`).
+fn is_range(text: &str) -> bool {
+    let mut depth = 0usize;
+    text.chars().any(|c| {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        c == '-' && depth == 0
+    })
+}
+
 /// A scalar as text (compose allows numbers and booleans where strings are meant).
 fn scalar(v: &Value) -> Option<String> {
     match v {
@@ -162,7 +175,8 @@ pub fn convert(text: &str, name: &str, project_dir: &Path) -> Result<Imported> {
             "fix the YAML, or name the file: fleet import compose path/to/compose.yml",
         )
     })?;
-    doc.apply_merge().map_err(|e| Error::usage(format!("{name}: a YAML merge (<<) cannot be applied: {e}")))?;
+    crate::compose_merge::apply(&mut doc)
+        .map_err(|e| Error::usage(format!("{name}: a YAML merge (<<) cannot be applied: {e}")))?;
     let Value::Mapping(top) = doc else {
         return Err(Error::usage(format!("{name}: a compose file is a mapping with `services`")));
     };
@@ -171,6 +185,7 @@ pub fn convert(text: &str, name: &str, project_dir: &Path) -> Result<Imported> {
         needed: BTreeSet::new(),
         oneshot: BTreeSet::new(),
         healthy_waits: Vec::new(),
+        typed: BTreeSet::new(),
     };
     let project = match top.get("name").and_then(scalar) {
         Some(n) => n,
@@ -212,7 +227,9 @@ pub fn convert(text: &str, name: &str, project_dir: &Path) -> Result<Imported> {
     }
     // Dependencies that must complete are one-shot jobs in fleet.
     let mut kdl = format!("// Imported from {name} by `fleet import compose`.\nproject {}\n", q(&project));
-    let needed: Vec<&String> = c.needed.iter().collect();
+    // A variable in a port or a duration gets no empty default: "" is no port, so it must be set
+    // (`validate` warns, `up` refuses), as compose fails at `up` on a blank published port.
+    let needed: Vec<&String> = c.needed.difference(&c.typed).collect();
     if !needed.is_empty() {
         kdl.push_str("\n// Unset in compose means empty; the environment and .env still win.\nvariables {\n");
         for v in needed {
@@ -254,6 +271,8 @@ struct Converter {
     oneshot: BTreeSet<String>,
     /// (service, dependency) with `service_healthy`.
     healthy_waits: Vec<(String, String)>,
+    /// Variables used in typed fields (ports, durations).
+    typed: BTreeSet<String>,
 }
 
 impl Converter {
@@ -340,6 +359,7 @@ impl Converter {
                 "build" => {
                     self.warn(&path(&key), "fleet does not build images: build it (docker build -t …) and keep `image`")
                 }
+                "network_mode" => self.network_mode(svc, value),
                 "networks" => self.warn(
                     &path(&key),
                     "fleet puts every service of a stage on one network, where they reach each other by name",
@@ -368,8 +388,13 @@ impl Converter {
                 me.warn(&format!("services.{svc}.{key}.{k}"), "a name fleet cannot write as a KDL key");
                 return;
             }
-            // `KEY` without a value passes the variable through from the environment.
-            let v = v.unwrap_or_else(|| format!("${{{k}}}"));
+            // In `environment`, `KEY` without a value passes the variable through from the
+            // environment; a label without one (`com.example.flag`) is a label with an empty value.
+            let v = match v {
+                Some(v) => v,
+                None if key == "labels" => String::new(),
+                None => format!("${{{k}}}"),
+            };
             out.push(format!("{k} {}", me.s(&v)));
         };
         match value {
@@ -428,23 +453,44 @@ impl Converter {
         }
     }
 
-    /// A port number, or the default of a `${VAR:-8080}` (fleet's ports are numbers).
-    fn port_number(&mut self, at: &str, text: &str) -> Option<u16> {
-        if let Ok(n) = text.trim().parse() {
-            return Some(n);
+    /// A port number as KDL: `8080`, or a string that fleet resolves when it reads the file
+    /// (`"${WEB_PORT:-8080}"`), so the variable is checked at `up` as compose does.
+    fn port_number(&mut self, at: &str, text: &str) -> Option<String> {
+        if let Ok(n) = text.trim().parse::<u16>() {
+            return Some(n.to_string());
         }
-        if let Some(default) = text
-            .strip_prefix("${")
-            .and_then(|t| t.strip_suffix('}'))
-            .and_then(|t| t.split_once(":-").or(t.split_once('-')))
-            .map(|(_, d)| d)
-            && let Ok(n) = default.parse()
-        {
-            self.warn(at, &format!("`{text}`: fleet's ports are numbers; written as its default {n}"));
-            return Some(n);
+        if text.contains('$') {
+            return Some(self.typed_var(text));
         }
         self.warn(at, &format!("`{text}` is not a port number fleet can write; skipped"));
         None
+    }
+
+    /// A typed value (a port, a duration, a count) given by variables, as a KDL string.
+    fn typed_var(&mut self, text: &str) -> String {
+        let mut names = BTreeSet::new();
+        let out = vars(text, &mut names);
+        self.needed.extend(names.iter().cloned());
+        self.typed.extend(names);
+        q(&out)
+    }
+
+    /// `network_mode`: fleet runs every service on its stage's network; say what that changes.
+    fn network_mode(&mut self, svc: &str, value: &Value) {
+        let at = format!("services.{svc}.network_mode");
+        match scalar(value).as_deref() {
+            Some("host") => self.warn(
+                &at,
+                "`host` is not mapped: under compose the service used the host's network, so every port it \
+                 listens on was reachable without `ports` and it reached the host's services on localhost; \
+                 in fleet it runs on the stage's network and publishes nothing: add `ports` for what must be \
+                 reached from outside, and reach other services by their name",
+            ),
+            Some(mode) => {
+                self.warn(&at, &format!("`{mode}` is not mapped: fleet puts every service of a stage on one network"))
+            }
+            None => self.warn(&at, "not a string"),
+        }
     }
 
     fn ports(&mut self, svc: &str, value: &Value, out: &mut Vec<String>) {
@@ -497,7 +543,7 @@ impl Converter {
                     }
                 }
             };
-            if container.contains('-') || host.as_deref().is_some_and(|h| h.contains('-') && !h.starts_with("${")) {
+            if is_range(&container) || host.as_deref().is_some_and(is_range) {
                 self.warn(&at, "port ranges are not mapped; skipped");
                 continue;
             }
@@ -658,11 +704,13 @@ impl Converter {
                 }
                 "interval" | "timeout" | "start_period" => match scalar(v) {
                     Some(d) if duration_secs(&d).is_some() => parts.push(format!("{k} {}", q(&d))),
+                    Some(d) if d.contains('$') => parts.push(format!("{k} {}", self.typed_var(&d))),
                     _ => self.warn(&format!("{at}.{k}"), "not a duration"),
                 },
-                "retries" => match scalar(v).and_then(|r| r.parse::<u32>().ok()) {
-                    Some(r) => parts.push(format!("retries {r}")),
-                    None => self.warn(&format!("{at}.{k}"), "not a number"),
+                "retries" => match scalar(v) {
+                    Some(r) if r.parse::<u32>().is_ok() => parts.push(format!("retries {r}")),
+                    Some(r) if r.contains('$') => parts.push(format!("retries {}", self.typed_var(&r))),
+                    _ => self.warn(&format!("{at}.{k}"), "not a number"),
                 },
                 "disable" => {}
                 other => self.warn(&format!("{at}.{other}"), "not mapped"),
@@ -744,13 +792,17 @@ services:
             "version: '3.8'\nservices:\n  a:\n    image: x\n    privileged: true\n    ports: ['${P}:80', '8000-8001:8000-8001', '${WEB_PORT:-8080}:80']\n    volumes: ['/anon', {type: tmpfs, target: /t}]\n    x-meta: 1\nnetworks: { front: {} }\n",
         );
         let w = out.warnings.join("\n");
-        assert!(out.kdl.contains("ports { port host=8080 container=80 }"), "{}", out.kdl);
+        assert!(
+            out.kdl.contains("ports { port host=\"${P}\" container=80; port host=\"${WEB_PORT:-8080}\" container=80 }"),
+            "variables in ports are kept, checked when fleet reads the file: {}",
+            out.kdl
+        );
+        assert!(!out.kdl.contains("variables {"), "no empty default for a port: {}", out.kdl);
+        assert!(!w.contains("ports[0]") && !w.contains("ports[2]"), "{w}");
         for expected in [
             "version: obsolete",
             "services.a.privileged: not mapped by fleet",
-            "services.a.ports[0]: `${P}` is not a port number",
             "services.a.ports[1]: port ranges are not mapped",
-            "services.a.ports[2]: `${WEB_PORT:-8080}`: fleet's ports are numbers; written as its default 8080",
             "services.a.volumes[0]: an anonymous volume",
             "services.a.volumes[1]: type tmpfs is not mapped",
             "services.a.x-meta: extension field",

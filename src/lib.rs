@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod compose_import;
 pub mod compose_limits;
+pub mod compose_merge;
 pub mod config;
 pub mod diagnostic;
 pub mod dns;

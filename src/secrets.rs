@@ -9,6 +9,10 @@ pub const MASK: &str = "********";
 /// Keys whose values are masked whatever their origin.
 const SECRET_MARKERS: [&str; 7] = ["PASSWORD", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "PASSWD", "PASS"];
 
+/// Fields holding the names of services, servers and stages: names, never secrets, even when a
+/// `.env` value happens to be the same word (`DB_USER=keycloak` beside service "keycloak").
+const NAME_KEYS: [&str; 2] = ["name", "depends_on"];
+
 /// A value this short is masked only where it is a whole string: replacing `1` everywhere would
 /// mangle ports and counts, and reveal nothing a guess would not.
 const MIN_SUBSTRING_LEN: usize = 4;
@@ -21,6 +25,10 @@ pub fn mask_json(value: &mut Value, sensitive: &BTreeSet<String>) {
         Value::Array(items) => items.iter_mut().for_each(|v| mask_json(v, sensitive)),
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
+                if NAME_KEYS.contains(&k.as_str()) {
+                    // A name the stage gives a thing (in container names, `ps`, every message).
+                    continue;
+                }
                 if v.is_string() && is_secret_key(k) {
                     *v = Value::String(MASK.into());
                 } else {
@@ -39,20 +47,38 @@ fn is_secret_key(key: &str) -> bool {
     env_style && SECRET_MARKERS.iter().any(|m| key.contains(m))
 }
 
-/// One string with every sensitive value and every URL password replaced.
+/// One string with every sensitive value and every URL password replaced. Hosts are not
+/// secrets: a value that names a host (`localhost`, an IP address) and the host of any URL in
+/// the text are kept, so `http://localhost:8080/login/` stays readable.
 pub fn mask_text(text: &str, sensitive: &BTreeSet<String>) -> String {
-    if sensitive.contains(text) {
+    if sensitive.contains(text) && !names_a_host(text) {
         return MASK.into();
     }
-    let mut out = text.to_string();
+    let hosts = url_hosts(text);
     // Longest first, so a value that contains another is masked whole.
-    let mut values: Vec<&String> = sensitive.iter().filter(|v| v.len() >= MIN_SUBSTRING_LEN).collect();
+    let mut values: Vec<&String> =
+        sensitive.iter().filter(|v| v.len() >= MIN_SUBSTRING_LEN && !names_a_host(v)).collect();
     values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    let mut spans: Vec<std::ops::Range<usize>> = Vec::new();
     for v in values {
-        if out.contains(v.as_str()) {
-            out = out.replace(v.as_str(), MASK);
+        for (at, _) in text.match_indices(v.as_str()) {
+            let span = at..at + v.len();
+            let taken = spans.iter().any(|s| s.start < span.end && span.start < s.end);
+            let is_host = hosts.iter().any(|h| h.start <= span.start && span.end <= h.end);
+            if !taken && !is_host {
+                spans.push(span);
+            }
         }
     }
+    spans.sort_by_key(|s| s.start);
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for span in spans {
+        out.push_str(&text[last..span.start]);
+        out.push_str(MASK);
+        last = span.end;
+    }
+    out.push_str(&text[last..]);
     mask_url_passwords(&out)
 }
 
@@ -70,6 +96,33 @@ pub fn mask_message(text: &str, sensitive: &BTreeSet<String>) -> String {
         }
     }
     out
+}
+
+/// `localhost`, `app.localhost`, `127.0.0.1`, `[::1]`: a place, never a secret.
+fn names_a_host(value: &str) -> bool {
+    let bare = value.trim_start_matches('[').trim_end_matches(']');
+    value == "localhost" || value.ends_with(".localhost") || bare.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// The byte ranges of the host of every `scheme://[user[:pw]@]host[:port]` in `text`.
+fn url_hosts(text: &str) -> Vec<std::ops::Range<usize>> {
+    let mut hosts = Vec::new();
+    let mut from = 0;
+    while let Some(pos) = text[from..].find("://") {
+        let start = from + pos + 3;
+        let tail = &text[start..];
+        let end = tail.find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace()).unwrap_or(tail.len());
+        let authority = &tail[..end];
+        let host_at = authority.rfind('@').map_or(0, |at| at + 1);
+        let host = &authority[host_at..];
+        let host_len = match host.strip_prefix('[') {
+            Some(v6) => v6.find(']').map_or(host.len(), |close| close + 2),
+            None => host.find(':').unwrap_or(host.len()),
+        };
+        hosts.push(start + host_at..start + host_at + host_len);
+        from = start + end;
+    }
+    hosts
 }
 
 /// `postgres://u:pw@db/app` → `postgres://u:********@db/app`, for every URL in the text.
@@ -144,5 +197,26 @@ mod tests {
         let mut paths = json!({"ssh_public_key": "/home/me/.ssh/id.pub"});
         mask_json(&mut paths, &set(&[]));
         assert_eq!(paths["ssh_public_key"], "/home/me/.ssh/id.pub", "fleet's own fields are not variables");
+    }
+
+    #[test]
+    fn hosts_are_not_masked_but_secrets_next_to_them_are() {
+        let sensitive = set(&["localhost", "keycloak", "s3cr3tpw", "10.0.0.5"]);
+        let text = "curl -f http://localhost:8080/login/ && wget http://keycloak:8080/health";
+        assert_eq!(mask_text(text, &sensitive), text, "the host of a URL and a value naming a host are kept");
+        assert_eq!(mask_text("localhost", &sensitive), "localhost");
+        assert_eq!(mask_text("10.0.0.5", &sensitive), "10.0.0.5");
+        assert_eq!(
+            mask_text("--db=keycloak --pw=s3cr3tpw postgres://keycloak:s3cr3tpw@db:5432/k", &sensitive),
+            "--db=******** --pw=******** postgres://********:********@db:5432/k",
+            "outside a URL's host, a sensitive value is masked; a URL password always"
+        );
+        assert_eq!(url_hosts("a http://u:p@[::1]:80/x b"), vec![13..18]);
+        let mut env = json!({"KC_HOSTNAME": "localhost", "DB_PASSWORD": "localhost"});
+        mask_json(&mut env, &sensitive);
+        assert_eq!(env, json!({"KC_HOSTNAME": "localhost", "DB_PASSWORD": MASK}), "a secret-looking key still masks");
+        let mut svc = json!({"name": "keycloak", "depends_on": ["keycloak"], "environment": {"U": "keycloak"}});
+        mask_json(&mut svc, &sensitive);
+        assert_eq!(svc, json!({"name": "keycloak", "depends_on": ["keycloak"], "environment": {"U": MASK}}));
     }
 }

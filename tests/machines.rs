@@ -366,7 +366,6 @@ stage "dev" {{
     };
     let mut p = Project::new("machine-idle", &kdl(r#"auto_suspend idle="60s" after_boot="10s""#));
     p.env = sim_env(&sim);
-    p.env.push(("FLEET_HELPER_IMAGE".into(), support::IMAGE.into()));
     let up = p.ok(&["up", "dev"]);
     assert!(
         up.stdout.contains("~ server m1: auto-suspend when idle 1m (after boot 10s, checked every 15s)"),
@@ -553,9 +552,14 @@ fn a_swarm_stage_on_three_machines_walks_placement_rollouts_rollback_and_the_lad
     let versions =
         || inside(&rig, n1, &["service", "inspect", "-f", "{{.Version.Index}}", &p.container("prod", "web")]);
     let before = versions();
-    let again = p.ok(&["up", "prod"]);
+    let again = p.ok(&["up", "prod", "--verbose"]);
     assert!(again.stdout.contains("up to date"), "{}", again.stdout);
     assert_eq!(versions(), before, "a converged up sends no service update");
+    // ... and reaches the manager only: the swarm's state is all there.
+    assert!(again.stderr.contains("server node-1: engine at"), "{}", again.stderr);
+    for worker in ["node-2", "node-3"] {
+        assert!(!again.stderr.contains(&format!("server {worker}: engine at")), "{worker} reached: {}", again.stderr);
+    }
 
     // ps: one row per task with its server; status: nodes and replicas.
     let ps = p.ok(&["ps", "prod"]);

@@ -9,6 +9,7 @@ mod limits;
 mod proxy_reader;
 mod reader;
 mod server_reader;
+mod unset;
 mod unused;
 mod validate;
 
@@ -132,12 +133,16 @@ impl Config {
         if errors.is_empty() { Ok(spec) } else { Err(self.errors(errors)) }
     }
 
-    /// Checks the whole file: its structure and every stage.
-    pub fn validate_all(&self) -> Result<Vec<StageSpec>> {
+    /// Checks the whole file: its structure and every stage. Unset variables are warnings
+    /// (`validated.warnings`): they are set at deploy time, which `plan` and `up` check.
+    pub fn validate_all(&self) -> Result<Validated> {
         let mut errors = Vec::new();
         let mut specs = Vec::new();
+        let mut unset = Vec::new();
         for name in self.stage_names() {
-            match reader::read_stage(self, &name) {
+            let (read, unset_here) = reader::read_stage_for_validate(self, &name);
+            unset.extend(unset_here);
+            match read {
                 Ok((spec, spans)) => {
                     errors.extend(masked(validate::validate(self, &name, &spec, &spans), &spec));
                     specs.push(spec);
@@ -149,7 +154,9 @@ impl Config {
         // The same service read by several stages reports the same mistake once.
         let mut seen = std::collections::HashSet::new();
         errors.retain(|e| seen.insert((e.message.clone(), e.span.offset())));
-        if errors.is_empty() { Ok(specs) } else { Err(self.errors(errors)) }
+        unset.retain(|e| seen.insert((e.message.clone(), e.span.offset())));
+        let warnings = unset.iter().map(unset::render).collect();
+        if errors.is_empty() { Ok(Validated { specs, warnings }) } else { Err(self.errors(errors)) }
     }
 
     fn errors(&self, errors: Vec<ConfigError>) -> Error {
@@ -171,6 +178,14 @@ fn not_utf8(path: &Path, e: std::string::FromUtf8Error) -> Error {
 /// Errors with the stage's sensitive values (from `.env` and the environment) masked.
 fn masked(errors: Vec<ConfigError>, spec: &StageSpec) -> Vec<ConfigError> {
     errors.into_iter().map(|e| e.masked(&spec.sensitive)).collect()
+}
+
+/// What `validate` found in a file with no error.
+#[derive(Debug)]
+pub struct Validated {
+    pub specs: Vec<StageSpec>,
+    /// One line each, `fleet.kdl:3:14: variable `TOKEN` is not set (…)`.
+    pub warnings: Vec<String>,
 }
 
 /// The path as the user would type it: relative to the working directory when possible.

@@ -152,6 +152,23 @@ pub(super) fn unknown_node(src: &SourceFile, node: &KdlNode, place: &str, known:
 
 /// Reads one stage with its variables resolved. Errors are collected, not thrown one by one.
 pub fn read_stage(config: &Config, stage: &str) -> std::result::Result<(StageSpec, Spans), Vec<ConfigError>> {
+    read_stage_with(config, stage, None).0
+}
+
+/// Like `read_stage`, for `validate`: a variable that is unset (deploy-time, e.g. a token CI does
+/// not have) is a warning, returned beside the result, and its value is left as written.
+pub fn read_stage_for_validate(config: &Config, stage: &str) -> (StageResult, Vec<ConfigError>) {
+    let (result, unset) = read_stage_with(config, stage, Some(Vec::new()));
+    (result, unset.unwrap_or_default())
+}
+
+type StageResult = std::result::Result<(StageSpec, Spans), Vec<ConfigError>>;
+
+fn read_stage_with(
+    config: &Config,
+    stage: &str,
+    unset: Option<Vec<ConfigError>>,
+) -> (StageResult, Option<Vec<ConfigError>>) {
     let stage_node = config
         .doc
         .nodes()
@@ -164,6 +181,7 @@ pub fn read_stage(config: &Config, stage: &str) -> std::result::Result<(StageSpe
         vars: Vars::default(),
         errors: Vec::new(),
         env_file_values: Default::default(),
+        unset,
     };
     r.vars = r.stage_vars(config, stage_node, stage);
 
@@ -273,12 +291,13 @@ pub fn read_stage(config: &Config, stage: &str) -> std::result::Result<(StageSpe
     place_relative_binds(&mut spec, &config.dir);
     spec.sensitive.extend(r.vars.used_sensitive());
     spec.sensitive.append(&mut r.env_file_values);
-    if r.errors.is_empty() {
+    let result = if r.errors.is_empty() {
         Ok((spec, spans))
     } else {
         // A value from `.env` or the environment is never echoed by an error (a secret in a port).
         Err(r.errors.into_iter().map(|e| e.masked(&spec.sensitive)).collect())
-    }
+    };
+    (result, r.unset)
 }
 
 /// On a server, `./data` means the server's deploy path, not this machine's project directory:
@@ -322,6 +341,8 @@ pub(super) struct Reader<'a> {
     /// Values read from a service's `env_file`: secrets as much as a `.env`'s.
     pub(super) env_file_values: std::collections::BTreeSet<String>,
     pub(super) errors: Vec<ConfigError>,
+    /// `validate` only: unset variables, as warnings (None: they are errors, as for `up`).
+    pub(super) unset: Option<Vec<ConfigError>>,
 }
 
 impl Reader<'_> {
@@ -395,6 +416,10 @@ impl Reader<'_> {
         match entry.value() {
             KdlValue::String(s) => match interpolate(s, &self.vars) {
                 Ok(v) => Some(v),
+                Err(e) if e.is_unset() && self.unset.is_some() => {
+                    self.warn_unset(entry, &e);
+                    Some(s.clone())
+                }
                 Err(e) => {
                     let help = match &e {
                         InterpolateError::Undefined { name } => Some(format!(
@@ -488,7 +513,7 @@ impl Reader<'_> {
             KdlValue::Integer(i) => *i,
             // A port may come from a variable: `host="${WEB_PORT:-8080}"`.
             KdlValue::String(_) => {
-                let s = self.string(entry)?;
+                let s = self.typed_string(entry)?;
                 match s.trim().parse::<i128>() {
                     Ok(i) => i,
                     Err(_) => {
@@ -599,9 +624,11 @@ impl Reader<'_> {
                     return None;
                 }
             },
-            KdlValue::String(s) => match humantime::parse_duration(s) {
+            // A duration may come from a variable: `interval "${HEALTH_INTERVAL:-10s}"`.
+            KdlValue::String(s) => match humantime::parse_duration(&self.typed_string(entry)?) {
                 Ok(d) => d.as_millis(),
                 Err(e) => {
+                    // The text as written: a value from .env may be a secret.
                     self.push(
                         ConfigError::new(self.src, entry.span(), format!("invalid duration `{s}`: {e}"))
                             .help("write seconds as an integer, or a string like \"500ms\", \"2s\", \"1m\""),

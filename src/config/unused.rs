@@ -20,7 +20,8 @@ pub fn check(config: &Config) -> Vec<ConfigError> {
     let mut errors = dependency_errors(config, &services);
     let names = |defs: &[&KdlNode]| defs.iter().filter_map(|n| name_of(n).map(String::from)).collect::<Vec<_>>();
     let synthetic = synthetic_config(config, &names(&services), &names(&servers));
-    if let Err(found) = super::reader::read_stage(&synthetic, SYNTHETIC_STAGE) {
+    // As for `validate`'s stages, an unset variable is not an error here (it is set at deploy time).
+    if let Err(found) = super::reader::read_stage_for_validate(&synthetic, SYNTHETIC_STAGE).0 {
         // Only what lies inside an unused definition: the synthetic stage itself is not in the file.
         let ranges: Vec<(usize, usize)> =
             services.iter().chain(&servers).map(|n| (n.span().offset(), n.span().offset() + n.span().len())).collect();

@@ -2,7 +2,10 @@
 //! with the host's root filesystem at /host and the host's PID namespace, which `chroot`s there.
 //! Membership of the `docker` group is root on the host anyway; this spends it deliberately,
 //! so a login user without sudo (fleet's own servers) still gets host-level setup done.
+//! The helper runs the host's own binaries from fleet's link-only image (`helper_image`): no
+//! registry and no image the user did not declare.
 
+use super::helper_image::{CHROOT, HOST_ROOT};
 use super::{Engine, Events};
 use crate::error::{Error, Result};
 use bollard::models::{ContainerCreateBody, HostConfig};
@@ -11,27 +14,18 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
-/// An image with `chroot` and `sh`: a registry's busybox unless `FLEET_HELPER_IMAGE` names
-/// another (copied from this machine when the server cannot pull it).
-pub fn helper_image() -> String {
-    std::env::var("FLEET_HELPER_IMAGE").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| "busybox:stable".into())
-}
-
 impl Engine {
     /// Runs `script` with the host's `/bin/sh` as root; its output, or an error naming `what` and
     /// the output when it exits non-zero.
-    pub async fn run_as_host_root(&self, what: &str, script: &str, events: &Events) -> Result<String> {
-        let image = helper_image();
-        if self.docker.inspect_image(&image).await.is_err() {
-            self.pull_or_copy(&image, events).await?;
-        }
+    pub async fn run_as_host_root(&self, what: &str, script: &str, _events: &Events) -> Result<String> {
+        let image = self.ensure_helper_image().await?;
         let name = format!("fleetflow-host-helper-{}-{}", std::process::id(), fastrand::u32(..));
         let body = ContainerCreateBody {
-            image: Some(image.clone()),
-            cmd: Some(vec!["chroot".into(), "/host".into(), "/bin/sh".into(), "-c".into(), script.into()]),
+            image: Some(image.to_string()),
+            cmd: Some(vec![CHROOT.into(), HOST_ROOT.into(), "/bin/sh".into(), "-c".into(), script.into()]),
             labels: Some([("io.fleetflow.helper".to_string(), "true".to_string())].into()),
             host_config: Some(HostConfig {
-                binds: Some(vec!["/:/host".into()]),
+                binds: Some(vec![format!("/:{HOST_ROOT}")]),
                 pid_mode: Some("host".into()),
                 network_mode: Some("none".into()),
                 ..Default::default()

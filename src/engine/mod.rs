@@ -2,6 +2,7 @@
 
 mod container_spec;
 mod converge;
+mod helper_image;
 mod host_root;
 pub mod labels;
 mod logs;
@@ -11,7 +12,7 @@ pub use container_spec::create_body;
 pub(crate) use converge::remove as remove_container;
 pub use converge::{Event, Events, PullPolicy, Readiness, apply_down, apply_up, apply_up_with_proxy};
 pub(crate) use converge::{ServiceJob, stop as stop_container};
-pub use host_root::helper_image;
+pub use helper_image::HELPER_IMAGE;
 pub use logs::{LogLine, LogOptions, LogStream, stream_logs};
 
 use crate::error::{Error, Result};
@@ -55,9 +56,9 @@ impl Engine {
 
     async fn handshake(docker: Docker, endpoint: String) -> Result<Self> {
         // Docker 20.10 speaks API 1.41 at most; negotiate instead of assuming the crate's default.
+        // The negotiation's `GET /version` is the reachability check too: no separate ping.
         let docker =
             docker.with_timeout(CLIENT_TIMEOUT).negotiate_version().await.map_err(|e| unreachable(&endpoint, e))?;
-        docker.ping().await.map_err(|e| unreachable(&endpoint, e))?;
         Ok(Self { docker, endpoint, image_source: None })
     }
 
@@ -117,6 +118,15 @@ impl Engine {
             NetworkByName::Ours(id) => Some(id),
             _ => None,
         })
+    }
+
+    /// The id of a local image, None when this engine does not have it (nothing is pulled).
+    pub async fn image_id(&self, image: &str) -> Result<Option<String>> {
+        match self.docker.inspect_image(image).await {
+            Ok(i) => Ok(i.id),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(Error::engine(format!("image {image}"), e)),
+        }
     }
 
     /// Before a create: our network (nothing to do), none (create it), or someone else's (error).

@@ -12,6 +12,7 @@ mod proxy_stage;
 mod remote_down;
 mod remote_stage;
 mod server_lock;
+mod swarm_converged;
 mod swarm_stage;
 
 pub(crate) use remote_stage::reach_servers;

@@ -251,6 +251,11 @@ async fn converge_stage(
         }
         machines[i] = machine;
     }
+    // A converged swarm is seen whole from its manager: the other nodes are not reached.
+    let swarm_converged = spec.is_swarm() && swarm_converged_here(spec, opts, &conns, &machines, held, &total).await?;
+    if swarm_converged {
+        to_reach.clear();
+    }
     // Each reach may wait out a boot and an engine bootstrap: together, not one after another.
     let mode = if apply { Reach::Converge } else { Reach::Plan };
     let reached = futures_util::future::join_all(to_reach.iter().map(|&i| {
@@ -274,7 +279,9 @@ async fn converge_stage(
         return Err(e);
     }
 
-    if spec.is_swarm() {
+    if swarm_converged {
+        // Nothing to plan on the swarm: its manager showed it as the file declares it.
+    } else if spec.is_swarm() {
         let nodes = swarm_nodes(&conns, &machines, spec, held);
         let unreached: Vec<&Server> =
             spec.servers.iter().zip(&conns).filter(|(_, c)| c.is_none()).map(|(s, _)| s).collect();
@@ -696,6 +703,31 @@ async fn converge_auto_suspend(
     }
 
     Ok(())
+}
+
+/// The first server answered and every other one runs with nothing to create or boot: when the
+/// first is the swarm's manager and reports the swarm converged, `up` needs no other node.
+async fn swarm_converged_here(
+    spec: &StageSpec,
+    opts: &UpOptions,
+    conns: &[Option<usize>],
+    machines: &[Option<Machine>],
+    held: &Held,
+    total: &Plan,
+) -> Result<bool> {
+    let all_up = machines.iter().all(|m| m.as_ref().is_some_and(|m| m.power == Power::Up && m.duplicates == 0));
+    let (Some(first), Some(Some(machine))) = (conns.first().copied().flatten(), machines.first()) else {
+        return Ok(false);
+    };
+    if !all_up || !total.infra.is_empty() {
+        return Ok(false);
+    }
+    let node = swarm_stage::Node {
+        server: &spec.servers[0],
+        address: machine.ip.clone().unwrap_or_default(),
+        engine: &held.conns[first].engine,
+    };
+    super::swarm_converged::is_converged(spec, &node, opts).await
 }
 
 /// The reached servers of a swarm stage, as nodes for the swarm layer.

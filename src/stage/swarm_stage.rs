@@ -135,7 +135,7 @@ fn role(manager: bool) -> &'static str {
 }
 
 /// fleet's labels on a server's node: its name, and the services pinned to it.
-fn node_labels(server: &Server) -> HashMap<String, String> {
+pub(super) fn node_labels(server: &Server) -> HashMap<String, String> {
     let mut l = HashMap::from([(NODE_SERVER.to_string(), server.name.clone())]);
     for svc in &server.services {
         l.insert(format!("{NODE_RUNS}{svc}"), "true".into());
@@ -356,7 +356,11 @@ pub(super) async fn converge(
 }
 
 /// What a service needs: nothing, a create, a rolling update, or only its replica count.
-fn decide(svc: &crate::model::Service, hash: &ConfigHash, have: Option<&ObservedService>) -> Option<InfraAction> {
+pub(super) fn decide(
+    svc: &crate::model::Service,
+    hash: &ConfigHash,
+    have: Option<&ObservedService>,
+) -> Option<InfraAction> {
     let Some(have) = have else {
         return Some(InfraAction::CreateService { service: svc.name.clone(), replicas: svc.replicas });
     };
