@@ -1,6 +1,7 @@
 //! FleetFlow: converge a whole stage from one KDL file. Local stages run on this machine's
 //! Docker engine; the layers below are shaped so servers and DNS slot in beside containers.
 
+pub mod build;
 pub mod cli;
 pub mod compose_import;
 pub mod compose_limits;
@@ -26,4 +27,5 @@ pub mod secrets;
 pub mod signal;
 pub mod ssh;
 pub mod stage;
+pub mod transfer;
 pub mod ui;

@@ -218,6 +218,9 @@ pub struct Service {
     /// hash: a route change is a proxy change, never a container replacement.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<Route>,
+    /// `build "./api"` or `build { … }`: the image is built from source on this machine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildSpec>,
 }
 
 /// `route "shop.example.com" port=8080 path="/api" health="/up" drain="30s"`.
@@ -313,6 +316,7 @@ impl Default for Service {
             endpoint_mode: EndpointMode::Vip,
             update: None,
             routes: Vec::new(),
+            build: None,
         }
     }
 }
@@ -524,4 +528,17 @@ pub struct SshSettings {
     pub port: u16,
     /// Private key; None lets ssh use its own configuration and agent.
     pub identity: Option<std::path::PathBuf>,
+}
+
+/// How a service's image is built: the input whose content hash is the release version.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct BuildSpec {
+    /// The context directory, absolute.
+    pub context: PathBuf,
+    /// The Dockerfile, relative to the context (`Dockerfile` unless given).
+    pub dockerfile: String,
+    pub target: Option<String>,
+    pub args: BTreeMap<String, String>,
+    /// `image "shop/api"` beside `build`: the built image's repository (default `{project}-{service}`).
+    pub repository: Option<String>,
 }

@@ -8,6 +8,7 @@ mod interpolate;
 mod limits;
 mod proxy_reader;
 mod reader;
+mod build_reader;
 mod server_reader;
 mod unset;
 mod unused;

@@ -33,6 +33,7 @@ const SERVICE_NODES: &[&str] = &[
     "endpoint_mode",
     "update",
     "route",
+    "build",
 ];
 const HEALTH_NODES: &[&str] = &["test", "interval", "timeout", "retries", "start_period"];
 const PORT_PROPS: &[&str] = &["host", "container", "protocol", "host_ip", "mode"];
@@ -721,6 +722,9 @@ impl Reader<'_> {
             self.service_field(&mut svc, &mut draft, node, spans);
         }
         svc.image = compose_image(draft.image.as_deref().unwrap_or(name), draft.version.as_deref());
+        if let Some(build) = svc.build.as_mut() {
+            build.repository = draft.image.clone();
+        }
         for (path, span) in draft.env_files {
             match read_env_file(&path) {
                 Ok(values) => {
@@ -848,6 +852,7 @@ impl Reader<'_> {
                     svc.routes.push(route);
                 }
             }
+            "build" => svc.build = self.build_spec(node),
             // FleetFlow read `variables` in a stage's service override and silently did nothing with it.
             "variables" => self.push(
                 ConfigError::new(self.src, node.span(), format!("`variables` in service `{}` is not read", svc.name))
