@@ -105,6 +105,12 @@ pub enum StageCommand {
     Backup(BackupArgs),
     /// Put a stage's volumes back from a backup file (verified whole first)
     Restore(RestoreArgs),
+    /// Build the images of the stage's services that have `build` (what is not built yet)
+    Build(BuildArgs),
+    /// Releases of the stage's built services on its servers, newest first
+    Releases(ReleasesArgs),
+    /// Run the previous (or --to) release of built services again: no build, no transfer
+    Rollback(RollbackArgs),
 }
 
 #[derive(Debug, Args)]
@@ -176,6 +182,44 @@ pub struct RestoreArgs {
     /// Replace volumes that hold data without asking
     #[arg(short, long)]
     pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub stage: StageArg,
+    /// Only these services
+    pub services: Vec<String>,
+    /// Build every step again, ignoring the engine's cache
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReleasesArgs {
+    #[command(flatten)]
+    pub stage: StageArg,
+    /// Only this service
+    pub service: Option<String>,
+    /// One JSON document
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub stage: StageArg,
+    /// Only these services (default: every built service)
+    pub services: Vec<String>,
+    /// The release to run (a version from `fleet releases`; a unique prefix is enough)
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Skip the confirmation
+    #[arg(short, long)]
+    pub yes: bool,
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub lock_wait: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -432,6 +476,19 @@ pub async fn run(cli: Cli) -> Result<i32> {
             let opts = ops::RestoreOptions { file: a.file, volumes: a.volumes, yes: a.yes };
             ops::restore(&cfg, &spec, &opts, &ui).await?;
         }
+        StageCommand::Build(a) => {
+            let spec = resolve(&cfg, &a.stage)?;
+            stage::ship::build_command(&cfg, &spec, &a.services, a.no_cache, &ui).await?;
+        }
+        StageCommand::Releases(a) => {
+            let spec = resolve(&cfg, &a.stage)?;
+            let format = if a.json { Format::Json } else { Format::Text };
+            stage::ship::releases(&cfg, &spec, a.service.as_deref(), format, &ui).await?;
+        }
+        StageCommand::Rollback(a) => {
+            let spec = resolve(&cfg, &a.stage)?;
+            stage::ship::rollback(&cfg, &spec, &a.services, a.to.as_deref(), a.yes, a.lock_wait, &ui).await?;
+        }
     }
     Ok(0)
 }
@@ -443,7 +500,8 @@ fn pending(dry_run: bool, plan: &crate::plan::Plan) -> i32 {
 
 fn resolve(cfg: &Config, arg: &StageArg) -> Result<StageSpec> {
     match &arg.stage {
-        Some(name) => cfg.stage(name),
+        // Built services run the release their source hashes to.
+        Some(name) => stage::ship::resolve(&cfg.project, cfg.stage(name)?),
         None => {
             let names = cfg.stage_names();
             Err(Error::usage_help(

@@ -15,7 +15,7 @@ use std::path::Path;
 #[derive(Debug, Default)]
 pub struct Imported {
     pub kdl: String,
-    /// `services.web.build: fleet does not build images …`.
+    /// `services.web.privileged: not mapped by fleet`.
     pub warnings: Vec<String>,
     pub services: usize,
 }
@@ -309,7 +309,7 @@ impl Converter {
             return out;
         };
         let path = |k: &str| format!("services.{svc}.{k}");
-        if def.get("image").is_none() {
+        if def.get("image").is_none() && def.get("build").is_none() {
             out.push(format!("image {}", q(svc)));
             self.warn(&path("image"), "missing: fleet uses the service name as the image; build it first");
         }
@@ -356,9 +356,7 @@ impl Converter {
                 },
                 k if k.starts_with("x-") => self.warn(&path(k), "extension field: not configuration"),
                 "container_name" => self.warn(&path(&key), "fleet names containers <project>-<stage>-<service>"),
-                "build" => {
-                    self.warn(&path(&key), "fleet does not build images: build it (docker build -t …) and keep `image`")
-                }
+                "build" => self.build(svc, value, &mut out),
                 "network_mode" => self.network_mode(svc, value),
                 "networks" => self.warn(
                     &path(&key),
@@ -368,6 +366,34 @@ impl Converter {
             }
         }
         out
+    }
+
+    /// `build: ./api`, or its long form (context, dockerfile, target, args) as a `build` block.
+    fn build(&mut self, svc: &str, value: &Value, out: &mut Vec<String>) {
+        let at = |k: &str| format!("services.{svc}.build.{k}");
+        let map = match value {
+            Value::Mapping(m) => m,
+            other => match scalar(other) {
+                Some(context) => return out.push(format!("build {}", self.s(&context))),
+                None => return self.warn(&format!("services.{svc}.build"), "neither a path nor a mapping"),
+            },
+        };
+        let mut lines = vec![format!("context {}", self.s(&map.get("context").and_then(scalar).unwrap_or(".".into())))];
+        for (key, value) in map {
+            let key = scalar(key).unwrap_or_default();
+            match (key.as_str(), scalar(value)) {
+                ("context", _) => {}
+                ("dockerfile" | "target", Some(v)) => lines.push(format!("{key} {}", self.s(&v))),
+                ("args", _) => {
+                    let pairs = self.pairs(svc, "build.args", value);
+                    if !pairs.is_empty() {
+                        lines.push(format!("args {{ {} }}", pairs.join("; ")));
+                    }
+                }
+                (k, _) => self.warn(&at(k), "not mapped by fleet's build"),
+            }
+        }
+        out.push(format!("build {{ {} }}", lines.join("; ")));
     }
 
     /// `"a b"` → `"a" "b"` split like compose (shell words, no shell); a list as it is.
@@ -818,6 +844,26 @@ services:
         assert!(err.starts_with("compose.yml:"), "{err}");
         assert!(convert("- a\n", "c.yml", Path::new("/x")).is_err());
         assert!(convert("services: {}\n", "c.yml", Path::new("/x")).unwrap_err().to_string().contains("no services"));
+    }
+
+    #[test]
+    fn build_maps_in_short_and_long_form() {
+        let out = imported(
+            "services:\n  api:\n    build: ./api\n  web:\n    image: shop/web\n    build:\n      context: ./web\n      dockerfile: Dockerfile.prod\n      target: runtime\n      args: [VERSION=2]\n      cache_from: [x]\n",
+        );
+        assert!(out.kdl.contains("build \"./api\""), "{}", out.kdl);
+        assert!(
+            out.kdl.contains(
+                "build { context \"./web\"; dockerfile \"Dockerfile.prod\"; target \"runtime\"; args { VERSION \"2\" } }"
+            ),
+            "{}",
+            out.kdl
+        );
+        assert!(out.kdl.contains("image \"shop/web\""), "{}", out.kdl);
+        assert!(!out.kdl.contains("image \"api\""), "a built service needs no image: {}", out.kdl);
+        let w = out.warnings.join("\n");
+        assert!(w.contains("services.web.build.cache_from: not mapped"), "{w}");
+        assert_eq!(out.warnings.len(), 1, "{w}");
     }
 
     #[test]

@@ -226,3 +226,29 @@ pub enum DownOutcome {
     /// Everything deleted but brought hosts, which keep running (with their containers gone).
     Destroyed { kept_hosts: Vec<String> },
 }
+
+/// One release of a built service on a stage's servers (`fleet releases`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ReleaseRow {
+    pub service: String,
+    /// The content hash of the build input.
+    pub version: String,
+    /// RFC 3339.
+    pub created: String,
+    #[serde(skip)]
+    pub created_unix: i128,
+    /// The release the service's container runs now.
+    pub current: bool,
+    /// The release the file builds today.
+    pub in_file: bool,
+    /// Servers holding it (`local` for a local stage).
+    pub servers: Vec<String>,
+}
+
+/// `fleet releases`: per service, newest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReleasesReport {
+    pub schema: u32,
+    pub stage: String,
+    pub releases: Vec<ReleaseRow>,
+}

@@ -3,6 +3,7 @@
 
 mod stream;
 pub use stream::{RawMode, Transfer, interactive, raw_stderr, raw_stdout, terminal_size};
+mod ship;
 
 use crate::engine::{Event, Events, LogLine};
 use crate::plan::{Action, ChangeKind, InfraAction, Plan, PlanSummary, render_action, render_infra};
@@ -205,6 +206,10 @@ impl Ui {
                 human_bytes(bytes.max(0) as u64)
             )),
             Event::Copied { image } => ui.note(format!("copied {image}")),
+            Event::Sent { image, to, layers_sent, layers_total, bytes } => ui.note(format!(
+                "sent {layers_sent} of {layers_total} layer(s) of {image} to {to} ({}; the others were there)",
+                human_bytes(bytes)
+            )),
             Event::Warning(w) => ui.warn(w),
             Event::Waiting { service, until } => {
                 if tty {

@@ -74,3 +74,77 @@ impl Reader<'_> {
         Some(spec)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::error::Error;
+
+    fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (rel, text) in files {
+            let p = dir.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        dir
+    }
+
+    fn stage(dir: &std::path::Path, kdl: &str) -> crate::error::Result<crate::model::StageSpec> {
+        Config::from_text(&dir.join("fleet.kdl"), kdl.to_string())?.stage("local")
+    }
+
+    fn only_error(r: crate::error::Result<crate::model::StageSpec>) -> (String, String) {
+        match r {
+            Err(Error::Config(errs)) => {
+                assert_eq!(errs.errors.len(), 1);
+                (errs.errors[0].message.clone(), errs.errors[0].location())
+            }
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn short_and_block_forms_read_with_image_as_repository() {
+        let dir = project(&[("api/Dockerfile", "FROM scratch\n"), ("web/Dockerfile.prod", "FROM scratch\n")]);
+        let spec = stage(
+            dir.path(),
+            r#"
+service "api" { build "./api" }
+service "web" {
+    image "shop/web"
+    build { context "web"; dockerfile "Dockerfile.prod"; target "runtime"; args { VERSION "${V:-dev}" } }
+}
+stage "local" { service "api" "web" }
+"#,
+        )
+        .unwrap();
+        let api = spec.services[0].build.as_ref().unwrap();
+        assert_eq!(api.context, dir.path().join("api"));
+        assert_eq!((api.dockerfile.as_str(), api.repository.as_ref()), ("Dockerfile", None));
+        let web = spec.services[1].build.as_ref().unwrap();
+        assert_eq!(web.dockerfile, "Dockerfile.prod");
+        assert_eq!(web.target.as_deref(), Some("runtime"));
+        assert_eq!(web.args["VERSION"], "dev");
+        assert_eq!(web.repository.as_deref(), Some("shop/web"));
+    }
+
+    #[test]
+    fn missing_context_or_dockerfile_is_a_config_error_at_its_place() {
+        let dir = project(&[("api/Dockerfile", "FROM scratch\n"), ("empty/.keep", "")]);
+        let (msg, loc) = only_error(stage(dir.path(), "service \"api\" { build \"./nope\" }\nstage \"local\" { service \"api\" }"));
+        assert!(msg.contains("build context ./nope is not a directory"), "{msg}");
+        assert!(loc.ends_with("fleet.kdl:1:23"), "{loc}");
+        let (msg, loc) = only_error(stage(
+            dir.path(),
+            "service \"api\" {\n    build {\n        context \"empty\"\n    }\n}\nstage \"local\" { service \"api\" }",
+        ));
+        assert!(msg.contains("has no Dockerfile"), "{msg}");
+        assert!(loc.ends_with("fleet.kdl:2:5"), "{loc}");
+        let (msg, _) = only_error(stage(
+            dir.path(),
+            "service \"api\" { build { context \"api\"; dockerfile \"Nope\" } }\nstage \"local\" { service \"api\" }",
+        ));
+        assert!(msg.contains("has no Nope"), "{msg}");
+    }
+}

@@ -54,6 +54,14 @@ pub enum Event {
     Copied {
         image: String,
     },
+    /// What a copy moved: only the layers the engine lacked.
+    Sent {
+        image: String,
+        to: String,
+        layers_sent: usize,
+        layers_total: usize,
+        bytes: u64,
+    },
     /// About to apply this action.
     Applying(Action),
     Waiting {
@@ -137,30 +145,36 @@ impl Engine {
         Ok(resolved)
     }
 
-    /// A pull, and when that fails, a copy from the image source when it has the image.
+    /// A pull, and when that fails, a copy from the image source when it has the image. An
+    /// image built here (a release) is never looked for in a registry: it is sent at once.
     pub(crate) async fn pull_or_copy(&self, image: &str, events: &Events) -> Result<()> {
-        let pulled = self.pull(image, events).await;
+        let built_here = match &self.image_source {
+            Some(source) => crate::transfer::is_release(source, image).await,
+            None => false,
+        };
+        let pulled = match built_here {
+            true => Err(Error::failed(format!("image {image} was built on this machine"))),
+            false => self.pull(image, events).await,
+        };
         let (Err(pull_error), Some(source)) = (&pulled, &self.image_source) else { return pulled };
         let Ok(local) = source.docker.inspect_image(image).await else { return pulled };
         let _ = pull_error;
         events(Event::Copying { image: image.to_string(), bytes: local.size.unwrap_or(0), to: self.endpoint.clone() });
-        self.copy_from(source, image).await?;
+        self.copy_from(source, image, events).await?;
         events(Event::Copied { image: image.to_string() });
         Ok(())
     }
 
-    /// `docker save` there, `docker load` here, streamed: never the whole image in memory.
-    async fn copy_from(&self, source: &Engine, image: &str) -> Result<()> {
-        let saved = source.docker.export_image(image);
-        let opts = bollard::query_parameters::ImportImageOptionsBuilder::default().quiet(true).build();
-        let mut loading = self.docker.import_image_stream(opts, saved, None);
-        while let Some(step) = loading.next().await {
-            step.map_err(|e| Error::engine(format!("copying image {image} to {}", self.endpoint), e))?;
-        }
-        self.docker
-            .inspect_image(image)
-            .await
-            .map_err(|e| Error::engine(format!("image {image} is not on {} after copying it", self.endpoint), e))?;
+    /// Only the layers this engine lacks, streamed (never the whole image in memory).
+    async fn copy_from(&self, source: &Engine, image: &str, events: &Events) -> Result<()> {
+        let sent = crate::transfer::send_image(source, self, image, &self.endpoint).await?;
+        events(Event::Sent {
+            image: image.to_string(),
+            to: self.endpoint.clone(),
+            layers_sent: sent.layers_sent,
+            layers_total: sent.layers_total,
+            bytes: sent.bytes_sent,
+        });
         Ok(())
     }
 

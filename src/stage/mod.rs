@@ -13,6 +13,7 @@ mod remote_down;
 mod remote_stage;
 mod server_lock;
 mod swarm_converged;
+pub mod ship;
 mod swarm_stage;
 
 pub(crate) use remote_stage::reach_servers;
@@ -137,7 +138,13 @@ pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) ->
         return remote_stage::up(config, spec, opts, ui).await;
     }
     let (_lock, engine) = lock_and_connect(config, spec, "up", opts.dry_run, opts.lock_wait).await?;
+    if let Some(builds) = ship::PendingBuilds::start(spec, opts.dry_run, ui)? {
+        builds.wait().await?;
+    }
     let plan = converge_containers(&engine, spec, opts, ui).await?;
+    if !opts.dry_run {
+        ship::prune(&engine, spec, ui).await?;
+    }
     if opts.dry_run {
         print_plan(&plan, opts.format, ui);
     } else {
@@ -349,6 +356,7 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
     let mut report = status_report(spec, overall(&rows), Vec::new(), rows);
     report.routes = proxy_stage::route_rows(&engine, spec).await?;
     ui.status(&report, format);
+    ship::warn_drift(spec, &ship::drift(&engine, spec).await?, ui);
     Ok(())
 }
 

@@ -129,6 +129,8 @@ pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) ->
     // From here a lock on the first server may be held: Ctrl-C ends the work, then it is released.
     let _cleanup = signal::CleanupScope::enter();
     let mut held = Held::default();
+    // Builds run on this machine while servers are created and booted; awaited before containers.
+    held.builds = super::ship::PendingBuilds::start(spec, opts.dry_run, ui)?;
     let result =
         signal::interruptible(converge_stage(config, spec, &providers, &zones, opts, &progress, ui, &mut held)).await;
     held.release(config, spec).await;
@@ -154,6 +156,8 @@ pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) ->
 pub(super) struct Held {
     pub conns: Vec<Connected>,
     pub locked: bool,
+    /// This run's image builds, still running while servers boot.
+    pub builds: Option<super::ship::PendingBuilds>,
 }
 
 impl Held {
@@ -279,6 +283,10 @@ async fn converge_stage(
         return Err(e);
     }
 
+    // A failed build stops the run here: no container on any server has been touched.
+    if let Some(builds) = held.builds.take() {
+        builds.wait().await?;
+    }
     if swarm_converged {
         // Nothing to plan on the swarm: its manager showed it as the file declares it.
     } else if spec.is_swarm() {
@@ -291,6 +299,11 @@ async fn converge_stage(
     } else {
         converge_containers(spec, opts, ui, &conns, &machines, held, &mut total).await?;
         converge_auto_suspend(spec, opts, ui, &conns, held, progress, &mut total).await?;
+    }
+    if apply {
+        for conn in &held.conns {
+            super::ship::prune(&conn.engine, spec, ui).await?;
+        }
     }
 
     // Records: decided for the whole stage before any is written.
@@ -386,6 +399,7 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
     let mut rows = Vec::new();
     let mut routes = Vec::new();
     let mut machines = Vec::new();
+    let mut drifted = Vec::new();
     // Swarm stages: the reached nodes, asked together once every server is seen.
     let mut swarm_conns: Vec<(usize, String, Connected)> = Vec::new();
     let observed = providers.observe_stage(&tagged(config, spec)).await?;
@@ -425,6 +439,7 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
                 Ok(conn) => {
                     rows.extend(service_rows(&conn.engine, &sub).await?);
                     routes.extend(super::proxy_stage::route_rows(&conn.engine, &sub).await?);
+                    drifted.extend(super::ship::drift(&conn.engine, &sub).await?);
                     if spec.auto_suspend.is_some()
                         && let Some(status) = servers.last_mut()
                     {
@@ -480,6 +495,7 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
     report.cost = stage_cost;
     report.routes = routes;
     ui.status(&report, format);
+    super::ship::warn_drift(spec, &drifted, ui);
     Ok(())
 }
 
@@ -816,6 +832,28 @@ pub(crate) async fn reach_servers(
                 }
                 return Err(e);
             }
+        }
+    }
+    Ok(out)
+}
+
+/// The engines of the stage's running servers, reached read-only (`fleet releases`, `rollback`):
+/// (server name, SSH host to close after, engine).
+pub(super) async fn server_engines(
+    config: &Config,
+    spec: &StageSpec,
+    ui: &Ui,
+) -> Result<Vec<(String, RemoteHost, Engine)>> {
+    let providers = Providers::for_servers(&spec.servers, &ui.infra_progress())?;
+    let observed = providers.observe_stage(&tagged(config, spec)).await?;
+    let mut out = Vec::new();
+    for (server, machine) in spec.servers.iter().zip(observed) {
+        match machine {
+            Some(m) if m.power == Power::Up => {
+                let Connected { host, engine, .. } = reach(config, server, &m, ui, Reach::Observe).await?;
+                out.push((server.name.clone(), host, engine));
+            }
+            _ => ui.note(format!("server {} is not running; its releases are not listed", server.name)),
         }
     }
     Ok(out)

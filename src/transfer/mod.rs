@@ -55,6 +55,17 @@ pub fn normalize_arch(arch: &str) -> &str {
     }
 }
 
+/// Whether this machine's image is a release fleet built (it is in no registry).
+pub async fn is_release(source: &Engine, image: &str) -> bool {
+    source
+        .docker
+        .inspect_image(image)
+        .await
+        .ok()
+        .and_then(|i| i.config?.labels)
+        .is_some_and(|l| l.contains_key(crate::build::RELEASE_LABEL))
+}
+
 /// Every layer chain the engine's images are made of.
 async fn chains_on(engine: &Engine) -> Result<HashSet<String>> {
     let images = engine
