@@ -192,6 +192,7 @@ fn a_local_stage_builds_keeps_five_releases_and_rolls_back() {
     let p = Project::new(
         "ship-local",
         r#"
+project "{project}"
 service "api" { build "./api"; image "{project}/api"; stop_signal "SIGKILL" }
 stage "local" { service "api" }
 "#,
@@ -236,5 +237,5 @@ stage "local" { service "api" }
     // A missing Dockerfile is a config error at its place, before anything is touched.
     std::fs::remove_file(p.path().join("api/Dockerfile")).unwrap();
     let bad = p.fleet(&["up", "local"]);
-    bad.fails_with(2, &["build context ./api has no Dockerfile", "fleet.kdl:2:"]);
+    bad.fails_with(2, &["build context ./api has no Dockerfile", "fleet.kdl:3:"]);
 }
