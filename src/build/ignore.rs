@@ -78,9 +78,7 @@ fn matches_or_parent(pattern: &[char], path: &str) -> bool {
 fn glob(p: &[char], s: &[char]) -> bool {
     match p {
         [] => s.is_empty(),
-        ['*', '*', '/', rest @ ..] => {
-            glob(rest, s) || (0..s.len()).any(|i| s[i] == '/' && glob(rest, &s[i + 1..]))
-        }
+        ['*', '*', '/', rest @ ..] => glob(rest, s) || (0..s.len()).any(|i| s[i] == '/' && glob(rest, &s[i + 1..])),
         ['*', '*', rest @ ..] => (0..=s.len()).any(|i| glob(rest, &s[i..])),
         ['*', rest @ ..] => {
             for i in 0..=s.len() {

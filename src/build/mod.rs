@@ -35,13 +35,29 @@ pub struct BuildJob {
 #[derive(Debug, Clone)]
 pub enum BuildEvent {
     /// The image of this version is already on this machine: no build.
-    Present { service: String, image: String },
-    Started { service: String, image: String },
+    Present {
+        service: String,
+        image: String,
+    },
+    Started {
+        service: String,
+        image: String,
+    },
     /// A new step began (`Step 2/5 : COPY . /app`).
-    Step { service: String, step: String },
+    Step {
+        service: String,
+        step: String,
+    },
     /// One line of the builder's output (shown with `-v`).
-    Output { service: String, line: String },
-    Built { service: String, image: String, secs: f64 },
+    Output {
+        service: String,
+        line: String,
+    },
+    Built {
+        service: String,
+        image: String,
+        secs: f64,
+    },
 }
 
 pub type BuildEvents = Arc<dyn Fn(BuildEvent) + Send + Sync>;

@@ -3,7 +3,7 @@
 //! The context and its Dockerfile are checked here, against the file's spans, so a missing
 //! one is a config error at file:line:col before anything is touched.
 
-use super::diagnostic::ConfigError;
+use super::ConfigError;
 use super::reader::{Reader, children, normalize, unknown_node};
 use crate::model::BuildSpec;
 use kdl::KdlNode;
@@ -64,7 +64,10 @@ impl Reader<'_> {
                 ConfigError::new(
                     self.src,
                     dockerfile_at,
-                    format!("build context {context} has no {} (the Dockerfile is relative to the context)", spec.dockerfile),
+                    format!(
+                        "build context {context} has no {} (the Dockerfile is relative to the context)",
+                        spec.dockerfile
+                    ),
                 )
                 .label("no Dockerfile")
                 .help("add the Dockerfile, or name it with `dockerfile \"…\"` in a build block"),
@@ -132,7 +135,8 @@ stage "local" { service "api" "web" }
     #[test]
     fn missing_context_or_dockerfile_is_a_config_error_at_its_place() {
         let dir = project(&[("api/Dockerfile", "FROM scratch\n"), ("empty/.keep", "")]);
-        let (msg, loc) = only_error(stage(dir.path(), "service \"api\" { build \"./nope\" }\nstage \"local\" { service \"api\" }"));
+        let (msg, loc) =
+            only_error(stage(dir.path(), "service \"api\" { build \"./nope\" }\nstage \"local\" { service \"api\" }"));
         assert!(msg.contains("build context ./nope is not a directory"), "{msg}");
         assert!(loc.ends_with("fleet.kdl:1:23"), "{loc}");
         let (msg, loc) = only_error(stage(

@@ -3,12 +3,12 @@
 // Config errors live at the crate root so `error` can wrap them without importing `config`.
 use crate::diagnostic;
 mod env_file;
+mod build_reader;
 mod fast_kdl;
 mod interpolate;
 mod limits;
 mod proxy_reader;
 mod reader;
-mod build_reader;
 mod server_reader;
 mod unset;
 mod unused;

@@ -128,9 +128,8 @@ pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) ->
     let (progress, done) = recording(ui);
     // From here a lock on the first server may be held: Ctrl-C ends the work, then it is released.
     let _cleanup = signal::CleanupScope::enter();
-    let mut held = Held::default();
     // Builds run on this machine while servers are created and booted; awaited before containers.
-    held.builds = super::ship::PendingBuilds::start(spec, opts.dry_run, ui)?;
+    let mut held = Held { builds: super::ship::PendingBuilds::start(spec, opts.dry_run, ui)?, ..Held::default() };
     let result =
         signal::interruptible(converge_stage(config, spec, &providers, &zones, opts, &progress, ui, &mut held)).await;
     held.release(config, spec).await;

@@ -187,8 +187,12 @@ pub async fn prune(engine: &Engine, spec: &StageSpec, ui: &Ui) -> Result<()> {
             let refs = if old.tags.is_empty() { vec![old.image_id.clone()] } else { old.tags.clone() };
             for r in refs {
                 match engine.docker.remove_image(&r, None::<RemoveImageOptions>, None).await {
-                    Ok(_) => ui.detail(format!("pruned release {} of {service} ({r}) on {}", old.version, engine.endpoint)),
-                    Err(e) => ui.detail(format!("release {} of {service} kept on {}: {e}", old.version, engine.endpoint)),
+                    Ok(_) => {
+                        ui.detail(format!("pruned release {} of {service} ({r}) on {}", old.version, engine.endpoint))
+                    }
+                    Err(e) => {
+                        ui.detail(format!("release {} of {service} kept on {}: {e}", old.version, engine.endpoint))
+                    }
                 }
             }
         }
@@ -252,7 +256,12 @@ pub async fn drift(engine: &Engine, spec: &StageSpec) -> Result<Vec<(String, Str
 
 /// The stage as it should run after a rollback: each chosen service on its target release, with
 /// no build (the image must already be on every server that runs it).
-pub fn rolled_back(spec: &StageSpec, report: &ReleasesReport, services: &[String], to: Option<&str>) -> Result<StageSpec> {
+pub fn rolled_back(
+    spec: &StageSpec,
+    report: &ReleasesReport,
+    services: &[String],
+    to: Option<&str>,
+) -> Result<StageSpec> {
     let chosen: Vec<String> = match services.is_empty() {
         true => spec.services.iter().filter(|s| s.build.is_some()).map(|s| s.name.clone()).collect(),
         false => services.to_vec(),
@@ -296,7 +305,13 @@ pub fn print_releases(report: &ReleasesReport, format: Format, ui: &Ui) {
 }
 
 /// `fleet build <stage> [SERVICE...]`.
-pub async fn build_command(config: &Config, spec: &StageSpec, services: &[String], no_cache: bool, ui: &Ui) -> Result<()> {
+pub async fn build_command(
+    config: &Config,
+    spec: &StageSpec,
+    services: &[String],
+    no_cache: bool,
+    ui: &Ui,
+) -> Result<()> {
     let jobs = jobs(spec, services)?;
     if jobs.is_empty() {
         ui.line(format!("Stage {} has no service with `build`; nothing to build.", spec.name));
@@ -368,7 +383,12 @@ pub async fn rollback(
         .filter(|(a, b)| a.image != b.image)
         .map(|(a, b)| {
             let from = report.releases.iter().find(|r| r.service == a.name && r.current).map(|r| r.version.as_str());
-            format!("{}: {} -> {}", a.name, from.unwrap_or("(not running)"), b.labels.get(RELEASE_LABEL).map_or("", String::as_str))
+            format!(
+                "{}: {} -> {}",
+                a.name,
+                from.unwrap_or("(not running)"),
+                b.labels.get(RELEASE_LABEL).map_or("", String::as_str)
+            )
         })
         .collect();
     if !yes {

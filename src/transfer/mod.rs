@@ -85,8 +85,11 @@ async fn chains_on(engine: &Engine) -> Result<HashSet<String>> {
 /// Sends `image` from `source` to `target` with only the layers `target` lacks, after checking
 /// the image's platform against the target's. `server` names the target in messages.
 pub async fn send_image(source: &Engine, target: &Engine, image: &str, server: &str) -> Result<Sent> {
-    let local =
-        source.docker.inspect_image(image).await.map_err(|e| Error::engine(format!("image {image} on this machine"), e))?;
+    let local = source
+        .docker
+        .inspect_image(image)
+        .await
+        .map_err(|e| Error::engine(format!("image {image} on this machine"), e))?;
     check_platform(target, &local, image, server).await?;
     let diffs = local.root_fs.as_ref().and_then(|r| r.layers.clone()).unwrap_or_default();
     let there = chains_on(target).await?;

@@ -129,7 +129,8 @@ fn extended_name(kind: u8, data: &[u8]) -> Option<String> {
     if kind == b'L' {
         return Some(text.trim_end_matches('\0').to_string());
     }
-    text.lines().find_map(|record| record.split_once(' ').and_then(|(_, kv)| kv.strip_prefix("path=")).map(String::from))
+    text.lines()
+        .find_map(|record| record.split_once(' ').and_then(|(_, kv)| kv.strip_prefix("path=")).map(String::from))
 }
 
 /// The size field: octal, or base-256 when the high bit is set.
@@ -184,7 +185,13 @@ mod tests {
     #[test]
     fn drops_named_entries_in_any_chunking_and_keeps_a_valid_archive() {
         let long = format!("{}/layer.tar", "d".repeat(120));
-        let input = archive(&[("a/VERSION", 3), ("a/layer.tar", 5000), (&long, 700), ("b/layer.tar", 10), ("manifest.json", 0)]);
+        let input = archive(&[
+            ("a/VERSION", 3),
+            ("a/layer.tar", 5000),
+            (&long, 700),
+            ("b/layer.tar", 10),
+            ("manifest.json", 0),
+        ]);
         for chunk in [1, 7, 512, 513, 100_000] {
             let mut f = TarFilter::new(|name: &str| name != "a/layer.tar" && !name.starts_with("ddd"));
             let mut out = Vec::new();

@@ -68,7 +68,13 @@ impl Ui {
                 if row.in_file {
                     mark.push("file");
                 }
-                vec![row.service.clone(), row.version.clone(), row.created.clone(), mark.join(", "), row.servers.join(", ")]
+                vec![
+                    row.service.clone(),
+                    row.version.clone(),
+                    row.created.clone(),
+                    mark.join(", "),
+                    row.servers.join(", "),
+                ]
             })
             .collect();
         self.line(table(&["SERVICE", "RELEASE", "CREATED", "", "SERVERS"], &rows));
