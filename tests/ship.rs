@@ -199,6 +199,10 @@ stage "local" { service "api" }
     );
     let _images = BuiltImages(p.name.clone());
     write_source(p.path(), "r1");
+    let plan = p.fleet(&["plan", "local"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(plan.stderr.contains("up would build service api"), "{}", plan.stderr);
+    assert!(p.containers().is_empty(), "a plan builds nothing");
     let built = p.ok(&["build", "local"]);
     assert!(built.stdout.contains("Built 1 image(s)"), "{}", built.stdout);
     assert!(p.ok(&["build", "local"]).stdout.contains("Built 0 image(s) for stage local; 1 already present"));

@@ -138,7 +138,7 @@ pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) ->
         return remote_stage::up(config, spec, opts, ui).await;
     }
     let (_lock, engine) = lock_and_connect(config, spec, "up", opts.dry_run, opts.lock_wait).await?;
-    if let Some(builds) = ship::PendingBuilds::start(spec, opts.dry_run, ui)? {
+    if let Some(builds) = ship::PendingBuilds::start(spec, opts.dry_run, ui).await? {
         builds.wait().await?;
     }
     let plan = converge_containers(&engine, spec, opts, ui).await?;

@@ -129,7 +129,7 @@ pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) ->
     // From here a lock on the first server may be held: Ctrl-C ends the work, then it is released.
     let _cleanup = signal::CleanupScope::enter();
     // Builds run on this machine while servers are created and booted; awaited before containers.
-    let mut held = Held { builds: super::ship::PendingBuilds::start(spec, opts.dry_run, ui)?, ..Held::default() };
+    let mut held = Held { builds: super::ship::PendingBuilds::start(spec, opts.dry_run, ui).await?, ..Held::default() };
     let result =
         signal::interruptible(converge_stage(config, spec, &providers, &zones, opts, &progress, ui, &mut held)).await;
     held.release(config, spec).await;

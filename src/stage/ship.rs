@@ -82,14 +82,19 @@ pub struct PendingBuilds(tokio::task::JoinHandle<Result<usize>>);
 
 impl PendingBuilds {
     /// Starts the missing builds of `spec` (none for a dry run: it only says what it would build).
-    pub fn start(spec: &StageSpec, dry_run: bool, ui: &Ui) -> Result<Option<Self>> {
+    pub async fn start(spec: &StageSpec, dry_run: bool, ui: &Ui) -> Result<Option<Self>> {
         let jobs = jobs(spec, &[])?;
         if jobs.is_empty() {
             return Ok(None);
         }
         if dry_run {
+            // What would be built, said beside the plan (a note: the plan's JSON stays one document).
+            let engine = Engine::connect_local().await?;
             for job in &jobs {
-                ui.detail(format!("service {}: release {} ({})", job.service, job.version, job.image));
+                match build::present(&engine, &job.image).await? {
+                    false => ui.note(format!("up would build service {} ({})", job.service, job.image)),
+                    true => ui.detail(format!("service {}: {} is built already", job.service, job.image)),
+                }
             }
             return Ok(None);
         }
