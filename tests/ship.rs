@@ -239,3 +239,52 @@ stage "local" { service "api" }
     let bad = p.fleet(&["up", "local"]);
     bad.fails_with(2, &["build context ./api has no Dockerfile", "fleet.kdl:3:"]);
 }
+
+/// An image whose config says another architecture than this engine's (busybox relabelled).
+fn foreign_arch_image(tag: &str, arch: &str) {
+    let saved = Command::new("docker").args(["save", support::IMAGE]).output().unwrap().stdout;
+    let mut archive = tar::Archive::new(saved.as_slice());
+    let mut out = tar::Builder::new(Vec::new());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+        if name == "repositories" {
+            // The legacy tag file would retag the shared busybox image: the manifest's tag is enough.
+            continue;
+        }
+        if name == "manifest.json" {
+            let mut m: serde_json::Value = serde_json::from_slice(&data).unwrap();
+            m[0]["RepoTags"] = serde_json::json!([tag]);
+            data = serde_json::to_vec(&m).unwrap();
+        } else if name.ends_with(".json") && !name.contains('/') {
+            let mut c: serde_json::Value = serde_json::from_slice(&data).unwrap();
+            c["architecture"] = serde_json::json!(arch);
+            data = serde_json::to_vec(&c).unwrap();
+        }
+        let mut header = entry.header().clone();
+        header.set_size(data.len() as u64);
+        header.set_cksum();
+        out.append_data(&mut header, &name, data.as_slice()).unwrap();
+    }
+    let bytes = out.into_inner().unwrap();
+    let mut load = Command::new("docker").args(["load", "-q"]).stdin(std::process::Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(load.stdin.as_mut().unwrap(), &bytes).unwrap();
+    assert!(load.wait().unwrap().success());
+}
+
+#[tokio::test]
+async fn an_image_for_another_architecture_is_refused_before_anything_is_sent() {
+    support::ensure_image();
+    let here = fleetflow::transfer::normalize_arch(std::env::consts::ARCH).to_string();
+    let other = if here == "arm64" { "amd64" } else { "arm64" };
+    let tag = format!("fleetflow-test/foreign-arch-{}:1", std::process::id());
+    foreign_arch_image(&tag, other);
+    let engine = fleetflow::engine::Engine::connect_local().await.unwrap();
+    let result = fleetflow::transfer::send_image(&engine, &engine, &tag, "m1").await;
+    docker(&["rmi", &tag]);
+    let err = result.expect_err("another architecture is refused").to_string();
+    assert!(err.contains(&format!("image {tag} is built for linux/{other}, but server m1 runs linux/{here}")), "{err}");
+    assert!(err.contains("nothing was sent"), "{err}");
+}
