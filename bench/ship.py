@@ -109,7 +109,7 @@ def main():
                 f.write(f"line {n}\n")
             sh([fleet, "build", "bench"], cwd=work, env=env)
             image = sh([fleet, "config", "bench", "--format", "json"], cwd=work, env=env)
-            image = json.loads(image)["spec"]["services"][0]["image"]
+            image = json.loads(image)["services"][0]["image"]
             image_mb = int(sh(["docker", "image", "inspect", "-f", "{{.Size}}", image]).strip()) / 1e6
             b, t = received(machine), time.perf_counter()
             save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
