@@ -2,8 +2,8 @@
 
 // Config errors live at the crate root so `error` can wrap them without importing `config`.
 use crate::diagnostic;
-mod env_file;
 mod build_reader;
+mod env_file;
 mod fast_kdl;
 mod interpolate;
 mod limits;
