@@ -12,8 +12,8 @@ mod proxy_stage;
 mod remote_down;
 mod remote_stage;
 mod server_lock;
-mod swarm_converged;
 pub mod ship;
+mod swarm_converged;
 mod swarm_stage;
 
 pub(crate) use remote_stage::reach_servers;
