@@ -11,9 +11,7 @@ use support::machines::MachineRig;
 use support::remote::{Sim, sim_env};
 
 fn machine_project(test: &str, sim: &Sim) -> (Project, tempfile::TempDir) {
-    let keys = tempfile::tempdir().unwrap();
-    let key = keys.path().join("id");
-    support::remote::keypair(&key);
+    let (keys, key) = support::machines::login_key();
     let kdl = format!(
         r#"
 project "{{project}}"
@@ -34,14 +32,6 @@ stage "dev" {{
     let mut p = Project::new(test, &kdl);
     p.env = sim_env(sim);
     (p, keys)
-}
-
-/// A key pair for `ubuntu` on the machines (dropped with the directory).
-fn login_key() -> (tempfile::TempDir, std::path::PathBuf) {
-    let keys = tempfile::tempdir().unwrap();
-    let key = keys.path().join("id");
-    support::remote::keypair(&key);
-    (keys, key)
 }
 
 /// A Sakura server logged into as `ubuntu` with `key`, running `services`.
@@ -150,7 +140,7 @@ fn a_fresh_server_gets_its_engine_and_the_images_only_this_machine_has() {
 fn a_stage_across_two_machines_orders_and_reaches_by_name() {
     let rig = MachineRig::new("two");
     let sim = rig.sim();
-    let (_keys, key) = login_key();
+    let (_keys, key) = support::machines::login_key();
     let server = |name: &str, services: &str| placed_server(&key, name, services);
     let kdl = format!(
         r#"
@@ -250,9 +240,7 @@ stage "dev" {{
 fn a_brought_host_without_an_engine_or_sudo_gets_the_commands_to_run() {
     let rig = MachineRig::new("nosudo");
     let sim = rig.sim();
-    let keys = tempfile::tempdir().unwrap();
-    let key = keys.path().join("id");
-    support::remote::keypair(&key);
+    let (_keys, key) = support::machines::login_key();
     let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
     // A machine someone made by hand: the user's key, no startup script, so no engine.
     let server = sim.sakura(
@@ -344,7 +332,7 @@ fn up_killed_during_the_bootstrap_and_the_image_copy_converges_on_the_next_run()
 fn an_idle_server_suspends_itself_and_one_with_a_login_stays_up() {
     let rig = MachineRig::new("idle");
     let sim = rig.sim();
-    let (_keys, key) = login_key();
+    let (_keys, key) = support::machines::login_key();
     let server = |name: &str, services: &str| placed_server(&key, name, services);
     let kdl = |setting: &str| {
         format!(
@@ -515,7 +503,7 @@ fn http_get(address: &str) -> String {
 fn a_swarm_stage_on_three_machines_walks_placement_rollouts_rollback_and_the_ladder() {
     let rig = MachineRig::new("swarm");
     let sim = rig.sim();
-    let (_keys, key) = login_key();
+    let (_keys, key) = support::machines::login_key();
     let mut p = Project::new("machine-swarm", &swarm_kdl(&key, "1", HEALTHY));
     p.env = sim_env(&sim);
     let started = Instant::now();

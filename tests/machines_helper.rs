@@ -17,9 +17,7 @@ fn inside(rig: &MachineRig, id: u64, args: &[&str]) -> (bool, String) {
 fn a_server_with_no_registry_and_no_image_gets_auto_suspend() {
     let rig = MachineRig::new("helper");
     let sim = rig.sim();
-    let keys = tempfile::tempdir().unwrap();
-    let key = keys.path().join("id");
-    support::remote::keypair(&key);
+    let (_keys, key) = support::machines::login_key();
     let kdl = |setting: &str| {
         format!(
             r#"

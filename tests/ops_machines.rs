@@ -12,9 +12,7 @@ use support::remote::sim_env;
 fn remote_stage_exec_run_restart_backup_destroy_up_restore() {
     let rig = MachineRig::new("ops");
     let sim = rig.sim();
-    let keys = tempfile::tempdir().unwrap();
-    let key = keys.path().join("id");
-    support::remote::keypair(&key);
+    let (_keys, key) = support::machines::login_key();
     let kdl = format!(
         r#"
 project "{{project}}"

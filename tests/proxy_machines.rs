@@ -230,9 +230,7 @@ fn https_from_a_private_acme_ca_with_zero_downtime_replacements_on_a_real_server
     let rig = MachineRig::new("proxy");
     let pebble = Pebble::start(&rig);
     let sim = rig.sim();
-    let keys = tempfile::tempdir().unwrap();
-    let key = keys.path().join("id");
-    support::remote::keypair(&key);
+    let (_keys, key) = support::machines::login_key();
     let kdl = KDL.replace("{key}", &key.display().to_string()).replace("{pebble}", &pebble.ip);
     let mut p = Project::new("proxy-rig", &kdl);
     p.env = sim_env(&sim);

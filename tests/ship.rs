@@ -88,9 +88,7 @@ fn releases(p: &Project, stage: &str) -> Vec<serde_json::Value> {
 fn a_built_service_ships_to_a_machine_with_only_its_new_layers_and_rolls_back() {
     let rig = MachineRig::new("ship");
     let sim = rig.sim();
-    let keys = tempfile::tempdir().unwrap();
-    let key = keys.path().join("id");
-    support::remote::keypair(&key);
+    let (_keys, key) = support::machines::login_key();
     let kdl = format!(
         r#"
 project "{{project}}"

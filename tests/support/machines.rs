@@ -78,3 +78,12 @@ impl Drop for MachineRig {
         let _ = docker(&["network", "rm", &self.network]);
     }
 }
+
+/// A key pair for `ubuntu` on the machines (dropped with the directory).
+#[allow(dead_code)] // each test binary compiles support on its own; not all use this
+pub fn login_key() -> (tempfile::TempDir, std::path::PathBuf) {
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("id");
+    super::remote::keypair(&key);
+    (keys, key)
+}
