@@ -179,6 +179,26 @@ impl Engine {
             .map_err(|e| Error::engine(format!("container {id}"), e))?;
         Ok(inspect.state.and_then(|s| s.started_at))
     }
+
+    /// The exit code of a finished exec. The engine closes the attach stream a moment before it
+    /// records the exit (more so through an SSH tunnel), so an inspect right after the stream
+    /// ends may still say "running" with no code: wait for the record instead of guessing one.
+    pub async fn exec_exit_code(&self, exec_id: &str) -> std::result::Result<i64, bollard::errors::Error> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let inspect = self.docker.inspect_exec(exec_id).await?;
+            if inspect.running != Some(true)
+                && let Some(code) = inspect.exit_code
+            {
+                return Ok(code);
+            }
+            if std::time::Instant::now() >= deadline {
+                // Still running after the output ended: the command is gone as far as we can tell.
+                return Ok(inspect.exit_code.unwrap_or(-1));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }
 
 enum NetworkByName {

@@ -136,8 +136,7 @@ async fn attached_exec(
     let pumped = pump_output(output).await;
     feeding.abort();
     pumped?;
-    let inspect = engine.docker.inspect_exec(&created.id).await?;
-    Ok(inspect.exit_code.map_or(1, |c| c as i32))
+    Ok(engine.exec_exit_code(&created.id).await? as i32)
 }
 
 /// Copies the output frames to stdout and stderr until the command ends.

@@ -410,8 +410,7 @@ async fn exec(engine: &Engine, id: &str, argv: &[&str]) -> std::result::Result<(
             output.push_str(&chunk?.to_string());
         }
     }
-    let inspect = engine.docker.inspect_exec(&created.id).await?;
-    Ok((inspect.exit_code.unwrap_or(-1), output))
+    Ok((engine.exec_exit_code(&created.id).await?, output))
 }
 
 /// Before an `up` is planned: a replacement interrupted by a kill leaves two containers of one
