@@ -5,6 +5,7 @@ use crate::engine::{LogOptions, PullPolicy};
 use crate::error::{Error, Result};
 use crate::model::StageSpec;
 use crate::ops;
+use crate::plan::gate::PlanGate;
 use crate::stage::{self, DownOptions, UpOptions};
 use crate::ui::{Format, Ui};
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -253,6 +254,9 @@ pub struct UpArgs {
     /// Wait this long for another run's lock (e.g. 30s, 5m)
     #[arg(long, value_parser = humantime::parse_duration)]
     pub lock_wait: Option<Duration>,
+    /// Run only the plan with this hash, else refuse and change nothing (`fleet mcp` apply)
+    #[arg(long = "plan-hash", hide = true, value_name = "HASH", conflicts_with = "dry_run")]
+    pub plan_gate: Option<PlanGate>,
 }
 
 #[derive(Debug, Args)]
@@ -282,6 +286,9 @@ pub struct DownArgs {
     /// that file is complete and verified
     #[arg(long, requires = "destroy", value_name = "FILE")]
     pub backup: Option<PathBuf>,
+    /// Run only the plan with this hash, else refuse and change nothing (`fleet mcp` apply)
+    #[arg(long = "plan-hash", hide = true, value_name = "HASH", conflicts_with = "dry_run")]
+    pub plan_gate: Option<PlanGate>,
 }
 
 #[derive(Debug, Args)]
@@ -395,6 +402,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 force_recreate: a.force_recreate,
                 format: a.format,
                 lock_wait: a.lock_wait,
+                plan_gate: a.plan_gate,
             };
             let plan = stage::up(&cfg, &spec, &opts, &ui).await?;
             return Ok(pending(a.dry_run, &plan));
@@ -408,6 +416,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 force_recreate: false,
                 format: a.format,
                 lock_wait: None,
+                plan_gate: None,
             };
             let plan = stage::up(&cfg, &spec, &opts, &ui).await?;
             return Ok(if plan.is_empty() { 0 } else { 2 });
@@ -423,6 +432,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 format: a.format,
                 lock_wait: a.lock_wait,
                 backup: a.backup,
+                plan_gate: a.plan_gate,
             };
             let plan = stage::down(&cfg, &spec, &opts, &ui).await?;
             return Ok(pending(a.dry_run, &plan));
@@ -574,10 +584,5 @@ fn import_compose(file: Option<PathBuf>, force: bool, output: Option<PathBuf>, u
 }
 
 fn print_config(spec: &StageSpec, format: Format, show_secrets: bool, ui: &Ui) {
-    let mut value = serde_json::to_value(spec).unwrap_or_default();
-    if !show_secrets {
-        crate::secrets::mask_json(&mut value, &spec.sensitive);
-    }
-    let kind = if spec.is_local() { "local" } else { "remote" };
-    ui.config(&crate::report::ConfigReport { schema: crate::report::SCHEMA, kind, spec: value }, format);
+    ui.config(&crate::report::ConfigReport::of(spec, show_secrets), format);
 }

@@ -1,6 +1,7 @@
 //! The one error type the CLI reports, and the exit code each kind maps to.
 
 use crate::diagnostic::ConfigErrors;
+use crate::plan::gate::PlanChanged;
 use miette::Diagnostic;
 use thiserror::Error;
 
@@ -81,6 +82,15 @@ pub enum Error {
         help: Option<String>,
     },
 
+    /// A gated run (`fleet mcp` apply) found a plan other than the one it was given: it carries
+    /// the fresh plan, and nothing was changed.
+    #[error("{0}")]
+    #[diagnostic(
+        code(fleet::plan_changed),
+        help("look at the new plan; with `fleet mcp`, apply its plan_hash if it is what you want")
+    )]
+    PlanChanged(Box<PlanChanged>),
+
     #[error("interrupted; run the same command again to converge")]
     #[diagnostic(code(fleet::interrupted))]
     Interrupted,
@@ -132,6 +142,14 @@ impl Error {
     /// The server refused our SSH key (or user).
     pub fn is_auth_refused(&self) -> bool {
         matches!(self, Error::Ssh { kind: SshFailure::AuthRefused, .. })
+    }
+
+    /// The refusal of a gated run, with the plan it found instead.
+    pub fn plan_changed(&self) -> Option<&PlanChanged> {
+        match self {
+            Error::PlanChanged(c) => Some(c),
+            _ => None,
+        }
     }
 
     /// 0 success, 1 operation failed, 2 usage or config error, 130 interrupted.

@@ -3,12 +3,15 @@
 //!
 //! Every tool runs the command line's own path (`cli::run`) with its output captured, so
 //! `protect`, the stage lock and the confirmation rules are exactly the command line's. Nothing
-//! changes a stage without a plan: `plan` returns the typed plan with a `plan_hash`; `apply`
-//! takes that hash, plans again, and applies only if the fresh plan has the same hash (its action
-//! included), else refuses and returns the new plan. stdout carries only JSON-RPC.
+//! changes a stage without a plan: `plan` returns the typed plan with a `plan_hash`
+//! (`plan::gate::plan_hash`); `apply` runs the command with that hash as its plan gate
+//! (`--plan-hash`), so the run observes under the stage lock, plans, and executes that plan only
+//! if it has the same hash (its action included), else refuses, changing nothing, with the new
+//! plan. stdout carries only JSON-RPC.
 
 use crate::cli::{self, Cli};
 use crate::error::{Error, Result};
+use crate::plan::gate::{self, PlanIntent};
 use clap::Parser;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
@@ -16,7 +19,6 @@ use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabiliti
 use rmcp::{ServerHandler, ServiceExt, schemars, tool, tool_handler, tool_router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -33,27 +35,33 @@ pub enum PlanAction {
 }
 
 impl PlanAction {
-    fn name(self) -> &'static str {
+    fn intent(self) -> PlanIntent {
         match self {
-            PlanAction::Up => "up",
-            PlanAction::Down => "down",
-            PlanAction::Suspend => "suspend",
-            PlanAction::Destroy => "destroy",
+            PlanAction::Up => PlanIntent::Up,
+            PlanAction::Down => PlanIntent::Down,
+            PlanAction::Suspend => PlanIntent::Suspend,
+            PlanAction::Destroy => PlanIntent::Destroy,
         }
     }
 
-    /// The command line that plans it (`--dry-run`) or applies it.
-    fn argv(self, stage: &str, dry_run: bool) -> Vec<String> {
+    fn name(self) -> &'static str {
+        self.intent().name()
+    }
+
+    /// The command line that plans it (no hash: `--dry-run`) or runs exactly the plan with
+    /// `plan_hash` (its gate).
+    fn argv(self, stage: &str, plan_hash: Option<&str>) -> Vec<String> {
         let mut v: Vec<&str> = match self {
             PlanAction::Up => vec!["up"],
             PlanAction::Down => vec!["down"],
             PlanAction::Suspend => vec!["down", "--suspend"],
-            // The matching plan is the confirmation the command line asks a human for.
-            PlanAction::Destroy if dry_run => vec!["down", "--destroy"],
-            PlanAction::Destroy => vec!["down", "--destroy", "--yes"],
+            PlanAction::Destroy => vec!["down", "--destroy"],
         };
-        if dry_run {
-            v.extend(["--dry-run", "--format", "json"]);
+        match plan_hash {
+            None => v.extend(["--dry-run", "--format", "json"]),
+            // The gated plan is the confirmation the command line asks a human for.
+            Some(hash) if self == PlanAction::Destroy => v.extend(["--yes", "--plan-hash", hash]),
+            Some(hash) => v.extend(["--plan-hash", hash]),
         }
         // `--` keeps a stage name from ever being read as a flag.
         v.extend(["--", stage]);
@@ -127,24 +135,6 @@ fn error_text(e: &Error) -> String {
     }
 }
 
-/// sha256 of the plan with its stage, action and the resolved stage it was planned from (a
-/// create looks the same whatever it creates), over JSON with sorted keys.
-fn plan_hash(stage: &str, action: PlanAction, plan: &Value, resolved: &Value) -> String {
-    fn sorted(v: &Value) -> Value {
-        match v {
-            Value::Object(m) => {
-                let mut keys: Vec<&String> = m.keys().collect();
-                keys.sort();
-                Value::Object(keys.into_iter().map(|k| (k.clone(), sorted(&m[k]))).collect())
-            }
-            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
-            other => other.clone(),
-        }
-    }
-    let doc = json!({"stage": stage, "action": action.name(), "plan": sorted(plan), "resolved": sorted(resolved)});
-    hex::encode(Sha256::digest(doc.to_string().as_bytes()))
-}
-
 impl FleetMcp {
     pub fn new(file: Option<PathBuf>) -> Self {
         Self { file, plans: Arc::default(), gate: Arc::default(), tool_router: Self::tool_router() }
@@ -169,32 +159,36 @@ impl FleetMcp {
 
     /// A fresh plan as JSON with `action` and `plan_hash`, remembered for `apply`.
     async fn fresh_plan(&self, stage: &str, action: PlanAction) -> std::result::Result<Value, String> {
-        let out = self.run(action.argv(stage, true)).await;
+        let out = self.run(action.argv(stage, None)).await;
         match out.result {
             // 0: nothing to do, 2: changes pending; both are plans.
             Ok(0 | 2) => {}
             Ok(code) => return Err(format!("planning exited {code}: {}", out.stdout.trim())),
             Err(e) => return Err(error_text(&e)),
         }
-        let mut plan: Value = serde_json::from_str(&out.stdout)
+        let plan: Value = serde_json::from_str(&out.stdout)
             .map_err(|e| format!("the plan is not JSON ({e}): {}", out.stdout.trim()))?;
         // The resolved stage with its secrets goes into the hash only, never to the client.
-        let config =
-            self.run(["config", "--format", "json", "--show-secrets", "--", stage].map(String::from).to_vec()).await;
-        let resolved: Value = match config.result {
-            Ok(0) => {
-                serde_json::from_str(&config.stdout).map_err(|e| format!("the resolved stage is not JSON: {e}"))?
-            }
-            Ok(code) => return Err(format!("resolving the stage exited {code}")),
-            Err(e) => return Err(error_text(&e)),
-        };
-        let hash = plan_hash(stage, action, &plan, &resolved);
-        if let Value::Object(m) = &mut plan {
-            m.insert("action".into(), json!(action.name()));
-            m.insert("plan_hash".into(), json!(hash));
+        let resolved = self.resolved(stage).map_err(|e| error_text(&e))?;
+        Ok(self.remember(stage, action, gate::hashed(stage, action.intent(), plan, &resolved)))
+    }
+
+    /// The resolved stage as `config --format json --show-secrets` prints it, computed here as
+    /// the gated run computes it (`ConfigReport::resolved_json`).
+    fn resolved(&self, stage: &str) -> Result<Value> {
+        let cwd = std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?;
+        let cfg = crate::config::Config::load(&crate::config::discover(self.file.as_deref(), &cwd)?)?;
+        let spec = crate::stage::ship::resolve(&cfg.project, cfg.stage(stage)?)?;
+        Ok(crate::report::ConfigReport::resolved_json(&spec))
+    }
+
+    /// A handed-out plan (with its `plan_hash`), kept so `apply` knows what the hash is for.
+    fn remember(&self, stage: &str, action: PlanAction, plan: Value) -> Value {
+        if let Some(hash) = plan["plan_hash"].as_str() {
+            let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+            plans.insert(hash.to_string(), (stage.to_string(), action));
         }
-        self.plans.lock().unwrap_or_else(|e| e.into_inner()).insert(hash, (stage.to_string(), action));
-        Ok(plan)
+        plan
     }
 
     /// A read-only command's output as the tool result.
@@ -248,9 +242,9 @@ impl FleetMcp {
         }
     }
 
-    /// Applies a plan returned by `plan`, only if planning again gives the same `plan_hash`;
-    /// otherwise refuses and returns the new plan. `protect`, the stage lock and every rule of
-    /// the command line hold.
+    /// Applies a plan returned by `plan`: the run observes the stage under its lock and executes
+    /// the plan only if it has the same `plan_hash`; otherwise it refuses, changes nothing, and
+    /// returns the new plan. `protect`, the stage lock and every rule of the command line hold.
     #[tool(annotations(destructive_hint = true, read_only_hint = false))]
     async fn apply(&self, Parameters(p): Parameters<ApplyParams>) -> CallToolResult {
         let known = self.plans.lock().unwrap_or_else(|e| e.into_inner()).get(&p.plan_hash).cloned();
@@ -260,21 +254,18 @@ impl FleetMcp {
                 p.plan_hash, p.stage
             )));
         };
-        let fresh = match self.fresh_plan(&stage, action).await {
-            Ok(plan) => plan,
-            Err(e) => return CallToolResult::error(text(e)),
-        };
-        if fresh["plan_hash"] != p.plan_hash {
-            return CallToolResult::error(text(format!(
-                "refused: the stage changed since that plan; nothing was applied. The new plan (apply its plan_hash if it is what you want):\n{fresh}"
-            )));
-        }
-        let out = self.run(action.argv(&stage, false)).await;
+        let out = self.run(action.argv(&stage, Some(&p.plan_hash))).await;
         match out.result {
             Ok(0) => {
                 CallToolResult::success(text(format!("applied {} to stage {stage}\n{}", action.name(), out.stdout)))
             }
             Ok(code) => CallToolResult::error(text(format!("exit {code}\n{}", out.stdout))),
+            Err(Error::PlanChanged(changed)) => {
+                let fresh = self.remember(&stage, action, changed.plan);
+                CallToolResult::error(text(format!(
+                    "refused: the stage changed since that plan; nothing was applied. The new plan (apply its plan_hash if it is what you want):\n{fresh}"
+                )))
+            }
             Err(e) => CallToolResult::error(text(format!("{}\n{}", error_text(&e), out.stdout))),
         }
     }

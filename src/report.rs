@@ -1,6 +1,7 @@
 //! What `status`, `ps`, `plan` and `config` report: plain serializable data with one schema
 //! number. `stage` and `cli` build them; `ui` renders them as text or JSON, and nothing else does.
 
+use crate::model::StageSpec;
 use crate::plan::{Action, InfraAction, ObservedContainer, Plan, PlanSummary, RunState};
 use serde::Serialize;
 
@@ -192,6 +193,11 @@ pub struct PlanReport<'a> {
 }
 
 impl<'a> PlanReport<'a> {
+    /// The plan as `--dry-run --format json` prints it, as a value: what a plan hash covers.
+    pub fn json(plan: &Plan) -> serde_json::Value {
+        serde_json::to_value(PlanReport::of(plan)).unwrap_or_default()
+    }
+
     pub fn of(plan: &'a Plan) -> Self {
         Self {
             schema: SCHEMA,
@@ -213,6 +219,24 @@ pub struct ConfigReport {
     pub kind: &'static str,
     #[serde(flatten)]
     pub spec: serde_json::Value,
+}
+
+impl ConfigReport {
+    /// `fleet config` of a resolved stage; `show_secrets: false` masks its sensitive values.
+    pub fn of(spec: &StageSpec, show_secrets: bool) -> Self {
+        let mut value = serde_json::to_value(spec).unwrap_or_default();
+        if !show_secrets {
+            crate::secrets::mask_json(&mut value, &spec.sensitive);
+        }
+        let kind = if spec.is_local() { "local" } else { "remote" };
+        Self { schema: SCHEMA, kind, spec: value }
+    }
+
+    /// `config --format json --show-secrets` as a value: the resolved stage a plan hash covers.
+    /// It holds secrets: hash it, never show it.
+    pub fn resolved_json(spec: &StageSpec) -> serde_json::Value {
+        serde_json::to_value(Self::of(spec, true)).unwrap_or_default()
+    }
 }
 
 /// What a remote stage is after `down`: the closing line is rendered from these fields by `ui`.

@@ -426,7 +426,8 @@ impl Ui {
     /// A plan for `--dry-run` and `plan`: the lines, or one JSON document.
     pub fn plan_report(&self, plan: &Plan, format: Format) {
         match format {
-            Format::Json => self.json(&to_json(&PlanReport::of(plan))),
+            // The very value a plan hash covers (`PlanReport::json`).
+            Format::Json => self.json(&PlanReport::json(plan)),
             Format::Text => self.plan(plan),
         }
     }

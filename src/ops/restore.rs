@@ -76,6 +76,7 @@ pub async fn restore(config: &Config, spec: &StageSpec, opts: &RestoreOptions, u
             force_recreate: false,
             format: crate::ui::Format::Text,
             lock_wait: None,
+            plan_gate: None,
         };
         crate::stage::up(config, spec, &opts, ui).await?;
     } else {

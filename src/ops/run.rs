@@ -185,6 +185,7 @@ async fn start_dependencies(sites: &Sites, site: &Site, spec: &StageSpec, servic
         force_recreate: false,
         format: ui::Format::Text,
         lock_wait: None,
+        plan_gate: None,
     };
     let (plan, observed, images) = crate::stage::plan_up(&site.engine, &part, &opts, ui).await?;
     // stdout is the one-off's own output: what fleet does first goes to stderr.

@@ -1,5 +1,6 @@
 //! Observed state + declared state → the actions that converge one onto the other. Pure.
 
+pub mod gate;
 pub mod graph;
 pub mod hash;
 mod render;

@@ -5,6 +5,7 @@
 mod auto_suspend;
 mod dns;
 mod down_plan;
+pub(crate) mod gate;
 mod infra_plan;
 #[cfg(test)]
 mod plan_fixtures;
@@ -23,6 +24,7 @@ use crate::engine::{self, Engine, LogOptions, PullPolicy};
 use crate::error::{Error, Result};
 use crate::local_lock::StageLock;
 use crate::model::StageSpec;
+use crate::plan::gate::{PlanGate, PlanIntent};
 use crate::plan::{self, Action, ConfigHash, Desired, DownMode, Plan, PlanSummary};
 use crate::report::{Health, PsReport, PsRow, ServerStatus, ServiceStatus, StatusReport};
 use crate::ui::{self, Format, Ui};
@@ -38,6 +40,9 @@ pub struct UpOptions {
     pub force_recreate: bool,
     pub format: Format,
     pub lock_wait: Option<Duration>,
+    /// Run only the plan with this hash (`fleet mcp` apply): checked by `gate::check` once the
+    /// stage is observed under its lock, before anything changes.
+    pub plan_gate: Option<PlanGate>,
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +56,8 @@ pub struct DownOptions {
     pub lock_wait: Option<Duration>,
     /// `--destroy --backup FILE`: the volumes are backed up and verified before anything is destroyed.
     pub backup: Option<std::path::PathBuf>,
+    /// As `UpOptions::plan_gate`, for `down`, `--suspend` and `--destroy`.
+    pub plan_gate: Option<PlanGate>,
 }
 
 /// `fleet stage unlock`: a local stage's OS lock cannot be left behind; a remote one can.
@@ -135,13 +142,17 @@ pub async fn plan_up(
 
 pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<Plan> {
     if !spec.is_local() {
+        // plan gate: remote `up` is not one plan value yet; it calls `gate::check` once it is.
+        gate::refuse(opts.plan_gate.as_ref(), spec, "up")?;
         return remote_stage::up(config, spec, opts, ui).await;
     }
     let (_lock, engine) = lock_and_connect(config, spec, "up", opts.dry_run, opts.lock_wait).await?;
     if let Some(builds) = ship::PendingBuilds::start(spec, opts.dry_run, ui).await? {
         builds.wait().await?;
     }
-    let plan = converge_containers(&engine, spec, opts, ui).await?;
+    let planned = plan_on(&engine, spec, opts, ui).await?;
+    gate::check(opts.plan_gate.as_ref(), spec, PlanIntent::Up, &planned.plan)?;
+    let plan = apply_on(&engine, spec, opts, ui, &engine::Readiness::for_stage(spec), planned).await?;
     if !opts.dry_run {
         ship::prune(&engine, spec, ui).await?;
     }
@@ -153,11 +164,6 @@ pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) ->
     Ok(plan)
 }
 
-/// Plans and (unless a dry run) applies the containers of a stage on one engine.
-pub(crate) async fn converge_containers(engine: &Engine, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<Plan> {
-    converge_on(engine, spec, opts, ui, &engine::Readiness::for_stage(spec)).await
-}
-
 /// The containers of one server's part of a stage; `readiness` is the whole stage's board, so
 /// dependencies on other servers are waited for.
 pub(crate) async fn converge_on(
@@ -167,10 +173,37 @@ pub(crate) async fn converge_on(
     ui: &Ui,
     readiness: &engine::Readiness,
 ) -> Result<Plan> {
+    let planned = plan_on(engine, spec, opts, ui).await?;
+    apply_on(engine, spec, opts, ui, readiness, planned).await
+}
+
+/// One engine's part of an `up`, planned: the plan and what its apply needs.
+struct PlannedUp {
+    plan: Plan,
+    observed: plan::ObservedStage,
+    images: std::collections::BTreeMap<String, String>,
+    proxy: proxy_stage::ProxyUp,
+}
+
+/// Observes one engine's part of a stage and plans it, proxy steps included.
+async fn plan_on(engine: &Engine, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<PlannedUp> {
     proxy_stage::before_plan(engine, spec, opts.dry_run, &ui.events()).await?;
     let (mut plan, observed, images) = plan_up(engine, spec, opts, ui).await?;
     let proxy = proxy_stage::plan_up(engine, spec, &mut plan, &observed).await?;
     ui.orphan_warnings(&plan);
+    Ok(PlannedUp { plan, observed, images, proxy })
+}
+
+/// Applies a planned part (unless a dry run) and returns its plan.
+async fn apply_on(
+    engine: &Engine,
+    spec: &StageSpec,
+    opts: &UpOptions,
+    ui: &Ui,
+    readiness: &engine::Readiness,
+    planned: PlannedUp,
+) -> Result<Plan> {
+    let PlannedUp { plan, observed, images, proxy } = planned;
     if !opts.dry_run {
         // A volume whose restore was interrupted is incomplete: nothing starts on it.
         crate::ops::refuse_interrupted_restore(engine, spec).await?;
@@ -228,6 +261,7 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
     let observed = engine.observe(spec).await?;
     let mut plan = plan::plan_down(spec, &observed, down_mode(opts));
     let proxy = proxy_stage::plan_down(&engine, spec, opts.destroy, &mut plan).await?;
+    gate::check(opts.plan_gate.as_ref(), spec, PlanIntent::of_down(opts.suspend, opts.destroy), &plan)?;
     if opts.dry_run {
         print_plan(&plan, opts.format, ui);
         return Ok(plan);

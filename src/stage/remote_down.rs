@@ -7,12 +7,13 @@ use super::down_plan::{
     self, DownIntent, DownObservation, DownPlan, DownStep, Line, NodeVolumes, SeenRecord, SeenServer,
 };
 use super::remote_stage::{Held, Reach, lock, reach, tag, tagged};
-use super::{DownOptions, confirm_destroy, print_plan, removals, server_lock, swarm_stage};
+use super::{DownOptions, confirm_destroy, gate, print_plan, removals, server_lock, swarm_stage};
 use crate::config::Config;
 use crate::engine::{self, Engine, Event};
 use crate::error::{Error, Result};
 use crate::infra::{InfraEvent, Power, Progress, Providers};
 use crate::model::{Server, ServerProvider, StageSpec};
+use crate::plan::gate::PlanIntent;
 use crate::plan::{Action, ChangeKind, Plan, PlanSummary};
 use crate::signal;
 use crate::ssh::{self, known_hosts_file};
@@ -37,14 +38,28 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
     let d = Down { config, spec, providers: &providers, zones: zones.as_ref(), opts, ui };
     let seen = observe_cloud(&d).await?;
     if seen.servers.iter().all(|s| s.machine.is_none()) && seen.records.is_empty() {
-        ui.line(format!("Stage {} has no servers; nothing to do.", spec.name));
-        return Ok(Plan { stage: spec.name.clone(), ..Plan::default() });
+        return nothing_to_do(&d);
     }
     let _cleanup = signal::CleanupScope::enter();
     let mut held = Held::default();
     let result = signal::interruptible(run(&d, seen, &mut held)).await;
     held.release(config, spec).await;
     result
+}
+
+/// No server and no record: an empty plan, which a gate and a JSON dry run see as one.
+fn nothing_to_do(d: &Down<'_>) -> Result<Plan> {
+    let plan = Plan { stage: d.spec.name.clone(), ..Plan::default() };
+    gate::check(d.opts.plan_gate.as_ref(), d.spec, intent(d.opts), &plan)?;
+    match d.opts.format {
+        Format::Json if d.opts.dry_run => print_plan(&plan, d.opts.format, d.ui),
+        _ => d.ui.line(format!("Stage {} has no servers; nothing to do.", d.spec.name)),
+    }
+    Ok(plan)
+}
+
+fn intent(opts: &DownOptions) -> PlanIntent {
+    PlanIntent::of_down(opts.suspend, opts.destroy)
 }
 
 /// A brought host is never powered off: `--suspend` is refused before anything is asked.
@@ -69,6 +84,8 @@ async fn run(d: &Down<'_>, mut seen: DownObservation, held: &mut Held) -> Result
     observe_engines(d, &mut seen, held).await?;
     let plan = down_plan::plan(d.spec, &seen, DownIntent::of(d.opts));
     let total = plan.to_plan();
+    // Observed under the lock, nothing changed yet: a gated run goes on only with its own plan.
+    gate::check(d.opts.plan_gate.as_ref(), d.spec, intent(d.opts), &total)?;
     if d.opts.dry_run {
         print_dry_run(d, &plan, &total);
         return Ok(total);

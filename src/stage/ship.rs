@@ -417,6 +417,7 @@ pub async fn rollback(
         force_recreate: false,
         format: Format::Text,
         lock_wait,
+        plan_gate: None,
     };
     super::up(config, &target, &opts, ui).await?;
     for m in moves {
