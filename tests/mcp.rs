@@ -1,6 +1,8 @@
 //! End-to-end: `fleet mcp` driven by a real MCP client (rmcp's, over the child's stdio) against
 //! a local stage on the real Docker engine: initialize, list the tools, plan, apply with a stale
-//! hash (refused), apply with the right one, and no destroy without a matching plan.
+//! hash (refused), apply with the right one, and no destroy without a matching plan. Then the
+//! plan gate itself: a world that moves after the plan (or while the run waits for the lock)
+//! is refused by the run, nothing changed, and the new plan returned; on a remote stage too.
 
 mod support;
 
@@ -26,6 +28,7 @@ async fn connect(p: &Project) -> Client {
             .env("NO_COLOR", "1")
             .env("FLEET_LOCK_DIR", p.path().join(".locks"))
             .env("FLEET_STATE_DIR", p.path().join(".state"))
+            .envs(p.env.iter().map(|(k, v)| (k, v)))
             .env_remove("FLEET_STAGE");
     }))
     .expect("spawn fleet mcp");
@@ -126,5 +129,152 @@ async fn an_agent_plans_and_applies_and_cannot_apply_a_stale_plan() {
         call(&client, "apply", json!({"stage": "local", "plan_hash": destroy["plan_hash"].clone()})).await;
     assert!(!error, "{text}");
     assert!(p.containers().is_empty(), "destroyed");
+    client.cancel().await.unwrap();
+}
+
+/// The text of a refusal: the run's own words, then the new plan.
+fn refused_plan(text: &str) -> Value {
+    assert!(text.starts_with("refused: the stage changed since that plan; nothing was applied"), "{text}");
+    serde_json::from_str(text.split_once(":\n").unwrap().1).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destroy_planned_before_the_world_moved_is_refused_and_the_new_plan_applies() {
+    let p = Project::new("mcp-moved", STACK);
+    p.ok(&["up", "local"]);
+    let client = connect(&p).await;
+    let destroy = plan(&client, "local", "destroy").await;
+    assert_eq!(destroy["summary"]["destroy"], 3, "two containers and the network: {destroy}");
+
+    // Someone removes `api` after the plan: the plan the agent read no longer describes the stage.
+    support::docker(&["rm", "-f", &p.container("local", "api")]);
+    let (error, text) = call(&client, "apply", json!({"stage": "local", "plan_hash": destroy["plan_hash"]})).await;
+    assert!(error, "{text}");
+    let fresh = refused_plan(&text);
+    assert_eq!(
+        fresh["actions"],
+        json!([
+            {"action": "remove_container", "service": "db", "orphan": false},
+            {"action": "remove_network", "name": format!("{}-local", p.name)},
+        ])
+    );
+    assert_eq!(fresh["action"], "destroy");
+    assert_eq!(p.containers(), [p.container("local", "db")], "nothing was destroyed");
+    assert!(p.network_exists("local"));
+
+    // The returned plan is one this server knows: applying it destroys exactly that.
+    let (error, text) = call(&client, "apply", json!({"stage": "local", "plan_hash": fresh["plan_hash"]})).await;
+    assert!(!error, "{text}");
+    assert!(text.contains("- container db"), "{text}");
+    assert!(p.containers().is_empty() && !p.network_exists("local"));
+    client.cancel().await.unwrap();
+}
+
+/// The hash `fleet mcp` hands out for a plan, made here from the command line's own JSON: the
+/// dry run's plan and `config --show-secrets` (which the run computes in-process).
+fn cli_plan_hash(p: &Project, intent: fleetflow::plan::gate::PlanIntent, args: &[&str]) -> String {
+    let mut dry = args.to_vec();
+    dry.extend(["--dry-run", "--format", "json"]);
+    let plan = p.fleet(&dry);
+    assert!(matches!(plan.code, 0 | 2), "{plan:?}");
+    let config = p.ok(&["config", "--format", "json", "--show-secrets", "local"]);
+    let (plan, config) = (serde_json::from_str(&plan.stdout).unwrap(), serde_json::from_str(&config.stdout).unwrap());
+    fleetflow::plan::gate::plan_hash("local", intent, &plan, &config)
+}
+
+/// Whether process `pid` has `path` open.
+fn has_open(pid: u32, path: &std::path::Path) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == path)))
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_gated_run_checks_the_plan_it_observes_under_the_lock_it_waited_for() {
+    use fleetflow::plan::gate::PlanIntent;
+    use std::process::{Command, Stdio};
+    let p = Project::new("mcp-gate-lock", STACK);
+    p.ok(&["up", "local"]);
+    let stop = cli_plan_hash(&p, PlanIntent::Down, &["down", "local"]);
+    p.fleet(&["down", "local", "--dry-run", "--plan-hash", &stop]).fails_with(1, &["cannot be used with"]);
+
+    // Another holder has the stage lock; the gated run waits for it.
+    let lock = p.path().join(".locks").join(format!("{}@local.lock", p.name));
+    let mut holder = Command::new("flock").arg(&lock).arg("cat").stdin(Stdio::piped()).spawn().unwrap();
+    while Command::new("flock").args(["-n"]).arg(&lock).arg("true").status().unwrap().success() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let run = p
+        .cmd(&["down", "local", "--plan-hash", &stop, "--lock-wait", "60s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while !has_open(run.id(), &lock) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // While it waits, `api` stops: the plan it was given (stop api, stop db) is not the stage's.
+    support::docker(&["stop", &p.container("local", "api")]);
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    let out = run.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("stage `local` changed since plan"), "{stderr}");
+    assert!(stderr.contains("`down` now plans 0 to add, 1 to change"), "{stderr}");
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+    assert_eq!(p.inspect("local", "db", "{{.State.Running}}").as_deref(), Some("true"), "db was not stopped");
+
+    // A hash is for one rung: the down's hash lets no destroy through.
+    let stop = cli_plan_hash(&p, PlanIntent::Down, &["down", "local"]);
+    p.fleet(&["down", "local", "--destroy", "--yes", "--plan-hash", &stop]).fails_with(1, &["nothing was changed"]);
+    assert_eq!(p.containers().len(), 2);
+    let run = p.ok(&["down", "local", "--plan-hash", &stop]);
+    assert!(run.stdout.contains("~ container db: stop"), "{}", run.stdout);
+    assert_eq!(p.inspect("local", "db", "{{.State.Running}}").as_deref(), Some("false"));
+    // And an up runs its own plan too.
+    let up = cli_plan_hash(&p, PlanIntent::Up, &["up", "local"]);
+    p.ok(&["up", "local", "--plan-hash", &up]);
+    assert_eq!(p.inspect("local", "api", "{{.State.Running}}").as_deref(), Some("true"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_suspend_and_destroy_run_only_their_plans() {
+    use support::remote::{Sim, Sshd, sakura_project};
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let p = sakura_project("mcp-remote", &sim, &sshd);
+    p.ok(&["up", "dev"]);
+    let client = connect(&p).await;
+    let power = || sim.state()["servers"][0]["power"].clone();
+
+    // A remote `up` is not one plan value yet: its gate refuses rather than run unchecked.
+    let up = plan(&client, "dev", "up").await;
+    let (error, text) = call(&client, "apply", json!({"stage": "dev", "plan_hash": up["plan_hash"]})).await;
+    assert!(error && text.contains("up of stage `dev` cannot yet be held to a plan hash"), "{text}");
+
+    let suspend = plan(&client, "dev", "suspend").await;
+    assert_eq!(suspend["summary"]["change"], 3, "two stops and the power-off: {suspend}");
+    support::docker(&["stop", &p.container("dev", "api")]);
+    let (error, text) = call(&client, "apply", json!({"stage": "dev", "plan_hash": suspend["plan_hash"]})).await;
+    assert!(error, "{text}");
+    let fresh = refused_plan(&text);
+    assert_eq!(fresh["actions"], json!([{"action": "stop_container", "service": "db"}]));
+    assert_eq!(fresh["infrastructure"], json!([{"action": "power_off", "server": "creo-dev-01"}]));
+    assert_eq!(power(), "Up", "the server was not powered off");
+    assert_eq!(p.inspect("dev", "db", "{{.State.Running}}").as_deref(), Some("true"));
+
+    let (error, text) = call(&client, "apply", json!({"stage": "dev", "plan_hash": fresh["plan_hash"]})).await;
+    assert!(!error, "{text}");
+    assert_eq!(power(), "Down");
+
+    let destroy = plan(&client, "dev", "destroy").await;
+    let (error, text) = call(&client, "apply", json!({"stage": "dev", "plan_hash": destroy["plan_hash"]})).await;
+    assert!(!error, "{text}");
+    assert!(text.contains("- server creo-dev-01 (sakura-cloud tk1a) with 1 disk(s)"), "{text}");
+    assert!(sim.state()["servers"].as_array().is_some_and(Vec::is_empty));
+    // Nothing left: still a plan (empty), not a sentence where the JSON belongs.
+    let gone = plan(&client, "dev", "destroy").await;
+    assert_eq!((gone["actions"].clone(), gone["infrastructure"].clone()), (json!([]), json!([])), "{gone}");
     client.cancel().await.unwrap();
 }
