@@ -177,16 +177,17 @@ pub(crate) async fn converge_on(
     apply_on(engine, spec, opts, ui, readiness, planned).await
 }
 
-/// One engine's part of an `up`, planned: the plan and what its apply needs.
-struct PlannedUp {
-    plan: Plan,
+/// One engine's part of an `up`, planned: the plan and what its apply needs. Planning and
+/// applying are apart so a gate (`gate::check`) can stand between them.
+pub(crate) struct PlannedUp {
+    pub plan: Plan,
     observed: plan::ObservedStage,
     images: std::collections::BTreeMap<String, String>,
     proxy: proxy_stage::ProxyUp,
 }
 
 /// Observes one engine's part of a stage and plans it, proxy steps included.
-async fn plan_on(engine: &Engine, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<PlannedUp> {
+pub(crate) async fn plan_on(engine: &Engine, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<PlannedUp> {
     proxy_stage::before_plan(engine, spec, opts.dry_run, &ui.events()).await?;
     let (mut plan, observed, images) = plan_up(engine, spec, opts, ui).await?;
     let proxy = proxy_stage::plan_up(engine, spec, &mut plan, &observed).await?;
@@ -195,7 +196,7 @@ async fn plan_on(engine: &Engine, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -
 }
 
 /// Applies a planned part (unless a dry run) and returns its plan.
-async fn apply_on(
+pub(crate) async fn apply_on(
     engine: &Engine,
     spec: &StageSpec,
     opts: &UpOptions,
