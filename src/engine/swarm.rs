@@ -113,6 +113,8 @@ pub struct TaskView {
     pub env: Vec<String>,
     /// fleet's config hash on the task's container spec: which spec the task was made from.
     pub config_hash: Option<String>,
+    /// The task spec's `ForceUpdate` counter: which forced restart the task was made by.
+    pub force_update: u64,
 }
 
 impl TaskView {
@@ -513,6 +515,46 @@ impl Engine {
         Err(Error::failed(format!("{}: service {id} kept changing under the update", self.endpoint)))
     }
 
+    /// `docker service update --force`: the same spec with its `ForceUpdate` counter one up, so
+    /// swarm replaces every task by its update policy. Returns the counter the new tasks carry.
+    pub async fn swarm_force_update(&self, id: &str) -> Result<u64> {
+        self.swarm_edit_service(id, |spec| {
+            let template = spec.task_template.get_or_insert_default();
+            let next = template.force_update.unwrap_or(0) + 1;
+            template.force_update = Some(next);
+            next
+        })
+        .await
+    }
+
+    /// Sets a service's replica count, the rest of its spec kept (`docker service scale`).
+    pub async fn swarm_scale_service(&self, id: &str, replicas: u64) -> Result<()> {
+        self.swarm_edit_service(id, |spec| {
+            let mode = spec.mode.get_or_insert_default();
+            mode.replicated.get_or_insert_default().replicas = Some(replicas as i64);
+        })
+        .await
+    }
+
+    /// Reads the service, edits its current spec and sends it at the version read; a
+    /// concurrent change (`update out of sequence`) makes it read and edit again.
+    async fn swarm_edit_service<T>(&self, id: &str, edit: impl Fn(&mut ServiceSpec) -> T) -> Result<T> {
+        for _ in 0..SEQUENCE_RETRIES {
+            let mut current = self
+                .swarm_service(id)
+                .await?
+                .ok_or_else(|| Error::failed(format!("{}: service {id} is gone", self.endpoint)))?;
+            let out = edit(&mut current.spec);
+            let opts = UpdateServiceOptionsBuilder::default().version(current.version as i32).build();
+            match self.docker.update_service(id, current.spec, opts, None).await {
+                Ok(_) => return Ok(out),
+                Err(e) if UpdateRefusal::of(&e).is_out_of_sequence() => continue,
+                Err(e) => return Err(swarm_error(format!("{}: updating service {id}", self.endpoint), e)),
+            }
+        }
+        Err(Error::failed(format!("{}: service {id} kept changing under the update", self.endpoint)))
+    }
+
     /// A named volume of the stage (`down --destroy --volumes` on a swarm node).
     pub async fn remove_volume(&self, name: &str) -> Result<()> {
         match self.docker.remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>).await {
@@ -562,6 +604,7 @@ impl Engine {
                     image: container.and_then(|c| c.image.clone()).unwrap_or_default(),
                     env: container.and_then(|c| c.env.clone()).unwrap_or_default(),
                     config_hash: container.and_then(|c| c.labels.as_ref()?.get(labels::CONFIG_HASH).cloned()),
+                    force_update: t.spec.as_ref().and_then(|s| s.force_update).unwrap_or(0),
                 }
             })
             .collect();

@@ -3,6 +3,7 @@
 
 use super::archive::{self, Manifest, VolumeRecord, Writer};
 use super::restart::start_services;
+use super::swarm::Swarm;
 use super::volume::{self, Helper};
 use super::{Site, Sites, mounting, select_volumes};
 use crate::config::Config;
@@ -40,8 +41,8 @@ pub async fn backup(config: &Config, spec: &StageSpec, opts: &BackupOptions, ui:
     }
     let manifest = {
         let _lock = StageLock::acquire(&config.project, &spec.name, &format!("backup {}", spec.name), None).await?;
-        let sites = Sites::connect(config, spec, "backup", ui).await?;
-        let result = backup_on(&sites, spec, &volumes, &path, opts.stop, ui).await;
+        let sites = Sites::connect_locked(config, spec, "backup", ui).await?;
+        let result = crate::signal::interruptible(backup_on(&sites, spec, &volumes, &path, opts.stop, ui)).await;
         sites.close().await;
         if result.is_err() {
             let _ = std::fs::remove_file(archive::partial_path(&path));
@@ -100,11 +101,14 @@ async fn backup_on(
     stop: bool,
     ui: &Ui,
 ) -> Result<Manifest> {
-    let mut targets = Vec::new();
     for site in &sites.sites {
         volume::remove_stale_helpers(&site.engine, &site.spec).await?;
         volume::refuse_interrupted_restore(&site.engine, &site.spec).await?;
     }
+    if spec.is_swarm() {
+        return backup_swarm(sites, spec, volumes, path, stop, ui).await;
+    }
+    let mut targets = Vec::new();
     for v in volumes {
         let site = site_of(sites, spec, v)?;
         let full = site.spec.volume_name(v);
@@ -121,6 +125,28 @@ async fn backup_on(
     if !stopped.is_empty() {
         start_services(sites, spec, &stopped, ui).await?;
     }
+    copied
+}
+
+/// A swarm stage: each volume from the node that holds it (refused when several hold data);
+/// `--stop` scales the services that mount them to 0 and back.
+async fn backup_swarm(
+    sites: &Sites,
+    spec: &StageSpec,
+    volumes: &[String],
+    path: &Path,
+    stop: bool,
+    ui: &Ui,
+) -> Result<Manifest> {
+    let swarm = Swarm::of(sites, spec).await?;
+    let mut targets = Vec::new();
+    for v in volumes {
+        let site = swarm.locate(spec, v, false).await?.site;
+        targets.push((v.clone(), site, volume::helper_image(site, v).await?));
+    }
+    let scaled = if stop { swarm.stop_mounting(spec, volumes, ui).await? } else { Vec::new() };
+    let copied = copy_all(&targets, path, spec, ui).await;
+    swarm.start_again(spec, &scaled, ui).await?;
     copied
 }
 

@@ -42,7 +42,7 @@ pub async fn exec(config: &Config, spec: &StageSpec, opts: &ExecOptions, ui: &Ui
             opts.service, spec.name
         )));
     }
-    let sites = Sites::connect_with(config, spec, "exec", true, ui).await?;
+    let sites = Sites::connect(config, spec, ui).await?;
     let result = exec_on(&sites, spec, opts).await;
     sites.close().await;
     result

@@ -8,6 +8,7 @@ mod exec;
 mod restart;
 mod restore;
 mod run;
+mod swarm;
 mod volume;
 
 pub use archive::{Manifest, VolumeRecord};
@@ -22,6 +23,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::{Service, StageSpec, VolumeSource};
+use crate::signal::CleanupScope;
 use crate::ssh::RemoteHost;
 use crate::ui::Ui;
 
@@ -48,26 +50,21 @@ impl Site {
 pub(crate) struct Sites {
     pub sites: Vec<Site>,
     hosts: Vec<RemoteHost>,
+    /// The stage lock's name on the first server, once this run holds it (given back by `close`).
+    locked: Option<String>,
+    /// While the server lock is held, Ctrl-C ends the work and `close` still runs.
+    _cleanup: Option<CleanupScope>,
 }
 
 impl Sites {
     /// This machine's engine for a local stage; each server's engine (read-only reach) for a
-    /// remote one. Swarm stages are refused loudly: their tasks move between nodes.
-    pub async fn connect(config: &Config, spec: &StageSpec, verb: &str, ui: &Ui) -> Result<Sites> {
-        Self::connect_with(config, spec, verb, false, ui).await
-    }
-
-    /// `swarm`: a swarm stage is reached too, every node with the whole stage (tasks go anywhere).
-    pub async fn connect_with(config: &Config, spec: &StageSpec, verb: &str, swarm: bool, ui: &Ui) -> Result<Sites> {
-        if spec.is_swarm() && !swarm {
-            return Err(Error::failed_help(
-                format!("`fleet {verb}` is not implemented yet for swarm stages (stage `{}`)", spec.name),
-                "it works on local stages and on remote stages without `orchestrator \"swarm\"`",
-            ));
-        }
+    /// remote one. A swarm stage's sites are all its nodes, each with the whole stage: tasks go
+    /// anywhere the placement allows.
+    pub async fn connect(config: &Config, spec: &StageSpec, ui: &Ui) -> Result<Sites> {
         if spec.is_local() {
             let engine = Engine::connect_local().await?;
-            return Ok(Sites { sites: vec![Site { server: None, engine, spec: spec.clone() }], hosts: Vec::new() });
+            let sites = vec![Site { server: None, engine, spec: spec.clone() }];
+            return Ok(Sites { sites, hosts: Vec::new(), locked: None, _cleanup: None });
         }
         let reached = crate::stage::reach_servers(config, spec, ui).await?;
         let mut sites = Vec::new();
@@ -77,7 +74,30 @@ impl Sites {
             sites.push(Site { server: Some(server.name.clone()), engine, spec: part });
             hosts.push(host);
         }
-        Ok(Sites { sites, hosts })
+        Ok(Sites { sites, hosts, locked: None, _cleanup: None })
+    }
+
+    /// `connect`, then (remote stages) the stage lock on the first server, the one `up` and
+    /// `down` take, so that no `up` from another machine runs meanwhile. Run the work inside
+    /// `signal::interruptible` and `close` after it: Ctrl-C then still gives the lock back.
+    pub async fn connect_locked(config: &Config, spec: &StageSpec, verb: &str, ui: &Ui) -> Result<Sites> {
+        let mut sites = Self::connect(config, spec, ui).await?;
+        let (Some(host), Some(server)) = (sites.hosts.first(), sites.sites.first().and_then(|s| s.server.clone()))
+        else {
+            return Ok(sites);
+        };
+        sites._cleanup = Some(CleanupScope::enter());
+        let purpose = format!("{verb} {}", spec.name);
+        match crate::stage::acquire_server_lock(host, &server, &config.project, &spec.name, &purpose, None).await {
+            Ok(()) => {
+                sites.locked = Some(crate::stage::server_lock_name(&config.project, &spec.name));
+                Ok(sites)
+            }
+            Err(e) => {
+                sites.close().await;
+                Err(e)
+            }
+        }
     }
 
     /// The engine that runs a service.
@@ -89,9 +109,12 @@ impl Sites {
         })
     }
 
-    /// Closes every SSH connection.
+    /// Gives the server lock back (when held) and closes every SSH connection.
     pub async fn close(self) {
         drop(self.sites);
+        if let (Some(name), Some(first)) = (&self.locked, self.hosts.first()) {
+            let _ = first.unlock(name).await;
+        }
         for host in self.hosts {
             host.close().await;
         }

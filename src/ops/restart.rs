@@ -20,12 +20,22 @@ pub async fn restart(config: &Config, spec: &StageSpec, services: &[String], ui:
         false => services.to_vec(),
     };
     let _lock = StageLock::acquire(&config.project, &spec.name, &format!("restart {}", spec.name), None).await?;
-    let sites = Sites::connect(config, spec, "restart", ui).await?;
-    let result = restart_services(&sites, spec, &selected, ui).await;
+    let sites = Sites::connect_locked(config, spec, "restart", ui).await?;
+    let result = crate::signal::interruptible(restart_on(&sites, spec, &selected, ui)).await;
     sites.close().await;
     result?;
     ui.line(format!("Restarted {} in stage {}.", selected.join(", "), spec.name));
     Ok(())
+}
+
+async fn restart_on(sites: &Sites, spec: &StageSpec, selected: &[String], ui: &Ui) -> Result<()> {
+    if !spec.is_swarm() {
+        return restart_services(sites, spec, selected, ui).await;
+    }
+    for site in &sites.sites {
+        refuse_interrupted_restore(&site.engine, &site.spec).await?;
+    }
+    super::swarm::Swarm::of(sites, spec).await?.restart(spec, selected, ui).await
 }
 
 /// Stops the selected services (every site, dependents first) and starts them again in

@@ -5,6 +5,7 @@
 
 use super::archive::{self, Verified};
 use super::backup::site_of;
+use super::swarm::Swarm;
 use super::volume::{self, Helper};
 use super::{Site, Sites, select_volumes};
 use crate::config::Config;
@@ -60,15 +61,18 @@ pub async fn restore(config: &Config, spec: &StageSpec, opts: &RestoreOptions, u
         ));
     }
     let volumes = volumes_to_restore(spec, &verified, &opts.volumes, ui)?;
-    let restarted = {
+    let after = {
         let _lock = StageLock::acquire(&config.project, &spec.name, &format!("restore {}", spec.name), None).await?;
-        let sites = Sites::connect(config, spec, "restore", ui).await?;
-        let result = restore_on(&sites, spec, &verified, &volumes, opts.yes, ui).await;
+        let sites = Sites::connect_locked(config, spec, "restore", ui).await?;
+        let result = crate::signal::interruptible(restore_on(&sites, spec, &verified, &volumes, opts.yes, ui)).await;
         sites.close().await;
         result?
     };
     ui.line(format!("Restored {} into stage {}.", volumes.join(", "), spec.name));
-    if restarted {
+    if after == After::Started {
+        return Ok(());
+    }
+    if after == After::Up {
         let opts = UpOptions {
             pull: crate::engine::PullPolicy::Missing,
             dry_run: false,
@@ -114,7 +118,27 @@ fn volumes_to_restore(spec: &StageSpec, verified: &Verified, wanted: &[String], 
     Ok(out)
 }
 
-/// Returns whether a container that used a volume was running (then `up` starts them again).
+/// What a restore leaves for its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    /// Containers that used a volume were running: `up` recreates them.
+    Up,
+    /// A swarm's services were scaled back already.
+    Started,
+    /// Nothing that used the volumes was running.
+    WereStopped,
+}
+
+/// One volume to restore and where.
+struct Target<'a> {
+    volume: &'a str,
+    site: &'a Site,
+    image: String,
+    exists: bool,
+    /// Known already (a swarm's volume is probed to find its node).
+    holds_data: Option<bool>,
+}
+
 async fn restore_on(
     sites: &Sites,
     spec: &StageSpec,
@@ -122,34 +146,73 @@ async fn restore_on(
     volumes: &[String],
     yes: bool,
     ui: &Ui,
-) -> Result<bool> {
-    let mut targets = Vec::new();
+) -> Result<After> {
     for site in &sites.sites {
         volume::remove_stale_helpers(&site.engine, &site.spec).await?;
     }
-    for v in volumes {
-        let site = site_of(sites, spec, v)?;
-        let image = volume::helper_image(site, v).await?;
-        let exists = site.engine.volume_is_ours(&site.spec, &site.spec.volume_name(v)).await?;
-        targets.push((v.as_str(), site, image, exists));
-    }
+    let swarm = match spec.is_swarm() {
+        true => Some(Swarm::of(sites, spec).await?),
+        false => None,
+    };
+    let targets = locate_all(sites, swarm.as_ref(), spec, volumes).await?;
     let mut holding = Vec::new();
-    for (v, site, image, exists) in &targets {
-        if *exists && holds_data(site, image, v).await? {
-            holding.push(format!("volume {v} on {}", site.label()));
+    for t in &targets {
+        let holds = match t.holds_data {
+            Some(h) => h,
+            None => t.exists && holds_data(t.site, &t.image, t.volume).await?,
+        };
+        if holds {
+            holding.push(format!("volume {} on {}", t.volume, t.site.label()));
         }
     }
     if !holding.is_empty() && !yes {
         confirm_overwrite(spec, &holding, ui)?;
     }
+    let scaled = match &swarm {
+        Some(sw) => sw.stop_mounting(spec, volumes, ui).await?,
+        None => Vec::new(),
+    };
     let mut restarted = false;
-    for (v, site, image, exists) in &targets {
-        restarted |= restore_volume(site, verified, v, image, *exists, ui).await?;
+    for t in &targets {
+        restarted |= restore_volume(t.site, verified, t.volume, &t.image, t.exists, ui).await?;
     }
-    Ok(restarted)
+    let Some(sw) = swarm else { return Ok(if restarted { After::Up } else { After::WereStopped }) };
+    if scaled.is_empty() {
+        return Ok(After::WereStopped);
+    }
+    sw.start_again(spec, &scaled, ui).await?;
+    for t in &targets {
+        sw.warn_if_moved(spec, t.volume, t.site, ui).await?;
+    }
+    Ok(After::Started)
 }
 
-async fn holds_data(site: &Site, image: &str, v: &str) -> Result<bool> {
+/// Each volume's engine: the server whose services mount it, or a swarm's node that holds it.
+async fn locate_all<'a>(
+    sites: &'a Sites,
+    swarm: Option<&Swarm<'a>>,
+    spec: &StageSpec,
+    volumes: &'a [String],
+) -> Result<Vec<Target<'a>>> {
+    let mut targets = Vec::new();
+    for v in volumes {
+        let (site, exists, holds_data) = match swarm {
+            Some(sw) => {
+                let l = sw.locate(spec, v, true).await?;
+                (l.site, l.exists, Some(l.holds_data))
+            }
+            None => {
+                let site = site_of(sites, spec, v)?;
+                (site, site.engine.volume_is_ours(&site.spec, &site.spec.volume_name(v)).await?, None)
+            }
+        };
+        let image = volume::helper_image(site, v).await?;
+        targets.push(Target { volume: v, site, image, exists, holds_data });
+    }
+    Ok(targets)
+}
+
+pub(crate) async fn holds_data(site: &Site, image: &str, v: &str) -> Result<bool> {
     let full = site.spec.volume_name(v);
     let probe = volume::create_helper(&site.engine, &site.spec, image, &full, "probe").await?;
     let result = volume::holds_data(&site.engine, &probe).await;

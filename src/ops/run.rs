@@ -35,16 +35,19 @@ pub struct RunOptions {
 /// Runs the one-off container and returns its exit code.
 pub async fn run(config: &Config, spec: &StageSpec, opts: &RunOptions, ui: &Ui) -> Result<i32> {
     require_service(spec, &opts.service)?;
-    let sites = Sites::connect(config, spec, "run", ui).await?;
+    let sites = Sites::connect(config, spec, ui).await?;
     let result = run_on(config, &sites, spec, opts, ui).await;
     sites.close().await;
     result
 }
 
 async fn run_on(config: &Config, sites: &Sites, spec: &StageSpec, opts: &RunOptions, ui: &Ui) -> Result<i32> {
-    let site = sites.of_service(&opts.service)?;
+    let site = match spec.is_swarm() {
+        true => swarm_site(sites, spec, opts).await?,
+        false => sites.of_service(&opts.service)?,
+    };
     refuse_interrupted_restore(&site.engine, &site.spec).await?;
-    if !opts.no_deps {
+    if !opts.no_deps && !spec.is_swarm() {
         // Dependencies are converged like `up` does, under the stage lock, released before the run.
         let _lock = StageLock::acquire(&config.project, &spec.name, &format!("run {}", spec.name), None).await?;
         start_dependencies(sites, site, spec, &opts.service, ui).await?;
@@ -66,6 +69,18 @@ async fn run_on(config: &Config, sites: &Sites, spec: &StageSpec, opts: &RunOpti
     let rm = RemoveContainerOptionsBuilder::new().force(true).build();
     let _ = docker.remove_container(&id, Some(rm)).await;
     result
+}
+
+/// A swarm stage's one-off runs beside the service's task (its volumes are on that node), on the
+/// stage's attachable overlay network, so it reaches the services by name like a task does. Its
+/// dependencies must run already: swarm starts services, `fleet up` scales them.
+async fn swarm_site<'a>(sites: &'a Sites, spec: &StageSpec, opts: &RunOptions) -> Result<&'a Site> {
+    let swarm = super::swarm::Swarm::of(sites, spec).await?;
+    if !opts.no_deps {
+        let deps: Vec<String> = dependencies(spec, &opts.service).into_iter().collect();
+        swarm.require_running(spec, &opts.service, &deps).await?;
+    }
+    swarm.run_site(spec, &opts.service).await
 }
 
 /// The service's named volumes, made as `up` makes them (owned by the stage) when missing: the

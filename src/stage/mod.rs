@@ -18,6 +18,8 @@ mod swarm_converged;
 mod swarm_stage;
 
 pub(crate) use remote_stage::reach_servers;
+/// `ops` (backup, restore, restart) take the same lock on the first server as `up` and `down`.
+pub(crate) use server_lock::{acquire as acquire_server_lock, lock_name as server_lock_name};
 
 use crate::config::Config;
 use crate::engine::{self, Engine, LogOptions, PullPolicy};

@@ -334,6 +334,13 @@ pub(super) async fn converge(
             ));
         }
     }
+    // A volume whose restore was interrupted is incomplete (its services were scaled to 0 for
+    // it): nothing is scaled back or started until it is restored.
+    if apply {
+        for node in nodes {
+            crate::ops::refuse_interrupted_restore(node.engine, spec).await?;
+        }
+    }
     // Level by level: a level's services are created or updated together and must be running
     // (healthy, where they have a health check) before the next level's start.
     for level in graph::levels(&spec.services) {
