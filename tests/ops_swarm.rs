@@ -138,5 +138,10 @@ fn swarm_stage_exec_run_restart_backup_refusals_restore() {
     assert!(r.stdout.contains("~ service db: scale 0 → 1"), "{r:?}");
     assert_eq!(p.ok(&["exec", "prod", "db", "md5sum", "/data/blob", "/data/note"]).stdout, seeded);
     assert!(p.ok(&["up", "prod"]).stdout.contains("up to date"), "the restore left the swarm as the file says");
+
+    // A stage that is down (scaled to 0): a one-off's dependency and a restart are refused.
+    p.ok(&["down", "prod"]);
+    p.fleet(&["run", "prod", "api", "true"]).fails_with(1, &["dependency db of api has no running task", "--no-deps"]);
+    p.fleet(&["restart", "prod", "db"]).fails_with(1, &["service db of stage prod is scaled to 0"]);
     p.ok(&["down", "prod", "--destroy", "--yes"]);
 }
