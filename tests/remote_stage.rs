@@ -248,7 +248,8 @@ stage "pre" {{
 
 #[test]
 fn docker_missing_on_the_host_is_a_clear_error() {
-    let sshd = Sshd::start("SetEnv PATH=/nonexistent");
+    // No docker CLI, and no engine socket reachable through SSH: no engine there.
+    let sshd = Sshd::start("SetEnv PATH=/nonexistent\nMatch all\n    AllowStreamLocalForwarding no");
     let p = host_project("nodocker-host", &sshd);
     p.fleet(&["up", "pre"])
         .fails_with(1, &["server box-1: Docker does not answer there, and without apt-get fleet cannot install it"]);
@@ -611,7 +612,8 @@ fn an_unreachable_api_fails_within_seconds_naming_the_host() {
 
 #[test]
 fn read_only_commands_never_install_an_engine() {
-    let sshd = Sshd::start("SetEnv PATH=/nonexistent");
+    // No docker CLI, and no engine socket reachable through SSH: no engine there.
+    let sshd = Sshd::start("SetEnv PATH=/nonexistent\nMatch all\n    AllowStreamLocalForwarding no");
     let p = host_project("readonly-host", &sshd);
     for args in
         [&["status", "pre"][..], &["ps", "pre"], &["logs", "pre"], &["plan", "pre"], &["up", "pre", "--dry-run"]]
@@ -678,18 +680,24 @@ fn a_stale_host_key_for_a_reused_ip_is_replaced_for_a_server_this_run_created() 
 }
 
 #[test]
+fn an_engine_whose_socket_ssh_may_not_forward_is_an_error_never_an_install() {
+    let sshd = Sshd::start("Match all\n    AllowStreamLocalForwarding no");
+    let p = host_project("noforward-host", &sshd);
+    p.fleet(&["up", "pre"]).fails_with(1, &["the engine runs, but its socket", "AllowStreamLocalForwarding yes"]);
+}
+
+#[test]
 fn a_wedged_remote_command_fails_at_its_deadline_naming_it() {
-    // `docker` on this host hangs, as a wedged engine would.
+    // `mkdir` on this host hangs, as on a wedged disk: the stage lock is a remote command.
     let bin = tempfile::tempdir().unwrap();
-    let fake = bin.path().join("docker");
+    let fake = bin.path().join("mkdir");
     std::fs::write(&fake, "#!/bin/sh\nexec sleep 1000\n").unwrap();
     std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let sshd = Sshd::start(&format!("SetEnv PATH={}:/usr/bin:/bin", bin.path().display()));
     let mut p = host_project("wedged", &sshd);
     p.env.push(("FLEET_SSH_COMMAND_TIMEOUT_MS".into(), "1500".into()));
     let started = std::time::Instant::now();
-    p.fleet(&["status", "pre"])
-        .fails_with(1, &["`docker version --format {{.Server.Version}}` did not finish within 1s 500ms"]);
+    p.fleet(&["up", "pre"]).fails_with(1, &["/.fleetflow/locks", "did not finish within 1s 500ms"]);
     assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
 }
 

@@ -19,6 +19,7 @@ fn script(body: &str, args: &[&str]) -> Argv {
 /// Where a stage's lock lives on its first server: a directory, since `mkdir` is atomic.
 const LOCK_DIR: &str = ".fleetflow/locks";
 
+/// Asked only when the engine's socket does not answer: is there an engine at all?
 pub fn docker_version() -> Argv {
     argv(&["docker", "version", "--format", "{{.Server.Version}}"])
 }

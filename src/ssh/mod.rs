@@ -20,7 +20,7 @@ const RETRY_INTERVAL: Duration = Duration::from_millis(500);
 /// Right after boot the key may not be installed yet: a few refusals are expected.
 const PERMISSION_DENIED_RETRIES: u32 = 5;
 const REMOTE_DOCKER_SOCKET: &str = "/var/run/docker.sock";
-/// A remote command that is not an install (docker version, the lock): seconds at most, so a
+/// A remote command that is not an install (the lock, the engine's first answer): seconds at most, so a
 /// minute means the server or its engine is wedged.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// `apt-get update` / `install docker.io` on a slow mirror.
@@ -35,6 +35,11 @@ fn env_ms(var: &str) -> Option<Duration> {
     std::env::var(var).ok().and_then(|v| v.parse().ok()).map(Duration::from_millis)
 }
 
+/// How long a remote command (or the engine's first answer) may take.
+fn command_deadline() -> Duration {
+    env_ms("FLEET_SSH_COMMAND_TIMEOUT_MS").unwrap_or(COMMAND_TIMEOUT)
+}
+
 /// Where fleet keeps the host keys of a project's servers (cloud IPs are reused, so
 /// they are kept apart from ~/.ssh/known_hosts and forgotten when a server is destroyed).
 pub fn known_hosts_file(project: &str) -> PathBuf {
@@ -46,6 +51,17 @@ pub struct RemoteHost {
     session: Option<Session>,
     socket_dir: SocketDir,
     pub endpoint: String,
+    /// The engine behind the forwarded socket, once it answered: the engine check and the
+    /// engine the run uses are one forward and one version negotiation, not a `docker version`
+    /// process over a second SSH round trip.
+    engine: tokio::sync::Mutex<Forwarded>,
+}
+
+/// How far the engine socket's forward got.
+#[derive(Default)]
+struct Forwarded {
+    requested: bool,
+    engine: Option<Engine>,
 }
 
 /// A private directory for the control master and the forwarded socket, removed on drop
@@ -98,7 +114,7 @@ pub async fn connect(
         }
         match builder(ssh, known_hosts, &socket_dir.0).connect(address).await {
             Ok(session) => {
-                return Ok(RemoteHost { session: Some(session), socket_dir, endpoint });
+                return Ok(RemoteHost { session: Some(session), socket_dir, endpoint, engine: Default::default() });
             }
             Err(e) => {
                 let text = error_text(&e);
@@ -172,11 +188,7 @@ impl RemoteHost {
     /// Runs a command given as an argument vector (each word quoted, never spliced into a shell
     /// string), within the usual deadline.
     async fn run(&self, argv: &[String]) -> Result<std::process::Output> {
-        let deadline = std::env::var("FLEET_SSH_COMMAND_TIMEOUT_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map_or(COMMAND_TIMEOUT, Duration::from_millis);
-        self.run_within(argv, deadline).await
+        self.run_within(argv, command_deadline()).await
     }
 
     /// The one executor of `commands`: an argument vector, with a deadline named in its error.
@@ -208,8 +220,51 @@ impl RemoteHost {
         }
     }
 
+    /// Whether an engine answers the login user on the server's socket: the API's version
+    /// negotiation through the forwarded socket (a missing engine, or a socket the user may not
+    /// open, refuses the forwarded connection). The engine that answered is kept for `engine`.
     async fn docker_answers(&self) -> Result<bool> {
-        Ok(self.run(&commands::docker_version()).await?.status.success())
+        if self.api_answers().await? {
+            return Ok(true);
+        }
+        // The socket did not answer: the CLI tells a missing engine (install it) from one this
+        // login cannot reach through a forward (never a reason to install anything).
+        if self.run(&commands::docker_version()).await?.status.success() {
+            return Err(Error::failed_help(
+                format!(
+                    "{}: the engine runs, but its socket {REMOTE_DOCKER_SOCKET} does not answer through SSH",
+                    self.endpoint
+                ),
+                "fleet drives the engine through a forwarded socket: allow it in the server's sshd (AllowStreamLocalForwarding yes)",
+            ));
+        }
+        Ok(false)
+    }
+
+    /// The engine's API answered through the forwarded socket (kept for `engine`).
+    async fn api_answers(&self) -> Result<bool> {
+        let mut forwarded = self.engine.lock().await;
+        if forwarded.engine.is_some() {
+            return Ok(true);
+        }
+        let local = self.socket_dir.0.join("docker.sock");
+        if !forwarded.requested {
+            self.forward_socket(&local).await?;
+            forwarded.requested = true;
+        }
+        let endpoint = format!("{}{REMOTE_DOCKER_SOCKET}", self.endpoint);
+        let deadline = command_deadline();
+        match tokio::time::timeout(deadline, Engine::connect_unix(&local, endpoint)).await {
+            Ok(Ok(engine)) => {
+                forwarded.engine = Some(engine);
+                Ok(true)
+            }
+            Ok(Err(_)) => Ok(false),
+            Err(_) => Err(Error::failed_help(
+                format!("{}: the engine did not answer within {}", self.endpoint, humantime::format_duration(deadline)),
+                "the server or its engine may be wedged: look at it over SSH, then run the command again",
+            )),
+        }
     }
 
     /// Read-only commands never install: a missing engine is reported, nothing is changed.
@@ -218,7 +273,10 @@ impl RemoteHost {
             return Ok(());
         }
         Err(Error::failed_help(
-            format!("server {}: no container engine answers there (`docker version` failed)", server.name),
+            format!(
+                "server {}: no container engine answers there (its socket {REMOTE_DOCKER_SOCKET} does not)",
+                server.name
+            ),
             "`fleet up` installs one; this command changes nothing",
         ))
     }
@@ -351,20 +409,33 @@ impl RemoteHost {
         Ok(true)
     }
 
-    /// The server's engine, through a unix socket forwarded over this SSH connection.
+    /// The server's engine, through a unix socket forwarded over this SSH connection (the one
+    /// the engine check already reached, when it did).
     pub async fn engine(&self) -> Result<Engine> {
+        if let Some(engine) = self.engine.lock().await.engine.clone() {
+            return Ok(engine);
+        }
         let local = self.socket_dir.0.join("docker.sock");
+        let mut forwarded = self.engine.lock().await;
+        if !forwarded.requested {
+            self.forward_socket(&local).await?;
+            forwarded.requested = true;
+        }
+        let engine = Engine::connect_unix(&local, format!("{}{REMOTE_DOCKER_SOCKET}", self.endpoint)).await?;
+        forwarded.engine = Some(engine.clone());
+        Ok(engine)
+    }
+
+    /// Asks the control master to forward `local` to the server's engine socket.
+    async fn forward_socket(&self, local: &Path) -> Result<()> {
         self.session()
             .request_port_forward(
                 ForwardType::Local,
-                Socket::UnixSocket { path: local.clone().into() },
+                Socket::UnixSocket { path: local.to_path_buf().into() },
                 Socket::UnixSocket { path: Path::new(REMOTE_DOCKER_SOCKET).into() },
             )
             .await
-            .map_err(|e| {
-                Error::failed(format!("{}: forwarding the Docker socket: {}", self.endpoint, error_text(&e)))
-            })?;
-        Engine::connect_unix(&local, format!("{}{REMOTE_DOCKER_SOCKET}", self.endpoint)).await
+            .map_err(|e| Error::failed(format!("{}: forwarding the Docker socket: {}", self.endpoint, error_text(&e))))
     }
 
     pub async fn close(mut self) {

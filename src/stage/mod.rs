@@ -15,6 +15,7 @@ mod remote_stage;
 mod server_lock;
 pub mod ship;
 mod swarm_converged;
+mod swarm_plan;
 mod swarm_stage;
 
 pub(crate) use remote_stage::reach_servers;

@@ -6,14 +6,15 @@
 //! sends `up` down the full path, which reaches every node.
 
 use super::UpOptions;
-use super::swarm_stage::{Node, decide, node_labels};
+use super::swarm_plan::{decide, fleet_labels, node_labels};
+use super::swarm_stage::Node;
 use crate::engine::PullPolicy;
 use crate::engine::labels;
 use crate::engine::swarm::MemberState;
 use crate::error::Result;
 use crate::model::StageSpec;
 use crate::plan::ConfigHash;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// True when the swarm, as `manager` reports it, is exactly what the file declares. Every read
 /// goes to the manager; none changes anything.
@@ -70,12 +71,7 @@ fn nodes_converged(
     spec.servers.iter().all(|server| {
         let mut found = listed.iter().filter(|n| n.server() == Some(server.name.as_str()));
         let (Some(node), None) = (found.next(), found.next()) else { return false };
-        let have: HashMap<String, String> = node
-            .labels
-            .iter()
-            .filter(|(k, _)| *k == crate::engine::swarm::NODE_SERVER || k.starts_with(crate::engine::swarm::NODE_RUNS))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let have = fleet_labels(node);
         let is_me = server.name == manager.server.name;
         node.ready
             && node.availability == "active"

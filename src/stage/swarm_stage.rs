@@ -7,13 +7,16 @@
 //! is from each engine's own `/info`, what a service was made from from its labels.
 
 use super::UpOptions;
-use super::down_plan::{SeenMember, SeenService, SeenSwarm};
-use crate::engine::swarm::{MemberState, Membership, NODE_RUNS, NODE_SERVER, ObservedService, TaskView, service_name};
+use super::down_plan::{Line, SeenMember, SeenService, SeenSwarm};
+use super::swarm_plan::{
+    Members, SeenCopy, SeenNode, SwarmPlan, SwarmStep, SwarmView, check_members, node_labels, plan_swarm,
+};
+use crate::engine::swarm::{MemberState, Membership, ObservedService, TaskView, service_name};
 use crate::engine::{Engine, Event, labels};
 use crate::error::{Error, Result};
 use crate::infra::{InfraEvent, Progress};
 use crate::model::{Server, StageSpec};
-use crate::plan::{Action, ConfigHash, InfraAction, Made, ObservedContainer, Plan, RunState, change_reason, graph};
+use crate::plan::{Action, InfraAction, ObservedContainer, Plan, RunState};
 use crate::report::{Health, ServiceStatus};
 use crate::ui::{Format, Ui};
 use std::collections::{BTreeMap, HashMap};
@@ -42,109 +45,70 @@ pub(super) struct Node<'a> {
     pub engine: &'a Engine,
 }
 
-/// The stage's swarm as its nodes report it.
-struct SwarmView {
-    members: Vec<Membership>,
-    /// Index (into the nodes) of a reachable manager.
-    manager: Option<usize>,
-}
-
-async fn observe(spec: &StageSpec, nodes: &[Node<'_>]) -> Result<SwarmView> {
+/// Each reached node's membership, and the swarm's labels from an active manager among them.
+/// I/O only: `swarm_plan::check_members` decides whether fleet may act on it.
+async fn observe_members(nodes: &[Node<'_>]) -> Result<Members> {
     let members = futures_util::future::try_join_all(nodes.iter().map(|n| n.engine.swarm_membership())).await?;
-    for (node, m) in nodes.iter().zip(&members) {
-        if matches!(m.state, MemberState::Error | MemberState::Locked) {
-            return Err(Error::failed_help(
-                format!(
-                    "server {}: its engine's swarm state is {:?}{}",
-                    node.server.name,
-                    m.state,
-                    m.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
-                ),
-                "fleet does not repair a locked or failed swarm node: on that server, `docker swarm leave --force`, then run up again",
-            ));
-        }
-    }
-    let mut clusters: Vec<(&str, &str)> = nodes
-        .iter()
-        .zip(&members)
-        .filter_map(|(n, m)| Some((m.cluster_id.as_deref()?, n.server.name.as_str())))
-        .collect();
-    clusters.sort();
-    clusters.dedup_by(|a, b| a.0 == b.0);
-    if clusters.len() > 1 {
-        let names: Vec<String> = clusters.iter().map(|(id, s)| format!("{s} (swarm {id})")).collect();
-        return Err(Error::failed_help(
-            format!("stage {}: its servers are in different swarms: {}", spec.name, names.join(", ")),
-            "fleet joins servers into one swarm only: make the extra ones leave (`docker swarm leave --force` on them)",
-        ));
-    }
     let manager = members.iter().position(|m| m.state == MemberState::Active && m.manager);
-    if let Some(i) = manager {
-        let (labels, _, _) = nodes[i].engine.swarm_inspect().await?;
-        if labels.get(labels::PROJECT) != Some(&spec.project) || labels.get(labels::STAGE) != Some(&spec.name) {
-            let owner = match (labels.get(labels::PROJECT), labels.get(labels::STAGE)) {
-                (Some(p), Some(s)) => format!("project `{p}` stage `{s}`"),
-                _ => "no fleet stage".into(),
-            };
-            return Err(Error::failed_help(
-                format!(
-                    "server {} is a manager of a swarm that belongs to {owner}, not to project `{}` stage `{}`",
-                    nodes[i].server.name, spec.project, spec.name
-                ),
-                "fleet never takes over a swarm it did not form: use other servers, or remove that swarm yourself",
-            ));
+    let swarm_labels = match manager {
+        Some(i) => nodes[i].engine.swarm_inspect().await?.0,
+        None => HashMap::new(),
+    };
+    let nodes = nodes.iter().zip(members).map(|(n, member)| SeenNode { server: n.server.name.clone(), member });
+    Ok(Members { nodes: nodes.collect(), manager, swarm_labels })
+}
+
+/// The membership of a swarm fleet may act on (what `status`, `ps` and `down` read from).
+async fn observe(spec: &StageSpec, nodes: &[Node<'_>]) -> Result<Members> {
+    let members = observe_members(nodes).await?;
+    check_members(spec, &members)?;
+    Ok(members)
+}
+
+/// `up`'s view of a swarm stage: membership, then from a manager the nodes, the overlay and the
+/// services, then each node's images. Images are resolved by the engines' own rule, as the
+/// local stage's observation does: a run fetches what a node lacks (pulled, or sent from this
+/// machine) so that the config hashes name the image really run; a dry run lists what it would send.
+async fn observe_up(
+    spec: &StageSpec,
+    nodes: &[Node<'_>],
+    unreached: &[&Server],
+    opts: &UpOptions,
+    ui: &Ui,
+) -> Result<SwarmView> {
+    // Checked before anything more is read from a swarm that may not be the stage's.
+    let members = observe(spec, nodes).await?;
+    let (listed, network_missing, services) = match members.manager {
+        Some(m) => {
+            let engine = nodes[m].engine;
+            let (listed, network, services) =
+                tokio::join!(engine.swarm_nodes(), engine.network_to_create(spec), engine.swarm_services(spec));
+            (listed?, network?, services?)
         }
-    } else if let Some((node, _)) = nodes.iter().zip(&members).find(|(_, m)| m.state == MemberState::Active) {
-        return Err(Error::failed_help(
-            format!(
-                "server {} is in a swarm, and no manager of it is among the running servers of stage {}",
-                node.server.name, spec.name
-            ),
-            "boot the stage's managers (`fleet up` boots every server), or make that server leave its swarm",
-        ));
+        None => (Vec::new(), true, Vec::new()),
+    };
+    let events = ui.events();
+    let mut image_ids: BTreeMap<String, String> = BTreeMap::new();
+    let mut copies = Vec::new();
+    for node in nodes {
+        let sub = spec.placeable_on(node.server);
+        let resolved = node.engine.resolve_images(&sub, opts.pull, opts.dry_run, &events).await?;
+        copies.extend(resolved.copies.into_iter().map(|c| SeenCopy {
+            server: node.server.name.clone(),
+            image: c.image,
+            bytes: c.bytes,
+            pull_first: c.pull_first,
+        }));
+        for (image, id) in resolved.ids.into_iter().filter(|(_, id)| !id.is_empty()) {
+            image_ids.entry(image).or_insert(id);
+        }
     }
-    Ok(SwarmView { members, manager })
+    let unreached = unreached.iter().map(|s| s.name.clone()).collect();
+    Ok(SwarmView { members, unreached, listed, network_missing, services, image_ids, copies })
 }
 
-/// Where one step goes: printed (a dry run) or reported as done (a run), and kept for the plan.
-struct Steps<'a> {
-    apply: bool,
-    show: bool,
-    progress: &'a Progress,
-    ui: &'a Ui,
-    plan: Plan,
-}
-
-impl Steps<'_> {
-    fn push(&mut self, step: InfraAction) {
-        announce(self.apply, self.show, self.progress, self.ui, &step);
-        self.plan.infra.push(step);
-    }
-}
-
-fn announce(apply: bool, show: bool, progress: &Progress, ui: &Ui, step: &InfraAction) {
-    if apply {
-        progress(InfraEvent::Action(step.clone()));
-    } else if show {
-        ui.line(crate::ui::infra_line(step));
-    }
-}
-
-fn role(manager: bool) -> &'static str {
-    if manager { "manager" } else { "worker" }
-}
-
-/// fleet's labels on a server's node: its name, and the services pinned to it.
-pub(super) fn node_labels(server: &Server) -> HashMap<String, String> {
-    let mut l = HashMap::from([(NODE_SERVER.to_string(), server.name.clone())]);
-    for svc in &server.services {
-        l.insert(format!("{NODE_RUNS}{svc}"), "true".into());
-    }
-    l
-}
-
-/// `up`'s swarm layer: form or repair the swarm, label the nodes, get images to every node that
-/// may run them, then create or update services level by level of the dependency graph.
+/// `up`'s swarm layer: observe (membership, nodes, services, images) → plan (pure,
+/// `swarm_plan::plan_swarm`) → the dry run prints that plan, the run executes it.
 /// `unreached` are servers still to be created or booted (a dry run plans as far as it can).
 pub(super) async fn converge(
     spec: &StageSpec,
@@ -154,255 +118,181 @@ pub(super) async fn converge(
     progress: &Progress,
     ui: &Ui,
 ) -> Result<Plan> {
-    let apply = !opts.dry_run;
-    let show = opts.dry_run && opts.format == Format::Text;
-    let mut steps = Steps { apply, show, progress, ui, plan: Plan { stage: spec.name.clone(), ..Plan::default() } };
-    let view = observe(spec, nodes).await?;
-    let mut members = view.members.clone();
-
-    // Membership: a manager to talk to (the first designated manager forms the swarm), then joins.
-    let manager = match view.manager {
-        Some(i) => Some(i),
-        None => {
-            let first = spec.managers().first().map(|s| s.name.clone()).unwrap_or_default();
-            steps.push(InfraAction::FormSwarm { manager: first.clone() });
-            let at = nodes.iter().position(|n| n.server.name == first);
-            if let (true, Some(i)) = (apply, at) {
-                nodes[i].engine.swarm_init(spec, &nodes[i].address).await?;
-                members[i] = nodes[i].engine.swarm_membership().await?;
+    let view = observe_up(spec, nodes, unreached, opts, ui).await?;
+    let plan = plan_swarm(spec, &view, opts.remove_orphans)?;
+    for orphan in &plan.kept_orphans {
+        ui.warn(format!(
+            "service {orphan} runs in stage {} but is no longer in the file; `up --remove-orphans` removes it",
+            spec.name
+        ));
+    }
+    match (opts.dry_run, opts.format) {
+        (true, Format::Text) => plan.lines().into_iter().for_each(|line| match line {
+            Line::Action(a) => ui.line(crate::ui::action_line(&a)),
+            Line::Infra(a) => ui.line(crate::ui::infra_line(&a)),
+            Line::Note(n) => ui.line(n),
+        }),
+        (true, Format::Json) => {}
+        (false, _) => {
+            // A volume whose restore was interrupted is incomplete (its services were scaled to
+            // 0 for it): nothing is scaled back or started until it is restored.
+            for node in nodes {
+                crate::ops::refuse_interrupted_restore(node.engine, spec).await?;
             }
-            at
-        }
-    };
-    // Join tokens only when some node must join: a converged `up` asks nothing more.
-    let must_join =
-        nodes.iter().enumerate().any(|(i, _)| Some(i) != manager && members[i].state != MemberState::Active);
-    let tokens = match (apply && must_join, manager) {
-        (true, Some(i)) => Some(nodes[i].engine.swarm_inspect().await?),
-        _ => None,
-    };
-    for (i, node) in nodes.iter().enumerate() {
-        if Some(i) == manager || members[i].state == MemberState::Active {
-            continue;
-        }
-        let as_manager = spec.is_manager(node.server);
-        if members[i].state == MemberState::Pending {
-            // Joining, or cut off from the managers it knew: it catches up on its own when
-            // they are back; a node that never does is rejoined.
-            if apply && wait_active(node).await? {
-                members[i] = node.engine.swarm_membership().await?;
-                continue;
-            }
-            if apply {
-                node.engine.swarm_leave(true).await?;
-            }
-        }
-        steps.push(InfraAction::JoinSwarm { server: node.server.name.clone(), role: role(as_manager).into() });
-        if let (Some((_, worker, manager_token)), Some(m)) = (&tokens, manager) {
-            let token = if as_manager { manager_token } else { worker };
-            node.engine.swarm_join(&nodes[m].address, &node.address, token).await?;
-            members[i] = node.engine.swarm_membership().await?;
+            Executor::new(nodes, &view.members, progress, ui).run(spec, &plan).await?
         }
     }
-    // A server still to be created or booted joins once it runs, unless it is the one that forms it.
-    let forms = view.manager.is_none() && manager.is_none();
-    for server in unreached {
-        if !(forms && spec.managers().first().map(|m| &m.name) == Some(&server.name)) {
-            steps.push(InfraAction::JoinSwarm {
-                server: server.name.clone(),
-                role: role(spec.is_manager(server)).into(),
-            });
-        }
+    Ok(plan.to_plan())
+}
+
+/// The one executor of a `SwarmPlan`: it walks the steps in order, each level of services
+/// together, and reports each step as the typed value the dry run printed. It keeps what the
+/// run changes: which node manages, each node's membership, the join tokens once read.
+struct Executor<'a, 'n> {
+    nodes: &'a [Node<'n>],
+    members: Vec<Membership>,
+    manager: Option<usize>,
+    /// Worker and manager join tokens, read from the manager at the first join.
+    tokens: Option<(String, String)>,
+    progress: &'a Progress,
+    ui: &'a Ui,
+}
+
+impl<'a, 'n> Executor<'a, 'n> {
+    fn new(nodes: &'a [Node<'n>], members: &Members, progress: &'a Progress, ui: &'a Ui) -> Self {
+        let current = members.nodes.iter().map(|n| n.member.clone()).collect();
+        Self { nodes, members: current, manager: members.manager, tokens: None, progress, ui }
     }
 
-    // Nodes: Ready, labelled with their server's name and pinned services, in their role.
-    if let Some(m) = manager.filter(|&m| members[m].state == MemberState::Active) {
-        let manager_engine = nodes[m].engine;
-        if apply {
-            wait_ready(spec, manager_engine, nodes, &members).await?;
-        }
-        let listed = manager_engine.swarm_nodes().await?;
-        for (node, member) in nodes.iter().zip(&members) {
-            let Some(found) = listed.iter().find(|n| n.id == member.node_id) else { continue };
-            let want = node_labels(node.server);
-            let have: HashMap<String, String> = found
-                .labels
-                .iter()
-                .filter(|(k, _)| *k == NODE_SERVER || k.starts_with(NODE_RUNS))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            let want_manager = spec.is_manager(node.server);
-            let mut changes = Vec::new();
-            if have != want {
-                let mut shown: Vec<String> = want.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                shown.sort();
-                changes.push(format!("labels {}", shown.join(", ")));
-            }
-            // Only promotions: a demotion could take the last manager (swarm refuses it anyway).
-            if want_manager && !found.manager {
-                changes.push("promoted to manager".into());
-            }
-            if found.availability == "drain" {
-                changes.push("active again (was drained)".into());
-            }
-            if changes.is_empty() {
+    async fn run(mut self, spec: &StageSpec, plan: &SwarmPlan) -> Result<()> {
+        let mut steps = plan.steps.iter().peekable();
+        while let Some(step) = steps.next() {
+            let SwarmStep::Service { level, .. } = step else {
+                self.step(spec, plan, step).await?;
                 continue;
+            };
+            let mut batch = vec![step];
+            while let Some(next) = steps.next_if(|s| matches!(s, SwarmStep::Service { level: l, .. } if l == level)) {
+                batch.push(next);
             }
-            steps.push(InfraAction::SetNode { server: node.server.name.clone(), change: changes.join(", ") });
-            if apply {
-                let role = (want_manager && !found.manager).then_some(true);
-                manager_engine.swarm_set_node(&found.id, &want, role, false).await?;
-            }
+            self.services(spec, &batch).await?;
+        }
+        Ok(())
+    }
+
+    fn announce(&self, step: &SwarmStep) {
+        if let Some(Line::Infra(action)) = step.line() {
+            (self.progress)(InfraEvent::Action(action));
         }
     }
 
-    // A node fleet labelled for a server no longer in the file: drained (its tasks move to the
-    // other nodes), then out of the swarm. The server itself is kept: only `down --destroy`
-    // deletes servers.
-    if let Some(m) = manager.filter(|&m| members[m].state == MemberState::Active) {
-        let manager_engine = nodes[m].engine;
-        for gone in manager_engine.swarm_nodes().await? {
-            let Some(name) = gone.server() else { continue };
-            if spec.servers.iter().any(|s| s.name == name) || gone.id == members[m].node_id {
-                continue;
+    /// The reached node of a server; a step for a server that is not reached cannot be run.
+    fn at(&self, server: &str) -> Result<usize> {
+        self.nodes.iter().position(|n| n.server.name == server).ok_or_else(|| {
+            Error::failed(format!("server {server} is not running, so fleet cannot change its swarm membership yet"))
+        })
+    }
+
+    fn manager(&self) -> Result<&'n Engine> {
+        let m = self.manager.filter(|&m| self.members[m].state == MemberState::Active);
+        m.map(|m| self.nodes[m].engine)
+            .ok_or_else(|| Error::failed("no manager of the swarm answers; it cannot be changed".to_string()))
+    }
+
+    async fn step(&mut self, spec: &StageSpec, plan: &SwarmPlan, step: &SwarmStep) -> Result<()> {
+        match step {
+            SwarmStep::Form { server } => {
+                let i = self.at(server)?;
+                self.announce(step);
+                self.nodes[i].engine.swarm_init(spec, &self.nodes[i].address).await?;
+                self.members[i] = self.nodes[i].engine.swarm_membership().await?;
+                self.manager = Some(i);
             }
-            steps.push(InfraAction::LeaveSwarm { server: name.to_string() });
-            if apply {
-                drain_and_remove(manager_engine, &gone).await?;
-                ui.note(format!(
-                    "server {name} is no longer in stage {}: it left the swarm, and the server itself still runs (and is billed); delete it yourself if it is no longer needed",
+            SwarmStep::Join { server, manager, rejoin } => self.join(step, server, *manager, *rejoin).await?,
+            SwarmStep::JoinWhenUp { server, .. } => {
+                return Err(Error::failed(format!("server {server} is not running, so it cannot join the swarm yet")));
+            }
+            SwarmStep::NodesReady => wait_ready(spec, self.manager()?, self.nodes, &self.members).await?,
+            SwarmStep::SetNode { server, labels, promote, .. } => {
+                let id = self.members[self.at(server)?].node_id.clone();
+                self.announce(step);
+                self.manager()?.swarm_set_node(&id, labels, promote.then_some(true), false).await?;
+            }
+            SwarmStep::DrainRemove { server, node } => {
+                self.announce(step);
+                drain_and_remove(self.manager()?, node).await?;
+                self.ui.note(format!(
+                    "server {server} is no longer in stage {}: it left the swarm, and the server itself still runs (and is billed); delete it yourself if it is no longer needed",
                     spec.name
                 ));
             }
+            SwarmStep::CopyImage { server, image, .. } => {
+                let i = self.at(server)?;
+                self.announce(step);
+                self.nodes[i].engine.pull_or_copy(image, &self.ui.events()).await?;
+            }
+            SwarmStep::Network => {
+                let action = plan.network.clone().unwrap_or(Action::CreateNetwork { name: spec.network_name() });
+                self.ui.events()(Event::Applying(action));
+                self.manager()?.ensure_overlay(spec).await?;
+            }
+            SwarmStep::RemoveOrphan { id, .. } => {
+                self.announce(step);
+                self.manager()?.swarm_remove_service(id).await?;
+            }
+            SwarmStep::Service { .. } => self.services(spec, &[step]).await?,
         }
+        Ok(())
     }
 
-    // Images: every node gets those of the services that may run on it (copied when it cannot pull).
-    let events = ui.events();
-    let mut image_ids: BTreeMap<String, String> = BTreeMap::new();
-    for node in nodes {
-        let sub = spec.placeable_on(node.server);
-        let resolved = node.engine.resolve_images(&sub, opts.pull, opts.dry_run, &events).await?;
-        for copy in resolved.copies {
-            steps.push(InfraAction::CopyImage {
-                server: node.server.name.clone(),
-                image: copy.image,
-                bytes: copy.bytes,
-                pull_first: copy.pull_first,
-            });
-        }
-        for (image, id) in resolved.ids {
-            if !id.is_empty() {
-                image_ids.entry(image).or_insert(id);
+    /// A node joins the swarm in its role. One that reported Pending first gets a short wait to
+    /// catch up on its own; if it does not, it leaves, joins again and gets its labels back.
+    async fn join(&mut self, step: &SwarmStep, server: &str, manager: bool, rejoin: bool) -> Result<()> {
+        let i = self.at(server)?;
+        let node = &self.nodes[i];
+        if rejoin {
+            if wait_active(node).await? {
+                self.members[i] = node.engine.swarm_membership().await?;
+                return Ok(());
             }
+            node.engine.swarm_leave(true).await?;
         }
+        self.announce(step);
+        let m = self.manager.ok_or_else(|| Error::failed(format!("server {server}: no manager to join")))?;
+        if self.tokens.is_none() {
+            let (_, worker, manager_token) = self.nodes[m].engine.swarm_inspect().await?;
+            self.tokens = Some((worker, manager_token));
+        }
+        let (worker, manager_token) = self.tokens.as_ref().expect("read just above");
+        let token = if manager { manager_token } else { worker };
+        node.engine.swarm_join(&self.nodes[m].address, &node.address, token).await?;
+        self.members[i] = node.engine.swarm_membership().await?;
+        if rejoin {
+            let labels = node_labels(node.server);
+            let relabel = SwarmStep::SetNode {
+                server: server.to_string(),
+                labels: labels.clone(),
+                promote: false,
+                change: "labels restored after its rejoin".into(),
+            };
+            self.announce(&relabel);
+            self.manager()?.swarm_set_node(&self.members[i].node_id, &labels, None, false).await?;
+        }
+        Ok(())
     }
 
-    // The overlay network and the services, on the manager (all planned as new without one).
-    let Some(m) = manager.filter(|&m| members[m].state == MemberState::Active) else {
-        steps.plan.actions.push(Action::CreateNetwork { name: spec.network_name() });
-        if show {
-            ui.line(crate::ui::action_line(&Action::CreateNetwork { name: spec.network_name() }));
-        }
-        for svc in &spec.services {
-            steps.push(InfraAction::CreateService { service: svc.name.clone(), replicas: svc.replicas });
-        }
-        return Ok(steps.plan);
-    };
-    let manager_engine = nodes[m].engine;
-    if manager_engine.network_to_create(spec).await? {
-        let action = Action::CreateNetwork { name: spec.network_name() };
-        if apply {
-            events(Event::Applying(action.clone()));
-            manager_engine.ensure_overlay(spec).await?;
-        } else if show {
-            ui.line(crate::ui::action_line(&action));
-        }
-        steps.plan.actions.push(action);
-    }
-    let observed = manager_engine.swarm_services(spec).await?;
-    for have in observed.iter().filter(|o| spec.service(&o.service).is_none()) {
-        if opts.remove_orphans {
-            steps.push(InfraAction::RemoveService { service: have.service.clone(), orphan: true });
-            if apply {
-                manager_engine.swarm_remove_service(&have.id).await?;
-            }
-        } else {
-            ui.warn(format!(
-                "service {} runs in stage {} but is no longer in the file; `up --remove-orphans` removes it",
-                have.service, spec.name
-            ));
-        }
-    }
-    // A volume whose restore was interrupted is incomplete (its services were scaled to 0 for
-    // it): nothing is scaled back or started until it is restored.
-    if apply {
-        for node in nodes {
-            crate::ops::refuse_interrupted_restore(node.engine, spec).await?;
-        }
-    }
-    // Level by level: a level's services are created or updated together and must be running
-    // (healthy, where they have a health check) before the next level's start.
-    for level in graph::levels(&spec.services) {
+    /// One level of services: each create or update sent, then all their rollouts awaited.
+    async fn services(&self, spec: &StageSpec, batch: &[&SwarmStep]) -> Result<()> {
+        let manager = self.manager()?;
         let mut jobs = Vec::new();
-        for name in &level {
-            let Some(svc) = spec.service(name) else { continue };
-            let hash = ConfigHash::of(svc, image_ids.get(&svc.image).map_or("", String::as_str));
-            let have = observed.iter().find(|o| &o.service == name);
-            let Some(step) = decide(svc, &hash, have) else { continue };
-            announce(apply, show, progress, ui, &step);
-            steps.plan.infra.push(step.clone());
-            if apply {
-                let body = crate::engine::swarm::service_spec(spec, svc, &hash, spec.is_pinned(name));
-                jobs.push(rollout(manager_engine, spec, svc.name.clone(), have.map(|h| h.id.clone()), body, step, ui));
-            }
+        for step in batch {
+            let SwarmStep::Service { service, id, body, action, .. } = step else { continue };
+            self.announce(step);
+            jobs.push(rollout(manager, spec, service.clone(), id.clone(), (**body).clone(), action.clone(), self.ui));
         }
         futures_util::future::try_join_all(jobs).await?;
+        Ok(())
     }
-    Ok(steps.plan)
-}
-
-/// What a service needs: nothing, a create, a rolling update, or only its replica count.
-pub(super) fn decide(
-    svc: &crate::model::Service,
-    hash: &ConfigHash,
-    have: Option<&ObservedService>,
-) -> Option<InfraAction> {
-    let Some(have) = have else {
-        return Some(InfraAction::CreateService { service: svc.name.clone(), replicas: svc.replicas });
-    };
-    if have.config_hash.as_deref() != Some(hash.hash.as_str()) {
-        let env = have_environment(have);
-        let made = Made {
-            hash: have.config_hash.as_deref(),
-            fields: &have.field_hashes,
-            image_id: have.image_id.as_deref(),
-            environment: Some(&env),
-        };
-        return Some(InfraAction::UpdateService {
-            service: svc.name.clone(),
-            reason: change_reason(svc, hash, &made),
-            order: svc.update.clone().unwrap_or_default().order,
-            replicas: svc.replicas,
-        });
-    }
-    (have.replicas != u64::from(svc.replicas)).then(|| InfraAction::ScaleService {
-        service: svc.name.clone(),
-        from: have.replicas,
-        to: svc.replicas,
-    })
-}
-
-fn have_environment(have: &ObservedService) -> BTreeMap<String, String> {
-    have.spec
-        .task_template
-        .as_ref()
-        .and_then(|t| t.container_spec.as_ref())
-        .and_then(|c| c.env.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
-        .collect()
 }
 
 /// Sends one create or update and waits until the service's tasks run the new spec: a failed
@@ -583,13 +473,13 @@ pub(super) async fn observe_down(spec: &StageSpec, nodes: &[Node<'_>]) -> Result
             .map(|s| SeenService { id: s.id, service: s.service, replicas: s.replicas })
             .collect(),
         network: manager.network_id(spec).await?.is_some(),
-        members: nodes
+        members: view
+            .nodes
             .iter()
-            .zip(&view.members)
-            .map(|(n, m)| SeenMember {
-                server: n.server.name.clone(),
-                manager: m.manager,
-                in_swarm: m.state != MemberState::Inactive,
+            .map(|n| SeenMember {
+                server: n.server.clone(),
+                manager: n.member.manager,
+                in_swarm: n.member.state != MemberState::Inactive,
             })
             .collect(),
         volumes: Vec::new(),
