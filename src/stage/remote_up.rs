@@ -225,7 +225,7 @@ async fn workload_round(u: &Up<'_>, plan: &mut UpPlan, machines: &[Option<Machin
         // Nothing to plan on the swarm: its manager showed it as the file declares it.
         (true, true) => plan.workload = Workload::Swarm(Plan::default()),
         (true, false) => plan.workload = Workload::Swarm(converge_swarm(u, machines, held).await?),
-        (false, _) => containers(u, plan, machines, held).await?,
+        (false, _) => container_workload(u, plan, machines, held).await?,
     }
     if !u.opts.dry_run {
         for conn in &held.conns {
@@ -237,7 +237,7 @@ async fn workload_round(u: &Up<'_>, plan: &mut UpPlan, machines: &[Option<Machin
 
 /// Round 2 of a container stage: every engine observed → `up_plan::plan_workload` → printed, or
 /// applied (containers on every server at once, then the idle timers, whose ports they watch).
-async fn containers(u: &Up<'_>, plan: &mut UpPlan, machines: &[Option<Machine>], held: &Held) -> Result<()> {
+async fn container_workload(u: &Up<'_>, plan: &mut UpPlan, machines: &[Option<Machine>], held: &Held) -> Result<()> {
     let parts = observe_parts(u, machines, held).await?;
     let intent = ContainerIntent { remove_orphans: u.opts.remove_orphans, force_recreate: u.opts.force_recreate };
     plan.workload = up_plan::plan_workload(u.spec, parts, intent);
