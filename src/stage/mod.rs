@@ -164,8 +164,7 @@ pub(crate) async fn observe_up(
 
 pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<Plan> {
     if !spec.is_local() {
-        // plan gate: remote `up` is not one plan value yet; it calls `gate::check` once it is.
-        gate::refuse(opts.plan_gate.as_ref(), spec, "up")?;
+        // The plan gate is checked in round 1, before any server changes.
         return remote_up::up(config, spec, opts, ui).await;
     }
     let (_lock, engine) = lock_and_connect(config, spec, "up", opts.dry_run, opts.lock_wait).await?;
@@ -184,19 +183,6 @@ pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) ->
         report_up(spec, &plan, ui);
     }
     Ok(plan)
-}
-
-/// The containers of one server's part of a stage; `readiness` is the whole stage's board, so
-/// dependencies on other servers are waited for.
-pub(crate) async fn converge_on(
-    engine: &Engine,
-    spec: &StageSpec,
-    opts: &UpOptions,
-    ui: &Ui,
-    readiness: &engine::Readiness,
-) -> Result<Plan> {
-    let planned = plan_on(engine, spec, opts, ui).await?;
-    apply_on(engine, spec, opts, ui, readiness, planned).await
 }
 
 /// One engine's part of an `up`, planned: the plan and what its apply needs. Planning and

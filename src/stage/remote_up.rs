@@ -7,7 +7,7 @@
 //!    board; then the stage's records, decided whole before any is written.
 //!
 //! The dry run prints the `UpPlan` these rounds plan; the run executes that value, and reports the
-//! steps it really took.
+//! steps it really took. A gated run (`mcp apply`) first plans as its dry run and checks the hash.
 
 use super::auto_suspend;
 use super::dns::{Zones, blocked_error};
@@ -15,12 +15,13 @@ use super::down_plan::Line;
 use super::infra_plan::{self, ServerPlan, ServerStep};
 use super::remote_stage::{Connected, Held, Reach, lock, reach, tag, tagged};
 use super::up_plan::{self, ContainerIntent, SeenEngine, SeenPart, ServerWork, UpPlan, Workload};
-use super::{UpOptions, print_plan, proxy_stage, report_up, server_lock, ship, swarm_stage};
+use super::{UpOptions, gate, print_plan, proxy_stage, report_up, server_lock, ship, swarm_stage};
 use crate::config::Config;
 use crate::engine::{self, Readiness};
 use crate::error::{Error, Result};
 use crate::infra::{InfraEvent, Machine, Power, Progress, Providers};
 use crate::model::{Server, ServerProvider, StageSpec};
+use crate::plan::gate::PlanIntent;
 use crate::plan::{Plan, PlanSummary};
 use crate::signal;
 use crate::ssh::{self, known_hosts_file};
@@ -88,14 +89,33 @@ async fn infra_round(u: &Up<'_>, held: &mut Held) -> Result<(UpPlan, Vec<Option<
     let found = u.providers.observe_stage(&tagged(u.config, u.spec)).await?;
     let infra = infra_plan::plan_servers(u.spec, &found);
     let mut plan = UpPlan { stage: u.spec.name.clone(), infra, ..UpPlan::default() };
-    // plan gate: `mcp apply`'s gate (branch mcpapply, not on main yet) is called here with the
-    // JSON of `plan`, before any server changes; the dry run prints this round from the same value.
     if u.opts.dry_run {
         print_infra(u, &plan.infra).await;
         return Ok((plan, found));
     }
+    check_gate(u, &plan.infra, held).await?;
     let machines = apply_infra(u, &mut plan.infra, held).await?;
     Ok((plan, machines))
+}
+
+/// A gated run (`mcp apply`) goes on only if the stage, before any server changes, plans as the
+/// dry run whose hash it was given: the first server, when it runs, is locked first; then the dry
+/// run's own rounds observe and plan the whole stage (what a round 2 cannot see before round 1
+/// runs is planned as the dry run plans it), and that plan value is held to the hash.
+async fn check_gate(u: &Up<'_>, infra: &[ServerPlan], held: &mut Held) -> Result<()> {
+    let Some(gate) = u.opts.plan_gate.as_ref() else { return Ok(()) };
+    let first = infra.iter().find(|s| s.index == 0).and_then(|s| s.found.as_ref());
+    if let Some(m) = first.filter(|m| m.power == Power::Up) {
+        reach_first(u, m, held).await?;
+    }
+    let opts = UpOptions { dry_run: true, format: Format::Json, plan_gate: None, ..u.opts.clone() };
+    // Its notes were said by the run already; the plan is all this pass is for.
+    let quiet = Ui { quiet: true, verbose: false };
+    let dry = Up { opts: &opts, ui: &quiet, progress: quiet.infra_progress(), ..*u };
+    let mut dry_held = Held::default();
+    let planned = Box::pin(rounds(&dry, &mut dry_held)).await;
+    dry_held.release(u.config, u.spec).await;
+    gate::check(Some(gate), u.spec, PlanIntent::Up, &planned?.to_plan())
 }
 
 /// The dry run of round 1: which machine each server adopts, its steps, and what a new one costs.
@@ -160,7 +180,8 @@ async fn apply_infra(u: &Up<'_>, infra: &mut [ServerPlan], held: &mut Held) -> R
             if let (true, Some(ip)) = (m.new_this_run, &m.ip) {
                 ssh::forget_host(&known_hosts_file(&u.config.project), ip, server.ssh.port);
             }
-            if step.index == 0 {
+            // (A gated run reached it already, to check the gate under its lock.)
+            if step.index == 0 && held.conn(&server.name).is_none() {
                 reach_first(u, m, held).await?;
             }
         }
