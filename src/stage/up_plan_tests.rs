@@ -254,3 +254,25 @@ fn a_swarm_stage_s_workload_is_the_swarm_layer_s_plan() {
     assert!(plan.workload_lines().is_empty(), "the swarm layer prints its own steps");
     assert_eq!(plan.to_plan().infra, [InfraAction::FormSwarm { manager: "m1".into() }]);
 }
+
+#[test]
+fn a_gated_up_goes_on_only_with_the_plan_its_dry_run_printed() {
+    use crate::plan::gate::{PlanGate, PlanIntent, hashed};
+    use crate::report::ConfigReport;
+    let spec = stage(vec![sakura("web-1", &[])]);
+    let found = [Some(machine(Power::Up))];
+    let planned = |db: RunState| {
+        let part = part_of(&spec, &spec.servers[0], &found);
+        let seen = SeenPart::Reached(Box::new(engine(&part, db)));
+        let workload = plan_workload(&spec, vec![(part, seen)], ContainerIntent::default());
+        UpPlan { stage: spec.name.clone(), infra: plan_servers(&spec, &found), workload, ..UpPlan::default() }
+    };
+    // The hash `fleet mcp` hands out for the dry run's JSON, which is the plan's own.
+    let printed = serde_json::to_value(planned(RunState::Exited(0))).unwrap();
+    let doc = hashed(&spec.name, PlanIntent::Up, printed, &ConfigReport::resolved_json(&spec));
+    let gate: PlanGate = doc["plan_hash"].as_str().unwrap().parse().unwrap();
+    let check = |plan: &UpPlan| crate::stage::gate::check(Some(&gate), &spec, PlanIntent::Up, &plan.to_plan());
+    check(&planned(RunState::Exited(0))).expect("the same world plans the same hash");
+    let err = check(&planned(RunState::Running)).expect_err("db started elsewhere meanwhile: another plan");
+    assert_eq!(err.plan_changed().expect("a typed refusal").plan["actions"], serde_json::json!([]));
+}
