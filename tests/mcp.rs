@@ -239,7 +239,7 @@ fn a_gated_run_checks_the_plan_it_observes_under_the_lock_it_waited_for() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_remote_suspend_and_destroy_run_only_their_plans() {
+async fn a_remote_up_suspend_and_destroy_run_only_their_plans() {
     use support::remote::{Sim, Sshd, sakura_project};
     let sshd = Sshd::start("");
     let sim = Sim::start(sshd.port);
@@ -248,10 +248,18 @@ async fn a_remote_suspend_and_destroy_run_only_their_plans() {
     let client = connect(&p).await;
     let power = || sim.state()["servers"][0]["power"].clone();
 
-    // A remote `up` is not one plan value yet: its gate refuses rather than run unchecked.
+    // A remote `up` runs only its plan: `api` stopped after the plan makes it another plan.
     let up = plan(&client, "dev", "up").await;
+    assert_eq!(up["summary"]["add"], 0, "converged: {up}");
+    support::docker(&["stop", &p.container("dev", "api")]);
     let (error, text) = call(&client, "apply", json!({"stage": "dev", "plan_hash": up["plan_hash"]})).await;
-    assert!(error && text.contains("up of stage `dev` cannot yet be held to a plan hash"), "{text}");
+    assert!(error, "{text}");
+    let fresh = refused_plan(&text);
+    assert_eq!(fresh["actions"], json!([{"action": "start_container", "service": "api"}]), "{fresh}");
+    assert_eq!(p.inspect("dev", "api", "{{.State.Running}}").as_deref(), Some("false"), "nothing was started");
+    let (error, text) = call(&client, "apply", json!({"stage": "dev", "plan_hash": fresh["plan_hash"]})).await;
+    assert!(!error, "{text}");
+    assert_eq!(p.inspect("dev", "api", "{{.State.Running}}").as_deref(), Some("true"));
 
     let suspend = plan(&client, "dev", "suspend").await;
     assert_eq!(suspend["summary"]["change"], 3, "two stops and the power-off: {suspend}");

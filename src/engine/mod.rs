@@ -10,7 +10,9 @@ pub mod swarm;
 
 pub use container_spec::create_body;
 pub(crate) use converge::remove as remove_container;
-pub use converge::{Event, Events, PullPolicy, Readiness, apply_down, apply_up, apply_up_with_proxy};
+pub use converge::{
+    Event, Events, ImageCopy, PullPolicy, Readiness, ResolvedImages, apply_down, apply_up, apply_up_with_proxy,
+};
 pub(crate) use converge::{ServiceJob, stop as stop_container};
 pub use helper_image::HELPER_IMAGE;
 pub use logs::{LogLine, LogOptions, LogStream, stream_logs};

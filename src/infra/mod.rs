@@ -36,6 +36,14 @@ pub struct Machine {
     pub duplicates: usize,
 }
 
+/// A server made to run by `ensure_up`: the machine, and the steps really taken (a create or a
+/// power-on the plan expected may have been done meanwhile by another run), as reported.
+#[derive(Debug, Clone)]
+pub struct Ensured {
+    pub machine: Machine,
+    pub done: Vec<crate::plan::InfraAction>,
+}
+
 /// Progress from the providers: the typed plan steps as they are done, and plain notes.
 #[derive(Debug, Clone)]
 pub enum InfraEvent {
@@ -93,11 +101,11 @@ impl Providers {
             .collect())
     }
 
-    /// Running, with an address to reach it on.
-    pub async fn ensure_up(&self, server: &Server, tag: &str, progress: &Progress) -> Result<Machine> {
+    /// Running, with an address to reach it on, and the steps this call took to get it there.
+    pub async fn ensure_up(&self, server: &Server, tag: &str, progress: &Progress) -> Result<Ensured> {
         match &server.provider {
             ServerProvider::SakuraCloud { .. } => self.sakura().ensure_up(server, tag, progress).await,
-            ServerProvider::Host { address } => Ok(host_machine(address)),
+            ServerProvider::Host { address } => Ok(Ensured { machine: host_machine(address), done: Vec::new() }),
         }
     }
 

@@ -2,7 +2,7 @@
 //! powered on and off, deleted with their disks.
 
 use super::sakura_http::{ApiError, SakuraApi, id_of};
-use super::{InfraEvent, Machine, Power, Progress};
+use super::{Ensured, InfraEvent, Machine, Power, Progress};
 use crate::error::{Error, Result};
 use crate::model::{Server, ServerProvider, SshKey, StartupScript};
 use crate::plan::InfraAction;
@@ -306,10 +306,15 @@ impl SakuraCloud {
         Ok(v["Server"].clone())
     }
 
-    /// Created if missing, booted if off; returns it running with its IP.
-    pub async fn ensure_up(&self, server: &Server, tag: &str, progress: &Progress) -> Result<Machine> {
+    /// Created if missing, booted if off; returns it running with its IP, and what was done.
+    pub async fn ensure_up(&self, server: &Server, tag: &str, progress: &Progress) -> Result<Ensured> {
         let s = spec(server);
         let mut new_this_run = false;
+        let mut done = Vec::new();
+        let mut did = |action: InfraAction| {
+            progress(InfraEvent::Action(action.clone()));
+            done.push(action);
+        };
         let found = self.find_and_tidy(server, tag, progress).await?;
         let diskless = |v: &Value| v["Disks"].as_array().is_none_or(Vec::is_empty);
         let mut inputs = match &found {
@@ -320,7 +325,7 @@ impl SakuraCloud {
             Some(v) => v,
             None => {
                 new_this_run = true;
-                progress(InfraEvent::Action(create_action(server)));
+                did(create_action(server));
                 let mine = self.create(server, tag).await?;
                 self.keep_one(server, tag, mine, progress).await?
             }
@@ -337,7 +342,7 @@ impl SakuraCloud {
         }
         if machine(&current).power != Power::Up {
             if machine(&current).power == Power::Down {
-                progress(InfraEvent::Action(InfraAction::PowerOn { server: server.name.clone() }));
+                did(InfraAction::PowerOn { server: server.name.clone() });
             }
             self.boot(server, &id, progress).await?;
             current = self.read(server, &id).await?;
@@ -351,7 +356,7 @@ impl SakuraCloud {
             tokio::time::sleep(self.api.timing.poll).await;
             current = self.read(server, &id).await?;
         }
-        Ok(Machine { new_this_run, ..machine(&current) })
+        Ok(Ensured { machine: Machine { new_this_run, ..machine(&current) }, done })
     }
 
     async fn create(&self, server: &Server, tag: &str) -> Result<Value> {

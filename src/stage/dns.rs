@@ -35,49 +35,16 @@ impl Zones {
         server.dns.as_ref().and_then(|d| self.zones.get(&d.zone))
     }
 
-    /// Decides every record of the stage before any is written: what is missing is created,
-    /// our records that point elsewhere are corrected, the right ones are left alone, and a
-    /// record fleet does not own is never touched (it comes back in `blocked`).
-    pub async fn plan(&self, project: &str, stage: &str, placed: &[(&Server, &str)]) -> Result<RecordPlan> {
-        let mut plan = RecordPlan::default();
+    /// What each placed server's zone holds at its names (I/O only; `plan_records` decides).
+    pub async fn observe(&self, project: &str, stage: &str, placed: &[(&Server, &str)]) -> Result<Vec<SeenNames>> {
+        let mut seen = Vec::new();
         for (server, ip) in placed {
             let Some(zone) = self.zone(server) else { continue };
-            let zone_name = server.dns.as_ref().map(|d| d.zone.clone()).unwrap_or_default();
             let owner = dns::owner_comment(project, stage, &server.name);
             let found = zone.at_names(&names_of(server), &owner).await?;
-            for wanted in dns::wanted_records(server, ip) {
-                let at_name: Vec<FoundRecord> = found.iter().filter(|r| r.name == wanted.name).cloned().collect();
-                let (action, change) = match dns::decide(&wanted, &at_name, &owner) {
-                    RecordAction::Keep => continue,
-                    RecordAction::Create => (
-                        InfraAction::CreateRecord {
-                            name: wanted.name.clone(),
-                            kind: wanted.kind.into(),
-                            content: wanted.content.clone(),
-                        },
-                        Change::Create(wanted),
-                    ),
-                    RecordAction::Update { id, from } => (
-                        InfraAction::UpdateRecord {
-                            name: wanted.name.clone(),
-                            kind: wanted.kind.into(),
-                            content: wanted.content.clone(),
-                            from,
-                        },
-                        Change::Update { id, to: wanted },
-                    ),
-                    RecordAction::Blocked { by } => {
-                        plan.blocked.push(format!(
-                            "dns {} {}: a record fleet does not own is in the way ({by}); it was left alone",
-                            wanted.name, wanted.kind
-                        ));
-                        continue;
-                    }
-                };
-                plan.changes.push(RecordChange { zone: zone_name.clone(), owner: owner.clone(), change, action });
-            }
+            seen.push(SeenNames { server: (*server).clone(), ip: ip.to_string(), found });
         }
-        Ok(plan)
+        Ok(seen)
     }
 
     /// Writes a record plan, zone by zone and owner by owner; refuses one with blocked records,
@@ -146,6 +113,57 @@ impl Zones {
         }
         Ok(out)
     }
+}
+
+/// One placed server's names as its zone holds them.
+#[derive(Debug, Clone)]
+pub struct SeenNames {
+    pub server: Server,
+    /// The address its A record must hold.
+    pub ip: String,
+    /// Every record at its hostname and aliases.
+    pub found: Vec<FoundRecord>,
+}
+
+/// Decides every record of the stage before any is written (pure): what is missing is created,
+/// our records that point elsewhere are corrected, the right ones are left alone, and a record
+/// fleet does not own is never touched (it comes back in `blocked`).
+pub fn plan_records(project: &str, stage: &str, seen: &[SeenNames]) -> RecordPlan {
+    let mut plan = RecordPlan::default();
+    for names in seen {
+        let server = &names.server;
+        let zone_name = server.dns.as_ref().map(|d| d.zone.clone()).unwrap_or_default();
+        let owner = dns::owner_comment(project, stage, &server.name);
+        for wanted in dns::wanted_records(server, &names.ip) {
+            let at_name: Vec<FoundRecord> = names.found.iter().filter(|r| r.name == wanted.name).cloned().collect();
+            let (action, change) = match dns::decide(&wanted, &at_name, &owner) {
+                RecordAction::Keep => continue,
+                RecordAction::Create => (create_record(&wanted), Change::Create(wanted)),
+                RecordAction::Update { id, from } => (
+                    InfraAction::UpdateRecord {
+                        name: wanted.name.clone(),
+                        kind: wanted.kind.into(),
+                        content: wanted.content.clone(),
+                        from,
+                    },
+                    Change::Update { id, to: wanted },
+                ),
+                RecordAction::Blocked { by } => {
+                    plan.blocked.push(format!(
+                        "dns {} {}: a record fleet does not own is in the way ({by}); it was left alone",
+                        wanted.name, wanted.kind
+                    ));
+                    continue;
+                }
+            };
+            plan.changes.push(RecordChange { zone: zone_name.clone(), owner: owner.clone(), change, action });
+        }
+    }
+    plan
+}
+
+fn create_record(wanted: &WantedRecord) -> InfraAction {
+    InfraAction::CreateRecord { name: wanted.name.clone(), kind: wanted.kind.into(), content: wanted.content.clone() }
 }
 
 /// One record write of a stage's record plan.

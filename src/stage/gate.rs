@@ -19,17 +19,6 @@ pub(crate) fn check(gate: Option<&PlanGate>, spec: &StageSpec, intent: PlanInten
     gate.check(&spec.name, intent, &PlanReport::json(plan), &resolved).map_err(|c| Error::PlanChanged(Box::new(c)))
 }
 
-/// A path that cannot hold its plan to a hash yet refuses a gate rather than run unchecked.
-pub(crate) fn refuse(gate: Option<&PlanGate>, spec: &StageSpec, what: &str) -> Result<()> {
-    match gate {
-        None => Ok(()),
-        Some(_) => Err(Error::usage_help(
-            format!("{what} of stage `{}` cannot yet be held to a plan hash; nothing was changed", spec.name),
-            format!("run `fleet {what} {}` yourself after reading its --dry-run", spec.name),
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,14 +97,5 @@ mod tests {
         let off = down_plan::plan(&spec, &seen(Power::Down), DownIntent::Suspend).to_plan();
         let err = check(Some(&gate), &spec, PlanIntent::Suspend, &off).unwrap_err();
         assert_eq!(err.plan_changed().unwrap().plan["infrastructure"], serde_json::json!([]));
-    }
-
-    #[test]
-    fn a_path_without_a_plan_value_refuses_a_gate_loudly() {
-        let spec = stage(vec![sakura("web-1", &[])]);
-        let gate: PlanGate = "ab".repeat(32).parse().unwrap();
-        let err = refuse(Some(&gate), &spec, "up").unwrap_err();
-        assert!(err.to_string().contains("up of stage `dev` cannot yet be held to a plan hash"), "{err}");
-        assert!(refuse(None, &spec, "up").is_ok());
     }
 }

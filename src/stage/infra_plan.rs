@@ -22,7 +22,7 @@ pub enum ServerStep {
 }
 
 /// One server's part of the infra round.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerPlan {
     /// Its index in the stage's servers.
     pub index: usize,
@@ -31,8 +31,11 @@ pub struct ServerPlan {
     /// Later servers with the same tag (an interrupted or simultaneous first `up`): the provider
     /// removes the abandoned ones, so it is called even when the server itself needs nothing.
     pub duplicates: usize,
-    /// The plan lines of the step, as the provider reports them when it does them.
+    /// The plan lines of the step, as the provider reports them when it does them. Once the
+    /// step ran, what it really did (another run may have created or booted it meanwhile).
     pub actions: Vec<InfraAction>,
+    /// The machine the provider reported: used as it is when the provider is not called.
+    pub found: Option<Machine>,
 }
 
 impl ServerPlan {
@@ -66,7 +69,7 @@ pub fn plan_servers(spec: &StageSpec, found: &[Option<Machine>]) -> Vec<ServerPl
                 ServerStep::Create => vec![crate::infra::sakura_servers::create_action(server), power_on],
             };
             let duplicates = machine.map_or(0, |m| m.duplicates);
-            ServerPlan { index, server: server.name.clone(), step, duplicates, actions }
+            ServerPlan { index, server: server.name.clone(), step, duplicates, actions, found: machine.cloned() }
         })
         .collect()
 }

@@ -12,11 +12,13 @@ mod plan_fixtures;
 mod proxy_stage;
 mod remote_down;
 mod remote_stage;
+mod remote_up;
 mod server_lock;
 pub mod ship;
 mod swarm_converged;
 mod swarm_plan;
 mod swarm_stage;
+mod up_plan;
 
 pub(crate) use remote_stage::reach_servers;
 /// `ops` (backup, restore, restart) take the same lock on the first server as `up` and `down`.
@@ -98,15 +100,45 @@ pub async fn plan_up(
     opts: &UpOptions,
     ui: &Ui,
 ) -> Result<(Plan, plan::ObservedStage, std::collections::BTreeMap<String, String>)> {
+    let (observed, resolved) = observe_up(engine, spec, opts, ui).await?;
+    let images = resolved.ids;
+    let mut plan = plan::plan_up(spec, &desired(spec, &images), &observed, opts.remove_orphans, opts.force_recreate);
+    // Only a remote part of a stage has an image source; its spec names its one server.
+    if let Some(server) = spec.servers.first() {
+        plan.infra.extend(resolved.copies.into_iter().map(|c| plan::InfraAction::CopyImage {
+            server: server.name.clone(),
+            image: c.image,
+            bytes: c.bytes,
+            pull_first: c.pull_first,
+        }));
+    }
+    Ok((plan, observed, images))
+}
+
+/// Each service with the hash its container must carry, given the image ids the engine resolved.
+pub(crate) fn desired<'a>(
+    spec: &'a StageSpec,
+    images: &std::collections::BTreeMap<String, String>,
+) -> Vec<Desired<'a>> {
+    spec.services
+        .iter()
+        .map(|s| Desired { service: s, hash: ConfigHash::of(s, images.get(&s.image).map_or("", String::as_str)) })
+        .collect()
+}
+
+/// What `up` plans against on one engine: its containers, networks and volumes, and the image
+/// each service runs (a run pulls or copies what is missing first, so the ids are final; a dry
+/// run lists the copies it would make). I/O only.
+pub(crate) async fn observe_up(
+    engine: &Engine,
+    spec: &StageSpec,
+    opts: &UpOptions,
+    ui: &Ui,
+) -> Result<(plan::ObservedStage, engine::ResolvedImages)> {
     let events = ui.events();
     let (resolved, mut observed) =
         futures_util::try_join!(engine.resolve_images(spec, opts.pull, opts.dry_run, &events), engine.observe(spec))?;
-    let images = resolved.ids;
-    let desired: Vec<Desired> = spec
-        .services
-        .iter()
-        .map(|s| Desired { service: s, hash: ConfigHash::of(s, images.get(&s.image).map_or("", String::as_str)) })
-        .collect();
+    let desired = desired(spec, &resolved.ids);
     // Only a container whose environment changed is inspected, so the reason can name the variable.
     let env_changed: Vec<usize> = observed
         .containers
@@ -130,24 +162,13 @@ pub async fn plan_up(
         observed.volumes.len(),
         spec.name
     ));
-    let mut plan = plan::plan_up(spec, &desired, &observed, opts.remove_orphans, opts.force_recreate);
-    // Only a remote part of a stage has an image source; its spec names its one server.
-    if let Some(server) = spec.servers.first() {
-        plan.infra.extend(resolved.copies.into_iter().map(|c| plan::InfraAction::CopyImage {
-            server: server.name.clone(),
-            image: c.image,
-            bytes: c.bytes,
-            pull_first: c.pull_first,
-        }));
-    }
-    Ok((plan, observed, images))
+    Ok((observed, resolved))
 }
 
 pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<Plan> {
     if !spec.is_local() {
-        // plan gate: remote `up` is not one plan value yet; it calls `gate::check` once it is.
-        gate::refuse(opts.plan_gate.as_ref(), spec, "up")?;
-        return remote_stage::up(config, spec, opts, ui).await;
+        // The plan gate is checked in round 1, before any server changes.
+        return remote_up::up(config, spec, opts, ui).await;
     }
     let (_lock, engine) = lock_and_connect(config, spec, "up", opts.dry_run, opts.lock_wait).await?;
     if let Some(builds) = ship::PendingBuilds::start(spec, opts.dry_run, ui).await? {
@@ -165,19 +186,6 @@ pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) ->
         report_up(spec, &plan, ui);
     }
     Ok(plan)
-}
-
-/// The containers of one server's part of a stage; `readiness` is the whole stage's board, so
-/// dependencies on other servers are waited for.
-pub(crate) async fn converge_on(
-    engine: &Engine,
-    spec: &StageSpec,
-    opts: &UpOptions,
-    ui: &Ui,
-    readiness: &engine::Readiness,
-) -> Result<Plan> {
-    let planned = plan_on(engine, spec, opts, ui).await?;
-    apply_on(engine, spec, opts, ui, readiness, planned).await
 }
 
 /// One engine's part of an `up`, planned: the plan and what its apply needs. Planning and

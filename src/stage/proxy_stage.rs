@@ -5,7 +5,7 @@ use crate::engine::{Engine, Events};
 use crate::error::Result;
 use crate::model::StageSpec;
 use crate::plan::{Action, ObservedStage, Plan};
-use crate::proxy::{self, Proxy, SeenProxy};
+use crate::proxy::{self, ObservedProxy, Proxy, SeenProxy};
 use std::sync::Arc;
 
 /// Before planning an `up` (not a dry run): two containers of a routed service, left by an
@@ -36,12 +36,15 @@ pub(crate) async fn plan_up(
     observed: &ObservedStage,
 ) -> Result<ProxyUp> {
     let seen = proxy::observe(engine, spec).await?;
-    let (steps, up) = match proxy::is_routed(spec) {
-        true => (
-            proxy::plan(spec, &seen, plan, observed),
-            ProxyUp { serve: Some(Arc::new(Proxy::new(engine, spec, seen, observed))), retire: None },
-        ),
-        false => (proxy::plan_retire(seen.seen().as_ref()), ProxyUp { serve: None, retire: seen.id }),
+    join_steps(spec, &seen, plan, observed);
+    Ok(handle(engine, spec, seen, observed))
+}
+
+/// The proxy's steps for `seen`, spliced into `plan` where they run. Pure.
+pub(crate) fn join_steps(spec: &StageSpec, seen: &ObservedProxy, plan: &mut Plan, observed: &ObservedStage) {
+    let steps = match proxy::is_routed(spec) {
+        true => proxy::plan(spec, seen, plan, observed),
+        false => proxy::plan_retire(seen.seen().as_ref()),
     };
     let at = plan
         .actions
@@ -49,7 +52,14 @@ pub(crate) async fn plan_up(
         .position(|a| !matches!(a, Action::CreateNetwork { .. } | Action::CreateVolume { .. }))
         .unwrap_or(plan.actions.len());
     plan.actions.splice(at..at, steps);
-    Ok(up)
+}
+
+/// What the apply of an `up` works with: the proxy that serves the routes, or the one to retire.
+pub(crate) fn handle(engine: &Engine, spec: &StageSpec, seen: ObservedProxy, observed: &ObservedStage) -> ProxyUp {
+    match proxy::is_routed(spec) {
+        true => ProxyUp { serve: Some(Arc::new(Proxy::new(engine, spec, seen, observed))), retire: None },
+        false => ProxyUp { serve: None, retire: seen.id },
+    }
 }
 
 /// Before the containers change: the proxy nothing routes through any more goes (it may hold

@@ -1,26 +1,23 @@
 //! Remote stages: the same container steps as a local stage, on each server's own engine,
-//! reached over SSH, with the servers created, powered and deleted around them.
+//! reached over SSH, with the servers created, powered and deleted around them. What `up`
+//! (`remote_up`) and `down` (`remote_down`) share lives here: reaching a server, the locks, the
+//! connections a run holds.
 
 use super::auto_suspend;
-use super::dns::{Zones, blocked_error, planned_actions};
+use super::dns::Zones;
 use super::server_lock;
 use super::swarm_stage;
-use super::{
-    DownOptions, UpOptions, converge_on, log_targets, no_containers, overall, print_logs, print_plan, report_up,
-    service_rows, status_report, unknown_rows,
-};
+use super::{DownOptions, log_targets, no_containers, overall, print_logs, service_rows, status_report, unknown_rows};
 use crate::config::Config;
 use crate::engine::{self, Engine, LogOptions};
 use crate::error::{Error, Result};
-use crate::infra::{InfraEvent, Machine, Power, Progress, Providers, owner_tag};
+use crate::infra::{Machine, Power, Providers, owner_tag};
 use crate::local_lock::StageLock;
 use crate::model::{Server, ServerProvider, StageSpec};
-use crate::plan::{self, ConfigHash, Desired, InfraAction, ObservedContainer, ObservedStage, Plan, PlanSummary};
+use crate::plan::{ObservedContainer, Plan};
 use crate::report::ServerStatus;
-use crate::signal;
 use crate::ssh::{self, RemoteHost, known_hosts_file};
 use crate::ui::{Format, Ui};
-use std::sync::{Arc, Mutex};
 
 /// An SSH connection and the engine behind it; the engine lives only as long as the host.
 pub(super) struct Connected {
@@ -84,20 +81,6 @@ pub(super) async fn reach(
     Ok(Connected { server: server.name.clone(), host, engine })
 }
 
-/// Provider progress for the terminal that also keeps the steps really done, for the summary.
-fn recording(ui: &Ui) -> (Progress, Arc<Mutex<Vec<InfraAction>>>) {
-    let inner = ui.infra_progress();
-    let done = Arc::new(Mutex::new(Vec::new()));
-    let d = done.clone();
-    let progress: Progress = Arc::new(move |event: InfraEvent| {
-        if let InfraEvent::Action(action) = &event {
-            d.lock().unwrap_or_else(|e| e.into_inner()).push(action.clone());
-        }
-        inner(event)
-    });
-    (progress, done)
-}
-
 pub(super) fn tag(config: &Config, spec: &StageSpec, server: &Server) -> String {
     owner_tag(&config.project, &spec.name, &server.name)
 }
@@ -120,36 +103,6 @@ pub(super) async fn lock(
     StageLock::acquire(&config.project, &spec.name, &format!("{verb} {}", spec.name), wait).await.map(Some)
 }
 
-/// `up` and its dry run, one pass: servers, then containers, then records (see `converge_stage`).
-pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<Plan> {
-    let _lock = lock(config, spec, "up", opts.dry_run, opts.lock_wait).await?;
-    let providers = Providers::for_servers(&spec.servers, &ui.infra_progress())?;
-    let zones = Zones::connect(spec).await?;
-    let (progress, done) = recording(ui);
-    // From here a lock on the first server may be held: Ctrl-C ends the work, then it is released.
-    let _cleanup = signal::CleanupScope::enter();
-    // Builds run on this machine while servers are created and booted; awaited before containers.
-    let mut held = Held { builds: super::ship::PendingBuilds::start(spec, opts.dry_run, ui).await?, ..Held::default() };
-    let result =
-        signal::interruptible(converge_stage(config, spec, &providers, &zones, opts, &progress, ui, &mut held)).await;
-    held.release(config, spec).await;
-    let mut total = result?;
-    if !opts.dry_run {
-        // The run reports what it did, which can differ from what it planned (a server that
-        // another machine created meanwhile).
-        total.infra = std::mem::take(&mut *done.lock().unwrap_or_else(|e| e.into_inner()));
-    }
-    match (opts.dry_run, opts.format) {
-        (true, Format::Json) => print_plan(&total, opts.format, ui),
-        (true, Format::Text) if total.is_empty() => {
-            ui.line(format!("Stage {} is up to date; nothing to do.", spec.name))
-        }
-        (true, Format::Text) => ui.line(PlanSummary::of(&total).to_string()),
-        (false, _) => report_up(spec, &total, ui),
-    }
-    Ok(total)
-}
-
 /// The connections a run holds, the first one carrying the stage lock once `locked`.
 #[derive(Default)]
 pub(super) struct Held {
@@ -160,6 +113,11 @@ pub(super) struct Held {
 }
 
 impl Held {
+    /// The connection to this server, when it was reached.
+    pub fn conn(&self, server: &str) -> Option<&Connected> {
+        self.conns.iter().find(|c| c.server == server)
+    }
+
     /// Gives the lock back (when taken) and closes every connection: on every exit path.
     pub async fn release(self, config: &Config, spec: &StageSpec) {
         let mut conns = self.conns.into_iter();
@@ -173,201 +131,6 @@ impl Held {
             conn.host.close().await;
         }
     }
-}
-
-/// One pass for `up` and for its dry run. Each layer is observed, planned and (unless a dry run)
-/// applied before the next is observed: servers (found by tag; created, booted), then each
-/// running server's containers, all servers at once over one readiness board so the dependency
-/// graph spans servers, then the stage's records, all decided before any is written. A layer that
-/// cannot be observed yet (the engine of a server that is off or missing) is planned as far as it
-/// can be. A dry run prints the same typed steps the run reports as it applies them.
-#[allow(clippy::too_many_arguments)]
-async fn converge_stage(
-    config: &Config,
-    spec: &StageSpec,
-    providers: &Providers,
-    zones: &Zones,
-    opts: &UpOptions,
-    progress: &Progress,
-    ui: &Ui,
-    held: &mut Held,
-) -> Result<Plan> {
-    let apply = !opts.dry_run;
-    let show = opts.dry_run && opts.format == Format::Text;
-    let mut total = Plan { stage: spec.name.clone(), ..Plan::default() };
-
-    // Servers, one at a time (power calls go one at a time); the first one's lock right after it answers.
-    let mut machines: Vec<Option<Machine>> = vec![None; spec.servers.len()];
-    let mut conns: Vec<Option<usize>> = vec![None; spec.servers.len()];
-    let mut observed = providers.observe_stage(&tagged(config, spec)).await?;
-    // Power calls go one at a time; the first server is reached (and locked) before any other is
-    // created or booted, the others are reached together once all of them run.
-    let mut to_reach = Vec::new();
-    for step in super::infra_plan::plan_servers(spec, &observed) {
-        let i = step.index;
-        let (server, found) = (&spec.servers[i], observed[i].take());
-        let tag = tag(config, spec, server);
-        if let (false, Some(m)) = (apply, found.as_ref()) {
-            note_adoption(config, spec, server, m, ui);
-        }
-        let machine = match (apply, step.calls_provider()) {
-            (false, _) | (true, false) => found,
-            (true, true) => Some(providers.ensure_up(server, &tag, progress).await?),
-        };
-        let steps = step.actions;
-        if show {
-            steps.iter().for_each(|a| ui.line(crate::ui::infra_line(a)));
-            if steps.iter().any(|a| matches!(a, InfraAction::CreateServer { .. })) {
-                ui.line(match providers.costs(&[(server, None)]).await.pop().flatten() {
-                    Some(Ok(c)) => format!(
-                        "    adds {}/month while running, {}/month suspended (list prices before discounts)",
-                        crate::ui::yen(c.running),
-                        crate::ui::yen(c.suspended)
-                    ),
-                    Some(Err(e)) => {
-                        format!("    adds an unknown amount per month (the price list could not be read: {e})")
-                    }
-                    None => String::new(),
-                });
-            }
-        }
-        total.infra.extend(steps);
-        if let Some(m) = machine.as_ref().filter(|m| m.power == Power::Up) {
-            // Cloud IPs are reused: a key recorded for this address belonged to an earlier machine.
-            if let (true, Some(ip)) = (m.new_this_run, &m.ip) {
-                ssh::forget_host(&known_hosts_file(&config.project), ip, server.ssh.port);
-            }
-            if i == 0 {
-                let mode = if apply { Reach::Converge } else { Reach::Plan };
-                held.conns.push(reach(config, server, m, ui, mode).await?);
-                conns[0] = Some(held.conns.len() - 1);
-                if apply {
-                    let purpose = format!("up {}", spec.name);
-                    let host = &held.conns[0].host;
-                    server_lock::acquire(host, &server.name, &config.project, &spec.name, &purpose, opts.lock_wait)
-                        .await?;
-                    held.locked = true;
-                }
-            } else {
-                to_reach.push(i);
-            }
-        }
-        machines[i] = machine;
-    }
-    // A converged swarm is seen whole from its manager: the other nodes are not reached.
-    let swarm_converged = spec.is_swarm() && swarm_converged_here(spec, opts, &conns, &machines, held, &total).await?;
-    if swarm_converged {
-        to_reach.clear();
-    }
-    // Each reach may wait out a boot and an engine bootstrap: together, not one after another.
-    let mode = if apply { Reach::Converge } else { Reach::Plan };
-    let reached = futures_util::future::join_all(to_reach.iter().map(|&i| {
-        let machine = machines[i].as_ref().expect("a running server");
-        reach(config, &spec.servers[i], machine, ui, mode)
-    }))
-    .await;
-    let mut first_error = None;
-    for (i, result) in to_reach.into_iter().zip(reached) {
-        match result {
-            Ok(conn) => {
-                held.conns.push(conn);
-                conns[i] = Some(held.conns.len() - 1);
-            }
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    if let Some(e) = first_error {
-        return Err(e);
-    }
-
-    // A failed build stops the run here: no container on any server has been touched.
-    if let Some(builds) = held.builds.take() {
-        builds.wait().await?;
-    }
-    if swarm_converged {
-        // Nothing to plan on the swarm: its manager showed it as the file declares it.
-    } else if spec.is_swarm() {
-        let nodes = swarm_nodes(&conns, &machines, spec, held);
-        let unreached: Vec<&Server> =
-            spec.servers.iter().zip(&conns).filter(|(_, c)| c.is_none()).map(|(s, _)| s).collect();
-        let plan = swarm_stage::converge(spec, &nodes, &unreached, opts, progress, ui).await?;
-        total.infra.extend(plan.infra);
-        total.actions.extend(plan.actions);
-    } else {
-        converge_containers(spec, opts, ui, &conns, &machines, held, &mut total).await?;
-        converge_auto_suspend(spec, opts, ui, &conns, held, progress, &mut total).await?;
-    }
-    if apply {
-        for conn in &held.conns {
-            super::ship::prune(&conn.engine, spec, ui).await?;
-        }
-    }
-
-    // Records: decided for the whole stage before any is written.
-    let placed: Vec<(&Server, &str)> =
-        spec.servers.iter().zip(&machines).filter_map(|(s, m)| Some((s, m.as_ref()?.ip.as_deref()?))).collect();
-    let records = zones.plan(&config.project, &spec.name, &placed).await?;
-    let mut record_steps: Vec<InfraAction> = records.changes.iter().map(|c| c.action.clone()).collect();
-    // A server without an address yet gets its records once it has one.
-    for (server, m) in spec.servers.iter().zip(&machines) {
-        if m.as_ref().and_then(|m| m.ip.as_ref()).is_none() {
-            record_steps.extend(planned_actions(server));
-        }
-    }
-    if apply {
-        blocked_error(&records.blocked)?;
-        zones.apply(&records, progress).await?;
-    } else {
-        records.blocked.iter().for_each(|b| ui.warn(b));
-        if show {
-            record_steps.iter().for_each(|a| ui.line(crate::ui::infra_line(a)));
-        }
-    }
-    total.infra.extend(record_steps);
-    Ok(total)
-}
-
-/// Each service of `sub` gets host entries for the services on the stage's other servers.
-fn with_peer_hosts(spec: &StageSpec, mut sub: StageSpec, machines: &[Option<Machine>]) -> StageSpec {
-    if spec.servers.len() < 2 {
-        return sub;
-    }
-    let here = sub.servers.first().map(|s| s.name.clone());
-    let mut peers = std::collections::BTreeMap::new();
-    for (server, machine) in spec.servers.iter().zip(machines) {
-        let Some(ip) = machine.as_ref().and_then(|m| m.ip.clone()) else { continue };
-        if Some(&server.name) != here.as_ref() {
-            for svc in spec.services_on(server) {
-                peers.insert(svc.name.clone(), ip.clone());
-            }
-        }
-    }
-    for svc in &mut sub.services {
-        svc.peer_hosts = peers.clone();
-    }
-    sub
-}
-
-/// Adoption is by tag: a plan says which existing machine `up` would use, so a wrong match shows.
-fn note_adoption(config: &Config, spec: &StageSpec, server: &Server, m: &Machine, ui: &Ui) {
-    if matches!(server.provider, ServerProvider::SakuraCloud { .. }) {
-        ui.note(format!(
-            "server {}: uses existing server {} (tag {}, created {})",
-            server.name,
-            m.id.as_deref().unwrap_or("?"),
-            tag(config, spec, server),
-            m.created.as_deref().unwrap_or("at an unknown time")
-        ));
-    }
-}
-
-/// What a server that does not exist yet will need: every container from nothing.
-fn plan_on_new_server(sub: &StageSpec) -> Plan {
-    let desired: Vec<Desired> =
-        sub.services.iter().map(|s| Desired { service: s, hash: ConfigHash::of(s, "") }).collect();
-    plan::plan_up(sub, &desired, &ObservedStage::default(), false, false)
 }
 
 /// `fleet stage unlock`: breaks a remote lock left behind by a run that is gone.
@@ -606,163 +369,6 @@ pub async fn logs(config: &Config, spec: &StageSpec, services: &[String], opts: 
         conn.host.close().await;
     }
     result
-}
-
-/// Each running server's containers, every server at once over one readiness board so the
-/// dependency graph spans servers.
-async fn converge_containers(
-    spec: &StageSpec,
-    opts: &UpOptions,
-    ui: &Ui,
-    conns: &[Option<usize>],
-    machines: &[Option<Machine>],
-    held: &Held,
-    total: &mut Plan,
-) -> Result<()> {
-    let show = opts.dry_run && opts.format == Format::Text;
-    let readiness = engine::Readiness::for_stage(spec);
-    let per_server = spec.servers.iter().zip(conns).zip(machines).map(|((server, conn), machine)| {
-        let sub = with_peer_hosts(spec, spec.for_server(server), machines);
-        let readiness = &readiness;
-        let engine = conn.map(|c| &held.conns[c].engine);
-        async move {
-            let result = match engine {
-                Some(engine) => converge_on(engine, &sub, opts, ui, readiness).await,
-                // A server to be created holds nothing: the pure plan against an empty engine.
-                None if machine.is_none() => Ok(plan_on_new_server(&sub)),
-                None => {
-                    ui.note(format!(
-                        "containers on {} are planned once it runs (its engine cannot be asked while it is off)",
-                        server.name
-                    ));
-                    Ok(Plan::default())
-                }
-            };
-            readiness.fail_unset(sub.services.iter().map(|s| s.name.as_str()));
-            result
-        }
-    });
-    // Every server runs to its end (a failure on one does not cut another off mid-change).
-    let mut failures = Vec::new();
-    for result in futures_util::future::join_all(per_server).await {
-        match result {
-            Ok(plan) => {
-                if show {
-                    plan.infra.iter().for_each(|a| ui.line(crate::ui::infra_line(a)));
-                    plan.actions.iter().for_each(|a| ui.line(crate::ui::action_line(a)));
-                }
-                total.infra.extend(plan.infra);
-                total.actions.extend(plan.actions);
-                total.orphans.extend(plan.orphans);
-            }
-            Err(e) => failures.push(e),
-        }
-    }
-    if let Some(e) = failures.into_iter().next() {
-        return Err(e);
-    }
-
-    Ok(())
-}
-
-/// The idle timer, on each server that runs (after its containers, whose ports it watches).
-async fn converge_auto_suspend(
-    spec: &StageSpec,
-    opts: &UpOptions,
-    ui: &Ui,
-    conns: &[Option<usize>],
-    held: &Held,
-    progress: &Progress,
-    total: &mut Plan,
-) -> Result<()> {
-    let apply = !opts.dry_run;
-    let show = opts.dry_run && opts.format == Format::Text;
-    for (server, conn) in spec.servers.iter().zip(conns) {
-        let Some(c) = conn else {
-            // A server still to be created or booted gets it when `up` reaches it.
-            if let (false, Some(a)) = (apply, &spec.auto_suspend) {
-                let step = InfraAction::SetAutoSuspend {
-                    server: server.name.clone(),
-                    setting: Some(auto_suspend::setting(a)),
-                };
-                if show {
-                    ui.line(crate::ui::infra_line(&step));
-                }
-                total.infra.push(step);
-            }
-            continue;
-        };
-        let conn = &held.conns[*c];
-        let view = conn.host.auto_suspend_view().await?;
-        if let Some(line) = auto_suspend::suspended_itself(&view) {
-            ui.note(format!("server {} had suspended itself: {line}", server.name));
-        }
-        let ports = auto_suspend::published_ports(&spec.for_server(server));
-        let Some(change) = auto_suspend::decide(spec.auto_suspend.as_ref(), &ports, &view) else { continue };
-        let step = InfraAction::SetAutoSuspend {
-            server: server.name.clone(),
-            setting: match change {
-                auto_suspend::Change::Install(_) => spec.auto_suspend.as_ref().map(auto_suspend::setting),
-                auto_suspend::Change::Remove => None,
-            },
-        };
-        if show {
-            ui.line(crate::ui::infra_line(&step));
-        }
-        if apply {
-            let check_every = spec.auto_suspend.map_or(0, |a| a.check_every_secs());
-            auto_suspend::apply(&conn.engine, &change, check_every, &ui.events()).await?;
-            progress(InfraEvent::Action(step.clone()));
-        }
-        total.infra.push(step);
-    }
-
-    Ok(())
-}
-
-/// The first server answered and every other one runs with nothing to create or boot: when the
-/// first is the swarm's manager and reports the swarm converged, `up` needs no other node.
-async fn swarm_converged_here(
-    spec: &StageSpec,
-    opts: &UpOptions,
-    conns: &[Option<usize>],
-    machines: &[Option<Machine>],
-    held: &Held,
-    total: &Plan,
-) -> Result<bool> {
-    let all_up = machines.iter().all(|m| m.as_ref().is_some_and(|m| m.power == Power::Up && m.duplicates == 0));
-    let (Some(first), Some(Some(machine))) = (conns.first().copied().flatten(), machines.first()) else {
-        return Ok(false);
-    };
-    if !all_up || !total.infra.is_empty() {
-        return Ok(false);
-    }
-    let node = swarm_stage::Node {
-        server: &spec.servers[0],
-        address: machine.ip.clone().unwrap_or_default(),
-        engine: &held.conns[first].engine,
-    };
-    super::swarm_converged::is_converged(spec, &node, opts).await
-}
-
-/// The reached servers of a swarm stage, as nodes for the swarm layer.
-fn swarm_nodes<'a>(
-    conns: &[Option<usize>],
-    machines: &[Option<Machine>],
-    spec: &'a StageSpec,
-    held: &'a Held,
-) -> Vec<swarm_stage::Node<'a>> {
-    spec.servers
-        .iter()
-        .zip(conns.iter().zip(machines))
-        .filter_map(|(server, (conn, machine))| {
-            Some(swarm_stage::Node {
-                server,
-                address: machine.as_ref()?.ip.clone()?,
-                engine: &held.conns[(*conn)?].engine,
-            })
-        })
-        .collect()
 }
 
 /// `ps` of a swarm stage: the tasks, as the first running manager reports them.

@@ -1,0 +1,292 @@
+//! `up` of a remote stage as data, in two rounds. The infra round (`infra_plan`: each server
+//! created, powered on or adopted) is planned from what the providers report; the workload round
+//! once the servers run, since their engines cannot be asked before: each server's containers
+//! (the local planner against that server's engine, with the image copies and the proxy's
+//! steps), each server's idle timer, and the stage's records. The dry run prints an `UpPlan`, the
+//! run executes one. Pure: unit-tested in `up_plan_tests.rs` without Docker, SSH or HTTP.
+
+use super::auto_suspend::{self, Change};
+use super::dns::{self, RecordPlan, SeenNames};
+use super::down_plan::Line;
+use super::infra_plan::ServerPlan;
+use crate::engine::ImageCopy;
+use crate::infra::Machine;
+use crate::model::{Server, StageSpec};
+use crate::plan::{self, ConfigHash, Desired, InfraAction, ObservedStage, Plan};
+use crate::proxy::ObservedProxy;
+use crate::report::PlanReport;
+use crate::ssh::AutoSuspendView;
+use std::collections::BTreeMap;
+
+/// The container options that shape the plan (from `UpOptions`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ContainerIntent {
+    pub remove_orphans: bool,
+    pub force_recreate: bool,
+}
+
+/// One server's engine, observed in the workload round.
+#[derive(Debug, Clone, Default)]
+pub struct SeenEngine {
+    pub observed: ObservedStage,
+    /// Image → the id the engine holds ("" when it lacks it, in a dry run).
+    pub images: BTreeMap<String, String>,
+    /// Images the engine lacks that this machine has (a dry run's; a run fetched them already).
+    pub copies: Vec<ImageCopy>,
+    /// The stage's proxy container on this engine.
+    pub proxy: ObservedProxy,
+    /// The idle timer as the server reports it.
+    pub idle: AutoSuspendView,
+}
+
+/// One server as the workload round finds it.
+#[derive(Debug, Clone)]
+pub enum SeenPart {
+    /// Its engine answered.
+    Reached(Box<SeenEngine>),
+    /// No such server yet (a dry run: the infra round has not created it).
+    New,
+    /// Off (a dry run: the infra round has not booted it).
+    Off,
+}
+
+/// One server's containers in the workload round; each variant carries what its apply needs.
+#[derive(Debug, Clone)]
+pub enum ServerWork {
+    /// `plan` for the engine observed as `seen` (the ids of what it stops or replaces).
+    Reached { server: String, part: StageSpec, seen: Box<SeenEngine>, plan: Plan },
+    /// A server still to be created holds nothing: every container from nothing.
+    New { server: String, plan: Plan },
+    /// A server still off: its containers are planned once it runs.
+    Off { server: String },
+}
+
+impl ServerWork {
+    fn plan(&self) -> Option<&Plan> {
+        match self {
+            Self::Reached { plan, .. } | Self::New { plan, .. } => Some(plan),
+            Self::Off { .. } => None,
+        }
+    }
+}
+
+/// One server's idle timer installed, changed or removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdleStep {
+    pub server: String,
+    /// What the apply writes; None on a server not reached yet (it gets the timer once it runs).
+    pub change: Option<Change>,
+    pub action: InfraAction,
+}
+
+/// The workload round: containers and idle timers per server, or (swarm stages) the swarm layer.
+#[derive(Debug, Clone)]
+pub enum Workload {
+    Containers {
+        servers: Vec<ServerWork>,
+        idle: Vec<IdleStep>,
+    },
+    /// A swarm stage's steps, as `swarm_stage::converge` planned (dry run) or took them (run);
+    /// it observes, plans and applies in one pass until it becomes a plan of its own.
+    Swarm(Plan),
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Self::Containers { servers: Vec::new(), idle: Vec::new() }
+    }
+}
+
+/// The stage's records: the writes decided for the servers with an address, and the records of
+/// servers that have none yet (created once they do).
+#[derive(Debug, Clone, Default)]
+pub struct Records {
+    pub plan: RecordPlan,
+    pub later: Vec<InfraAction>,
+}
+
+/// A remote stage's `up`, whole: what the dry run prints and the run executes.
+#[derive(Debug, Clone, Default)]
+pub struct UpPlan {
+    pub stage: String,
+    /// Round 1: the servers in the order `up` takes them.
+    pub infra: Vec<ServerPlan>,
+    /// Round 2: what runs on them.
+    pub workload: Workload,
+    pub records: Records,
+}
+
+impl UpPlan {
+    /// The plan as the summary and the JSON see it: server and record steps, container steps.
+    pub fn to_plan(&self) -> Plan {
+        let mut out = Plan { stage: self.stage.clone(), ..Plan::default() };
+        out.infra.extend(self.infra.iter().flat_map(|s| s.actions.iter().cloned()));
+        match &self.workload {
+            Workload::Containers { servers, idle } => {
+                for plan in servers.iter().filter_map(ServerWork::plan) {
+                    out.infra.extend(plan.infra.iter().cloned());
+                    out.actions.extend(plan.actions.iter().cloned());
+                    out.orphans.extend(plan.orphans.iter().cloned());
+                }
+                out.infra.extend(idle.iter().map(|s| s.action.clone()));
+            }
+            Workload::Swarm(plan) => {
+                out.infra.extend(plan.infra.iter().cloned());
+                out.actions.extend(plan.actions.iter().cloned());
+            }
+        }
+        out.infra.extend(self.record_actions());
+        out
+    }
+
+    /// The workload round's lines, server by server in the file's order, then the idle timers.
+    /// A swarm's are printed by the swarm layer as it plans them.
+    pub fn workload_lines(&self) -> Vec<Line> {
+        let Workload::Containers { servers, idle } = &self.workload else { return Vec::new() };
+        let mut lines = Vec::new();
+        for work in servers {
+            match work.plan() {
+                Some(plan) => {
+                    lines.extend(plan.infra.iter().cloned().map(Line::Infra));
+                    lines.extend(plan.actions.iter().cloned().map(Line::Action));
+                }
+                None => lines.push(Line::Note(format!(
+                    "containers on {} are planned once it runs (its engine cannot be asked while it is off)",
+                    work.server()
+                ))),
+            }
+        }
+        lines.extend(idle.iter().map(|s| Line::Infra(s.action.clone())));
+        lines
+    }
+
+    /// The record steps: the decided writes, then the records of servers without an address yet.
+    pub fn record_actions(&self) -> Vec<InfraAction> {
+        let decided = self.records.plan.changes.iter().map(|c| c.action.clone());
+        decided.chain(self.records.later.iter().cloned()).collect()
+    }
+
+    /// Each server's container plan, for the orphan warnings.
+    pub fn container_plans(&self) -> Vec<&Plan> {
+        match &self.workload {
+            Workload::Containers { servers, .. } => servers.iter().filter_map(ServerWork::plan).collect(),
+            Workload::Swarm(_) => Vec::new(),
+        }
+    }
+}
+
+impl ServerWork {
+    pub fn server(&self) -> &str {
+        match self {
+            Self::Reached { server, .. } | Self::New { server, .. } | Self::Off { server } => server,
+        }
+    }
+}
+
+/// The JSON of a plan is the `--dry-run --format json` document: typed steps and the summary.
+impl serde::Serialize for UpPlan {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        PlanReport::of(&self.to_plan()).serialize(serializer)
+    }
+}
+
+/// One server's part of the stage, each service with host entries for the services on the
+/// stage's other servers (at their addresses), so a stage spans servers by service name.
+pub fn part_of(spec: &StageSpec, server: &Server, machines: &[Option<Machine>]) -> StageSpec {
+    let mut part = spec.for_server(server);
+    if spec.servers.len() < 2 {
+        return part;
+    }
+    let mut peers = BTreeMap::new();
+    for (other, machine) in spec.servers.iter().zip(machines) {
+        let Some(ip) = machine.as_ref().and_then(|m| m.ip.clone()) else { continue };
+        if other.name != server.name {
+            for svc in spec.services_on(other) {
+                peers.insert(svc.name.clone(), ip.clone());
+            }
+        }
+    }
+    for svc in &mut part.services {
+        svc.peer_hosts = peers.clone();
+    }
+    part
+}
+
+/// The workload round of a container stage: each server's containers and idle timer.
+/// `parts` are the servers in the file's order, each with its part of the stage and what was seen.
+pub fn plan_workload(spec: &StageSpec, parts: Vec<(StageSpec, SeenPart)>, intent: ContainerIntent) -> Workload {
+    let mut servers = Vec::new();
+    let mut idle = Vec::new();
+    for (server, (part, seen)) in spec.servers.iter().zip(parts) {
+        let name = server.name.clone();
+        idle.extend(plan_idle(spec, server, &part, &seen));
+        servers.push(match seen {
+            SeenPart::Reached(seen) => {
+                let plan = plan_containers(&part, &seen, intent);
+                ServerWork::Reached { server: name, part, seen, plan }
+            }
+            SeenPart::New => ServerWork::New { server: name, plan: plan_new_server(&part) },
+            SeenPart::Off => ServerWork::Off { server: name },
+        });
+    }
+    Workload::Containers { servers, idle }
+}
+
+/// One engine's containers: the local planner against what it holds, the images it must be
+/// sent first, and the proxy's steps.
+pub fn plan_containers(part: &StageSpec, seen: &SeenEngine, intent: ContainerIntent) -> Plan {
+    let desired = super::desired(part, &seen.images);
+    let mut plan = plan::plan_up(part, &desired, &seen.observed, intent.remove_orphans, intent.force_recreate);
+    if let Some(server) = part.servers.first() {
+        plan.infra.extend(seen.copies.iter().map(|c| InfraAction::CopyImage {
+            server: server.name.clone(),
+            image: c.image.clone(),
+            bytes: c.bytes,
+            pull_first: c.pull_first,
+        }));
+    }
+    super::proxy_stage::join_steps(part, &seen.proxy, &mut plan, &seen.observed);
+    plan
+}
+
+/// What a server that does not exist yet will need: every container from nothing.
+pub fn plan_new_server(part: &StageSpec) -> Plan {
+    let desired: Vec<Desired> =
+        part.services.iter().map(|s| Desired { service: s, hash: ConfigHash::of(s, "") }).collect();
+    plan::plan_up(part, &desired, &ObservedStage::default(), false, false)
+}
+
+/// A server's idle timer: compared with what the server reports when it was reached; a server
+/// not reached yet gets the declared one once it runs.
+pub fn plan_idle(spec: &StageSpec, server: &Server, part: &StageSpec, seen: &SeenPart) -> Option<IdleStep> {
+    let declared = spec.auto_suspend.as_ref();
+    let SeenPart::Reached(engine) = seen else {
+        let setting = Some(auto_suspend::setting(declared?));
+        let action = InfraAction::SetAutoSuspend { server: server.name.clone(), setting };
+        return Some(IdleStep { server: server.name.clone(), change: None, action });
+    };
+    let change = auto_suspend::decide(declared, &auto_suspend::published_ports(part), &engine.idle)?;
+    let setting = match change {
+        Change::Install(_) => declared.map(auto_suspend::setting),
+        Change::Remove => None,
+    };
+    let action = InfraAction::SetAutoSuspend { server: server.name.clone(), setting };
+    Some(IdleStep { server: server.name.clone(), change: Some(change), action })
+}
+
+/// The stage's records: decided for the servers with an address; a server without one yet gets
+/// its records once it has one.
+pub fn plan_records(project: &str, spec: &StageSpec, machines: &[Option<Machine>], seen: &[SeenNames]) -> Records {
+    let later = spec
+        .servers
+        .iter()
+        .zip(machines)
+        .filter(|(_, m)| m.as_ref().and_then(|m| m.ip.as_ref()).is_none())
+        .flat_map(|(server, _)| dns::planned_actions(server))
+        .collect();
+    Records { plan: dns::plan_records(project, &spec.name, seen), later }
+}
+
+#[cfg(test)]
+#[path = "up_plan_tests.rs"]
+mod tests;

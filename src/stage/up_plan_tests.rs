@@ -1,0 +1,278 @@
+use super::*;
+use crate::dns::FoundRecord;
+use crate::infra::Power;
+use crate::model::{AutoSuspend, DnsNames, DnsProvider};
+use crate::plan::{ObservedContainer, RunState, render_action, render_infra};
+use crate::stage::infra_plan::plan_servers;
+use crate::stage::plan_fixtures::{container, machine, running, sakura, stage};
+
+const PROJECT: &str = "p";
+
+/// A container of `part`'s service carrying the hash its spec has with image id `img`.
+fn converged(part: &StageSpec, service: &str, state: RunState) -> ObservedContainer {
+    let svc = part.service(service).expect("a service of the part");
+    let hash = ConfigHash::of(svc, "img");
+    ObservedContainer {
+        config_hash: Some(hash.hash),
+        field_hashes: hash.fields,
+        image_id: Some("img".into()),
+        ..container(part, service, state)
+    }
+}
+
+/// An engine holding `part`'s services converged (`db` in `db_state`), the image present.
+fn engine(part: &StageSpec, db_state: RunState) -> SeenEngine {
+    let mut observed = running(part, &[]);
+    observed.containers = vec![converged(part, "db", db_state), converged(part, "api", RunState::Running)];
+    SeenEngine {
+        observed,
+        images: BTreeMap::from([("busybox:latest".to_string(), "img".to_string())]),
+        ..SeenEngine::default()
+    }
+}
+
+/// The whole plan's lines, as the dry run prints them: round 1, round 2, records.
+fn lines(plan: &UpPlan) -> Vec<String> {
+    let infra = plan.infra.iter().flat_map(|s| s.actions.iter().map(render_infra));
+    let work = plan.workload_lines().into_iter().map(|l| match l {
+        Line::Action(a) => render_action(&a),
+        Line::Infra(a) => render_infra(&a),
+        Line::Note(n) => format!("note: {n}"),
+    });
+    infra.chain(work).chain(plan.record_actions().iter().map(render_infra)).collect()
+}
+
+fn with_dns(mut server: Server, aliases: &[&str]) -> Server {
+    server.dns = Some(DnsNames {
+        provider: DnsProvider::Cloudflare,
+        zone: "example.com".into(),
+        hostname: "dev".into(),
+        aliases: aliases.iter().map(|a| a.to_string()).collect(),
+    });
+    server
+}
+
+fn record(name: &str, kind: &str, content: &str, ours: bool) -> FoundRecord {
+    FoundRecord {
+        id: format!("rec-{name}"),
+        name: name.into(),
+        kind: kind.into(),
+        content: content.into(),
+        comment: ours.then(|| crate::dns::owner_comment(PROJECT, "dev", "web-1")),
+    }
+}
+
+fn seen_names(spec: &StageSpec, found: Vec<FoundRecord>) -> Vec<SeenNames> {
+    vec![SeenNames { server: spec.servers[0].clone(), ip: "192.0.2.10".into(), found }]
+}
+
+#[test]
+fn a_missing_server_is_created_then_gets_every_container_its_timer_and_its_records_once_it_has_an_address() {
+    let mut spec = stage(vec![with_dns(sakura("web-1", &[]), &[])]);
+    spec.auto_suspend = Some(AutoSuspend { idle_secs: 3600, after_boot_secs: 600 });
+    let found = [None];
+    let part = part_of(&spec, &spec.servers[0], &found);
+    let plan = UpPlan {
+        stage: spec.name.clone(),
+        infra: plan_servers(&spec, &found),
+        workload: plan_workload(&spec, vec![(part, SeenPart::New)], ContainerIntent::default()),
+        records: plan_records(PROJECT, &spec, &found, &[]),
+    };
+    assert_eq!(
+        lines(&plan),
+        [
+            "+ server web-1 (sakura-cloud tk1a, 2 cores, 4 GB, 40 GB ssd, ubuntu-24.04)",
+            "~ server web-1: power on",
+            "+ network p-dev",
+            "+ container db",
+            "+ container api",
+            "~ server web-1: auto-suspend when idle 1h (after boot 10m, checked every 10m)",
+            "+ dns dev.example.com A → (IP of server web-1)",
+        ]
+    );
+    let Workload::Containers { idle, .. } = &plan.workload else { panic!("a container stage") };
+    assert_eq!(idle[0].change, None, "the timer is written once the server runs and its engine is asked");
+}
+
+#[test]
+fn a_powered_off_server_is_powered_on_and_its_containers_wait_for_its_engine() {
+    let spec = stage(vec![sakura("web-1", &[])]);
+    let found = [Some(machine(Power::Down))];
+    let part = part_of(&spec, &spec.servers[0], &found);
+    let plan = UpPlan {
+        stage: spec.name.clone(),
+        infra: plan_servers(&spec, &found),
+        workload: plan_workload(&spec, vec![(part, SeenPart::Off)], ContainerIntent::default()),
+        ..UpPlan::default()
+    };
+    assert_eq!(
+        lines(&plan),
+        [
+            "~ server web-1: power on",
+            "note: containers on web-1 are planned once it runs (its engine cannot be asked while it is off)"
+        ]
+    );
+    assert_eq!(plan.infra[0].found, found[0], "the step keeps the machine it was planned from");
+}
+
+#[test]
+fn a_running_converged_server_is_adopted_and_nothing_is_planned() {
+    let spec = stage(vec![sakura("web-1", &[])]);
+    let found = [Some(machine(Power::Up))];
+    let part = part_of(&spec, &spec.servers[0], &found);
+    let seen = SeenPart::Reached(Box::new(engine(&part, RunState::Running)));
+    let plan = UpPlan {
+        stage: spec.name.clone(),
+        infra: plan_servers(&spec, &found),
+        workload: plan_workload(&spec, vec![(part, seen)], ContainerIntent::default()),
+        records: plan_records(PROJECT, &spec, &found, &[]),
+    };
+    assert!(lines(&plan).is_empty(), "{:?}", lines(&plan));
+    assert!(plan.to_plan().is_empty());
+}
+
+#[test]
+fn a_reached_server_s_plan_carries_the_observed_containers_copies_and_its_server_name() {
+    let spec = stage(vec![sakura("web-1", &[])]);
+    let found = [Some(machine(Power::Up))];
+    let part = part_of(&spec, &spec.servers[0], &found);
+    let mut seen = engine(&part, RunState::Exited(0));
+    seen.copies = vec![ImageCopy { image: "app:1".into(), bytes: 2048, pull_first: false }];
+    let workload = plan_workload(&spec, vec![(part, SeenPart::Reached(Box::new(seen)))], ContainerIntent::default());
+    let plan = UpPlan { stage: spec.name.clone(), workload, ..UpPlan::default() };
+    assert_eq!(lines(&plan), ["+ image app:1 on web-1: copied from this machine (2.0 kB)", "~ container db: start"]);
+    let Workload::Containers { servers, .. } = &plan.workload else { panic!("a container stage") };
+    let ServerWork::Reached { server, seen, .. } = &servers[0] else { panic!("reached: {:?}", servers[0]) };
+    assert_eq!((server.as_str(), seen.observed.containers[0].id.as_str()), ("web-1", "id-db"));
+}
+
+#[test]
+fn each_server_s_part_reaches_the_services_on_the_other_servers_by_address() {
+    let spec = stage(vec![sakura("db-1", &["db"]), sakura("web-1", &["api"])]);
+    let mut other = machine(Power::Up);
+    other.ip = Some("192.0.2.20".into());
+    let machines = [Some(machine(Power::Up)), Some(other)];
+    let web = part_of(&spec, &spec.servers[1], &machines);
+    assert_eq!(web.services.len(), 1);
+    assert_eq!(web.services[0].peer_hosts.get("db").map(String::as_str), Some("192.0.2.10"));
+    let db = part_of(&spec, &spec.servers[0], &machines);
+    assert_eq!(db.services[0].peer_hosts.get("api").map(String::as_str), Some("192.0.2.20"));
+}
+
+#[test]
+fn idle_timers_are_installed_changed_removed_or_left_alone_as_the_server_reports_them() {
+    let a = AutoSuspend { idle_secs: 3600, after_boot_secs: 600 };
+    let mut spec = stage(vec![sakura("web-1", &[])]);
+    let part = part_of(&spec, &spec.servers[0], &[]);
+    let reached = |conf: Option<String>| {
+        let mut seen = SeenEngine::default();
+        seen.idle.conf = conf;
+        SeenPart::Reached(Box::new(seen))
+    };
+    let shown = |spec: &StageSpec, seen: &SeenPart| {
+        plan_idle(spec, &spec.servers[0], &part, seen).map(|s| (render_infra(&s.action), s.change))
+    };
+    spec.auto_suspend = Some(a);
+    let (line, change) = shown(&spec, &reached(None)).expect("installed where there is none");
+    assert_eq!(line, "~ server web-1: auto-suspend when idle 1h (after boot 10m, checked every 10m)");
+    assert!(matches!(change, Some(Change::Install(_))));
+    let installed = auto_suspend::conf(&a, &auto_suspend::published_ports(&part));
+    assert_eq!(shown(&spec, &reached(Some(installed.clone()))), None, "unchanged: no step");
+    let older = auto_suspend::conf(&AutoSuspend { idle_secs: 60, after_boot_secs: 600 }, &[]);
+    assert!(matches!(shown(&spec, &reached(Some(older))), Some((_, Some(Change::Install(_))))), "changed");
+    spec.auto_suspend = None;
+    let (line, change) = shown(&spec, &reached(Some(installed))).expect("removed when the stage drops it");
+    assert_eq!((line.as_str(), change), ("~ server web-1: auto-suspend removed", Some(Change::Remove)));
+    assert_eq!(shown(&spec, &reached(None)), None);
+    assert_eq!(shown(&spec, &SeenPart::Off), None, "nothing declared, nothing to install later");
+}
+
+#[test]
+fn records_are_created_updated_left_alone_or_blocked_by_a_record_fleet_does_not_own() {
+    let spec = stage(vec![with_dns(sakura("web-1", &[]), &["www"])]);
+    let machines = [Some(machine(Power::Up))];
+    let decide = |found| plan_records(PROJECT, &spec, &machines, &seen_names(&spec, found));
+    let shown = |r: &Records| r.plan.changes.iter().map(|c| render_infra(&c.action)).collect::<Vec<_>>();
+
+    let created = decide(vec![]);
+    assert_eq!(
+        shown(&created),
+        ["+ dns dev.example.com A → 192.0.2.10", "+ dns www.example.com CNAME → dev.example.com"]
+    );
+    let moved = decide(vec![
+        record("dev.example.com", "A", "192.0.2.99", true),
+        record("www.example.com", "CNAME", "dev.example.com", true),
+    ]);
+    assert_eq!(shown(&moved), ["~ dns dev.example.com A → 192.0.2.10 (was 192.0.2.99)"], "the alias is right");
+    let unchanged = decide(vec![
+        record("dev.example.com", "A", "192.0.2.10", true),
+        record("www.example.com", "CNAME", "dev.example.com", true),
+    ]);
+    assert!(shown(&unchanged).is_empty() && unchanged.plan.blocked.is_empty() && unchanged.later.is_empty());
+    let blocked = decide(vec![record("www.example.com", "A", "198.51.100.1", false)]);
+    assert_eq!(shown(&blocked), ["+ dns dev.example.com A → 192.0.2.10"]);
+    assert_eq!(blocked.plan.blocked.len(), 1, "{:?}", blocked.plan.blocked);
+    assert!(blocked.plan.blocked[0].starts_with("dns www.example.com CNAME: a record fleet does not own"));
+}
+
+#[test]
+fn a_server_without_an_address_yet_gets_its_records_planned_against_its_future_ip() {
+    let spec = stage(vec![with_dns(sakura("web-1", &[]), &["www"])]);
+    let mut booting = machine(Power::Changing("booting".into()));
+    booting.ip = None;
+    let records = plan_records(PROJECT, &spec, &[Some(booting)], &[]);
+    assert!(records.plan.changes.is_empty());
+    let later: Vec<String> = records.later.iter().map(render_infra).collect();
+    assert_eq!(
+        later,
+        ["+ dns dev.example.com A → (IP of server web-1)", "+ dns www.example.com CNAME → dev.example.com"]
+    );
+}
+
+#[test]
+fn the_plan_s_json_is_the_dry_run_document_of_its_steps() {
+    let spec = stage(vec![sakura("web-1", &[])]);
+    let found = [None];
+    let part = part_of(&spec, &spec.servers[0], &found);
+    let plan = UpPlan {
+        stage: spec.name.clone(),
+        infra: plan_servers(&spec, &found),
+        workload: plan_workload(&spec, vec![(part, SeenPart::New)], ContainerIntent::default()),
+        ..UpPlan::default()
+    };
+    let json = serde_json::to_value(&plan).unwrap();
+    assert_eq!(json, serde_json::to_value(PlanReport::of(&plan.to_plan())).unwrap());
+    assert_eq!(json["infrastructure"][1], serde_json::json!({"action": "power_on", "server": "web-1"}));
+    assert_eq!((json["summary"]["add"].as_u64(), json["actions"].as_array().map(Vec::len)), (Some(4), Some(3)));
+}
+
+#[test]
+fn a_swarm_stage_s_workload_is_the_swarm_layer_s_plan() {
+    let mut swarm = Plan::default();
+    swarm.infra.push(InfraAction::FormSwarm { manager: "m1".into() });
+    let plan = UpPlan { stage: "dev".into(), workload: Workload::Swarm(swarm), ..UpPlan::default() };
+    assert!(plan.workload_lines().is_empty(), "the swarm layer prints its own steps");
+    assert_eq!(plan.to_plan().infra, [InfraAction::FormSwarm { manager: "m1".into() }]);
+}
+
+#[test]
+fn a_gated_up_goes_on_only_with_the_plan_its_dry_run_printed() {
+    use crate::plan::gate::{PlanGate, PlanIntent, hashed};
+    use crate::report::ConfigReport;
+    let spec = stage(vec![sakura("web-1", &[])]);
+    let found = [Some(machine(Power::Up))];
+    let planned = |db: RunState| {
+        let part = part_of(&spec, &spec.servers[0], &found);
+        let seen = SeenPart::Reached(Box::new(engine(&part, db)));
+        let workload = plan_workload(&spec, vec![(part, seen)], ContainerIntent::default());
+        UpPlan { stage: spec.name.clone(), infra: plan_servers(&spec, &found), workload, ..UpPlan::default() }
+    };
+    // The hash `fleet mcp` hands out for the dry run's JSON, which is the plan's own.
+    let printed = serde_json::to_value(planned(RunState::Exited(0))).unwrap();
+    let doc = hashed(&spec.name, PlanIntent::Up, printed, &ConfigReport::resolved_json(&spec));
+    let gate: PlanGate = doc["plan_hash"].as_str().unwrap().parse().unwrap();
+    let check = |plan: &UpPlan| crate::stage::gate::check(Some(&gate), &spec, PlanIntent::Up, &plan.to_plan());
+    check(&planned(RunState::Exited(0))).expect("the same world plans the same hash");
+    let err = check(&planned(RunState::Running)).expect_err("db started elsewhere meanwhile: another plan");
+    assert_eq!(err.plan_changed().expect("a typed refusal").plan["actions"], serde_json::json!([]));
+}
