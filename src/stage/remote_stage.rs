@@ -5,10 +5,7 @@ use super::auto_suspend;
 use super::dns::{Zones, blocked_error, planned_actions};
 use super::server_lock;
 use super::swarm_stage;
-use super::{
-    DownOptions, UpOptions, converge_on, log_targets, no_containers, overall, print_logs, print_plan, report_up,
-    service_rows, status_report, unknown_rows,
-};
+use super::{DownOptions, UpOptions, converge_on, log_targets, no_containers, print_logs, print_plan, report_up};
 use crate::config::Config;
 use crate::engine::{self, Engine, LogOptions};
 use crate::error::{Error, Result};
@@ -16,7 +13,6 @@ use crate::infra::{InfraEvent, Machine, Power, Progress, Providers, owner_tag};
 use crate::local_lock::StageLock;
 use crate::model::{Server, ServerProvider, StageSpec};
 use crate::plan::{self, ConfigHash, Desired, InfraAction, ObservedContainer, ObservedStage, Plan, PlanSummary};
-use crate::report::ServerStatus;
 use crate::signal;
 use crate::ssh::{self, RemoteHost, known_hosts_file};
 use crate::ui::{Format, Ui};
@@ -391,161 +387,6 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
     super::remote_down::down(config, spec, opts, ui).await
 }
 
-pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) -> Result<()> {
-    let providers = Providers::for_servers(&spec.servers, &ui.infra_progress())?;
-    let zones = Zones::connect(spec).await?;
-    let mut servers = Vec::new();
-    let mut rows = Vec::new();
-    let mut routes = Vec::new();
-    let mut machines = Vec::new();
-    let mut drifted = Vec::new();
-    // Swarm stages: the reached nodes, asked together once every server is seen.
-    let mut swarm_conns: Vec<(usize, String, Connected)> = Vec::new();
-    let observed = providers.observe_stage(&tagged(config, spec)).await?;
-    for (i, (server, machine)) in spec.servers.iter().zip(observed).enumerate() {
-        let sub = spec.for_server(server);
-        servers.push(ServerStatus {
-            name: server.name.clone(),
-            provider: server.provider.label(),
-            status: match machine.as_ref().map(|m| &m.power) {
-                None => "not created".into(),
-                Some(Power::Up) => "running".into(),
-                Some(Power::Down) if spec.auto_suspend.is_some() => {
-                    "suspended (powered off, by itself when idle or by down --suspend; only its disk is billed)".into()
-                }
-                Some(Power::Down) => "stopped (only its disk is billed)".into(),
-                Some(Power::Changing(s)) => s.clone(),
-            },
-            ip: machine.as_ref().and_then(|m| m.ip.clone()),
-            cpu: machine.as_ref().and_then(|m| m.cpu),
-            memory_gb: machine.as_ref().and_then(|m| m.memory_gb),
-            dns: zones
-                .describe(&config.project, &spec.name, server, machine.as_ref().and_then(|m| m.ip.as_deref()))
-                .await?,
-            cost: None,
-            auto_suspend: None,
-            node: None,
-        });
-        match machine.as_ref().filter(|m| m.power == Power::Up) {
-            Some(m) if spec.is_swarm() => match reach(config, server, m, ui, Reach::Observe).await {
-                Ok(conn) => swarm_conns.push((i, m.ip.clone().unwrap_or_default(), conn)),
-                Err(e @ Error::Unreachable { .. }) => ui.warn(format!("{e}")),
-                Err(e) => return Err(e),
-            },
-            // Status reports what it can: a server the cloud calls up that does not answer (a guest
-            // shutting itself down, a firewall) makes its services unknown, not the command fail.
-            Some(m) => match reach(config, server, m, ui, Reach::Observe).await {
-                Ok(conn) => {
-                    rows.extend(service_rows(&conn.engine, &sub).await?);
-                    routes.extend(super::proxy_stage::route_rows(&conn.engine, &sub).await?);
-                    drifted.extend(super::ship::drift(&conn.engine, &sub).await?);
-                    if spec.auto_suspend.is_some()
-                        && let Some(status) = servers.last_mut()
-                    {
-                        let view = conn.host.auto_suspend_view().await?;
-                        status.auto_suspend = auto_suspend::describe(spec.auto_suspend.as_ref(), &view);
-                    }
-                    conn.host.close().await;
-                }
-                Err(e @ Error::Unreachable { .. }) => {
-                    ui.warn(format!("{e}"));
-                    rows.extend(unknown_rows(&sub, "unknown (server does not answer SSH)"));
-                }
-                Err(e) => return Err(e),
-            },
-            None if spec.is_swarm() => {}
-            None => {
-                let why = if machine.is_some() { "unknown (server powered off)" } else { "not created" };
-                rows.extend(unknown_rows(&sub, why));
-            }
-        }
-        machines.push(machine);
-    }
-    if spec.is_swarm() {
-        let nodes: Vec<swarm_stage::Node> = swarm_conns
-            .iter()
-            .map(|(i, ip, c)| swarm_stage::Node { server: &spec.servers[*i], address: ip.clone(), engine: &c.engine })
-            .collect();
-        let result = match nodes.is_empty() {
-            true => Ok((Default::default(), unknown_rows(spec, "unknown (no node of the swarm runs)"))),
-            false => swarm_stage::status(spec, &nodes).await,
-        };
-        for (_, _, c) in swarm_conns {
-            c.host.close().await;
-        }
-        let (node_lines, swarm_rows) = result?;
-        for s in &mut servers {
-            s.node = node_lines.get(&s.name).cloned();
-        }
-        rows = swarm_rows;
-    }
-    let status = if machines.iter().all(Option::is_none) {
-        "not created"
-    } else if machines.iter().flatten().all(|m| m.power == Power::Down) {
-        "suspended (servers powered off; only disks are billed)"
-    } else {
-        overall(&rows)
-    };
-    let placed: Vec<(&Server, Option<&crate::infra::Machine>)> =
-        spec.servers.iter().zip(&machines).map(|(s, m)| (s, m.as_ref())).collect();
-    let costs = providers.costs(&placed).await;
-    let stage_cost = price_servers(&mut servers, &machines, costs);
-    let mut report = status_report(spec, status, servers, rows);
-    report.cost = stage_cost;
-    report.routes = routes;
-    ui.status(&report, format);
-    super::ship::warn_drift(spec, &drifted, ui);
-    Ok(())
-}
-
-/// Puts each server's rung costs on its status line and sums the stage's; a price list that
-/// cannot be read is said, not guessed.
-fn price_servers(
-    servers: &mut [ServerStatus],
-    machines: &[Option<crate::infra::Machine>],
-    costs: Vec<Option<std::result::Result<crate::infra::ServerCost, crate::infra::PriceError>>>,
-) -> Option<crate::report::StageCost> {
-    use crate::report::{RungCosts, StageCost};
-    let mut total = RungCosts::default();
-    let (mut error, mut price_list_at, mut billed) = (None, None, false);
-    for ((status, machine), cost) in servers.iter_mut().zip(machines).zip(costs) {
-        let Some(cost) = cost else { continue };
-        billed = true;
-        let cost = match cost {
-            Ok(c) => c,
-            Err(e) => {
-                error.get_or_insert(e.to_string());
-                continue;
-            }
-        };
-        let (rung, now) = match machine.as_ref().map(|m| &m.power) {
-            None => ("destroyed", 0),
-            Some(Power::Down) => ("suspended", cost.suspended),
-            Some(_) => ("running", cost.running),
-        };
-        let rc = RungCosts {
-            rung: Some(rung),
-            now_monthly: now,
-            running_monthly: cost.running,
-            suspended_monthly: cost.suspended,
-            destroyed_monthly: 0,
-        };
-        total.now_monthly += now;
-        total.running_monthly += cost.running;
-        total.suspended_monthly += cost.suspended;
-        price_list_at.get_or_insert(cost.price_list_at);
-        status.cost = Some(rc);
-    }
-    billed.then(|| StageCost {
-        currency: "JPY",
-        basis: "list prices before discounts",
-        price_list_at,
-        total: if error.is_none() { Some(total) } else { None },
-        error,
-    })
-}
-
-/// Containers of a remote stage, server by server; a powered-off server is skipped with a note.
 /// Containers of a remote stage with the server each runs on, server by server; a powered-off
 /// server is skipped with a note.
 pub async fn containers(config: &Config, spec: &StageSpec, ui: &Ui) -> Result<Vec<(String, ObservedContainer)>> {
