@@ -479,6 +479,10 @@ fn plans_for_every_rung_match_what_the_run_does() {
     assert_eq!(p.fleet(&["plan", "dev"]).code, 0, "converged: nothing to do");
     plan_matches_run(&p, &["down", "dev"]);
     plan_matches_run(&p, &["up", "dev"]);
+    let (_, suspend) = p.plan_json(&["down", "dev", "--suspend"]);
+    assert_eq!(suspend["infrastructure"], json!([{"action": "power_off", "server": "creo-dev-01"}]));
+    let stop = |s: &str| json!({"action": "stop_container", "service": s});
+    assert_eq!(suspend["actions"], json!([stop("api"), stop("db")]), "dependents stop first");
     let suspend = plan_matches_run(&p, &["down", "dev", "--suspend"]);
     assert!(suspend.contains(&"~ server creo-dev-01: power off".to_string()), "{suspend:?}");
     // A powered-off server's engine cannot be asked: the plan names the boot, the run then also
@@ -486,6 +490,24 @@ fn plans_for_every_rung_match_what_the_run_does() {
     let dry = action_lines(&p.fleet(&["up", "dev", "--dry-run"]).stdout);
     assert_eq!(dry, ["~ server creo-dev-01: power on"]);
     p.ok(&["up", "dev"]);
+    let (code, down) = p.plan_json(&["down", "dev", "--destroy"]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        down["infrastructure"],
+        json!([
+            {"action": "power_off", "server": "creo-dev-01"},
+            {"action": "delete_server", "server": "creo-dev-01", "provider": "sakura-cloud tk1a", "disks": 1},
+        ]),
+        "a running server is powered off, then deleted with its disk"
+    );
+    assert_eq!(
+        down["actions"],
+        json!([
+            {"action": "remove_container", "service": "api", "orphan": false},
+            {"action": "remove_container", "service": "db", "orphan": false},
+            {"action": "remove_network", "name": format!("{}-dev", p.name)},
+        ])
+    );
     let destroy = plan_matches_run(&p, &["down", "dev", "--destroy", "--yes"]);
     assert!(destroy.contains(&"- server creo-dev-01 (sakura-cloud tk1a) with 1 disk(s)".to_string()), "{destroy:?}");
 
