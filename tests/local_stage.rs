@@ -188,6 +188,15 @@ fn orphans_are_reported_and_removed_only_with_remove_orphans() {
             "stage \"local\" { service \"db\" \"api\" }",
         ),
     );
+    let (code, plan) = p.plan_json(&["up", "local"]);
+    assert_eq!(
+        (code, plan["orphans"].clone(), steps(&plan, "actions")),
+        (0, json!(["web"]), vec![]),
+        "reported, not removed"
+    );
+    let (code, plan) = p.plan_json(&["up", "local", "--remove-orphans"]);
+    let remove = json!({"action": "remove_container", "service": "web", "orphan": true});
+    assert_eq!((code, steps(&plan, "actions")), (2, vec![remove]));
     let up = p.ok(&["up", "local"]);
     assert!(up.stderr.contains("service `web` is an orphan"), "{}", up.stderr);
     assert!(p.inspect("local", "web", "{{.Id}}").is_some(), "orphan removed without being asked");
