@@ -12,6 +12,20 @@ use support::machines::MachineRig;
 use support::remote::{Sim, sim_env};
 use support::report::find;
 
+/// `status --format json` once it says the stage is suspended (by deadline).
+fn wait_for_suspended(p: &Project, deadline: Instant) -> serde_json::Value {
+    loop {
+        // While the guest shuts down the cloud may still call it up and SSH may already be gone.
+        let st = p.fleet(&["status", "dev", "--format", "json"]);
+        let json: serde_json::Value = serde_json::from_str(&st.stdout).unwrap_or_default();
+        if json["status"] == "suspended" {
+            return json;
+        }
+        assert!(Instant::now() < deadline, "status never saw the guest's power-off: {}\n{}", st.stdout, st.stderr);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 fn machine_project(test: &str, sim: &Sim) -> (Project, tempfile::TempDir) {
     let (keys, key) = support::machines::login_key();
     let kdl = format!(
@@ -110,16 +124,7 @@ fn a_fresh_server_gets_its_engine_and_the_images_only_this_machine_has() {
     let off = std::process::Command::new("docker").args(["exec", &rig.container(id), "systemctl", "poweroff"]).status();
     assert!(off.unwrap().success());
     let deadline = Instant::now() + Duration::from_secs(90);
-    let status = loop {
-        // While the guest shuts down the cloud may still call it up and SSH may already be gone.
-        let st = p.fleet(&["status", "dev", "--format", "json"]);
-        let json: serde_json::Value = serde_json::from_str(&st.stdout).unwrap_or_default();
-        if json["status"] == "suspended" {
-            break json;
-        }
-        assert!(Instant::now() < deadline, "status never saw the guest's power-off: {}\n{}", st.stdout, st.stderr);
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let status = wait_for_suspended(&p, deadline);
     assert_eq!(status["servers"][0]["power"], "off", "{status:#}");
     let back = p.ok(&["up", "dev"]);
     assert!(back.stdout.contains("~ server m1: power on"), "{}\n{}", back.stdout, back.stderr);
@@ -571,20 +576,8 @@ fn a_swarm_stage_on_three_machines_walks_placement_rollouts_rollback_and_the_lad
         "{}",
         ps.stdout
     );
-    let st = p.status_json("prod");
-    assert_eq!(st["status"], "running");
-    let node = |name: &str| find(&st["servers"], "name", name)["node"].clone();
-    let leader = json!({"role": "manager", "leader": true, "availability": "active", "ready": true});
-    assert_eq!(node("node-1"), leader);
-    assert_eq!((node("node-2")["ready"].as_bool(), node("node-3")["ready"].as_bool()), (Some(true), Some(true)));
-    let web = find(&st["services"], "service", "web");
-    assert_eq!(
-        (web["state"].as_str(), web["running"].as_u64(), web["desired"].as_u64()),
-        (Some("replicated"), Some(2), Some(2))
-    );
-    assert_eq!(web["mark"], "ok");
-    let text = p.ok(&["status", "prod"]).stdout;
-    assert!(text.contains("Swarm node: manager (leader), active, Ready"), "{text}");
+    let st = swarm_status_says_running(&p);
+    swarm_nodes_are_ready(&p, &st);
 
     // An environment change: a rolling update, start-first, one task at a time.
     p.write(&swarm_kdl(&key, "2", HEALTHY));
@@ -630,13 +623,7 @@ fn a_swarm_stage_on_three_machines_walks_placement_rollouts_rollback_and_the_lad
     let on = back.stdout.find("~ server node-1: power on").expect("manager powered on");
     assert!(on < back.stdout.find("~ server node-2: power on").unwrap(), "the manager boots first");
     assert!(back.stdout.contains("~ service web: scale 0 → 2"), "{}", back.stdout);
-    let st = p.status_json("prod");
-    let replicas = |svc: &str| {
-        let row = find(&st["services"], "service", svc);
-        (row["state"].as_str().map(String::from), row["running"].as_u64(), row["desired"].as_u64())
-    };
-    assert_eq!(replicas("web"), (Some("replicated".into()), Some(2), Some(2)), "{st:#}");
-    assert_eq!(replicas("db"), (Some("replicated".into()), Some(1), Some(1)), "{st:#}");
+    swarm_status_says_running(&p);
     // logs merge the tasks of every node, each line naming its service and server.
     let logs = p.ok(&["logs", "prod", "-s", "db", "--tail", "5"]);
     assert!(logs.stdout.lines().any(|l| l.starts_with("db@node-3")), "{}", logs.stdout);
@@ -650,4 +637,27 @@ fn a_swarm_stage_on_three_machines_walks_placement_rollouts_rollback_and_the_lad
     assert!(left.stdout.is_empty(), "destroy removed every machine");
     let volumes = support::docker(&["volume", "ls", "-q", "--filter", &format!("name={}", rig.network)]);
     assert!(volumes.is_empty(), "and their disks: {volumes}");
+}
+
+/// `status` of the swarm stage converged: running, web 2/2 and db 1/1 replicas.
+fn swarm_status_says_running(p: &Project) -> serde_json::Value {
+    let st = p.status_json("prod");
+    assert_eq!(st["status"], "running");
+    let replicas = |svc: &str| {
+        let row = find(&st["services"], "service", svc);
+        (row["state"].as_str().map(String::from), row["running"].as_u64(), row["desired"].as_u64(), row["mark"].clone())
+    };
+    assert_eq!(replicas("web"), (Some("replicated".into()), Some(2), Some(2), json!("ok")), "{st:#}");
+    assert_eq!(replicas("db"), (Some("replicated".into()), Some(1), Some(1), json!("ok")), "{st:#}");
+    st
+}
+
+/// Each node as the manager reports it: node-1 the leader, every node ready.
+fn swarm_nodes_are_ready(p: &Project, st: &serde_json::Value) {
+    let node = |name: &str| find(&st["servers"], "name", name)["node"].clone();
+    let leader = json!({"role": "manager", "leader": true, "availability": "active", "ready": true});
+    assert_eq!(node("node-1"), leader);
+    assert_eq!((node("node-2")["ready"].as_bool(), node("node-3")["ready"].as_bool()), (Some(true), Some(true)));
+    let text = p.ok(&["status", "prod"]).stdout;
+    assert!(text.contains("Swarm node: manager (leader), active, Ready"), "{text}");
 }

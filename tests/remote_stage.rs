@@ -75,6 +75,27 @@ fn the_whole_ladder_up_down_suspend_up_destroy() {
     assert!(suspend.stdout.contains("only their disks are billed"), "{}", suspend.stdout);
     assert_eq!(servers(&sim)[0]["power"], "Down");
     assert!(!ssh_reachable(&sim), "a powered-off server must not answer SSH");
+    status_says_suspended(&p);
+
+    // up boots it and brings the containers back.
+    let up = p.ok(&["up", "dev"]);
+    assert!(up.stdout.contains("~ server creo-dev-01: power on"), "{}", up.stdout);
+    assert_eq!(p.inspect("dev", "api", "{{.State.Running}}").as_deref(), Some("true"));
+    status_says_running(&p, &server_ip(&sim));
+
+    // down --destroy: containers, server and disk gone.
+    let destroy = p.ok(&["down", "dev", "--destroy", "--yes"]);
+    assert!(destroy.stdout.contains("- server creo-dev-01 (sakura-cloud tk1a) with 1 disk(s)"), "{}", destroy.stdout);
+    assert!(servers(&sim).is_empty());
+    assert!(sim.state()["disks"].as_array().unwrap().is_empty());
+    assert!(p.containers().is_empty(), "{:?}", p.containers());
+    status_says_not_created(&p);
+    let nothing = p.ok(&["down", "dev", "--destroy", "--yes"]);
+    assert!(nothing.stdout.contains("nothing to do"), "{}", nothing.stdout);
+}
+
+/// `status` of the ladder's stage with its server powered off: suspended, services unknown.
+fn status_says_suspended(p: &Project) {
     let status = p.status_json("dev");
     assert_eq!(status["status"], "suspended");
     let server = &status["servers"][0];
@@ -91,11 +112,10 @@ fn the_whole_ladder_up_down_suspend_up_destroy() {
     let text = p.ok(&["status", "dev"]).stdout;
     assert!(text.lines().any(|l| l == "    Status: stopped (only its disk is billed)"), "{text}");
     assert!(text.lines().any(|l| l.ends_with("api  unknown (server powered off)")), "{text}");
+}
 
-    // up boots it and brings the containers back.
-    let up = p.ok(&["up", "dev"]);
-    assert!(up.stdout.contains("~ server creo-dev-01: power on"), "{}", up.stdout);
-    assert_eq!(p.inspect("dev", "api", "{{.State.Running}}").as_deref(), Some("true"));
+/// `status` of the ladder's stage up: the server as the cloud reports it, every service running.
+fn status_says_running(p: &Project, ip: &str) {
     let status = p.status_json("dev");
     assert_eq!((status["stage"].as_str(), status["type"].as_str()), (Some("dev"), Some("remote")));
     assert_eq!(status["status"], "running");
@@ -105,19 +125,16 @@ fn the_whole_ladder_up_down_suspend_up_destroy() {
         (Some("creo-dev-01"), Some("sakura-cloud (tk1a)"), Some("running"))
     );
     assert_eq!((server["cpu"].as_u64(), server["memory_gb"].as_u64()), (Some(4), Some(4)));
-    assert_eq!(server["ip"].as_str(), Some(server_ip(&sim).as_str()));
+    assert_eq!(server["ip"].as_str(), Some(ip));
     assert_eq!(status["servers"].as_array().map(Vec::len), Some(1));
     for svc in ["db", "api"] {
         let row = find(&status["services"], "service", svc);
         assert_eq!((row["state"].as_str(), row["mark"].as_str()), (Some("running"), Some("ok")), "{row}");
     }
+}
 
-    // down --destroy: containers, server and disk gone.
-    let destroy = p.ok(&["down", "dev", "--destroy", "--yes"]);
-    assert!(destroy.stdout.contains("- server creo-dev-01 (sakura-cloud tk1a) with 1 disk(s)"), "{}", destroy.stdout);
-    assert!(servers(&sim).is_empty());
-    assert!(sim.state()["disks"].as_array().unwrap().is_empty());
-    assert!(p.containers().is_empty(), "{:?}", p.containers());
+/// `status` of the ladder's stage after `--destroy`.
+fn status_says_not_created(p: &Project) {
     let status = p.status_json("dev");
     assert_eq!(status["status"], "not_created");
     assert_eq!(status["servers"][0]["power"], "not_created");
@@ -126,8 +143,6 @@ fn the_whole_ladder_up_down_suspend_up_destroy() {
         "{:#}",
         status["services"]
     );
-    let nothing = p.ok(&["down", "dev", "--destroy", "--yes"]);
-    assert!(nothing.stdout.contains("nothing to do"), "{}", nothing.stdout);
 }
 
 fn server_count(sim: &Sim) -> usize {
