@@ -4,10 +4,12 @@
 mod stream;
 pub use stream::{RawMode, Transfer, interactive, raw_stderr, raw_stdout, terminal_size};
 mod ship;
+mod status;
+pub use status::{idle_window, short_duration, status_lines};
 
 use crate::engine::{Event, Events, LogLine};
 use crate::plan::{Action, ChangeKind, InfraAction, Plan, PlanSummary, render_action, render_infra};
-use crate::report::{ConfigReport, DownOutcome, Health, PlanReport, PsReport, StatusReport};
+use crate::report::{ConfigReport, DownOutcome, PlanReport, PsReport};
 use indicatif::{ProgressBar, ProgressStyle};
 use owo_colors::OwoColorize;
 use std::collections::HashMap;
@@ -295,22 +297,11 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out.join("\n")
 }
 
-/// The mark of one service line of `status`: `✓ db  running, healthy  (up 2 days)`.
-pub fn status_mark(mark: Health) -> String {
-    match mark {
-        Health::Absent => "○".dimmed().to_string(),
-        Health::Ok => "✓".green().to_string(),
-        Health::Stopped => "■".yellow().to_string(),
-        Health::Failed => "✗".red().to_string(),
-    }
-}
-
 fn to_json(value: &impl serde::Serialize) -> serde_json::Value {
     serde_json::to_value(value).unwrap_or_default()
 }
 
 impl Ui {
-    /// `status`: the seed's layout (stage, status, infrastructure for remote stages, services).
     /// The closing line of a remote stage's `down`.
     pub fn down_done(&self, stage: &str, outcome: &DownOutcome) {
         let done = match outcome {
@@ -324,75 +315,6 @@ impl Ui {
             DownOutcome::Down => "down (servers keep running)".to_string(),
         };
         self.line(format!("Stage {stage} is {done}."));
-    }
-
-    pub fn status(&self, r: &StatusReport, format: Format) {
-        if format == Format::Json {
-            return self.json(&to_json(r));
-        }
-        self.line(format!("Stage: {}", r.stage));
-        if r.kind == "local" {
-            self.line("Type: local");
-        }
-        self.line(format!("Status: {}", r.status));
-        if !r.servers.is_empty() {
-            self.line("Infrastructure:");
-            for s in &r.servers {
-                self.line(format!("  Server: {}", s.name));
-                self.line(format!("    Provider: {}", s.provider));
-                self.line(format!("    Status: {}", s.status));
-                if let Some(ip) = &s.ip {
-                    self.line(format!("    IP: {ip}"));
-                }
-                if let Some(cpu) = s.cpu {
-                    self.line(format!("    CPU: {cpu} cores"));
-                }
-                if let Some(m) = s.memory_gb {
-                    self.line(format!("    Memory: {m} GB"));
-                }
-                for record in &s.dns {
-                    self.line(format!("    DNS: {record}"));
-                }
-                if let Some(c) = &s.cost {
-                    self.line(format!("    Cost: {}", rung_line(c)));
-                }
-                if let Some(a) = &s.auto_suspend {
-                    self.line(format!("    Auto-suspend: {a}"));
-                }
-                if let Some(n) = &s.node {
-                    self.line(format!("    Swarm node: {n}"));
-                }
-            }
-        }
-        if let Some(cost) = &r.cost {
-            match (&cost.total, &cost.error) {
-                (Some(t), _) => self.line(format!(
-                    "Cost: {} (now {}/month; {}{})",
-                    rung_line(t),
-                    yen(t.now_monthly),
-                    cost.basis,
-                    cost.price_list_at.as_ref().map(|at| format!(", price list of {at}")).unwrap_or_default()
-                )),
-                (None, Some(e)) => self.line(format!("Cost: unknown (the price list could not be read: {e})")),
-                (None, None) => {}
-            }
-        }
-        self.line("Services:");
-        let width = r.services.iter().map(|s| s.service.len()).max().unwrap_or(0);
-        for s in &r.services {
-            let state = match &s.health {
-                Some(h) => format!("{}, {h}", s.state),
-                None => s.state.clone(),
-            };
-            let uptime = s.uptime_seconds.map(|t| format!("  (up {})", human_duration(t))).unwrap_or_default();
-            self.line(format!("  {} {:width$}  {state}{uptime}", status_mark(s.mark), s.service));
-        }
-        if !r.routes.is_empty() {
-            self.line("Routes:");
-            for route in &r.routes {
-                self.line(format!("  {}", route_line(route)));
-            }
-        }
     }
 
     /// `ps`: `STAGE SERVICE STATUS PORTS CREATED`.
@@ -462,18 +384,6 @@ impl Ui {
 }
 
 /// `running ¥4,180/month · suspended ¥880/month (disks) · destroyed ¥0`, the current rung marked.
-fn rung_line(c: &crate::report::RungCosts) -> String {
-    let mark = |rung: &str| if c.rung == Some(rung) { " (now)" } else { "" };
-    format!(
-        "running {}/month{} · suspended {}/month (disks){} · destroyed ¥0{}",
-        yen(c.running_monthly),
-        mark("running"),
-        yen(c.suspended_monthly),
-        mark("suspended"),
-        mark("destroyed")
-    )
-}
-
 /// `¥4,180`.
 pub fn yen(amount: u64) -> String {
     let digits = amount.to_string();
@@ -494,19 +404,6 @@ pub fn human_bytes(bytes: u64) -> String {
         b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
         b => format!("{:.1} kB", b as f64 / 1e3),
     }
-}
-
-/// `shop.example.com → web (p-prod-web-next), certificate until 2027-03-04`.
-fn route_line(r: &crate::report::RouteStatus) -> String {
-    let target = match &r.container {
-        Some(c) => format!("{} ({c})", r.service),
-        None => format!("{} (not served yet)", r.service),
-    };
-    let cert = match &r.certificate_expires {
-        Some(at) => format!(", certificate until {at}"),
-        None => String::new(),
-    };
-    format!("{} → {target}{cert}", r.route)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 mod support;
 
 use support::Project;
+use support::report::json;
 
 const FILE: &str = r#"
 project "{project}"
@@ -29,7 +30,8 @@ fn config_masks_secrets_unless_asked() {
     let p = Project::new("secrets", FILE);
     let masked = p.ok(&["config", "local", "--format", "json"]);
     assert!(!masked.stdout.contains("hunter2"), "{}", masked.stdout);
-    assert!(masked.stdout.contains("\"POSTGRES_USER\": \"app\""));
+    let env = &json(&masked)["services"][0]["environment"];
+    assert_eq!((env["POSTGRES_USER"].as_str(), env["POSTGRES_PASSWORD"].as_str()), (Some("app"), Some("********")));
     let shown = p.ok(&["config", "local", "--show-secrets"]);
     assert!(shown.stdout.contains("hunter2"));
 }
@@ -37,8 +39,9 @@ fn config_masks_secrets_unless_asked() {
 #[test]
 fn stage_comes_from_fleet_stage_and_missing_stage_is_a_usage_error() {
     let p = Project::new("envstage", FILE);
-    let r = p.cmd(&["config"]).env("FLEET_STAGE", "dev").output().unwrap();
-    assert!(String::from_utf8_lossy(&r.stdout).contains("stage: dev"));
+    let r = p.cmd(&["config", "--format", "json"]).env("FLEET_STAGE", "dev").output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("one JSON document");
+    assert_eq!((v["name"].as_str(), v["type"].as_str()), (Some("dev"), Some("local")));
     let none = p.fleet(&["config"]);
     assert_eq!(none.code, 2);
     assert!(none.stderr.contains("no stage given"), "{}", none.stderr);
@@ -157,8 +160,14 @@ stage "local" { service "db" }
     for secret in ["s3cr3t-pw", "fast-and-secret", "tok-123456"] {
         assert!(!out.contains(secret), "{secret} printed:\n{out}");
     }
-    assert!(out.contains("postgres://app:********@db/app"), "{out}");
-    assert!(out.contains("\"PLAIN\": \"visible\""), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON document");
+    let db = &v["services"][0];
+    assert_eq!(db["environment"]["DATABASE_URL"], "postgres://app:********@db/app");
+    assert_eq!(db["environment"]["PLAIN"], "visible");
+    assert_eq!(
+        (db["environment"]["DB_PASS"].as_str(), db["environment"]["MODE"].as_str()),
+        (Some("********"), Some("********"))
+    );
     let shown = p.cmd(&["config", "local", "--show-secrets"]).env("API_TOKEN", "tok-123456").output().unwrap();
     assert!(String::from_utf8_lossy(&shown.stdout).contains("tok-123456"));
 

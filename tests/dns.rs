@@ -2,8 +2,10 @@
 
 mod support;
 
+use serde_json::{Value, json};
 use support::Project;
 use support::remote::{Sim, Sshd};
+use support::report::find;
 
 fn project(test: &str, sim: &Sim, sshd: &Sshd) -> Project {
     project_with(test, sim, sshd, "cloudflare")
@@ -53,6 +55,21 @@ fn dns_writes(sim: &Sim) -> u64 {
     sim.requests().iter().filter(|(k, _)| k.starts_with("CF ") && !k.starts_with("CF GET")).map(|(_, v)| v).sum()
 }
 
+/// The records `status` reports for the stage's one server, each as the zone holds it.
+fn status_records(p: &Project) -> Value {
+    p.status_json("dev")["servers"][0]["records"].clone()
+}
+
+/// What `status` says of each of the server's three records when the zone is right.
+fn in_sync(ip: &str) -> Value {
+    let record = |name: &str, kind: &str, content: &str| json!({"name": name, "type": kind, "content": content, "expected": content, "state": "in_sync"});
+    json!([
+        record("dev.example.com", "A", ip),
+        record("api.example.com", "CNAME", "dev.example.com"),
+        record("forge.example.com", "CNAME", "dev.example.com"),
+    ])
+}
+
 fn server_ip(sim: &Sim) -> String {
     sim.state()["servers"][0]["ip"].as_str().unwrap().to_string()
 }
@@ -83,14 +100,24 @@ fn records_are_created_left_alone_corrected_and_deleted_only_on_destroy() {
     let again = p.ok(&["up", "dev"]);
     assert!(again.stdout.contains("up to date"), "{}", again.stdout);
     assert_eq!(dns_writes(&sim), writes);
-    let status = p.ok(&["status", "dev"]);
-    assert!(status.stdout.contains(&format!("    DNS: dev.example.com A → {ip} ✓")), "{}", status.stdout);
+    assert_eq!(status_records(&p), in_sync(&ip));
+    let text = p.ok(&["status", "dev"]).stdout;
+    assert!(text.lines().any(|l| l == format!("    DNS: dev.example.com A → {ip} ✓")), "{text}");
 
     // Drift is corrected with a patch.
     sim.drift_record("dev.example.com", "203.0.113.99");
-    let status = p.ok(&["status", "dev"]);
-    assert!(status.stdout.contains(&format!("dev.example.com A → 203.0.113.99 (should be {ip})")), "{}", status.stdout);
+    let moved = status_records(&p);
+    let a = find(&moved, "name", "dev.example.com");
+    assert_eq!(
+        *a,
+        json!({"name": "dev.example.com", "type": "A", "content": "203.0.113.99", "expected": ip, "state": "differs"})
+    );
+    assert_eq!(moved.as_array().unwrap()[1..], in_sync(&ip).as_array().unwrap()[1..], "the aliases are still right");
     let patches = sim.requests()["CF PATCH /zones/:id/dns_records/:id"];
+    let (code, plan) = p.plan_json(&["up", "dev"]);
+    assert_eq!(code, 2, "{plan:#}");
+    let patch = json!({"action": "update_record", "name": "dev.example.com", "kind": "A", "content": ip, "from": "203.0.113.99"});
+    assert_eq!(plan["infrastructure"], json!([patch]), "the one record that drifted, nothing else");
     let fix = p.ok(&["up", "dev"]);
     assert!(fix.stdout.contains(&format!("~ dns dev.example.com A → {ip} (was 203.0.113.99)")), "{}", fix.stdout);
     assert_eq!(sim.requests()["CF PATCH /zones/:id/dns_records/:id"], patches + 1, "one patch, no create");
@@ -174,8 +201,7 @@ fn sakura_dns_records_are_written_whole_and_only_ours_are_removed() {
     let again = p.ok(&["up", "dev"]);
     assert!(again.stdout.contains("up to date"), "{}", again.stdout);
     assert_eq!(sim.requests()["PUT /commonserviceitem/:id"], 1, "right records are not written again");
-    let status = p.ok(&["status", "dev"]);
-    assert!(status.stdout.contains(&format!("    DNS: dev.example.com A → {ip} ✓")), "{}", status.stdout);
+    assert_eq!(status_records(&p), in_sync(&ip));
     p.ok(&["down", "dev", "--destroy", "--yes"]);
     let zone = &sim.state()["sakura_dns"][0];
     assert!(zone["records"].as_array().unwrap().is_empty(), "{zone}");

@@ -2,9 +2,11 @@
 
 mod support;
 
+use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
+use support::report::{find, steps, without_uptimes};
 use support::{Project, nanos};
 
 /// db → api → web, all long-running; stop at once (SIGKILL) so tests stay fast.
@@ -70,9 +72,11 @@ fn changed_field_recreates_exactly_that_service_and_says_why() {
     let before = ids_and_starts(&p);
     p.write(&STACK.replace("LOG_LEVEL \"info\"", "LOG_LEVEL \"debug\""));
 
-    let plan = p.fleet(&["plan", "local"]);
-    assert_eq!(plan.code, 2, "plan exits 2 when there are changes: {plan:?}");
-    assert!(plan.stdout.contains("-/+ container api: environment changed (LOG_LEVEL)"), "{}", plan.stdout);
+    let (code, plan) = p.plan_json(&["plan", "local"]);
+    assert_eq!(code, 2, "plan exits 2 when there are changes: {plan:#}");
+    let recreate =
+        json!({"action": "recreate_container", "service": "api", "reason": "environment changed (LOG_LEVEL)"});
+    assert_eq!(steps(&plan, "actions"), [recreate], "api alone, saying why");
 
     let up = p.ok(&["up", "local"]);
     assert!(up.stdout.contains("-/+ container api: environment changed (LOG_LEVEL)"), "{}", up.stdout);
@@ -184,6 +188,15 @@ fn orphans_are_reported_and_removed_only_with_remove_orphans() {
             "stage \"local\" { service \"db\" \"api\" }",
         ),
     );
+    let (code, plan) = p.plan_json(&["up", "local"]);
+    assert_eq!(
+        (code, plan["orphans"].clone(), steps(&plan, "actions")),
+        (0, json!(["web"]), vec![]),
+        "reported, not removed"
+    );
+    let (code, plan) = p.plan_json(&["up", "local", "--remove-orphans"]);
+    let remove = json!({"action": "remove_container", "service": "web", "orphan": true});
+    assert_eq!((code, steps(&plan, "actions")), (2, vec![remove]));
     let up = p.ok(&["up", "local"]);
     assert!(up.stderr.contains("service `web` is an orphan"), "{}", up.stderr);
     assert!(p.inspect("local", "web", "{{.Id}}").is_some(), "orphan removed without being asked");
@@ -271,31 +284,52 @@ fn config_error_touches_nothing() {
 #[test]
 fn status_ps_and_json() {
     let p = Project::new("status", &(STACK.to_string() + "\nstage \"other\" { service \"db\" }\n"));
-    let before = p.ok(&["status", "local"]);
-    assert!(before.stdout.contains("Status: not created"), "{}", before.stdout);
+    let before = p.status_json("local");
+    assert_eq!(before["status"], "not_created");
+    for svc in ["db", "api", "web"] {
+        let row = find(&before["services"], "service", svc);
+        assert_eq!((row["state"].as_str(), row["mark"].as_str()), (Some("not_created"), Some("absent")), "{row}");
+    }
     p.ok(&["up", "local"]);
     p.ok(&["up", "other"]);
+    // The human text, exactly (uptimes aside): the one snapshot of a local stage's status.
     let st = p.ok(&["stage", "status", "local"]);
-    let lines = st.lines();
-    assert_eq!(lines[..4], ["Stage: local", "Type: local", "Status: running", "Services:"]);
-    assert!(lines[4].starts_with("  ✓ db "), "{}", st.stdout);
-    assert!(lines[4].contains("running") && lines[4].contains("(up "), "{}", lines[4]);
+    let expected = "Stage: local\nType: local\nStatus: running\nServices:\n  ✓ db   running  (up …)\n  ✓ api  running  (up …)\n  ✓ web  running  (up …)";
+    assert_eq!(without_uptimes(st.stdout.trim_end()), expected);
 
     let ps = p.ok(&["ps"]);
     let header = ps.lines()[0].split_whitespace().collect::<Vec<_>>();
     assert_eq!(header, ["STAGE", "SERVICE", "STATUS", "PORTS", "CREATED"]);
-    assert_eq!(ps.lines().len(), 5, "4 containers across two stages: {}", ps.stdout);
-    assert!(ps.lines().iter().any(|l| l.starts_with("other ")));
+    let all = p.json(&["ps"]);
+    let mut rows: Vec<(String, String)> = all["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["stage"].as_str().unwrap().to_string(), c["service"].as_str().unwrap().to_string()))
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [("local", "api"), ("local", "db"), ("local", "web"), ("other", "db")].map(|(a, b)| (a.into(), b.into()))
+    );
 
-    let json: serde_json::Value =
-        serde_json::from_str(&p.ok(&["ps", "local", "--format", "json"]).stdout).expect("one JSON document");
+    let json = p.json(&["ps", "local"]);
     assert_eq!(json["containers"].as_array().unwrap().len(), 3);
-    let st: serde_json::Value = serde_json::from_str(&p.ok(&["status", "local", "--format", "json"]).stdout).unwrap();
-    assert_eq!(st["status"], "running");
+    let st = p.status_json("local");
+    assert_eq!((st["status"].as_str(), st["type"].as_str()), (Some("running"), Some("local")));
+    for svc in ["db", "api", "web"] {
+        let row = find(&st["services"], "service", svc);
+        assert_eq!((row["state"].as_str(), row["mark"].as_str()), (Some("running"), Some("ok")), "{row}");
+        assert_eq!(row["container"], p.container("local", svc));
+        assert!(row["uptime_seconds"].as_i64().is_some_and(|t| t >= 0), "{row}");
+    }
 
     p.ok(&["down", "local"]);
-    let stopped = p.ok(&["status", "local"]);
-    assert!(stopped.stdout.contains("Status: stopped"), "{}", stopped.stdout);
+    let stopped = p.status_json("local");
+    assert_eq!(stopped["status"], "stopped");
+    // SIGKILL: exited 137, a failure mark.
+    let db = find(&stopped["services"], "service", "db");
+    assert_eq!((db["state"].as_str(), db["exit_code"].as_i64()), (Some("exited"), Some(137)), "{db}");
 }
 
 #[test]
@@ -339,18 +373,36 @@ fn dry_run_prints_plan_and_changes_nothing() {
     let p = Project::new("dryrun", STACK);
     let r = p.fleet(&["up", "local", "--dry-run"]);
     assert_eq!(r.code, 2, "changes pending");
-    assert!(r.stdout.contains("+ container db"), "{}", r.stdout);
-    assert!(r.stdout.contains("Plan: 5 to add, 0 to change, 0 to replace, 0 to destroy."), "{}", r.stdout);
+    // The human text, exactly: the one snapshot of a dry-run plan.
+    let text = r.stdout.replace(&p.name, "{project}");
+    let expected = "+ network {project}-local\n+ volume {project}-local-data\n+ container db\n+ container api\n+ container web\nPlan: 5 to add, 0 to change, 0 to replace, 0 to destroy.";
+    assert_eq!(text.trim_end(), expected);
     assert!(p.containers().is_empty());
     assert!(!p.network_exists("local"));
-    let json: serde_json::Value =
-        serde_json::from_str(&p.fleet(&["up", "local", "--dry-run", "--format", "json"]).stdout).unwrap();
-    assert_eq!(json["summary"]["add"], 5);
+    let (code, plan) = p.plan_json(&["up", "local"]);
+    assert_eq!(code, 2);
+    let n = &p.name;
+    assert_eq!(
+        steps(&plan, "actions"),
+        [
+            json!({"action": "create_network", "name": format!("{n}-local")}),
+            json!({"action": "create_volume", "name": format!("{n}-local-data")}),
+            json!({"action": "create_container", "service": "db"}),
+            json!({"action": "create_container", "service": "api"}),
+            json!({"action": "create_container", "service": "web"}),
+        ]
+    );
+    assert_eq!(plan["summary"], json!({"add": 5, "change": 0, "replace": 0, "destroy": 0}));
     p.ok(&["up", "local"]);
     assert_eq!(p.fleet(&["up", "local", "--dry-run"]).code, 0, "converged: nothing pending");
-    let down = p.fleet(&["down", "local", "--destroy", "--dry-run"]);
-    assert_eq!(down.code, 2);
-    assert!(down.stdout.contains("- container db"), "{}", down.stdout);
+    let (code, down) = p.plan_json(&["down", "local", "--destroy"]);
+    assert_eq!(code, 2);
+    let removed: Vec<Value> = ["web", "api", "db"]
+        .iter()
+        .map(|s| json!({"action": "remove_container", "service": s, "orphan": false}))
+        .chain([json!({"action": "remove_network", "name": format!("{n}-local")})])
+        .collect();
+    assert_eq!(steps(&down, "actions"), removed, "dependents first, then the network; the volume stays");
     assert_eq!(p.containers().len(), 3, "dry-run destroyed something");
 }
 
@@ -504,25 +556,31 @@ stage "jobs" { service "job" }
     );
     p.ok(&["up", "local"]);
     let ps = p.ok(&["ps", "local"]);
-    let row =
-        |svc: &str| ps.lines().into_iter().find(|l| l.split_whitespace().nth(1) == Some(svc)).unwrap().to_string();
-    assert!(row("plain").contains("  running  "), "{}", ps.stdout);
-    assert!(row("checked").contains("  running (healthy)"), "{}", ps.stdout);
     assert!(!ps.stdout.contains("Up "), "Docker's uptime text stays out of STATUS: {}", ps.stdout);
-    // The same report as JSON, with the schema every document carries.
-    let json: serde_json::Value = serde_json::from_str(&p.ok(&["ps", "local", "--format", "json"]).stdout).unwrap();
-    assert_eq!(json["schema"], 2);
-    let checked = json["containers"].as_array().unwrap().iter().find(|c| c["service"] == "checked").unwrap().clone();
-    assert_eq!(checked["status"], "running (healthy)");
-    let status: serde_json::Value =
-        serde_json::from_str(&p.ok(&["status", "local", "--format", "json"]).stdout).unwrap();
-    assert_eq!((status["schema"].as_u64(), status["type"].as_str()), (Some(2), Some("local")));
-    let config: serde_json::Value =
-        serde_json::from_str(&p.ok(&["config", "local", "--format", "json"]).stdout).unwrap();
-    assert_eq!((config["schema"].as_u64(), config["name"].as_str()), (Some(2), Some("local")));
+    // The report as JSON, with the schema every document carries: STATUS is the state word with health.
+    let json = p.json(&["ps", "local"]);
+    assert_eq!(json["schema"], 3);
+    let plain = find(&json["containers"], "service", "plain");
+    assert_eq!(
+        (plain["status"].as_str(), plain["state"]["state"].as_str()),
+        (Some("running"), Some("running")),
+        "{plain}"
+    );
+    assert_eq!(plain["health"], Value::Null);
+    let checked = find(&json["containers"], "service", "checked");
+    assert_eq!((checked["status"].as_str(), checked["health"].as_str()), (Some("running (healthy)"), Some("healthy")));
+    let status = p.status_json("local");
+    assert_eq!((status["schema"].as_u64(), status["type"].as_str()), (Some(3), Some("local")));
+    assert_eq!(find(&status["services"], "service", "checked")["health"], "healthy");
+    let config = p.json(&["config", "local"]);
+    assert_eq!((config["schema"].as_u64(), config["name"].as_str()), (Some(3), Some("local")));
     p.fleet(&["up", "jobs"]);
-    let ps = p.ok(&["ps", "jobs"]);
-    assert!(ps.stdout.contains("exited (3)"), "{}", ps.stdout);
+    let job = find(&p.json(&["ps", "jobs"])["containers"], "service", "job").clone();
+    assert_eq!(
+        (job["status"].as_str(), job["state"]["state"].as_str(), job["state"]["exit_code"].as_i64()),
+        (Some("exited (3)"), Some("exited"), Some(3))
+    );
+    assert_eq!(find(&p.status_json("jobs")["services"], "service", "job")["mark"], "failed");
 }
 
 #[test]

@@ -5,10 +5,26 @@
 
 mod support;
 
+use serde_json::json;
 use std::time::{Duration, Instant};
 use support::Project;
 use support::machines::MachineRig;
 use support::remote::{Sim, sim_env};
+use support::report::find;
+
+/// `status --format json` once it says the stage is suspended (by deadline).
+fn wait_for_suspended(p: &Project, deadline: Instant) -> serde_json::Value {
+    loop {
+        // While the guest shuts down the cloud may still call it up and SSH may already be gone.
+        let st = p.fleet(&["status", "dev", "--format", "json"]);
+        let json: serde_json::Value = serde_json::from_str(&st.stdout).unwrap_or_default();
+        if json["status"] == "suspended" {
+            return json;
+        }
+        assert!(Instant::now() < deadline, "status never saw the guest's power-off: {}\n{}", st.stdout, st.stderr);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
 
 fn machine_project(test: &str, sim: &Sim) -> (Project, tempfile::TempDir) {
     let (keys, key) = support::machines::login_key();
@@ -108,16 +124,8 @@ fn a_fresh_server_gets_its_engine_and_the_images_only_this_machine_has() {
     let off = std::process::Command::new("docker").args(["exec", &rig.container(id), "systemctl", "poweroff"]).status();
     assert!(off.unwrap().success());
     let deadline = Instant::now() + Duration::from_secs(90);
-    let status = loop {
-        // While the guest shuts down the cloud may still call it up and SSH may already be gone.
-        let st = p.fleet(&["status", "dev"]);
-        if st.stdout.contains("Status: suspended") {
-            break st;
-        }
-        assert!(Instant::now() < deadline, "status never saw the guest's power-off: {}", st.stdout);
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    assert!(status.stdout.contains("only disks are billed"), "{}", status.stdout);
+    let status = wait_for_suspended(&p, deadline);
+    assert_eq!(status["servers"][0]["power"], "off", "{status:#}");
     let back = p.ok(&["up", "dev"]);
     assert!(back.stdout.contains("~ server m1: power on"), "{}\n{}", back.stdout, back.stderr);
     assert!(!back.stdout.contains("-/+"), "nothing recreated: {}", back.stdout);
@@ -213,8 +221,11 @@ stage "dev" {{
     );
     p.ok(&["down", "dev", "--suspend"]);
     assert_eq!((power("web-1"), power("db-1")), (serde_json::json!("Down"), serde_json::json!("Down")));
-    let st = p.ok(&["status", "dev"]);
-    assert!(st.stdout.contains("Status: suspended"), "{}", st.stdout);
+    let st = p.status_json("dev");
+    assert_eq!(st["status"], "suspended");
+    for server in ["web-1", "db-1"] {
+        assert_eq!(find(&st["servers"], "name", server)["power"], "off", "{st:#}");
+    }
     let back = p.ok(&["up", "dev"]);
     assert!(
         back.stdout.contains("~ server web-1: power on") && back.stdout.contains("~ server db-1: power on"),
@@ -385,13 +396,19 @@ stage "dev" {{
     }
     eprintln!("m1 suspended itself {:?} after up (window 60 s, check every 15 s, shutdown +1)", started.elapsed());
     assert_eq!(find("m2")["power"], "Up", "the server with a login session stays up");
-    let st = p.ok(&["status", "dev"]);
-    assert!(st.stdout.contains("suspended (powered off, by itself when idle"), "{}", st.stdout);
+    let st = p.status_json("dev");
+    assert_eq!(st["auto_suspend"], json!({"idle_seconds": 60, "after_boot_seconds": 10, "check_every_seconds": 15}));
+    let (m1, m2) =
+        (support::report::find(&st["servers"], "name", "m1"), support::report::find(&st["servers"], "name", "m2"));
+    assert_eq!((m1["power"].as_str(), &m1["auto_suspend"]), (Some("off"), &serde_json::Value::Null), "{m1:#}");
+    assert_eq!(m2["power"], "running");
+    assert_eq!(m2["auto_suspend"], json!({"timer": "busy", "reason": "1 SSH login session(s)"}));
+    // The same, as the text says it.
+    let text = p.ok(&["status", "dev"]).stdout;
+    assert!(text.contains("suspended (powered off, by itself when idle"), "{text}");
     assert!(
-        st.stdout
-            .contains("Auto-suspend: idle 1m (after boot 10s, checked every 15s); not idle: 1 SSH login session(s)"),
-        "{}",
-        st.stdout
+        text.contains("Auto-suspend: idle 1m (after boot 10s, checked every 15s); not idle: 1 SSH login session(s)"),
+        "{text}"
     );
 
     let back = p.ok(&["up", "dev"]);
@@ -559,10 +576,8 @@ fn a_swarm_stage_on_three_machines_walks_placement_rollouts_rollback_and_the_lad
         "{}",
         ps.stdout
     );
-    let st = p.ok(&["status", "prod"]);
-    assert!(st.stdout.contains("Swarm node: manager (leader), active, Ready"), "{}", st.stdout);
-    assert!(st.stdout.contains("web  running 2/2 replicas"), "{}", st.stdout);
-    assert!(st.stdout.contains("Status: running"), "{}", st.stdout);
+    let st = swarm_status_says_running(&p);
+    swarm_nodes_are_ready(&p, &st);
 
     // An environment change: a rolling update, start-first, one task at a time.
     p.write(&swarm_kdl(&key, "2", HEALTHY));
@@ -608,9 +623,7 @@ fn a_swarm_stage_on_three_machines_walks_placement_rollouts_rollback_and_the_lad
     let on = back.stdout.find("~ server node-1: power on").expect("manager powered on");
     assert!(on < back.stdout.find("~ server node-2: power on").unwrap(), "the manager boots first");
     assert!(back.stdout.contains("~ service web: scale 0 → 2"), "{}", back.stdout);
-    let st = p.ok(&["status", "prod"]);
-    assert!(st.stdout.contains("web  running 2/2 replicas"), "{}", st.stdout);
-    assert!(st.stdout.contains("db   running 1/1 replicas"), "{}", st.stdout);
+    swarm_status_says_running(&p);
     // logs merge the tasks of every node, each line naming its service and server.
     let logs = p.ok(&["logs", "prod", "-s", "db", "--tail", "5"]);
     assert!(logs.stdout.lines().any(|l| l.starts_with("db@node-3")), "{}", logs.stdout);
@@ -624,4 +637,27 @@ fn a_swarm_stage_on_three_machines_walks_placement_rollouts_rollback_and_the_lad
     assert!(left.stdout.is_empty(), "destroy removed every machine");
     let volumes = support::docker(&["volume", "ls", "-q", "--filter", &format!("name={}", rig.network)]);
     assert!(volumes.is_empty(), "and their disks: {volumes}");
+}
+
+/// `status` of the swarm stage converged: running, web 2/2 and db 1/1 replicas.
+fn swarm_status_says_running(p: &Project) -> serde_json::Value {
+    let st = p.status_json("prod");
+    assert_eq!(st["status"], "running");
+    let replicas = |svc: &str| {
+        let row = find(&st["services"], "service", svc);
+        (row["state"].as_str().map(String::from), row["running"].as_u64(), row["desired"].as_u64(), row["mark"].clone())
+    };
+    assert_eq!(replicas("web"), (Some("replicated".into()), Some(2), Some(2), json!("ok")), "{st:#}");
+    assert_eq!(replicas("db"), (Some("replicated".into()), Some(1), Some(1), json!("ok")), "{st:#}");
+    st
+}
+
+/// Each node as the manager reports it: node-1 the leader, every node ready.
+fn swarm_nodes_are_ready(p: &Project, st: &serde_json::Value) {
+    let node = |name: &str| find(&st["servers"], "name", name)["node"].clone();
+    let leader = json!({"role": "manager", "leader": true, "availability": "active", "ready": true});
+    assert_eq!(node("node-1"), leader);
+    assert_eq!((node("node-2")["ready"].as_bool(), node("node-3")["ready"].as_bool()), (Some(true), Some(true)));
+    let text = p.ok(&["status", "prod"]).stdout;
+    assert!(text.contains("Swarm node: manager (leader), active, Ready"), "{text}");
 }

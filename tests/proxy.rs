@@ -150,9 +150,11 @@ fn routed_service_is_replaced_without_a_failed_request() {
     let after_v1 = seen.iter().skip_while(|b| *b == "v1").collect::<Vec<_>>();
     assert!(after_v1.iter().all(|b| *b == "v2"), "v1 answered after v2 took over: {seen:?}");
     assert_eq!(web_containers(&p).len(), 1, "{:?}", web_containers(&p));
-    let status = p.ok(&["status", "local"]);
     let serving = web_containers(&p).remove(0);
-    assert!(status.stdout.contains(&format!("shop.test → web ({serving})\n")), "{}", status.stdout);
+    let routes = p.status_json("local")["routes"].clone();
+    let route =
+        serde_json::json!({"route": "shop.test", "service": "web", "container": serving, "certificate_expires": null});
+    assert_eq!(routes, serde_json::json!([route]), "the proxy serves the new container, without TLS");
 
     // A broken version never takes a request: removed, v2 keeps serving, up exits 1 and says why.
     let requests = Loop::start(port);
@@ -291,10 +293,20 @@ fn internal_tls_serves_https_redirects_http_and_keeps_its_certificate() {
 
     // status shows the route, where it goes, and when its certificate expires.
     let status = p.ok(&["status", "local"]);
-    let line = format!("shop.test → web ({}-local-web), certificate until 20", p.name);
-    assert!(status.stdout.contains("Routes:") && status.stdout.contains(&line), "{}", status.stdout);
-    let json = p.ok(&["status", "local", "--format", "json"]);
-    assert!(json.stdout.contains("\"certificate_expires\""), "{}", json.stdout);
+    let line = format!("  shop.test → web ({}-local-web), certificate until 20", p.name);
+    let routes: Vec<&str> = status.stdout.lines().skip_while(|l| *l != "Routes:").collect();
+    assert!(routes.len() == 2 && routes[1].starts_with(&line), "{}", status.stdout);
+    let json = p.status_json("local");
+    let route = support::report::find(&json["routes"], "route", "shop.test");
+    assert_eq!(
+        (route["service"].as_str(), route["container"].as_str()),
+        (Some("web"), Some(p.container("local", "web").as_str()))
+    );
+    let expires = route["certificate_expires"].as_str().expect("a certificate");
+    assert!(
+        expires.parse::<jiff::Timestamp>().is_ok_and(|t| t > jiff::Timestamp::now()),
+        "RFC 3339, in the future: {expires}"
+    );
 
     let volume = format!("{}-local-proxy-data", p.name);
     let cert = stored_certificate(&volume, "local", "shop.test").expect("a certificate on the proxy's volume");

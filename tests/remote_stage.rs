@@ -3,9 +3,11 @@
 
 mod support;
 
+use serde_json::json;
 use std::time::Duration;
 use support::Project;
 use support::remote::{Sim, Sshd, sakura_project, sim_env};
+use support::report::find;
 
 fn servers(sim: &Sim) -> Vec<serde_json::Value> {
     sim.state()["servers"].as_array().cloned().unwrap_or_default()
@@ -73,29 +75,13 @@ fn the_whole_ladder_up_down_suspend_up_destroy() {
     assert!(suspend.stdout.contains("only their disks are billed"), "{}", suspend.stdout);
     assert_eq!(servers(&sim)[0]["power"], "Down");
     assert!(!ssh_reachable(&sim), "a powered-off server must not answer SSH");
-    let status = p.ok(&["status", "dev"]);
-    assert!(status.stdout.contains("Status: suspended"), "{}", status.stdout);
-    assert!(status.stdout.contains("    Status: stopped (only its disk is billed)"), "{}", status.stdout);
-    assert!(status.stdout.contains("api  unknown (server powered off)"), "{}", status.stdout);
+    status_says_suspended(&p);
 
     // up boots it and brings the containers back.
     let up = p.ok(&["up", "dev"]);
     assert!(up.stdout.contains("~ server creo-dev-01: power on"), "{}", up.stdout);
     assert_eq!(p.inspect("dev", "api", "{{.State.Running}}").as_deref(), Some("true"));
-    let status = p.ok(&["status", "dev"]);
-    for line in [
-        "Stage: dev",
-        "Status: running",
-        "Infrastructure:",
-        "  Server: creo-dev-01",
-        "    Provider: sakura-cloud (tk1a)",
-        "    Status: running",
-        "    CPU: 4 cores",
-        "    Memory: 4 GB",
-    ] {
-        assert!(status.stdout.lines().any(|l| l == line), "missing {line:?} in\n{}", status.stdout);
-    }
-    assert!(status.stdout.contains(&format!("    IP: {}", server_ip(&sim))), "{}", status.stdout);
+    status_says_running(&p, &server_ip(&sim));
 
     // down --destroy: containers, server and disk gone.
     let destroy = p.ok(&["down", "dev", "--destroy", "--yes"]);
@@ -103,10 +89,60 @@ fn the_whole_ladder_up_down_suspend_up_destroy() {
     assert!(servers(&sim).is_empty());
     assert!(sim.state()["disks"].as_array().unwrap().is_empty());
     assert!(p.containers().is_empty(), "{:?}", p.containers());
-    let status = p.ok(&["status", "dev"]);
-    assert!(status.stdout.contains("Status: not created"), "{}", status.stdout);
+    status_says_not_created(&p);
     let nothing = p.ok(&["down", "dev", "--destroy", "--yes"]);
     assert!(nothing.stdout.contains("nothing to do"), "{}", nothing.stdout);
+}
+
+/// `status` of the ladder's stage with its server powered off: suspended, services unknown.
+fn status_says_suspended(p: &Project) {
+    let status = p.status_json("dev");
+    assert_eq!(status["status"], "suspended");
+    let server = &status["servers"][0];
+    assert_eq!((server["name"].as_str(), server["power"].as_str()), (Some("creo-dev-01"), Some("off")));
+    for svc in ["db", "api"] {
+        let row = find(&status["services"], "service", svc);
+        assert_eq!(
+            (row["state"].as_str(), row["reason"].as_str(), row["mark"].as_str()),
+            (Some("unobserved"), Some("server_powered_off"), Some("absent")),
+            "{row}"
+        );
+    }
+    // How the text says it.
+    let text = p.ok(&["status", "dev"]).stdout;
+    assert!(text.lines().any(|l| l == "    Status: stopped (only its disk is billed)"), "{text}");
+    assert!(text.lines().any(|l| l.ends_with("api  unknown (server powered off)")), "{text}");
+}
+
+/// `status` of the ladder's stage up: the server as the cloud reports it, every service running.
+fn status_says_running(p: &Project, ip: &str) {
+    let status = p.status_json("dev");
+    assert_eq!((status["stage"].as_str(), status["type"].as_str()), (Some("dev"), Some("remote")));
+    assert_eq!(status["status"], "running");
+    let server = &status["servers"][0];
+    assert_eq!(
+        (server["name"].as_str(), server["provider"].as_str(), server["power"].as_str()),
+        (Some("creo-dev-01"), Some("sakura-cloud (tk1a)"), Some("running"))
+    );
+    assert_eq!((server["cpu"].as_u64(), server["memory_gb"].as_u64()), (Some(4), Some(4)));
+    assert_eq!(server["ip"].as_str(), Some(ip));
+    assert_eq!(status["servers"].as_array().map(Vec::len), Some(1));
+    for svc in ["db", "api"] {
+        let row = find(&status["services"], "service", svc);
+        assert_eq!((row["state"].as_str(), row["mark"].as_str()), (Some("running"), Some("ok")), "{row}");
+    }
+}
+
+/// `status` of the ladder's stage after `--destroy`.
+fn status_says_not_created(p: &Project) {
+    let status = p.status_json("dev");
+    assert_eq!(status["status"], "not_created");
+    assert_eq!(status["servers"][0]["power"], "not_created");
+    assert!(
+        status["services"].as_array().unwrap().iter().all(|s| s["state"] == "not_created"),
+        "{:#}",
+        status["services"]
+    );
 }
 
 fn server_count(sim: &Sim) -> usize {
@@ -276,15 +312,17 @@ fn host_provider_through_the_ladder() {
     assert!(up.stdout.contains("+ container web"), "{}", up.stdout);
     assert!(!up.stdout.contains("server"), "a brought host is never created or powered: {}", up.stdout);
     assert!(p.ok(&["up", "pre"]).stdout.contains("up to date"));
-    let status = p.ok(&["status", "pre"]);
-    assert!(status.stdout.contains("    Provider: host"), "{}", status.stdout);
-    let json: serde_json::Value = serde_json::from_str(&p.ok(&["status", "pre", "--format", "json"]).stdout).unwrap();
+    let json = p.status_json("pre");
     assert_eq!((json["type"].as_str(), json["status"].as_str()), (Some("remote"), Some("running")));
-    assert_eq!(json["servers"][0]["provider"], "host");
-    assert_eq!(json["services"][0]["state"], "running");
-    assert!(status.stdout.contains("  ✓ web"), "{}", status.stdout);
-    let ps = p.ok(&["ps", "pre"]);
-    assert!(ps.stdout.lines().any(|l| l.starts_with("pre ") && l.contains("web")), "{}", ps.stdout);
+    let server = &json["servers"][0];
+    assert_eq!((server["name"].as_str(), server["provider"].as_str()), (Some("box-1"), Some("host")));
+    assert_eq!(server["cost"], serde_json::Value::Null, "fleet does not bill a brought host");
+    let web = find(&json["services"], "service", "web");
+    assert_eq!((web["state"].as_str(), web["mark"].as_str()), (Some("running"), Some("ok")));
+    let ps = p.json(&["ps", "pre"]);
+    let row = find(&ps["containers"], "service", "web");
+    assert_eq!((row["stage"].as_str(), row["name"].as_str()), (Some("pre"), Some(p.container("pre", "web").as_str())));
+    assert_eq!(row["server"], serde_json::Value::Null, "one server says nothing new");
     let logs = p.ok(&["logs", "pre", "-n", "5"]);
     assert_eq!(logs.code, 0);
     p.ok(&["down", "pre"]);
@@ -330,15 +368,34 @@ stage "dev" {{
     assert!(up.stdout.contains("+ server db-1"), "{}", up.stdout);
     assert_eq!(server_count(&sim), 2);
 
-    let ps = p.ok(&["ps"]);
-    let rows: Vec<&str> = ps.stdout.lines().skip(1).collect();
-    assert_eq!(rows.len(), 3, "local db, dev db, dev api:\n{}", ps.stdout);
-    assert!(rows.iter().any(|l| l.starts_with("local ") && l.contains(" db ")));
-    assert!(rows.iter().any(|l| l.starts_with("dev ") && l.contains(" api ")));
+    let ps = p.json(&["ps"]);
+    let mut rows: Vec<(String, String, Option<String>)> = ps["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["stage"].as_str().unwrap().into(),
+                c["service"].as_str().unwrap().into(),
+                c["server"].as_str().map(String::from),
+            )
+        })
+        .collect();
+    rows.sort();
+    let row =
+        |stage: &str, svc: &str, server: Option<&str>| (stage.to_string(), svc.to_string(), server.map(String::from));
+    assert_eq!(
+        rows,
+        [row("dev", "api", Some("web-1")), row("dev", "db", Some("db-1")), row("local", "db", None)],
+        "each where it was placed"
+    );
 
     p.ok(&["down", "dev", "--suspend"]);
-    let ps = p.ok(&["ps"]);
-    assert_eq!(ps.stdout.lines().count(), 2, "only the local stage's container:\n{}", ps.stdout);
+    let ps = p.fleet(&["ps", "--format", "json"]);
+    assert_eq!(ps.code, 0, "{ps:?}");
+    let left = support::report::json(&ps)["containers"].clone();
+    assert_eq!(left.as_array().map(Vec::len), Some(1), "only the local stage's container: {left:#}");
+    assert_eq!((left[0]["stage"].as_str(), left[0]["service"].as_str()), (Some("local"), Some("db")));
     assert!(ps.stderr.contains("server web-1 is powered off; its containers are not listed"), "{}", ps.stderr);
     p.ok(&["down", "dev", "--destroy", "--yes"]);
     assert_eq!(server_count(&sim), 0);
@@ -411,25 +468,37 @@ fn plans_for_every_rung_match_what_the_run_does() {
     let sshd = Sshd::start("");
     let sim = Sim::start(sshd.port);
     let p = sakura_project("planrungs", &sim, &sshd);
-    let plan = p.fleet(&["plan", "dev"]);
-    assert_eq!(plan.code, 2, "changes pending: {plan:?}");
-    assert!(plan.stdout.contains("Plan: 4 to add, 1 to change, 0 to replace, 0 to destroy."), "{}", plan.stdout);
+    let (code, plan) = p.plan_json(&["plan", "dev"]);
+    assert_eq!(code, 2, "changes pending: {plan:#}");
+    assert_eq!(plan["summary"], json!({"add": 4, "change": 1, "replace": 0, "destroy": 0}));
     assert_eq!(server_count(&sim), 0, "plan changed nothing");
-    let json: serde_json::Value =
-        serde_json::from_str(&p.fleet(&["up", "dev", "--dry-run", "--format", "json"]).stdout).unwrap();
-    assert_eq!(json["summary"]["add"], 4);
+    let (_, json) = p.plan_json(&["up", "dev"]);
     // Fields, not display text.
-    assert_eq!(json["schema"], 2);
-    assert_eq!(json["infrastructure"][0]["action"], "create_server");
-    assert_eq!(json["infrastructure"][0]["server"], "creo-dev-01");
-    assert_eq!(json["infrastructure"][0]["core"], 4);
-    assert_eq!(json["infrastructure"][1], serde_json::json!({"action": "power_on", "server": "creo-dev-01"}));
+    assert_eq!(json["schema"], 3);
+    assert_eq!(json["summary"], plan["summary"], "plan and up --dry-run are one plan");
+    let create = json!({"action": "create_server", "server": "creo-dev-01", "provider": "sakura-cloud tk1a",
+        "core": 4, "memory_gb": 4, "disk_gb": 100, "os": "ubuntu-24.04"});
+    let infra = json["infrastructure"].as_array().unwrap();
+    assert_eq!(infra[..2], [create, json!({"action": "power_on", "server": "creo-dev-01"})]);
+    let n = &p.name;
+    assert_eq!(
+        json["actions"],
+        json!([
+            {"action": "create_network", "name": format!("{n}-dev")},
+            {"action": "create_container", "service": "db"},
+            {"action": "create_container", "service": "api"},
+        ])
+    );
 
     let first = plan_matches_run(&p, &["up", "dev"]);
     assert_eq!(first.len(), 5, "{first:?}");
     assert_eq!(p.fleet(&["plan", "dev"]).code, 0, "converged: nothing to do");
     plan_matches_run(&p, &["down", "dev"]);
     plan_matches_run(&p, &["up", "dev"]);
+    let (_, suspend) = p.plan_json(&["down", "dev", "--suspend"]);
+    assert_eq!(suspend["infrastructure"], json!([{"action": "power_off", "server": "creo-dev-01"}]));
+    let stop = |s: &str| json!({"action": "stop_container", "service": s});
+    assert_eq!(suspend["actions"], json!([stop("api"), stop("db")]), "dependents stop first");
     let suspend = plan_matches_run(&p, &["down", "dev", "--suspend"]);
     assert!(suspend.contains(&"~ server creo-dev-01: power off".to_string()), "{suspend:?}");
     // A powered-off server's engine cannot be asked: the plan names the boot, the run then also
@@ -437,6 +506,24 @@ fn plans_for_every_rung_match_what_the_run_does() {
     let dry = action_lines(&p.fleet(&["up", "dev", "--dry-run"]).stdout);
     assert_eq!(dry, ["~ server creo-dev-01: power on"]);
     p.ok(&["up", "dev"]);
+    let (code, down) = p.plan_json(&["down", "dev", "--destroy"]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        down["infrastructure"],
+        json!([
+            {"action": "power_off", "server": "creo-dev-01"},
+            {"action": "delete_server", "server": "creo-dev-01", "provider": "sakura-cloud tk1a", "disks": 1},
+        ]),
+        "a running server is powered off, then deleted with its disk"
+    );
+    assert_eq!(
+        down["actions"],
+        json!([
+            {"action": "remove_container", "service": "api", "orphan": false},
+            {"action": "remove_container", "service": "db", "orphan": false},
+            {"action": "remove_network", "name": format!("{}-dev", p.name)},
+        ])
+    );
     let destroy = plan_matches_run(&p, &["down", "dev", "--destroy", "--yes"]);
     assert!(destroy.contains(&"- server creo-dev-01 (sakura-cloud tk1a) with 1 disk(s)".to_string()), "{destroy:?}");
 
@@ -812,13 +899,20 @@ fn status_and_plan_tell_what_each_rung_costs() {
         st.stdout
     );
     assert!(st.stdout.contains("list prices before discounts"), "{}", st.stdout);
-    let json: serde_json::Value = serde_json::from_str(&p.ok(&["status", "dev", "--format", "json"]).stdout).unwrap();
+    let json = p.status_json("dev");
     assert_eq!(json["cost"]["now_monthly"], 9240);
     assert_eq!(json["cost"]["suspended_monthly"], 2200);
-    assert_eq!(json["servers"][0]["cost"]["rung"], "running");
+    assert_eq!(
+        (json["cost"]["currency"].as_str(), json["cost"]["basis"].as_str()),
+        (Some("JPY"), Some("list prices before discounts"))
+    );
+    assert_eq!(
+        json["servers"][0]["cost"],
+        json!({"rung": "running", "now_monthly": 9240, "running_monthly": 9240, "suspended_monthly": 2200, "destroyed_monthly": 0})
+    );
 
     p.ok(&["down", "dev", "--suspend"]);
-    let json: serde_json::Value = serde_json::from_str(&p.ok(&["status", "dev", "--format", "json"]).stdout).unwrap();
+    let json = p.status_json("dev");
     assert_eq!(
         (json["cost"]["now_monthly"].as_u64(), json["servers"][0]["cost"]["rung"].as_str()),
         (Some(2200), Some("suspended"))
@@ -829,10 +923,19 @@ fn status_and_plan_tell_what_each_rung_costs() {
     sim.fault(r#"{"prices_down": true}"#);
     let st = p.ok(&["status", "dev"]);
     assert!(st.stdout.contains("Cost: unknown (the price list could not be read"), "{}", st.stdout);
-    assert!(st.stdout.contains("Status: suspended"), "{}", st.stdout);
+    std::fs::remove_file(p.path().join(".state/sakura-prices-tk1a.json")).ok();
+    let json = p.status_json("dev");
+    assert_eq!(json["status"], "suspended");
+    assert!(json["cost"]["error"].as_str().is_some_and(|e| !e.is_empty()), "{:#}", json["cost"]);
+    assert_eq!(
+        (json["cost"]["now_monthly"].as_u64(), json["servers"][0]["cost"].as_object()),
+        (None, None),
+        "no price is guessed"
+    );
     sim.fault(r#"{"prices_down": false, "prices_garbled": true}"#);
-    let st = p.ok(&["status", "dev"]);
-    assert!(st.stdout.contains("Cost: unknown"), "garbage with a 200 is no price: {}", st.stdout);
+    let json = p.status_json("dev");
+    assert!(json["cost"]["error"].as_str().is_some(), "garbage with a 200 is no price: {:#}", json["cost"]);
+    assert_eq!(json["cost"]["now_monthly"], serde_json::Value::Null);
 
     p.ok(&["down", "dev", "--destroy", "--yes"]);
 }

@@ -12,6 +12,7 @@
 use crate::engine::{Engine, Events};
 use crate::error::Result;
 use crate::model::{AutoSuspend, StageSpec};
+use crate::report::{IdleTimer, IdleWindow};
 use crate::ssh::AutoSuspendView;
 use crate::ssh::commands::{AUTO_SUSPEND_CONF, AUTO_SUSPEND_STATE};
 
@@ -174,53 +175,45 @@ pub async fn apply(engine: &Engine, change: &Change, check_every: u64, events: &
     Ok(())
 }
 
-/// `1h (after boot 10m, checked every 10m)`.
-pub fn setting(a: &AutoSuspend) -> String {
-    format!(
-        "{} (after boot {}, checked every {})",
-        short(a.idle_secs),
-        short(a.after_boot_secs),
-        short(a.check_every_secs())
-    )
+/// The stage's setting as `status` reports it.
+pub fn window(a: &AutoSuspend) -> IdleWindow {
+    IdleWindow {
+        idle_seconds: a.idle_secs,
+        after_boot_seconds: a.after_boot_secs,
+        check_every_seconds: a.check_every_secs(),
+    }
 }
 
-/// The line `status` shows for a server that runs.
-pub fn describe(desired: Option<&AutoSuspend>, view: &AutoSuspendView) -> Option<String> {
-    let a = desired?;
-    let setting = format!("idle {}", setting(a));
+/// `1h (after boot 10m, checked every 10m)`, as plan steps name it.
+pub fn setting(a: &AutoSuspend) -> String {
+    crate::ui::idle_window(&window(a))
+}
+
+/// The timer of a server that runs, from what it reports: scheduled, kept awake, or idle for how long.
+pub fn timer(a: &AutoSuspend, view: &AutoSuspendView) -> IdleTimer {
     if view.conf.is_none() {
-        return Some(format!("{setting}; not installed yet (fleet up installs it)"));
+        return IdleTimer::NotInstalled;
     }
     let get = |k: &str| view.state.get(k).filter(|v| !v.is_empty());
     let now = view.now;
-    let line = if let Some(at) = get("pending").and_then(|v| v.parse::<i64>().ok()) {
-        let left = (at + SHUTDOWN_DELAY_MIN as i64 * 60 - now).max(0) as u64;
-        format!("powering off in {} (idle; log in or touch /run/fleetflow/no-auto-suspend to keep it)", short(left))
+    if let Some(at) = get("pending").and_then(|v| v.parse::<i64>().ok()) {
+        IdleTimer::PoweringOff { in_seconds: (at + SHUTDOWN_DELAY_MIN as i64 * 60 - now).max(0) as u64 }
     } else if let Some(busy) = get("busy") {
-        format!("not idle: {busy}")
+        IdleTimer::Busy { reason: busy.clone() }
     } else if let Some(since) = get("idle_since").and_then(|v| v.parse::<i64>().ok()) {
-        let left = (since + a.idle_secs as i64 - now).max(0) as u64 + SHUTDOWN_DELAY_MIN * 60;
-        format!("idle for {}, suspends itself in about {}", short((now - since).max(0) as u64), short(left))
+        IdleTimer::Idle {
+            idle_for_seconds: (now - since).max(0) as u64,
+            suspends_in_seconds: (since + a.idle_secs as i64 - now).max(0) as u64 + SHUTDOWN_DELAY_MIN * 60,
+        }
     } else {
-        "no check yet since the last boot".to_string()
-    };
-    Some(format!("{setting}; {line}"))
+        IdleTimer::NoCheckYet
+    }
 }
 
 /// The log's last line when it says the server powered itself off (read after the next boot).
 pub fn suspended_itself(view: &AutoSuspendView) -> Option<&str> {
     let said = view.last_log.contains("powering off in") || view.last_log.contains("powering off now");
     (said && !view.state.contains_key("pending")).then_some(view.last_log.as_str())
-}
-
-fn short(secs: u64) -> String {
-    match secs {
-        s if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
-        s if s >= 3600 => format!("{}h{}m", s / 3600, s % 3600 / 60),
-        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
-        s if s >= 60 => format!("{}m{}s", s / 60, s % 60),
-        s => format!("{s}s"),
-    }
 }
 
 #[cfg(test)]
@@ -256,12 +249,14 @@ mod tests {
             now: 10_000,
             last_log: String::new(),
         };
-        let idle = describe(Some(&a), &view(&[("idle_since", "9400")])).unwrap();
-        assert!(idle.ends_with("idle for 10m, suspends itself in about 51m"), "{idle}");
-        let busy = describe(Some(&a), &view(&[("busy", "1 SSH login session(s)")])).unwrap();
-        assert!(busy.ends_with("not idle: 1 SSH login session(s)"), "{busy}");
-        let pending = describe(Some(&a), &view(&[("pending", "9990")])).unwrap();
-        assert!(pending.contains("powering off in 50s"), "{pending}");
+        let idle = IdleTimer::Idle { idle_for_seconds: 600, suspends_in_seconds: 3060 };
+        assert_eq!(timer(&a, &view(&[("idle_since", "9400")])), idle, "10m idle, 51m left (50m + the 1m delay)");
+        let busy = IdleTimer::Busy { reason: "1 SSH login session(s)".into() };
+        assert_eq!(timer(&a, &view(&[("busy", "1 SSH login session(s)"), ("idle_since", "")])), busy);
+        assert_eq!(timer(&a, &view(&[("pending", "9990"), ("busy", "x")])), IdleTimer::PoweringOff { in_seconds: 50 });
+        assert_eq!(timer(&a, &view(&[("checked", "9990")])), IdleTimer::NoCheckYet);
+        assert_eq!(timer(&a, &AutoSuspendView::default()), IdleTimer::NotInstalled);
+        assert_eq!(setting(&a), "1h (after boot 10m, checked every 10m)");
     }
 
     #[test]

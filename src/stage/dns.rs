@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::infra::{InfraEvent, Progress};
 use crate::model::{Server, StageSpec};
 use crate::plan::InfraAction;
+use crate::report::{RecordState, RecordStatus};
 use std::collections::HashMap;
 
 /// Connected DNS zones, one per zone name the stage uses.
@@ -93,25 +94,38 @@ impl Zones {
     }
 
     /// Each wanted record with what the zone holds, for `status`.
-    pub async fn describe(&self, project: &str, stage: &str, server: &Server, ip: Option<&str>) -> Result<Vec<String>> {
+    pub async fn status(
+        &self,
+        project: &str,
+        stage: &str,
+        server: &Server,
+        ip: Option<&str>,
+    ) -> Result<Vec<RecordStatus>> {
         let Some(zone) = self.zone(server) else { return Ok(Vec::new()) };
         let owner = dns::owner_comment(project, stage, &server.name);
         let found = zone.at_names(&names_of(server), &owner).await?;
-        let mut out = Vec::new();
-        for wanted in dns::wanted_records(server, ip.unwrap_or("(no IP)")) {
-            let same: Vec<_> = found.iter().filter(|r| r.name == wanted.name && r.kind == wanted.kind).collect();
-            let line = match same.as_slice() {
-                [] => format!("{} {}: missing", wanted.name, wanted.kind),
-                [r] if ip.is_some() && r.content.eq_ignore_ascii_case(&wanted.content) => {
-                    format!("{} {} → {} ✓", wanted.name, wanted.kind, r.content)
-                }
-                [r] if ip.is_none() => format!("{} {} → {}", wanted.name, wanted.kind, r.content),
-                [r] => format!("{} {} → {} (should be {})", wanted.name, wanted.kind, r.content, wanted.content),
-                many => format!("{} {}: {} records", wanted.name, wanted.kind, many.len()),
-            };
-            out.push(line);
-        }
-        Ok(out)
+        let wanted = dns::wanted_records(server, ip.unwrap_or("(no IP)"));
+        Ok(wanted.iter().map(|w| record_status(w, &found, ip.is_some())).collect())
+    }
+}
+
+/// One wanted record compared with what the zone holds at its name and type. Without the
+/// server's IP there is nothing to compare with: the record is shown, not judged.
+pub fn record_status(wanted: &WantedRecord, found: &[FoundRecord], ip_known: bool) -> RecordStatus {
+    let same: Vec<&FoundRecord> = found.iter().filter(|r| r.name == wanted.name && r.kind == wanted.kind).collect();
+    let (content, state) = match same.as_slice() {
+        [] => (None, RecordState::Missing),
+        [r] if !ip_known => (Some(r.content.clone()), RecordState::Unchecked),
+        [r] if r.content.eq_ignore_ascii_case(&wanted.content) => (Some(r.content.clone()), RecordState::InSync),
+        [r] => (Some(r.content.clone()), RecordState::Differs),
+        many => (None, RecordState::Duplicated { count: many.len() }),
+    };
+    RecordStatus {
+        name: wanted.name.clone(),
+        kind: wanted.kind.to_string(),
+        content,
+        expected: ip_known.then(|| wanted.content.clone()),
+        state,
     }
 }
 
@@ -211,4 +225,35 @@ pub fn blocked_error(blocked: &[String]) -> Result<()> {
 /// The records a server without an IP yet would get, for `--dry-run`.
 pub fn planned(server: &Server) -> Vec<WantedRecord> {
     dns::wanted_records(server, &format!("(IP of server {})", server.name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(name: &str, kind: &str, content: &str) -> FoundRecord {
+        FoundRecord { id: "r".into(), name: name.into(), kind: kind.into(), content: content.into(), comment: None }
+    }
+
+    #[test]
+    fn status_compares_each_wanted_record_with_the_zone() {
+        let a = WantedRecord { name: "dev.example.com".into(), kind: "A", content: "163.43.1.2".into() };
+        let zone = [found("dev.example.com", "A", "163.43.1.2"), found("dev.example.com", "AAAA", "::1")];
+        let ok = record_status(&a, &zone, true);
+        assert_eq!(
+            (ok.state, ok.content.as_deref(), ok.expected.as_deref()),
+            (RecordState::InSync, Some("163.43.1.2"), Some("163.43.1.2"))
+        );
+        let moved = record_status(&a, &[found("dev.example.com", "A", "10.0.0.9")], true);
+        assert_eq!((moved.state, moved.content.as_deref()), (RecordState::Differs, Some("10.0.0.9")));
+        let unchecked = record_status(&a, &[found("dev.example.com", "A", "10.0.0.9")], false);
+        assert_eq!((unchecked.state, unchecked.expected), (RecordState::Unchecked, None));
+        let missing = record_status(&a, &[found("other.example.com", "A", "163.43.1.2")], true);
+        assert_eq!((missing.state, missing.content), (RecordState::Missing, None));
+        let two = [found("dev.example.com", "A", "1.1.1.1"), found("dev.example.com", "A", "2.2.2.2")];
+        assert_eq!(record_status(&a, &two, true).state, RecordState::Duplicated { count: 2 });
+        let cname = WantedRecord { name: "www.example.com".into(), kind: "CNAME", content: "Dev.example.com".into() };
+        let case = record_status(&cname, &[found("www.example.com", "CNAME", "dev.example.com")], true);
+        assert_eq!(case.state, RecordState::InSync, "names compare without case");
+    }
 }

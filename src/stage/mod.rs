@@ -12,6 +12,7 @@ mod plan_fixtures;
 mod proxy_stage;
 mod remote_down;
 mod remote_stage;
+mod remote_status;
 mod remote_up;
 mod server_lock;
 pub mod ship;
@@ -31,7 +32,7 @@ use crate::local_lock::StageLock;
 use crate::model::StageSpec;
 use crate::plan::gate::{PlanGate, PlanIntent};
 use crate::plan::{self, Action, ConfigHash, Desired, DownMode, Plan, PlanSummary};
-use crate::report::{Health, PsReport, PsRow, ServerStatus, ServiceStatus, StatusReport};
+use crate::report::{PsReport, PsRow, ServerStatus, ServiceState, ServiceStatus, StageState, StatusReport};
 use crate::ui::{self, Format, Ui};
 use futures_util::StreamExt;
 use std::io::IsTerminal;
@@ -349,35 +350,21 @@ pub(crate) async fn service_rows(engine: &Engine, spec: &StageSpec) -> Result<Ve
                     .map(|t| now - t.as_second()),
                 _ => None,
             };
-            Ok::<_, Error>(ServiceStatus::of(&svc.name, svc.oneshot, c.as_ref(), "not created", uptime))
+            Ok::<_, Error>(ServiceStatus::of(&svc.name, svc.oneshot, c.as_ref(), ServiceState::NotCreated, uptime))
         }
     });
     futures_util::future::try_join_all(rows).await
 }
 
 /// Rows for services whose server cannot be asked (powered off or not created).
-pub(crate) fn unknown_rows(spec: &StageSpec, why: &str) -> Vec<ServiceStatus> {
-    spec.services.iter().map(|s| ServiceStatus::of(&s.name, s.oneshot, None, why, None)).collect()
-}
-
-/// The stage's overall state from its services'.
-pub(crate) fn overall(rows: &[ServiceStatus]) -> &'static str {
-    if rows.iter().all(|r| r.mark == Health::Absent) {
-        return "not created";
-    }
-    if rows.iter().all(|r| r.mark == Health::Ok) {
-        "running"
-    } else if rows.iter().any(|r| r.mark == Health::Ok || r.state.starts_with("running") || r.state == "restarting") {
-        "degraded"
-    } else {
-        "stopped"
-    }
+pub(crate) fn unknown_rows(spec: &StageSpec, why: ServiceState) -> Vec<ServiceStatus> {
+    spec.services.iter().map(|s| ServiceStatus::of(&s.name, s.oneshot, None, why.clone(), None)).collect()
 }
 
 /// The report `status` prints.
 pub(crate) fn status_report(
     spec: &StageSpec,
-    status: &str,
+    status: StageState,
     servers: Vec<ServerStatus>,
     rows: Vec<ServiceStatus>,
 ) -> StatusReport {
@@ -385,7 +372,8 @@ pub(crate) fn status_report(
         schema: crate::report::SCHEMA,
         stage: spec.name.clone(),
         kind: if spec.is_local() { "local" } else { "remote" },
-        status: status.to_string(),
+        status,
+        auto_suspend: spec.auto_suspend.as_ref().map(auto_suspend::window),
         servers,
         services: rows,
         cost: None,
@@ -395,11 +383,11 @@ pub(crate) fn status_report(
 
 pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) -> Result<()> {
     if !spec.is_local() {
-        return remote_stage::status(config, spec, format, ui).await;
+        return remote_status::status(config, spec, format, ui).await;
     }
     let engine = Engine::connect_local().await?;
     let rows = service_rows(&engine, spec).await?;
-    let mut report = status_report(spec, overall(&rows), Vec::new(), rows);
+    let mut report = status_report(spec, StageState::of_services(&rows), Vec::new(), rows);
     report.routes = proxy_stage::route_rows(&engine, spec).await?;
     ui.status(&report, format);
     ship::warn_drift(spec, &ship::drift(&engine, spec).await?, ui);

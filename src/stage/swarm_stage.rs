@@ -11,13 +11,13 @@ use super::down_plan::{Line, SeenMember, SeenService, SeenSwarm};
 use super::swarm_plan::{
     Members, SeenCopy, SeenNode, SwarmPlan, SwarmStep, SwarmView, check_members, node_labels, plan_swarm,
 };
-use crate::engine::swarm::{MemberState, Membership, ObservedService, TaskView, service_name};
+use crate::engine::swarm::{MemberState, Membership, NodeView, ObservedService, TaskView, service_name};
 use crate::engine::{Engine, Event, labels};
 use crate::error::{Error, Result};
 use crate::infra::{InfraEvent, Progress};
 use crate::model::{Server, StageSpec};
 use crate::plan::{Action, InfraAction, ObservedContainer, Plan, RunState};
-use crate::report::{Health, ServiceStatus};
+use crate::report::{Health, NodeRole, NodeStatus, ServiceState, ServiceStatus};
 use crate::ui::{Format, Ui};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -547,38 +547,42 @@ pub(super) async fn remove_network(manager: &Engine, spec: &StageSpec) -> Result
 pub(super) async fn status(
     spec: &StageSpec,
     nodes: &[Node<'_>],
-) -> Result<(BTreeMap<String, String>, Vec<ServiceStatus>)> {
+) -> Result<(BTreeMap<String, NodeStatus>, Vec<ServiceStatus>)> {
     let view = observe(spec, nodes).await?;
     let Some(m) = view.manager else {
         let rows = spec
             .services
             .iter()
-            .map(|s| ServiceStatus::of(&s.name, s.oneshot, None, "not created (no swarm)", None))
+            .map(|s| ServiceStatus::of(&s.name, s.oneshot, None, ServiceState::NoSwarm, None))
             .collect();
         return Ok((BTreeMap::new(), rows));
     };
     let engine = nodes[m].engine;
-    let mut node_lines = BTreeMap::new();
-    for n in engine.swarm_nodes().await? {
-        let name = n.server().unwrap_or(&n.hostname).to_string();
-        let role = match (n.manager, n.leader) {
-            (true, true) => "manager (leader)",
-            (true, false) => "manager",
-            _ => "worker",
-        };
-        let ready = if n.ready { "Ready" } else { "Down" };
-        node_lines.insert(name, format!("{role}, {}, {ready}", n.availability));
-    }
+    let node_rows = engine
+        .swarm_nodes()
+        .await?
+        .iter()
+        .map(|n| (n.server().unwrap_or(&n.hostname).to_string(), node_status(n)))
+        .collect();
     let services = engine.swarm_services(spec).await?;
     let rows = spec
         .services
         .iter()
         .map(|svc| match services.iter().find(|s| s.service == svc.name) {
-            None => ServiceStatus::of(&svc.name, svc.oneshot, None, "not created", None),
+            None => ServiceStatus::of(&svc.name, svc.oneshot, None, ServiceState::NotCreated, None),
             Some(s) => service_row(svc, s),
         })
         .collect();
-    Ok((node_lines, rows))
+    Ok((node_rows, rows))
+}
+
+fn node_status(n: &NodeView) -> NodeStatus {
+    NodeStatus {
+        role: if n.manager { NodeRole::Manager } else { NodeRole::Worker },
+        leader: n.leader,
+        availability: n.availability.clone(),
+        ready: n.ready,
+    }
 }
 
 fn service_row(svc: &crate::model::Service, s: &ObservedService) -> ServiceStatus {
@@ -587,18 +591,10 @@ fn service_row(svc: &crate::model::Service, s: &ObservedService) -> ServiceStatu
         (want, have) if have >= want => Health::Ok,
         _ => Health::Failed,
     };
-    let mut state = format!("running {}/{} replicas", s.running, s.replicas);
-    if s.replicas == 0 {
-        state = "scaled to 0 (down)".into();
-    }
-    if let Some((update, _)) = &s.update
-        && update != "completed"
-    {
-        state.push_str(&format!(", update {update}"));
-    }
+    let update = s.update.as_ref().map(|(state, _)| state.clone()).filter(|u| u != "completed");
     ServiceStatus {
         service: svc.name.clone(),
-        state,
+        state: ServiceState::Replicated { running: s.running, desired: s.replicas, update },
         health: None,
         uptime_seconds: None,
         container: s.spec.name.clone(),

@@ -3,6 +3,7 @@
 
 pub mod machines;
 pub mod remote;
+pub mod report;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
