@@ -413,13 +413,25 @@ async fn exec(engine: &Engine, id: &str, argv: &[&str]) -> std::result::Result<(
     Ok((engine.exec_exit_code(&created.id).await?, output))
 }
 
-/// Before an `up` is planned: a replacement interrupted by a kill leaves two containers of one
-/// routed service. The one the proxy points at stays (it serves), the other goes (it never took
-/// traffic, or it was the old one draining); without a proxy config, the newest stays.
-pub async fn tidy(engine: &Engine, spec: &StageSpec, events: &Events) -> Result<()> {
+/// A container of a routed service left beside the one that serves by a replacement a kill
+/// interrupted: it never took traffic, or it was the old one draining.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    pub service: String,
+    pub id: String,
+    pub name: String,
+    /// The container of the service that stays.
+    pub keeps: String,
+}
+
+/// Read-only, before an `up` is planned: of two containers of one routed service, the one the
+/// proxy points at stays, the other is a leftover; without a proxy config, the newest stays.
+/// The plan is made without the leftovers and the run removes them only once its gate passed.
+pub async fn leftovers(engine: &Engine, spec: &StageSpec) -> Result<Vec<Leftover>> {
     let observed = engine.observe(spec).await?;
     let proxy = observe(engine, spec).await?;
     let pointed = proxy.config.as_ref().map(caddy::upstreams_in).unwrap_or_default();
+    let mut out = Vec::new();
     for svc in spec.services.iter().filter(|s| !s.routes.is_empty()) {
         let mut mine: Vec<_> = observed.containers.iter().filter(|c| c.service == svc.name).collect();
         if mine.len() < 2 {
@@ -427,13 +439,24 @@ pub async fn tidy(engine: &Engine, spec: &StageSpec, events: &Events) -> Result<
         }
         mine.sort_by_key(|c| std::cmp::Reverse(c.created));
         let keep = pointed.get(&svc.name).and_then(|p| mine.iter().find(|c| &c.name == p)).copied().unwrap_or(mine[0]);
-        for c in mine.iter().filter(|c| c.id != keep.id) {
-            events(Event::Warning(format!(
-                "service {}: removing {} left by an interrupted replacement ({} serves)",
-                svc.name, c.name, keep.name
-            )));
-            crate::engine::remove_container(engine, &c.id, &c.name).await?;
-        }
+        out.extend(mine.iter().filter(|c| c.id != keep.id).map(|c| Leftover {
+            service: svc.name.clone(),
+            id: c.id.clone(),
+            name: c.name.clone(),
+            keeps: keep.name.clone(),
+        }));
+    }
+    Ok(out)
+}
+
+/// Removes the leftovers found by [`leftovers`].
+pub async fn remove_leftovers(engine: &Engine, leftovers: &[Leftover], events: &Events) -> Result<()> {
+    for c in leftovers {
+        events(Event::Warning(format!(
+            "service {}: removing {} left by an interrupted replacement ({} serves)",
+            c.service, c.name, c.keeps
+        )));
+        crate::engine::remove_container(engine, &c.id, &c.name).await?;
     }
     Ok(())
 }

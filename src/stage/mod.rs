@@ -101,7 +101,19 @@ pub async fn plan_up(
     opts: &UpOptions,
     ui: &Ui,
 ) -> Result<(Plan, plan::ObservedStage, std::collections::BTreeMap<String, String>)> {
-    let (observed, resolved) = observe_up(engine, spec, opts, ui).await?;
+    plan_up_without(engine, spec, opts, ui, &[]).await
+}
+
+/// [`plan_up`] as if the containers `skip` (ids) were gone: the leftovers the run removes
+/// after its gate, so the dry run and the run plan the same stage.
+async fn plan_up_without(
+    engine: &Engine,
+    spec: &StageSpec,
+    opts: &UpOptions,
+    ui: &Ui,
+    skip: &[String],
+) -> Result<(Plan, plan::ObservedStage, std::collections::BTreeMap<String, String>)> {
+    let (observed, resolved) = observe_up(engine, spec, opts, ui, skip).await?;
     let images = resolved.ids;
     let mut plan = plan::plan_up(spec, &desired(spec, &images), &observed, opts.remove_orphans, opts.force_recreate);
     // Only a remote part of a stage has an image source; its spec names its one server.
@@ -129,16 +141,19 @@ pub(crate) fn desired<'a>(
 
 /// What `up` plans against on one engine: its containers, networks and volumes, and the image
 /// each service runs (a run pulls or copies what is missing first, so the ids are final; a dry
-/// run lists the copies it would make). I/O only.
+/// run lists the copies it would make). The containers `skip` (ids) are left out: leftovers
+/// the run removes after its gate. I/O only.
 pub(crate) async fn observe_up(
     engine: &Engine,
     spec: &StageSpec,
     opts: &UpOptions,
     ui: &Ui,
+    skip: &[String],
 ) -> Result<(plan::ObservedStage, engine::ResolvedImages)> {
     let events = ui.events();
     let (resolved, mut observed) =
         futures_util::try_join!(engine.resolve_images(spec, opts.pull, opts.dry_run, &events), engine.observe(spec))?;
+    observed.containers.retain(|c| !skip.contains(&c.id));
     let desired = desired(spec, &resolved.ids);
     // Only a container whose environment changed is inspected, so the reason can name the variable.
     let env_changed: Vec<usize> = observed
@@ -196,15 +211,19 @@ pub(crate) struct PlannedUp {
     observed: plan::ObservedStage,
     images: std::collections::BTreeMap<String, String>,
     proxy: proxy_stage::ProxyUp,
+    /// Containers an interrupted replacement left, planned as gone and removed first by the run.
+    leftovers: Vec<crate::proxy::Leftover>,
 }
 
-/// Observes one engine's part of a stage and plans it, proxy steps included.
+/// Observes one engine's part of a stage and plans it, proxy steps included. Changes nothing,
+/// so a gate between this and `apply_on` sees the stage as it was.
 pub(crate) async fn plan_on(engine: &Engine, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<PlannedUp> {
-    proxy_stage::before_plan(engine, spec, opts.dry_run, &ui.events()).await?;
-    let (mut plan, observed, images) = plan_up(engine, spec, opts, ui).await?;
+    let leftovers = proxy_stage::leftovers(engine, spec, opts.dry_run, &ui.events()).await?;
+    let skip: Vec<String> = leftovers.iter().map(|c| c.id.clone()).collect();
+    let (mut plan, observed, images) = plan_up_without(engine, spec, opts, ui, &skip).await?;
     let proxy = proxy_stage::plan_up(engine, spec, &mut plan, &observed).await?;
     ui.orphan_warnings(&plan);
-    Ok(PlannedUp { plan, observed, images, proxy })
+    Ok(PlannedUp { plan, observed, images, proxy, leftovers })
 }
 
 /// Applies a planned part (unless a dry run) and returns its plan.
@@ -216,8 +235,9 @@ pub(crate) async fn apply_on(
     readiness: &engine::Readiness,
     planned: PlannedUp,
 ) -> Result<Plan> {
-    let PlannedUp { plan, observed, images, proxy } = planned;
+    let PlannedUp { plan, observed, images, proxy, leftovers } = planned;
     if !opts.dry_run {
+        crate::proxy::remove_leftovers(engine, &leftovers, &ui.events()).await?;
         // A volume whose restore was interrupted is incomplete: nothing starts on it.
         crate::ops::refuse_interrupted_restore(engine, spec).await?;
         proxy_stage::retire(engine, spec, &proxy, &ui.events()).await?;

@@ -8,13 +8,26 @@ use crate::plan::{Action, ObservedStage, Plan};
 use crate::proxy::{self, ObservedProxy, Proxy, SeenProxy};
 use std::sync::Arc;
 
-/// Before planning an `up` (not a dry run): two containers of a routed service, left by an
-/// interrupted replacement, become one.
-pub(crate) async fn before_plan(engine: &Engine, spec: &StageSpec, dry_run: bool, events: &Events) -> Result<()> {
-    if proxy::is_routed(spec) && !dry_run {
-        proxy::tidy(engine, spec, events).await?;
+/// Before planning an `up`: the containers of routed services an interrupted replacement left
+/// (read-only; the plan is made without them and the run removes them after its gate). A dry
+/// run says what its run will remove.
+pub(crate) async fn leftovers(
+    engine: &Engine,
+    spec: &StageSpec,
+    dry_run: bool,
+    events: &Events,
+) -> Result<Vec<proxy::Leftover>> {
+    if !proxy::is_routed(spec) {
+        return Ok(Vec::new());
     }
-    Ok(())
+    let found = proxy::leftovers(engine, spec).await?;
+    for c in found.iter().filter(|_| dry_run) {
+        events(crate::engine::Event::Warning(format!(
+            "service {}: {} was left by an interrupted replacement; `up` removes it ({} serves)",
+            c.service, c.name, c.keeps
+        )));
+    }
+    Ok(found)
 }
 
 /// The proxy's part of an `up` on one engine: the handle the apply serves routes through, or a

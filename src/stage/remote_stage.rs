@@ -3,8 +3,6 @@
 //! (`remote_up`) and `down` (`remote_down`) share lives here: reaching a server, the locks, the
 //! connections a run holds.
 
-use super::auto_suspend;
-use super::dns::Zones;
 use super::server_lock;
 use super::swarm_stage;
 use super::{DownOptions, log_targets, no_containers, print_logs};
@@ -15,9 +13,8 @@ use crate::infra::{Machine, Power, Providers, owner_tag};
 use crate::local_lock::StageLock;
 use crate::model::{Server, ServerProvider, StageSpec};
 use crate::plan::{ObservedContainer, Plan};
-use crate::report::ServerStatus;
 use crate::ssh::{self, RemoteHost, known_hosts_file};
-use crate::ui::{Format, Ui};
+use crate::ui::Ui;
 
 /// An SSH connection and the engine behind it; the engine lives only as long as the host.
 pub(super) struct Connected {

@@ -300,9 +300,15 @@ async fn observe_parts(u: &Up<'_>, machines: &[Option<Machine>], held: &Held) ->
 
 /// One engine, for the workload plan: containers, images, the proxy and the idle timer.
 async fn observe_engine(u: &Up<'_>, conn: &Connected, part: &StageSpec) -> Result<SeenEngine> {
-    // A run first makes the two containers an interrupted replacement left of a routed service one.
-    proxy_stage::before_plan(&conn.engine, part, u.opts.dry_run, &u.ui.events()).await?;
-    let (observed, resolved) = super::observe_up(&conn.engine, part, u.opts, u.ui).await?;
+    // Two containers an interrupted replacement left of a routed service: a run removes the one
+    // that does not serve before it observes; a dry run plans as if it were gone.
+    let events = u.ui.events();
+    let leftovers = proxy_stage::leftovers(&conn.engine, part, u.opts.dry_run, &events).await?;
+    if !u.opts.dry_run {
+        crate::proxy::remove_leftovers(&conn.engine, &leftovers, &events).await?;
+    }
+    let skip: Vec<String> = leftovers.iter().map(|c| c.id.clone()).collect();
+    let (observed, resolved) = super::observe_up(&conn.engine, part, u.opts, u.ui, &skip).await?;
     let proxy = crate::proxy::observe(&conn.engine, part).await?;
     let idle = conn.host.auto_suspend_view().await?;
     if let Some(line) = auto_suspend::suspended_itself(&idle) {
