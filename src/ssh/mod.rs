@@ -241,8 +241,9 @@ impl RemoteHost {
         Ok(false)
     }
 
-    /// The engine's API answered through the forwarded socket (kept for `engine`).
-    async fn api_answers(&self) -> Result<bool> {
+    /// The engine's API answered through the forwarded socket (kept for `engine`); a read, so it
+    /// may run while the stage lock is taken.
+    pub async fn api_answers(&self) -> Result<bool> {
         let mut forwarded = self.engine.lock().await;
         if forwarded.engine.is_some() {
             return Ok(true);

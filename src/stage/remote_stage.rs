@@ -46,25 +46,44 @@ pub(super) async fn reach(
     ui: &Ui,
     mode: Reach,
 ) -> Result<Connected> {
-    let booting = mode == Reach::Converge;
+    let mut host = connect(config, server, machine, mode).await?;
+    match reach_engine(config, server, machine, ui, mode, &mut host).await {
+        Ok(engine) => Ok(Connected { server: server.name.clone(), host, engine }),
+        Err(e) => {
+            host.close().await;
+            Err(e)
+        }
+    }
+}
+
+/// The SSH connection alone (its engine is `reach_engine`'s): a run that locks the server
+/// takes the lock while the engine answers.
+pub(super) async fn connect(config: &Config, server: &Server, machine: &Machine, mode: Reach) -> Result<RemoteHost> {
     let address = machine
         .ip
         .as_deref()
         .ok_or_else(|| Error::failed(format!("server {}: the provider reports no IP address", server.name)))?;
-    let fresh = booting && matches!(server.provider, ServerProvider::SakuraCloud { .. });
-    let known_hosts = known_hosts_file(&config.project);
-    let mut host = ssh::connect(server, address, &known_hosts, fresh).await?;
+    let fresh = mode == Reach::Converge && matches!(server.provider, ServerProvider::SakuraCloud { .. });
+    ssh::connect(server, address, &known_hosts_file(&config.project), fresh).await
+}
+
+/// The engine behind `host` (installed first by `up` when missing; `host` is then a new login).
+pub(super) async fn reach_engine(
+    config: &Config,
+    server: &Server,
+    machine: &Machine,
+    ui: &Ui,
+    mode: Reach,
+    host: &mut RemoteHost,
+) -> Result<Engine> {
     // Only `up` installs an engine; a plan reports its absence like status does.
     if mode != Reach::Converge {
-        if let Err(e) = host.check_docker(server).await {
-            host.close().await;
-            return Err(e);
-        }
+        host.check_docker(server).await?;
     } else if host.ensure_docker(server, machine.new_this_run, &|n| ui.note(n)).await? {
         ui.line(format!("~ server {}: Docker installed", server.name));
         // A new docker group membership only applies to a new login.
-        host.close().await;
-        host = ssh::connect(server, address, &known_hosts, fresh).await?;
+        let fresh = connect(config, server, machine, mode).await?;
+        std::mem::replace(host, fresh).close().await;
     }
     let mut engine = host.engine().await?;
     // Images only this machine has (no registry, a private or locally built image) are copied;
@@ -75,7 +94,7 @@ pub(super) async fn reach(
         engine = engine.with_image_source(local);
     }
     ui.detail(format!("server {}: engine at {}", server.name, host.endpoint));
-    Ok(Connected { server: server.name.clone(), host, engine })
+    Ok(engine)
 }
 
 pub(super) fn tag(config: &Config, spec: &StageSpec, server: &Server) -> String {

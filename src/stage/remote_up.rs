@@ -13,7 +13,7 @@ use super::auto_suspend;
 use super::dns::{Zones, blocked_error};
 use super::down_plan::Line;
 use super::infra_plan::{self, ServerPlan, ServerStep};
-use super::remote_stage::{Connected, Held, Reach, lock, reach, tag, tagged};
+use super::remote_stage::{self, Connected, Held, Reach, lock, reach, tag, tagged};
 use super::up_plan::{self, ContainerIntent, SeenEngine, SeenPart, ServerWork, UpPlan, Workload};
 use super::{UpOptions, gate, print_plan, proxy_stage, report_up, server_lock, ship, swarm_stage};
 use crate::config::Config;
@@ -190,18 +190,53 @@ async fn apply_infra(u: &Up<'_>, infra: &mut [ServerPlan], held: &mut Held) -> R
     Ok(machines)
 }
 
-/// The first server, reached; a run takes the stage lock on it right after it answers.
+/// The first server, reached; a run takes the stage lock on it as soon as SSH answers, while
+/// the engine's socket is forwarded and its API version negotiated (reads: nothing is planned or
+/// changed before the lock is held).
 async fn reach_first(u: &Up<'_>, machine: &Machine, held: &mut Held) -> Result<()> {
     let server = &u.spec.servers[0];
+    let name = server_lock::lock_name(&u.config.project, &u.spec.name);
+    if !u.opts.dry_run {
+        let mut host = remote_stage::connect(u.config, server, machine, u.reach_mode()).await?;
+        let (locked, answered) = tokio::join!(take_lock(u, &host), host.api_answers());
+        if let Err(e) = locked {
+            host.close().await;
+            return Err(e);
+        }
+        if let Ok(true) = answered {
+            // The engine answered: its handle is at hand, so the lock is in `held` at once.
+            match remote_stage::reach_engine(u.config, server, machine, u.ui, u.reach_mode(), &mut host).await {
+                Ok(engine) => {
+                    held.conns.push(Connected { server: server.name.clone(), host, engine });
+                    held.locked = true;
+                    return Ok(());
+                }
+                Err(e) => {
+                    let _ = host.unlock(&name).await;
+                    host.close().await;
+                    return Err(e);
+                }
+            }
+        }
+        // No engine answered: it may take an install (minutes), which an interrupt may cut
+        // short before `held` records the lock, so the lock is given back and taken after it.
+        let _ = host.unlock(&name).await;
+        host.close().await;
+        answered?;
+    }
     held.conns.push(reach(u.config, server, machine, u.ui, u.reach_mode()).await?);
     if u.opts.dry_run {
         return Ok(());
     }
-    let host = &held.conns[held.conns.len() - 1].host;
-    let purpose = format!("up {}", u.spec.name);
-    server_lock::acquire(host, &server.name, &u.config.project, &u.spec.name, &purpose, u.opts.lock_wait).await?;
+    take_lock(u, &held.conns[held.conns.len() - 1].host).await?;
     held.locked = true;
     Ok(())
+}
+
+/// The stage lock, on the first server.
+async fn take_lock(u: &Up<'_>, host: &ssh::RemoteHost) -> Result<()> {
+    let (server, purpose) = (&u.spec.servers[0].name, format!("up {}", u.spec.name));
+    server_lock::acquire(host, server, &u.config.project, &u.spec.name, &purpose, u.opts.lock_wait).await
 }
 
 /// The other running servers, reached together (each may wait out a boot and an engine
