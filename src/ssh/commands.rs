@@ -9,6 +9,11 @@ fn argv(words: &[&str]) -> Argv {
     words.iter().map(|w| w.to_string()).collect()
 }
 
+/// `argv` as the one line ssh hands the login shell: each word single-quoted, so none is syntax.
+pub fn shell_line(argv: &[String]) -> String {
+    argv.iter().map(|w| format!("'{}'", w.replace('\'', r"'\''"))).collect::<Vec<_>>().join(" ")
+}
+
 /// `sh -c SCRIPT sh ARG…`: inside the script the arguments are `$1`, `$2`, ….
 fn script(body: &str, args: &[&str]) -> Argv {
     let mut v = argv(&["sh", "-c", body, "sh"]);
@@ -69,11 +74,14 @@ pub fn sudo_works() -> Argv {
     argv(&["sudo", "-n", "true"])
 }
 
-/// Takes the lock `name`, recording `holder`; exits non-zero when it is held already.
-pub fn lock_take(name: &str, holder: &str) -> Argv {
+/// Takes lock `name` for `holder` and holds on: prints `held`, then waits for a line on its
+/// input and removes the lock (the release); an end of input (fleet killed, the connection
+/// lost) leaves the lock, as a dead holder's. Exits 1 at once, printing nothing, when the lock
+/// is someone else's.
+pub fn lock_hold(name: &str, holder: &str) -> Argv {
     script(
         &format!(
-            "mkdir -p \"$HOME/{LOCK_DIR}\" && mkdir \"$HOME/{LOCK_DIR}/$1\" 2>/dev/null && printf '%s\\n' \"$2\" > \"$HOME/{LOCK_DIR}/$1/holder\""
+            "d=\"$HOME/{LOCK_DIR}\"; mkdir -p \"$d\" && mkdir \"$d/$1\" 2>/dev/null && printf '%s\\n' \"$2\" > \"$d/$1/holder\" || exit 1; echo held; read -r _ && rm -rf \"$d/$1\""
         ),
         &[name, holder],
     )
@@ -120,7 +128,7 @@ mod tests {
     #[test]
     fn names_travel_as_arguments_never_as_script() {
         let hostile = "x; rm -rf / #";
-        let take = lock_take(hostile, "{\"pid\":1}");
+        let take = lock_hold(hostile, "{\"pid\":1}");
         assert_eq!(take[..2], ["sh", "-c"]);
         assert!(!take[2].contains(hostile), "the script never contains the name");
         assert_eq!(take[3..], ["sh", hostile, "{\"pid\":1}"]);
@@ -140,5 +148,54 @@ mod tests {
         );
         assert!(install_docker(false).iter().all(|s| s[0] != "sudo"));
         assert_eq!(add_to_docker_group("ubuntu"), ["sudo", "-n", "usermod", "-aG", "docker", "ubuntu"]);
+    }
+
+    #[test]
+    fn a_shell_line_gives_the_shell_back_each_word_unchanged() {
+        let words = argv(&["printf", "%s|", "it's", "a b", "$HOME", "`id`", "\\n", ""]);
+        let out = std::process::Command::new("sh").arg("-c").arg(shell_line(&words)).output().unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), "it's|a b|$HOME|`id`|\\n||");
+    }
+
+    /// The held lock's script, run by a local `sh` as ssh runs it on the server.
+    fn hold(home: &std::path::Path, name: &str) -> std::process::Child {
+        use std::process::{Command, Stdio};
+        let argv = lock_hold(name, "{\"pid\":1}");
+        Command::new(&argv[0])
+            .args(&argv[1..])
+            .env("HOME", home)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn first_line(child: &mut std::process::Child) -> String {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        line
+    }
+
+    #[test]
+    fn a_held_lock_goes_on_a_line_stays_on_an_end_of_input_and_refuses_a_second_holder() {
+        use std::io::Write;
+        let home = tempfile::tempdir().unwrap();
+        let lock = home.path().join(LOCK_DIR).join("p@s");
+        let mut first = hold(home.path(), "p@s");
+        assert_eq!(first_line(&mut first), "held\n");
+        assert_eq!(std::fs::read_to_string(lock.join("holder")).unwrap(), "{\"pid\":1}\n");
+        let mut second = hold(home.path(), "p@s");
+        assert_eq!(first_line(&mut second), "", "a taken lock prints nothing");
+        assert_eq!(second.wait().unwrap().code(), Some(1));
+        first.stdin.take().unwrap().write_all(b"\n").unwrap();
+        assert!(first.wait().unwrap().success());
+        assert!(!lock.exists(), "a line releases the lock");
+        // Its holder gone without a word (stdin closed): the lock stays, for a dead holder's breaking.
+        let mut dead = hold(home.path(), "p@s");
+        assert_eq!(first_line(&mut dead), "held\n");
+        drop(dead.stdin.take());
+        assert!(!dead.wait().unwrap().success());
+        assert!(lock.join("holder").exists());
     }
 }

@@ -55,6 +55,9 @@ pub struct RemoteHost {
     /// engine the run uses are one forward and one version negotiation, not a `docker version`
     /// process over a second SSH round trip.
     engine: tokio::sync::Mutex<Forwarded>,
+    /// The stage lock this connection holds (its name) and the remote command holding it, which
+    /// removes it when it reads a line (`commands::lock_hold`).
+    held_lock: std::sync::Mutex<Option<(String, tokio::process::Child)>>,
 }
 
 /// How far the engine socket's forward got.
@@ -114,7 +117,13 @@ pub async fn connect(
         }
         match builder(ssh, known_hosts, &socket_dir.0).connect(address).await {
             Ok(session) => {
-                return Ok(RemoteHost { session: Some(session), socket_dir, endpoint, engine: Default::default() });
+                return Ok(RemoteHost {
+                    session: Some(session),
+                    socket_dir,
+                    endpoint,
+                    engine: Default::default(),
+                    held_lock: Default::default(),
+                });
             }
             Err(e) => {
                 let text = error_text(&e);
@@ -440,10 +449,23 @@ impl RemoteHost {
     }
 
     pub async fn close(mut self) {
+        // A lock still held is left as a dead holder's (its command ends with the connection).
+        drop(self.held_lock.get_mut().map(Option::take));
         if let Some(s) = self.session.take() {
             let _ = s.close().await;
         }
     }
+}
+
+/// Asks the command holding a lock to remove it: true once it did.
+async fn let_go(child: &mut tokio::process::Child) -> bool {
+    use tokio::io::AsyncWriteExt;
+    let Some(mut input) = child.stdin.take() else { return false };
+    if input.write_all(b"\n").await.is_err() {
+        return false;
+    }
+    drop(input);
+    matches!(tokio::time::timeout(command_deadline(), child.wait()).await, Ok(Ok(s)) if s.success())
 }
 
 /// Forgets a destroyed server's host key: its IP will be someone else's next.
@@ -503,15 +525,58 @@ impl RemoteHost {
 
     /// Takes the stage lock on this server. `Ok(None)`: taken; `Ok(Some(holder))`: someone has it.
     pub async fn try_lock(&self, name: &str, holder: &str) -> Result<Option<String>> {
-        if self.run(&commands::lock_take(name, holder)).await?.status.success() {
+        if self.hold_lock(name, holder).await? {
             return Ok(None);
         }
         let out = self.run(&commands::lock_read(name)).await?;
         Ok(Some(String::from_utf8_lossy(&out.stdout).trim().to_string()))
     }
 
-    /// Releases (or breaks) the stage lock on this server.
+    /// Takes lock `name` by a remote command that stays on to give it back (`unlock`): the
+    /// release is a line written to it, not a second command. False: the lock is taken.
+    async fn hold_lock(&self, name: &str, holder: &str) -> Result<bool> {
+        use tokio::io::AsyncBufReadExt;
+        // What `Session::command` runs (process-mux): the master's socket, never a new login.
+        let mut child = tokio::process::Command::new("ssh")
+            .arg("-S")
+            .arg(self.session().control_socket())
+            .args(["-o", "BatchMode=yes", "-T", "-p", "9", "none", "--"])
+            .arg(commands::shell_line(&commands::lock_hold(name, holder)))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| Error::io("running ssh", e))?;
+        let mut out = tokio::io::BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        let deadline = command_deadline();
+        match tokio::time::timeout(deadline, out.read_line(&mut line)).await {
+            Ok(Ok(_)) if line == "held\n" => {
+                *self.held_lock.lock().expect("lock state") = Some((name.to_string(), child));
+                Ok(true)
+            }
+            Ok(_) => Ok(false),
+            Err(_) => Err(Error::failed_help(
+                format!(
+                    "{}: taking the stage lock did not finish within {}",
+                    self.endpoint,
+                    humantime::format_duration(deadline)
+                ),
+                "the server may be wedged: look at it over SSH, then run the command again",
+            )),
+        }
+    }
+
+    /// Releases (or breaks) the stage lock on this server: the command holding it, when this
+    /// connection took it, is told to let go; otherwise (or if it cannot) it is removed.
     pub async fn unlock(&self, name: &str) -> Result<()> {
+        let held = self.held_lock.lock().expect("lock state").take_if(|(n, _)| n == name);
+        if let Some((_, mut child)) = held
+            && let_go(&mut child).await
+        {
+            return Ok(());
+        }
         self.checked(&commands::lock_release(name), "removing the lock").await
     }
 
