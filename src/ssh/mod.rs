@@ -537,11 +537,12 @@ impl RemoteHost {
     async fn hold_lock(&self, name: &str, holder: &str) -> Result<bool> {
         use tokio::io::AsyncBufReadExt;
         // What `Session::command` runs (process-mux): the master's socket, never a new login.
+        let argv = commands::lock_hold(name, holder);
         let mut child = tokio::process::Command::new("ssh")
             .arg("-S")
             .arg(self.session().control_socket())
             .args(["-o", "BatchMode=yes", "-T", "-p", "9", "none", "--"])
-            .arg(commands::shell_line(&commands::lock_hold(name, holder)))
+            .arg(commands::shell_line(&argv))
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
@@ -559,11 +560,12 @@ impl RemoteHost {
             Ok(_) => Ok(false),
             Err(_) => Err(Error::failed_help(
                 format!(
-                    "{}: taking the stage lock did not finish within {}",
+                    "{}: `{}` did not finish within {}",
                     self.endpoint,
+                    argv.join(" "),
                     humantime::format_duration(deadline)
                 ),
-                "the server may be wedged: look at it over SSH, then run the command again",
+                "the server or its engine may be wedged: look at it over SSH, then run the command again",
             )),
         }
     }
