@@ -549,15 +549,23 @@ impl RemoteHost {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| Error::io("running ssh", e))?;
-        let mut out = tokio::io::BufReader::new(child.stdout.take().expect("piped"));
-        let mut line = String::new();
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+        // Its `held` line, after whatever the login shell's startup files may print; none: taken.
+        let held = async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line == "held" {
+                    return true;
+                }
+            }
+            false
+        };
         let deadline = command_deadline();
-        match tokio::time::timeout(deadline, out.read_line(&mut line)).await {
-            Ok(Ok(_)) if line == "held\n" => {
+        match tokio::time::timeout(deadline, held).await {
+            Ok(true) => {
                 *self.held_lock.lock().expect("lock state") = Some((name.to_string(), child));
                 Ok(true)
             }
-            Ok(_) => Ok(false),
+            Ok(false) => Ok(false),
             Err(_) => Err(Error::failed_help(
                 format!(
                     "{}: `{}` did not finish within {}",
