@@ -10,7 +10,8 @@ with debug logging on every node and logs one "Calling METHOD /path" line per re
 tools are counted the same way, on all nodes.
 
 Needs: root, docker, mmdebstrap (the server image), a debug build of fleet and fleet-sim.
-Usage: bench/swarm.py [--runs N] [--bin target/debug]
+Usage: bench/swarm.py [--runs N] [--bin target/debug] [--baseline OTHER/fleet] [--rig-name NAME]
+(--baseline: an earlier build's fleet, run in the same alternation, for a before/after figure.)
 """
 import argparse, os, re, socket, statistics, subprocess, sys, tempfile, time
 
@@ -66,9 +67,9 @@ def stack_yml():
     return "\n".join(out) + "\n"
 
 
-def free_subnet():
+def free_subnet(prefix):
     for third in range(60, 250):
-        name = f"fleetbench-{os.getpid()}"
+        name = f"{prefix}-{os.getpid()}"
         p = subprocess.run(["docker", "network", "create", "--subnet", f"172.31.{third}.0/24", name],
                            capture_output=True, text=True)
         if p.returncode == 0:
@@ -93,13 +94,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--bin", default="target/debug")
+    ap.add_argument("--baseline", help="another fleet binary (an earlier build), run alongside")
+    ap.add_argument("--rig-name", default="fleetbench", help="prefix of the rig's docker network and machines")
     args = ap.parse_args()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     fleet = os.path.abspath(os.path.join(args.bin, "fleet"))
     sim_bin = os.path.abspath(os.path.join(args.bin, "fleet-sim"))
     sh([os.path.join(root, "scripts/build-busybox-image.sh")])
     server_image = sh(["bash", os.path.join(root, "scripts/build-server-image.sh")]).strip().splitlines()[-1]
-    network = free_subnet()
+    network = free_subnet(args.rig_name)
     label = f"fleetflow.rig={network}"
     work = tempfile.mkdtemp(prefix="fleet-bench-swarm-")
     key = os.path.join(work, "id")
@@ -154,14 +157,15 @@ def main():
                      os.path.join(work, "stack.yml"), "peer"]
         sh(stack_ssh, env=ssh_env)
         time.sleep(5)
-        results = {"fleet": [], "stack-ssh": [], "stack": []}
+        tools = ("fleet", "baseline", "stack-ssh", "stack") if args.baseline else ("fleet", "stack-ssh", "stack")
+        results = {tool: [] for tool in tools}
         for _ in range(args.runs):
-            for tool in ("fleet", "stack-ssh", "stack"):
+            for tool in tools:
                 since = time.time()
                 time.sleep(0.05)
                 start = time.perf_counter()
-                if tool == "fleet":
-                    out = sh([fleet, "up", "bench"], cwd=work, env=env)
+                if tool in ("fleet", "baseline"):
+                    out = sh([fleet if tool == "fleet" else os.path.abspath(args.baseline), "up", "bench"], cwd=work, env=env)
                     assert "up to date" in out, out
                 elif tool == "stack-ssh":
                     sh(stack_ssh, env=ssh_env)
@@ -171,17 +175,19 @@ def main():
                 time.sleep(0.5)  # the journal flushes
                 calls, mutating = calls_since(machines, since)
                 results[tool].append((wall, calls, mutating))
-        print(f"converged up of a 3-node, 5-service swarm stage, {args.runs} alternating runs (medians):")
+        print(f"converged up of a 3-node, 5-service swarm stage, {args.runs} alternating runs (medians), "
+              f"load average {open('/proc/loadavg').read().split()[0]}:")
         print("| tool | wall s | Engine API calls (all nodes) | of them mutating |")
         print("|---|---|---|---|")
-        for tool, name in (("fleet", "fleet up (over SSH from here)"),
-                           ("stack-ssh", "docker stack deploy (DOCKER_HOST=ssh:// from here)"),
-                           ("stack", "docker stack deploy (on the manager)")):
+        names = (("fleet", "fleet up (over SSH from here)"), ("baseline", "fleet up, --baseline build"),
+                 ("stack-ssh", "docker stack deploy (DOCKER_HOST=ssh:// from here)"),
+                 ("stack", "docker stack deploy (on the manager)"))
+        for tool, name in (n for n in names if n[0] in results):
             r = results[tool]
             print(f"| {name} | {statistics.median(x[0] for x in r):.3f} | {statistics.median(x[1] for x in r):.0f} | "
                   f"{statistics.median(x[2] for x in r):.0f} |")
         f = statistics.median(x[0] for x in results["fleet"])
-        for tool in ("stack-ssh", "stack"):
+        for tool in ("baseline", "stack-ssh", "stack")[0 if args.baseline else 1:]:
             s = statistics.median(x[0] for x in results[tool])
             print(f"ratio fleet / {tool} (wall): {f / s:.2f}")
     finally:
