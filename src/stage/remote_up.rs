@@ -199,11 +199,11 @@ async fn reach_first(u: &Up<'_>, machine: &Machine, held: &mut Held) -> Result<(
     if !u.opts.dry_run {
         let mut host = remote_stage::connect(u.config, server, machine, u.reach_mode()).await?;
         let (locked, answered) = tokio::join!(take_lock(u, &host), host.api_answers());
-        if let Err(e) = locked {
-            host.close().await;
-            return Err(e);
-        }
         if let Ok(true) = answered {
+            if let Err(e) = locked {
+                host.close().await;
+                return Err(e);
+            }
             // The engine answered: its handle is at hand, so the lock is in `held` at once.
             match remote_stage::reach_engine(u.config, server, machine, u.ui, u.reach_mode(), &mut host).await {
                 Ok(engine) => {
@@ -219,8 +219,11 @@ async fn reach_first(u: &Up<'_>, machine: &Machine, held: &mut Held) -> Result<(
             }
         }
         // No engine answered: it may take an install (minutes), which an interrupt may cut
-        // short before `held` records the lock, so the lock is given back and taken after it.
-        let _ = host.unlock(&name).await;
+        // short before `held` records the lock, so the lock (when taken) is given back and taken
+        // after it; what keeps the engine from answering is said first, as it was before.
+        if locked.is_ok() {
+            let _ = host.unlock(&name).await;
+        }
         host.close().await;
         answered?;
     }
