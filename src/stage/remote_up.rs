@@ -49,7 +49,9 @@ impl Up<'_> {
     }
 }
 
-pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<Plan> {
+/// A remote stage's `up`: both rounds under the locks, then the dry run's summary or the run's
+/// closing line, from the one plan value.
+pub async fn up_remote_stage(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<Plan> {
     let _lock = lock(config, spec, "up", opts.dry_run, opts.lock_wait).await?;
     let providers = Providers::for_servers(&spec.servers, &ui.infra_progress())?;
     let zones = Zones::connect(spec).await?;

@@ -86,8 +86,9 @@ pub enum Workload {
         servers: Vec<ServerWork>,
         idle: Vec<IdleStep>,
     },
-    /// A swarm stage's steps, as `swarm_stage::converge` planned (dry run) or took them (run);
-    /// it observes, plans and applies in one pass until it becomes a plan of its own.
+    /// A swarm stage's steps: the `SwarmPlan` that `swarm_stage::converge` planned (and, in a
+    /// run, executed) inside round 2, as `SwarmPlan::to_plan` counts them; the dry run printed
+    /// that `SwarmPlan`'s lines.
     Swarm(Plan),
 }
 
