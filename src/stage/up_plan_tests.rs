@@ -276,3 +276,28 @@ fn a_gated_up_goes_on_only_with_the_plan_its_dry_run_printed() {
     let err = check(&planned(RunState::Running)).expect_err("db started elsewhere meanwhile: another plan");
     assert_eq!(err.plan_changed().expect("a typed refusal").plan["actions"], serde_json::json!([]));
 }
+
+#[test]
+fn a_server_still_off_gets_its_declared_timer_once_it_runs_and_its_containers_wait() {
+    let mut spec = stage(vec![sakura("web-1", &[]), sakura("web-2", &["api"])]);
+    spec.auto_suspend = Some(AutoSuspend { idle_secs: 3600, after_boot_secs: 600 });
+    let found = [Some(machine(Power::Up)), Some(machine(Power::Down))];
+    let parts: Vec<(StageSpec, SeenPart)> = spec
+        .servers
+        .iter()
+        .map(|s| part_of(&spec, s, &found))
+        .zip([SeenPart::Reached(Box::default()), SeenPart::Off])
+        .collect();
+    let Workload::Containers { servers, idle } = plan_workload(&spec, parts, ContainerIntent::default()) else {
+        panic!("a container stage")
+    };
+    assert!(matches!(&servers[1], ServerWork::Off { server } if server == "web-2"), "{:?}", servers[1]);
+    let off = idle.iter().find(|s| s.server == "web-2").expect("the timer is planned for the server that is off");
+    assert_eq!(off.change, None, "nothing is written before its engine can be asked");
+    assert_eq!(
+        render_infra(&off.action),
+        "~ server web-2: auto-suspend when idle 1h (after boot 10m, checked every 10m)"
+    );
+    let reached = idle.iter().find(|s| s.server == "web-1").expect("an empty engine gets the timer now");
+    assert!(matches!(reached.change, Some(Change::Install(_))), "{reached:?}");
+}
