@@ -76,21 +76,42 @@ impl Engine {
 
     /// Containers, network and volumes of one stage.
     pub async fn observe(&self, spec: &StageSpec) -> Result<ObservedStage> {
-        let (containers, network_exists, volumes) = futures_util::try_join!(
-            self.containers(&spec.project, Some(&spec.name)),
+        Ok(self.observe_with_side(spec).await?.observed)
+    }
+
+    /// The stage as `observe` sees it, plus the containers fleet keeps beside its services,
+    /// from the same container list: `up` reads the proxy and the restore markers from it
+    /// instead of asking the engine twice more.
+    pub async fn observe_with_side(&self, spec: &StageSpec) -> Result<StageView> {
+        let (list, network_exists, volumes) = futures_util::try_join!(
+            self.list_containers(&spec.project, Some(&spec.name)),
             self.network_id(spec),
             self.volumes(spec),
         )?;
-        Ok(ObservedStage { network_exists: network_exists.is_some(), volumes, containers })
+        let (services, side): (Vec<_>, Vec<_>) =
+            list.into_iter().partition(|c| c.labels.as_ref().is_some_and(|l| l.contains_key(labels::SERVICE)));
+        let observed = ObservedStage {
+            network_exists: network_exists.is_some(),
+            volumes,
+            containers: sorted(services.into_iter().filter_map(observed_from_summary).collect()),
+        };
+        Ok(StageView { observed, side: side.into_iter().map(SideContainer::from).collect() })
     }
 
     /// Every container of the project (all stages when `stage` is None).
     pub async fn containers(&self, project: &str, stage: Option<&str>) -> Result<Vec<ObservedContainer>> {
+        let list = self.list_containers(project, stage).await?;
+        Ok(sorted(list.into_iter().filter_map(observed_from_summary).collect()))
+    }
+
+    /// Every container with the project's (and stage's) labels, newest first as the engine lists them.
+    async fn list_containers(
+        &self,
+        project: &str,
+        stage: Option<&str>,
+    ) -> Result<Vec<bollard::models::ContainerSummary>> {
         let opts = ListContainersOptionsBuilder::new().all(true).filters(&labels::filter(project, stage)).build();
-        let list = self.docker.list_containers(Some(opts)).await.map_err(|e| Error::engine("listing containers", e))?;
-        let mut out: Vec<ObservedContainer> = list.into_iter().filter_map(observed_from_summary).collect();
-        out.sort_by(|a, b| (&a.stage, &a.service).cmp(&(&b.stage, &b.service)));
-        Ok(out)
+        self.docker.list_containers(Some(opts)).await.map_err(|e| Error::engine("listing containers", e))
     }
 
     /// The network at the stage network's name. Matched by exact name: a name filter also matches
@@ -204,6 +225,46 @@ impl Engine {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
+}
+
+/// One look at a stage on one engine: what its services run in, and what fleet keeps beside them.
+#[derive(Debug, Clone, Default)]
+pub struct StageView {
+    pub observed: ObservedStage,
+    /// The stage's containers that run none of its services (no `fleetflow.service` label):
+    /// its proxy, restore markers, helpers a killed backup left.
+    pub side: Vec<SideContainer>,
+}
+
+/// A container with the stage's labels that runs none of its services.
+#[derive(Debug, Clone, Default)]
+pub struct SideContainer {
+    pub id: String,
+    pub running: bool,
+    pub labels: std::collections::HashMap<String, String>,
+}
+
+impl SideContainer {
+    /// The value of `label`, when the container carries it.
+    pub fn label(&self, label: &str) -> Option<&str> {
+        self.labels.get(label).map(String::as_str)
+    }
+}
+
+impl From<bollard::models::ContainerSummary> for SideContainer {
+    fn from(c: bollard::models::ContainerSummary) -> Self {
+        Self {
+            id: c.id.unwrap_or_default(),
+            running: c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING),
+            labels: c.labels.unwrap_or_default(),
+        }
+    }
+}
+
+/// Stage, then service: the order `ps` and the plan show.
+fn sorted(mut containers: Vec<ObservedContainer>) -> Vec<ObservedContainer> {
+    containers.sort_by(|a, b| (&a.stage, &a.service).cmp(&(&b.stage, &b.service)));
+    containers
 }
 
 enum NetworkByName {

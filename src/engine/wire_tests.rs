@@ -1,8 +1,9 @@
 //! What `Engine` puts on the wire, against a fake engine on a unix socket that records each
-//! request line: how many round trips a connect costs, and that paths go out
+//! request line: how many round trips a connect and an observation cost, and that paths go out
 //! unversioned (the handshake relies on it instead of negotiating a version).
 
 use super::Engine;
+use crate::model::StageSpec;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
@@ -72,6 +73,10 @@ async fn serve(stream: tokio::net::UnixStream, seen: Arc<Mutex<Vec<String>>>) {
     }
 }
 
+fn spec() -> StageSpec {
+    StageSpec { project: "p".into(), name: "s".into(), ..Default::default() }
+}
+
 #[tokio::test]
 async fn connecting_costs_one_ping_and_paths_go_out_unversioned() {
     let fake = FakeEngine::start();
@@ -82,4 +87,46 @@ async fn connecting_costs_one_ping_and_paths_go_out_unversioned() {
     // bollard that starts sending `/v1.xx/…` must bring back a negotiation (Docker 20.10 refuses
     // versions above 1.41, Docker 29 below 1.44), and this test says so.
     assert_eq!(fake.requests(), vec!["GET /_ping", "GET /containers/json"]);
+}
+
+#[tokio::test]
+async fn one_observation_reads_the_stage_and_its_side_containers_in_three_requests() {
+    let fake = FakeEngine::start();
+    let engine = fake.connect().await;
+    let view = engine.observe_with_side(&spec()).await.unwrap();
+    let mut requests = fake.requests();
+    requests.sort();
+    assert_eq!(requests, vec!["GET /_ping", "GET /containers/json", "GET /networks", "GET /volumes"]);
+    let services: Vec<&str> = view.observed.containers.iter().map(|c| c.service.as_str()).collect();
+    assert_eq!(services, vec!["api"], "the proxy is no service");
+    assert_eq!(view.side.len(), 1);
+    assert_eq!(view.side[0].id, "x1");
+    assert!(!view.side[0].running);
+    assert_eq!(view.side[0].label(crate::proxy::PROXY_LABEL), Some("true"));
+}
+
+#[tokio::test]
+async fn the_proxy_is_found_among_the_side_containers_without_another_list() {
+    let fake = FakeEngine::start();
+    let engine = fake.connect().await;
+    let view = engine.observe_with_side(&spec()).await.unwrap();
+    let before = fake.requests().len();
+    let proxy = crate::proxy::observe_beside(&engine, &view.side).await;
+    assert_eq!(proxy.id.as_deref(), Some("x1"));
+    assert!(!proxy.running);
+    // Its configuration is read from the container (one archive request), never listed again.
+    let after: Vec<String> = fake.requests().split_off(before);
+    assert_eq!(after, vec!["GET /containers/x1/archive"]);
+}
+
+#[test]
+fn a_restore_marker_beside_the_services_refuses_up() {
+    let marker = super::SideContainer {
+        id: "m".into(),
+        running: false,
+        labels: [("fleetflow.restoring".to_string(), "data".to_string())].into_iter().collect(),
+    };
+    let err = crate::ops::refuse_restore_marks(&spec(), &[marker]).unwrap_err().to_string();
+    assert!(err.contains("volume data of stage s is incomplete"), "{err}");
+    assert!(crate::ops::refuse_restore_marks(&spec(), &[super::SideContainer::default()]).is_ok());
 }

@@ -15,7 +15,7 @@ mod deploy;
 
 pub(crate) use deploy::deploy;
 
-use crate::engine::{Engine, Event, Events, labels};
+use crate::engine::{Engine, Event, Events, SideContainer, labels};
 use crate::error::{Error, Result};
 use crate::model::{ProxySettings, ProxyTls, Route, StageSpec};
 use crate::plan::{Action, Decision, ObservedStage, Plan};
@@ -92,15 +92,21 @@ pub async fn observe(engine: &Engine, spec: &StageSpec) -> Result<ObservedProxy>
     )]);
     let opts = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
     let list = engine.docker.list_containers(Some(opts)).await.map_err(|e| Error::engine("listing the proxy", e))?;
-    let Some(c) = list.into_iter().next() else { return Ok(ObservedProxy::default()) };
-    let id = c.id.unwrap_or_default();
-    let config = read_config(engine, &id).await;
-    Ok(ObservedProxy {
-        running: c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING),
-        shape: c.labels.and_then(|l| l.get(SHAPE_LABEL).cloned()),
-        config,
-        id: Some(id),
-    })
+    Ok(observe_beside(engine, &list.into_iter().map(SideContainer::from).collect::<Vec<_>>()).await)
+}
+
+/// The proxy among a stage's side containers, as `Engine::observe_with_side` found them (no
+/// list of its own); its configuration is read only when there is one.
+pub async fn observe_beside(engine: &Engine, side: &[SideContainer]) -> ObservedProxy {
+    let Some(c) = side.iter().find(|c| c.label(PROXY_LABEL) == Some("true")) else {
+        return ObservedProxy::default();
+    };
+    ObservedProxy {
+        running: c.running,
+        shape: c.label(SHAPE_LABEL).map(str::to_string),
+        config: read_config(engine, &c.id).await,
+        id: Some(c.id.clone()),
+    }
 }
 
 /// The configuration file in the proxy container; None when it cannot be read (then it is rewritten).

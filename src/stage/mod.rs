@@ -88,9 +88,28 @@ pub async fn plan_up(
     opts: &UpOptions,
     ui: &Ui,
 ) -> Result<(Plan, plan::ObservedStage, std::collections::BTreeMap<String, String>)> {
+    let planned = plan_up_seeing(engine, spec, opts, ui).await?;
+    Ok((planned.plan, planned.observed, planned.images))
+}
+
+/// A planned `up` with what its observation saw.
+pub(crate) struct PlannedUp {
+    pub plan: Plan,
+    pub observed: plan::ObservedStage,
+    /// The image id per image name.
+    pub images: std::collections::BTreeMap<String, String>,
+    /// The stage's other containers (proxy, restore markers), from the same engine read.
+    pub side: Vec<engine::SideContainer>,
+}
+
+/// `plan_up`, keeping the side containers the one container list found.
+async fn plan_up_seeing(engine: &Engine, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<PlannedUp> {
     let events = ui.events();
-    let (resolved, mut observed) =
-        futures_util::try_join!(engine.resolve_images(spec, opts.pull, opts.dry_run, &events), engine.observe(spec))?;
+    let (resolved, view) = futures_util::try_join!(
+        engine.resolve_images(spec, opts.pull, opts.dry_run, &events),
+        engine.observe_with_side(spec)
+    )?;
+    let engine::StageView { mut observed, side } = view;
     let images = resolved.ids;
     let desired: Vec<Desired> = spec
         .services
@@ -130,7 +149,7 @@ pub async fn plan_up(
             pull_first: c.pull_first,
         }));
     }
-    Ok((plan, observed, images))
+    Ok(PlannedUp { plan, observed, images, side })
 }
 
 pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<Plan> {
@@ -168,12 +187,13 @@ pub(crate) async fn converge_on(
     readiness: &engine::Readiness,
 ) -> Result<Plan> {
     proxy_stage::before_plan(engine, spec, opts.dry_run, &ui.events()).await?;
-    let (mut plan, observed, images) = plan_up(engine, spec, opts, ui).await?;
-    let proxy = proxy_stage::plan_up(engine, spec, &mut plan, &observed).await?;
+    let PlannedUp { mut plan, observed, images, side } = plan_up_seeing(engine, spec, opts, ui).await?;
+    let proxy = proxy_stage::plan_up(engine, spec, &mut plan, &observed, &side).await?;
     ui.orphan_warnings(&plan);
     if !opts.dry_run {
-        // A volume whose restore was interrupted is incomplete: nothing starts on it.
-        crate::ops::refuse_interrupted_restore(engine, spec).await?;
+        // A volume whose restore was interrupted is incomplete: nothing starts on it. The
+        // markers were listed with the containers (a restore holds the stage lock, as we do).
+        crate::ops::refuse_restore_marks(spec, &side)?;
         proxy_stage::retire(engine, spec, &proxy, &ui.events()).await?;
         // Even with nothing to do here, kept services must say they are ready to other servers.
         let proxy = proxy.serve;

@@ -1,7 +1,7 @@
 //! The proxy's part of a stage's `up` and `down` on one engine: composed here so the engine and
 //! proxy layers stay unaware of each other's plans.
 
-use crate::engine::{Engine, Events};
+use crate::engine::{Engine, Events, SideContainer};
 use crate::error::Result;
 use crate::model::StageSpec;
 use crate::plan::{Action, ObservedStage, Plan};
@@ -34,8 +34,9 @@ pub(crate) async fn plan_up(
     spec: &StageSpec,
     plan: &mut Plan,
     observed: &ObservedStage,
+    side: &[SideContainer],
 ) -> Result<ProxyUp> {
-    let seen = proxy::observe(engine, spec).await?;
+    let seen = proxy::observe_beside(engine, side).await;
     let (steps, up) = match proxy::is_routed(spec) {
         true => (
             proxy::plan(spec, &seen, plan, observed),
