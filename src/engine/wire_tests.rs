@@ -130,3 +130,22 @@ fn a_restore_marker_beside_the_services_refuses_up() {
     assert!(err.contains("volume data of stage s is incomplete"), "{err}");
     assert!(crate::ops::refuse_restore_marks(&spec(), &[super::SideContainer::default()]).is_ok());
 }
+
+#[tokio::test]
+async fn tidying_a_routed_stage_with_one_container_per_service_costs_one_list() {
+    let fake = FakeEngine::start();
+    let engine = fake.connect().await;
+    let route = crate::model::Route {
+        host: "shop.test".into(),
+        port: 80,
+        path: None,
+        health: crate::model::Route::DEFAULT_HEALTH.into(),
+        drain_ms: 0,
+    };
+    let api = crate::model::Service { name: "api".into(), routes: vec![route], ..Default::default() };
+    let spec = StageSpec { services: vec![api], ..spec() };
+    let events: crate::engine::Events = std::sync::Arc::new(|_| {});
+    crate::proxy::tidy(&engine, &spec, &events).await.unwrap();
+    // Nothing to tidy: neither the proxy nor its configuration is read.
+    assert_eq!(fake.requests(), vec!["GET /_ping", "GET /containers/json"]);
+}

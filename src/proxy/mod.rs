@@ -422,12 +422,19 @@ async fn exec(engine: &Engine, id: &str, argv: &[&str]) -> std::result::Result<(
 /// Before an `up` is planned: a replacement interrupted by a kill leaves two containers of one
 /// routed service. The one the proxy points at stays (it serves), the other goes (it never took
 /// traffic, or it was the old one draining); without a proxy config, the newest stays.
+///
+/// One container list when no routed service has two containers (every `up` but the one after
+/// a kill): the proxy and its configuration are read only when there is something to tidy.
 pub async fn tidy(engine: &Engine, spec: &StageSpec, events: &Events) -> Result<()> {
-    let observed = engine.observe(spec).await?;
+    let containers = engine.containers(&spec.project, Some(&spec.name)).await?;
+    let twice = |svc: &str| containers.iter().filter(|c| c.service == svc).count() > 1;
+    if !spec.services.iter().any(|s| !s.routes.is_empty() && twice(&s.name)) {
+        return Ok(());
+    }
     let proxy = observe(engine, spec).await?;
     let pointed = proxy.config.as_ref().map(caddy::upstreams_in).unwrap_or_default();
     for svc in spec.services.iter().filter(|s| !s.routes.is_empty()) {
-        let mut mine: Vec<_> = observed.containers.iter().filter(|c| c.service == svc.name).collect();
+        let mut mine: Vec<_> = containers.iter().filter(|c| c.service == svc.name).collect();
         if mine.len() < 2 {
             continue;
         }
