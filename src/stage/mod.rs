@@ -107,8 +107,8 @@ pub async fn observe_and_plan_up(
     opts: &UpOptions,
     ui: &Ui,
     skip: &[String],
-) -> Result<(Plan, plan::ObservedStage, std::collections::BTreeMap<String, String>)> {
-    let (observed, resolved) = observe_up(engine, spec, opts, ui, skip).await?;
+) -> Result<(Plan, plan::ObservedStage, std::collections::BTreeMap<String, String>, Vec<engine::SideContainer>)> {
+    let (observed, resolved, side) = observe_up(engine, spec, opts, ui, skip).await?;
     let images = resolved.ids;
     let mut plan = plan::plan_up(spec, &desired(spec, &images), &observed, opts.remove_orphans, opts.force_recreate);
     // Only a remote part of a stage has an image source; its spec names its one server.
@@ -120,7 +120,7 @@ pub async fn observe_and_plan_up(
             pull_first: c.pull_first,
         }));
     }
-    Ok((plan, observed, images))
+    Ok((plan, observed, images, side))
 }
 
 /// Each service with the hash its container must carry, given the image ids the engine resolved.
@@ -144,10 +144,14 @@ pub(crate) async fn observe_up(
     opts: &UpOptions,
     ui: &Ui,
     skip: &[String],
-) -> Result<(plan::ObservedStage, engine::ResolvedImages)> {
+) -> Result<(plan::ObservedStage, engine::ResolvedImages, Vec<engine::SideContainer>)> {
     let events = ui.events();
-    let (resolved, mut observed) =
-        futures_util::try_join!(engine.resolve_images(spec, opts.pull, opts.dry_run, &events), engine.observe(spec))?;
+    // One container list serves the services, the proxy and the restore markers.
+    let (resolved, view) = futures_util::try_join!(
+        engine.resolve_images(spec, opts.pull, opts.dry_run, &events),
+        engine.observe_with_side(spec)
+    )?;
+    let engine::StageView { mut observed, side } = view;
     observed.containers.retain(|c| !skip.contains(&c.id));
     let desired = desired(spec, &resolved.ids);
     // Only a container whose environment changed is inspected, so the reason can name the variable.
@@ -173,7 +177,7 @@ pub(crate) async fn observe_up(
         observed.volumes.len(),
         spec.name
     ));
-    Ok((observed, resolved))
+    Ok((observed, resolved, side))
 }
 
 pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<Plan> {
@@ -208,6 +212,8 @@ struct PlannedUp {
     proxy: proxy_stage::ProxyUp,
     /// Containers an interrupted replacement left, planned as gone and removed first by the run.
     leftovers: Vec<crate::proxy::Leftover>,
+    /// The stage's other containers (proxy, restore markers), from the same container list.
+    side: Vec<engine::SideContainer>,
 }
 
 /// Observes one engine's part of a stage and plans it, proxy steps included. Changes nothing,
@@ -215,10 +221,10 @@ struct PlannedUp {
 async fn observe_and_plan_on(engine: &Engine, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<PlannedUp> {
     let leftovers = proxy_stage::leftovers(engine, spec, opts.dry_run, &ui.events()).await?;
     let skip: Vec<String> = leftovers.iter().map(|c| c.id.clone()).collect();
-    let (mut plan, observed, images) = observe_and_plan_up(engine, spec, opts, ui, &skip).await?;
-    let proxy = proxy_stage::observe_and_plan_proxy_up(engine, spec, &mut plan, &observed).await?;
+    let (mut plan, observed, images, side) = observe_and_plan_up(engine, spec, opts, ui, &skip).await?;
+    let proxy = proxy_stage::observe_and_plan_proxy_up(engine, spec, &mut plan, &observed, &side).await?;
     ui.orphan_warnings(&plan);
-    Ok(PlannedUp { plan, observed, images, proxy, leftovers })
+    Ok(PlannedUp { plan, observed, images, proxy, leftovers, side })
 }
 
 /// Applies a planned part (unless a dry run) and returns its plan.
@@ -230,11 +236,12 @@ async fn apply_on(
     readiness: &engine::Readiness,
     planned: PlannedUp,
 ) -> Result<Plan> {
-    let PlannedUp { plan, observed, images, proxy, leftovers } = planned;
+    let PlannedUp { plan, observed, images, proxy, leftovers, side } = planned;
     if !opts.dry_run {
         crate::proxy::remove_leftovers(engine, &leftovers, &ui.events()).await?;
         // A volume whose restore was interrupted is incomplete: nothing starts on it.
-        crate::ops::refuse_interrupted_restore(engine, spec).await?;
+        // The markers were listed with the containers (a restore holds the stage lock, as we do).
+        crate::ops::refuse_restore_marks(spec, &side)?;
         proxy_stage::retire(engine, spec, &proxy, &ui.events()).await?;
         // Even with nothing to do here, kept services must say they are ready to other servers.
         let proxy = proxy.serve;

@@ -1,7 +1,7 @@
 //! The proxy's part of a stage's `up` and `down` on one engine: composed here so the engine and
 //! proxy layers stay unaware of each other's plans.
 
-use crate::engine::{Engine, Events};
+use crate::engine::{Engine, Events, SideContainer};
 use crate::error::Result;
 use crate::model::StageSpec;
 use crate::plan::{Action, ObservedStage, Plan};
@@ -47,8 +47,9 @@ pub(crate) async fn observe_and_plan_proxy_up(
     spec: &StageSpec,
     plan: &mut Plan,
     observed: &ObservedStage,
+    side: &[SideContainer],
 ) -> Result<ProxyUp> {
-    let seen = proxy::observe(engine, spec).await?;
+    let seen = proxy::observe_beside(engine, side).await;
     join_steps(spec, &seen, plan, observed);
     Ok(handle(engine, spec, seen, observed))
 }

@@ -310,8 +310,8 @@ async fn observe_engine(u: &Up<'_>, conn: &Connected, part: &StageSpec) -> Resul
         crate::proxy::remove_leftovers(&conn.engine, &leftovers, &events).await?;
     }
     let skip: Vec<String> = leftovers.iter().map(|c| c.id.clone()).collect();
-    let (observed, resolved) = super::observe_up(&conn.engine, part, u.opts, u.ui, &skip).await?;
-    let proxy = crate::proxy::observe(&conn.engine, part).await?;
+    let (observed, resolved, side) = super::observe_up(&conn.engine, part, u.opts, u.ui, &skip).await?;
+    let proxy = crate::proxy::observe_beside(&conn.engine, &side).await;
     let idle = conn.host.auto_suspend_view().await?;
     if let Some(line) = auto_suspend::suspended_itself(&idle) {
         u.ui.note(format!("server {} had suspended itself: {line}", conn.server));
