@@ -125,7 +125,7 @@ stage "dev" {{
     // The gated run passes its gate in round 1, then in round 2 fetches the new image and would
     // replace web: a step the hashed plan did not hold. Refused before web is touched.
     let gated = p.fleet(&["up", "dev", "--pull", "--plan-hash", &hash]);
-    gated.fails_with(1, &["changed since plan", "recreate"]);
+    gated.fails_with(1, &["changed since plan", "1 to replace"]);
     assert_eq!(inside(&rig, id, &["inspect", "-f", "{{.Id}}", &container]), before, "web was replaced");
 
     // The plan the refusal names is what a new hash runs.
