@@ -135,3 +135,28 @@ stage "dev" {{
     assert_ne!(inside(&rig, id, &["inspect", "-f", "{{.Id}}", &container]), before, "web runs the new image");
     p.ok(&["down", "dev", "--destroy", "--yes"]);
 }
+
+#[test]
+fn an_engine_the_login_may_not_use_is_never_installed_over() {
+    // The engine runs, but this login is not in its group: the CLI says "permission denied",
+    // and the socket is not forwarded to it. apt-get is there (a fake that records its calls).
+    let bin = tempfile::tempdir().unwrap();
+    let calls = bin.path().join("apt-calls");
+    let fake = |name: &str, body: &str| {
+        let path = bin.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    };
+    fake(
+        "docker",
+        "echo 'permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock' >&2; exit 1",
+    );
+    fake("apt-get", &format!("echo \"$@\" >> {}; exit 1", calls.display()));
+    let sshd = Sshd::start(&format!(
+        "SetEnv PATH={}:/usr/bin:/bin\nMatch all\n    AllowStreamLocalForwarding no",
+        bin.path().display()
+    ));
+    let p = host_project("review2-engine-denied", &sshd);
+    p.fleet(&["up", "pre"]).fails_with(1, &["an engine runs there", "may not use its socket", "usermod -aG docker"]);
+    assert!(!calls.exists(), "apt-get ran: {}", std::fs::read_to_string(&calls).unwrap_or_default());
+}
