@@ -160,3 +160,53 @@ fn an_engine_the_login_may_not_use_is_never_installed_over() {
     p.fleet(&["up", "pre"]).fails_with(1, &["an engine runs there", "may not use its socket", "usermod -aG docker"]);
     assert!(!calls.exists(), "apt-get ran: {}", std::fs::read_to_string(&calls).unwrap_or_default());
 }
+
+/// `db` writes 300 MB of noise into its volume once, then says so.
+const BIG_VOLUME: &str = r#"
+project "{project}"
+service "db" {
+    image "{image}"
+    command "sh" "-c" "[ -f /data/ready ] || { head -c 300000000 /dev/urandom > /data/blob; touch /data/ready; }; exec sleep 100000"
+    volumes { volume "data" "/data" }
+    stop_signal "SIGKILL"
+}
+stage "local" { service "db" }
+"#;
+
+#[test]
+fn ctrl_c_during_a_backup_with_stop_starts_the_stopped_services_again() {
+    let p = Project::new("review2-backup-int", BIG_VOLUME);
+    p.ok(&["up", "local"]);
+    let ready = std::time::Instant::now();
+    while p.fleet(&["exec", "-T", "local", "db", "test", "-f", "/data/ready"]).code != 0 {
+        assert!(ready.elapsed() < std::time::Duration::from_secs(120), "db never filled its volume");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let file = p.path().join("b.tar");
+    let child = p
+        .cmd(&["backup", "local", "--stop", "-o", file.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once --stop stopped db, the copy runs: Ctrl-C then.
+    let stopped = std::time::Instant::now();
+    while p.inspect("local", "db", "{{.State.Running}}").as_deref() == Some("true") {
+        assert!(stopped.elapsed() < std::time::Duration::from_secs(60), "backup --stop never stopped db");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let sent = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(!file.exists(), "an interrupted backup left a file");
+    assert_eq!(
+        p.inspect("local", "db", "{{.State.Running}}").as_deref(),
+        Some("true"),
+        "the interrupted backup left db stopped: {stderr}"
+    );
+    let down = p.fleet(&["down", "local", "--destroy", "--volumes", "--yes"]);
+    assert_eq!(down.code, 0, "{down:?}");
+}
