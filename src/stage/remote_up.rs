@@ -127,9 +127,19 @@ async fn check_gate(u: &Up<'_>, infra: &[ServerPlan], held: &mut Held) -> Result
 /// A gated run's round 2, planned again on what the engines hold now: refused unless, on every
 /// server the gate's pass reached, it is the plan that was hashed (`up_plan::held_to`). Nothing
 /// of round 2 has changed yet (the planned image copies aside).
-fn hold_to_gate(u: &Up<'_>, gated: Option<&UpPlan>, now: &Workload) -> Result<()> {
+/// Round 1 ran by then (`done`): the refusal says which of its steps stay taken.
+fn hold_to_gate(u: &Up<'_>, gated: Option<&UpPlan>, now: &Workload, done: &[ServerPlan]) -> Result<()> {
     let (Some(gate), Some(gated)) = (u.opts.plan_gate.as_ref(), gated) else { return Ok(()) };
-    gate::check(Some(gate), u.spec, PlanIntent::Up, &up_plan::held_to(gated, now).to_plan())
+    let held = gate::check(Some(gate), u.spec, PlanIntent::Up, &up_plan::held_to(gated, now).to_plan());
+    if held.is_err() {
+        for action in done.iter().flat_map(|s| &s.actions) {
+            u.ui.warn(format!(
+                "round 1 of this up ran before its containers were refused: {}",
+                crate::ui::infra_line(action).trim()
+            ));
+        }
+    }
+    held
 }
 
 /// The dry run of round 1: which machine each server adopts, its steps, and what a new one costs.
@@ -266,9 +276,9 @@ async fn workload_round(
         // Nothing to plan on the swarm: its manager showed it as the file declares it.
         (true, true) => {
             plan.workload = Workload::Swarm(Plan::default());
-            hold_to_gate(u, gated, &plan.workload)?;
+            hold_to_gate(u, gated, &plan.workload, &plan.infra)?;
         }
-        (true, false) => plan.workload = Workload::Swarm(converge_swarm(u, machines, held, gated).await?),
+        (true, false) => plan.workload = Workload::Swarm(converge_swarm(u, machines, held, gated, &plan.infra).await?),
         (false, _) => container_workload(u, plan, machines, held, gated).await?,
     }
     if !u.opts.dry_run {
@@ -296,7 +306,7 @@ async fn container_workload(
         print_lines(u, plan.workload_lines());
         return Ok(());
     }
-    hold_to_gate(u, gated, &plan.workload)?;
+    hold_to_gate(u, gated, &plan.workload, &plan.infra)?;
     let Workload::Containers { servers, idle } = &plan.workload else { return Ok(()) };
     apply_containers(u, servers, held).await?;
     for step in idle {
@@ -385,11 +395,17 @@ fn not_reached(server: &str) -> Error {
 }
 
 /// The swarm layer, through its own observe-plan-apply pass (it prints its steps in a dry run).
-async fn converge_swarm(u: &Up<'_>, machines: &[Option<Machine>], held: &Held, gated: Option<&UpPlan>) -> Result<Plan> {
+async fn converge_swarm(
+    u: &Up<'_>,
+    machines: &[Option<Machine>],
+    held: &Held,
+    gated: Option<&UpPlan>,
+    done: &[ServerPlan],
+) -> Result<Plan> {
     let nodes = swarm_nodes(u.spec, machines, held);
     let unreached: Vec<&Server> = u.spec.servers.iter().filter(|s| held.conn(&s.name).is_none()).collect();
     // A gated run's swarm plan is held to the gated one before its executor runs.
-    let hold = |now: &Plan| hold_to_gate(u, gated, &Workload::Swarm(now.clone()));
+    let hold = |now: &Plan| hold_to_gate(u, gated, &Workload::Swarm(now.clone()), done);
     swarm_stage::converge(u.spec, &nodes, &unreached, u.opts, &u.progress, u.ui, &hold).await
 }
 
