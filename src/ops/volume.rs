@@ -201,6 +201,11 @@ fn refuse_marked(spec: &StageSpec, mut volumes: Vec<String>) -> Result<()> {
     }
 }
 
+/// Whether an interrupted restore of `volume` left its marker on this engine.
+pub(crate) async fn is_being_restored(engine: &Engine, spec: &StageSpec, volume: &str) -> Result<bool> {
+    Ok(labelled(engine, spec, RESTORING_LABEL).await?.values().any(|v| v == volume))
+}
+
 /// Marks a restore of `volume` in progress (kept if a former interrupted one left it).
 pub(crate) async fn mark_restoring(engine: &Engine, spec: &StageSpec, image: &str, volume: &str) -> Result<String> {
     if let Some((id, _)) = labelled(engine, spec, RESTORING_LABEL).await?.into_iter().find(|(_, v)| v == volume) {

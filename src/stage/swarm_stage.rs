@@ -117,6 +117,7 @@ pub(super) async fn converge(
     opts: &UpOptions,
     progress: &Progress,
     ui: &Ui,
+    hold: &(dyn Fn(&Plan) -> Result<()> + Sync),
 ) -> Result<Plan> {
     let view = observe_view(spec, nodes, unreached, opts, ui).await?;
     let plan = plan_swarm(spec, &view, opts.remove_orphans)?;
@@ -134,6 +135,8 @@ pub(super) async fn converge(
         }),
         (true, Format::Json) => {}
         (false, _) => {
+            // A gated run (`mcp apply`) executes only the plan its gate passed.
+            hold(&plan.to_plan())?;
             // A volume whose restore was interrupted is incomplete (its services were scaled to
             // 0 for it): nothing is scaled back or started until it is restored.
             for node in nodes {
