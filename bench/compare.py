@@ -5,7 +5,9 @@ Runs alternate (fleet, compose, fleet, compose, ...) so machine noise hits both 
 medians and ratios (fleet / compose; below 1.0 means fleet is faster) for:
   fresh up, converged up, down (containers stop at once), down (PID 1 ignores SIGTERM),
 plus peak RSS of each tool. Needs: docker, docker-compose, the fleet binary (built in release).
-Usage: bench/compare.py [--runs N] [--fleet target/release/fleet]
+Usage: bench/compare.py [--runs N] [--fleet target/release/fleet] [--prefix bench] [--up-only]
+  --prefix names the two projects (<prefix>f, <prefix>c), so two people on one engine do not collide;
+  --up-only skips the SIGTERM-ignoring pass (the one that takes seconds of grace per run).
 """
 import argparse, os, shutil, statistics, subprocess, sys, tempfile, time
 
@@ -54,6 +56,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--fleet", default="target/release/fleet")
+    ap.add_argument("--prefix", default="bench")
+    ap.add_argument("--up-only", action="store_true")
+    ap.add_argument("--converged", type=int, default=3, help="converged ups per run (each is cheap)")
     args = ap.parse_args()
     fleet = os.path.abspath(args.fleet)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,17 +69,18 @@ def main():
 
     results = {}  # (scenario, tool) -> [seconds]
     rss = {"fleet": 0, "compose": 0}
-    for stop_at_once in (True, False):
+    fp, cp = args.prefix + "f", args.prefix + "c"
+    for stop_at_once in (True,) if args.up_only else (True, False):
         kind = "stops at once" if stop_at_once else f"ignores SIGTERM ({GRACE}s grace)"
         with tempfile.TemporaryDirectory() as fd, tempfile.TemporaryDirectory() as cd:
-            open(os.path.join(fd, "fleet.kdl"), "w").write(fleet_kdl("benchf", stop_at_once))
+            open(os.path.join(fd, "fleet.kdl"), "w").write(fleet_kdl(fp, stop_at_once))
             open(os.path.join(cd, "docker-compose.yml"), "w").write(compose_yml(stop_at_once))
             tools = {
                 "fleet": dict(cwd=fd, up=[fleet, "up", "bench"], down=[fleet, "down", "bench"],
                               destroy=[fleet, "down", "bench", "--destroy", "--yes"]),
-                "compose": dict(cwd=cd, up=["docker-compose", "-p", "benchc", "up", "-d"],
-                                down=["docker-compose", "-p", "benchc", "stop"],
-                                destroy=["docker-compose", "-p", "benchc", "down"]),
+                "compose": dict(cwd=cd, up=["docker-compose", "-p", cp, "up", "-d"],
+                                down=["docker-compose", "-p", cp, "stop"],
+                                destroy=["docker-compose", "-p", cp, "down"]),
             }
             for _ in range(args.runs):
                 for tool, t in tools.items():
@@ -86,12 +92,13 @@ def main():
                         if not stop_at_once and label == "fresh up":
                             timed(t[step], t["cwd"], env)  # setup only; measured in the first pass
                             continue
-                        wall, peak = timed(t[step], t["cwd"], env)
-                        results.setdefault((label, tool), []).append(wall)
-                        rss[tool] = max(rss[tool], peak)
+                        for _ in range(args.converged if label == "converged up" else 1):
+                            wall, peak = timed(t[step], t["cwd"], env)
+                            results.setdefault((label, tool), []).append(wall)
+                            rss[tool] = max(rss[tool], peak)
                     subprocess.run(t["destroy"], cwd=t["cwd"], env=env, capture_output=True)
 
-    print(f"{'operation':40} {'fleet s':>9} {'compose s':>10} {'ratio':>7}")
+    print(f"{'operation':40} {'fleet s':>9} {'compose s':>10} {'ratio':>7}  spread (min-max) fleet | compose")
     labels = []
     for (label, _tool) in results:
         if label not in labels:
@@ -99,7 +106,9 @@ def main():
     for label in labels:
         f = statistics.median(results[(label, "fleet")])
         c = statistics.median(results[(label, "compose")])
-        print(f"{label:40} {f:9.3f} {c:10.3f} {f / c:7.3f}")
+        fr, cr = results[(label, "fleet")], results[(label, "compose")]
+        spread = f"{min(fr):.3f}-{max(fr):.3f} | {min(cr):.3f}-{max(cr):.3f}"
+        print(f"{label:40} {f:9.3f} {c:10.3f} {f / c:7.3f}  {spread}")
     print(f"{'peak RSS (MiB)':40} {rss['fleet'] / 1024:9.1f} {rss['compose'] / 1024:10.1f} {rss['fleet'] / rss['compose']:7.3f}")
     print(f"medians of {args.runs} alternating runs; ratio = fleet / docker-compose")
 

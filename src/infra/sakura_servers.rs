@@ -633,12 +633,12 @@ impl SakuraCloud {
             if m.power == Power::Down {
                 return Ok(Some(m));
             }
-            let force = started.elapsed() >= timing.shutdown_force_after;
-            let resend = last_sent.is_none_or(|t| t.elapsed() >= timing.shutdown_resend);
-            if m.power == Power::Up && resend || (force && !forced) {
-                if force && !forced {
+            let call = shutdown_call(&m.power, started.elapsed(), last_sent.map(|t| t.elapsed()), forced, timing);
+            if call != ShutdownCall::Wait {
+                if call == (ShutdownCall::Force { first: true }) {
                     progress(InfraEvent::Note(format!("{} ignored the shutdown; forcing power off", server.name)));
                 }
+                let force = matches!(call, ShutdownCall::Force { .. });
                 let body = force.then(|| json!({"Force": true}));
                 let _one_at_a_time = self.power_lock.lock().await;
                 match self.api.call(Method::DELETE, zone, &format!("server/{id}/power"), None, body.as_ref()).await {
@@ -677,6 +677,39 @@ impl SakuraCloud {
             Ok(_) => Err(Self::fail(server, zone, "deleting", "it still exists after the delete request")),
             Err(e) => Err(Self::fail_api(server, zone, "confirming the delete", &e)),
         }
+    }
+}
+
+/// What a power-off sends next: graceful first, re-sent every `shutdown_resend` while the server
+/// still shows up (the guest ignored it), then forced once `shutdown_force_after` has passed,
+/// whatever the server shows (a guest stuck mid-shutdown shows neither up nor down). A forced
+/// call is re-sent like a graceful one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ShutdownCall {
+    /// Nothing to send now: the last call is still being acted on.
+    Wait,
+    Graceful,
+    /// `first`: the run says once that the guest ignored the shutdown.
+    Force {
+        first: bool,
+    },
+}
+
+/// Pure: `elapsed` since the power-off began, `since_sent` since the last call (None: none yet).
+pub(crate) fn shutdown_call(
+    power: &Power,
+    elapsed: std::time::Duration,
+    since_sent: Option<std::time::Duration>,
+    forced: bool,
+    timing: &super::sakura_http::Timing,
+) -> ShutdownCall {
+    let force = elapsed >= timing.shutdown_force_after;
+    let resend = since_sent.is_none_or(|t| t >= timing.shutdown_resend);
+    match (force, *power == Power::Up && resend) {
+        (true, _) if !forced => ShutdownCall::Force { first: true },
+        (true, true) => ShutdownCall::Force { first: false },
+        (false, true) => ShutdownCall::Graceful,
+        _ => ShutdownCall::Wait,
     }
 }
 
@@ -724,6 +757,33 @@ fn machine(v: &Value) -> Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_power_off_is_graceful_re_sent_while_ignored_then_forced_after_its_deadline() {
+        use std::time::Duration;
+        let s = Duration::from_secs;
+        let timing = super::super::sakura_http::Timing {
+            request: s(60),
+            backoff: s(1),
+            poll: s(5),
+            shutdown_resend: s(20),
+            shutdown_force_after: s(120),
+            patience: s(1200),
+        };
+        let changing = Power::Changing("cleaning".into());
+        let call = |power: &Power, elapsed: u64, since_sent: Option<u64>, forced: bool| {
+            shutdown_call(power, s(elapsed), since_sent.map(s), forced, &timing)
+        };
+        assert_eq!(call(&Power::Up, 0, None, false), ShutdownCall::Graceful, "the first call is graceful");
+        assert_eq!(call(&Power::Up, 10, Some(10), false), ShutdownCall::Wait, "given time to act on it");
+        assert_eq!(call(&Power::Up, 40, Some(20), false), ShutdownCall::Graceful, "re-sent while ignored");
+        assert_eq!(call(&changing, 40, Some(30), false), ShutdownCall::Wait, "going down: left to finish");
+        assert_eq!(call(&Power::Up, 120, Some(5), false), ShutdownCall::Force { first: true }, "the deadline");
+        assert_eq!(call(&changing, 130, Some(10), false), ShutdownCall::Force { first: true }, "stuck mid-way");
+        assert_eq!(call(&Power::Up, 130, Some(10), true), ShutdownCall::Wait);
+        assert_eq!(call(&Power::Up, 150, Some(20), true), ShutdownCall::Force { first: false }, "re-sent, forced");
+        assert_eq!(call(&changing, 150, Some(30), true), ShutdownCall::Wait);
+    }
 
     #[test]
     fn decodes_servers_leniently() {

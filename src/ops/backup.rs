@@ -42,7 +42,9 @@ pub async fn backup(config: &Config, spec: &StageSpec, opts: &BackupOptions, ui:
     let manifest = {
         let _lock = StageLock::acquire(&config.project, &spec.name, &format!("backup {}", spec.name), None).await?;
         let sites = Sites::connect_locked(config, spec, "backup", ui).await?;
-        let result = crate::signal::interruptible(backup_on(&sites, spec, &volumes, &path, opts.stop, ui)).await;
+        // Ctrl-C cuts the copy short, not the start of what `--stop` stopped (`backup_on`).
+        let _cleanup = opts.stop.then(crate::signal::CleanupScope::enter);
+        let result = backup_on(&sites, spec, &volumes, &path, opts.stop, ui).await;
         sites.close().await;
         if result.is_err() {
             let _ = std::fs::remove_file(archive::partial_path(&path));
@@ -93,6 +95,18 @@ pub(crate) fn site_of<'a>(sites: &'a Sites, spec: &StageSpec, volume: &str) -> R
     }
 }
 
+/// What `--stop` stopped, to start again once the copy ended (done, failed or cut short).
+enum Stopped<'a> {
+    Containers(Vec<String>),
+    Swarm(Swarm<'a>, Vec<super::swarm::Scaled>),
+}
+
+/// Each volume to copy: (short name, its engine, helper image).
+type Targets<'a> = Vec<(String, &'a Site, String)>;
+
+/// Finding the volumes and stopping their users (`--stop`), then the copy (Ctrl-C cuts each
+/// volume's stream short, and its helper is removed), then (whatever the copy's end) the stopped services started again, so an interrupted
+/// `backup --stop` does not leave them down.
 async fn backup_on(
     sites: &Sites,
     spec: &StageSpec,
@@ -101,12 +115,29 @@ async fn backup_on(
     stop: bool,
     ui: &Ui,
 ) -> Result<Manifest> {
+    let (targets, stopped) = crate::signal::interruptible(prepare(sites, spec, volumes, stop, ui)).await?;
+    let copied = copy_all(&targets, path, spec, ui).await;
+    match stopped {
+        Stopped::Containers(names) if !names.is_empty() => start_services(sites, spec, &names, ui).await?,
+        Stopped::Containers(_) => {}
+        Stopped::Swarm(swarm, scaled) => swarm.start_again(spec, &scaled, ui).await?,
+    }
+    copied
+}
+
+async fn prepare<'a>(
+    sites: &'a Sites,
+    spec: &StageSpec,
+    volumes: &[String],
+    stop: bool,
+    ui: &Ui,
+) -> Result<(Targets<'a>, Stopped<'a>)> {
     for site in &sites.sites {
         volume::remove_stale_helpers(&site.engine, &site.spec).await?;
         volume::refuse_interrupted_restore(&site.engine, &site.spec).await?;
     }
     if spec.is_swarm() {
-        return backup_swarm(sites, spec, volumes, path, stop, ui).await;
+        return prepare_swarm(sites, spec, volumes, stop, ui).await;
     }
     let mut targets = Vec::new();
     for v in volumes {
@@ -121,23 +152,18 @@ async fn backup_on(
         targets.push((v.clone(), site, volume::helper_image(site, v).await?));
     }
     let stopped = if stop { stop_users(sites, spec, volumes, ui).await? } else { Vec::new() };
-    let copied = copy_all(&targets, path, spec, ui).await;
-    if !stopped.is_empty() {
-        start_services(sites, spec, &stopped, ui).await?;
-    }
-    copied
+    Ok((targets, Stopped::Containers(stopped)))
 }
 
 /// A swarm stage: each volume from the node that holds it (refused when several hold data);
-/// `--stop` scales the services that mount them to 0 and back.
-async fn backup_swarm(
-    sites: &Sites,
+/// `--stop` scales the services that mount them to 0 (and `backup_on` back).
+async fn prepare_swarm<'a>(
+    sites: &'a Sites,
     spec: &StageSpec,
     volumes: &[String],
-    path: &Path,
     stop: bool,
     ui: &Ui,
-) -> Result<Manifest> {
+) -> Result<(Targets<'a>, Stopped<'a>)> {
     let swarm = Swarm::of(sites, spec).await?;
     let mut targets = Vec::new();
     for v in volumes {
@@ -145,9 +171,7 @@ async fn backup_swarm(
         targets.push((v.clone(), site, volume::helper_image(site, v).await?));
     }
     let scaled = if stop { swarm.stop_mounting(spec, volumes, ui).await? } else { Vec::new() };
-    let copied = copy_all(&targets, path, spec, ui).await;
-    swarm.start_again(spec, &scaled, ui).await?;
-    copied
+    Ok((targets, Stopped::Swarm(swarm, scaled)))
 }
 
 async fn copy_all(targets: &[(String, &Site, String)], path: &Path, spec: &StageSpec, ui: &Ui) -> Result<Manifest> {
@@ -197,7 +221,8 @@ async fn stop_users(sites: &Sites, spec: &StageSpec, volumes: &[String], ui: &Ui
 async fn copy_volume(site: &Site, v: &str, image: &str, writer: Writer, ui: &Ui) -> Result<(Writer, VolumeRecord)> {
     let full = site.spec.volume_name(v);
     let helper = volume::create_helper(&site.engine, &site.spec, image, &full, "backup").await?;
-    let result = stream_into(site, &helper, v, writer, ui).await;
+    // Ctrl-C ends the stream; the helper (it mounts the volume) is removed all the same.
+    let result = crate::signal::interruptible(stream_into(site, &helper, v, writer, ui)).await;
     let removed = volume::remove_container(&site.engine, &helper.id).await;
     let (writer, mut record) = result?;
     removed?;

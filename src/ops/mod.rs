@@ -17,7 +17,7 @@ pub use exec::{ExecOptions, exec};
 pub use restart::restart;
 pub use restore::{RestoreOptions, restore};
 pub use run::{RunOptions, run};
-pub use volume::refuse_interrupted_restore;
+pub use volume::{refuse_interrupted_restore, refuse_restore_marks};
 
 use crate::config::Config;
 use crate::engine::Engine;

@@ -202,7 +202,7 @@ async fn start_dependencies(sites: &Sites, site: &Site, spec: &StageSpec, servic
         lock_wait: None,
         plan_gate: None,
     };
-    let (plan, observed, images) = crate::stage::plan_up(&site.engine, &part, &opts, ui).await?;
+    let (plan, observed, images, _) = crate::stage::observe_and_plan_up(&site.engine, &part, &opts, ui, &[]).await?;
     // stdout is the one-off's own output: what fleet does first goes to stderr.
     let base = ui.events();
     let (ui, readiness) = (*ui, Readiness::for_stage(&part));

@@ -168,37 +168,37 @@ impl<'a> Swarm<'a> {
         Ok(())
     }
 
-    /// Where volume `v` lives: the one node holding it with data; with no data anywhere, a node
-    /// where it exists (the one running a task that mounts it first), else (`restore` only) where
-    /// such a task runs or may run. Data on several nodes is refused, naming them.
+    /// Where volume `v` lives: the one node holding it with data; with no data anywhere, the node
+    /// an interrupted restore marked, else a node where it exists (the one running a task that
+    /// mounts it first), else (`restore` only) where such a task runs or may run. Data on several
+    /// nodes is refused, naming them.
     pub async fn locate(&self, spec: &StageSpec, v: &str, create: bool) -> Result<Located<'a>> {
         let full = spec.volume_name(v);
-        let mut found = Vec::new();
+        let mut copies = Vec::new();
         for site in &self.sites.sites {
-            if site.engine.volume_is_ours(&site.spec, &full).await? {
-                let image = volume::helper_image(site, v).await?;
-                found.push(Located {
-                    site,
-                    exists: true,
-                    holds_data: super::restore::holds_data(site, &image, v).await?,
-                });
-            }
-        }
-        let with_data: Vec<&Located> = found.iter().filter(|l| l.holds_data).collect();
-        if with_data.len() > 1 {
-            let names: Vec<String> = with_data.iter().map(|l| l.site.label()).collect();
-            return Err(several_copies(spec, v, &names));
-        }
-        if let Some(i) = found.iter().position(|l| l.holds_data) {
-            return Ok(found.swap_remove(i));
+            let exists = site.engine.volume_is_ours(&site.spec, &full).await?;
+            let holds_data = match exists {
+                true => super::restore::holds_data(site, &volume::helper_image(site, v).await?, v).await?,
+                false => false,
+            };
+            let marked = volume::is_being_restored(&site.engine, &site.spec, v).await?;
+            copies.push(VolumeCopy { exists, holds_data, marked });
         }
         let users: Vec<&str> = mounting(spec, v).iter().map(|s| s.name.as_str()).collect();
         let running = self.node_running(spec, &users).await?;
-        if let Some(i) = found.iter().position(|l| running.is_some_and(|r| std::ptr::eq(r, l.site))) {
-            return Ok(found.swap_remove(i));
-        }
-        if !found.is_empty() {
-            return Ok(found.swap_remove(0));
+        let running_at = running.and_then(|r| self.sites.sites.iter().position(|s| std::ptr::eq(s, r)));
+        let at = |i: usize| Located {
+            site: &self.sites.sites[i],
+            exists: copies[i].exists,
+            holds_data: copies[i].holds_data,
+        };
+        match choose(&copies, running_at) {
+            Choice::At(i) => return Ok(at(i)),
+            Choice::Several(nodes) => {
+                let names: Vec<String> = nodes.iter().map(|&i| self.sites.sites[i].label()).collect();
+                return Err(several_copies(spec, v, &names));
+            }
+            Choice::Nowhere => {}
         }
         let site = match (create, running) {
             (false, _) => None,
@@ -306,6 +306,44 @@ impl<'a> Swarm<'a> {
     }
 }
 
+/// One node's copy of a volume, as `locate` finds it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct VolumeCopy {
+    exists: bool,
+    holds_data: bool,
+    /// An interrupted restore of the volume left its marker on this node.
+    marked: bool,
+}
+
+/// Which node's copy is the volume (pure: `locate` decides with it).
+#[derive(Debug, PartialEq, Eq)]
+enum Choice {
+    At(usize),
+    /// Data on several nodes: fleet cannot tell which is the volume.
+    Several(Vec<usize>),
+    /// It exists on no node (a restore creates it where its users run or may run).
+    Nowhere,
+}
+
+/// The one copy with data; with none, the copy an interrupted restore was filling (a restore
+/// done elsewhere would leave that node's marker, and the stage refused for good); then the
+/// copy where a task that mounts it runs; then any existing copy.
+fn choose(copies: &[VolumeCopy], running: Option<usize>) -> Choice {
+    let with_data: Vec<usize> = (0..copies.len()).filter(|&i| copies[i].holds_data).collect();
+    match with_data[..] {
+        [] => {}
+        [i] => return Choice::At(i),
+        _ => return Choice::Several(with_data),
+    }
+    if let Some(i) = copies.iter().position(|c| c.marked) {
+        return Choice::At(i);
+    }
+    if let Some(r) = running.filter(|&r| copies.get(r).is_some_and(|c| c.exists)) {
+        return Choice::At(r);
+    }
+    copies.iter().position(|c| c.exists).map_or(Choice::Nowhere, Choice::At)
+}
+
 fn several_copies(spec: &StageSpec, v: &str, nodes: &[String]) -> Error {
     Error::failed_help(
         format!(
@@ -361,5 +399,45 @@ async fn wait_restarted(engine: &Engine, spec: &StageSpec, svc: &ObservedService
             ));
         }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EMPTY: VolumeCopy = VolumeCopy { exists: true, holds_data: false, marked: false };
+    const DATA: VolumeCopy = VolumeCopy { exists: true, holds_data: true, marked: false };
+    const ABSENT: VolumeCopy = VolumeCopy { exists: false, holds_data: false, marked: false };
+
+    #[test]
+    fn the_one_copy_with_data_is_the_volume_and_two_are_refused() {
+        assert_eq!(choose(&[EMPTY, DATA], Some(0)), Choice::At(1));
+        assert_eq!(choose(&[DATA, ABSENT, DATA], None), Choice::Several(vec![0, 2]));
+        assert_eq!(choose(&[ABSENT, ABSENT], Some(1)), Choice::Nowhere);
+    }
+
+    #[test]
+    fn with_no_data_the_copy_where_a_task_runs_then_any_existing_one() {
+        assert_eq!(choose(&[EMPTY, EMPTY], Some(1)), Choice::At(1));
+        assert_eq!(choose(&[ABSENT, EMPTY], Some(0)), Choice::At(1));
+        assert_eq!(choose(&[ABSENT, EMPTY], None), Choice::At(1));
+    }
+
+    #[test]
+    fn a_restore_interrupted_on_one_node_is_finished_there_not_elsewhere() {
+        // Killed after it emptied (or created) the volume on the second node, before it filled
+        // it: the services are scaled to 0, and the first node has an empty copy of its own.
+        // Restoring on the first node would leave the second's marker, and `up` refuses the
+        // stage until "a restore completes", which then never happens.
+        let marked_empty = VolumeCopy { marked: true, ..EMPTY };
+        assert_eq!(choose(&[EMPTY, marked_empty], None), Choice::At(1));
+        // Killed between the marker and the volume's create: the marked node still.
+        let marked_absent = VolumeCopy { marked: true, ..ABSENT };
+        assert_eq!(choose(&[EMPTY, marked_absent], Some(0)), Choice::At(1));
+        // Part of the data written there, and a whole copy elsewhere: which is the volume is
+        // not fleet's to guess.
+        let marked_partial = VolumeCopy { marked: true, ..DATA };
+        assert_eq!(choose(&[DATA, marked_partial], None), Choice::Several(vec![0, 1]));
     }
 }

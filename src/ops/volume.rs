@@ -178,8 +178,15 @@ pub(crate) async fn measure(engine: &Engine, helper: &Helper) -> Result<u64> {
 
 /// Fails while a restore of one of the stage's volumes is unfinished on this engine.
 pub async fn refuse_interrupted_restore(engine: &Engine, spec: &StageSpec) -> Result<()> {
-    let marks = labelled(engine, spec, RESTORING_LABEL).await?;
-    let mut volumes: Vec<String> = marks.into_values().collect();
+    refuse_marked(spec, labelled(engine, spec, RESTORING_LABEL).await?.into_values().collect())
+}
+
+/// `refuse_interrupted_restore` on the side containers `up` has already listed.
+pub fn refuse_restore_marks(spec: &StageSpec, side: &[crate::engine::SideContainer]) -> Result<()> {
+    refuse_marked(spec, side.iter().filter_map(|c| c.label(RESTORING_LABEL).map(str::to_string)).collect())
+}
+
+fn refuse_marked(spec: &StageSpec, mut volumes: Vec<String>) -> Result<()> {
     volumes.sort();
     match volumes.first() {
         None => Ok(()),
@@ -192,6 +199,11 @@ pub async fn refuse_interrupted_restore(engine: &Engine, spec: &StageSpec) -> Re
             format!("run `fleet restore {} FILE --volume {v}` again", spec.name),
         )),
     }
+}
+
+/// Whether an interrupted restore of `volume` left its marker on this engine.
+pub(crate) async fn is_being_restored(engine: &Engine, spec: &StageSpec, volume: &str) -> Result<bool> {
+    Ok(labelled(engine, spec, RESTORING_LABEL).await?.values().any(|v| v == volume))
 }
 
 /// Marks a restore of `volume` in progress (kept if a former interrupted one left it).

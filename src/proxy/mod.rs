@@ -15,7 +15,7 @@ mod deploy;
 
 pub(crate) use deploy::deploy;
 
-use crate::engine::{Engine, Event, Events, labels};
+use crate::engine::{Engine, Event, Events, SideContainer, labels};
 use crate::error::{Error, Result};
 use crate::model::{ProxySettings, ProxyTls, Route, StageSpec};
 use crate::plan::{Action, Decision, ObservedStage, Plan};
@@ -92,15 +92,21 @@ pub async fn observe(engine: &Engine, spec: &StageSpec) -> Result<ObservedProxy>
     )]);
     let opts = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
     let list = engine.docker.list_containers(Some(opts)).await.map_err(|e| Error::engine("listing the proxy", e))?;
-    let Some(c) = list.into_iter().next() else { return Ok(ObservedProxy::default()) };
-    let id = c.id.unwrap_or_default();
-    let config = read_config(engine, &id).await;
-    Ok(ObservedProxy {
-        running: c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING),
-        shape: c.labels.and_then(|l| l.get(SHAPE_LABEL).cloned()),
-        config,
-        id: Some(id),
-    })
+    Ok(observe_beside(engine, &list.into_iter().map(SideContainer::from).collect::<Vec<_>>()).await)
+}
+
+/// The proxy among a stage's side containers, as `Engine::observe_with_side` found them (no
+/// list of its own); its configuration is read only when there is one.
+pub async fn observe_beside(engine: &Engine, side: &[SideContainer]) -> ObservedProxy {
+    let Some(c) = side.iter().find(|c| c.label(PROXY_LABEL) == Some("true")) else {
+        return ObservedProxy::default();
+    };
+    ObservedProxy {
+        running: c.running,
+        shape: c.label(SHAPE_LABEL).map(str::to_string),
+        config: read_config(engine, &c.id).await,
+        id: Some(c.id.clone()),
+    }
 }
 
 /// The configuration file in the proxy container; None when it cannot be read (then it is rewritten).
@@ -427,13 +433,20 @@ pub struct Leftover {
 /// Read-only, before an `up` is planned: of two containers of one routed service, the one the
 /// proxy points at stays, the other is a leftover; without a proxy config, the newest stays.
 /// The plan is made without the leftovers and the run removes them only once its gate passed.
+///
+/// One container list when no routed service has two containers (every `up` but the one after
+/// a kill): the proxy and its configuration are read only when there is something to tidy.
 pub async fn leftovers(engine: &Engine, spec: &StageSpec) -> Result<Vec<Leftover>> {
-    let observed = engine.observe(spec).await?;
+    let containers = engine.containers(&spec.project, Some(&spec.name)).await?;
+    let twice = |svc: &str| containers.iter().filter(|c| c.service == svc).count() > 1;
+    if !spec.services.iter().any(|s| !s.routes.is_empty() && twice(&s.name)) {
+        return Ok(Vec::new());
+    }
     let proxy = observe(engine, spec).await?;
     let pointed = proxy.config.as_ref().map(caddy::upstreams_in).unwrap_or_default();
     let mut out = Vec::new();
     for svc in spec.services.iter().filter(|s| !s.routes.is_empty()) {
-        let mut mine: Vec<_> = observed.containers.iter().filter(|c| c.service == svc.name).collect();
+        let mut mine: Vec<_> = containers.iter().filter(|c| c.service == svc.name).collect();
         if mine.len() < 2 {
             continue;
         }

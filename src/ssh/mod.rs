@@ -311,7 +311,27 @@ impl RemoteHost {
         if (new_server || started) && self.wait_for_bootstrap(server, new_server, note).await? {
             return Ok(true);
         }
+        self.refuse_install_over_an_engine(server).await?;
         self.install_docker(server).await
+    }
+
+    /// An engine that tells the login user "permission denied" is there: installing one over it
+    /// (apt's docker.io replaces a docker-ce) would stop every container on the host.
+    async fn refuse_install_over_an_engine(&self, server: &Server) -> Result<()> {
+        let out = self.run(&commands::docker_version()).await?;
+        let said = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() || !said.to_lowercase().contains("permission denied") {
+            return Ok(());
+        }
+        let user = &server.ssh.user;
+        Err(Error::failed_help(
+            format!(
+                "server {}: an engine runs there, but {user} may not use its socket {REMOTE_DOCKER_SOCKET} ({}); nothing was installed",
+                server.name,
+                said.trim()
+            ),
+            format!("on the server run: sudo usermod -aG docker {user}; then run the command again"),
+        ))
     }
 
     async fn bootstrap_state(&self) -> Result<String> {

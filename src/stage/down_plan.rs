@@ -1,7 +1,7 @@
 //! `down` of a remote stage as data: what was observed (`DownObservation`, filled by
-//! `remote_down::observe`), and the pure `plan` that turns it into the `DownPlan` the executor
-//! runs and `--dry-run` prints. No I/O here: every branch is unit-tested without Docker, SSH or
-//! HTTP (see the tests at the end).
+//! `remote_down::observe_cloud` and `remote_down::observe_engines`), and the pure `plan` that
+//! turns it into the `DownPlan` the executor runs and `--dry-run` prints. No I/O here: every
+//! branch is unit-tested without Docker, SSH or HTTP (`down_plan_tests.rs`).
 
 use crate::dns::FoundRecord;
 use crate::infra::{Machine, Power};

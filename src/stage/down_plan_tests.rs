@@ -90,6 +90,37 @@ fn suspend_of_a_server_still_shutting_down_sends_the_power_off_again_so_it_can_b
 }
 
 #[test]
+fn destroy_of_a_server_still_shutting_down_powers_it_off_first_so_the_delete_can_force_it() {
+    // The delete needs the server off: the step carries the power-off, which the provider
+    // forces after its deadline (`shutdown_call`), then the delete with its disks.
+    let (spec, seen) = one_server(Power::Changing("cleaning".into()));
+    let plan = plan(&spec, &seen, DownIntent::Destroy { volumes: false });
+    assert_eq!(
+        lines(&plan),
+        ["(release lock)", "~ server web-1: power off", "- server web-1 (sakura-cloud tk1a) with 1 disk(s)"]
+    );
+    let DownStep::DeleteServer { server, power_off, .. } = &plan.steps[1] else { panic!("{:?}", plan.steps[1]) };
+    assert_eq!(server, "web-1");
+    assert_eq!(power_off, &Some(InfraAction::PowerOff { server: "web-1".into() }));
+}
+
+#[test]
+fn stop_and_suspend_keep_the_records_of_a_running_server() {
+    // The IP survives a power-off: only `--destroy` deletes records, even when they were observed.
+    let (spec, mut seen) = one_server(Power::Up);
+    seen.records = vec![record("web-1", "dev.example.com")];
+    for intent in [DownIntent::Stop, DownIntent::Suspend] {
+        let plan = plan(&spec, &seen, intent);
+        assert!(
+            !plan.steps.iter().any(|s| matches!(s, DownStep::DeleteRecords { .. })),
+            "{intent:?}: {:?}",
+            plan.steps
+        );
+        assert!(!plan.to_plan().infra.iter().any(|a| matches!(a, InfraAction::DeleteRecord { .. })), "{intent:?}");
+    }
+}
+
+#[test]
 fn suspend_of_a_server_already_off_is_empty() {
     let (spec, seen) = one_server(Power::Down);
     let plan = plan(&spec, &seen, DownIntent::Suspend);

@@ -1,6 +1,7 @@
 //! The stage orchestrator: `up`, `down`, `status`, `ps`, `logs` composed from the layers.
-//! Local stages run here; remote stages (`remote_stage.rs`, `remote_down.rs`) add servers and SSH
-//! around the same steps.
+//! Local stages run here; a remote stage goes to `remote_up::up_remote_stage`,
+//! `remote_down::down_remote_stage` and `remote_status::gather`, which add servers and SSH around
+//! the same steps (`remote_stage.rs` holds what they share).
 
 mod auto_suspend;
 mod dns;
@@ -15,6 +16,8 @@ mod remote_stage;
 mod remote_status;
 mod remote_up;
 mod server_lock;
+#[cfg(test)]
+mod shape_tests;
 pub mod ship;
 mod swarm_converged;
 mod swarm_plan;
@@ -94,26 +97,18 @@ async fn lock_and_connect(
     Ok((lock, Engine::connect_local().await?))
 }
 
-/// Observes and plans `up`. Nothing is changed (images are not pulled).
-pub async fn plan_up(
-    engine: &Engine,
-    spec: &StageSpec,
-    opts: &UpOptions,
-    ui: &Ui,
-) -> Result<(Plan, plan::ObservedStage, std::collections::BTreeMap<String, String>)> {
-    plan_up_without(engine, spec, opts, ui, &[]).await
-}
-
-/// [`plan_up`] as if the containers `skip` (ids) were gone: the leftovers the run removes
-/// after its gate, so the dry run and the run plan the same stage.
-async fn plan_up_without(
+/// Observes one engine's part of a stage and plans its `up` with the pure `plan::plan_up`, as if
+/// the containers `skip` (ids) were gone: the leftovers the run removes after its gate, so the
+/// dry run and the run plan the same stage. No container changes; a run pulls or copies the images
+/// the engine lacks (so the ids are final), a dry run lists those copies.
+pub async fn observe_and_plan_up(
     engine: &Engine,
     spec: &StageSpec,
     opts: &UpOptions,
     ui: &Ui,
     skip: &[String],
-) -> Result<(Plan, plan::ObservedStage, std::collections::BTreeMap<String, String>)> {
-    let (observed, resolved) = observe_up(engine, spec, opts, ui, skip).await?;
+) -> Result<(Plan, plan::ObservedStage, std::collections::BTreeMap<String, String>, Vec<engine::SideContainer>)> {
+    let (observed, resolved, side) = observe_up(engine, spec, opts, ui, skip).await?;
     let images = resolved.ids;
     let mut plan = plan::plan_up(spec, &desired(spec, &images), &observed, opts.remove_orphans, opts.force_recreate);
     // Only a remote part of a stage has an image source; its spec names its one server.
@@ -125,7 +120,7 @@ async fn plan_up_without(
             pull_first: c.pull_first,
         }));
     }
-    Ok((plan, observed, images))
+    Ok((plan, observed, images, side))
 }
 
 /// Each service with the hash its container must carry, given the image ids the engine resolved.
@@ -149,10 +144,14 @@ pub(crate) async fn observe_up(
     opts: &UpOptions,
     ui: &Ui,
     skip: &[String],
-) -> Result<(plan::ObservedStage, engine::ResolvedImages)> {
+) -> Result<(plan::ObservedStage, engine::ResolvedImages, Vec<engine::SideContainer>)> {
     let events = ui.events();
-    let (resolved, mut observed) =
-        futures_util::try_join!(engine.resolve_images(spec, opts.pull, opts.dry_run, &events), engine.observe(spec))?;
+    // One container list serves the services, the proxy and the restore markers.
+    let (resolved, view) = futures_util::try_join!(
+        engine.resolve_images(spec, opts.pull, opts.dry_run, &events),
+        engine.observe_with_side(spec)
+    )?;
+    let engine::StageView { mut observed, side } = view;
     observed.containers.retain(|c| !skip.contains(&c.id));
     let desired = desired(spec, &resolved.ids);
     // Only a container whose environment changed is inspected, so the reason can name the variable.
@@ -178,19 +177,19 @@ pub(crate) async fn observe_up(
         observed.volumes.len(),
         spec.name
     ));
-    Ok((observed, resolved))
+    Ok((observed, resolved, side))
 }
 
 pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<Plan> {
     if !spec.is_local() {
         // The plan gate is checked in round 1, before any server changes.
-        return remote_up::up(config, spec, opts, ui).await;
+        return remote_up::up_remote_stage(config, spec, opts, ui).await;
     }
     let (_lock, engine) = lock_and_connect(config, spec, "up", opts.dry_run, opts.lock_wait).await?;
     if let Some(builds) = ship::PendingBuilds::start(spec, opts.dry_run, ui).await? {
         builds.wait().await?;
     }
-    let planned = plan_on(&engine, spec, opts, ui).await?;
+    let planned = observe_and_plan_on(&engine, spec, opts, ui).await?;
     gate::check(opts.plan_gate.as_ref(), spec, PlanIntent::Up, &planned.plan)?;
     let plan = apply_on(&engine, spec, opts, ui, &engine::Readiness::for_stage(spec), planned).await?;
     if !opts.dry_run {
@@ -206,28 +205,30 @@ pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) ->
 
 /// One engine's part of an `up`, planned: the plan and what its apply needs. Planning and
 /// applying are apart so a gate (`gate::check`) can stand between them.
-pub(crate) struct PlannedUp {
-    pub plan: Plan,
+struct PlannedUp {
+    plan: Plan,
     observed: plan::ObservedStage,
     images: std::collections::BTreeMap<String, String>,
     proxy: proxy_stage::ProxyUp,
     /// Containers an interrupted replacement left, planned as gone and removed first by the run.
     leftovers: Vec<crate::proxy::Leftover>,
+    /// The stage's other containers (proxy, restore markers), from the same container list.
+    side: Vec<engine::SideContainer>,
 }
 
 /// Observes one engine's part of a stage and plans it, proxy steps included. Changes nothing,
 /// so a gate between this and `apply_on` sees the stage as it was.
-pub(crate) async fn plan_on(engine: &Engine, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<PlannedUp> {
+async fn observe_and_plan_on(engine: &Engine, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<PlannedUp> {
     let leftovers = proxy_stage::leftovers(engine, spec, opts.dry_run, &ui.events()).await?;
     let skip: Vec<String> = leftovers.iter().map(|c| c.id.clone()).collect();
-    let (mut plan, observed, images) = plan_up_without(engine, spec, opts, ui, &skip).await?;
-    let proxy = proxy_stage::plan_up(engine, spec, &mut plan, &observed).await?;
+    let (mut plan, observed, images, side) = observe_and_plan_up(engine, spec, opts, ui, &skip).await?;
+    let proxy = proxy_stage::observe_and_plan_proxy_up(engine, spec, &mut plan, &observed, &side).await?;
     ui.orphan_warnings(&plan);
-    Ok(PlannedUp { plan, observed, images, proxy, leftovers })
+    Ok(PlannedUp { plan, observed, images, proxy, leftovers, side })
 }
 
 /// Applies a planned part (unless a dry run) and returns its plan.
-pub(crate) async fn apply_on(
+async fn apply_on(
     engine: &Engine,
     spec: &StageSpec,
     opts: &UpOptions,
@@ -235,11 +236,12 @@ pub(crate) async fn apply_on(
     readiness: &engine::Readiness,
     planned: PlannedUp,
 ) -> Result<Plan> {
-    let PlannedUp { plan, observed, images, proxy, leftovers } = planned;
+    let PlannedUp { plan, observed, images, proxy, leftovers, side } = planned;
     if !opts.dry_run {
         crate::proxy::remove_leftovers(engine, &leftovers, &ui.events()).await?;
         // A volume whose restore was interrupted is incomplete: nothing starts on it.
-        crate::ops::refuse_interrupted_restore(engine, spec).await?;
+        // The markers were listed with the containers (a restore holds the stage lock, as we do).
+        crate::ops::refuse_restore_marks(spec, &side)?;
         proxy_stage::retire(engine, spec, &proxy, &ui.events()).await?;
         // Even with nothing to do here, kept services must say they are ready to other servers.
         let proxy = proxy.serve;
@@ -288,12 +290,12 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
         crate::ops::backup_before_destroy(config, spec, file, ui).await?;
     }
     if !spec.is_local() {
-        return remote_stage::down(config, spec, opts, ui).await;
+        return remote_down::down_remote_stage(config, spec, opts, ui).await;
     }
     let (_lock, engine) = lock_and_connect(config, spec, "down", opts.dry_run, opts.lock_wait).await?;
     let observed = engine.observe(spec).await?;
     let mut plan = plan::plan_down(spec, &observed, down_mode(opts));
-    let proxy = proxy_stage::plan_down(&engine, spec, opts.destroy, &mut plan).await?;
+    let proxy = proxy_stage::observe_and_plan_proxy_down(&engine, spec, opts.destroy, &mut plan).await?;
     gate::check(opts.plan_gate.as_ref(), spec, PlanIntent::of_down(opts.suspend, opts.destroy), &plan)?;
     if opts.dry_run {
         print_plan(&plan, opts.format, ui);
@@ -403,7 +405,10 @@ pub(crate) fn status_report(
 
 pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) -> Result<()> {
     if !spec.is_local() {
-        return remote_status::status(config, spec, format, ui).await;
+        let (report, drifted) = remote_status::gather(config, spec, ui).await?;
+        ui.status(&report, format);
+        ship::warn_drift(spec, &drifted, ui);
+        return Ok(());
     }
     let engine = Engine::connect_local().await?;
     let rows = service_rows(&engine, spec).await?;

@@ -1,7 +1,7 @@
 //! The proxy's part of a stage's `up` and `down` on one engine: composed here so the engine and
 //! proxy layers stay unaware of each other's plans.
 
-use crate::engine::{Engine, Events};
+use crate::engine::{Engine, Events, SideContainer};
 use crate::error::Result;
 use crate::model::StageSpec;
 use crate::plan::{Action, ObservedStage, Plan};
@@ -42,13 +42,14 @@ pub(crate) struct ProxyUp {
 /// The proxy's steps joined to the plan (after the network and volumes, before the containers):
 /// serving the routes, or, when no service of this part of the stage is routed, removing a
 /// proxy left from earlier routes (found by this stage's labels only).
-pub(crate) async fn plan_up(
+pub(crate) async fn observe_and_plan_proxy_up(
     engine: &Engine,
     spec: &StageSpec,
     plan: &mut Plan,
     observed: &ObservedStage,
+    side: &[SideContainer],
 ) -> Result<ProxyUp> {
-    let seen = proxy::observe(engine, spec).await?;
+    let seen = proxy::observe_beside(engine, side).await;
     join_steps(spec, &seen, plan, observed);
     Ok(handle(engine, spec, seen, observed))
 }
@@ -86,7 +87,7 @@ pub(crate) async fn retire(engine: &Engine, spec: &StageSpec, up: &ProxyUp, even
 
 /// `down`'s proxy steps, first: the proxy goes before the services and the network. Observed
 /// whether or not the file still routes anything: a proxy left by earlier routes goes too.
-pub(crate) async fn plan_down(
+pub(crate) async fn observe_and_plan_proxy_down(
     engine: &Engine,
     spec: &StageSpec,
     destroy: bool,

@@ -1,5 +1,6 @@
-//! `down` of a remote stage: observe (servers, records, then each running engine or the swarm)
-//! → `down_plan::plan` (pure) → print it (`--dry-run`) or execute it step by step → report.
+//! `down` of a remote stage (`down_remote_stage`): observe (servers, records, then each running
+//! engine or the swarm) → `down_plan::plan` (pure) → print it (`--dry-run`) or execute it step by
+//! step → report.
 //! Everything `down` touches can be observed before anything changes, so it is one round.
 
 use super::dns::Zones;
@@ -29,7 +30,9 @@ struct Down<'a> {
     ui: &'a Ui,
 }
 
-pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui) -> Result<Plan> {
+/// A remote stage's `down`, `--suspend` or `--destroy`, in one round (`stage::down` checks the
+/// rules every stage shares first).
+pub async fn down_remote_stage(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui) -> Result<Plan> {
     refuse_suspending_hosts(spec, opts)?;
     let _lock = lock(config, spec, "down", opts.dry_run, opts.lock_wait).await?;
     let providers = Providers::for_servers(&spec.servers, &ui.infra_progress())?;
@@ -42,7 +45,7 @@ pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui
     }
     let _cleanup = signal::CleanupScope::enter();
     let mut held = Held::default();
-    let result = signal::interruptible(run(&d, seen, &mut held)).await;
+    let result = signal::interruptible(plan_and_execute(&d, seen, &mut held)).await;
     held.release(config, spec).await;
     result
 }
@@ -80,7 +83,7 @@ fn refuse_suspending_hosts(spec: &StageSpec, opts: &DownOptions) -> Result<()> {
 }
 
 /// Observe the engines, plan, then print the plan (dry run) or execute it and report.
-async fn run(d: &Down<'_>, mut seen: DownObservation, held: &mut Held) -> Result<Plan> {
+async fn plan_and_execute(d: &Down<'_>, mut seen: DownObservation, held: &mut Held) -> Result<Plan> {
     observe_engines(d, &mut seen, held).await?;
     let plan = down_plan::plan(d.spec, &seen, DownIntent::of(d.opts));
     let total = plan.to_plan();

@@ -5,14 +5,14 @@
 
 use super::server_lock;
 use super::swarm_stage;
-use super::{DownOptions, log_targets, no_containers, print_logs};
+use super::{log_targets, no_containers, print_logs};
 use crate::config::Config;
 use crate::engine::{self, Engine, LogOptions};
 use crate::error::{Error, Result};
 use crate::infra::{Machine, Power, Providers, owner_tag};
 use crate::local_lock::StageLock;
 use crate::model::{Server, ServerProvider, StageSpec};
-use crate::plan::{ObservedContainer, Plan};
+use crate::plan::ObservedContainer;
 use crate::ssh::{self, RemoteHost, known_hosts_file};
 use crate::ui::Ui;
 
@@ -163,11 +163,6 @@ pub async fn unlock(config: &Config, spec: &StageSpec, ui: &Ui) -> Result<()> {
         _ => ui.line(format!("Server {} is not running, so it holds no lock; nothing to do.", server.name)),
     }
     Ok(())
-}
-
-/// `down`: observe → plan → apply → report, in `remote_down`.
-pub async fn down(config: &Config, spec: &StageSpec, opts: &DownOptions, ui: &Ui) -> Result<Plan> {
-    super::remote_down::down(config, spec, opts, ui).await
 }
 
 /// Containers of a remote stage with the server each runs on, server by server; a powered-off

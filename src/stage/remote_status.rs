@@ -1,6 +1,7 @@
 //! `status` of a remote stage: the servers as their provider reports them, each running
 //! server's engine (containers, routes, drift, idle timer) or the swarm through a manager, the
-//! records and the prices, gathered into one `StatusReport` of fields. `ui` writes the sentences.
+//! records and the prices, gathered into one `StatusReport` of fields (`gather`); `stage::status`
+//! prints it, and `ui` writes the sentences.
 
 use super::auto_suspend;
 use super::dns::Zones;
@@ -13,20 +14,24 @@ use crate::infra::{Machine, Power, PriceError, Providers, ServerCost};
 use crate::model::{Server, StageSpec};
 use crate::report::{
     RecordStatus, RouteStatus, RungCosts, ServerPower, ServerStatus, ServiceState, ServiceStatus, StageCost,
-    StageState, Unobserved,
+    StageState, StatusReport, Unobserved,
 };
-use crate::ui::{Format, Ui};
+use crate::ui::Ui;
 
 /// What the servers' engines (or the swarm) report for the whole stage.
 #[derive(Default)]
 struct EngineView {
     rows: Vec<ServiceStatus>,
     routes: Vec<RouteStatus>,
-    /// (service, running release, the file's release), as `ship::drift` reports it.
-    drifted: Vec<(String, String, String)>,
+    drifted: Drift,
 }
 
-pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) -> Result<()> {
+/// Drift as `ship::drift` reports it: (service, running release, the file's release).
+pub(super) type Drift = Vec<(String, String, String)>;
+
+/// A remote stage's `status`, gathered: the report, and the drift `stage::status` warns about
+/// after printing it. Reads only.
+pub(super) async fn gather(config: &Config, spec: &StageSpec, ui: &Ui) -> Result<(StatusReport, Drift)> {
     let providers = Providers::for_servers(&spec.servers, &ui.infra_progress())?;
     let zones = Zones::connect(spec).await?;
     let machines = providers.observe_stage(&tagged(config, spec)).await?;
@@ -46,9 +51,7 @@ pub async fn status(config: &Config, spec: &StageSpec, format: Format, ui: &Ui) 
     let mut report = status_report(spec, stage_state(&machines, &seen.rows), servers, seen.rows);
     report.cost = stage_cost;
     report.routes = seen.routes;
-    ui.status(&report, format);
-    super::ship::warn_drift(spec, &seen.drifted, ui);
-    Ok(())
+    Ok((report, seen.drifted))
 }
 
 /// One server as its provider reports it, with its records; the engine's part comes later.
@@ -155,7 +158,7 @@ async fn observe_swarm(
         true => {
             Ok((Default::default(), unknown_rows(spec, ServiceState::Unobserved { reason: Unobserved::NoSwarmNode })))
         }
-        false => swarm_stage::status(spec, &nodes).await,
+        false => swarm_stage::status_rows(spec, &nodes).await,
     };
     drop(nodes);
     close_all(conns).await;

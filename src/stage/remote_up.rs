@@ -49,7 +49,9 @@ impl Up<'_> {
     }
 }
 
-pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<Plan> {
+/// A remote stage's `up`: both rounds under the locks, then the dry run's summary or the run's
+/// closing line, from the one plan value.
+pub async fn up_remote_stage(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<Plan> {
     let _lock = lock(config, spec, "up", opts.dry_run, opts.lock_wait).await?;
     let providers = Providers::for_servers(&spec.servers, &ui.infra_progress())?;
     let zones = Zones::connect(spec).await?;
@@ -76,8 +78,8 @@ pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) ->
 
 /// Both rounds; the plan that comes back is what was printed (dry run) or done (run).
 async fn rounds(u: &Up<'_>, held: &mut Held) -> Result<UpPlan> {
-    let (mut plan, machines) = infra_round(u, held).await?;
-    workload_round(u, &mut plan, &machines, held).await?;
+    let (mut plan, machines, gated) = infra_round(u, held).await?;
+    workload_round(u, &mut plan, &machines, held, gated.as_ref()).await?;
     records(u, &mut plan, &machines).await?;
     Ok(plan)
 }
@@ -85,28 +87,32 @@ async fn rounds(u: &Up<'_>, held: &mut Held) -> Result<UpPlan> {
 /// Round 1. Observe: the stage's servers, one request per zone (a converged `up` makes no other
 /// cloud request). Plan: `infra_plan`. Apply (not a dry run): one server at a time, since power
 /// calls go one at a time. Returns the machines as they are now, one per server in file order.
-async fn infra_round(u: &Up<'_>, held: &mut Held) -> Result<(UpPlan, Vec<Option<Machine>>)> {
+/// A gated run also returns the plan its gate passed, which round 2 is held to.
+async fn infra_round(u: &Up<'_>, held: &mut Held) -> Result<(UpPlan, Vec<Option<Machine>>, Option<UpPlan>)> {
     let found = u.providers.observe_stage(&tagged(u.config, u.spec)).await?;
     let infra = infra_plan::plan_servers(u.spec, &found);
     let mut plan = UpPlan { stage: u.spec.name.clone(), infra, ..UpPlan::default() };
     if u.opts.dry_run {
         print_infra(u, &plan.infra).await;
-        return Ok((plan, found));
+        return Ok((plan, found, None));
     }
-    check_gate(u, &plan.infra, held).await?;
+    let gated = check_gate(u, &plan.infra, held).await?;
     let machines = apply_infra(u, &mut plan.infra, held).await?;
-    Ok((plan, machines))
+    Ok((plan, machines, gated))
 }
 
 /// A gated run (`mcp apply`) goes on only if the stage, before any server changes, plans as the
 /// dry run whose hash it was given: the first server, when it runs, is locked first; then the dry
 /// run's own rounds observe and plan the whole stage (what a round 2 cannot see before round 1
-/// runs is planned as the dry run plans it), and that plan value is held to the hash.
-async fn check_gate(u: &Up<'_>, infra: &[ServerPlan], held: &mut Held) -> Result<()> {
-    let Some(gate) = u.opts.plan_gate.as_ref() else { return Ok(()) };
+/// runs is planned as the dry run plans it), and that plan value is held to the hash. It is
+/// returned: round 2 plans again, and is held to it (`hold_to_gate`) before it changes anything.
+async fn check_gate(u: &Up<'_>, infra: &[ServerPlan], held: &mut Held) -> Result<Option<UpPlan>> {
+    let Some(gate) = u.opts.plan_gate.as_ref() else { return Ok(None) };
     let first = infra.iter().find(|s| s.index == 0).and_then(|s| s.found.as_ref());
     if let Some(m) = first.filter(|m| m.power == Power::Up) {
-        reach_first(u, m, held).await?;
+        // Reached as its dry run reaches it: an engine that does not answer fails the run
+        // before its gate, never installed (an install is no step of any plan).
+        reach_first(u, m, held, Reach::Plan).await?;
     }
     let opts = UpOptions { dry_run: true, format: Format::Json, plan_gate: None, ..u.opts.clone() };
     // Its notes were said by the run already; the plan is all this pass is for.
@@ -115,7 +121,27 @@ async fn check_gate(u: &Up<'_>, infra: &[ServerPlan], held: &mut Held) -> Result
     let mut dry_held = Held::default();
     let planned = Box::pin(rounds(&dry, &mut dry_held)).await;
     dry_held.release(u.config, u.spec).await;
-    gate::check(Some(gate), u.spec, PlanIntent::Up, &planned?.to_plan())
+    let planned = planned?;
+    gate::check(Some(gate), u.spec, PlanIntent::Up, &planned.to_plan())?;
+    Ok(Some(planned))
+}
+
+/// A gated run's round 2, planned again on what the engines hold now: refused unless, on every
+/// server the gate's pass reached, it is the plan that was hashed (`up_plan::held_to`). Nothing
+/// of round 2 has changed yet (the planned image copies aside).
+/// Round 1 ran by then (`done`): the refusal says which of its steps stay taken.
+fn hold_to_gate(u: &Up<'_>, gated: Option<&UpPlan>, now: &Workload, done: &[ServerPlan]) -> Result<()> {
+    let (Some(gate), Some(gated)) = (u.opts.plan_gate.as_ref(), gated) else { return Ok(()) };
+    let held = gate::check(Some(gate), u.spec, PlanIntent::Up, &up_plan::held_to(gated, now).to_plan());
+    if held.is_err() {
+        for action in done.iter().flat_map(|s| &s.actions) {
+            u.ui.warn(format!(
+                "round 1 of this up ran before its containers were refused: {}",
+                crate::ui::infra_line(action).trim()
+            ));
+        }
+    }
+    held
 }
 
 /// The dry run of round 1: which machine each server adopts, its steps, and what a new one costs.
@@ -182,7 +208,7 @@ async fn apply_infra(u: &Up<'_>, infra: &mut [ServerPlan], held: &mut Held) -> R
             }
             // (A gated run reached it already, to check the gate under its lock.)
             if step.index == 0 && held.conn(&server.name).is_none() {
-                reach_first(u, m, held).await?;
+                reach_first(u, m, held, u.reach_mode()).await?;
             }
         }
         machines[step.index] = machine;
@@ -192,12 +218,12 @@ async fn apply_infra(u: &Up<'_>, infra: &mut [ServerPlan], held: &mut Held) -> R
 
 /// The first server, reached; a run takes the stage lock on it as soon as SSH answers, while
 /// the engine's socket is forwarded and its API version negotiated (reads: nothing is planned or
-/// changed before the lock is held).
-async fn reach_first(u: &Up<'_>, machine: &Machine, held: &mut Held) -> Result<()> {
+/// changed before the lock is held). `mode`: a gated run reaches it as its dry run does.
+async fn reach_first(u: &Up<'_>, machine: &Machine, held: &mut Held, mode: Reach) -> Result<()> {
     let server = &u.spec.servers[0];
     let name = server_lock::lock_name(&u.config.project, &u.spec.name);
     if !u.opts.dry_run {
-        let mut host = remote_stage::connect(u.config, server, machine, u.reach_mode()).await?;
+        let mut host = remote_stage::connect(u.config, server, machine, mode).await?;
         let (locked, answered) = tokio::join!(take_lock(u, &host), host.api_answers());
         if let Ok(true) = answered {
             if let Err(e) = locked {
@@ -205,7 +231,7 @@ async fn reach_first(u: &Up<'_>, machine: &Machine, held: &mut Held) -> Result<(
                 return Err(e);
             }
             // The engine answered: its handle is at hand, so the lock is in `held` at once.
-            match remote_stage::reach_engine(u.config, server, machine, u.ui, u.reach_mode(), &mut host).await {
+            match remote_stage::reach_engine(u.config, server, machine, u.ui, mode, &mut host).await {
                 Ok(engine) => {
                     held.conns.push(Connected { server: server.name.clone(), host, engine });
                     held.locked = true;
@@ -227,7 +253,7 @@ async fn reach_first(u: &Up<'_>, machine: &Machine, held: &mut Held) -> Result<(
         host.close().await;
         answered?;
     }
-    held.conns.push(reach(u.config, server, machine, u.ui, u.reach_mode()).await?);
+    held.conns.push(reach(u.config, server, machine, u.ui, mode).await?);
     if u.opts.dry_run {
         return Ok(());
     }
@@ -264,12 +290,18 @@ async fn reach_rest(u: &Up<'_>, infra: &[ServerPlan], machines: &[Option<Machine
 }
 
 /// Round 2 (containers or the swarm), once round 1's servers run.
-async fn workload_round(u: &Up<'_>, plan: &mut UpPlan, machines: &[Option<Machine>], held: &mut Held) -> Result<()> {
+async fn workload_round(
+    u: &Up<'_>,
+    plan: &mut UpPlan,
+    machines: &[Option<Machine>],
+    held: &mut Held,
+    gated: Option<&UpPlan>,
+) -> Result<()> {
     // A run reached the first server in round 1, to lock it; a dry run reaches it now.
     if let (true, Some(Some(m))) = (u.opts.dry_run, machines.first())
         && m.power == Power::Up
     {
-        reach_first(u, m, held).await?;
+        reach_first(u, m, held, u.reach_mode()).await?;
     }
     // A converged swarm is seen whole from its manager: the other nodes are not reached.
     let swarm_converged = u.spec.is_swarm() && swarm_converged_here(u, plan, machines, held).await?;
@@ -282,9 +314,12 @@ async fn workload_round(u: &Up<'_>, plan: &mut UpPlan, machines: &[Option<Machin
     }
     match (u.spec.is_swarm(), swarm_converged) {
         // Nothing to plan on the swarm: its manager showed it as the file declares it.
-        (true, true) => plan.workload = Workload::Swarm(Plan::default()),
-        (true, false) => plan.workload = Workload::Swarm(converge_swarm(u, machines, held).await?),
-        (false, _) => container_workload(u, plan, machines, held).await?,
+        (true, true) => {
+            plan.workload = Workload::Swarm(Plan::default());
+            hold_to_gate(u, gated, &plan.workload, &plan.infra)?;
+        }
+        (true, false) => plan.workload = Workload::Swarm(converge_swarm(u, machines, held, gated, &plan.infra).await?),
+        (false, _) => container_workload(u, plan, machines, held, gated).await?,
     }
     if !u.opts.dry_run {
         for conn in &held.conns {
@@ -296,7 +331,13 @@ async fn workload_round(u: &Up<'_>, plan: &mut UpPlan, machines: &[Option<Machin
 
 /// Round 2 of a container stage: every engine observed → `up_plan::plan_workload` → printed, or
 /// applied (containers on every server at once, then the idle timers, whose ports they watch).
-async fn container_workload(u: &Up<'_>, plan: &mut UpPlan, machines: &[Option<Machine>], held: &Held) -> Result<()> {
+async fn container_workload(
+    u: &Up<'_>,
+    plan: &mut UpPlan,
+    machines: &[Option<Machine>],
+    held: &Held,
+    gated: Option<&UpPlan>,
+) -> Result<()> {
     let parts = observe_parts(u, machines, held).await?;
     let intent = ContainerIntent { remove_orphans: u.opts.remove_orphans, force_recreate: u.opts.force_recreate };
     plan.workload = up_plan::plan_workload(u.spec, parts, intent);
@@ -305,6 +346,7 @@ async fn container_workload(u: &Up<'_>, plan: &mut UpPlan, machines: &[Option<Ma
         print_lines(u, plan.workload_lines());
         return Ok(());
     }
+    hold_to_gate(u, gated, &plan.workload, &plan.infra)?;
     let Workload::Containers { servers, idle } = &plan.workload else { return Ok(()) };
     apply_containers(u, servers, held).await?;
     for step in idle {
@@ -346,8 +388,8 @@ async fn observe_engine(u: &Up<'_>, conn: &Connected, part: &StageSpec) -> Resul
         crate::proxy::remove_leftovers(&conn.engine, &leftovers, &events).await?;
     }
     let skip: Vec<String> = leftovers.iter().map(|c| c.id.clone()).collect();
-    let (observed, resolved) = super::observe_up(&conn.engine, part, u.opts, u.ui, &skip).await?;
-    let proxy = crate::proxy::observe(&conn.engine, part).await?;
+    let (observed, resolved, side) = super::observe_up(&conn.engine, part, u.opts, u.ui, &skip).await?;
+    let proxy = crate::proxy::observe_beside(&conn.engine, &side).await;
     let idle = conn.host.auto_suspend_view().await?;
     if let Some(line) = auto_suspend::suspended_itself(&idle) {
         u.ui.note(format!("server {} had suspended itself: {line}", conn.server));
@@ -393,10 +435,18 @@ fn not_reached(server: &str) -> Error {
 }
 
 /// The swarm layer, through its own observe-plan-apply pass (it prints its steps in a dry run).
-async fn converge_swarm(u: &Up<'_>, machines: &[Option<Machine>], held: &Held) -> Result<Plan> {
+async fn converge_swarm(
+    u: &Up<'_>,
+    machines: &[Option<Machine>],
+    held: &Held,
+    gated: Option<&UpPlan>,
+    done: &[ServerPlan],
+) -> Result<Plan> {
     let nodes = swarm_nodes(u.spec, machines, held);
     let unreached: Vec<&Server> = u.spec.servers.iter().filter(|s| held.conn(&s.name).is_none()).collect();
-    swarm_stage::converge(u.spec, &nodes, &unreached, u.opts, &u.progress, u.ui).await
+    // A gated run's swarm plan is held to the gated one before its executor runs.
+    let hold = |now: &Plan| hold_to_gate(u, gated, &Workload::Swarm(now.clone()), done);
+    swarm_stage::converge(u.spec, &nodes, &unreached, u.opts, &u.progress, u.ui, &hold).await
 }
 
 /// The first server answered and every other one runs with nothing done to it in round 1: when

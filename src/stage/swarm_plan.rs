@@ -1,7 +1,7 @@
 //! `up` of a swarm stage as data: what the nodes and their manager report (`SwarmView`, filled by
-//! `swarm_stage::observe_up`), and the pure `plan_swarm` that turns it into the `SwarmPlan` the
-//! executor (`swarm_stage::execute`) runs and `--dry-run` prints. No I/O here: every branch is
-//! unit-tested without Docker or SSH (`swarm_plan_tests.rs`).
+//! `swarm_stage::observe_view`), and the pure `plan_swarm` that turns it into the `SwarmPlan` the
+//! executor (`swarm_stage::Executor`, run by `swarm_stage::converge`) runs and `--dry-run`
+//! prints. No I/O here: every branch is unit-tested without Docker or SSH (`swarm_plan_tests.rs`).
 
 use super::down_plan::Line;
 use crate::engine::swarm::{MemberState, Membership, NODE_RUNS, NODE_SERVER, NodeView, ObservedService, service_spec};

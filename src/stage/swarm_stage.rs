@@ -69,7 +69,7 @@ async fn observe(spec: &StageSpec, nodes: &[Node<'_>]) -> Result<Members> {
 /// services, then each node's images. Images are resolved by the engines' own rule, as the
 /// local stage's observation does: a run fetches what a node lacks (pulled, or sent from this
 /// machine) so that the config hashes name the image really run; a dry run lists what it would send.
-async fn observe_up(
+async fn observe_view(
     spec: &StageSpec,
     nodes: &[Node<'_>],
     unreached: &[&Server],
@@ -117,8 +117,9 @@ pub(super) async fn converge(
     opts: &UpOptions,
     progress: &Progress,
     ui: &Ui,
+    hold: &(dyn Fn(&Plan) -> Result<()> + Sync),
 ) -> Result<Plan> {
-    let view = observe_up(spec, nodes, unreached, opts, ui).await?;
+    let view = observe_view(spec, nodes, unreached, opts, ui).await?;
     let plan = plan_swarm(spec, &view, opts.remove_orphans)?;
     for orphan in &plan.kept_orphans {
         ui.warn(format!(
@@ -134,6 +135,8 @@ pub(super) async fn converge(
         }),
         (true, Format::Json) => {}
         (false, _) => {
+            // A gated run (`mcp apply`) executes only the plan its gate passed.
+            hold(&plan.to_plan())?;
             // A volume whose restore was interrupted is incomplete (its services were scaled to
             // 0 for it): nothing is scaled back or started until it is restored.
             for node in nodes {
@@ -544,7 +547,7 @@ pub(super) async fn remove_network(manager: &Engine, spec: &StageSpec) -> Result
 
 /// `status`: the swarm's nodes by server name (role, availability, Ready) and one line per
 /// service with running/desired replicas.
-pub(super) async fn status(
+pub(super) async fn status_rows(
     spec: &StageSpec,
     nodes: &[Node<'_>],
 ) -> Result<(BTreeMap<String, NodeStatus>, Vec<ServiceStatus>)> {

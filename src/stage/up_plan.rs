@@ -86,8 +86,9 @@ pub enum Workload {
         servers: Vec<ServerWork>,
         idle: Vec<IdleStep>,
     },
-    /// A swarm stage's steps, as `swarm_stage::converge` planned (dry run) or took them (run);
-    /// it observes, plans and applies in one pass until it becomes a plan of its own.
+    /// A swarm stage's steps: the `SwarmPlan` that `swarm_stage::converge` planned (and, in a
+    /// run, executed) inside round 2, as `SwarmPlan::to_plan` counts them; the dry run printed
+    /// that `SwarmPlan`'s lines.
     Swarm(Plan),
 }
 
@@ -181,6 +182,61 @@ impl ServerWork {
             Self::Reached { server, .. } | Self::New { server, .. } | Self::Off { server } => server,
         }
     }
+}
+
+/// A gated run's round 2 held to the plan its gate passed (`gated`: the dry run's own rounds,
+/// made under the lock in round 1). Each server that pass reached takes what the run plans for
+/// it now (its idle timer too); the servers it could not reach (new or off: planned as the dry
+/// run plans them), the infra and the records stay as gated. A swarm's plan is held to the gated
+/// one when that pass reached every server. So the gate, checked again on this value before
+/// round 2 changes anything, passes only if the run does there what was hashed. Image copies
+/// are not compared: the run made the planned ones while it observed, and lists none.
+pub fn held_to(gated: &UpPlan, run: &Workload) -> UpPlan {
+    let mut out = gated.clone();
+    match (&mut out.workload, run) {
+        (Workload::Containers { servers, idle }, Workload::Containers { servers: now, idle: now_idle }) => {
+            let reached: Vec<String> = servers
+                .iter()
+                .filter(|w| matches!(w, ServerWork::Reached { .. }))
+                .map(|w| w.server().to_string())
+                .collect();
+            for (was, now) in servers.iter_mut().zip(now) {
+                let same = match (was.plan(), now.plan()) {
+                    (Some(a), Some(b)) => same_steps(a, b),
+                    _ => false,
+                };
+                if reached.iter().any(|r| r == was.server()) && !same {
+                    *was = now.clone();
+                }
+            }
+            let order: Vec<String> = servers.iter().map(|w| w.server().to_string()).collect();
+            let mut held = Vec::new();
+            for name in &order {
+                let from = if reached.contains(name) { now_idle } else { &*idle };
+                held.extend(from.iter().filter(|s| &s.server == name).cloned());
+            }
+            *idle = held;
+        }
+        (Workload::Swarm(planned), Workload::Swarm(now)) => {
+            let all_reached = gated.infra.iter().all(|s| s.actions.is_empty());
+            if all_reached && !same_steps(planned, now) {
+                *planned = now.clone();
+            }
+        }
+        // Another kind of workload than was gated: the run's, so the check refuses it.
+        (was, now) => *was = now.clone(),
+    }
+    out
+}
+
+/// The same steps, image copies aside.
+fn same_steps(a: &Plan, b: &Plan) -> bool {
+    let steps = |p: &Plan| {
+        let mut p = p.clone();
+        p.infra.retain(|i| !matches!(i, InfraAction::CopyImage { .. }));
+        PlanReport::json(&p)
+    };
+    steps(a) == steps(b)
 }
 
 /// The JSON of a plan is the `--dry-run --format json` document: typed steps and the summary.

@@ -276,3 +276,133 @@ fn a_gated_up_goes_on_only_with_the_plan_its_dry_run_printed() {
     let err = check(&planned(RunState::Running)).expect_err("db started elsewhere meanwhile: another plan");
     assert_eq!(err.plan_changed().expect("a typed refusal").plan["actions"], serde_json::json!([]));
 }
+
+#[test]
+fn a_server_still_off_gets_its_declared_timer_once_it_runs_and_its_containers_wait() {
+    let mut spec = stage(vec![sakura("web-1", &[]), sakura("web-2", &["api"])]);
+    spec.auto_suspend = Some(AutoSuspend { idle_secs: 3600, after_boot_secs: 600 });
+    let found = [Some(machine(Power::Up)), Some(machine(Power::Down))];
+    let parts: Vec<(StageSpec, SeenPart)> = spec
+        .servers
+        .iter()
+        .map(|s| part_of(&spec, s, &found))
+        .zip([SeenPart::Reached(Box::default()), SeenPart::Off])
+        .collect();
+    let Workload::Containers { servers, idle } = plan_workload(&spec, parts, ContainerIntent::default()) else {
+        panic!("a container stage")
+    };
+    assert!(matches!(&servers[1], ServerWork::Off { server } if server == "web-2"), "{:?}", servers[1]);
+    let off = idle.iter().find(|s| s.server == "web-2").expect("the timer is planned for the server that is off");
+    assert_eq!(off.change, None, "nothing is written before its engine can be asked");
+    assert_eq!(
+        render_infra(&off.action),
+        "~ server web-2: auto-suspend when idle 1h (after boot 10m, checked every 10m)"
+    );
+    let reached = idle.iter().find(|s| s.server == "web-1").expect("an empty engine gets the timer now");
+    assert!(matches!(reached.change, Some(Change::Install(_))), "{reached:?}");
+}
+
+/// The gate's hash for `plan`, as `fleet mcp` hands it out for the dry run's JSON.
+fn gate_for(spec: &StageSpec, plan: &UpPlan) -> crate::plan::gate::PlanGate {
+    use crate::plan::gate::{PlanIntent, hashed};
+    let printed = serde_json::to_value(plan).unwrap();
+    let doc = hashed(&spec.name, PlanIntent::Up, printed, &crate::report::ConfigReport::resolved_json(spec));
+    doc["plan_hash"].as_str().unwrap().parse().unwrap()
+}
+
+fn gate_passes(gate: &crate::plan::gate::PlanGate, spec: &StageSpec, plan: &UpPlan) -> bool {
+    crate::stage::gate::check(Some(gate), spec, crate::plan::gate::PlanIntent::Up, &plan.to_plan()).is_ok()
+}
+
+#[test]
+fn a_gated_run_s_round_two_is_held_to_the_plan_its_gate_passed() {
+    let spec = stage(vec![sakura("a", &["db", "api"]), sakura("b", &[])]);
+    let found = [Some(machine(Power::Up)), Some(machine(Power::Down))];
+    let infra = plan_servers(&spec, &found);
+    let part_a = part_of(&spec, &spec.servers[0], &found);
+    let part_b = part_of(&spec, &spec.servers[1], &found);
+    let workload = |db: RunState| {
+        let parts =
+            vec![(part_a.clone(), SeenPart::Reached(Box::new(engine(&part_a, db)))), (part_b.clone(), SeenPart::Off)];
+        plan_workload(&spec, parts, ContainerIntent::default())
+    };
+    // The gate's own pass: `db` stopped, so the hashed plan starts it; `b` is off.
+    let gated =
+        UpPlan { stage: spec.name.clone(), infra, workload: workload(RunState::Exited(0)), ..UpPlan::default() };
+    let gate = gate_for(&spec, &gated);
+    assert!(gate_passes(&gate, &spec, &gated));
+
+    // Round 2 of the run sees the same engine on `a`: it goes on.
+    assert!(gate_passes(&gate, &spec, &held_to(&gated, &workload(RunState::Exited(0)))));
+    // `db` was started by someone else between the gate and round 2: not what was hashed.
+    assert!(!gate_passes(&gate, &spec, &held_to(&gated, &workload(RunState::Running))));
+    // Or removed: the run would create it, which the hashed plan did not say.
+    let mut seen = engine(&part_a, RunState::Exited(0));
+    seen.observed.containers.retain(|c| c.service != "db");
+    let removed = plan_workload(
+        &spec,
+        vec![(part_a.clone(), SeenPart::Reached(Box::new(seen))), (part_b.clone(), SeenPart::Off)],
+        ContainerIntent::default(),
+    );
+    assert!(!gate_passes(&gate, &spec, &held_to(&gated, &removed)));
+    // `b`, booted in round 1, plans its containers as its engine shows them: not compared.
+    let mut booted = workload(RunState::Exited(0));
+    let Workload::Containers { servers, .. } = &mut booted else { unreachable!() };
+    servers[1] = ServerWork::New { server: "b".into(), plan: plan_new_server(&part_b) };
+    assert!(gate_passes(&gate, &spec, &held_to(&gated, &booted)));
+    // But `a` found off in round 2 (no steps planned there) is not the hashed plan either.
+    let mut gone = workload(RunState::Exited(0));
+    let Workload::Containers { servers, .. } = &mut gone else { unreachable!() };
+    servers[0] = ServerWork::Off { server: "a".into() };
+    assert!(!gate_passes(&gate, &spec, &held_to(&gated, &gone)));
+}
+
+#[test]
+fn image_copies_the_run_made_while_it_observed_are_not_a_changed_plan() {
+    let spec = stage(vec![sakura("a", &[])]);
+    let found = [Some(machine(Power::Up))];
+    let part = part_of(&spec, &spec.servers[0], &found);
+    let empty = |images: &str, copies: Vec<crate::engine::ImageCopy>| SeenEngine {
+        observed: running(&part, &[]),
+        images: BTreeMap::from([("busybox:latest".to_string(), images.to_string())]),
+        copies,
+        ..SeenEngine::default()
+    };
+    let copy = crate::engine::ImageCopy { image: "busybox:latest".into(), bytes: 10, pull_first: false };
+    let plan = |seen: SeenEngine| {
+        plan_workload(&spec, vec![(part.clone(), SeenPart::Reached(Box::new(seen)))], ContainerIntent::default())
+    };
+    let gated = UpPlan {
+        stage: spec.name.clone(),
+        infra: plan_servers(&spec, &found),
+        workload: plan(empty("", vec![copy])),
+        ..UpPlan::default()
+    };
+    assert!(gated.to_plan().infra.iter().any(|i| matches!(i, InfraAction::CopyImage { .. })));
+    let gate = gate_for(&spec, &gated);
+    // The run copied the image before planning: it has its id and lists no copy.
+    assert!(gate_passes(&gate, &spec, &held_to(&gated, &plan(empty("img", Vec::new())))));
+}
+
+#[test]
+fn a_swarm_plan_is_held_to_the_gated_one_when_every_server_was_reached() {
+    let spec = stage(vec![sakura("m1", &[])]);
+    let step = |manager: &str| {
+        let mut p = Plan { stage: spec.name.clone(), ..Plan::default() };
+        p.infra.push(InfraAction::FormSwarm { manager: manager.into() });
+        p
+    };
+    let gated = UpPlan {
+        stage: spec.name.clone(),
+        infra: plan_servers(&spec, &[Some(machine(Power::Up))]),
+        workload: Workload::Swarm(step("m1")),
+        ..UpPlan::default()
+    };
+    let gate = gate_for(&spec, &gated);
+    assert!(gate_passes(&gate, &spec, &held_to(&gated, &Workload::Swarm(step("m1")))));
+    assert!(!gate_passes(&gate, &spec, &held_to(&gated, &Workload::Swarm(Plan::default()))));
+    // Servers created in round 1 were not seen by the gate's pass: their swarm steps are not compared.
+    let created = UpPlan { infra: plan_servers(&spec, &[None]), ..gated.clone() };
+    let gate = gate_for(&spec, &created);
+    assert!(gate_passes(&gate, &spec, &held_to(&created, &Workload::Swarm(Plan::default()))));
+}
