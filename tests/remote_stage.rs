@@ -6,7 +6,7 @@ mod support;
 use serde_json::json;
 use std::time::Duration;
 use support::Project;
-use support::remote::{Sim, Sshd, sakura_project, sim_env};
+use support::remote::{Sim, Sshd, host_project, sakura_project, sim_env};
 use support::report::find;
 
 fn servers(sim: &Sim) -> Vec<serde_json::Value> {
@@ -259,27 +259,6 @@ fn ssh_key_the_server_refuses_is_a_clear_error() {
     p.env.push(("FLEET_SSH_WAIT_MS".into(), "20000".into()));
     p.fleet(&["up", "dev"]).fails_with(1, &["server creo-dev-01", "refused our SSH key"]);
     assert!(p.containers().is_empty());
-}
-
-/// A brought host at 127.0.0.1 reached through `sshd`.
-fn host_project(test: &str, sshd: &Sshd) -> Project {
-    let kdl = format!(
-        r#"
-project "{{project}}"
-service "web" {{ image "{{image}}"; command "sleep 100000"; stop_signal "SIGKILL" }}
-stage "pre" {{
-    server "box-1" {{
-        provider "host"
-        address "127.0.0.1"
-        ssh user="root" port={port} identity="{identity}"
-    }}
-    service "web"
-}}
-"#,
-        port = sshd.port,
-        identity = sshd.identity().display(),
-    );
-    Project::new(test, &kdl)
 }
 
 #[test]

@@ -7,28 +7,7 @@ use fleetflow::plan::gate::{PlanIntent, plan_hash};
 use serde_json::Value;
 use support::Project;
 use support::machines::MachineRig;
-use support::remote::{Sshd, sim_env};
-
-/// A brought host at 127.0.0.1 reached through `sshd`.
-fn host_project(test: &str, sshd: &Sshd) -> Project {
-    let kdl = format!(
-        r#"
-project "{{project}}"
-service "web" {{ image "{{image}}"; command "sleep 100000"; stop_signal "SIGKILL" }}
-stage "pre" {{
-    server "box-1" {{
-        provider "host"
-        address "127.0.0.1"
-        ssh user="root" port={port} identity="{identity}"
-    }}
-    service "web"
-}}
-"#,
-        port = sshd.port,
-        identity = sshd.identity().display(),
-    );
-    Project::new(test, &kdl)
-}
+use support::remote::{Sshd, host_project, sim_env};
 
 /// The hash `fleet mcp` hands out for `up STAGE EXTRA…`: the dry run's JSON and the resolved stage.
 fn up_hash(p: &Project, stage: &str, extra: &[&str]) -> String {

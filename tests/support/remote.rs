@@ -293,3 +293,24 @@ pub fn sim_env(sim: &Sim) -> Vec<(String, String)> {
     .map(|(k, v)| (k.to_string(), v))
     .collect()
 }
+
+/// A brought host at 127.0.0.1 reached through `sshd`.
+pub fn host_project(test: &str, sshd: &Sshd) -> Project {
+    let kdl = format!(
+        r#"
+project "{{project}}"
+service "web" {{ image "{{image}}"; command "sleep 100000"; stop_signal "SIGKILL" }}
+stage "pre" {{
+    server "box-1" {{
+        provider "host"
+        address "127.0.0.1"
+        ssh user="root" port={port} identity="{identity}"
+    }}
+    service "web"
+}}
+"#,
+        port = sshd.port,
+        identity = sshd.identity().display(),
+    );
+    Project::new(test, &kdl)
+}
