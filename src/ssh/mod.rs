@@ -190,6 +190,19 @@ fn socket_dir() -> Result<SocketDir> {
 }
 
 impl RemoteHost {
+    /// A remote command that did not finish within its deadline, named in the error.
+    fn past_deadline(&self, argv: &[String], deadline: Duration) -> Error {
+        Error::failed_help(
+            format!(
+                "{}: `{}` did not finish within {}",
+                self.endpoint,
+                argv.join(" "),
+                humantime::format_duration(deadline)
+            ),
+            "the server or its engine may be wedged: look at it over SSH, then run the command again",
+        )
+    }
+
     fn session(&self) -> &Session {
         self.session.as_ref().expect("session lives as long as the host")
     }
@@ -217,15 +230,7 @@ impl RemoteHost {
                 })
             }
             Ok(Err(e)) => Err(Error::failed(format!("{}: running {program}: {}", self.endpoint, error_text(&e)))),
-            Err(_) => Err(Error::failed_help(
-                format!(
-                    "{}: `{}` did not finish within {}",
-                    self.endpoint,
-                    argv.join(" "),
-                    humantime::format_duration(deadline)
-                ),
-                "the server or its engine may be wedged: look at it over SSH, then run the command again",
-            )),
+            Err(_) => Err(self.past_deadline(argv, deadline)),
         }
     }
 
@@ -586,15 +591,7 @@ impl RemoteHost {
                 Ok(true)
             }
             Ok(false) => Ok(false),
-            Err(_) => Err(Error::failed_help(
-                format!(
-                    "{}: `{}` did not finish within {}",
-                    self.endpoint,
-                    argv.join(" "),
-                    humantime::format_duration(deadline)
-                ),
-                "the server or its engine may be wedged: look at it over SSH, then run the command again",
-            )),
+            Err(_) => Err(self.past_deadline(&argv, deadline)),
         }
     }
 
