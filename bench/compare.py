@@ -8,8 +8,11 @@ plus peak RSS of each tool. Needs: docker, docker-compose, the fleet binary (bui
 Usage: bench/compare.py [--runs N] [--fleet target/release/fleet] [--prefix bench] [--up-only]
   --prefix names the two projects (<prefix>f, <prefix>c), so two people on one engine do not collide;
   --up-only skips the SIGTERM-ignoring pass (the one that takes seconds of grace per run).
+The engine floor row is the same fresh up done with the least work any client can ask of the
+engine (every container created at once, then started at once, over raw Engine API calls): what
+neither tool can go under on this engine.
 """
-import argparse, os, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, http.client, json, os, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
 
 IMAGE = "fleetflow-test/busybox:latest"
 GRACE = 2  # seconds of stop grace for the SIGTERM-ignoring case
@@ -51,6 +54,74 @@ def timed(cmd, cwd, env):
         sys.exit(f"command failed: {' '.join(cmd)}\n{p.stdout}\n{p.stderr}")
     rss = int(p.stderr.strip().splitlines()[-1])
     return wall, rss
+
+class EngineConnection(http.client.HTTPConnection):
+    """One HTTP connection to the local engine's socket (what every client of the Engine API uses)."""
+
+    def __init__(self, path="/var/run/docker.sock"):
+        super().__init__("localhost")
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.path)
+
+
+def engine(method, url, body=None):
+    conn = EngineConnection()
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    conn.request(method, url, json.dumps(body) if body is not None else None, headers)
+    r = conn.getresponse()
+    data = r.read()
+    conn.close()
+    if r.status >= 300 and r.status != 304:
+        sys.exit(f"engine {method} {url}: {r.status} {data[:200]!r}")
+    return json.loads(data) if data else None
+
+
+def parallel(jobs):
+    errors = []
+    def run(job):
+        try:
+            job()
+        except BaseException as e:  # sys.exit in a thread: carry it to the caller
+            errors.append(e)
+    threads = [threading.Thread(target=run, args=(j,)) for j in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def floor_up(project):
+    """The engine's floor for the same fresh up: one network, every container created at once and
+    started at once, no dependency order, no check after start. No client can do less work."""
+    net = f"{project}-net"
+    engine("POST", "/networks/create", {"Name": net, "Driver": "bridge"})
+    def create(name):
+        return lambda: engine("POST", f"/containers/create?name={project}-{name}",
+                              {"Image": IMAGE, "Cmd": ["sleep", "100000"], "StopSignal": "SIGKILL",
+                               "HostConfig": {"NetworkMode": net}})
+    parallel([create(n) for n in SERVICES])
+    parallel([(lambda n=n: engine("POST", f"/containers/{project}-{n}/start")) for n in SERVICES])
+
+
+def floor_destroy(project):
+    for n in SERVICES:
+        subprocess.run(["docker", "rm", "-f", f"{project}-{n}"], capture_output=True)
+    subprocess.run(["docker", "network", "rm", f"{project}-net"], capture_output=True)
+
+
+def timed_floor(project):
+    floor_destroy(project)
+    start = time.perf_counter()
+    floor_up(project)
+    wall = time.perf_counter() - start
+    floor_destroy(project)
+    return wall
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -97,6 +168,8 @@ def main():
                             results.setdefault((label, tool), []).append(wall)
                             rss[tool] = max(rss[tool], peak)
                     subprocess.run(t["destroy"], cwd=t["cwd"], env=env, capture_output=True)
+                if stop_at_once:
+                    results.setdefault(("fresh up", "floor"), []).append(timed_floor(args.prefix + "x"))
 
     print(f"{'operation':40} {'fleet s':>9} {'compose s':>10} {'ratio':>7}  spread (min-max) fleet | compose")
     labels = []
@@ -109,6 +182,13 @@ def main():
         fr, cr = results[(label, "fleet")], results[(label, "compose")]
         spread = f"{min(fr):.3f}-{max(fr):.3f} | {min(cr):.3f}-{max(cr):.3f}"
         print(f"{label:40} {f:9.3f} {c:10.3f} {f / c:7.3f}  {spread}")
+    floor = results[("fresh up", "floor")]
+    f = statistics.median(results[("fresh up", "fleet")])
+    c = statistics.median(results[("fresh up", "compose")])
+    fl = statistics.median(floor)
+    print(f"{'fresh up, engine floor (no order, no check)':40} {fl:9.3f} {'':10} {fl / c:7.3f}  {min(floor):.3f}-{max(floor):.3f}")
+    print(f"  fleet above the floor: {f - fl:.3f} s; compose above it: {c - fl:.3f} s; "
+          f"0.6 x compose would be {0.6 * c:.3f} s")
     print(f"{'peak RSS (MiB)':40} {rss['fleet'] / 1024:9.1f} {rss['compose'] / 1024:10.1f} {rss['fleet'] / rss['compose']:7.3f}")
     print(f"medians of {args.runs} alternating runs; ratio = fleet / docker-compose")
 

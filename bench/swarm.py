@@ -9,8 +9,8 @@ manager itself (no SSH at all, the floor). Runs alternate tool by tool. Engine A
 with debug logging on every node and logs one "Calling METHOD /path" line per request, so both
 tools are counted the same way, on all nodes.
 
-Needs: root, docker, mmdebstrap (the server image), a debug build of fleet and fleet-sim.
-Usage: bench/swarm.py [--runs N] [--bin target/debug] [--baseline OTHER/fleet] [--rig-name NAME]
+Needs: root, docker, mmdebstrap (the server image), a build of fleet and fleet-sim (release: what users run).
+Usage: bench/swarm.py [--runs N] [--bin target/release] [--baseline OTHER/fleet] [--rig-name NAME] [--keep-seconds S]
 (--baseline: an earlier build's fleet, run in the same alternation, for a before/after figure.)
 """
 import argparse, os, re, socket, statistics, subprocess, sys, tempfile, time
@@ -93,9 +93,11 @@ def calls_since(machines, since):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--bin", default="target/debug")
+    ap.add_argument("--bin", default="target/release")
     ap.add_argument("--baseline", help="another fleet binary (an earlier build), run alongside")
     ap.add_argument("--rig-name", default="fleetbench", help="prefix of the rig's docker network and machines")
+    ap.add_argument("--keep-seconds", type=int, default=0,
+                    help="keep the rig this long after the runs (its work dir and environment are printed)")
     args = ap.parse_args()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     fleet = os.path.abspath(os.path.join(args.bin, "fleet"))
@@ -190,6 +192,11 @@ def main():
         for tool in ("baseline", "stack-ssh", "stack")[0 if args.baseline else 1:]:
             s = statistics.median(x[0] for x in results[tool])
             print(f"ratio fleet / {tool} (wall): {f / s:.2f}")
+        if args.keep_seconds:
+            print(f"rig kept for {args.keep_seconds} s: cd {work}; env:", flush=True)
+            for k in ("SAKURACLOUD_API_ROOT_URL", "XDG_STATE_HOME"):
+                print(f"  {k}={env[k]}", flush=True)
+            time.sleep(args.keep_seconds)
     finally:
         subprocess.run([fleet, "down", "bench", "--destroy", "--yes"], cwd=work, env=env, capture_output=True)
         sim.terminate()
