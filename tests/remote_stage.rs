@@ -57,6 +57,12 @@ fn the_whole_ladder_up_down_suspend_up_destroy() {
         before.iter().filter(|(k, _)| !k.starts_with("GET ")).map(|(_, v)| v).sum::<u64>()
     );
     assert_eq!(spent, 1, "a converged up costs one find-by-tag request: {after:?}");
+    // A server found running is reached with one connection: `ssh` itself, no TCP probe first.
+    let connections = sim.ssh_connections();
+    p.ok(&["up", "dev"]);
+    assert_eq!(sim.ssh_connections() - connections, 1, "a converged up opens one connection to the server");
+    p.ok(&["ps", "dev"]);
+    assert_eq!(sim.ssh_connections() - connections, 2, "ps opens one connection to the server");
     assert_eq!(p.inspect("dev", "api", "{{.Id}}"), api_id);
 
     // down: containers stop, the server keeps running.

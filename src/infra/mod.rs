@@ -31,6 +31,9 @@ pub struct Machine {
     pub created: Option<String>,
     /// This run created it: whatever host key was known for its (reused) IP is stale.
     pub new_this_run: bool,
+    /// This run created it or powered it on: its SSH may not answer yet, so it is waited for.
+    /// (A server found running is tried at once, without a probe's extra connection.)
+    pub booted_this_run: bool,
     /// Later servers that carry the same ownership tag (a simultaneous or interrupted first `up`);
     /// `up` removes the abandoned ones.
     pub duplicates: usize,
@@ -178,6 +181,7 @@ fn host_machine(address: &str) -> Machine {
         disks: Vec::new(),
         created: None,
         new_this_run: false,
+        booted_this_run: false,
         duplicates: 0,
     }
 }

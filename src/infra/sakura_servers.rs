@@ -309,7 +309,7 @@ impl SakuraCloud {
     /// Created if missing, booted if off; returns it running with its IP, and what was done.
     pub async fn ensure_up(&self, server: &Server, tag: &str, progress: &Progress) -> Result<Ensured> {
         let s = spec(server);
-        let mut new_this_run = false;
+        let (mut new_this_run, mut booted) = (false, false);
         let mut done = Vec::new();
         let mut did = |action: InfraAction| {
             progress(InfraEvent::Action(action.clone()));
@@ -345,6 +345,7 @@ impl SakuraCloud {
                 did(InfraAction::PowerOn { server: server.name.clone() });
             }
             self.boot(server, &id, progress).await?;
+            booted = true;
             current = self.read(server, &id).await?;
         }
         let started = Instant::now();
@@ -356,7 +357,8 @@ impl SakuraCloud {
             tokio::time::sleep(self.api.timing.poll).await;
             current = self.read(server, &id).await?;
         }
-        Ok(Ensured { machine: Machine { new_this_run, ..machine(&current) }, done })
+        let booted_this_run = new_this_run || booted;
+        Ok(Ensured { machine: Machine { new_this_run, booted_this_run, ..machine(&current) }, done })
     }
 
     async fn create(&self, server: &Server, tag: &str) -> Result<Value> {
@@ -750,6 +752,7 @@ fn machine(v: &Value) -> Machine {
         disks: v["Disks"].as_array().into_iter().flatten().filter_map(|d| id_of(&d["ID"])).collect(),
         created: v["CreatedAt"].as_str().map(String::from),
         new_this_run: false,
+        booted_this_run: false,
         duplicates: 0,
     }
 }

@@ -7,7 +7,7 @@ pub mod commands;
 use crate::engine::Engine;
 use crate::error::{Error, Result, SshFailure};
 use crate::model::{Server, SshSettings};
-use openssh::{ForwardType, KnownHosts, Session, SessionBuilder, Socket};
+use openssh::{KnownHosts, Session, SessionBuilder};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -78,11 +78,15 @@ impl Drop for SocketDir {
 }
 
 /// Waits until the server answers SSH (TCP, handshake, login) and returns the session.
+/// `booting`: this run created or powered it on, so each try is a cheap TCP probe first; a
+/// server found running is tried with `ssh` at once (a probe would cost a connection and the
+/// server's sshd a fork on every command), and probed only after that try failed.
 pub async fn connect(
     server: &Server,
     address: &str,
     known_hosts: &Path,
     fresh_cloud_server: bool,
+    booting: bool,
 ) -> Result<RemoteHost> {
     let ssh = &server.ssh;
     let endpoint = format!("ssh://{}@{address}:{}", ssh.user, ssh.port);
@@ -97,10 +101,16 @@ pub async fn connect(
     }
     let socket_dir = socket_dir()?;
     let mut denied = 0;
+    let mut probe = booting;
     loop {
-        let reachable =
-            tokio::time::timeout(TCP_ATTEMPT_TIMEOUT, tokio::net::TcpStream::connect((address, ssh.port))).await;
-        if !matches!(reachable, Ok(Ok(_))) {
+        let reachable = !probe
+            || matches!(
+                tokio::time::timeout(TCP_ATTEMPT_TIMEOUT, tokio::net::TcpStream::connect((address, ssh.port))).await,
+                Ok(Ok(_))
+            );
+        // Every later try probes first: this one failed, so the server may be booting after all.
+        probe = true;
+        if !reachable {
             if Instant::now() > deadline {
                 return Err(Error::Unreachable {
                     message: format!(
@@ -461,16 +471,36 @@ impl RemoteHost {
         Ok(engine)
     }
 
-    /// Asks the control master to forward `local` to the server's engine socket.
+    /// Asks the control master to forward `local` to the server's engine socket: `ssh -O
+    /// forward` is a message to the master, answered once it listens. (The crate's
+    /// `request_port_forward` runs `ssh -fNT -L` through the master, which opens a login session
+    /// on the server for it: PAM, motd, about a hundred milliseconds of the server's time.)
     async fn forward_socket(&self, local: &Path) -> Result<()> {
-        self.session()
-            .request_port_forward(
-                ForwardType::Local,
-                Socket::UnixSocket { path: local.to_path_buf().into() },
-                Socket::UnixSocket { path: Path::new(REMOTE_DOCKER_SOCKET).into() },
-            )
-            .await
-            .map_err(|e| Error::failed(format!("{}: forwarding the Docker socket: {}", self.endpoint, error_text(&e))))
+        let mut forward = std::ffi::OsString::from(local);
+        forward.push(":");
+        forward.push(REMOTE_DOCKER_SOCKET);
+        let asked = tokio::process::Command::new("ssh")
+            .arg("-S")
+            .arg(self.session().control_socket())
+            .args(["-o", "BatchMode=yes", "-O", "forward", "-L"])
+            .arg(&forward)
+            .arg("none")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let deadline = command_deadline();
+        let failed = |why: String| Error::failed(format!("{}: forwarding the Docker socket: {why}", self.endpoint));
+        match tokio::time::timeout(deadline, asked).await {
+            Err(_) => Err(failed(format!(
+                "the SSH connection did not answer within {}",
+                humantime::format_duration(deadline)
+            ))),
+            Ok(Err(e)) => Err(failed(format!("running ssh: {e}"))),
+            Ok(Ok(out)) if out.status.success() => Ok(()),
+            Ok(Ok(out)) => {
+                Err(failed(String::from_utf8_lossy(&out.stderr).split_whitespace().collect::<Vec<_>>().join(" ")))
+            }
+        }
     }
 
     pub async fn close(mut self) {

@@ -64,6 +64,7 @@ pub fn machine(power: Power) -> Machine {
         disks: vec!["113000000002".into()],
         created: None,
         new_this_run: false,
+        booted_this_run: false,
         duplicates: 0,
     }
 }

@@ -64,7 +64,7 @@ pub(super) async fn connect(config: &Config, server: &Server, machine: &Machine,
         .as_deref()
         .ok_or_else(|| Error::failed(format!("server {}: the provider reports no IP address", server.name)))?;
     let fresh = mode == Reach::Converge && matches!(server.provider, ServerProvider::SakuraCloud { .. });
-    ssh::connect(server, address, &known_hosts_file(&config.project), fresh).await
+    ssh::connect(server, address, &known_hosts_file(&config.project), fresh, machine.booted_this_run).await
 }
 
 /// The engine behind `host` (installed first by `up` when missing; `host` is then a new login).

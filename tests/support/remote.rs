@@ -177,6 +177,11 @@ impl Sim {
         serde_json::from_value(self.get("/_sim/requests")).unwrap_or_default()
     }
 
+    /// TCP connections the simulated servers' SSH ports accepted so far.
+    pub fn ssh_connections(&self) -> u64 {
+        self.get("/_sim/ssh-connections").as_u64().expect("fleet-sim answers a count")
+    }
+
     /// Requests that change something (everything but GET).
     pub fn mutating_requests(&self) -> u64 {
         self.requests().iter().filter(|(k, _)| !k.starts_with("GET ")).map(|(_, v)| v).sum()

@@ -7,6 +7,7 @@
 //! closes the proxy, so the host really becomes unreachable.
 //!
 //! Control endpoints (no auth): `GET /_sim/requests` (counts by method and path),
+//! `GET /_sim/ssh-connections` (TCP connections its servers' SSH proxies accepted),
 //! `POST /_sim/faults` (inject faults), `GET /_sim/state` (servers, disks, DNS records),
 //! `POST /_sim/cloudflare/records` (seed a record fleet does not own).
 //! The Cloudflare DNS API is served under `/client/v4`.
@@ -111,6 +112,7 @@ async fn main() {
     });
     let app = Router::new()
         .route("/_sim/requests", get(requests))
+        .route("/_sim/ssh-connections", get(ssh_connections))
         .route("/_sim/faults", post(faults))
         .route("/_sim/state", get(state))
         .route("/_sim/cloudflare/records", post(seed_record))
@@ -136,6 +138,11 @@ async fn main() {
 async fn requests(State(world): State<Shared>) -> Response {
     let counts = world.lock().unwrap_or_else(|e| e.into_inner()).counts.clone();
     axum::Json(counts).into_response()
+}
+
+async fn ssh_connections(State(world): State<Shared>) -> Response {
+    let world = world.lock().unwrap_or_else(|e| e.into_inner());
+    axum::Json(world.ssh_connections.load(std::sync::atomic::Ordering::Relaxed)).into_response()
 }
 
 async fn state(State(world): State<Shared>) -> Response {

@@ -162,6 +162,8 @@ pub struct World {
     dns_zones: Vec<DnsZone>,
     /// Running SSH proxies of booted servers.
     proxies: HashMap<u64, tokio::task::JoinHandle<()>>,
+    /// TCP connections accepted by those proxies (`GET /_sim/ssh-connections`).
+    pub ssh_connections: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Startup scripts (`POST /note`), global like Sakura's.
     notes: BTreeMap<u64, Note>,
     ssh_keys: BTreeMap<u64, AccountKey>,
@@ -207,6 +209,7 @@ impl World {
             faults: Faults::default(),
             rng: None,
             counts: BTreeMap::new(),
+            ssh_connections: Default::default(),
             next_id: 113_600_000_000,
             next_ip: 10,
             servers: BTreeMap::new(),
@@ -298,6 +301,7 @@ impl World {
             return;
         };
         let addr = SocketAddr::new(IpAddr::V4(ip), self.settings.ssh_port);
+        let accepted = self.ssh_connections.clone();
         let handle = tokio::spawn(async move {
             let listener = match tokio::net::TcpListener::bind(addr).await {
                 Ok(l) => l,
@@ -309,6 +313,7 @@ impl World {
             // Connections live in this set, so aborting the proxy also cuts open sessions.
             let mut conns = tokio::task::JoinSet::new();
             while let Ok((mut inbound, _)) = listener.accept().await {
+                accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 conns.spawn(async move {
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
