@@ -710,7 +710,7 @@ mod tests {
             vec![leftover("new", "p-local-web-next", "p-local-web")]
         );
         // One container, or two of a service without routes: nothing to tidy.
-        assert_eq!(super::leftovers_among(&spec, &[old.clone()], Some(&config)), vec![]);
+        assert_eq!(super::leftovers_among(&spec, std::slice::from_ref(&old), Some(&config)), vec![]);
         let unrouted = StageSpec { services: vec![Service { name: "web".into(), ..Default::default() }], ..spec };
         assert_eq!(super::leftovers_among(&unrouted, &both, None), vec![]);
     }

@@ -111,7 +111,8 @@ pub struct PlannedStage {
 
 /// Observes one engine's part of a stage and plans its `up` with the pure `plan::plan_up`; with
 /// `tidy`, as if the leftovers of routed services were gone (`observe_up`), so the dry run and
-/// the run plan the same stage. No container changes; a run pulls or copies the images the
+/// the run plan the same stage (`run`'s dependencies plan without: it tidies nothing). No
+/// container changes; a run pulls or copies the images the
 /// engine lacks (so the ids are final), a dry run lists those copies.
 pub async fn observe_and_plan_up(
     engine: &Engine,
