@@ -126,9 +126,13 @@ fn an_engine_the_login_may_not_use_is_never_installed_over() {
         std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     };
+    let docker_calls = bin.path().join("docker-calls");
     fake(
         "docker",
-        "echo 'permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock' >&2; exit 1",
+        &format!(
+            "echo \"$@\" >> {}; echo 'permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock' >&2; exit 1",
+            docker_calls.display()
+        ),
     );
     fake("apt-get", &format!("echo \"$@\" >> {}; exit 1", calls.display()));
     let sshd = Sshd::start(&format!(
@@ -138,6 +142,9 @@ fn an_engine_the_login_may_not_use_is_never_installed_over() {
     let p = host_project("review2-engine-denied", &sshd);
     p.fleet(&["up", "pre"]).fails_with(1, &["an engine runs there", "may not use its socket", "usermod -aG docker"]);
     assert!(!calls.exists(), "apt-get ran: {}", std::fs::read_to_string(&calls).unwrap_or_default());
+    // The engine check's `docker version` is the one the refusal goes by: it is not asked twice.
+    let asked = std::fs::read_to_string(&docker_calls).unwrap_or_default();
+    assert_eq!(asked.lines().filter(|l| l.starts_with("version")).count(), 1, "{asked}");
 }
 
 /// `db` writes 300 MB of noise into its volume once, then says so.

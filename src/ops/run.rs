@@ -202,7 +202,8 @@ async fn start_dependencies(sites: &Sites, site: &Site, spec: &StageSpec, servic
         lock_wait: None,
         plan_gate: None,
     };
-    let (plan, observed, images, _) = crate::stage::observe_and_plan_up(&site.engine, &part, &opts, ui, &[]).await?;
+    let crate::stage::PlannedStage { plan, observed, images, .. } =
+        crate::stage::observe_and_plan_up(&site.engine, &part, &opts, ui, false).await?;
     // stdout is the one-off's own output: what fleet does first goes to stderr.
     let base = ui.events();
     let (ui, readiness) = (*ui, Readiness::for_stage(&part));

@@ -15,10 +15,10 @@ mod deploy;
 
 pub(crate) use deploy::deploy;
 
-use crate::engine::{Engine, Event, Events, SideContainer, labels};
+use crate::engine::{Engine, Event, Events, SideContainer, StageView, labels};
 use crate::error::{Error, Result};
 use crate::model::{ProxySettings, ProxyTls, Route, StageSpec};
-use crate::plan::{Action, Decision, ObservedStage, Plan};
+use crate::plan::{Action, Decision, ObservedContainer, ObservedStage, Plan};
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder, InspectContainerOptions,
@@ -430,20 +430,32 @@ pub struct Leftover {
     pub keeps: String,
 }
 
-/// Read-only, before an `up` is planned: of two containers of one routed service, the one the
-/// proxy points at stays, the other is a leftover; without a proxy config, the newest stays.
-/// The plan is made without the leftovers and the run removes them only once its gate passed.
-///
-/// One container list when no routed service has two containers (every `up` but the one after
-/// a kill): the proxy and its configuration are read only when there is something to tidy.
-pub async fn leftovers(engine: &Engine, spec: &StageSpec) -> Result<Vec<Leftover>> {
-    let containers = engine.containers(&spec.project, Some(&spec.name)).await?;
-    let twice = |svc: &str| containers.iter().filter(|c| c.service == svc).count() > 1;
-    if !spec.services.iter().any(|s| !s.routes.is_empty() && twice(&s.name)) {
-        return Ok(Vec::new());
+/// Read-only, before an `up` is planned: the leftovers among the containers of the `up`'s own
+/// observation (`Engine::observe_with_side`), so finding them lists nothing. The proxy's
+/// configuration (its container is among `view.side`) is read only when some routed service has
+/// two containers: every `up` but the one after a kill reads nothing more. The plan is made
+/// without the leftovers and the run removes them only once its gate passed.
+pub async fn leftovers(engine: &Engine, spec: &StageSpec, view: &StageView) -> Vec<Leftover> {
+    let containers = &view.observed.containers;
+    if !spec
+        .services
+        .iter()
+        .any(|s| !s.routes.is_empty() && containers.iter().filter(|c| c.service == s.name).count() > 1)
+    {
+        return Vec::new();
     }
-    let proxy = observe(engine, spec).await?;
-    let pointed = proxy.config.as_ref().map(caddy::upstreams_in).unwrap_or_default();
+    let proxy = observe_beside(engine, &view.side).await;
+    leftovers_among(spec, containers, proxy.config.as_ref())
+}
+
+/// Of two containers of one routed service, the one the proxy's `config` points at stays, the
+/// other is a leftover; without a config (or one naming neither), the newest stays. Pure.
+pub fn leftovers_among(
+    spec: &StageSpec,
+    containers: &[ObservedContainer],
+    config: Option<&serde_json::Value>,
+) -> Vec<Leftover> {
+    let pointed = config.map(caddy::upstreams_in).unwrap_or_default();
     let mut out = Vec::new();
     for svc in spec.services.iter().filter(|s| !s.routes.is_empty()) {
         let mut mine: Vec<_> = containers.iter().filter(|c| c.service == svc.name).collect();
@@ -459,7 +471,7 @@ pub async fn leftovers(engine: &Engine, spec: &StageSpec) -> Result<Vec<Leftover
             keeps: keep.name.clone(),
         }));
     }
-    Ok(out)
+    out
 }
 
 /// Removes the leftovers found by [`leftovers`].
@@ -588,6 +600,7 @@ async fn certificate_expiry(engine: &Engine, id: &str, host: &str) -> Option<Str
 #[cfg(test)]
 mod tests {
     use crate::model::{DnsNames, DnsProvider, Route, Server, ServerProvider, Service, SshSettings, StageSpec};
+    use std::collections::BTreeMap;
 
     fn server(name: &str, services: &[&str]) -> Server {
         Server {
@@ -663,6 +676,43 @@ mod tests {
             }],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn of_two_containers_of_a_routed_service_the_one_the_proxy_points_at_stays() {
+        let spec = local_stage();
+        let web = |id: &str, name: &str, created: i64| crate::plan::ObservedContainer {
+            id: id.into(),
+            name: name.into(),
+            created,
+            ..observed_web(name).containers.remove(0)
+        };
+        let old = web("old", "p-local-web", 100);
+        let new = web("new", "p-local-web-next", 200);
+        let leftover = |id: &str, name: &str, keeps: &str| super::Leftover {
+            service: "web".into(),
+            id: id.into(),
+            name: name.into(),
+            keeps: keeps.into(),
+        };
+        let both = [old.clone(), new.clone()];
+        // No config (or one naming neither): the newest stays.
+        assert_eq!(
+            super::leftovers_among(&spec, &both, None),
+            vec![leftover("old", "p-local-web", "p-local-web-next")]
+        );
+        // The proxy still points at the old one (the switch never happened): the new one goes.
+        let settings = super::settings(&spec);
+        let pointed = BTreeMap::from([("web".to_string(), "p-local-web".to_string())]);
+        let config = super::caddy::config(&settings, &super::caddy::targets(&super::routes(&spec), &pointed));
+        assert_eq!(
+            super::leftovers_among(&spec, &both, Some(&config)),
+            vec![leftover("new", "p-local-web-next", "p-local-web")]
+        );
+        // One container, or two of a service without routes: nothing to tidy.
+        assert_eq!(super::leftovers_among(&spec, std::slice::from_ref(&old), Some(&config)), vec![]);
+        let unrouted = StageSpec { services: vec![Service { name: "web".into(), ..Default::default() }], ..spec };
+        assert_eq!(super::leftovers_among(&unrouted, &both, None), vec![]);
     }
 
     #[test]

@@ -46,6 +46,51 @@ pub fn known_hosts_file(project: &str) -> PathBuf {
     crate::runtime_dir::state_dir().join(format!("{project}.known_hosts"))
 }
 
+/// What the engine check found on a server (`RemoteHost::docker_answers`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum EngineAnswer {
+    /// The API answered through the forwarded socket.
+    Answers,
+    /// It did not; `docker version` over SSH said why.
+    Not(Unanswered),
+}
+
+/// Why no engine answered the forwarded socket, as `docker version` over SSH told it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Unanswered {
+    /// No engine there (or no CLI to say so): an install may go ahead.
+    Missing,
+    /// An engine runs, but tells the login user "permission denied" (its words, trimmed).
+    Denied(String),
+}
+
+impl Unanswered {
+    /// From `docker version`'s exit status and stderr; None when it succeeded (the engine runs
+    /// and the login may use it, so only the forward is refused). Pure.
+    fn of(success: bool, stderr: &str) -> Option<Self> {
+        match (success, stderr.to_lowercase().contains("permission denied")) {
+            (true, _) => None,
+            (false, true) => Some(Self::Denied(stderr.trim().to_string())),
+            (false, false) => Some(Self::Missing),
+        }
+    }
+}
+
+/// An engine that tells the login user "permission denied" is there: installing one over it
+/// (apt's docker.io replaces a docker-ce) would stop every container on the host. Decided on
+/// the engine check's own `docker version` answer (`why`), not on a second one. Pure.
+fn refuse_install_over_an_engine(server: &Server, why: &Unanswered) -> Result<()> {
+    let Unanswered::Denied(said) = why else { return Ok(()) };
+    let user = &server.ssh.user;
+    Err(Error::failed_help(
+        format!(
+            "server {}: an engine runs there, but {user} may not use its socket {REMOTE_DOCKER_SOCKET} ({said}); nothing was installed",
+            server.name,
+        ),
+        format!("on the server run: sudo usermod -aG docker {user}; then run the command again"),
+    ))
+}
+
 /// An open SSH connection to one server, and the directory of its forwarded socket.
 pub struct RemoteHost {
     session: Option<Session>,
@@ -247,22 +292,25 @@ impl RemoteHost {
     /// Whether an engine answers the login user on the server's socket: the API's version
     /// negotiation through the forwarded socket (a missing engine, or a socket the user may not
     /// open, refuses the forwarded connection). The engine that answered is kept for `engine`.
-    async fn docker_answers(&self) -> Result<bool> {
+    /// When it does not answer, the one `docker version` run over SSH says why (`Unanswered`),
+    /// and an install goes by that answer instead of asking again.
+    async fn docker_answers(&self) -> Result<EngineAnswer> {
         if self.api_answers().await? {
-            return Ok(true);
+            return Ok(EngineAnswer::Answers);
         }
         // The socket did not answer: the CLI tells a missing engine (install it) from one this
         // login cannot reach through a forward (never a reason to install anything).
-        if self.run(&commands::docker_version()).await?.status.success() {
-            return Err(Error::failed_help(
+        let out = self.run(&commands::docker_version()).await?;
+        match Unanswered::of(out.status.success(), &String::from_utf8_lossy(&out.stderr)) {
+            Some(why) => Ok(EngineAnswer::Not(why)),
+            None => Err(Error::failed_help(
                 format!(
                     "{}: the engine runs, but its socket {REMOTE_DOCKER_SOCKET} does not answer through SSH",
                     self.endpoint
                 ),
                 "fleet drives the engine through a forwarded socket: allow it in the server's sshd (AllowStreamLocalForwarding yes)",
-            ));
+            )),
         }
-        Ok(false)
     }
 
     /// The engine's API answered through the forwarded socket (kept for `engine`); a read, so it
@@ -294,7 +342,7 @@ impl RemoteHost {
 
     /// Read-only commands never install: a missing engine is reported, nothing is changed.
     pub async fn check_docker(&self, server: &Server) -> Result<()> {
-        if self.docker_answers().await? {
+        if self.docker_answers().await? == EngineAnswer::Answers {
             return Ok(());
         }
         Err(Error::failed_help(
@@ -309,44 +357,27 @@ impl RemoteHost {
     /// Docker must answer on the server. A cloud server fleet created installs it itself at
     /// first boot (the startup script, as root): wait for that, with `note` saying so. Otherwise
     /// (a brought host, a server from before the script) install over SSH with `sudo -n`, or
-    /// fail naming the commands to run. Returns whether an engine was installed (the login user
-    /// then needs a new session for its docker group).
+    /// fail naming the commands to run; never over an engine the login may not use, which the
+    /// check's one `docker version` already told. Returns whether an engine was installed (the
+    /// login user then needs a new session for its docker group).
     pub async fn ensure_docker(
         &self,
         server: &Server,
         new_server: bool,
         note: &(dyn Fn(String) + Sync),
     ) -> Result<bool> {
-        if self.docker_answers().await? {
-            return Ok(false);
-        }
+        let why = match self.docker_answers().await? {
+            EngineAnswer::Answers => return Ok(false),
+            EngineAnswer::Not(why) => why,
+        };
         // Only a script that is there (or may yet start, on a server just created) is waited for;
         // an answer that is none of its states (no shell, no log) means there is none.
         let started = matches!(self.bootstrap_state().await?.as_str(), "running" | "done" | "failed");
         if (new_server || started) && self.wait_for_bootstrap(server, new_server, note).await? {
             return Ok(true);
         }
-        self.refuse_install_over_an_engine(server).await?;
+        refuse_install_over_an_engine(server, &why)?;
         self.install_docker(server).await
-    }
-
-    /// An engine that tells the login user "permission denied" is there: installing one over it
-    /// (apt's docker.io replaces a docker-ce) would stop every container on the host.
-    async fn refuse_install_over_an_engine(&self, server: &Server) -> Result<()> {
-        let out = self.run(&commands::docker_version()).await?;
-        let said = String::from_utf8_lossy(&out.stderr);
-        if out.status.success() || !said.to_lowercase().contains("permission denied") {
-            return Ok(());
-        }
-        let user = &server.ssh.user;
-        Err(Error::failed_help(
-            format!(
-                "server {}: an engine runs there, but {user} may not use its socket {REMOTE_DOCKER_SOCKET} ({}); nothing was installed",
-                server.name,
-                said.trim()
-            ),
-            format!("on the server run: sudo usermod -aG docker {user}; then run the command again"),
-        ))
     }
 
     async fn bootstrap_state(&self) -> Result<String> {
@@ -653,5 +684,32 @@ impl RemoteHost {
                 String::from_utf8_lossy(&out.stderr).trim()
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Unanswered, refuse_install_over_an_engine};
+    use crate::model::{Server, ServerProvider, SshSettings};
+
+    #[test]
+    fn the_engine_checks_docker_version_decides_whether_an_install_may_go_ahead() {
+        let denied = "permission denied while trying to connect to the Docker daemon socket\n";
+        assert_eq!(Unanswered::of(true, ""), None, "the engine runs: only the forward is refused");
+        assert_eq!(Unanswered::of(false, "docker: command not found"), Some(Unanswered::Missing));
+        let why = Unanswered::of(false, denied).unwrap();
+        assert_eq!(why, Unanswered::Denied(denied.trim().into()));
+        let server = Server {
+            name: "web-1".into(),
+            provider: ServerProvider::Host { address: "10.0.0.1".into() },
+            ssh: SshSettings { user: "deploy".into(), port: 22, identity: None },
+            services: Vec::new(),
+            dns: None,
+            manager: false,
+            deploy_path: "/srv".into(),
+        };
+        let err = refuse_install_over_an_engine(&server, &why).unwrap_err().to_string();
+        assert!(err.contains("an engine runs there, but deploy may not use its socket"), "{err}");
+        assert!(refuse_install_over_an_engine(&server, &Unanswered::Missing).is_ok());
     }
 }

@@ -97,18 +97,31 @@ async fn lock_and_connect(
     Ok((lock, Engine::connect_local().await?))
 }
 
-/// Observes one engine's part of a stage and plans its `up` with the pure `plan::plan_up`, as if
-/// the containers `skip` (ids) were gone: the leftovers the run removes after its gate, so the
-/// dry run and the run plan the same stage. No container changes; a run pulls or copies the images
-/// the engine lacks (so the ids are final), a dry run lists those copies.
+/// One engine's part of a stage, observed and planned by `observe_and_plan_up` (the proxy's
+/// steps aside).
+pub struct PlannedStage {
+    pub plan: Plan,
+    pub observed: plan::ObservedStage,
+    pub images: std::collections::BTreeMap<String, String>,
+    /// The stage's other containers (proxy, restore markers), from the same container list.
+    pub side: Vec<engine::SideContainer>,
+    /// Containers an interrupted replacement left, planned as gone (see `observe_up`).
+    pub leftovers: Vec<crate::proxy::Leftover>,
+}
+
+/// Observes one engine's part of a stage and plans its `up` with the pure `plan::plan_up`; with
+/// `tidy`, as if the leftovers of routed services were gone (`observe_up`), so the dry run and
+/// the run plan the same stage (`run`'s dependencies plan without: it tidies nothing). No
+/// container changes; a run pulls or copies the images the
+/// engine lacks (so the ids are final), a dry run lists those copies.
 pub async fn observe_and_plan_up(
     engine: &Engine,
     spec: &StageSpec,
     opts: &UpOptions,
     ui: &Ui,
-    skip: &[String],
-) -> Result<(Plan, plan::ObservedStage, std::collections::BTreeMap<String, String>, Vec<engine::SideContainer>)> {
-    let (observed, resolved, side) = observe_up(engine, spec, opts, ui, skip).await?;
+    tidy: bool,
+) -> Result<PlannedStage> {
+    let UpView { observed, resolved, side, leftovers } = observe_up(engine, spec, opts, ui, tidy).await?;
     let images = resolved.ids;
     let mut plan = plan::plan_up(spec, &desired(spec, &images), &observed, opts.remove_orphans, opts.force_recreate);
     // Only a remote part of a stage has an image source; its spec names its one server.
@@ -120,7 +133,7 @@ pub async fn observe_and_plan_up(
             pull_first: c.pull_first,
         }));
     }
-    Ok((plan, observed, images, side))
+    Ok(PlannedStage { plan, observed, images, side, leftovers })
 }
 
 /// Each service with the hash its container must carry, given the image ids the engine resolved.
@@ -134,25 +147,41 @@ pub(crate) fn desired<'a>(
         .collect()
 }
 
+/// What `up` plans against on one engine (`observe_up`): one container list for all of it.
+pub(crate) struct UpView {
+    pub observed: plan::ObservedStage,
+    pub resolved: engine::ResolvedImages,
+    /// The stage's other containers (proxy, restore markers), from the same container list.
+    pub side: Vec<engine::SideContainer>,
+    /// Containers an interrupted replacement left of routed services, taken out of `observed`:
+    /// the run removes them after its gate.
+    pub leftovers: Vec<crate::proxy::Leftover>,
+}
+
 /// What `up` plans against on one engine: its containers, networks and volumes, and the image
 /// each service runs (a run pulls or copies what is missing first, so the ids are final; a dry
-/// run lists the copies it would make). The containers `skip` (ids) are left out: leftovers
-/// the run removes after its gate. I/O only.
+/// run lists the copies it would make). With `tidy`, the leftovers of routed services are found
+/// in the same container list (`proxy::leftovers`; a dry run warns of them) and taken out of the
+/// observation. I/O only.
 pub(crate) async fn observe_up(
     engine: &Engine,
     spec: &StageSpec,
     opts: &UpOptions,
     ui: &Ui,
-    skip: &[String],
-) -> Result<(plan::ObservedStage, engine::ResolvedImages, Vec<engine::SideContainer>)> {
+    tidy: bool,
+) -> Result<UpView> {
     let events = ui.events();
-    // One container list serves the services, the proxy and the restore markers.
+    // One container list serves the services, the leftovers, the proxy and the restore markers.
     let (resolved, view) = futures_util::try_join!(
         engine.resolve_images(spec, opts.pull, opts.dry_run, &events),
         engine.observe_with_side(spec)
     )?;
+    let leftovers = match tidy {
+        true => proxy_stage::leftovers(engine, spec, &view, opts.dry_run, &events).await,
+        false => Vec::new(),
+    };
     let engine::StageView { mut observed, side } = view;
-    observed.containers.retain(|c| !skip.contains(&c.id));
+    observed.containers.retain(|c| !leftovers.iter().any(|l| l.id == c.id));
     let desired = desired(spec, &resolved.ids);
     // Only a container whose environment changed is inspected, so the reason can name the variable.
     let env_changed: Vec<usize> = observed
@@ -177,7 +206,7 @@ pub(crate) async fn observe_up(
         observed.volumes.len(),
         spec.name
     ));
-    Ok((observed, resolved, side))
+    Ok(UpView { observed, resolved, side, leftovers })
 }
 
 pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<Plan> {
@@ -205,23 +234,27 @@ pub async fn up(config: &Config, spec: &StageSpec, opts: &UpOptions, ui: &Ui) ->
 
 /// One engine's part of an `up`, planned: the plan and what its apply needs. Planning and
 /// applying are apart so a gate (`gate::check`) can stand between them.
-struct PlannedUp {
-    plan: Plan,
-    observed: plan::ObservedStage,
-    images: std::collections::BTreeMap<String, String>,
-    proxy: proxy_stage::ProxyUp,
+pub(crate) struct PlannedUp {
+    pub(crate) plan: Plan,
+    pub(crate) observed: plan::ObservedStage,
+    pub(crate) images: std::collections::BTreeMap<String, String>,
+    pub(crate) proxy: proxy_stage::ProxyUp,
     /// Containers an interrupted replacement left, planned as gone and removed first by the run.
-    leftovers: Vec<crate::proxy::Leftover>,
+    pub(crate) leftovers: Vec<crate::proxy::Leftover>,
     /// The stage's other containers (proxy, restore markers), from the same container list.
-    side: Vec<engine::SideContainer>,
+    pub(crate) side: Vec<engine::SideContainer>,
 }
 
 /// Observes one engine's part of a stage and plans it, proxy steps included. Changes nothing,
 /// so a gate between this and `apply_on` sees the stage as it was.
-async fn observe_and_plan_on(engine: &Engine, spec: &StageSpec, opts: &UpOptions, ui: &Ui) -> Result<PlannedUp> {
-    let leftovers = proxy_stage::leftovers(engine, spec, opts.dry_run, &ui.events()).await?;
-    let skip: Vec<String> = leftovers.iter().map(|c| c.id.clone()).collect();
-    let (mut plan, observed, images, side) = observe_and_plan_up(engine, spec, opts, ui, &skip).await?;
+pub(crate) async fn observe_and_plan_on(
+    engine: &Engine,
+    spec: &StageSpec,
+    opts: &UpOptions,
+    ui: &Ui,
+) -> Result<PlannedUp> {
+    let PlannedStage { mut plan, observed, images, side, leftovers } =
+        observe_and_plan_up(engine, spec, opts, ui, true).await?;
     let proxy = proxy_stage::observe_and_plan_proxy_up(engine, spec, &mut plan, &observed, &side).await?;
     ui.orphan_warnings(&plan);
     Ok(PlannedUp { plan, observed, images, proxy, leftovers, side })

@@ -1,33 +1,34 @@
 //! The proxy's part of a stage's `up` and `down` on one engine: composed here so the engine and
 //! proxy layers stay unaware of each other's plans.
 
-use crate::engine::{Engine, Events, SideContainer};
+use crate::engine::{Engine, Events, SideContainer, StageView};
 use crate::error::Result;
 use crate::model::StageSpec;
 use crate::plan::{Action, ObservedStage, Plan};
 use crate::proxy::{self, ObservedProxy, Proxy, SeenProxy};
 use std::sync::Arc;
 
-/// Before planning an `up`: the containers of routed services an interrupted replacement left
-/// (read-only; the plan is made without them and the run removes them after its gate). A dry
-/// run says what its run will remove.
+/// Before planning an `up`: the containers of routed services an interrupted replacement left,
+/// found in the `up`'s own observation `view` (no list of their own; the plan is made without
+/// them and the run removes them after its gate). A dry run says what its run will remove.
 pub(crate) async fn leftovers(
     engine: &Engine,
     spec: &StageSpec,
+    view: &StageView,
     dry_run: bool,
     events: &Events,
-) -> Result<Vec<proxy::Leftover>> {
+) -> Vec<proxy::Leftover> {
     if !proxy::is_routed(spec) {
-        return Ok(Vec::new());
+        return Vec::new();
     }
-    let found = proxy::leftovers(engine, spec).await?;
+    let found = proxy::leftovers(engine, spec, view).await;
     for c in found.iter().filter(|_| dry_run) {
         events(crate::engine::Event::Warning(format!(
             "service {}: {} was left by an interrupted replacement; `up` removes it ({} serves)",
             c.service, c.name, c.keeps
         )));
     }
-    Ok(found)
+    found
 }
 
 /// The proxy's part of an `up` on one engine: the handle the apply serves routes through, or a

@@ -380,15 +380,13 @@ async fn observe_parts(u: &Up<'_>, machines: &[Option<Machine>], held: &Held) ->
 
 /// One engine, for the workload plan: containers, images, the proxy and the idle timer.
 async fn observe_engine(u: &Up<'_>, conn: &Connected, part: &StageSpec) -> Result<SeenEngine> {
-    // Two containers an interrupted replacement left of a routed service: a run removes the one
-    // that does not serve before it observes; a dry run plans as if it were gone.
-    let events = u.ui.events();
-    let leftovers = proxy_stage::leftovers(&conn.engine, part, u.opts.dry_run, &events).await?;
+    // Two containers an interrupted replacement left of a routed service, found in the same
+    // container list: a run removes the one that does not serve; a dry run plans as if it were gone.
+    let super::UpView { observed, resolved, side, leftovers } =
+        super::observe_up(&conn.engine, part, u.opts, u.ui, true).await?;
     if !u.opts.dry_run {
-        crate::proxy::remove_leftovers(&conn.engine, &leftovers, &events).await?;
+        crate::proxy::remove_leftovers(&conn.engine, &leftovers, &u.ui.events()).await?;
     }
-    let skip: Vec<String> = leftovers.iter().map(|c| c.id.clone()).collect();
-    let (observed, resolved, side) = super::observe_up(&conn.engine, part, u.opts, u.ui, &skip).await?;
     let proxy = crate::proxy::observe_beside(&conn.engine, &side).await;
     let idle = conn.host.auto_suspend_view().await?;
     if let Some(line) = auto_suspend::suspended_itself(&idle) {
