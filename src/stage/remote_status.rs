@@ -245,6 +245,7 @@ mod tests {
             disks: Vec::new(),
             created: None,
             new_this_run: false,
+            booted_this_run: false,
             duplicates: 0,
         }
     }
