@@ -80,7 +80,7 @@ pub async fn up_remote_stage(config: &Config, spec: &StageSpec, opts: &UpOptions
 async fn rounds(u: &Up<'_>, held: &mut Held) -> Result<UpPlan> {
     let (mut plan, machines, gated) = infra_round(u, held).await?;
     workload_round(u, &mut plan, &machines, held, gated.as_ref()).await?;
-    records(u, &mut plan, &machines).await?;
+    records(u, &mut plan, &machines, gated.as_ref()).await?;
     Ok(plan)
 }
 
@@ -478,13 +478,26 @@ fn swarm_nodes<'a>(spec: &'a StageSpec, machines: &[Option<Machine>], held: &'a 
 
 /// The records, last in round 2: observed at every placed server's names, decided whole
 /// (`up_plan::plan_records`), then printed, or written zone by zone; one blocked by a record
-/// fleet does not own fails `up` with nothing written.
-async fn records(u: &Up<'_>, plan: &mut UpPlan, machines: &[Option<Machine>]) -> Result<()> {
+/// fleet does not own fails `up` with nothing written, and so do records a gated run finds
+/// other than the plan its gate passed (`up_plan::records_held_to`).
+async fn records(u: &Up<'_>, plan: &mut UpPlan, machines: &[Option<Machine>], gated: Option<&UpPlan>) -> Result<()> {
     let placed: Vec<(&Server, &str)> =
         u.spec.servers.iter().zip(machines).filter_map(|(s, m)| Some((s, m.as_ref()?.ip.as_deref()?))).collect();
     let seen = u.zones.observe(&u.config.project, &u.spec.name, &placed).await?;
     plan.records = up_plan::plan_records(&u.config.project, u.spec, machines, &seen);
     if !u.opts.dry_run {
+        if let Some(gated) = gated {
+            up_plan::records_held_to(&gated.records, u.spec, machines, &plan.records).map_err(|moved| {
+                Error::failed_help(
+                    moved.to_string(),
+                    format!(
+                        "plan again (`fleet up {} --dry-run`, or mcp's plan) and run the new plan; \
+                         the servers and containers this run converged stay as they are",
+                        u.spec.name
+                    ),
+                )
+            })?;
+        }
         blocked_error(&plan.records.plan.blocked)?;
         return u.zones.apply(&plan.records.plan, &u.progress).await;
     }
