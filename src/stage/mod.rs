@@ -222,6 +222,7 @@ async fn observe_and_plan_on(engine: &Engine, spec: &StageSpec, opts: &UpOptions
     let leftovers = proxy_stage::leftovers(engine, spec, opts.dry_run, &ui.events()).await?;
     let skip: Vec<String> = leftovers.iter().map(|c| c.id.clone()).collect();
     let (mut plan, observed, images, side) = observe_and_plan_up(engine, spec, opts, ui, &skip).await?;
+    plan.leftovers = proxy_stage::in_plan(&leftovers);
     let proxy = proxy_stage::observe_and_plan_proxy_up(engine, spec, &mut plan, &observed, &side).await?;
     ui.orphan_warnings(&plan);
     Ok(PlannedUp { plan, observed, images, proxy, leftovers, side })

@@ -37,6 +37,8 @@ pub struct SeenEngine {
     pub proxy: ObservedProxy,
     /// The idle timer as the server reports it.
     pub idle: AutoSuspendView,
+    /// Containers an interrupted replacement left (observed without them; the run removes them).
+    pub leftovers: Vec<plan::Leftover>,
 }
 
 /// One server as the workload round finds it.
@@ -117,6 +119,8 @@ pub struct UpPlan {
     /// Round 2: what runs on them.
     pub workload: Workload,
     pub records: Records,
+    /// What the servers round 1 creates add to the bill (a dry run's; `Plan::costs`).
+    pub costs: Vec<plan::ServerCost>,
 }
 
 impl UpPlan {
@@ -130,6 +134,7 @@ impl UpPlan {
                     out.infra.extend(plan.infra.iter().cloned());
                     out.actions.extend(plan.actions.iter().cloned());
                     out.orphans.extend(plan.orphans.iter().cloned());
+                    out.leftovers.extend(plan.leftovers.iter().cloned());
                 }
                 out.infra.extend(idle.iter().map(|s| s.action.clone()));
             }
@@ -139,6 +144,7 @@ impl UpPlan {
             }
         }
         out.infra.extend(self.record_actions());
+        out.costs = self.costs.clone();
         out
     }
 
@@ -304,6 +310,7 @@ pub fn plan_containers(part: &StageSpec, seen: &SeenEngine, intent: ContainerInt
         }));
     }
     super::proxy_stage::join_steps(part, &seen.proxy, &mut plan, &seen.observed);
+    plan.leftovers = seen.leftovers.clone();
     plan
 }
 

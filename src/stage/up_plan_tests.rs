@@ -77,6 +77,7 @@ fn a_missing_server_is_created_then_gets_every_container_its_timer_and_its_recor
         infra: plan_servers(&spec, &found),
         workload: plan_workload(&spec, vec![(part, SeenPart::New)], ContainerIntent::default()),
         records: plan_records(PROJECT, &spec, &found, &[]),
+        costs: Vec::new(),
     };
     assert_eq!(
         lines(&plan),
@@ -126,6 +127,7 @@ fn a_running_converged_server_is_adopted_and_nothing_is_planned() {
         infra: plan_servers(&spec, &found),
         workload: plan_workload(&spec, vec![(part, seen)], ContainerIntent::default()),
         records: plan_records(PROJECT, &spec, &found, &[]),
+        costs: Vec::new(),
     };
     assert!(lines(&plan).is_empty(), "{:?}", lines(&plan));
     assert!(plan.to_plan().is_empty());
