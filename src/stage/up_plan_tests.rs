@@ -463,3 +463,42 @@ fn records_planned_before_their_server_had_an_address_are_held_to_the_address_it
     let waiting = plan_records(PROJECT, &spec, &[None], &[]);
     assert_eq!(records_held_to(&gated, &spec, &[None], &waiting), Ok(()));
 }
+
+#[test]
+fn a_leftover_and_a_cost_are_said_in_the_plan_s_json_but_not_hashed() {
+    let spec = stage(vec![sakura("web-1", &[])]);
+    let found = [Some(machine(Power::Up))];
+    let part = part_of(&spec, &spec.servers[0], &found);
+    let left = plan::Leftover { service: "api".into(), container: "p-dev-api-old".into(), keeps: "p-dev-api".into() };
+    let seen = |leftovers: Vec<plan::Leftover>| SeenEngine { leftovers, ..engine(&part, RunState::Running) };
+    let with = |leftovers, costs| UpPlan {
+        stage: spec.name.clone(),
+        infra: plan_servers(&spec, &found),
+        workload: plan_workload(
+            &spec,
+            vec![(part.clone(), SeenPart::Reached(Box::new(seen(leftovers))))],
+            ContainerIntent::default(),
+        ),
+        costs,
+        ..UpPlan::default()
+    };
+    let cost = plan::ServerCost {
+        server: "web-1".into(),
+        monthly: plan::Monthly::Known { running_yen: 9240, suspended_yen: 2200 },
+    };
+    let said = with(vec![left.clone()], vec![cost]);
+    let json = serde_json::to_value(&said).unwrap();
+    assert_eq!(
+        json["leftovers"],
+        serde_json::json!([{"service": "api", "container": "p-dev-api-old", "keeps": "p-dev-api"}])
+    );
+    assert_eq!(json["costs"], serde_json::json!([{"server": "web-1", "running_yen": 9240, "suspended_yen": 2200}]));
+    assert_eq!(
+        plan::render_leftover(&left),
+        "service api: p-dev-api-old was left by an interrupted replacement; `up` removes it (p-dev-api serves)"
+    );
+    let plain = with(Vec::new(), Vec::new());
+    let json = serde_json::to_value(&plain).unwrap();
+    assert!(json.get("leftovers").is_none() && json.get("costs").is_none(), "{json}");
+    assert!(gate_passes(&gate_for(&spec, &said), &spec, &plain), "neither is hashed");
+}
