@@ -67,6 +67,11 @@ pub struct PlanReport<'a> {
     pub actions: &'a [Action],
     pub orphans: &'a [String],
     pub summary: PlanSummary,
+    /// Said only when there are any (so plans without them print as before).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub leftovers: &'a [crate::plan::Leftover],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub costs: &'a [crate::plan::ServerCost],
 }
 
 impl<'a> PlanReport<'a> {
@@ -83,6 +88,8 @@ impl<'a> PlanReport<'a> {
             actions: &plan.actions,
             orphans: &plan.orphans,
             summary: PlanSummary::of(plan),
+            leftovers: &plan.leftovers,
+            costs: &plan.costs,
         }
     }
 }

@@ -36,6 +36,20 @@ pub fn action_line(action: &Action) -> String {
     colour(render_action(action), action.kind())
 }
 
+/// What a server the plan creates adds to the bill, the line under its create step.
+pub fn cost_line(cost: &crate::plan::ServerCost) -> String {
+    match &cost.monthly {
+        crate::plan::Monthly::Known { running_yen, suspended_yen } => format!(
+            "    adds {}/month while running, {}/month suspended (list prices before discounts)",
+            yen(*running_yen),
+            yen(*suspended_yen)
+        ),
+        crate::plan::Monthly::Unknown { error } => {
+            format!("    adds an unknown amount per month (the price list could not be read: {error})")
+        }
+    }
+}
+
 /// A server or record step, coloured the same way.
 pub fn infra_line(action: &InfraAction) -> String {
     colour(render_infra(action), action.kind())

@@ -12,6 +12,12 @@ fn project(test: &str, sim: &Sim, sshd: &Sshd) -> Project {
 }
 
 fn project_with(test: &str, sim: &Sim, sshd: &Sshd, dns_provider: &str) -> Project {
+    let web = r#"service "web" { image "{image}"; command "sleep 100000"; stop_signal "SIGKILL" }"#;
+    project_of(test, sim, sshd, dns_provider, web, "\"web\"")
+}
+
+/// The stage's one server with its records, running `services` (KDL) and naming `members`.
+fn project_of(test: &str, sim: &Sim, sshd: &Sshd, dns_provider: &str, services: &str, members: &str) -> Project {
     let kdl = format!(
         r#"
 project "{{project}}"
@@ -19,7 +25,7 @@ providers {{
     sakura-cloud zone="tk1a"
     {dns_provider} zone="example.com"
 }}
-service "web" {{ image "{{image}}"; command "sleep 100000"; stop_signal "SIGKILL" }}
+{services}
 stage "dev" {{
     server "creo-dev-01" {{
         provider "sakura-cloud"
@@ -27,7 +33,7 @@ stage "dev" {{
         ssh user="root" port={port} identity="{id}"
         dns {{ hostname "dev"; aliases "api" "forge" }}
     }}
-    service "web"
+    service {members}
 }}
 "#,
         key = sshd.public_key().display(),
@@ -289,4 +295,90 @@ fn a_hand_made_record_of_the_same_name_and_type_on_sakura_dns_stays_its_owners()
 /// `?{json}` escaped for a request line (only what a request line cannot carry).
 fn percent_encoding_free(json: &str) -> String {
     json.replace('{', "%7B").replace('}', "%7D").replace('"', "%22").replace(':', "%3A").replace(',', "%2C")
+}
+
+/// `web` healthy once /tmp/ready exists, `app` waiting for it; `ready_at_start` makes it at once.
+fn waiting_services(ready_at_start: bool, app_env: &str) -> String {
+    let touch = if ready_at_start { "touch /tmp/ready; " } else { "" };
+    format!(
+        r#"
+service "web" {{
+    image "{{image}}"
+    command "sh -c '{touch}exec sleep 100000'"
+    healthcheck {{ test "CMD" "test" "-f" "/tmp/ready"; interval "200ms"; timeout 2; retries 150 }}
+    stop_signal "SIGKILL"
+}}
+service "app" {{
+    image "{{image}}"
+    command "sleep 100000"
+    depends_on "web"
+    environment {{ RELEASE "{app_env}" }}
+    stop_signal "SIGKILL"
+}}
+"#
+    )
+}
+
+/// The hash `fleet mcp` hands out for `up dev`: the dry run's JSON and the resolved stage.
+fn up_hash(p: &Project) -> String {
+    let (_, plan) = p.plan_json(&["up", "dev"]);
+    let config = p.json(&["config", "--show-secrets", "dev"]);
+    fleetflow::plan::gate::plan_hash("dev", fleetflow::plan::gate::PlanIntent::Up, &plan, &config)
+}
+
+#[test]
+fn a_gated_up_writes_no_record_its_plan_did_not_show() {
+    let sshd = Sshd::start("");
+    let sim = Sim::start(sshd.port);
+    let p = project_of("gated-records", &sim, &sshd, "cloudflare", &waiting_services(true, "1"), "\"web\" \"app\"");
+    p.ok(&["up", "dev"]);
+    let ip = server_ip(&sim);
+    assert_eq!(status_records(&p), in_sync(&ip));
+
+    // The new release: `web` is replaced and not healthy until the test says so, `app` waits for
+    // it. The hashed plan writes no record: the zone is right when it is made.
+    let kdl = std::fs::read_to_string(p.path().join("fleet.kdl")).unwrap();
+    std::fs::write(
+        p.path().join("fleet.kdl"),
+        kdl.replace("touch /tmp/ready; ", "").replace(r#"RELEASE "1""#, r#"RELEASE "2""#),
+    )
+    .unwrap();
+    let hash = up_hash(&p);
+    let old_web = p.inspect("dev", "web", "{{.Id}}").unwrap();
+    let run = p
+        .cmd(&["up", "dev", "--plan-hash", &hash])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // The gate passed and round 2 runs: the zone moves before the records are planned.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while p.inspect("dev", "web", "{{.Id}}").is_none_or(|id| id == old_web) {
+        assert!(std::time::Instant::now() < deadline, "the gated run never replaced web");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    sim.drift_record("dev.example.com", "203.0.113.99");
+    let writes = dns_writes(&sim);
+    support::docker(&["exec", &p.container("dev", "web"), "touch", "/tmp/ready"]);
+    let out = run.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for needle in [
+        "the DNS records changed since the plan was made; no record was written",
+        &format!("now planned, not in the plan: ~ dns dev.example.com A → {ip} (was 203.0.113.99)"),
+        "plan again",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?}:\n{stderr}");
+    }
+    assert_eq!(dns_writes(&sim), writes, "no record was written");
+    let a = status_records(&p);
+    assert_eq!(find(&a, "name", "dev.example.com")["content"], "203.0.113.99");
+    assert_eq!(p.inspect("dev", "app", "{{.Config.Env}}").map(|e| e.contains("RELEASE=2")), Some(true));
+
+    // Planned again, the correction is in the plan, and the gated run makes it.
+    let hash = up_hash(&p);
+    p.ok(&["up", "dev", "--plan-hash", &hash]);
+    assert_eq!(status_records(&p), in_sync(&ip));
+    p.ok(&["down", "dev", "--destroy", "--yes"]);
 }

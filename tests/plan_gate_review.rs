@@ -82,6 +82,8 @@ fn a_gated_up_removes_nothing_before_its_gate_and_plans_as_its_dry_run() {
     let dry = p.fleet(&["up", "local", "--dry-run", "--format", "json"]);
     let plan: Value = serde_json::from_str(&dry.stdout).unwrap();
     assert_eq!(plan["actions"], serde_json::json!([]), "{}", dry.stdout);
+    let said = serde_json::json!([{"service": "web", "container": leftover, "keeps": p.container("local", "web")}]);
+    assert_eq!(plan["leftovers"], said, "the plan holds what its warning says: {}", dry.stdout);
     assert!(dry.stderr.contains("left by an interrupted replacement"), "the dry run says so: {}", dry.stderr);
     let run = p.fleet(&["up", "local", "--plan-hash", &up_hash(&p)]);
     assert_eq!(run.code, 0, "{run:?}");

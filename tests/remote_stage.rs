@@ -873,8 +873,14 @@ fn status_and_plan_tell_what_each_rung_costs() {
     assert_eq!(plan.code, 2, "{}", plan.stderr);
     assert!(plan.stdout.contains("adds ¥9,240/month while running, ¥2,200/month suspended"), "{}", plan.stdout);
     assert_eq!(sim.requests().get("GET /public/price"), Some(&1));
-
-    p.ok(&["up", "dev"]);
+    // The JSON carries the same cost, a field of the plan; a plan's hash leaves it out, so a
+    // gated run (whose own pass reads no price list) runs the plan it was given.
+    let (code, planned) = p.plan_json(&["up", "dev"]);
+    assert_eq!(code, 2, "{planned:#}");
+    assert_eq!(planned["costs"], json!([{"server": "creo-dev-01", "running_yen": 9240, "suspended_yen": 2200}]));
+    let config = p.json(&["config", "--show-secrets", "dev"]);
+    let hash = fleetflow::plan::gate::plan_hash("dev", fleetflow::plan::gate::PlanIntent::Up, &planned, &config);
+    p.ok(&["up", "dev", "--plan-hash", &hash]);
     let before = sim.requests().values().sum::<u64>();
     let st = p.ok(&["status", "dev"]);
     assert_eq!(sim.requests().values().sum::<u64>() - before, 1, "cached prices: status is one request");

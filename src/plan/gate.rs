@@ -46,11 +46,20 @@ impl PlanIntent {
     }
 }
 
+/// The plan's fields a hash leaves out: what it says beside its steps (the monthly cost, read
+/// from a price list that may change; the containers an interrupted replacement left, whose
+/// removal is no change of the stage the plan converges to), so they never refuse a run.
+const NOT_HASHED: [&str; 2] = ["costs", "leftovers"];
+
 /// sha256 of the plan with its stage, intent and the resolved stage it was planned from (a
 /// create looks the same whatever it creates; the resolved stage holds secrets, which is why
-/// only its hash ever leaves the process), over JSON with sorted keys.
+/// only its hash ever leaves the process), over JSON with sorted keys, `NOT_HASHED` left out.
 pub fn plan_hash(stage: &str, intent: PlanIntent, plan: &Value, resolved: &Value) -> String {
-    let doc = json!({"stage": stage, "action": intent.name(), "plan": sorted(plan), "resolved": sorted(resolved)});
+    let mut plan = sorted(plan);
+    if let Value::Object(m) = &mut plan {
+        NOT_HASHED.iter().for_each(|k| drop(m.remove(*k)));
+    }
+    let doc = json!({"stage": stage, "action": intent.name(), "plan": plan, "resolved": sorted(resolved)});
     hex::encode(Sha256::digest(doc.to_string().as_bytes()))
 }
 
@@ -176,6 +185,15 @@ mod tests {
         assert_ne!(plan_hash("dev", PlanIntent::Down, &plan(1), &resolved("s1")), h);
         assert_ne!(plan_hash("dev", PlanIntent::Up, &plan(2), &resolved("s1")), h);
         assert_ne!(plan_hash("dev", PlanIntent::Up, &plan(1), &resolved("s2")), h, "a changed secret is a new plan");
+    }
+
+    #[test]
+    fn what_a_plan_says_beside_its_steps_is_not_hashed() {
+        let h = plan_hash("dev", PlanIntent::Up, &plan(1), &resolved("s1"));
+        let mut said = plan(1);
+        said["costs"] = json!([{"server": "web-1", "running_yen": 9240, "suspended_yen": 2200}, {"server": "web-2", "error": "no price"}]);
+        said["leftovers"] = json!([{"service": "web", "container": "p-dev-web-1", "keeps": "p-dev-web"}]);
+        assert_eq!(plan_hash("dev", PlanIntent::Up, &said, &resolved("s1")), h);
     }
 
     #[test]

@@ -6,7 +6,7 @@ pub mod hash;
 mod render;
 
 pub use hash::ConfigHash;
-pub use render::{PlanSummary, render_action, render_infra};
+pub use render::{PlanSummary, render_action, render_infra, render_leftover};
 
 use crate::model::{Service, StageSpec, VolumeSource};
 use serde::Serialize;
@@ -270,6 +270,43 @@ pub struct Plan {
     pub orphans: Vec<String>,
     /// Server and DNS steps, counted in the summary.
     pub infra: Vec<InfraAction>,
+    /// Containers an interrupted replacement left, which the plan is made without and the run
+    /// removes first. Said, not counted, and not hashed by a plan gate (`gate::plan_hash`).
+    pub leftovers: Vec<Leftover>,
+    /// What each server this plan creates adds to the monthly bill, read from the price list
+    /// when the plan is made. Informational: not hashed by a plan gate.
+    pub costs: Vec<ServerCost>,
+}
+
+/// A container of a routed service an interrupted replacement left beside the one that serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Leftover {
+    pub service: String,
+    pub container: String,
+    /// The container of the service that stays.
+    pub keeps: String,
+}
+
+/// What a server to be created costs per month at list prices, or why it is not known.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServerCost {
+    pub server: String,
+    #[serde(flatten)]
+    pub monthly: Monthly,
+}
+
+/// A monthly price in yen, as the price list gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Monthly {
+    Known {
+        running_yen: u64,
+        suspended_yen: u64,
+    },
+    /// The price list could not be read, or lacks this server's plan.
+    Unknown {
+        error: String,
+    },
 }
 
 impl Plan {

@@ -1,7 +1,15 @@
 //! Terraform-style plan lines: the same text before (`--dry-run`) and during a run.
 
-use super::{Action, ChangeKind, InfraAction, Plan};
+use super::{Action, ChangeKind, InfraAction, Leftover, Plan};
 use serde::Serialize;
+
+/// What a dry run says of a container an interrupted replacement left (a warning).
+pub fn render_leftover(l: &Leftover) -> String {
+    format!(
+        "service {}: {} was left by an interrupted replacement; `up` removes it ({} serves)",
+        l.service, l.container, l.keeps
+    )
+}
 
 /// `+` add, `~` change, `-/+` replace, `-` destroy.
 pub fn render_action(action: &Action) -> String {

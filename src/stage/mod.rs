@@ -255,6 +255,7 @@ pub(crate) async fn observe_and_plan_on(
 ) -> Result<PlannedUp> {
     let PlannedStage { mut plan, observed, images, side, leftovers } =
         observe_and_plan_up(engine, spec, opts, ui, true).await?;
+    plan.leftovers = proxy_stage::in_plan(&leftovers);
     let proxy = proxy_stage::observe_and_plan_proxy_up(engine, spec, &mut plan, &observed, &side).await?;
     ui.orphan_warnings(&plan);
     Ok(PlannedUp { plan, observed, images, proxy, leftovers, side })

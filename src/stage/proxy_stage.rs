@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 /// Before planning an `up`: the containers of routed services an interrupted replacement left,
 /// found in the `up`'s own observation `view` (no list of their own; the plan is made without
-/// them and the run removes them after its gate). A dry run says what its run will remove.
+/// them and the run removes them after its gate). A dry run says what its run will remove,
+/// from the plan's own value of them (`in_plan`).
 pub(crate) async fn leftovers(
     engine: &Engine,
     spec: &StageSpec,
@@ -22,13 +23,20 @@ pub(crate) async fn leftovers(
         return Vec::new();
     }
     let found = proxy::leftovers(engine, spec, view).await;
-    for c in found.iter().filter(|_| dry_run) {
-        events(crate::engine::Event::Warning(format!(
-            "service {}: {} was left by an interrupted replacement; `up` removes it ({} serves)",
-            c.service, c.name, c.keeps
-        )));
+    for c in in_plan(&found).iter().filter(|_| dry_run) {
+        events(crate::engine::Event::Warning(crate::plan::render_leftover(c)));
     }
     found
+}
+
+/// The leftovers as the plan holds them (`Plan::leftovers`).
+pub(crate) fn in_plan(found: &[proxy::Leftover]) -> Vec<crate::plan::Leftover> {
+    let said = |c: &proxy::Leftover| crate::plan::Leftover {
+        service: c.service.clone(),
+        container: c.name.clone(),
+        keeps: c.keeps.clone(),
+    };
+    found.iter().map(said).collect()
 }
 
 /// The proxy's part of an `up` on one engine: the handle the apply serves routes through, or a

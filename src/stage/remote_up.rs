@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::infra::{InfraEvent, Machine, Power, Progress, Providers};
 use crate::model::{Server, ServerProvider, StageSpec};
 use crate::plan::gate::PlanIntent;
-use crate::plan::{Plan, PlanSummary};
+use crate::plan::{Monthly, Plan, PlanSummary, ServerCost};
 use crate::signal;
 use crate::ssh::{self, known_hosts_file};
 use crate::ui::{Format, Ui};
@@ -36,6 +36,8 @@ struct Up<'a> {
     opts: &'a UpOptions,
     ui: &'a Ui,
     progress: Progress,
+    /// A dry run reads the price list for the servers it creates (not the gate's own pass).
+    prices: bool,
 }
 
 impl Up<'_> {
@@ -55,7 +57,8 @@ pub async fn up_remote_stage(config: &Config, spec: &StageSpec, opts: &UpOptions
     let _lock = lock(config, spec, "up", opts.dry_run, opts.lock_wait).await?;
     let providers = Providers::for_servers(&spec.servers, &ui.infra_progress())?;
     let zones = Zones::connect(spec).await?;
-    let u = Up { config, spec, providers: &providers, zones: &zones, opts, ui, progress: ui.infra_progress() };
+    let progress = ui.infra_progress();
+    let u = Up { config, spec, providers: &providers, zones: &zones, opts, ui, progress, prices: true };
     // From here a lock on the first server may be held: Ctrl-C ends the work, then it is released.
     let _cleanup = signal::CleanupScope::enter();
     // Builds run on this machine while servers are created and booted; awaited before containers.
@@ -80,7 +83,7 @@ pub async fn up_remote_stage(config: &Config, spec: &StageSpec, opts: &UpOptions
 async fn rounds(u: &Up<'_>, held: &mut Held) -> Result<UpPlan> {
     let (mut plan, machines, gated) = infra_round(u, held).await?;
     workload_round(u, &mut plan, &machines, held, gated.as_ref()).await?;
-    records(u, &mut plan, &machines).await?;
+    records(u, &mut plan, &machines, gated.as_ref()).await?;
     Ok(plan)
 }
 
@@ -93,7 +96,7 @@ async fn infra_round(u: &Up<'_>, held: &mut Held) -> Result<(UpPlan, Vec<Option<
     let infra = infra_plan::plan_servers(u.spec, &found);
     let mut plan = UpPlan { stage: u.spec.name.clone(), infra, ..UpPlan::default() };
     if u.opts.dry_run {
-        print_infra(u, &plan.infra).await;
+        print_infra(u, &mut plan).await;
         return Ok((plan, found, None));
     }
     let gated = check_gate(u, &plan.infra, held).await?;
@@ -117,7 +120,7 @@ async fn check_gate(u: &Up<'_>, infra: &[ServerPlan], held: &mut Held) -> Result
     let opts = UpOptions { dry_run: true, format: Format::Json, plan_gate: None, ..u.opts.clone() };
     // Its notes were said by the run already; the plan is all this pass is for.
     let quiet = Ui { quiet: true, verbose: false };
-    let dry = Up { opts: &opts, ui: &quiet, progress: quiet.infra_progress(), ..*u };
+    let dry = Up { opts: &opts, ui: &quiet, progress: quiet.infra_progress(), prices: false, ..*u };
     let mut dry_held = Held::default();
     let planned = Box::pin(rounds(&dry, &mut dry_held)).await;
     dry_held.release(u.config, u.spec).await;
@@ -144,34 +147,33 @@ fn hold_to_gate(u: &Up<'_>, gated: Option<&UpPlan>, now: &Workload, done: &[Serv
     held
 }
 
-/// The dry run of round 1: which machine each server adopts, its steps, and what a new one costs.
-async fn print_infra(u: &Up<'_>, infra: &[ServerPlan]) {
-    for step in infra {
+/// The dry run of round 1: which machine each server adopts, its steps, and what a new one costs
+/// (into the plan, `UpPlan::costs`, and its line from there).
+async fn print_infra(u: &Up<'_>, plan: &mut UpPlan) {
+    for step in &plan.infra {
         let server = &u.spec.servers[step.index];
         if let Some(m) = &step.found {
             note_adoption(u, server, m);
         }
-        if !u.shows() {
-            continue;
+        let cost = match (step.step == ServerStep::Create && u.prices).then_some(server) {
+            Some(server) => cost_of(u, server).await,
+            None => None,
+        };
+        if u.shows() {
+            step.actions.iter().for_each(|a| u.ui.line(crate::ui::infra_line(a)));
+            cost.iter().for_each(|c| u.ui.line(crate::ui::cost_line(c)));
         }
-        step.actions.iter().for_each(|a| u.ui.line(crate::ui::infra_line(a)));
-        if step.step == ServerStep::Create {
-            u.ui.line(cost_line(u, server).await);
-        }
+        plan.costs.extend(cost);
     }
 }
 
-/// What a server to be created adds to the bill (list prices; read at print time, dry run only).
-async fn cost_line(u: &Up<'_>, server: &Server) -> String {
-    match u.providers.costs(&[(server, None)]).await.pop().flatten() {
-        Some(Ok(c)) => format!(
-            "    adds {}/month while running, {}/month suspended (list prices before discounts)",
-            crate::ui::yen(c.running),
-            crate::ui::yen(c.suspended)
-        ),
-        Some(Err(e)) => format!("    adds an unknown amount per month (the price list could not be read: {e})"),
-        None => String::new(),
-    }
+/// What a server to be created adds to the bill (list prices; read when a dry run plans it).
+async fn cost_of(u: &Up<'_>, server: &Server) -> Option<ServerCost> {
+    let monthly = match u.providers.costs(&[(server, None)]).await.pop().flatten()? {
+        Ok(c) => Monthly::Known { running_yen: c.running, suspended_yen: c.suspended },
+        Err(e) => Monthly::Unknown { error: e.to_string() },
+    };
+    Some(ServerCost { server: server.name.clone(), monthly })
 }
 
 /// Adoption is by tag: a plan says which existing machine `up` would use, so a wrong match shows.
@@ -392,7 +394,8 @@ async fn observe_engine(u: &Up<'_>, conn: &Connected, part: &StageSpec) -> Resul
     if let Some(line) = auto_suspend::suspended_itself(&idle) {
         u.ui.note(format!("server {} had suspended itself: {line}", conn.server));
     }
-    Ok(SeenEngine { observed, images: resolved.ids, copies: resolved.copies, proxy, idle })
+    let leftovers = proxy_stage::in_plan(&leftovers);
+    Ok(SeenEngine { observed, images: resolved.ids, copies: resolved.copies, proxy, idle, leftovers })
 }
 
 /// Every server's containers at once, over one readiness board so the dependency graph spans
@@ -476,13 +479,26 @@ fn swarm_nodes<'a>(spec: &'a StageSpec, machines: &[Option<Machine>], held: &'a 
 
 /// The records, last in round 2: observed at every placed server's names, decided whole
 /// (`up_plan::plan_records`), then printed, or written zone by zone; one blocked by a record
-/// fleet does not own fails `up` with nothing written.
-async fn records(u: &Up<'_>, plan: &mut UpPlan, machines: &[Option<Machine>]) -> Result<()> {
+/// fleet does not own fails `up` with nothing written, and so do records a gated run finds
+/// other than the plan its gate passed (`up_plan::records_held_to`).
+async fn records(u: &Up<'_>, plan: &mut UpPlan, machines: &[Option<Machine>], gated: Option<&UpPlan>) -> Result<()> {
     let placed: Vec<(&Server, &str)> =
         u.spec.servers.iter().zip(machines).filter_map(|(s, m)| Some((s, m.as_ref()?.ip.as_deref()?))).collect();
     let seen = u.zones.observe(&u.config.project, &u.spec.name, &placed).await?;
     plan.records = up_plan::plan_records(&u.config.project, u.spec, machines, &seen);
     if !u.opts.dry_run {
+        if let Some(gated) = gated {
+            up_plan::records_held_to(&gated.records, u.spec, machines, &plan.records).map_err(|moved| {
+                Error::failed_help(
+                    moved.to_string(),
+                    format!(
+                        "plan again (`fleet up {} --dry-run`, or mcp's plan) and run the new plan; \
+                         the servers and containers this run converged stay as they are",
+                        u.spec.name
+                    ),
+                )
+            })?;
+        }
         blocked_error(&plan.records.plan.blocked)?;
         return u.zones.apply(&plan.records.plan, &u.progress).await;
     }

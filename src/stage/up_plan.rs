@@ -37,6 +37,8 @@ pub struct SeenEngine {
     pub proxy: ObservedProxy,
     /// The idle timer as the server reports it.
     pub idle: AutoSuspendView,
+    /// Containers an interrupted replacement left (observed without them; the run removes them).
+    pub leftovers: Vec<plan::Leftover>,
 }
 
 /// One server as the workload round finds it.
@@ -104,6 +106,8 @@ impl Default for Workload {
 pub struct Records {
     pub plan: RecordPlan,
     pub later: Vec<InfraAction>,
+    /// The servers whose records are in `later`, in the file's order.
+    pub waiting: Vec<String>,
 }
 
 /// A remote stage's `up`, whole: what the dry run prints and the run executes.
@@ -115,6 +119,8 @@ pub struct UpPlan {
     /// Round 2: what runs on them.
     pub workload: Workload,
     pub records: Records,
+    /// What the servers round 1 creates add to the bill (a dry run's; `Plan::costs`).
+    pub costs: Vec<plan::ServerCost>,
 }
 
 impl UpPlan {
@@ -128,6 +134,7 @@ impl UpPlan {
                     out.infra.extend(plan.infra.iter().cloned());
                     out.actions.extend(plan.actions.iter().cloned());
                     out.orphans.extend(plan.orphans.iter().cloned());
+                    out.leftovers.extend(plan.leftovers.iter().cloned());
                 }
                 out.infra.extend(idle.iter().map(|s| s.action.clone()));
             }
@@ -137,6 +144,7 @@ impl UpPlan {
             }
         }
         out.infra.extend(self.record_actions());
+        out.costs = self.costs.clone();
         out
     }
 
@@ -302,6 +310,7 @@ pub fn plan_containers(part: &StageSpec, seen: &SeenEngine, intent: ContainerInt
         }));
     }
     super::proxy_stage::join_steps(part, &seen.proxy, &mut plan, &seen.observed);
+    plan.leftovers = seen.leftovers.clone();
     plan
 }
 
@@ -333,14 +342,85 @@ pub fn plan_idle(spec: &StageSpec, server: &Server, part: &StageSpec, seen: &See
 /// The stage's records: decided for the servers with an address; a server without one yet gets
 /// its records once it has one.
 pub fn plan_records(project: &str, spec: &StageSpec, machines: &[Option<Machine>], seen: &[SeenNames]) -> Records {
-    let later = spec
+    let waiting: Vec<&Server> = spec
         .servers
         .iter()
         .zip(machines)
         .filter(|(_, m)| m.as_ref().and_then(|m| m.ip.as_ref()).is_none())
-        .flat_map(|(server, _)| dns::planned_actions(server))
+        .map(|(server, _)| server)
         .collect();
-    Records { plan: dns::plan_records(project, &spec.name, seen), later }
+    let later = waiting.iter().flat_map(|server| dns::planned_actions(server)).collect();
+    let waiting = waiting.iter().map(|s| s.name.clone()).collect();
+    Records { plan: dns::plan_records(project, &spec.name, seen), later, waiting }
+}
+
+/// A gated run's records held to the plan its gate passed: the record steps it is about to write
+/// must be the gated plan's, step for step as the plan's JSON shows them (what the gate hashes),
+/// in any order (the servers without an address when the plan was made are listed after the
+/// others). A server that had no address then was planned to get its records at the address it
+/// would have: those steps are held to the creates at the address it has now. `Err` lists what
+/// differs, as the plan's lines: nothing may be written then.
+pub fn records_held_to(
+    gated: &Records,
+    spec: &StageSpec,
+    machines: &[Option<Machine>],
+    run: &Records,
+) -> Result<(), RecordsMoved> {
+    let ip_now = |name: &str| {
+        let at = spec.servers.iter().position(|s| s.name == name)?;
+        machines.get(at)?.as_ref()?.ip.clone().map(|ip| (&spec.servers[at], ip))
+    };
+    let mut approved: Vec<InfraAction> = gated.plan.changes.iter().map(|c| c.action.clone()).collect();
+    for name in &gated.waiting {
+        match ip_now(name) {
+            Some((server, ip)) => approved.extend(
+                crate::dns::wanted_records(server, &ip).into_iter().map(|r| InfraAction::CreateRecord {
+                    name: r.name,
+                    kind: r.kind.into(),
+                    content: r.content,
+                }),
+            ),
+            None => approved.extend(spec.servers.iter().filter(|s| &s.name == name).flat_map(dns::planned_actions)),
+        }
+    }
+    let now: Vec<InfraAction> = run.plan.changes.iter().map(|c| c.action.clone()).chain(run.later.clone()).collect();
+    let json = |a: &InfraAction| serde_json::to_value(a).unwrap_or_default();
+    let mut unmatched: Vec<(serde_json::Value, &InfraAction)> = approved.iter().map(|a| (json(a), a)).collect();
+    let mut unapproved = Vec::new();
+    for action in &now {
+        let step = json(action);
+        match unmatched.iter().position(|(a, _)| *a == step) {
+            Some(i) => drop(unmatched.remove(i)),
+            None => unapproved.push(plan::render_infra(action)),
+        }
+    }
+    let dropped: Vec<String> = unmatched.into_iter().map(|(_, a)| plan::render_infra(a)).collect();
+    if unapproved.is_empty() && dropped.is_empty() {
+        return Ok(());
+    }
+    Err(RecordsMoved { unapproved, dropped })
+}
+
+/// The records a gated run found to write differ from the plan its gate passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordsMoved {
+    /// Steps the run would take that the gated plan did not show.
+    pub unapproved: Vec<String>,
+    /// Steps the gated plan showed that the run would not take.
+    pub dropped: Vec<String>,
+}
+
+impl std::fmt::Display for RecordsMoved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the DNS records changed since the plan was made; no record was written")?;
+        for line in &self.unapproved {
+            write!(f, "\n  now planned, not in the plan: {}", line.trim())?;
+        }
+        for line in &self.dropped {
+            write!(f, "\n  in the plan, no longer planned: {}", line.trim())?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

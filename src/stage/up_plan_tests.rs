@@ -77,6 +77,7 @@ fn a_missing_server_is_created_then_gets_every_container_its_timer_and_its_recor
         infra: plan_servers(&spec, &found),
         workload: plan_workload(&spec, vec![(part, SeenPart::New)], ContainerIntent::default()),
         records: plan_records(PROJECT, &spec, &found, &[]),
+        costs: Vec::new(),
     };
     assert_eq!(
         lines(&plan),
@@ -126,6 +127,7 @@ fn a_running_converged_server_is_adopted_and_nothing_is_planned() {
         infra: plan_servers(&spec, &found),
         workload: plan_workload(&spec, vec![(part, seen)], ContainerIntent::default()),
         records: plan_records(PROJECT, &spec, &found, &[]),
+        costs: Vec::new(),
     };
     assert!(lines(&plan).is_empty(), "{:?}", lines(&plan));
     assert!(plan.to_plan().is_empty());
@@ -405,4 +407,98 @@ fn a_swarm_plan_is_held_to_the_gated_one_when_every_server_was_reached() {
     let created = UpPlan { infra: plan_servers(&spec, &[None]), ..gated.clone() };
     let gate = gate_for(&spec, &created);
     assert!(gate_passes(&gate, &spec, &held_to(&created, &Workload::Swarm(Plan::default()))));
+}
+
+#[test]
+fn a_gated_run_writes_only_the_records_of_the_plan_its_gate_passed() {
+    let spec = stage(vec![with_dns(sakura("web-1", &[]), &["www"])]);
+    let machines = [Some(machine(Power::Up))];
+    let decide = |found| plan_records(PROJECT, &spec, &machines, &seen_names(&spec, found));
+    let ours = |content: &str| {
+        vec![record("dev.example.com", "A", content, true), record("www.example.com", "CNAME", "dev.example.com", true)]
+    };
+    let with_records = |records: Records| UpPlan { stage: spec.name.clone(), records, ..UpPlan::default() };
+    // The gate's pass found the records right: nothing to write, and the run finds them so too.
+    let gated = decide(ours("192.0.2.10"));
+    let gate = gate_for(&spec, &with_records(gated.clone()));
+    assert_eq!(records_held_to(&gated, &spec, &machines, &decide(ours("192.0.2.10"))), Ok(()));
+
+    // The A record was changed by hand between the gate and the records: the correction is a
+    // write the hashed plan did not show, so none is made (the gate's own measure agrees).
+    let drifted = decide(ours("192.0.2.99"));
+    assert!(!gate_passes(&gate, &spec, &with_records(drifted.clone())));
+    let moved = records_held_to(&gated, &spec, &machines, &drifted).expect_err("another record plan");
+    assert_eq!(moved.unapproved, ["~ dns dev.example.com A → 192.0.2.10 (was 192.0.2.99)"]);
+    assert!(moved.dropped.is_empty());
+    let said = moved.to_string();
+    assert!(said.starts_with("the DNS records changed since the plan was made; no record was written"), "{said}");
+    assert!(said.contains("now planned, not in the plan: ~ dns dev.example.com A → 192.0.2.10"), "{said}");
+
+    // The plan created both; someone else's A record appeared at the alias meanwhile: the alias
+    // is blocked now, so the run's plan lacks a step that was approved.
+    let create = decide(vec![]);
+    let blocked = decide(vec![record("www.example.com", "A", "198.51.100.1", false)]);
+    let moved = records_held_to(&create, &spec, &machines, &blocked).expect_err("a step fewer");
+    assert_eq!(
+        (moved.unapproved.len(), moved.dropped.as_slice()),
+        (0, &["+ dns www.example.com CNAME → dev.example.com".to_string()][..])
+    );
+    assert_eq!(records_held_to(&create, &spec, &machines, &decide(vec![])), Ok(()));
+}
+
+#[test]
+fn records_planned_before_their_server_had_an_address_are_held_to_the_address_it_has_now() {
+    let spec = stage(vec![with_dns(sakura("web-1", &[]), &["www"])]);
+    let gated = plan_records(PROJECT, &spec, &[None], &[]);
+    assert_eq!(gated.waiting, ["web-1"]);
+    let machines = [Some(machine(Power::Up))];
+    let run = |found| plan_records(PROJECT, &spec, &machines, &seen_names(&spec, found));
+    assert_eq!(records_held_to(&gated, &spec, &machines, &run(vec![])), Ok(()), "created at its address");
+    // An old record of ours at the name: the run would correct it, which the plan did not show.
+    let stale = run(vec![record("dev.example.com", "A", "192.0.2.99", true)]);
+    let moved = records_held_to(&gated, &spec, &machines, &stale).expect_err("an update is no create");
+    assert_eq!(moved.unapproved, ["~ dns dev.example.com A → 192.0.2.10 (was 192.0.2.99)"]);
+    assert_eq!(moved.dropped, ["+ dns dev.example.com A → 192.0.2.10"]);
+    // Still without an address: its records still wait, as planned.
+    let waiting = plan_records(PROJECT, &spec, &[None], &[]);
+    assert_eq!(records_held_to(&gated, &spec, &[None], &waiting), Ok(()));
+}
+
+#[test]
+fn a_leftover_and_a_cost_are_said_in_the_plan_s_json_but_not_hashed() {
+    let spec = stage(vec![sakura("web-1", &[])]);
+    let found = [Some(machine(Power::Up))];
+    let part = part_of(&spec, &spec.servers[0], &found);
+    let left = plan::Leftover { service: "api".into(), container: "p-dev-api-old".into(), keeps: "p-dev-api".into() };
+    let seen = |leftovers: Vec<plan::Leftover>| SeenEngine { leftovers, ..engine(&part, RunState::Running) };
+    let with = |leftovers, costs| UpPlan {
+        stage: spec.name.clone(),
+        infra: plan_servers(&spec, &found),
+        workload: plan_workload(
+            &spec,
+            vec![(part.clone(), SeenPart::Reached(Box::new(seen(leftovers))))],
+            ContainerIntent::default(),
+        ),
+        costs,
+        ..UpPlan::default()
+    };
+    let cost = plan::ServerCost {
+        server: "web-1".into(),
+        monthly: plan::Monthly::Known { running_yen: 9240, suspended_yen: 2200 },
+    };
+    let said = with(vec![left.clone()], vec![cost]);
+    let json = serde_json::to_value(&said).unwrap();
+    assert_eq!(
+        json["leftovers"],
+        serde_json::json!([{"service": "api", "container": "p-dev-api-old", "keeps": "p-dev-api"}])
+    );
+    assert_eq!(json["costs"], serde_json::json!([{"server": "web-1", "running_yen": 9240, "suspended_yen": 2200}]));
+    assert_eq!(
+        plan::render_leftover(&left),
+        "service api: p-dev-api-old was left by an interrupted replacement; `up` removes it (p-dev-api serves)"
+    );
+    let plain = with(Vec::new(), Vec::new());
+    let json = serde_json::to_value(&plain).unwrap();
+    assert!(json.get("leftovers").is_none() && json.get("costs").is_none(), "{json}");
+    assert!(gate_passes(&gate_for(&spec, &said), &spec, &plain), "neither is hashed");
 }
