@@ -350,157 +350,180 @@ pub struct ConfigArgs {
 /// Parses, runs, and returns the exit code.
 pub async fn run(cli: Cli) -> Result<i32> {
     let ui = Ui { quiet: cli.quiet, verbose: cli.verbose };
-    let load = || -> Result<Config> {
-        let cwd = std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?;
-        let path = config::discover(cli.file.as_deref(), &cwd)?;
-        let cfg = Config::load(&path)?;
-        for w in &cfg.warnings {
-            ui.warn(w);
-        }
-        Ok(cfg)
-    };
-    let command = match cli.command {
-        Command::Stage(c) | Command::Direct(c) => c,
-        Command::Validate => {
+    let load = || load_config(cli.file.as_deref(), &ui);
+    match cli.command {
+        Command::Stage(c) | Command::Direct(c) => {
             let cfg = load()?;
-            let valid = cfg.validate_all()?;
-            for w in &valid.warnings {
-                ui.warn(w);
-            }
-            ui.line(format!("{} is valid: project {}, {} stage(s)", cfg.source.name, cfg.project, valid.specs.len()));
-            return Ok(0);
+            run_stage(&cfg, c, &ui).await
         }
+        Command::Validate => validate(&load()?, &ui),
         Command::Config(a) => {
             let cfg = load()?;
             let spec = resolve(&cfg, &a.stage)?;
             print_config(&spec, a.format, a.show_secrets, &ui);
-            return Ok(0);
+            Ok(0)
         }
         // `main` serves `fleet mcp` (the server drives `run`), so `cli` and `mcp` do not import each other.
-        Command::Mcp => {
-            return Err(Error::usage("`fleet mcp` is served by the fleet binary, not from inside a command"));
-        }
-        Command::Import(ImportCommand::Compose { file, force, output }) => {
-            return import_compose(file, force, output, &ui);
-        }
-        Command::Completions { shell } => {
-            // Generated into memory: clap_complete panics when its writer fails (a closed pipe).
-            let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "fleet", &mut script);
-            let written = std::io::Write::write_all(&mut std::io::stdout().lock(), &script);
-            return Ok(if written.is_ok() { 0 } else { 2 });
-        }
-    };
-    let cfg = load()?;
+        Command::Mcp => Err(Error::usage("`fleet mcp` is served by the fleet binary, not from inside a command")),
+        Command::Import(ImportCommand::Compose { file, force, output }) => import_compose(file, force, output, &ui),
+        Command::Completions { shell } => Ok(completions(shell)),
+    }
+}
+
+/// fleet.kdl found from `--file` or the current directory, loaded, its warnings shown.
+fn load_config(file: Option<&std::path::Path>, ui: &Ui) -> Result<Config> {
+    let cwd = std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?;
+    let path = config::discover(file, &cwd)?;
+    let cfg = Config::load(&path)?;
+    for w in &cfg.warnings {
+        ui.warn(w);
+    }
+    Ok(cfg)
+}
+
+/// `fleet validate`: every stage checked, nothing touched.
+fn validate(cfg: &Config, ui: &Ui) -> Result<i32> {
+    let valid = cfg.validate_all()?;
+    for w in &valid.warnings {
+        ui.warn(w);
+    }
+    ui.line(format!("{} is valid: project {}, {} stage(s)", cfg.source.name, cfg.project, valid.specs.len()));
+    Ok(0)
+}
+
+/// `fleet completions`: the script for one shell on stdout; 2 when stdout cannot take it.
+fn completions(shell: clap_complete::Shell) -> i32 {
+    // Generated into memory: clap_complete panics when its writer fails (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "fleet", &mut script);
+    let written = std::io::Write::write_all(&mut std::io::stdout().lock(), &script);
+    if written.is_ok() { 0 } else { 2 }
+}
+
+/// One stage verb on the loaded config. The families in order: converge (up, plan, down), look
+/// (unlock, status, ps, logs), operate on what runs (exec, run, restart, backup, restore) and
+/// releases (build, releases, rollback).
+async fn run_stage(cfg: &Config, command: StageCommand, ui: &Ui) -> Result<i32> {
     match command {
-        StageCommand::Up(a) => {
-            let spec = resolve(&cfg, &a.stage)?;
-            let opts = UpOptions {
-                pull: if a.pull { PullPolicy::Always } else { PullPolicy::Missing },
-                dry_run: a.dry_run,
-                remove_orphans: a.remove_orphans,
-                force_recreate: a.force_recreate,
-                format: a.format,
-                lock_wait: a.lock_wait,
-                plan_gate: a.plan_gate,
-            };
-            let plan = stage::up(&cfg, &spec, &opts, &ui).await?;
-            return Ok(pending(a.dry_run, &plan));
-        }
-        StageCommand::Plan(a) => {
-            let spec = resolve(&cfg, &a.stage)?;
-            let opts = UpOptions {
-                pull: PullPolicy::Missing,
-                dry_run: true,
-                remove_orphans: false,
-                force_recreate: false,
-                format: a.format,
-                lock_wait: None,
-                plan_gate: None,
-            };
-            let plan = stage::up(&cfg, &spec, &opts, &ui).await?;
-            return Ok(if plan.is_empty() { 0 } else { 2 });
-        }
-        StageCommand::Down(a) => {
-            let spec = resolve(&cfg, &a.stage)?;
-            let opts = DownOptions {
-                suspend: a.suspend,
-                destroy: a.destroy,
-                volumes: a.volumes,
-                yes: a.yes,
-                dry_run: a.dry_run,
-                format: a.format,
-                lock_wait: a.lock_wait,
-                backup: a.backup,
-                plan_gate: a.plan_gate,
-            };
-            let plan = stage::down(&cfg, &spec, &opts, &ui).await?;
-            return Ok(pending(a.dry_run, &plan));
-        }
+        StageCommand::Up(a) => up(cfg, a, ui).await,
+        StageCommand::Plan(a) => plan(cfg, a, ui).await,
+        StageCommand::Down(a) => down(cfg, a, ui).await,
         StageCommand::Unlock(a) => {
-            let spec = resolve(&cfg, &a.stage)?;
-            stage::unlock(&cfg, &spec, &ui).await?;
+            let spec = resolve(cfg, &a.stage)?;
+            stage::unlock(cfg, &spec, ui).await.map(|()| 0)
         }
         StageCommand::Status(a) => {
-            let spec = resolve(&cfg, &a.stage)?;
-            stage::status(&cfg, &spec, a.format, &ui).await?;
+            let spec = resolve(cfg, &a.stage)?;
+            stage::status(cfg, &spec, a.format, ui).await.map(|()| 0)
         }
         StageCommand::Ps(a) => {
             let spec = match &a.stage.stage {
-                Some(_) => Some(resolve(&cfg, &a.stage)?),
+                Some(_) => Some(resolve(cfg, &a.stage)?),
                 None => None,
             };
-            stage::ps(&cfg, spec.as_ref(), a.format, &ui).await?;
+            stage::ps(cfg, spec.as_ref(), a.format, ui).await.map(|()| 0)
         }
-        StageCommand::Logs(a) => {
-            let spec = resolve(&cfg, &a.stage)?;
-            let opts = LogOptions {
-                follow: a.follow,
-                tail: a.tail,
-                since: a.since.as_deref().map(parse_since).transpose()?,
-                timestamps: a.timestamps,
-            };
-            stage::logs(&cfg, &spec, &a.service, &opts, &ui).await?;
-        }
+        StageCommand::Logs(a) => logs(cfg, a, ui).await,
         StageCommand::Exec(a) => {
             let spec = cfg.stage(&a.stage)?;
             let opts = ops::ExecOptions { service: a.service, command: a.command, no_tty: a.no_tty, index: a.index };
-            return ops::exec(&cfg, &spec, &opts, &ui).await;
+            ops::exec(cfg, &spec, &opts, ui).await
         }
         StageCommand::Run(a) => {
             let spec = cfg.stage(&a.stage)?;
             let opts = ops::RunOptions { service: a.service, command: a.command, no_deps: a.no_deps, no_tty: a.no_tty };
-            return ops::run(&cfg, &spec, &opts, &ui).await;
+            ops::run(cfg, &spec, &opts, ui).await
         }
         StageCommand::Restart(a) => {
             let spec = cfg.stage(&a.stage)?;
-            ops::restart(&cfg, &spec, &a.services, &ui).await?;
+            ops::restart(cfg, &spec, &a.services, ui).await.map(|()| 0)
         }
         StageCommand::Backup(a) => {
             let spec = cfg.stage(&a.stage)?;
             let opts = ops::BackupOptions { volumes: a.volumes, output: a.output, stop: a.stop };
-            ops::backup(&cfg, &spec, &opts, &ui).await?;
+            ops::backup(cfg, &spec, &opts, ui).await.map(|_written| 0)
         }
         StageCommand::Restore(a) => {
             let spec = cfg.stage(&a.stage)?;
             let opts = ops::RestoreOptions { file: a.file, volumes: a.volumes, yes: a.yes };
-            ops::restore(&cfg, &spec, &opts, &ui).await?;
+            ops::restore(cfg, &spec, &opts, ui).await.map(|()| 0)
         }
         StageCommand::Build(a) => {
-            let spec = resolve(&cfg, &a.stage)?;
-            stage::ship::build_command(&cfg, &spec, &a.services, a.no_cache, &ui).await?;
+            let spec = resolve(cfg, &a.stage)?;
+            stage::ship::build_command(cfg, &spec, &a.services, a.no_cache, ui).await.map(|()| 0)
         }
         StageCommand::Releases(a) => {
-            let spec = resolve(&cfg, &a.stage)?;
+            let spec = resolve(cfg, &a.stage)?;
             let format = if a.json { Format::Json } else { Format::Text };
-            stage::ship::releases(&cfg, &spec, a.service.as_deref(), format, &ui).await?;
+            stage::ship::releases(cfg, &spec, a.service.as_deref(), format, ui).await.map(|()| 0)
         }
         StageCommand::Rollback(a) => {
-            let spec = resolve(&cfg, &a.stage)?;
-            stage::ship::rollback(&cfg, &spec, &a.services, a.to.as_deref(), a.yes, a.lock_wait, &ui).await?;
+            let spec = resolve(cfg, &a.stage)?;
+            stage::ship::rollback(cfg, &spec, &a.services, a.to.as_deref(), a.yes, a.lock_wait, ui).await.map(|()| 0)
         }
     }
-    Ok(0)
+}
+
+/// `fleet up`: converge; a dry run exits 2 when changes are pending.
+async fn up(cfg: &Config, a: UpArgs, ui: &Ui) -> Result<i32> {
+    let spec = resolve(cfg, &a.stage)?;
+    let opts = UpOptions {
+        pull: if a.pull { PullPolicy::Always } else { PullPolicy::Missing },
+        dry_run: a.dry_run,
+        remove_orphans: a.remove_orphans,
+        force_recreate: a.force_recreate,
+        format: a.format,
+        lock_wait: a.lock_wait,
+        plan_gate: a.plan_gate,
+    };
+    let plan = stage::up(cfg, &spec, &opts, ui).await?;
+    Ok(pending(a.dry_run, &plan))
+}
+
+/// `fleet plan`: `up`'s dry run; exits 2 when changes are pending.
+async fn plan(cfg: &Config, a: PlanArgs, ui: &Ui) -> Result<i32> {
+    let spec = resolve(cfg, &a.stage)?;
+    let opts = UpOptions {
+        pull: PullPolicy::Missing,
+        dry_run: true,
+        remove_orphans: false,
+        force_recreate: false,
+        format: a.format,
+        lock_wait: None,
+        plan_gate: None,
+    };
+    let plan = stage::up(cfg, &spec, &opts, ui).await?;
+    Ok(if plan.is_empty() { 0 } else { 2 })
+}
+
+/// `fleet down`: stop, suspend or destroy; a dry run exits 2 when changes are pending.
+async fn down(cfg: &Config, a: DownArgs, ui: &Ui) -> Result<i32> {
+    let spec = resolve(cfg, &a.stage)?;
+    let opts = DownOptions {
+        suspend: a.suspend,
+        destroy: a.destroy,
+        volumes: a.volumes,
+        yes: a.yes,
+        dry_run: a.dry_run,
+        format: a.format,
+        lock_wait: a.lock_wait,
+        backup: a.backup,
+        plan_gate: a.plan_gate,
+    };
+    let plan = stage::down(cfg, &spec, &opts, ui).await?;
+    Ok(pending(a.dry_run, &plan))
+}
+
+/// `fleet logs`: one service's lines, optionally followed.
+async fn logs(cfg: &Config, a: LogsArgs, ui: &Ui) -> Result<i32> {
+    let spec = resolve(cfg, &a.stage)?;
+    let opts = LogOptions {
+        follow: a.follow,
+        tail: a.tail,
+        since: a.since.as_deref().map(parse_since).transpose()?,
+        timestamps: a.timestamps,
+    };
+    stage::logs(cfg, &spec, &a.service, &opts, ui).await.map(|()| 0)
 }
 
 /// A dry run's exit code says whether changes are pending (2) or not (0), like `plan`.

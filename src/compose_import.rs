@@ -167,7 +167,8 @@ pub fn import(path: &Path, project_dir: &Path) -> Result<Imported> {
     convert(&text, &path.display().to_string(), project_dir)
 }
 
-pub fn convert(text: &str, name: &str, project_dir: &Path) -> Result<Imported> {
+/// The compose YAML with its merges (<<) applied: a mapping at the top.
+fn parse(text: &str, name: &str) -> Result<serde_yaml_ng::Mapping> {
     let mut doc: Value = serde_yaml_ng::from_str(text).map_err(|e| {
         let at = e.location().map(|l| format!(":{}:{}", l.line(), l.column())).unwrap_or_default();
         Error::usage_help(
@@ -177,16 +178,14 @@ pub fn convert(text: &str, name: &str, project_dir: &Path) -> Result<Imported> {
     })?;
     crate::compose_merge::apply(&mut doc)
         .map_err(|e| Error::usage(format!("{name}: a YAML merge (<<) cannot be applied: {e}")))?;
-    let Value::Mapping(top) = doc else {
-        return Err(Error::usage(format!("{name}: a compose file is a mapping with `services`")));
-    };
-    let mut c = Converter {
-        warnings: Vec::new(),
-        needed: BTreeSet::new(),
-        oneshot: BTreeSet::new(),
-        healthy_waits: Vec::new(),
-        typed: BTreeSet::new(),
-    };
+    match doc {
+        Value::Mapping(top) => Ok(top),
+        _ => Err(Error::usage(format!("{name}: a compose file is a mapping with `services`"))),
+    }
+}
+
+/// The project: compose's `name`, else the directory's, in the characters a project name takes.
+fn project_name(top: &serde_yaml_ng::Mapping, project_dir: &Path) -> String {
     let project = match top.get("name").and_then(scalar) {
         Some(n) => n,
         None => project_dir.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_else(|| "app".into()),
@@ -195,6 +194,19 @@ pub fn convert(text: &str, name: &str, project_dir: &Path) -> Result<Imported> {
         .chars()
         .map(|ch| if ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' { ch.to_ascii_lowercase() } else { '-' })
         .collect();
+    project
+}
+
+pub fn convert(text: &str, name: &str, project_dir: &Path) -> Result<Imported> {
+    let top = parse(text, name)?;
+    let mut c = Converter {
+        warnings: Vec::new(),
+        needed: BTreeSet::new(),
+        oneshot: BTreeSet::new(),
+        healthy_waits: Vec::new(),
+        typed: BTreeSet::new(),
+    };
+    let project = project_name(&top, project_dir);
     let mut services_kdl = Vec::new();
     let mut names = Vec::new();
     for (key, value) in &top {
@@ -247,21 +259,28 @@ pub fn convert(text: &str, name: &str, project_dir: &Path) -> Result<Imported> {
         }
         kdl.push_str("}\n");
     }
-    for (svc, dep) in &c.healthy_waits {
-        let has_check = top
-            .get("services")
-            .and_then(|s| s.get(dep.as_str()))
-            .and_then(|d| d.get("healthcheck"))
-            .is_some_and(|h| !h.get("disable").is_some_and(|d| d == &Value::Bool(true)));
-        if !has_check {
-            c.warnings.push(format!(
-                "services.{svc}.depends_on.{dep}: service_healthy, but {dep} has no healthcheck: fleet waits only until it runs"
-            ));
-        }
-    }
+    c.warn_unchecked_healthy_waits(&top);
     let list: Vec<String> = names.iter().map(|n| q(n)).collect();
     let _ = writeln!(kdl, "\nstage \"local\" {{\n    service {}\n}}", list.join(" "));
     Ok(Imported { kdl, warnings: c.warnings, services: names.len() })
+}
+
+impl Converter {
+    /// A `service_healthy` wait on a service without a healthcheck waits only until it runs.
+    fn warn_unchecked_healthy_waits(&mut self, top: &serde_yaml_ng::Mapping) {
+        for (svc, dep) in &self.healthy_waits {
+            let has_check = top
+                .get("services")
+                .and_then(|s| s.get(dep.as_str()))
+                .and_then(|d| d.get("healthcheck"))
+                .is_some_and(|h| !h.get("disable").is_some_and(|d| d == &Value::Bool(true)));
+            if !has_check {
+                self.warnings.push(format!(
+                    "services.{svc}.depends_on.{dep}: service_healthy, but {dep} has no healthcheck: fleet waits only until it runs"
+                ));
+            }
+        }
+    }
 }
 
 struct Converter {

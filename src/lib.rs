@@ -24,6 +24,8 @@ pub mod proxy;
 pub mod report;
 pub mod runtime_dir;
 pub mod secrets;
+#[cfg(test)]
+mod shape_tests;
 pub mod signal;
 pub mod ssh;
 pub mod stage;

@@ -186,14 +186,7 @@ fn read_stage_with(
     };
     r.vars = r.stage_vars(config, stage_node, stage);
 
-    let definitions: HashMap<&str, &KdlNode> = config
-        .doc
-        .nodes()
-        .iter()
-        .filter(|n| n.name().value() == "service")
-        .filter_map(|n| Some((n.entries().first()?.value().as_string()?, n)))
-        .collect();
-
+    let definitions = service_definitions(config);
     let mut spec = StageSpec {
         project: config.project.clone(),
         name: stage.to_string(),
@@ -209,46 +202,7 @@ fn read_stage_with(
     let mut auto_suspend_at = None;
     for node in children(stage_node) {
         match node.name().value() {
-            "service" => {
-                let overlay = node.children().map(|_| node);
-                for entry in r.args(node) {
-                    let Some(name) = r.plain_string(entry) else {
-                        continue;
-                    };
-                    if spans.service_ref.contains_key(&name) {
-                        r.push(ConfigError::new(
-                            r.src,
-                            entry.span(),
-                            format!("service `{name}` is listed twice in stage `{stage}`"),
-                        ));
-                        continue;
-                    }
-                    spans.service_ref.insert(name.clone(), entry.span());
-                    match definitions.get(name.as_str()) {
-                        Some(def) => {
-                            let svc = r.read_service(&name, def, overlay, &mut spans);
-                            spec.services.push(svc);
-                        }
-                        None => {
-                            let mut err = ConfigError::new(
-                                r.src,
-                                entry.span(),
-                                format!("stage `{stage}` names service `{name}`, which is not defined"),
-                            )
-                            .label("undefined service");
-                            err = match suggest(&name, definitions.keys().copied()) {
-                                Some(s) => err.help(s),
-                                None => err
-                                    .help(format!("define it at the top level: service \"{name}\" {{ image \"…\" }}")),
-                            };
-                            r.push(err);
-                        }
-                    }
-                }
-                if r.args(node).is_empty() {
-                    r.push(ConfigError::new(r.src, node.span(), "`service` in a stage needs the service's name"));
-                }
-            }
+            "service" => r.stage_services(node, stage, &definitions, &mut spec, &mut spans),
             "server" => {
                 if let Some(server) = r.stage_server(config, node) {
                     spec.servers.push(server);
@@ -273,19 +227,7 @@ fn read_stage_with(
         }
     }
     if let (Some(span), Some(_)) = (auto_suspend_at, spec.auto_suspend) {
-        if spec.servers.is_empty() {
-            r.error(span, format!("auto_suspend powers servers off, and stage `{stage}` has none (a local stage)"));
-        }
-        for server in spec.servers.iter().filter(|s| matches!(s.provider, crate::model::ServerProvider::Host { .. })) {
-            r.push(
-                ConfigError::new(
-                    r.src,
-                    span,
-                    format!("auto_suspend would power off server `{}`, which uses provider \"host\"", server.name),
-                )
-                .help("fleet never powers off a machine you bring; use it with sakura-cloud servers"),
-            );
-        }
+        r.check_auto_suspend(&spec, span, stage);
     }
     r.check_routes(&spec, &spans);
     crate::proxy::add_route_names(&mut spec);
@@ -299,6 +241,86 @@ fn read_stage_with(
         Err(r.errors.into_iter().map(|e| e.masked(&spec.sensitive)).collect())
     };
     (result, r.unset)
+}
+
+/// The top-level `service "name" { … }` definitions by name.
+fn service_definitions(config: &Config) -> HashMap<&str, &KdlNode> {
+    config
+        .doc
+        .nodes()
+        .iter()
+        .filter(|n| n.name().value() == "service")
+        .filter_map(|n| Some((n.entries().first()?.value().as_string()?, n)))
+        .collect()
+}
+
+impl Reader<'_> {
+    /// `service "web" "db" { … }` in a stage: each named definition read with the block as its
+    /// overlay; a name listed twice or not defined is an error.
+    fn stage_services(
+        &mut self,
+        node: &KdlNode,
+        stage: &str,
+        definitions: &HashMap<&str, &KdlNode>,
+        spec: &mut StageSpec,
+        spans: &mut Spans,
+    ) {
+        let overlay = node.children().map(|_| node);
+        for entry in self.args(node) {
+            let Some(name) = self.plain_string(entry) else {
+                continue;
+            };
+            if spans.service_ref.contains_key(&name) {
+                self.push(ConfigError::new(
+                    self.src,
+                    entry.span(),
+                    format!("service `{name}` is listed twice in stage `{stage}`"),
+                ));
+                continue;
+            }
+            spans.service_ref.insert(name.clone(), entry.span());
+            match definitions.get(name.as_str()) {
+                Some(def) => {
+                    let svc = self.read_service(&name, def, overlay, spans);
+                    spec.services.push(svc);
+                }
+                None => {
+                    let mut err = ConfigError::new(
+                        self.src,
+                        entry.span(),
+                        format!("stage `{stage}` names service `{name}`, which is not defined"),
+                    )
+                    .label("undefined service");
+                    err = match suggest(&name, definitions.keys().copied()) {
+                        Some(s) => err.help(s),
+                        None => err.help(format!("define it at the top level: service \"{name}\" {{ image \"…\" }}")),
+                    };
+                    self.push(err);
+                }
+            }
+        }
+        if self.args(node).is_empty() {
+            self.push(ConfigError::new(self.src, node.span(), "`service` in a stage needs the service's name"));
+        }
+    }
+
+    /// `auto_suspend` powers servers off: a stage without servers, or with one fleet did not
+    /// create (provider "host"), cannot use it.
+    fn check_auto_suspend(&mut self, spec: &StageSpec, span: SourceSpan, stage: &str) {
+        if spec.servers.is_empty() {
+            self.error(span, format!("auto_suspend powers servers off, and stage `{stage}` has none (a local stage)"));
+        }
+        for server in spec.servers.iter().filter(|s| matches!(s.provider, crate::model::ServerProvider::Host { .. })) {
+            self.push(
+                ConfigError::new(
+                    self.src,
+                    span,
+                    format!("auto_suspend would power off server `{}`, which uses provider \"host\"", server.name),
+                )
+                .help("fleet never powers off a machine you bring; use it with sakura-cloud servers"),
+            );
+        }
+    }
 }
 
 /// On a server, `./data` means the server's deploy path, not this machine's project directory:
@@ -765,30 +787,8 @@ impl Reader<'_> {
                     }
                 }
             }
-            "depends_on" => {
-                self.check_props(node, &[]);
-                self.no_children(node);
-                svc.depends_on.clear();
-                for e in self.args(node) {
-                    if let Some(dep) = self.plain_string(e) {
-                        spans.depends_on.insert((svc.name.clone(), dep.clone()), e.span());
-                        svc.depends_on.push(dep);
-                    }
-                }
-            }
-            "restart" => {
-                if let Some(e) = self.one_arg(node)
-                    && let Some(s) = self.string(e)
-                {
-                    match RestartPolicy::parse(&s) {
-                        Some(p) => svc.restart = Some(p),
-                        None => self.push(
-                            ConfigError::new(self.src, e.span(), format!("unknown restart policy `{s}`"))
-                                .help(format!("use one of: {}", RestartPolicy::NAMES.join(", "))),
-                        ),
-                    }
-                }
-            }
+            "depends_on" => self.depends_on(svc, node, spans),
+            "restart" => self.restart(svc, node),
             "stop_signal" => svc.stop_signal = self.one_string(node),
             "stop_timeout" => {
                 if let Some(e) = self.one_arg(node) {
@@ -803,48 +803,15 @@ impl Reader<'_> {
                 }
             }
             "endpoint_mode" => {
-                match self.one_string(node).as_deref() {
-                    Some("vip") => svc.endpoint_mode = crate::model::EndpointMode::Vip,
-                    Some("dnsrr") => svc.endpoint_mode = crate::model::EndpointMode::Dnsrr,
-                    Some(other) => self.push(
-                        ConfigError::new(self.src, node.span(), format!("unknown endpoint_mode `{other}`"))
-                            .help("use \"vip\" (one virtual IP) or \"dnsrr\" (DNS round robin)"),
-                    ),
-                    None => {}
-                }
+                self.endpoint_mode(svc, node);
                 spans.swarm_only.insert((svc.name.clone(), "endpoint_mode"), node.span());
             }
             "update" => {
                 svc.update = self.update_policy(node);
                 spans.swarm_only.insert((svc.name.clone(), "update"), node.span());
             }
-            "ports" => {
-                self.check_props(node, &[]);
-                svc.ports.clear();
-                for child in children(node) {
-                    if child.name().value() != "port" {
-                        self.push(unknown_node(self.src, child, "in `ports`", &["port"]));
-                        continue;
-                    }
-                    if let Some(port) = self.port(child) {
-                        spans.ports.insert((svc.name.clone(), svc.ports.len()), child.span());
-                        svc.ports.push(port);
-                    }
-                }
-            }
-            "volumes" => {
-                self.check_props(node, &[]);
-                svc.volumes.clear();
-                for child in children(node) {
-                    if child.name().value() != "volume" {
-                        self.push(unknown_node(self.src, child, "in `volumes`", &["volume"]));
-                        continue;
-                    }
-                    if let Some(v) = self.volume(child) {
-                        svc.volumes.push(v);
-                    }
-                }
-            }
+            "ports" => self.ports(svc, node, spans),
+            "volumes" => self.volumes(svc, node),
             "healthcheck" => svc.healthcheck = self.healthcheck(node),
             "route" => {
                 if let Some(route) = self.route(node) {
@@ -864,6 +831,78 @@ impl Reader<'_> {
                     ),
             ),
             _ => self.push(unknown_node(self.src, node, &format!("in service `{}`", svc.name), SERVICE_NODES)),
+        }
+    }
+
+    /// `restart "on-failure"`: one of the restart policies.
+    fn restart(&mut self, svc: &mut Service, node: &KdlNode) {
+        if let Some(e) = self.one_arg(node)
+            && let Some(s) = self.string(e)
+        {
+            match RestartPolicy::parse(&s) {
+                Some(p) => svc.restart = Some(p),
+                None => self.push(
+                    ConfigError::new(self.src, e.span(), format!("unknown restart policy `{s}`"))
+                        .help(format!("use one of: {}", RestartPolicy::NAMES.join(", "))),
+                ),
+            }
+        }
+    }
+
+    /// `depends_on "db" "cache"`: replaces what the definition listed; each name's span kept.
+    fn depends_on(&mut self, svc: &mut Service, node: &KdlNode, spans: &mut Spans) {
+        self.check_props(node, &[]);
+        self.no_children(node);
+        svc.depends_on.clear();
+        for e in self.args(node) {
+            if let Some(dep) = self.plain_string(e) {
+                spans.depends_on.insert((svc.name.clone(), dep.clone()), e.span());
+                svc.depends_on.push(dep);
+            }
+        }
+    }
+
+    /// `endpoint_mode "vip"` or `"dnsrr"` (swarm only; the caller records where it was set).
+    fn endpoint_mode(&mut self, svc: &mut Service, node: &KdlNode) {
+        match self.one_string(node).as_deref() {
+            Some("vip") => svc.endpoint_mode = crate::model::EndpointMode::Vip,
+            Some("dnsrr") => svc.endpoint_mode = crate::model::EndpointMode::Dnsrr,
+            Some(other) => self.push(
+                ConfigError::new(self.src, node.span(), format!("unknown endpoint_mode `{other}`"))
+                    .help("use \"vip\" (one virtual IP) or \"dnsrr\" (DNS round robin)"),
+            ),
+            None => {}
+        }
+    }
+
+    /// `ports { port … }`: replaces what the definition listed; each port's span kept.
+    fn ports(&mut self, svc: &mut Service, node: &KdlNode, spans: &mut Spans) {
+        self.check_props(node, &[]);
+        svc.ports.clear();
+        for child in children(node) {
+            if child.name().value() != "port" {
+                self.push(unknown_node(self.src, child, "in `ports`", &["port"]));
+                continue;
+            }
+            if let Some(port) = self.port(child) {
+                spans.ports.insert((svc.name.clone(), svc.ports.len()), child.span());
+                svc.ports.push(port);
+            }
+        }
+    }
+
+    /// `volumes { volume … }`: replaces what the definition listed.
+    fn volumes(&mut self, svc: &mut Service, node: &KdlNode) {
+        self.check_props(node, &[]);
+        svc.volumes.clear();
+        for child in children(node) {
+            if child.name().value() != "volume" {
+                self.push(unknown_node(self.src, child, "in `volumes`", &["volume"]));
+                continue;
+            }
+            if let Some(v) = self.volume(child) {
+                svc.volumes.push(v);
+            }
         }
     }
 

@@ -43,6 +43,49 @@ const PROVIDERS: &[&str] = &["sakura-cloud", "cloudflare", "sakura-dns"];
 const DEFAULT_OS: &str = "ubuntu-24.04";
 const DEFAULT_SSH_KEY: &str = "~/.ssh/id_ed25519.pub";
 
+/// A server block being read: each child sets its field; the provider is resolved last.
+struct ServerDraft {
+    provider: Option<(String, miette::SourceSpan)>,
+    core: u32,
+    memory_gb: u32,
+    disk_gb: u32,
+    os: String,
+    ssh_key: Option<SshKey>,
+    address: Option<String>,
+    ssh: SshSettings,
+    services: Vec<String>,
+    dns: Option<DnsNames>,
+    dns_aliases: Option<(Vec<String>, miette::SourceSpan)>,
+    tags: Vec<String>,
+    scripts: Vec<String>,
+    script_vars: Vec<(String, String)>,
+    deploy_path: Option<String>,
+    manager: bool,
+}
+
+impl ServerDraft {
+    fn new() -> Self {
+        ServerDraft {
+            provider: None,
+            core: 1,
+            memory_gb: 1,
+            disk_gb: 20,
+            os: DEFAULT_OS.to_string(),
+            ssh_key: None,
+            address: None,
+            ssh: SshSettings { user: String::new(), port: 22, identity: None },
+            services: Vec::new(),
+            dns: None,
+            dns_aliases: None,
+            tags: Vec::new(),
+            scripts: Vec::new(),
+            script_vars: Vec::new(),
+            deploy_path: None,
+            manager: false,
+        }
+    }
+}
+
 impl Reader<'_> {
     /// `server "x"` in a stage: a reference to a top-level server, or an inline definition.
     pub(super) fn stage_server(&mut self, config: &Config, node: &KdlNode) -> Option<Server> {
@@ -76,117 +119,154 @@ impl Reader<'_> {
 
     fn server(&mut self, config: &Config, name: &str, node: &KdlNode) -> Option<Server> {
         let zone = self.provider_zone(config);
-        let mut provider_name: Option<(String, miette::SourceSpan)> = None;
-        let (mut core, mut memory_gb, mut disk_gb) = (1u32, 1u32, 20u32);
-        let mut os = DEFAULT_OS.to_string();
-        let mut ssh_key = None;
-        let mut address = None;
-        let mut ssh = SshSettings { user: String::new(), port: 22, identity: None };
-        let mut services = Vec::new();
-        let mut dns = None;
-        let mut dns_aliases: Option<(Vec<String>, miette::SourceSpan)> = None;
-        let mut tags = Vec::new();
-        let mut scripts: Vec<String> = Vec::new();
-        let mut script_vars = Vec::new();
-        let mut deploy_path = None;
-        let mut manager = false;
+        let mut d = ServerDraft::new();
         for child in children(node) {
-            match canonical(child.name().value()) {
-                "provider" => {
-                    let span = child.span();
-                    provider_name = self.one_string(child).map(|p| (p, span));
+            self.server_field(config, name, &mut d, child);
+        }
+        let (tags_empty, scripts_empty) = (d.tags.is_empty(), d.scripts.is_empty());
+        let provider = self.server_provider(name, node, zone, &mut d)?;
+        if let ServerProvider::Host { .. } = provider {
+            let sakura_only = [("tags", !tags_empty), ("startup-script", !scripts_empty)];
+            for (what, set) in sakura_only {
+                if set {
+                    self.error(
+                        node.span(),
+                        format!(
+                            "server `{name}` uses provider \"host\": `{what}` applies only to servers fleet creates"
+                        ),
+                    );
                 }
-                "plan" => self.plan(child, &mut core, &mut memory_gb),
-                "disk" => {
-                    self.check_props(child, &["size", "os"]);
-                    if let Some(e) = self.prop(child, "size") {
-                        disk_gb = self.integer(e, 20, 4096, "disk size (GB)").map_or(disk_gb, |v| v as u32);
-                    }
-                    if let Some(e) = self.prop(child, "os") {
-                        os = self.string(e).unwrap_or(os);
-                    }
-                }
-                "disk-size" => {
-                    if let Some(e) = self.one_arg(child) {
-                        disk_gb = self.integer(e, 20, 4096, "disk size (GB)").map_or(disk_gb, |v| v as u32);
-                    }
-                }
-                "os" => os = self.one_string(child).unwrap_or(os),
-                "ssh-key" => ssh_key = self.one_string(child).map(|k| self.ssh_key(&k)),
-                "tags" => {
-                    self.check_props(child, &[]);
-                    for e in self.args(child) {
-                        let Some(t) = self.string(e) else { continue };
-                        // fleet finds its servers by `fleetflow:<project>:<stage>[:<server>]`.
-                        if t == "fleetflow" || t.matches(':').count() >= 2 && t.starts_with("fleetflow:") {
-                            self.push(
-                                ConfigError::new(
-                                    self.src,
-                                    e.span(),
-                                    format!("tag `{t}` is one fleet uses to find its servers"),
-                                )
-                                .help("choose another tag; fleet adds its own ownership tags itself"),
-                            );
-                        } else {
-                            tags.push(t);
-                        }
-                    }
-                }
-                "startup-script" => {
-                    self.check_props(child, &[]);
-                    scripts.extend(self.args(child).into_iter().filter_map(|e| self.string(e)));
-                }
-                "init-script-vars" => script_vars = self.key_values(child, true),
-                "dns-aliases" => {
-                    self.check_props(child, &[]);
-                    let names = self.args(child).into_iter().filter_map(|e| self.string(e)).collect();
-                    dns_aliases = Some((names, child.span()));
-                }
-                "role" => match self.one_string(child).as_deref() {
-                    Some("manager") => manager = true,
-                    Some("worker") | None => {}
-                    Some(other) => self.push(
-                        ConfigError::new(self.src, child.span(), format!("unknown role `{other}`"))
-                            .help("use \"manager\" or \"worker\" (swarm stages)"),
-                    ),
-                },
-                "deploy-path" => {
-                    if let Some(p) = self.one_string(child) {
-                        if p.starts_with('/') {
-                            deploy_path = Some(p.trim_end_matches('/').to_string());
-                        } else {
-                            self.error(
-                                child.span(),
-                                format!("deploy-path `{p}` must be an absolute path on the server"),
-                            );
-                        }
-                    }
-                }
-                "ssh" => {
-                    self.check_props(child, &["user", "port", "identity"]);
-                    if let Some(e) = self.prop(child, "user") {
-                        ssh.user = self.string(e).unwrap_or_default();
-                    }
-                    if let Some(e) = self.prop(child, "port") {
-                        ssh.port = self.integer(e, 1, 65535, "port").map_or(22, |v| v as u16);
-                    }
-                    if let Some(e) = self.prop(child, "identity") {
-                        ssh.identity = self.string(e).map(|p| self.path(&p));
-                    }
-                }
-                "address" => address = self.one_string(child),
-                "dns" => dns = self.dns(config, name, child),
-                "services" => {
-                    self.check_props(child, &[]);
-                    services = self.args(child).into_iter().filter_map(|e| self.plain_string(e)).collect();
-                }
-                _ => self.push(unknown_node(self.src, child, &format!("in server `{name}`"), SERVER_NODES)),
             }
         }
-        let (tags_empty, scripts_empty) = (tags.is_empty(), scripts.is_empty());
-        let provider = match provider_name.as_ref().map(|(p, s)| (p.as_str(), *s)) {
+        let ServerDraft { mut ssh, services, mut dns, dns_aliases, deploy_path, manager, .. } = d;
+        if let Some((aliases, span)) = dns_aliases {
+            match &mut dns {
+                Some(DnsNames { aliases: existing, .. }) => existing.extend(aliases),
+                None => dns = self.dns_names(config, name, span, name.to_string(), aliases),
+            }
+        }
+        if ssh.user.is_empty() {
+            // Sakura's public Ubuntu archives log in as `ubuntu`; a brought host as root.
+            ssh.user = match &provider {
+                ServerProvider::SakuraCloud { os, .. } if os.starts_with("ubuntu") => "ubuntu".into(),
+                _ => "root".into(),
+            };
+        }
+        let deploy_path = deploy_path.unwrap_or_else(|| format!("/srv/fleet/{}", config.project));
+        Some(Server { name: name.to_string(), provider, ssh, services, dns, deploy_path, manager })
+    }
+
+    /// One child of a server block into the draft.
+    fn server_field(&mut self, config: &Config, name: &str, d: &mut ServerDraft, child: &KdlNode) {
+        match canonical(child.name().value()) {
+            "provider" => {
+                let span = child.span();
+                d.provider = self.one_string(child).map(|p| (p, span));
+            }
+            "plan" => self.plan(child, &mut d.core, &mut d.memory_gb),
+            "disk" => {
+                self.check_props(child, &["size", "os"]);
+                if let Some(e) = self.prop(child, "size") {
+                    d.disk_gb = self.integer(e, 20, 4096, "disk size (GB)").map_or(d.disk_gb, |v| v as u32);
+                }
+                if let Some(e) = self.prop(child, "os") {
+                    d.os = self.string(e).unwrap_or(std::mem::take(&mut d.os));
+                }
+            }
+            "disk-size" => {
+                if let Some(e) = self.one_arg(child) {
+                    d.disk_gb = self.integer(e, 20, 4096, "disk size (GB)").map_or(d.disk_gb, |v| v as u32);
+                }
+            }
+            "os" => d.os = self.one_string(child).unwrap_or(std::mem::take(&mut d.os)),
+            "ssh-key" => d.ssh_key = self.one_string(child).map(|k| self.ssh_key(&k)),
+            "tags" => self.server_tags(child, &mut d.tags),
+            "startup-script" => {
+                self.check_props(child, &[]);
+                d.scripts.extend(self.args(child).into_iter().filter_map(|e| self.string(e)));
+            }
+            "init-script-vars" => d.script_vars = self.key_values(child, true),
+            "dns-aliases" => {
+                self.check_props(child, &[]);
+                let names = self.args(child).into_iter().filter_map(|e| self.string(e)).collect();
+                d.dns_aliases = Some((names, child.span()));
+            }
+            "role" => match self.one_string(child).as_deref() {
+                Some("manager") => d.manager = true,
+                Some("worker") | None => {}
+                Some(other) => self.push(
+                    ConfigError::new(self.src, child.span(), format!("unknown role `{other}`"))
+                        .help("use \"manager\" or \"worker\" (swarm stages)"),
+                ),
+            },
+            "deploy-path" => {
+                if let Some(p) = self.deploy_path(child) {
+                    d.deploy_path = Some(p);
+                }
+            }
+            "ssh" => self.ssh_settings(child, &mut d.ssh),
+            "address" => d.address = self.one_string(child),
+            "dns" => d.dns = self.dns(config, name, child),
+            "services" => {
+                self.check_props(child, &[]);
+                d.services = self.args(child).into_iter().filter_map(|e| self.plain_string(e)).collect();
+            }
+            _ => self.push(unknown_node(self.src, child, &format!("in server `{name}`"), SERVER_NODES)),
+        }
+    }
+
+    /// `tags "a" "b"`: added to the server's tags, except the ones fleet finds its servers by.
+    fn server_tags(&mut self, child: &KdlNode, tags: &mut Vec<String>) {
+        self.check_props(child, &[]);
+        for e in self.args(child) {
+            let Some(t) = self.string(e) else { continue };
+            // fleet finds its servers by `fleetflow:<project>:<stage>[:<server>]`.
+            if t == "fleetflow" || t.matches(':').count() >= 2 && t.starts_with("fleetflow:") {
+                self.push(
+                    ConfigError::new(self.src, e.span(), format!("tag `{t}` is one fleet uses to find its servers"))
+                        .help("choose another tag; fleet adds its own ownership tags itself"),
+                );
+            } else {
+                tags.push(t);
+            }
+        }
+    }
+
+    /// `deploy-path "/srv/app"`: an absolute path on the server, without a trailing slash.
+    fn deploy_path(&mut self, child: &KdlNode) -> Option<String> {
+        let p = self.one_string(child)?;
+        if p.starts_with('/') {
+            return Some(p.trim_end_matches('/').to_string());
+        }
+        self.error(child.span(), format!("deploy-path `{p}` must be an absolute path on the server"));
+        None
+    }
+
+    /// `ssh user="…" port=22 identity="~/.ssh/id"`: each property given replaces its default.
+    fn ssh_settings(&mut self, child: &KdlNode, ssh: &mut SshSettings) {
+        self.check_props(child, &["user", "port", "identity"]);
+        if let Some(e) = self.prop(child, "user") {
+            ssh.user = self.string(e).unwrap_or_default();
+        }
+        if let Some(e) = self.prop(child, "port") {
+            ssh.port = self.integer(e, 1, 65535, "port").map_or(22, |v| v as u16);
+        }
+        if let Some(e) = self.prop(child, "identity") {
+            ssh.identity = self.string(e).map(|p| self.path(&p));
+        }
+    }
+
+    /// The server's provider from its draft: a brought host needs an address, sakura-cloud a zone.
+    fn server_provider(
+        &mut self,
+        name: &str,
+        node: &KdlNode,
+        zone: Option<String>,
+        d: &mut ServerDraft,
+    ) -> Option<ServerProvider> {
+        let provider = match d.provider.as_ref().map(|(p, s)| (p.as_str(), *s)) {
             Some(("host", span)) => {
-                let Some(address) = address else {
+                let Some(address) = d.address.take() else {
                     self.error(span, format!("server `{name}` uses provider \"host\" and needs an `address`"));
                     return None;
                 };
@@ -202,15 +282,15 @@ impl Reader<'_> {
                 };
                 ServerProvider::SakuraCloud {
                     zone,
-                    core,
-                    memory_gb,
-                    disk_gb,
-                    os,
-                    ssh_key: ssh_key.unwrap_or_else(|| SshKey::File(self.path(DEFAULT_SSH_KEY))),
-                    tags,
-                    startup_scripts: scripts
+                    core: d.core,
+                    memory_gb: d.memory_gb,
+                    disk_gb: d.disk_gb,
+                    os: std::mem::take(&mut d.os),
+                    ssh_key: d.ssh_key.take().unwrap_or_else(|| SshKey::File(self.path(DEFAULT_SSH_KEY))),
+                    tags: std::mem::take(&mut d.tags),
+                    startup_scripts: std::mem::take(&mut d.scripts)
                         .into_iter()
-                        .map(|name| StartupScript { name, variables: script_vars.clone() })
+                        .map(|name| StartupScript { name, variables: d.script_vars.clone() })
                         .collect(),
                 }
             }
@@ -231,34 +311,7 @@ impl Reader<'_> {
                 return None;
             }
         };
-        if let ServerProvider::Host { .. } = provider {
-            let sakura_only = [("tags", !tags_empty), ("startup-script", !scripts_empty)];
-            for (what, set) in sakura_only {
-                if set {
-                    self.error(
-                        node.span(),
-                        format!(
-                            "server `{name}` uses provider \"host\": `{what}` applies only to servers fleet creates"
-                        ),
-                    );
-                }
-            }
-        }
-        if let Some((aliases, span)) = dns_aliases {
-            match &mut dns {
-                Some(DnsNames { aliases: existing, .. }) => existing.extend(aliases),
-                None => dns = self.dns_names(config, name, span, name.to_string(), aliases),
-            }
-        }
-        if ssh.user.is_empty() {
-            // Sakura's public Ubuntu archives log in as `ubuntu`; a brought host as root.
-            ssh.user = match &provider {
-                ServerProvider::SakuraCloud { os, .. } if os.starts_with("ubuntu") => "ubuntu".into(),
-                _ => "root".into(),
-            };
-        }
-        let deploy_path = deploy_path.unwrap_or_else(|| format!("/srv/fleet/{}", config.project));
-        Some(Server { name: name.to_string(), provider, ssh, services, dns, deploy_path, manager })
+        Some(provider)
     }
 
     /// `plan core=4 memory=8` or FleetFlow's `plan "4core-8gb"`, within what any plan offers.

@@ -61,34 +61,40 @@ fn check_placement(config: &Config, stage: &str, spec: &StageSpec, spans: &Spans
     }
 }
 
+/// A stage of fleet's own containers: no service sets a swarm-only field or a port mode.
+fn check_swarm_only(config: &Config, stage: &str, spec: &StageSpec, spans: &Spans, errors: &mut Vec<ConfigError>) {
+    let src = &config.source;
+    for svc in &spec.services {
+        for field in ["replicas", "endpoint_mode", "update"] {
+            let Some(span) = spans.swarm_only.get(&(svc.name.clone(), field)) else { continue };
+            if field == "replicas" && svc.replicas == 1 {
+                continue;
+            }
+            errors.push(
+                ConfigError::new(src, *span, format!("`{field}` of service `{}` needs a swarm stage", svc.name))
+                    .label(format!("stage `{stage}` runs one container per service"))
+                    .help(format!(
+                        "add `orchestrator \"swarm\"` to stage `{stage}`, or set it only in the swarm stage's override: stage \"prod\" {{ service \"{}\" {{ {field} … }} }}",
+                        svc.name
+                    )),
+            );
+        }
+        for (i, port) in svc.ports.iter().enumerate() {
+            if port.mode != PortMode::Ingress {
+                errors.push(
+                    ConfigError::new(src, spans.ports[&(svc.name.clone(), i)], "port `mode` needs a swarm stage")
+                        .help("a container's port is published on its own server; leave `mode` out"),
+                );
+            }
+        }
+    }
+}
+
 /// Swarm fields only in swarm stages; a swarm needs servers and an odd number of managers.
 fn check_swarm(config: &Config, stage: &str, spec: &StageSpec, spans: &Spans, errors: &mut Vec<ConfigError>) {
     let src = &config.source;
     if spec.orchestrator != Orchestrator::Swarm {
-        for svc in &spec.services {
-            for field in ["replicas", "endpoint_mode", "update"] {
-                let Some(span) = spans.swarm_only.get(&(svc.name.clone(), field)) else { continue };
-                if field == "replicas" && svc.replicas == 1 {
-                    continue;
-                }
-                errors.push(
-                    ConfigError::new(src, *span, format!("`{field}` of service `{}` needs a swarm stage", svc.name))
-                        .label(format!("stage `{stage}` runs one container per service"))
-                        .help(format!(
-                            "add `orchestrator \"swarm\"` to stage `{stage}`, or set it only in the swarm stage's override: stage \"prod\" {{ service \"{}\" {{ {field} … }} }}",
-                            svc.name
-                        )),
-                );
-            }
-            for (i, port) in svc.ports.iter().enumerate() {
-                if port.mode != PortMode::Ingress {
-                    errors.push(
-                        ConfigError::new(src, spans.ports[&(svc.name.clone(), i)], "port `mode` needs a swarm stage")
-                            .help("a container's port is published on its own server; leave `mode` out"),
-                    );
-                }
-            }
-        }
+        check_swarm_only(config, stage, spec, spans, errors);
         return;
     }
     let stage_span = config
@@ -156,10 +162,33 @@ pub fn validate(config: &Config, stage: &str, spec: &StageSpec, spans: &Spans) -
 
     let swarm = spec.orchestrator == Orchestrator::Swarm;
     check_swarm(config, stage, spec, spans, &mut errors);
-    // A dependency on another server is reached through its server's address, so it must
-    // publish a port there; containers on one server keep reaching each other on the network.
-    // (A swarm's overlay network reaches every node.)
-    if spec.servers.len() > 1 && !swarm {
+    check_cross_server_deps(config, spec, spans, &mut errors);
+    check_project_named(config, stage, spec, &mut errors);
+    check_dependencies_exist(config, stage, spec, spans, &mut errors);
+
+    if let Some(cycle) = graph::find_cycle(&spec.services) {
+        let span = spans.depends_on[&(cycle[0].clone(), cycle[1].clone())];
+        errors.push(
+            ConfigError::new(src, span, format!("dependency cycle: {}", cycle.join(" → ")))
+                .label("this dependency closes the cycle")
+                .help("remove one of these depends_on entries"),
+        );
+    }
+
+    if !swarm {
+        check_placement(config, stage, spec, spans, &mut errors);
+    }
+
+    check_host_ports(config, stage, spec, spans, &mut errors);
+    errors
+}
+
+/// A dependency on another server is reached through its server's address, so it must publish a
+/// port there; containers on one server keep reaching each other on the network. (A swarm's
+/// overlay network reaches every node.)
+fn check_cross_server_deps(config: &Config, spec: &StageSpec, spans: &Spans, errors: &mut Vec<ConfigError>) {
+    let src = &config.source;
+    if spec.servers.len() > 1 && spec.orchestrator != Orchestrator::Swarm {
         for svc in &spec.services {
             for dep in &svc.depends_on {
                 let (Some(here), Some(there), Some(target)) =
@@ -188,7 +217,11 @@ pub fn validate(config: &Config, stage: &str, spec: &StageSpec, spans: &Spans) -
             }
         }
     }
+}
 
+/// A stage with servers finds them by the project's name, so the file must write it.
+fn check_project_named(config: &Config, stage: &str, spec: &StageSpec, errors: &mut Vec<ConfigError>) {
+    let src = &config.source;
     if !spec.is_local() && !config.project_explicit {
         let span = config
             .doc
@@ -207,7 +240,17 @@ pub fn validate(config: &Config, stage: &str, spec: &StageSpec, spans: &Spans) -
                 )),
         );
     }
+}
 
+/// Every `depends_on` names a service of the stage (or says it is defined elsewhere).
+fn check_dependencies_exist(
+    config: &Config,
+    stage: &str,
+    spec: &StageSpec,
+    spans: &Spans,
+    errors: &mut Vec<ConfigError>,
+) {
+    let src = &config.source;
     for svc in &spec.services {
         for dep in &svc.depends_on {
             if spec.service(dep).is_none() {
@@ -236,20 +279,11 @@ pub fn validate(config: &Config, stage: &str, spec: &StageSpec, spans: &Spans) -
             }
         }
     }
+}
 
-    if let Some(cycle) = graph::find_cycle(&spec.services) {
-        let span = spans.depends_on[&(cycle[0].clone(), cycle[1].clone())];
-        errors.push(
-            ConfigError::new(src, span, format!("dependency cycle: {}", cycle.join(" → ")))
-                .label("this dependency closes the cycle")
-                .help("remove one of these depends_on entries"),
-        );
-    }
-
-    if !swarm {
-        check_placement(config, stage, spec, spans, &mut errors);
-    }
-
+/// A host port (per address and protocol) is published by one service only.
+fn check_host_ports(config: &Config, stage: &str, spec: &StageSpec, spans: &Spans, errors: &mut Vec<ConfigError>) {
+    let src = &config.source;
     let mut used: HashMap<(String, u16, &str), String> = HashMap::new();
     for svc in &spec.services {
         for (i, port) in svc.ports.iter().enumerate() {
@@ -271,5 +305,4 @@ pub fn validate(config: &Config, stage: &str, spec: &StageSpec, spans: &Spans) -
             }
         }
     }
-    errors
 }

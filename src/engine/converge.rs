@@ -255,6 +255,66 @@ pub async fn apply_up_with_proxy(
     events: Events,
     proxy: Option<Arc<crate::proxy::Proxy>>,
 ) -> Result<()> {
+    create_shared(engine, spec, plan, observed, &events).await?;
+    if let Some(proxy) = &proxy {
+        proxy.ensure(&events).await?;
+    }
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for svc in &spec.services {
+        let deps: Vec<watch::Receiver<Option<bool>>> =
+            svc.depends_on.iter().map(|d| readiness.signal(d).map(watch::Sender::subscribe)).collect::<Result<_>>()?;
+        let done = readiness.signal(&svc.name)?.clone();
+        let job = ServiceJob {
+            engine: engine.clone(),
+            spec: spec.clone(),
+            service: svc.clone(),
+            decision: plan.decisions.get(&svc.name).cloned().unwrap_or(Decision::Keep),
+            hash: ConfigHash::of(svc, images.get(&svc.image).map_or("", String::as_str)),
+            existing: observed.container(&svc.name).map(|c| (c.id.clone(), c.health.clone())),
+            waited_on: readiness.waited_on.contains(&svc.name),
+            events: events.clone(),
+            proxy: proxy.clone(),
+        };
+        tasks.spawn(async move {
+            for mut rx in deps {
+                let ok = rx.wait_for(Option::is_some).await.map(|v| *v == Some(true)).unwrap_or(false);
+                if !ok {
+                    done.send_replace(Some(false));
+                    return Err(Skipped);
+                }
+            }
+            let result = job.run(&done).await;
+            // Ready may already have been signalled before a failed settle check.
+            done.send_if_modified(|v| {
+                let unset = v.is_none();
+                if unset {
+                    *v = Some(result.is_ok());
+                }
+                unset
+            });
+            result.map_err(Failed)
+        });
+    }
+    let mut failures = join_failures(tasks).await;
+    if let (Some(proxy), true) = (&proxy, failures.is_empty()) {
+        proxy.finish().await?;
+    }
+    match failures.len() {
+        0 => Ok(()),
+        1 => Err(failures.remove(0)),
+        _ => Err(Error::failed(failures.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))),
+    }
+}
+
+/// The stage's network and volumes made, and orphans removed, before any service starts.
+async fn create_shared(
+    engine: &Engine,
+    spec: &StageSpec,
+    plan: &Plan,
+    observed: &ObservedStage,
+    events: &Events,
+) -> Result<()> {
     // Two servers of a stage may be one engine (a host given twice): networks and volumes are
     // looked up again and made one run at a time, so the engine never holds two of a name.
     static PRELUDE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -299,47 +359,11 @@ pub async fn apply_up_with_proxy(
             _ => {}
         }
     }
-    drop(_one_at_a_time);
-    if let Some(proxy) = &proxy {
-        proxy.ensure(&events).await?;
-    }
+    Ok(())
+}
 
-    let mut tasks = tokio::task::JoinSet::new();
-    for svc in &spec.services {
-        let deps: Vec<watch::Receiver<Option<bool>>> =
-            svc.depends_on.iter().map(|d| readiness.signal(d).map(watch::Sender::subscribe)).collect::<Result<_>>()?;
-        let done = readiness.signal(&svc.name)?.clone();
-        let job = ServiceJob {
-            engine: engine.clone(),
-            spec: spec.clone(),
-            service: svc.clone(),
-            decision: plan.decisions.get(&svc.name).cloned().unwrap_or(Decision::Keep),
-            hash: ConfigHash::of(svc, images.get(&svc.image).map_or("", String::as_str)),
-            existing: observed.container(&svc.name).map(|c| (c.id.clone(), c.health.clone())),
-            waited_on: readiness.waited_on.contains(&svc.name),
-            events: events.clone(),
-            proxy: proxy.clone(),
-        };
-        tasks.spawn(async move {
-            for mut rx in deps {
-                let ok = rx.wait_for(Option::is_some).await.map(|v| *v == Some(true)).unwrap_or(false);
-                if !ok {
-                    done.send_replace(Some(false));
-                    return Err(Skipped);
-                }
-            }
-            let result = job.run(&done).await;
-            // Ready may already have been signalled before a failed settle check.
-            done.send_if_modified(|v| {
-                let unset = v.is_none();
-                if unset {
-                    *v = Some(result.is_ok());
-                }
-                unset
-            });
-            result.map_err(Failed)
-        });
-    }
+/// Every service task joined: the errors of those that failed (a skipped one is not a failure).
+async fn join_failures(mut tasks: tokio::task::JoinSet<std::result::Result<(), TaskEnd>>) -> Vec<Error> {
     let mut failures = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         match joined {
@@ -348,14 +372,7 @@ pub async fn apply_up_with_proxy(
             Err(e) => failures.push(Error::failed(format!("internal task failed: {e}"))),
         }
     }
-    if let (Some(proxy), true) = (&proxy, failures.is_empty()) {
-        proxy.finish().await?;
-    }
-    match failures.len() {
-        0 => Ok(()),
-        1 => Err(failures.remove(0)),
-        _ => Err(Error::failed(failures.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))),
-    }
+    failures
 }
 
 /// Why a service task ended without success.

@@ -144,8 +144,54 @@ pub fn service_spec(spec: &StageSpec, svc: &Service, hash: &ConfigHash, pinned: 
     // The swarm spec is the truth for what runs; the hashes decide whether to send an update.
     let service_labels = container_labels.clone();
     container_labels.retain(|k, _| !k.starts_with("com.docker.compose."));
-    let mounts: Vec<Mount> = svc
-        .volumes
+    let update = svc.update.clone().unwrap_or_default();
+    ServiceSpec {
+        name: Some(service_name(spec, &svc.name)),
+        labels: Some(service_labels),
+        task_template: Some(task_template(spec, svc, container_labels, pinned)),
+        mode: Some(ServiceSpecMode {
+            replicated: Some(ServiceSpecModeReplicated { replicas: Some(i64::from(svc.replicas)) }),
+            ..Default::default()
+        }),
+        update_config: Some(update_config(&update)),
+        rollback_config: Some(rollback_config(&update)),
+        endpoint_spec: Some(endpoint_spec(svc)),
+        ..Default::default()
+    }
+}
+
+/// The task each replica runs: its container, restart policy, placement and the stage network.
+fn task_template(spec: &StageSpec, svc: &Service, container_labels: HashMap<String, String>, pinned: bool) -> TaskSpec {
+    let mounts = mounts(spec, svc);
+    let constraints = pinned.then(|| vec![format!("node.labels.{NODE_RUNS}{}==true", svc.name)]);
+    TaskSpec {
+        container_spec: Some(TaskSpecContainerSpec {
+            image: Some(svc.image.clone()),
+            labels: Some(container_labels),
+            // Swarm's Command is the entrypoint and Args the command (Compose's mapping).
+            command: svc.entrypoint.clone(),
+            args: svc.command.clone(),
+            env: Some(svc.environment.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            mounts: (!mounts.is_empty()).then_some(mounts),
+            stop_signal: svc.stop_signal.clone(),
+            stop_grace_period: svc.stop_timeout.map(|s| i64::from(s) * 1_000 * NANOS_PER_MS),
+            health_check: svc.healthcheck.as_ref().map(super::container_spec::health_config),
+            ..Default::default()
+        }),
+        restart_policy: Some(TaskSpecRestartPolicy { condition: Some(restart_condition(svc)), ..Default::default() }),
+        placement: Some(TaskSpecPlacement { constraints, ..Default::default() }),
+        networks: Some(vec![NetworkAttachmentConfig {
+            target: Some(spec.network_name()),
+            aliases: Some(vec![svc.name.clone()]),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    }
+}
+
+/// The service's volumes as task mounts: binds as given, named volumes under the stage's name.
+fn mounts(spec: &StageSpec, svc: &Service) -> Vec<Mount> {
+    svc.volumes
         .iter()
         .map(|v| match &v.source {
             VolumeSource::Bind { path } => Mount {
@@ -165,15 +211,21 @@ pub fn service_spec(spec: &StageSpec, svc: &Service, hash: &ConfigHash, pinned: 
                 ..Default::default()
             },
         })
-        .collect();
-    let health_check = svc.healthcheck.as_ref().map(super::container_spec::health_config);
-    let condition = match (svc.oneshot, svc.restart) {
+        .collect()
+}
+
+/// A oneshot never restarts; otherwise the service's restart policy, `any` by default.
+fn restart_condition(svc: &Service) -> TaskSpecRestartPolicyConditionEnum {
+    match (svc.oneshot, svc.restart) {
         (true, _) | (_, Some(crate::model::RestartPolicy::No)) => TaskSpecRestartPolicyConditionEnum::NONE,
         (_, Some(crate::model::RestartPolicy::OnFailure)) => TaskSpecRestartPolicyConditionEnum::ON_FAILURE,
         _ => TaskSpecRestartPolicyConditionEnum::ANY,
-    };
-    let constraints = pinned.then(|| vec![format!("node.labels.{NODE_RUNS}{}==true", svc.name)]);
-    let update = svc.update.clone().unwrap_or_default();
+    }
+}
+
+/// The endpoint: VIP or DNS round robin, and the published ports (a port without a host side
+/// is not published).
+fn endpoint_spec(svc: &Service) -> EndpointSpec {
     let ports: Vec<EndpointPortConfig> = svc
         .ports
         .iter()
@@ -193,46 +245,12 @@ pub fn service_spec(spec: &StageSpec, svc: &Service, hash: &ConfigHash, pinned: 
             })
         })
         .collect();
-    ServiceSpec {
-        name: Some(service_name(spec, &svc.name)),
-        labels: Some(service_labels),
-        task_template: Some(TaskSpec {
-            container_spec: Some(TaskSpecContainerSpec {
-                image: Some(svc.image.clone()),
-                labels: Some(container_labels),
-                // Swarm's Command is the entrypoint and Args the command (Compose's mapping).
-                command: svc.entrypoint.clone(),
-                args: svc.command.clone(),
-                env: Some(svc.environment.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-                mounts: (!mounts.is_empty()).then_some(mounts),
-                stop_signal: svc.stop_signal.clone(),
-                stop_grace_period: svc.stop_timeout.map(|s| i64::from(s) * 1_000 * NANOS_PER_MS),
-                health_check,
-                ..Default::default()
-            }),
-            restart_policy: Some(TaskSpecRestartPolicy { condition: Some(condition), ..Default::default() }),
-            placement: Some(TaskSpecPlacement { constraints, ..Default::default() }),
-            networks: Some(vec![NetworkAttachmentConfig {
-                target: Some(spec.network_name()),
-                aliases: Some(vec![svc.name.clone()]),
-                ..Default::default()
-            }]),
-            ..Default::default()
+    EndpointSpec {
+        mode: Some(match svc.endpoint_mode {
+            EndpointMode::Vip => EndpointSpecModeEnum::VIP,
+            EndpointMode::Dnsrr => EndpointSpecModeEnum::DNSRR,
         }),
-        mode: Some(ServiceSpecMode {
-            replicated: Some(ServiceSpecModeReplicated { replicas: Some(i64::from(svc.replicas)) }),
-            ..Default::default()
-        }),
-        update_config: Some(update_config(&update)),
-        rollback_config: Some(rollback_config(&update)),
-        endpoint_spec: Some(EndpointSpec {
-            mode: Some(match svc.endpoint_mode {
-                EndpointMode::Vip => EndpointSpecModeEnum::VIP,
-                EndpointMode::Dnsrr => EndpointSpecModeEnum::DNSRR,
-            }),
-            ports: (!ports.is_empty()).then_some(ports),
-        }),
-        ..Default::default()
+        ports: (!ports.is_empty()).then_some(ports),
     }
 }
 

@@ -158,16 +158,7 @@ impl SakuraApi {
         let write = method != Method::GET;
         loop {
             self.pace().await;
-            let mut req = self
-                .http
-                .request(method.clone(), &url)
-                .basic_auth(&self.token, Some(&self.secret))
-                .header("X-Requested-With", "XMLHttpRequest")
-                .header("X-Sakura-Bigint-As-Int", "1");
-            if let Some(b) = body {
-                req = req.json(b);
-            }
-            let resp = match req.send().await {
+            let resp = match self.request(&method, &url, body).send().await {
                 Ok(r) => r,
                 Err(e) => {
                     // A refused connection never reached the API, so even a write is safe to repeat;
@@ -175,23 +166,11 @@ impl SakuraApi {
                     let unsent = e.is_connect();
                     if (unsent || !write) && transport_attempt < TRANSPORT_RETRIES {
                         transport_attempt += 1;
-                        if let Some(note) = &self.on_retry {
-                            note(format!(
-                                "Sakura Cloud API at {} unreachable ({}), retrying {transport_attempt}/{TRANSPORT_RETRIES}…",
-                                self.host(),
-                                without_url(&e)
-                            ));
-                        }
+                        self.note_unreachable(transport_attempt, &e);
                         tokio::time::sleep(self.timing.backoff * transport_attempt).await;
                         continue;
                     }
-                    let what = if e.is_timeout() { "timed out" } else { "failed" };
-                    return Err(ApiError {
-                        status: None,
-                        code: None,
-                        message: format!("{method} {path} to {} {what}: {}", self.host(), without_url(&e)),
-                        outcome_unknown: write && !unsent,
-                    });
+                    return Err(self.transport_error(&method, path, &e, write && !unsent));
                 }
             };
             let status = resp.status();
@@ -222,18 +201,7 @@ impl SakuraApi {
                         tokio::time::sleep(backoff).await;
                         continue;
                     }
-                    None => {
-                        return Err(ApiError {
-                            status: Some(status.as_u16()),
-                            code: None,
-                            message: format!(
-                                "{method} {path}: HTTP {} with a body that is not the API's JSON ({})",
-                                status.as_u16(),
-                                snippet(&text)
-                            ),
-                            outcome_unknown: write,
-                        });
-                    }
+                    None => return Err(not_the_api(&method, path, status, &text, write)),
                 }
             }
             let retryable =
@@ -245,6 +213,42 @@ impl SakuraApi {
                 continue;
             }
             return Err(decode_error(status, &text));
+        }
+    }
+
+    /// The request with the account's credentials and the headers the API wants.
+    fn request(&self, method: &Method, url: &str, body: Option<&Value>) -> reqwest::RequestBuilder {
+        let req = self
+            .http
+            .request(method.clone(), url)
+            .basic_auth(&self.token, Some(&self.secret))
+            .header("X-Requested-With", "XMLHttpRequest")
+            .header("X-Sakura-Bigint-As-Int", "1");
+        match body {
+            Some(b) => req.json(b),
+            None => req,
+        }
+    }
+
+    /// Says a retry of an unreachable API is coming, where the caller listens.
+    fn note_unreachable(&self, attempt: u32, e: &reqwest::Error) {
+        if let Some(note) = &self.on_retry {
+            note(format!(
+                "Sakura Cloud API at {} unreachable ({}), retrying {attempt}/{TRANSPORT_RETRIES}…",
+                self.host(),
+                without_url(e)
+            ));
+        }
+    }
+
+    /// A call that got no answer: timed out or failed, never with the URL (or its credentials).
+    fn transport_error(&self, method: &Method, path: &str, e: &reqwest::Error, outcome_unknown: bool) -> ApiError {
+        let what = if e.is_timeout() { "timed out" } else { "failed" };
+        ApiError {
+            status: None,
+            code: None,
+            message: format!("{method} {path} to {} {what}: {}", self.host(), without_url(e)),
+            outcome_unknown,
         }
     }
 
@@ -267,6 +271,20 @@ impl SakuraApi {
 /// A success body must be a JSON object (every answer of the API is one).
 fn envelope(text: &str) -> Option<Value> {
     serde_json::from_str::<Value>(text).ok().filter(Value::is_object)
+}
+
+/// A success status whose body is not the API's JSON envelope.
+fn not_the_api(method: &Method, path: &str, status: StatusCode, text: &str, write: bool) -> ApiError {
+    ApiError {
+        status: Some(status.as_u16()),
+        code: None,
+        message: format!(
+            "{method} {path}: HTTP {} with a body that is not the API's JSON ({})",
+            status.as_u16(),
+            snippet(text)
+        ),
+        outcome_unknown: write,
+    }
 }
 
 /// The start of a body, on one line, for an error message.

@@ -16,8 +16,6 @@ mod remote_stage;
 mod remote_status;
 mod remote_up;
 mod server_lock;
-#[cfg(test)]
-mod shape_tests;
 pub mod ship;
 mod swarm_converged;
 mod swarm_plan;

@@ -722,6 +722,33 @@ impl World {
             archive,
             state: DiskState::Migrating(Instant::now() + self.settings.disk_copy, fail),
         };
+        let disk_config = DiskConfig {
+            host_name: config["HostName"].as_str().map(String::from),
+            ssh_keys: self.disk_ssh_keys(config)?,
+            password: config["Password"].as_str().map(String::from),
+            scripts: self.disk_scripts(config)?,
+        };
+        let ip = match &self.settings.machines {
+            Some(m) => m.address(self.next_ip),
+            None => Ipv4Addr::new(127, 0, 0, self.next_ip),
+        };
+        self.next_ip = self.next_ip.wrapping_add(1).max(10);
+        if let Some(s) = self.servers.get_mut(&server_id) {
+            s.disks.push(id);
+            // Disk edit configures NIC 0 on the shared segment, as on the real cloud.
+            s.ip.get_or_insert(ip);
+            if let Some(h) = config["HostName"].as_str() {
+                s.host_name = h.into();
+            }
+            s.disk_config = disk_config;
+        }
+        let json = self.disk_json(&disk, numbers);
+        self.disks.insert(id, disk);
+        Ok((StatusCode::ACCEPTED, json!({"Disk": json, "Success": "Accepted", "is_ok": true})))
+    }
+
+    /// The disk edit's `SSHKeys`: each inline, or by the ID of a key registered in the account.
+    fn disk_ssh_keys(&self, config: &Value) -> Result<Vec<String>, Reply> {
         let mut ssh_keys = Vec::new();
         for k in config["SSHKeys"].as_array().into_iter().flatten() {
             // `{PublicKey}` inline, or `{ID}` of a key registered in the account.
@@ -743,12 +770,12 @@ impl World {
             };
             ssh_keys.push(key);
         }
-        let mut disk_config = DiskConfig {
-            host_name: config["HostName"].as_str().map(String::from),
-            ssh_keys,
-            password: config["Password"].as_str().map(String::from),
-            scripts: Vec::new(),
-        };
+        Ok(ssh_keys)
+    }
+
+    /// The disk edit's `Notes`: each note's script with its `Variables` filled in.
+    fn disk_scripts(&self, config: &Value) -> Result<Vec<(String, String)>, Reply> {
+        let mut scripts = Vec::new();
         for n in config["Notes"].as_array().into_iter().flatten() {
             let note = lenient_id(&n["ID"]).and_then(|id| self.notes.get(&id));
             let Some(note) = note else {
@@ -759,25 +786,9 @@ impl World {
             for (k, v) in n["Variables"].as_object().into_iter().flatten() {
                 content = content.replace(&format!("@@@{k}@@@"), v.as_str().unwrap_or_default());
             }
-            disk_config.scripts.push((note.name.clone(), content));
+            scripts.push((note.name.clone(), content));
         }
-        let ip = match &self.settings.machines {
-            Some(m) => m.address(self.next_ip),
-            None => Ipv4Addr::new(127, 0, 0, self.next_ip),
-        };
-        self.next_ip = self.next_ip.wrapping_add(1).max(10);
-        if let Some(s) = self.servers.get_mut(&server_id) {
-            s.disks.push(id);
-            // Disk edit configures NIC 0 on the shared segment, as on the real cloud.
-            s.ip.get_or_insert(ip);
-            if let Some(h) = config["HostName"].as_str() {
-                s.host_name = h.into();
-            }
-            s.disk_config = disk_config;
-        }
-        let json = self.disk_json(&disk, numbers);
-        self.disks.insert(id, disk);
-        Ok((StatusCode::ACCEPTED, json!({"Disk": json, "Success": "Accepted", "is_ok": true})))
+        Ok(scripts)
     }
 
     fn note_json(n: &Note, numbers: bool) -> Value {
