@@ -135,11 +135,7 @@ pub async fn connect(
 ) -> Result<RemoteHost> {
     let ssh = &server.ssh;
     let endpoint = format!("ssh://{}@{address}:{}", ssh.user, ssh.port);
-    let patience = std::env::var("FLEET_SSH_WAIT_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map(Duration::from_millis)
-        .unwrap_or(if fresh_cloud_server { SSH_PATIENCE_CLOUD } else { SSH_PATIENCE_HOST });
+    let patience = ssh_patience(fresh_cloud_server);
     let deadline = Instant::now() + patience;
     if let Some(dir) = known_hosts.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
@@ -148,11 +144,7 @@ pub async fn connect(
     let mut denied = 0;
     let mut probe = booting;
     loop {
-        let reachable = !probe
-            || matches!(
-                tokio::time::timeout(TCP_ATTEMPT_TIMEOUT, tokio::net::TcpStream::connect((address, ssh.port))).await,
-                Ok(Ok(_))
-            );
+        let reachable = !probe || answers_tcp(address, ssh.port).await;
         // Every later try probes first: this one failed, so the server may be booting after all.
         probe = true;
         if !reachable {
@@ -212,6 +204,24 @@ pub async fn connect(
             }
         }
     }
+}
+
+/// How long a server may take to answer SSH (`FLEET_SSH_WAIT_MS` overrides it).
+fn ssh_patience(fresh_cloud_server: bool) -> Duration {
+    std::env::var("FLEET_SSH_WAIT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(if fresh_cloud_server { SSH_PATIENCE_CLOUD } else { SSH_PATIENCE_HOST })
+}
+
+/// A TCP connection to the SSH port opens within `TCP_ATTEMPT_TIMEOUT`: the cheap probe that
+/// is repeated while a server boots, instead of a whole `ssh` each time.
+async fn answers_tcp(address: &str, port: u16) -> bool {
+    matches!(
+        tokio::time::timeout(TCP_ATTEMPT_TIMEOUT, tokio::net::TcpStream::connect((address, port))).await,
+        Ok(Ok(_))
+    )
 }
 
 fn builder(ssh: &SshSettings, known_hosts: &Path, control_dir: &Path) -> SessionBuilder {
