@@ -422,6 +422,23 @@ fn remote_stage_never_runs_on_the_local_engine() {
 }
 
 #[test]
+fn a_running_server_that_answers_nothing_is_reported_unreachable_even_past_its_wait() {
+    // A host found running is tried with ssh at once; when that try fails past the wait (here
+    // no wait at all; for a user, a firewall that drops packets and ssh's ConnectionAttempts),
+    // it is still "nothing answers SSH", which status reports as a row, not a failed command.
+    let p = Project::new(
+        "remote-nowait",
+        &(STACK.to_string()
+            + "\nstage \"dev\" {\n  server \"box-1\" { provider \"host\"; address \"127.0.0.1\"; ssh port=9 }\n  service \"db\"\n}\n"),
+    );
+    let out = p.cmd(&["status", "dev"]).env("FLEET_SSH_WAIT_MS", "0").output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("server box-1: nothing answers SSH at 127.0.0.1:9"), "{stderr}");
+    assert!(stdout.contains("server does not answer SSH"), "{stdout}");
+}
+
+#[test]
 fn unreachable_engine_is_a_clear_error() {
     let p = Project::new("nodocker", STACK);
     let r = p.cmd(&["up", "local"]).env("DOCKER_HOST", "unix:///nonexistent/docker.sock").output().unwrap();

@@ -135,7 +135,8 @@ pub async fn connect(
 ) -> Result<RemoteHost> {
     let ssh = &server.ssh;
     let endpoint = format!("ssh://{}@{address}:{}", ssh.user, ssh.port);
-    let patience = ssh_patience(fresh_cloud_server);
+    let patience =
+        env_ms("FLEET_SSH_WAIT_MS").unwrap_or(if fresh_cloud_server { SSH_PATIENCE_CLOUD } else { SSH_PATIENCE_HOST });
     let deadline = Instant::now() + patience;
     if let Some(dir) = known_hosts.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
@@ -144,10 +145,13 @@ pub async fn connect(
     let mut denied = 0;
     let mut probe = booting;
     loop {
-        let reachable = !probe || answers_tcp(address, ssh.port).await;
+        // Whether the port answered a probe this try: only then is an SSH failure past the
+        // deadline SSH's own. An unprobed first try that fails is followed by a probe, so a
+        // server that answers nothing is `Unreachable` (status reports it and goes on).
+        let probed = probe;
         // Every later try probes first: this one failed, so the server may be booting after all.
         probe = true;
-        if !reachable {
+        if probed && !port_answers(address, ssh.port).await {
             if Instant::now() > deadline {
                 return Err(Error::Unreachable {
                     message: format!(
@@ -164,41 +168,14 @@ pub async fn connect(
         }
         match builder(ssh, known_hosts, &socket_dir.0).connect(address).await {
             Ok(session) => {
-                return Ok(RemoteHost {
-                    session: Some(session),
-                    socket_dir,
-                    endpoint,
-                    engine: Default::default(),
-                    held_lock: Default::default(),
-                });
+                let (engine, held_lock) = Default::default();
+                return Ok(RemoteHost { session: Some(session), socket_dir, endpoint, engine, held_lock });
             }
             Err(e) => {
-                let text = error_text(&e);
-                let kind = SshFailure::of(&text);
-                if kind == SshFailure::HostKeyChanged {
-                    return Err(Error::ssh(
-                        kind,
-                        format!(
-                            "server {}: the SSH host key of {address} is not the one fleet recorded ({text})",
-                            server.name
-                        ),
-                        format!(
-                            "if the server was rebuilt, remove its line from {}; otherwise someone may be intercepting the connection",
-                            known_hosts.display()
-                        ),
-                    ));
-                }
-                if kind == SshFailure::AuthRefused {
-                    denied += 1;
-                    if denied > PERMISSION_DENIED_RETRIES {
-                        return Err(Error::ssh(
-                            kind,
-                            format!("server {}: {endpoint} refused our SSH key ({text})", server.name),
-                            "check `ssh user=… identity=…` in the server block, and that the key's public half is installed there",
-                        ));
-                    }
-                } else if Instant::now() > deadline {
-                    return Err(Error::failed(format!("server {}: SSH to {endpoint} failed: {text}", server.name)));
+                let past = probed && Instant::now() > deadline;
+                let refused = Refused { server, address, endpoint: &endpoint, known_hosts };
+                if let Some(e) = refused.final_error(&error_text(&e), &mut denied, past) {
+                    return Err(e);
                 }
                 tokio::time::sleep(RETRY_INTERVAL).await;
             }
@@ -206,22 +183,50 @@ pub async fn connect(
     }
 }
 
-/// How long a server may take to answer SSH (`FLEET_SSH_WAIT_MS` overrides it).
-fn ssh_patience(fresh_cloud_server: bool) -> Duration {
-    std::env::var("FLEET_SSH_WAIT_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map(Duration::from_millis)
-        .unwrap_or(if fresh_cloud_server { SSH_PATIENCE_CLOUD } else { SSH_PATIENCE_HOST })
+/// Whether the SSH port accepts a TCP connection within a probe's timeout.
+async fn port_answers(address: &str, port: u16) -> bool {
+    let reached = tokio::time::timeout(TCP_ATTEMPT_TIMEOUT, tokio::net::TcpStream::connect((address, port))).await;
+    matches!(reached, Ok(Ok(_)))
 }
 
-/// A TCP connection to the SSH port opens within `TCP_ATTEMPT_TIMEOUT`: the cheap probe that
-/// is repeated while a server boots, instead of a whole `ssh` each time.
-async fn answers_tcp(address: &str, port: u16) -> bool {
-    matches!(
-        tokio::time::timeout(TCP_ATTEMPT_TIMEOUT, tokio::net::TcpStream::connect((address, port))).await,
-        Ok(Ok(_))
-    )
+/// A failed SSH try, and where it went.
+struct Refused<'a> {
+    server: &'a Server,
+    address: &'a str,
+    endpoint: &'a str,
+    known_hosts: &'a Path,
+}
+
+impl Refused<'_> {
+    /// The error to stop on after ssh said `text`, or None to try again: a changed host key at
+    /// once, a refused key after a few refusals (`denied` counts them), anything else once `past`
+    /// the deadline with the port answering.
+    fn final_error(&self, text: &str, denied: &mut u32, past: bool) -> Option<Error> {
+        let (name, address, endpoint) = (&self.server.name, self.address, self.endpoint);
+        match SshFailure::of(text) {
+            kind @ SshFailure::HostKeyChanged => Some(Error::ssh(
+                kind,
+                format!("server {name}: the SSH host key of {address} is not the one fleet recorded ({text})"),
+                format!(
+                    "if the server was rebuilt, remove its line from {}; otherwise someone may be intercepting the connection",
+                    self.known_hosts.display()
+                ),
+            )),
+            kind @ SshFailure::AuthRefused => {
+                *denied += 1;
+                (*denied > PERMISSION_DENIED_RETRIES).then(|| {
+                    Error::ssh(
+                        kind,
+                        format!("server {name}: {endpoint} refused our SSH key ({text})"),
+                        "check `ssh user=… identity=…` in the server block, and that the key's public half is installed there",
+                    )
+                })
+            }
+            SshFailure::Other => {
+                past.then(|| Error::failed(format!("server {name}: SSH to {endpoint} failed: {text}")))
+            }
+        }
+    }
 }
 
 fn builder(ssh: &SshSettings, known_hosts: &Path, control_dir: &Path) -> SessionBuilder {
