@@ -205,10 +205,12 @@ pub fn delete_record(r: &FoundRecord) -> InfraAction {
 
 /// The steps that create a server's records, for a plan made before it has an IP.
 pub fn planned_actions(server: &Server) -> Vec<InfraAction> {
-    planned(server)
-        .into_iter()
-        .map(|r| InfraAction::CreateRecord { name: r.name, kind: r.kind.into(), content: r.content })
-        .collect()
+    planned(server).iter().map(create_record).collect()
+}
+
+/// The steps that create a server's records at `ip`.
+pub fn create_actions(server: &Server, ip: &str) -> Vec<InfraAction> {
+    dns::wanted_records(server, ip).iter().map(create_record).collect()
 }
 
 /// A stage-level error listing every record that was in the way; nothing was written.

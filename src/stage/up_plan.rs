@@ -373,13 +373,7 @@ pub fn records_held_to(
     let mut approved: Vec<InfraAction> = gated.plan.changes.iter().map(|c| c.action.clone()).collect();
     for name in &gated.waiting {
         match ip_now(name) {
-            Some((server, ip)) => approved.extend(
-                crate::dns::wanted_records(server, &ip).into_iter().map(|r| InfraAction::CreateRecord {
-                    name: r.name,
-                    kind: r.kind.into(),
-                    content: r.content,
-                }),
-            ),
+            Some((server, ip)) => approved.extend(dns::create_actions(server, &ip)),
             None => approved.extend(spec.servers.iter().filter(|s| &s.name == name).flat_map(dns::planned_actions)),
         }
     }
