@@ -195,7 +195,7 @@ async fn a_converged_routed_up_lists_its_containers_once() {
     let ui = crate::ui::Ui { quiet: true, verbose: false };
     let planned = crate::stage::observe_and_plan_on(&engine, &spec, &dry_run(), &ui).await.unwrap();
     assert_eq!(planned.plan.decisions.get("api"), Some(&crate::plan::Decision::Keep));
-    assert!(planned.leftovers.is_empty());
+    assert!(planned.plan.leftovers.is_empty());
     // The leftovers are found in the observation's own list; the proxy is among its side
     // containers (its configuration is read once, for the proxy's steps).
     let lists = fake.requests().iter().filter(|r| *r == "GET /containers/json").count();
@@ -211,7 +211,7 @@ async fn a_leftover_is_found_in_the_same_list_and_planned_as_gone() {
     let ui = crate::ui::Ui { quiet: true, verbose: false };
     let planned = crate::stage::observe_and_plan_on(&engine, &spec, &dry_run(), &ui).await.unwrap();
     // No proxy config can be read here: the newest stays, the other is the leftover.
-    let gone: Vec<(&str, &str)> = planned.leftovers.iter().map(|l| (l.id.as_str(), l.keeps.as_str())).collect();
+    let gone: Vec<(&str, &str)> = planned.plan.leftovers.iter().map(|l| (l.id.as_str(), l.keeps.as_str())).collect();
     assert_eq!(gone, vec![("c0", "p-s-api-next")]);
     let ids: Vec<&str> = planned.observed.containers.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, vec!["c1"], "the plan is made without the leftover");

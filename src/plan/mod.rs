@@ -278,10 +278,14 @@ pub struct Plan {
     pub costs: Vec<ServerCost>,
 }
 
-/// A container of a routed service an interrupted replacement left beside the one that serves.
+/// A container of a routed service an interrupted replacement left beside the one that serves:
+/// it never took traffic, or it was the old one draining.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Leftover {
     pub service: String,
+    /// Its engine id, for the removal (the plan names it by `container`).
+    #[serde(skip)]
+    pub id: String,
     pub container: String,
     /// The container of the service that stays.
     pub keeps: String,

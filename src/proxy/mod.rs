@@ -18,7 +18,7 @@ pub(crate) use deploy::deploy;
 use crate::engine::{Engine, Event, Events, SideContainer, StageView, labels};
 use crate::error::{Error, Result};
 use crate::model::{ProxySettings, ProxyTls, Route, StageSpec};
-use crate::plan::{Action, Decision, ObservedContainer, ObservedStage, Plan};
+use crate::plan::{Action, Decision, Leftover, ObservedContainer, ObservedStage, Plan};
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder, InspectContainerOptions,
@@ -419,17 +419,6 @@ async fn exec(engine: &Engine, id: &str, argv: &[&str]) -> std::result::Result<(
     Ok((engine.exec_exit_code(&created.id).await?, output))
 }
 
-/// A container of a routed service left beside the one that serves by a replacement a kill
-/// interrupted: it never took traffic, or it was the old one draining.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Leftover {
-    pub service: String,
-    pub id: String,
-    pub name: String,
-    /// The container of the service that stays.
-    pub keeps: String,
-}
-
 /// Read-only, before an `up` is planned: the leftovers among the containers of the `up`'s own
 /// observation (`Engine::observe_with_side`), so finding them lists nothing. The proxy's
 /// configuration (its container is among `view.side`) is read only when some routed service has
@@ -467,7 +456,7 @@ pub fn leftovers_among(
         out.extend(mine.iter().filter(|c| c.id != keep.id).map(|c| Leftover {
             service: svc.name.clone(),
             id: c.id.clone(),
-            name: c.name.clone(),
+            container: c.name.clone(),
             keeps: keep.name.clone(),
         }));
     }
@@ -479,9 +468,9 @@ pub async fn remove_leftovers(engine: &Engine, leftovers: &[Leftover], events: &
     for c in leftovers {
         events(Event::Warning(format!(
             "service {}: removing {} left by an interrupted replacement ({} serves)",
-            c.service, c.name, c.keeps
+            c.service, c.container, c.keeps
         )));
-        crate::engine::remove_container(engine, &c.id, &c.name).await?;
+        crate::engine::remove_container(engine, &c.id, &c.container).await?;
     }
     Ok(())
 }
@@ -692,7 +681,7 @@ mod tests {
         let leftover = |id: &str, name: &str, keeps: &str| super::Leftover {
             service: "web".into(),
             id: id.into(),
-            name: name.into(),
+            container: name.into(),
             keeps: keeps.into(),
         };
         let both = [old.clone(), new.clone()];

@@ -103,8 +103,6 @@ pub struct PlannedStage {
     pub images: std::collections::BTreeMap<String, String>,
     /// The stage's other containers (proxy, restore markers), from the same container list.
     pub side: Vec<engine::SideContainer>,
-    /// Containers an interrupted replacement left, planned as gone (see `observe_up`).
-    pub leftovers: Vec<crate::proxy::Leftover>,
 }
 
 /// Observes one engine's part of a stage and plans its `up` with the pure `plan::plan_up`; with
@@ -122,6 +120,7 @@ pub async fn observe_and_plan_up(
     let UpView { observed, resolved, side, leftovers } = observe_up(engine, spec, opts, ui, tidy).await?;
     let images = resolved.ids;
     let mut plan = plan::plan_up(spec, &desired(spec, &images), &observed, opts.remove_orphans, opts.force_recreate);
+    plan.leftovers = leftovers;
     // Only a remote part of a stage has an image source; its spec names its one server.
     if let Some(server) = spec.servers.first() {
         plan.infra.extend(resolved.copies.into_iter().map(|c| plan::InfraAction::CopyImage {
@@ -131,7 +130,7 @@ pub async fn observe_and_plan_up(
             pull_first: c.pull_first,
         }));
     }
-    Ok(PlannedStage { plan, observed, images, side, leftovers })
+    Ok(PlannedStage { plan, observed, images, side })
 }
 
 /// Each service with the hash its container must carry, given the image ids the engine resolved.
@@ -153,7 +152,7 @@ pub(crate) struct UpView {
     pub side: Vec<engine::SideContainer>,
     /// Containers an interrupted replacement left of routed services, taken out of `observed`:
     /// the run removes them after its gate.
-    pub leftovers: Vec<crate::proxy::Leftover>,
+    pub leftovers: Vec<plan::Leftover>,
 }
 
 /// What `up` plans against on one engine: its containers, networks and volumes, and the image
@@ -237,8 +236,6 @@ pub(crate) struct PlannedUp {
     pub(crate) observed: plan::ObservedStage,
     pub(crate) images: std::collections::BTreeMap<String, String>,
     pub(crate) proxy: proxy_stage::ProxyUp,
-    /// Containers an interrupted replacement left, planned as gone and removed first by the run.
-    pub(crate) leftovers: Vec<crate::proxy::Leftover>,
     /// The stage's other containers (proxy, restore markers), from the same container list.
     pub(crate) side: Vec<engine::SideContainer>,
 }
@@ -251,12 +248,10 @@ pub(crate) async fn observe_and_plan_on(
     opts: &UpOptions,
     ui: &Ui,
 ) -> Result<PlannedUp> {
-    let PlannedStage { mut plan, observed, images, side, leftovers } =
-        observe_and_plan_up(engine, spec, opts, ui, true).await?;
-    plan.leftovers = proxy_stage::in_plan(&leftovers);
+    let PlannedStage { mut plan, observed, images, side } = observe_and_plan_up(engine, spec, opts, ui, true).await?;
     let proxy = proxy_stage::observe_and_plan_proxy_up(engine, spec, &mut plan, &observed, &side).await?;
     ui.orphan_warnings(&plan);
-    Ok(PlannedUp { plan, observed, images, proxy, leftovers, side })
+    Ok(PlannedUp { plan, observed, images, proxy, side })
 }
 
 /// Applies a planned part (unless a dry run) and returns its plan.
@@ -268,9 +263,10 @@ async fn apply_on(
     readiness: &engine::Readiness,
     planned: PlannedUp,
 ) -> Result<Plan> {
-    let PlannedUp { plan, observed, images, proxy, leftovers, side } = planned;
+    let PlannedUp { plan, observed, images, proxy, side } = planned;
     if !opts.dry_run {
-        crate::proxy::remove_leftovers(engine, &leftovers, &ui.events()).await?;
+        // Containers an interrupted replacement left: planned as gone, removed first.
+        crate::proxy::remove_leftovers(engine, &plan.leftovers, &ui.events()).await?;
         // A volume whose restore was interrupted is incomplete: nothing starts on it.
         // The markers were listed with the containers (a restore holds the stage lock, as we do).
         crate::ops::refuse_restore_marks(spec, &side)?;

@@ -10,33 +10,22 @@ use std::sync::Arc;
 
 /// Before planning an `up`: the containers of routed services an interrupted replacement left,
 /// found in the `up`'s own observation `view` (no list of their own; the plan is made without
-/// them and the run removes them after its gate). A dry run says what its run will remove,
-/// from the plan's own value of them (`in_plan`).
+/// them and the run removes them after its gate). A dry run says what its run will remove.
 pub(crate) async fn leftovers(
     engine: &Engine,
     spec: &StageSpec,
     view: &StageView,
     dry_run: bool,
     events: &Events,
-) -> Vec<proxy::Leftover> {
+) -> Vec<crate::plan::Leftover> {
     if !proxy::is_routed(spec) {
         return Vec::new();
     }
     let found = proxy::leftovers(engine, spec, view).await;
-    for c in in_plan(&found).iter().filter(|_| dry_run) {
+    for c in found.iter().filter(|_| dry_run) {
         events(crate::engine::Event::Warning(crate::plan::render_leftover(c)));
     }
     found
-}
-
-/// The leftovers as the plan holds them (`Plan::leftovers`).
-pub(crate) fn in_plan(found: &[proxy::Leftover]) -> Vec<crate::plan::Leftover> {
-    let said = |c: &proxy::Leftover| crate::plan::Leftover {
-        service: c.service.clone(),
-        container: c.name.clone(),
-        keeps: c.keeps.clone(),
-    };
-    found.iter().map(said).collect()
 }
 
 /// The proxy's part of an `up` on one engine: the handle the apply serves routes through, or a

@@ -394,7 +394,6 @@ async fn observe_engine(u: &Up<'_>, conn: &Connected, part: &StageSpec) -> Resul
     if let Some(line) = auto_suspend::suspended_itself(&idle) {
         u.ui.note(format!("server {} had suspended itself: {line}", conn.server));
     }
-    let leftovers = proxy_stage::in_plan(&leftovers);
     Ok(SeenEngine { observed, images: resolved.ids, copies: resolved.copies, proxy, idle, leftovers })
 }
 

@@ -469,7 +469,12 @@ fn a_leftover_and_a_cost_are_said_in_the_plan_s_json_but_not_hashed() {
     let spec = stage(vec![sakura("web-1", &[])]);
     let found = [Some(machine(Power::Up))];
     let part = part_of(&spec, &spec.servers[0], &found);
-    let left = plan::Leftover { service: "api".into(), container: "p-dev-api-old".into(), keeps: "p-dev-api".into() };
+    let left = plan::Leftover {
+        service: "api".into(),
+        id: "c0".into(),
+        container: "p-dev-api-old".into(),
+        keeps: "p-dev-api".into(),
+    };
     let seen = |leftovers: Vec<plan::Leftover>| SeenEngine { leftovers, ..engine(&part, RunState::Running) };
     let with = |leftovers, costs| UpPlan {
         stage: spec.name.clone(),
