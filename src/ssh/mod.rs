@@ -60,7 +60,8 @@ enum EngineAnswer {
 enum Unanswered {
     /// No engine there (or no CLI to say so): an install may go ahead.
     Missing,
-    /// An engine runs, but tells the login user "permission denied" (its words, trimmed).
+    /// An engine runs, but tells the login user "permission denied" (its line, trimmed and cut
+    /// short: whatever else the login's shell printed on stderr is not repeated).
     Denied(String),
 }
 
@@ -68,10 +69,12 @@ impl Unanswered {
     /// From `docker version`'s exit status and stderr; None when it succeeded (the engine runs
     /// and the login may use it, so only the forward is refused). Pure.
     fn of(success: bool, stderr: &str) -> Option<Self> {
-        match (success, stderr.to_lowercase().contains("permission denied")) {
+        const SAID_MAX: usize = 300;
+        let denied = stderr.lines().find(|l| l.to_lowercase().contains("permission denied"));
+        match (success, denied) {
             (true, _) => None,
-            (false, true) => Some(Self::Denied(stderr.trim().to_string())),
-            (false, false) => Some(Self::Missing),
+            (false, Some(line)) => Some(Self::Denied(line.trim().chars().take(SAID_MAX).collect())),
+            (false, None) => Some(Self::Missing),
         }
     }
 }
@@ -271,6 +274,14 @@ impl RemoteHost {
             ),
             "the server or its engine may be wedged: look at it over SSH, then run the command again",
         )
+    }
+
+    /// An `ssh` that talks to this connection's control master (never a new login), for what
+    /// the crate's process-mux session does not offer as fleet needs it.
+    fn through_master(&self) -> tokio::process::Command {
+        let mut ssh = tokio::process::Command::new("ssh");
+        ssh.arg("-S").arg(self.session().control_socket()).args(["-o", "BatchMode=yes"]);
+        ssh
     }
 
     fn session(&self) -> &Session {
@@ -525,10 +536,9 @@ impl RemoteHost {
         let mut forward = std::ffi::OsString::from(local);
         forward.push(":");
         forward.push(REMOTE_DOCKER_SOCKET);
-        let asked = tokio::process::Command::new("ssh")
-            .arg("-S")
-            .arg(self.session().control_socket())
-            .args(["-o", "BatchMode=yes", "-O", "forward", "-L"])
+        let asked = self
+            .through_master()
+            .args(["-O", "forward", "-L"])
             .arg(&forward)
             .arg("none")
             .stdin(std::process::Stdio::null())
@@ -639,10 +649,9 @@ impl RemoteHost {
         use tokio::io::AsyncBufReadExt;
         // What `Session::command` runs (process-mux): the master's socket, never a new login.
         let argv = commands::lock_hold(name, holder);
-        let mut child = tokio::process::Command::new("ssh")
-            .arg("-S")
-            .arg(self.session().control_socket())
-            .args(["-o", "BatchMode=yes", "-T", "-p", "9", "none", "--"])
+        let mut child = self
+            .through_master()
+            .args(["-T", "-p", "9", "none", "--"])
             .arg(commands::shell_line(&argv))
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -714,6 +723,8 @@ mod tests {
         assert_eq!(Unanswered::of(false, "docker: command not found"), Some(Unanswered::Missing));
         let why = Unanswered::of(false, denied).unwrap();
         assert_eq!(why, Unanswered::Denied(denied.trim().into()));
+        let chatty = format!("{}\n{denied}more noise\n", "motd line\n".repeat(500));
+        assert_eq!(Unanswered::of(false, &chatty), Some(why.clone()), "only the denial is said");
         let server = Server {
             name: "web-1".into(),
             provider: ServerProvider::Host { address: "10.0.0.1".into() },
