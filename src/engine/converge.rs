@@ -408,7 +408,7 @@ impl ServiceJob {
         }
         let name = self.service.name.clone();
         let container = self.spec.container_name(&name);
-        let id = match &self.decision {
+        let (id, start_took) = match &self.decision {
             Decision::Keep => {
                 let (id, health) = self.existing.clone().expect("keep implies a container");
                 // Already up: only a dependent's wait may need its health to settle.
@@ -420,8 +420,8 @@ impl ServiceJob {
             Decision::Create => {
                 (self.events)(Event::Applying(Action::CreateContainer { service: name.clone() }));
                 let id = self.create(&container).await?;
-                self.start(&id).await?;
-                id
+                let took = self.timed_start(&id).await?;
+                (id, took)
             }
             Decision::Recreate(reason) => {
                 (self.events)(Event::Applying(Action::RecreateContainer {
@@ -433,25 +433,34 @@ impl ServiceJob {
                     remove(&self.engine, old, &container).await?;
                 }
                 let id = self.create(&container).await?;
-                self.start(&id).await?;
-                id
+                let took = self.timed_start(&id).await?;
+                (id, took)
             }
             Decision::Start => {
                 (self.events)(Event::Applying(Action::StartContainer { service: name.clone() }));
                 let (id, _) = self.existing.clone().expect("start implies a container");
-                self.start(&id).await?;
-                id
+                let took = self.timed_start(&id).await?;
+                (id, took)
             }
         };
         let started = Instant::now();
         let restarts = self.wait_ready(&id, None).await?;
-        // Dependents go ahead now; this service still has to stay up through the settle window.
+        // Dependents go ahead now; this service still has to stay up through the settle window:
+        // at least as long as the engine took to start it, since a loaded engine also tells of
+        // an exit that late (a crash loop must never pass for a start).
         ready.send_replace(Some(true));
         if !self.service.oneshot {
-            tokio::time::sleep(SETTLE.saturating_sub(started.elapsed())).await;
+            tokio::time::sleep(SETTLE.max(start_took).saturating_sub(started.elapsed())).await;
             self.wait_ready(&id, Some(restarts)).await?;
         }
         Ok(())
+    }
+
+    /// `start`, and how long the engine took to answer it.
+    async fn timed_start(&self, id: &str) -> Result<Duration> {
+        let asked = Instant::now();
+        self.start(id).await?;
+        Ok(asked.elapsed())
     }
 
     pub(crate) async fn create(&self, container: &str) -> Result<String> {
