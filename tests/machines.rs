@@ -284,6 +284,8 @@ fn a_brought_host_without_an_engine_or_sudo_gets_the_commands_to_run() {
         assert!(Instant::now() < deadline, "the machine never came up");
         std::thread::sleep(Duration::from_millis(200));
     };
+    // A brought host is running already: fleet gives it 20 s, the test gives systemd its boot.
+    support::machines::wait_for_sshd(&ip, Duration::from_secs(300));
     let kdl = format!(
         "project \"{{project}}\"\nservice \"web\" {{ image \"{{image}}\"; command \"sleep 100000\" }}\nstage \"pre\" {{\n  server \"box\" {{ provider \"host\"; address \"{ip}\"; ssh user=\"ubuntu\" port=22 identity=\"{}\" }}\n  service \"web\"\n}}\n",
         key.display()

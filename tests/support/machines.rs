@@ -87,3 +87,25 @@ pub fn login_key() -> (tempfile::TempDir, std::path::PathBuf) {
     super::remote::keypair(&key);
     (keys, key)
 }
+
+/// Waits until sshd on `ip` says its banner: a machine someone brings is running already, and a
+/// system container's sshd can take well over fleet's 20 s patience for a host to start on a
+/// loaded CI machine (systemd boots first).
+#[allow(dead_code)] // each test binary compiles support on its own; not all use this
+pub fn wait_for_sshd(ip: &str, within: std::time::Duration) {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + within;
+    let addr: std::net::SocketAddr = format!("{ip}:22").parse().expect("an IPv4 address");
+    loop {
+        let mut banner = [0u8; 4];
+        let said = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)).and_then(|mut s| {
+            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+            s.read_exact(&mut banner)
+        });
+        if said.is_ok() && &banner == b"SSH-" {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "sshd on {ip} said no banner within {within:?}");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
