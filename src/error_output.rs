@@ -35,7 +35,7 @@ pub fn render(e: &Error, style: Style) -> String {
         if i > 0 {
             out.push('\n');
         }
-        out.push_str(&format!("{:?}", Shown { diagnostic: &Block(*block), handler: &handler }));
+        out.push_str(&format!("{:?}", Shown { diagnostic: &Block::of(*block), handler: &handler }));
     }
     if blocks.len() > MAX_BLOCKS {
         out.push_str(&format!("\n… and {} more not shown; fix these first\n", blocks.len() - MAX_BLOCKS));
@@ -61,6 +61,7 @@ fn handler(style: Style) -> MietteHandler {
         .force_graphical(true)
         .terminal_links(false)
         .wrap_lines(style.wrap)
+        .context_lines(SNIPPET_CONTEXT_LINES)
         .build()
 }
 
@@ -84,17 +85,69 @@ impl fmt::Debug for Shown<'_> {
 }
 
 /// A diagnostic without its code and without related errors (those are blocks of their own).
-struct Block<'a>(&'a dyn Diagnostic);
+/// A snippet whose line is too long to read is left out and its place said in the message.
+struct Block<'a>(&'a dyn Diagnostic, Option<LongLine>);
+
+/// Bytes of source a snippet may print: a minified or hostile file (300,000 `a {` on one line)
+/// would otherwise fill the terminal with one line to point at one column of it.
+const MAX_SNIPPET_BYTES: usize = 400;
+
+/// Lines shown before and after a label's own.
+const SNIPPET_CONTEXT_LINES: usize = 1;
+
+/// Where a label points when its line is too long to show.
+struct LongLine {
+    place: String,
+    bytes: usize,
+}
+
+impl<'a> Block<'a> {
+    fn of(d: &'a dyn Diagnostic) -> Self {
+        Self(d, long_line(d))
+    }
+
+    fn snippet_shown(&self) -> bool {
+        self.1.is_none()
+    }
+}
+
+/// The place (file:line:col) of the first label whose snippet (its lines and the one before and
+/// after, as the handler prints them) has a line longer than a snippet may be.
+fn long_line(d: &dyn Diagnostic) -> Option<LongLine> {
+    let source = d.source_code()?;
+    d.labels()?.find_map(|label| {
+        let contents = source.read_span(label.inner(), SNIPPET_CONTEXT_LINES, SNIPPET_CONTEXT_LINES).ok()?;
+        let data = contents.data();
+        // Lines end at LF, CR or CRLF, as miette counts them.
+        let longest = data.split(|b| matches!(b, b'\n' | b'\r')).map(<[u8]>::len).max()?;
+        if longest <= MAX_SNIPPET_BYTES {
+            return None;
+        }
+        let before = &data[..label.offset().saturating_sub(contents.span().offset()).min(data.len())];
+        let line_start = before.iter().rposition(|b| matches!(b, b'\n' | b'\r')).map_or(0, |i| i + 1);
+        let crlf = before.windows(2).filter(|w| w == b"\r\n").count();
+        let line = contents.line() + 1 + before.iter().filter(|b| matches!(b, b'\n' | b'\r')).count() - crlf;
+        let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+        let name = contents.name().unwrap_or("the file");
+        Some(LongLine { place: format!("{name}:{line}:{column}"), bytes: longest })
+    })
+}
 
 impl fmt::Debug for Block<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self.0, f)
+        fmt::Display::fmt(self, f)
     }
 }
 
 impl fmt::Display for Block<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self.0, f)
+        fmt::Display::fmt(self.0, f)?;
+        match &self.1 {
+            Some(long) => {
+                write!(f, " (at {}; a line there is {} bytes long, so it is not shown)", long.place, long.bytes)
+            }
+            None => Ok(()),
+        }
     }
 }
 
@@ -114,11 +167,11 @@ impl Diagnostic for Block<'_> {
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
-        self.0.source_code()
+        self.0.source_code().filter(|_| self.snippet_shown())
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        self.0.labels()
+        self.0.labels().filter(|_| self.snippet_shown())
     }
 
     fn diagnostic_source(&self) -> Option<&dyn Diagnostic> {
@@ -154,6 +207,30 @@ mod tests {
         let text = render(&ConfigErrors { file: "fleet.kdl".into(), errors }.into(), PLAIN);
         assert_eq!(text.matches("error: ").count(), 100, "{text}");
         assert!(text.contains("… and 50 more not shown") && text.contains("150 config errors in fleet.kdl"), "{text}");
+    }
+
+    #[test]
+    fn a_line_too_long_to_show_is_named_by_its_place_instead_of_printed() {
+        let text = format!("project \"x\"\n{}\n", "a {".repeat(5000));
+        let src = SourceFile::new("fleet.kdl", &text);
+        let at = 12 + 3 * 64;
+        let e: Error = ConfigErrors {
+            file: "fleet.kdl".into(),
+            errors: vec![ConfigError::new(&src, (at, 1).into(), "too deep").label("this block")],
+        }
+        .into();
+        let out = render(&e, PLAIN);
+        assert!(out.len() < 1000, "{} bytes printed", out.len());
+        assert!(
+            out.contains("too deep (at fleet.kdl:2:193; a line there is 15000 bytes long, so it is not shown)"),
+            "{out}"
+        );
+        // A short line keeps its snippet.
+        let src = SourceFile::new("fleet.kdl", "a {\n  bogus 1\n}\n");
+        let e: Error =
+            ConfigErrors { file: "fleet.kdl".into(), errors: vec![ConfigError::new(&src, (6, 5).into(), "unknown")] }
+                .into();
+        assert!(render(&e, PLAIN).contains("[fleet.kdl:2:3]"));
     }
 
     #[test]

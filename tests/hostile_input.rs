@@ -38,6 +38,9 @@ fn nesting_limit_holds_where_a_prescan_read_the_text_differently() {
         let r = p.fleet(&["validate"]);
         assert_not_crashed(r.code, &r.stderr);
         assert_eq!(r.code, 2, "{prefix:?}: {}", r.stderr);
+        // The 15,000-byte line is named by its place, not printed to point at one column.
+        assert!(r.stderr.len() < 2000, "{prefix:?}: {} bytes of stderr", r.stderr.len());
+        assert!(r.stderr.contains("fleet.kdl:") && r.stderr.contains("so it is not shown"), "{}", r.stderr);
     }
 }
 
