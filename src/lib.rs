@@ -16,6 +16,7 @@ pub mod holder;
 pub mod infra;
 pub mod local_lock;
 pub mod mcp;
+pub mod mcp_shape;
 pub mod mcp_wire;
 pub mod model;
 pub mod ops;

@@ -57,6 +57,13 @@ impl Guard {
     }
 
     pub fn line(&mut self, line: &[u8]) -> Decision {
+        match self.decide(line) {
+            Decision::Reply(reply) => Decision::Reply(with_the_clients_id(line, reply)),
+            other => other,
+        }
+    }
+
+    fn decide(&mut self, line: &[u8]) -> Decision {
         let Ok(text) = std::str::from_utf8(line) else {
             return Decision::Reply(error(Value::Null, PARSE_ERROR, "Parse error: the line is not UTF-8"));
         };
@@ -68,19 +75,23 @@ impl Guard {
             Ok(v) => v,
             Err(e) => return Decision::Reply(error(Value::Null, PARSE_ERROR, &format!("Parse error: {e}"))),
         };
-        let Value::Object(msg) = value else {
-            return Decision::Reply(error(
-                Value::Null,
-                INVALID_REQUEST,
-                "Invalid Request: a message is one JSON object",
-            ));
+        let msg = match value {
+            Value::Object(msg) => msg,
+            Value::Array(items) if !items.is_empty() => return batch(&items),
+            _ => {
+                return Decision::Reply(error(
+                    Value::Null,
+                    INVALID_REQUEST,
+                    "Invalid Request: a message is one JSON object",
+                ));
+            }
         };
         let id = msg.get("id").filter(|id| matches!(id, Value::String(_) | Value::Number(_))).cloned();
         if msg.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
             return invalid(id, "\"jsonrpc\" must be \"2.0\"");
         }
-        if msg.contains_key("id") && id.is_none() && !msg["id"].is_null() {
-            return invalid(None, "\"id\" must be a string or a number");
+        if msg.contains_key("id") && id.is_none() {
+            return invalid(None, "\"id\" must be a string or a number (null is no id)");
         }
         match (msg.get("method"), id) {
             (Some(Value::String(method)), Some(id)) => self.request(method, id, &msg, text),
@@ -88,7 +99,11 @@ impl Guard {
             (Some(_), id) => invalid(id, "\"method\" must be a string"),
             (None, Some(_)) if msg.contains_key("result") || msg.contains_key("error") => {
                 // A response to a request of ours: only a session rmcp runs can expect one.
-                if self.phase == Phase::Ready { Decision::Forward(vec![text.to_string()]) } else { Decision::Drop }
+                if self.phase == Phase::Ready && rmcp_reads(text) {
+                    Decision::Forward(vec![text.to_string()])
+                } else {
+                    Decision::Drop
+                }
             }
             (None, id) => invalid(id, "a request needs a \"method\""),
         }
@@ -98,6 +113,9 @@ impl Guard {
         match (self.phase, method) {
             (Phase::New, "initialize") => match initialize_params_error(msg.get("params")) {
                 Some(why) => Decision::Reply(error(id, INVALID_PARAMS, &format!("Invalid params: {why}"))),
+                None if let Some((code, why)) = crate::mcp_shape::rmcp_refusal(method, msg, text) => {
+                    Decision::Reply(error(id, code, &why))
+                }
                 None => {
                     self.phase = Phase::Initializing;
                     Decision::Forward(vec![text.to_string()])
@@ -115,6 +133,9 @@ impl Guard {
                     && let Some(why) = self.tool_call_error(msg.get("params"))
                 {
                     return Decision::Reply(error(id, INVALID_PARAMS, &format!("Invalid params: {why}")));
+                }
+                if let Some((code, why)) = crate::mcp_shape::rmcp_refusal(method, msg, text) {
+                    return Decision::Reply(error(id, code, &why));
                 }
                 let mut lines = Vec::new();
                 if phase == Phase::Initializing {
@@ -136,6 +157,8 @@ impl Guard {
             }
             (Phase::Initializing, _) => Decision::Drop,
             (Phase::Ready, "notifications/initialized") => Decision::Drop,
+            // One rmcp cannot read would be answered, and notifications get no answer.
+            (Phase::Ready, _) if !rmcp_reads(text) => Decision::Drop,
             (Phase::Ready, _) => Decision::Forward(vec![text.to_string()]),
         }
     }
@@ -262,6 +285,46 @@ async fn read_line(r: &mut (impl tokio::io::AsyncBufRead + Unpin), buf: &mut Vec
     }
 }
 
+/// serde_json reads a number id beyond 64 bits as a float (`18446744073709551616` as
+/// `1.8446744073709552e19`): the reply carries the id as the client wrote it.
+fn with_the_clients_id(line: &[u8], reply: String) -> String {
+    #[derive(serde::Deserialize)]
+    struct Raw<'a> {
+        #[serde(borrow)]
+        id: Option<&'a serde_json::value::RawValue>,
+    }
+    let Some(raw) = serde_json::from_slice::<Raw>(line).ok().and_then(|r| r.id).map(|r| r.get()) else {
+        return reply;
+    };
+    let Ok(Value::Number(n)) = serde_json::from_str::<Value>(raw) else { return reply };
+    let shown = format!("\"id\":{n},\"jsonrpc\":\"2.0\"}}");
+    match reply.strip_suffix(&shown) {
+        Some(head) if n.is_f64() => format!("{head}\"id\":{raw},\"jsonrpc\":\"2.0\"}}"),
+        _ => reply,
+    }
+}
+
+/// Whether rmcp reads this line as a message (it answers one it cannot read without an `id`).
+fn rmcp_reads(text: &str) -> bool {
+    serde_json::from_str::<rmcp::model::ClientJsonRpcMessage>(text).is_ok()
+}
+
+/// A batch: fleet answers one message per line (as MCP since 2025-06-18), so each request in it
+/// gets its own -32600 with its id, in one array as JSON-RPC 2.0 answers a batch; a batch of
+/// notifications gets nothing.
+fn batch(items: &[Value]) -> Decision {
+    let replies: Vec<Value> = items
+        .iter()
+        .filter(|item| !item.as_object().is_some_and(|m| !m.contains_key("id") && m.contains_key("method")))
+        .map(|item| {
+            let id = item.get("id").filter(|id| id.is_string() || id.is_number()).cloned().unwrap_or(Value::Null);
+            let why = "Invalid Request: batches are not supported; send one message per line";
+            json!({"jsonrpc": "2.0", "id": id, "error": {"code": INVALID_REQUEST, "message": why}})
+        })
+        .collect();
+    if replies.is_empty() { Decision::Drop } else { Decision::Reply(Value::Array(replies).to_string()) }
+}
+
 fn invalid(id: Option<Value>, why: &str) -> Decision {
     Decision::Reply(error(id.unwrap_or(Value::Null), INVALID_REQUEST, &format!("Invalid Request: {why}")))
 }
@@ -350,6 +413,58 @@ mod tests {
         let list = r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#;
         assert_eq!(g.line(list.as_bytes()), Decision::Forward(vec![INITED.to_string(), list.to_string()]));
         assert_eq!(g.line(INITED.as_bytes()), Decision::Drop, "not twice");
+    }
+
+    #[test]
+    fn lines_rmcp_would_not_read_are_answered_here_with_their_id() {
+        let mut g = ready();
+        for (line, id, code) in [
+            (r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#, json!(1.5), INVALID_REQUEST),
+            (
+                r#"{"jsonrpc":"2.0","id":9223372036854775808,"method":"ping"}"#,
+                json!(9223372036854775808u64),
+                INVALID_REQUEST,
+            ),
+            (r#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":[1,2]}"#, json!(2), INVALID_PARAMS),
+            (r#"{"jsonrpc":"2.0","id":3,"method":"ping","params":{"_meta":5}}"#, json!(3), INVALID_PARAMS),
+            (
+                r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"validate","_meta":[]}}"#,
+                json!(4),
+                INVALID_PARAMS,
+            ),
+            (r#"{"jsonrpc":"2.0","id":5,"method":"ping","id":6}"#, json!(6), INVALID_REQUEST),
+        ] {
+            let r = reply(g.line(line.as_bytes()));
+            assert_eq!((r["id"].clone(), r["error"]["code"].clone()), (id, json!(code)), "{line} → {r}");
+        }
+        // An id beyond 64 bits comes back as the client wrote it, not as a float.
+        let Decision::Reply(big) = g.line(br#"{"jsonrpc":"2.0","id":18446744073709551616000,"method":"ping"}"#) else {
+            panic!("a reply")
+        };
+        assert!(big.contains(r#""id":18446744073709551616000,"#), "{big}");
+        // A notification rmcp cannot read gets no reply (and never reaches rmcp).
+        assert_eq!(g.line(br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":[1]}"#), Decision::Drop);
+        // An `initialize` whose params rmcp would read as an unknown method is refused, and the
+        // session can still initialize.
+        let mut g = guard();
+        let bad = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"roots":5},"clientInfo":{"name":"t","version":"1"}}}"#;
+        let r = reply(g.line(bad.as_bytes()));
+        assert_eq!((r["id"].clone(), r["error"]["code"].clone()), (json!(1), json!(INVALID_PARAMS)), "{r}");
+        assert!(matches!(g.line(INIT.as_bytes()), Decision::Forward(_)));
+    }
+
+    #[test]
+    fn a_batch_gets_one_error_per_request_in_an_array() {
+        let mut g = ready();
+        let line = r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","method":"x"},5,{"jsonrpc":"2.0","id":"b","method":"tools/list"}]"#;
+        let Decision::Reply(text) = g.line(line.as_bytes()) else { panic!("a reply") };
+        let r: Value = serde_json::from_str(&text).unwrap();
+        let ids: Vec<Value> = r.as_array().unwrap().iter().map(|e| e["id"].clone()).collect();
+        assert_eq!(ids, vec![json!(1), Value::Null, json!("b")], "{text}");
+        assert!(r.as_array().unwrap().iter().all(|e| e["error"]["code"] == INVALID_REQUEST), "{text}");
+        assert_eq!(g.line(br#"[{"jsonrpc":"2.0","method":"x"}]"#), Decision::Drop, "notifications only");
+        let r = reply(g.line(br#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#));
+        assert!(r["error"]["message"].as_str().unwrap().contains("null"), "{r}");
     }
 
     /// Seeded fuzz over JSON-ish lines: every reply is a JSON-RPC 2.0 error object with an `id`.

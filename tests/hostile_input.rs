@@ -364,6 +364,40 @@ fn mcp_errors_are_json_rpc_conformant() {
     assert_eq!(valid["result"]["isError"], false, "{valid}");
 }
 
+/// Lines the MCP SDK cannot read (ids it does not take, params that do not fit a method) are
+/// answered with their id, never with an id-less error or an `_meta` error that ends the session.
+#[test]
+fn mcp_lines_the_sdk_cannot_read_are_answered_with_their_id() {
+    let p = Project::new("mcp-shape", FILE);
+    let mut m = Mcp::start(&p);
+    let bad_init = INIT.replace(r#""capabilities":{}"#, r#""capabilities":{"roots":5}"#);
+    assert_ne!(bad_init, INIT);
+    m.send(&bad_init);
+    let r = m.reply_to(1.into());
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    assert!(!r["error"]["message"].as_str().unwrap().contains("_meta"), "{r}");
+    m.send(INIT);
+    assert!(m.reply_to(1.into())["result"]["serverInfo"].is_object());
+    m.send(INITIALIZED);
+    for (line, id, code) in [
+        (r#"{"jsonrpc":"2.0","id":2.5,"method":"ping"}"#, "2.5", -32600),
+        (r#"{"jsonrpc":"2.0","id":36893488147419103232,"method":"ping"}"#, "36893488147419103232", -32600),
+        (r#"{"jsonrpc":"2.0","id":3,"method":"tools/list","params":[1]}"#, "3", -32602),
+        (r#"{"jsonrpc":"2.0","id":"four","method":"ping","params":{"_meta":5}}"#, "\"four\"", -32602),
+    ] {
+        m.send(line);
+        let r = m.reply();
+        assert_eq!(r["error"]["code"], code, "{line} → {r}");
+        assert_eq!(r["id"], serde_json::from_str::<Value>(id).unwrap(), "{line} → {r}");
+    }
+    m.send(r#"[{"jsonrpc":"2.0","id":5,"method":"ping"},{"jsonrpc":"2.0","id":6,"method":"ping"}]"#);
+    let batch = m.reply();
+    let ids: Vec<Value> = batch.as_array().expect("an array for a batch").iter().map(|e| e["id"].clone()).collect();
+    assert_eq!(ids, vec![Value::from(5), Value::from(6)], "{batch}");
+    m.send(r#"{"jsonrpc":"2.0","id":"alive","method":"tools/list"}"#);
+    assert!(m.reply_to("alive".into())["result"]["tools"].is_array());
+}
+
 /// Seeded: random lines between real requests; every reply has an id and the session survives.
 #[test]
 fn fuzzed_mcp_lines_never_end_the_session() {
