@@ -162,8 +162,9 @@ fn duration_secs(text: &str) -> Option<f64> {
 
 /// Reads a compose file and turns it into fleet.kdl text.
 pub fn import(path: &Path, project_dir: &Path) -> Result<Imported> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let text = crate::compose_limits::read(path)?;
     crate::compose_limits::check(&text, &path.display().to_string())?;
+    crate::compose_limits::check_expansion(&text, &path.display().to_string())?;
     convert(&text, &path.display().to_string(), project_dir)
 }
 
@@ -178,6 +179,13 @@ fn parse(text: &str, name: &str) -> Result<serde_yaml_ng::Mapping> {
     })?;
     crate::compose_merge::apply(&mut doc)
         .map_err(|e| Error::usage(format!("{name}: a YAML merge (<<) cannot be applied: {e}")))?;
+    let services = doc.get("services").and_then(Value::as_mapping).map_or(0, serde_yaml_ng::Mapping::len);
+    if services > crate::compose_limits::MAX_SERVICES {
+        return Err(Error::usage(format!(
+            "{name} defines {services} services; fleet imports up to {} (a stage of that many is not one project)",
+            crate::compose_limits::MAX_SERVICES
+        )));
+    }
     match doc {
         Value::Mapping(top) => Ok(top),
         _ => Err(Error::usage(format!("{name}: a compose file is a mapping with `services`"))),
@@ -883,6 +891,15 @@ services:
         let w = out.warnings.join("\n");
         assert!(w.contains("services.web.build.cache_from: not mapped"), "{w}");
         assert_eq!(out.warnings.len(), 1, "{w}");
+    }
+
+    #[test]
+    fn more_services_than_a_project_holds_are_refused() {
+        let many: String = (0..1001).map(|i| format!("  s{i}: {{image: x}}\n")).collect();
+        let err = convert(&format!("services:\n{many}"), "c.yml", Path::new("/x")).unwrap_err().to_string();
+        assert!(err.contains("defines 1001 services; fleet imports up to 1000"), "{err}");
+        let ok: String = (0..1000).map(|i| format!("  s{i}: {{image: x}}\n")).collect();
+        assert_eq!(imported(&format!("services:\n{ok}")).services, 1000);
     }
 
     #[test]

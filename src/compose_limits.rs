@@ -10,8 +10,36 @@ use crate::error::{Error, Result};
 /// Compose files nest 5-8 levels; this bound is a sum of upper bounds, so it is kept generous.
 /// At this depth the parser still answers in a fraction of a second.
 pub const MAX_NESTING_BOUND: usize = 4096;
-/// A compose file of hundreds of services is well under 1 MiB.
-pub const MAX_FILE_BYTES: usize = 8 * 1024 * 1024;
+/// A compose file of hundreds of services is well under 1 MiB; the parser reads 2 MiB in a
+/// fraction of a second.
+pub const MAX_FILE_BYTES: usize = 2 * 1024 * 1024;
+
+/// The compose file at `path` as text, reading at most `MAX_FILE_BYTES + 1` bytes (so
+/// `/dev/zero` or a fifo that never ends is refused, not read until memory runs out).
+pub fn read(path: &std::path::Path) -> Result<String> {
+    use std::io::Read;
+    let name = path.display().to_string();
+    if path.is_dir() {
+        return Err(Error::usage(format!("{name} is a directory; name the compose file in it")));
+    }
+    let file = std::fs::File::open(path).map_err(|e| Error::io(format!("reading {name}"), e))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(format!("reading {name}"), e))?;
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(Error::usage(format!(
+            "{name} is larger than {} MiB, the most fleet imports; nothing was read",
+            MAX_FILE_BYTES >> 20
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+        let col = valid.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+        Error::usage(format!("{name}:{line}:{col}: not UTF-8 text (a compose file is UTF-8)"))
+    })
+}
 
 /// Refuses `text` (the file `name`) when it is too large or may nest too deep.
 pub fn check(text: &str, name: &str) -> Result<()> {
@@ -37,6 +65,96 @@ pub fn check(text: &str, name: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Values (scalars, lists, mappings) a compose file may hold once its aliases are expanded: a
+/// large real file holds a few thousand. An alias repeats what its anchor holds, so 300 aliases
+/// of a 20,000-key mapping are 6,000,000 values from a 300 kB file.
+pub const MAX_VALUES: usize = 100_000;
+/// Services a compose file may define: real ones define tens, a large one a few hundred.
+pub const MAX_SERVICES: usize = 1000;
+
+/// Refuses `text` when its aliases expand to more than `MAX_VALUES` values. Counted on the
+/// parser's events, stopping at the bound, so the refusal costs at most that many values.
+pub fn check_expansion(text: &str, name: &str) -> Result<()> {
+    let count = std::cell::Cell::new(0);
+    let counted = serde::de::DeserializeSeed::deserialize(Count(&count), serde_yaml_ng::Deserializer::from_str(text));
+    if counted.is_err() && count.get() > MAX_VALUES {
+        return Err(Error::usage_help(
+            format!(
+                "{name} holds more than {MAX_VALUES} values (an alias, *name, counts all its anchor holds); nothing was read"
+            ),
+            "a compose file holds a few thousand values: check for aliases of large anchors",
+        ));
+    }
+    // Any other failure is the YAML's, which the parser reports with its place.
+    Ok(())
+}
+
+/// Counts values as the YAML deserializer hands them over, and fails past `MAX_VALUES`.
+struct Count<'a>(&'a std::cell::Cell<usize>);
+
+impl Count<'_> {
+    fn bump<E: serde::de::Error>(&self) -> std::result::Result<(), E> {
+        self.0.set(self.0.get() + 1);
+        if self.0.get() > MAX_VALUES { Err(E::custom("too many values")) } else { Ok(()) }
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Count<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Count<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> std::result::Result<(), E> {
+        self.bump()
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> std::result::Result<(), E> {
+        self.bump()
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> std::result::Result<(), E> {
+        self.bump()
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> std::result::Result<(), E> {
+        self.bump()
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> std::result::Result<(), E> {
+        self.bump()
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<(), E> {
+        self.bump()
+    }
+    fn visit_none<E: serde::de::Error>(self) -> std::result::Result<(), E> {
+        self.bump()
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        serde::de::DeserializeSeed::deserialize(self, d)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        self.bump()?;
+        while seq.next_element_seed(Count(self.0))?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        self.bump()?;
+        while map.next_key_seed(Count(self.0))?.is_some() {
+            map.next_value_seed(Count(self.0))?;
+        }
+        Ok(())
+    }
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, data: A) -> std::result::Result<(), A::Error> {
+        // A tagged value (`!tag value`): the tag, then its value.
+        use serde::de::VariantAccess;
+        let ((), value) = data.variant_seed(Count(self.0))?;
+        value.newtype_variant_seed(Count(self.0))
+    }
 }
 
 /// Block levels a line can be at: its leading run of spaces, tabs and indicators, counted
@@ -69,12 +187,44 @@ mod tests {
     }
 
     #[test]
+    fn aliases_that_expand_past_the_bound_are_refused_and_tags_are_counted() {
+        let big: Vec<String> = (0..2000).map(|i| format!("k{i}: v")).collect();
+        let uses: String = (0..60).map(|i| format!("  s{i}: {{image: x, labels: *big}}\n")).collect();
+        let text = format!("x-big: &big {{{}}}\nservices:\n{uses}", big.join(", "));
+        let started = std::time::Instant::now();
+        let err = check_expansion(&text, "c.yml").unwrap_err().to_string();
+        assert!(err.contains("more than 100000 values (an alias, *name, counts all its anchor holds)"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+        let few: String = (0..20).map(|i| format!("  s{i}: {{image: x, labels: *big}}\n")).collect();
+        check_expansion(&format!("x-big: &big {{{}}}\nservices:\n{few}", big.join(", ")), "c").unwrap();
+        let tagged = format!("services: {{a: !reset {{image: x}}, b: {}}}", "!t [1] ".repeat(1));
+        check_expansion(&tagged, "c").unwrap();
+        check_expansion("services: [", "c").unwrap();
+    }
+
+    #[test]
+    fn reading_is_bounded_and_names_bad_bytes_by_line_and_column() {
+        let err = read(std::path::Path::new("/dev/zero")).unwrap_err().to_string();
+        assert!(err.contains("larger than 2 MiB"), "{err}");
+        let dir = std::env::temp_dir().join(format!("fleet-compose-read-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(read(&dir).unwrap_err().to_string().contains("is a directory"));
+        let file = dir.join("c.yml");
+        std::fs::write(&file, b"services:\n  a: \xff\n").unwrap();
+        let err = read(&file).unwrap_err().to_string();
+        assert!(err.ends_with("c.yml:2:6: not UTF-8 text (a compose file is UTF-8)"), "{err}");
+        std::fs::write(&file, "services: {}\n").unwrap();
+        assert_eq!(read(&file).unwrap(), "services: {}\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn deep_flow_and_block_nesting_are_refused_before_parsing() {
         let flow = format!("services: {}{}", "[".repeat(200_000), "]".repeat(200_000));
         let err = check(&flow, "compose.yml").unwrap_err().to_string();
         assert!(err.contains("may nest deeper"), "{err}");
-        let block: String = (0..3000).map(|i| format!("{}- \n", " ".repeat(i))).collect();
-        assert!(check(&format!("services:\n{block}"), "c").unwrap_err().to_string().contains("line 3001"));
+        let block: String = (0..1200).map(|i| format!("{}- \n", " ".repeat(i * 2))).collect();
+        assert!(check(&format!("services:\n{block}"), "c").unwrap_err().to_string().contains("line 1201"));
         let compact = format!("services:\n{}x\n", "- ".repeat(3000));
         assert!(check(&compact, "c").is_err());
         let multiline = format!("services: {}", "[\n".repeat(5000));

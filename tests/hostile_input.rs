@@ -149,7 +149,7 @@ fn thousands_of_misspelled_names_and_a_huge_stage_name_answer_quickly() {
 fn deeply_nested_compose_yaml_fails_fast_with_a_clear_error() {
     let p = Project::new("deep-yaml", FILE);
     let flow = format!("services: {}{}\n", "[".repeat(200_000), "]".repeat(200_000));
-    let block: String = (0..3000).map(|i| format!("{}- \n", " ".repeat(i))).collect();
+    let block: String = (0..1200).map(|i| format!("{}- \n", " ".repeat(i * 2))).collect();
     for text in [flow, format!("services:\n{block}")] {
         std::fs::write(p.path().join("compose.yml"), text).unwrap();
         let started = Instant::now();
@@ -158,6 +158,31 @@ fn deeply_nested_compose_yaml_fails_fast_with_a_clear_error() {
         assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
         assert!(!p.path().join("imported.kdl").exists());
     }
+}
+
+/// Aliases of a large anchor (300 x 20,000 keys from a 300 kB file), an endless file and more
+/// services than a project holds are refused at once, before anything converts them.
+#[test]
+fn compose_files_that_expand_or_never_end_fail_fast() {
+    let p = Project::new("yaml-bombs", FILE);
+    let big: Vec<String> = (0..20_000).map(|i| format!("k{i}: v{i}")).collect();
+    let uses: String = (0..300).map(|i| format!("  s{i}:\n    image: x\n    labels: *big\n")).collect();
+    let laughs = format!("x-big: &big {{{}}}\nservices:\n{uses}", big.join(", "));
+    let many: String = (0..1500).map(|i| format!("  s{i}:\n    image: x\n")).collect();
+    for (text, expected) in [
+        (laughs, "more than 100000 values"),
+        (format!("services:\n{many}"), "defines 1500 services; fleet imports up to 1000"),
+    ] {
+        std::fs::write(p.path().join("compose.yml"), text).unwrap();
+        let started = Instant::now();
+        let r = p.fleet(&["import", "compose", "compose.yml", "-o", "imported.kdl"]);
+        r.fails_with(2, &[expected]);
+        assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+        assert!(!p.path().join("imported.kdl").exists());
+    }
+    let started = Instant::now();
+    p.fleet(&["import", "compose", "/dev/zero", "-o", "imported.kdl"]).fails_with(2, &["larger than 2 MiB"]);
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
 }
 
 // ---- 5. secrets in errors, line endings ----------------------------------------------------
