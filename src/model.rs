@@ -23,9 +23,14 @@ pub struct StageSpec {
     /// `proxy { … }`: the proxy (Caddy) in front of routed services; None means the defaults.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy: Option<Box<ProxySettings>>,
-    /// Values that came from the environment or a `.env`/`env_file` file: output masks them.
+    /// Values that came from the environment or a `.env`/`env_file` file: errors mask them.
     #[serde(skip)]
     pub sensitive: std::collections::BTreeSet<String>,
+    /// What `fleet config` masks wherever it landed: `sensitive` but the values of variables
+    /// that name a host, a port, a user or a database (`KC_HOSTNAME`, `POSTGRES_USER`), plus
+    /// every secret-named variable's value (`DB_PASSWORD`).
+    #[serde(skip)]
+    pub secrets: std::collections::BTreeSet<String>,
 }
 
 /// Who runs a stage's services on its servers.

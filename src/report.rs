@@ -110,7 +110,7 @@ impl ConfigReport {
     pub fn of(spec: &StageSpec, show_secrets: bool) -> Self {
         let mut value = serde_json::to_value(spec).unwrap_or_default();
         if !show_secrets {
-            crate::secrets::mask_json(&mut value, &spec.sensitive);
+            crate::secrets::mask_json(&mut value, &spec.secrets);
         }
         let kind = if spec.is_local() { "local" } else { "remote" };
         Self { schema: SCHEMA, kind, spec: value }

@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 pub const MASK: &str = "********";
 
 /// Keys whose values are masked whatever their origin.
-const SECRET_MARKERS: [&str; 7] = ["PASSWORD", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "PASSWD", "PASS"];
+const SECRET_MARKERS: [&str; 10] =
+    ["PASSWORD", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "CREDENTIALS", "PASSWD", "PASS", "DSN", "SALT"];
 
 /// Fields holding the names of services, servers and stages: names, never secrets, even when a
 /// `.env` value happens to be the same word (`DB_USER=keycloak` beside service "keycloak").
@@ -44,7 +45,33 @@ pub fn mask_json(value: &mut Value, sensitive: &BTreeSet<String>) {
 /// (`ssh_public_key`) are not variables.
 fn is_secret_key(key: &str) -> bool {
     let env_style = key.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-    env_style && SECRET_MARKERS.iter().any(|m| key.contains(m))
+    env_style && is_secret_name(key)
+}
+
+/// A variable that names a place or an account, never a secret (`KC_HOSTNAME`, `DB_PORT`,
+/// `POSTGRES_USER`, `POSTGRES_DB`): its value is shown by `fleet config` though it came from
+/// `.env` or the environment, so a user name that is also the image's name (`keycloak`) or a
+/// port in a health check URL stays readable. A secret-named variable is never public.
+pub fn is_public_name(name: &str) -> bool {
+    const PUBLIC: [&str; 10] =
+        ["HOST", "HOSTNAME", "DOMAIN", "PORT", "USER", "USERNAME", "DB", "DATABASE", "NAME", "IMAGE"];
+    let upper = name.to_ascii_uppercase();
+    let last = upper.rsplit(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or("");
+    PUBLIC.contains(&last) && !is_secret_name(name)
+}
+
+/// A value `fleet config` shows whatever plain variable held it: a port number (`SENTRY_BIND=9000`
+/// would otherwise hide the port of every health check URL that names it).
+pub fn is_public_value(value: &str) -> bool {
+    value.parse::<u16>().is_ok()
+}
+
+/// A variable name that names a secret: one of its `_`-separated words ends with a marker
+/// (`DB_PASSWORD`, `APIKEY`, `GITHUB_TOKEN`), any case. `KEYCLOAK_ADMIN` or `PASSPORT_URL`
+/// name no secret, though they hold a marker's letters.
+pub fn is_secret_name(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    upper.split(|c: char| !c.is_ascii_alphanumeric()).any(|word| SECRET_MARKERS.iter().any(|m| word.ends_with(m)))
 }
 
 /// One string with every sensitive value and every URL password replaced. Hosts are not
@@ -197,6 +224,24 @@ mod tests {
         let mut paths = json!({"ssh_public_key": "/home/me/.ssh/id.pub"});
         mask_json(&mut paths, &set(&[]));
         assert_eq!(paths["ssh_public_key"], "/home/me/.ssh/id.pub", "fleet's own fields are not variables");
+    }
+
+    #[test]
+    fn secret_names_are_words_that_end_with_a_marker() {
+        for name in ["DB_PASSWORD", "API_KEY", "APIKEY", "GITHUB_TOKEN", "SENTRY_DSN", "aws_secret_access_key", "PASS"]
+        {
+            assert!(is_secret_name(name), "{name}");
+        }
+        for name in ["KEYCLOAK_ADMIN", "PASSPORT_URL", "DB_USER", "KC_HOSTNAME", "PORT", "POSTGRES_DB", "TOKENIZER"] {
+            assert!(!is_secret_name(name), "{name}");
+        }
+        for name in ["KC_HOSTNAME", "DB_PORT", "POSTGRES_USER", "POSTGRES_DB", "app_name", "HOST"] {
+            assert!(is_public_name(name), "{name}");
+        }
+        for name in ["DB_PW", "MODE", "TAG", "DB_PASSWORD_USER", "HOST_TOKEN", "USER_KEY", "SECRET_NAME"] {
+            assert!(!is_public_name(name), "{name}");
+        }
+        assert!(is_public_value("9000") && !is_public_value("90000") && !is_public_value("s3cret"));
     }
 
     #[test]

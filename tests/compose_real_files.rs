@@ -79,6 +79,25 @@ fn a_keycloak_shaped_compose_file_imports_whole() {
     assert_eq!(kc["healthcheck"]["interval_ms"], 20_000, "{kc}");
     assert_eq!(kc["environment"]["KC_HOSTNAME"], "localhost", "a host is not a secret: {kc}");
     assert!(!out.contains("pg-s3cret-42"), "{out}");
+    // A value that is no secret (a user name, from the same env_file) is not masked where it
+    // lands: not in the image's name, not in a database URL, not in a health check.
+    assert_eq!(kc["image"], "quay.io/keycloak/keycloak:26.0", "{kc}");
+    assert_eq!(kc["environment"]["KC_DB_URL"], "jdbc:postgresql://postgres:5432/keycloak", "{kc}");
+    assert_eq!(kc["environment"]["KC_DB_USERNAME"], "keycloak", "{kc}");
+    assert_eq!(kc["environment"]["KC_DB_PASSWORD"], "********", "{kc}");
     let pg = v["services"].as_array().unwrap().iter().find(|s| s["name"] == "postgres").unwrap().clone();
     assert_eq!(pg["ports"][0]["host"], 15432, "{pg}");
+    assert!(pg["healthcheck"]["test"].to_string().contains("pg_isready -U keycloak"), "{pg}");
+    // A port from the environment is no secret either.
+    let env = [("PG_PORT", "15432"), ("KC_PORT", "18080"), ("KC_HEALTH_INTERVAL", "20s")];
+    let (code, out, err) = fleet(&dir, &["config", "local"], &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("18080") && out.contains("quay.io/keycloak/keycloak:26.0"), "{out}");
+    // A port number from a plain variable stays readable where a health check names it.
+    std::fs::write(dir.join(".env"), "PROBE=8080\nPG_PORT=15432\n").unwrap();
+    let kdl = std::fs::read_to_string(dir.join("fleet.kdl")).unwrap();
+    std::fs::write(dir.join("fleet.kdl"), kdl.replace("localhost:8080/health", "localhost:${PROBE}/health")).unwrap();
+    let (code, out, err) = fleet(&dir, &["config", "local"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("http://localhost:8080/health/ready"), "{out}");
 }

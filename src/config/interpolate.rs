@@ -30,6 +30,10 @@ pub struct Vars {
     /// Values of sensitive variables that interpolation used, so output can mask them wherever
     /// they ended up (an environment value, a command, a label).
     used_sensitive: std::cell::RefCell<std::collections::BTreeSet<String>>,
+    /// What `fleet config` masks wherever it landed: the sensitive values but those of variables
+    /// that name a place or an account (`KC_HOSTNAME`, `DB_PORT`, `POSTGRES_USER`), and the
+    /// values of secret-named variables (`DB_PASSWORD`) whatever their source.
+    used_secrets: std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
 
 impl Vars {
@@ -50,12 +54,21 @@ impl Vars {
         if source.is_sensitive() && !value.is_empty() {
             self.used_sensitive.borrow_mut().insert(value.clone());
         }
+        let shown = crate::secrets::is_public_name(name) || crate::secrets::is_public_value(value);
+        if !value.is_empty() && ((source.is_sensitive() && !shown) || crate::secrets::is_secret_name(name)) {
+            self.used_secrets.borrow_mut().insert(value.clone());
+        }
         Some(value.as_str())
     }
 
     /// Every sensitive value interpolation has used so far.
     pub fn used_sensitive(&self) -> std::collections::BTreeSet<String> {
         self.used_sensitive.borrow().clone()
+    }
+
+    /// Every value interpolation has used so far that `fleet config` masks.
+    pub fn used_secrets(&self) -> std::collections::BTreeSet<String> {
+        self.used_secrets.borrow().clone()
     }
 }
 

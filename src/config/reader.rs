@@ -182,6 +182,7 @@ fn read_stage_with(
         vars: Vars::default(),
         errors: Vec::new(),
         env_file_values: Default::default(),
+        env_file_secrets: Default::default(),
         unset,
     };
     r.vars = r.stage_vars(config, stage_node, stage);
@@ -197,6 +198,7 @@ fn read_stage_with(
         orchestrator: Default::default(),
         proxy: None,
         sensitive: Default::default(),
+        secrets: Default::default(),
     };
     let mut spans = Spans::default();
     let mut auto_suspend_at = None;
@@ -234,6 +236,8 @@ fn read_stage_with(
     place_relative_binds(&mut spec, &config.dir);
     spec.sensitive.extend(r.vars.used_sensitive());
     spec.sensitive.append(&mut r.env_file_values);
+    spec.secrets.extend(r.vars.used_secrets());
+    spec.secrets.append(&mut r.env_file_secrets);
     let result = if r.errors.is_empty() {
         Ok((spec, spans))
     } else {
@@ -363,6 +367,8 @@ pub(super) struct Reader<'a> {
     pub(super) vars: Vars,
     /// Values read from a service's `env_file`: secrets as much as a `.env`'s.
     pub(super) env_file_values: std::collections::BTreeSet<String>,
+    /// Those of them `fleet config` masks: all but a place's or an account's (`DB_USER`).
+    pub(super) env_file_secrets: std::collections::BTreeSet<String>,
     pub(super) errors: Vec<ConfigError>,
     /// `validate` only: unset variables, as warnings (None: they are errors, as for `up`).
     pub(super) unset: Option<Vec<ConfigError>>,
@@ -753,6 +759,10 @@ impl Reader<'_> {
                     for (k, v) in values {
                         if !v.is_empty() {
                             self.env_file_values.insert(v.clone());
+                            let shown = crate::secrets::is_public_name(&k) || crate::secrets::is_public_value(&v);
+                            if !shown || crate::secrets::is_secret_name(&k) {
+                                self.env_file_secrets.insert(v.clone());
+                            }
                         }
                         svc.environment.entry(k).or_insert(v);
                     }
