@@ -71,7 +71,10 @@ pub fn is_public_value(value: &str) -> bool {
 /// name no secret, though they hold a marker's letters.
 pub fn is_secret_name(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    upper.split(|c: char| !c.is_ascii_alphanumeric()).any(|word| SECRET_MARKERS.iter().any(|m| word.ends_with(m)))
+    upper.split(|c: char| !c.is_ascii_alphanumeric()).any(|word| {
+        let word = word.strip_suffix('S').filter(|w| !w.ends_with('S')).unwrap_or(word);
+        SECRET_MARKERS.iter().any(|m| word.ends_with(m))
+    })
 }
 
 /// One string with every sensitive value and every URL password replaced. Hosts are not
