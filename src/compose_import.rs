@@ -20,6 +20,10 @@ pub struct Imported {
     pub services: usize,
 }
 
+/// A healthcheck compose turns off (`disable: true`, `test: ["NONE"]`).
+const DISABLED: &str = "a disabled healthcheck is not mapped: fleet writes none, so a healthcheck the \
+                        image itself defines still runs in the container (fleet does not wait on it)";
+
 /// A KDL string, quoted and escaped.
 fn q(s: &str) -> String {
     let mut out = String::from("\"");
@@ -277,11 +281,15 @@ impl Converter {
     /// A `service_healthy` wait on a service without a healthcheck waits only until it runs.
     fn warn_unchecked_healthy_waits(&mut self, top: &serde_yaml_ng::Mapping) {
         for (svc, dep) in &self.healthy_waits {
-            let has_check = top
-                .get("services")
-                .and_then(|s| s.get(dep.as_str()))
-                .and_then(|d| d.get("healthcheck"))
-                .is_some_and(|h| !h.get("disable").is_some_and(|d| d == &Value::Bool(true)));
+            let has_check =
+                top.get("services").and_then(|s| s.get(dep.as_str())).and_then(|d| d.get("healthcheck")).is_some_and(
+                    |h| {
+                        // fleet waits on a healthcheck it writes: one with a `test` that is not NONE.
+                        let test = h.get("test").filter(|t| !t.is_null());
+                        let none = test.and_then(|t| t.get(0).or(Some(t))).is_some_and(|w| w == "NONE");
+                        test.is_some() && !none && h.get("disable") != Some(&Value::Bool(true))
+                    },
+                );
             if !has_check {
                 self.warnings.push(format!(
                     "services.{svc}.depends_on.{dep}: service_healthy, but {dep} has no healthcheck: fleet waits only until it runs"
@@ -539,6 +547,18 @@ impl Converter {
                  in fleet it runs on the stage's network and publishes nothing: add `ports` for what must be \
                  reached from outside, and reach other services by their name",
             ),
+            Some(mode) if mode.starts_with("service:") || mode.starts_with("container:") => {
+                let other = mode.split_once(':').map_or(mode, |(_, o)| o);
+                self.warn(
+                    &at,
+                    &format!(
+                        "`{mode}` is not mapped: under compose the service shared {other}'s network stack (its \
+                         traffic left through {other}, e.g. a VPN, and {other} published its ports); in fleet it \
+                         has its own address on the stage's network: its traffic no longer passes through {other}, \
+                         and it reaches {other} by name"
+                    ),
+                )
+            }
             Some(mode) => {
                 self.warn(&at, &format!("`{mode}` is not mapped: fleet puts every service of a stage on one network"))
             }
@@ -734,7 +754,7 @@ impl Converter {
             return;
         };
         if m.get("disable") == Some(&Value::Bool(true)) {
-            return;
+            return self.warn(&format!("{at}.disable"), DISABLED);
         }
         let mut parts = Vec::new();
         for (k, v) in m {
@@ -747,7 +767,7 @@ impl Converter {
                         _ => Vec::new(),
                     };
                     if words.first().is_some_and(|w| w == "NONE") {
-                        return;
+                        return self.warn(&format!("{at}.test"), DISABLED);
                     }
                     if words.is_empty() {
                         self.warn(&format!("{at}.test"), "not a command");
@@ -772,7 +792,11 @@ impl Converter {
         if parts.iter().any(|p| p.starts_with("test ")) {
             out.push(format!("healthcheck {{ {} }}", parts.join("; ")));
         } else {
-            self.warn(&at, "no `test`: an inherited image healthcheck is not mapped");
+            self.warn(
+                &at,
+                "no `test`: the image's own healthcheck (if it has one) still runs, but fleet knows no test, \
+                 so nothing waits for it to pass before starting what depends on this service",
+            );
         }
     }
 }
@@ -891,6 +915,25 @@ services:
         let w = out.warnings.join("\n");
         assert!(w.contains("services.web.build.cache_from: not mapped"), "{w}");
         assert_eq!(out.warnings.len(), 1, "{w}");
+    }
+
+    #[test]
+    fn a_shared_network_stack_and_a_disabled_healthcheck_are_explained() {
+        let out = imported(
+            "services:\n  vpn: {image: gluetun}\n  torrent: {image: qb, network_mode: 'service:vpn', healthcheck: {disable: true}}\n  web: {image: w, healthcheck: {test: [NONE]}, depends_on: {torrent: {condition: service_healthy}, ml: {condition: service_healthy}}}\n  ml: {image: m, healthcheck: {disable: false}}\n",
+        );
+        let w = out.warnings.join("\n");
+        assert!(w.contains("services.torrent.network_mode: `service:vpn` is not mapped: under compose the service shared vpn's network stack"), "{w}");
+        assert!(w.contains("no longer passes through vpn"), "{w}");
+        assert!(w.contains("services.torrent.healthcheck.disable: a disabled healthcheck is not mapped"), "{w}");
+        assert!(w.contains("services.web.healthcheck.test: a disabled healthcheck is not mapped"), "{w}");
+        assert!(!out.kdl.contains("healthcheck"), "{}", out.kdl);
+        for dep in ["torrent", "ml"] {
+            assert!(
+                w.contains(&format!("services.web.depends_on.{dep}: service_healthy, but {dep} has no healthcheck")),
+                "{w}"
+            );
+        }
     }
 
     #[test]
