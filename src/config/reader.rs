@@ -234,10 +234,7 @@ fn read_stage_with(
     r.check_routes(&spec, &spans);
     crate::proxy::add_route_names(&mut spec);
     place_relative_binds(&mut spec, &config.dir);
-    spec.sensitive.extend(r.vars.used_sensitive());
-    spec.sensitive.append(&mut r.env_file_values);
-    spec.secrets.extend(r.vars.used_secrets());
-    spec.secrets.append(&mut r.env_file_secrets);
+    r.hand_over_masks(&mut spec);
     let result = if r.errors.is_empty() {
         Ok((spec, spans))
     } else {
@@ -384,6 +381,15 @@ impl Reader<'_> {
     }
 
     /// Process env > `.env.<stage>` > `.env` > stage `variables` > top-level `variables`.
+    /// What errors mask (every value from `.env` and the environment) and what `fleet config`
+    /// masks (those but a place's or an account's, and every secret-named variable's).
+    fn hand_over_masks(&mut self, spec: &mut StageSpec) {
+        spec.sensitive.extend(self.vars.used_sensitive());
+        spec.sensitive.append(&mut self.env_file_values);
+        spec.secrets.extend(self.vars.used_secrets());
+        spec.secrets.append(&mut self.env_file_secrets);
+    }
+
     fn stage_vars(&mut self, config: &Config, stage_node: &KdlNode, stage: &str) -> Vars {
         let mut vars = Vars::default();
         vars.add_layer(std::env::vars(), VarSource::Process);
