@@ -44,6 +44,15 @@ fn q(s: &str) -> String {
     out
 }
 
+/// A key (an environment variable, a label) as a KDL node name: bare where KDL reads it as a
+/// name, quoted where it would read a number or a keyword (`1PASSWORD_TOKEN`, `8080.expose`,
+/// `true`, `-9x`).
+fn kdl_key(key: &str) -> String {
+    let bare = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && !["true", "false", "null", "inf", "nan"].contains(&key);
+    if bare { key.to_string() } else { q(key) }
+}
+
 /// Compose's `$VAR` becomes fleet's `${VAR}` (fleet leaves a bare `$VAR` alone); `${…}` and `$$`
 /// mean the same in both. Returns the text and the variables it needs without a default.
 fn vars(text: &str, needed: &mut BTreeSet<String>) -> String {
@@ -456,7 +465,7 @@ impl Converter {
                 None if key == "labels" => String::new(),
                 None => format!("${{{k}}}"),
             };
-            out.push(format!("{k} {}", me.s(&v)));
+            out.push(format!("{} {}", kdl_key(k), me.s(&v)));
         };
         match value {
             Value::Sequence(items) => {
@@ -943,6 +952,25 @@ services:
         assert!(err.contains("defines 1001 services; fleet imports up to 1000"), "{err}");
         let ok: String = (0..1000).map(|i| format!("  s{i}: {{image: x}}\n")).collect();
         assert_eq!(imported(&format!("services:\n{ok}")).services, 1000);
+    }
+
+    #[test]
+    fn keys_kdl_would_read_as_numbers_or_keywords_are_quoted() {
+        let out = imported(
+            "services:\n  a:\n    image: x\n    environment: {1PASSWORD_CONNECT: 'y', 'true': t, -9X: m, .5: d, inf: i, OK_1: o}\n    labels: ['8080.expose=true']\n",
+        );
+        assert!(
+            out.kdl.contains(
+                r#"environment { "1PASSWORD_CONNECT" "y"; "true" "t"; "-9X" "m"; "0.5" "d"; "inf" "i"; OK_1 "o" }"#
+            ),
+            "{}",
+            out.kdl
+        );
+        assert!(out.kdl.contains(r#"labels { "8080.expose" "true" }"#), "{}", out.kdl);
+        let config = crate::config::Config::from_text(Path::new("/work/shop/fleet.kdl"), out.kdl.clone()).unwrap();
+        let spec = config.stage("local").unwrap();
+        assert_eq!(spec.services[0].environment["1PASSWORD_CONNECT"], "y");
+        assert_eq!(spec.services[0].labels["8080.expose"], "true");
     }
 
     #[test]
