@@ -49,6 +49,7 @@ fn q(s: &str) -> String {
 /// `true`, `-9x`).
 fn kdl_key(key: &str) -> String {
     let bare = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
         && !["true", "false", "null", "inf", "nan"].contains(&key);
     if bare { key.to_string() } else { q(key) }
 }
@@ -454,8 +455,11 @@ impl Converter {
     fn pairs(&mut self, svc: &str, key: &str, value: &Value) -> Vec<String> {
         let mut out = Vec::new();
         let mut push = |me: &mut Self, k: &str, v: Option<String>| {
-            if !k.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) || k.is_empty() {
-                me.warn(&format!("services.{svc}.{key}.{k}"), "a name fleet cannot write as a KDL key");
+            if k.is_empty() || k.chars().any(|c| c.is_control() || c == '=') {
+                me.warn(
+                    &format!("services.{svc}.{key}.{k}"),
+                    "an empty name, or one holding `=` or a control character, is not a variable or label name",
+                );
                 return;
             }
             // In `environment`, `KEY` without a value passes the variable through from the
@@ -957,7 +961,7 @@ services:
     #[test]
     fn keys_kdl_would_read_as_numbers_or_keywords_are_quoted() {
         let out = imported(
-            "services:\n  a:\n    image: x\n    environment: {1PASSWORD_CONNECT: 'y', 'true': t, -9X: m, .5: d, inf: i, OK_1: o}\n    labels: ['8080.expose=true']\n",
+            "services:\n  a:\n    image: x\n    environment: {1PASSWORD_CONNECT: 'y', 'true': t, -9X: m, .5: d, inf: i, OK_1: o}\n    labels: ['8080.expose=true', 'app.kubernetes.io/name=web']\n",
         );
         assert!(
             out.kdl.contains(
@@ -966,11 +970,12 @@ services:
             "{}",
             out.kdl
         );
-        assert!(out.kdl.contains(r#"labels { "8080.expose" "true" }"#), "{}", out.kdl);
+        assert!(out.kdl.contains(r#"labels { "8080.expose" "true"; "app.kubernetes.io/name" "web" }"#), "{}", out.kdl);
         let config = crate::config::Config::from_text(Path::new("/work/shop/fleet.kdl"), out.kdl.clone()).unwrap();
         let spec = config.stage("local").unwrap();
         assert_eq!(spec.services[0].environment["1PASSWORD_CONNECT"], "y");
         assert_eq!(spec.services[0].labels["8080.expose"], "true");
+        assert_eq!(spec.services[0].labels["app.kubernetes.io/name"], "web");
     }
 
     #[test]
