@@ -383,6 +383,8 @@ impl Converter {
                         out.push("restart \"on-failure\"".into());
                         self.warn(&path("restart"), "the retry count of on-failure is not mapped");
                     }
+                    // Checked when fleet reads the file, as compose checks it at `up`.
+                    Some(r) if r.contains('$') => out.push(format!("restart {}", self.typed_var(&r))),
                     _ => self.warn(&path("restart"), "unknown restart policy"),
                 },
                 "labels" => {
@@ -395,9 +397,15 @@ impl Converter {
                     Some(sig) => out.push(format!("stop_signal {}", q(&sig))),
                     None => self.warn(&path(&key), "not a string"),
                 },
-                "stop_grace_period" => match scalar(value).as_deref().and_then(duration_secs) {
-                    Some(secs) => out.push(format!("stop_timeout {}", secs.ceil() as u64)),
-                    None => self.warn(&path(&key), "not a duration"),
+                "stop_grace_period" => match scalar(value) {
+                    Some(d) if let Some(secs) = duration_secs(&d) => {
+                        out.push(format!("stop_timeout {}", secs.ceil() as u64))
+                    }
+                    Some(d) if d.contains('$') => self.warn(
+                        &path(&key),
+                        &format!("`{d}` is not mapped: fleet's stop_timeout is whole seconds, not a duration variable; write `stop_timeout N` by hand"),
+                    ),
+                    _ => self.warn(&path(&key), "not a duration"),
                 },
                 k if k.starts_with("x-") => self.warn(&path(k), "extension field: not configuration"),
                 "container_name" => self.warn(&path(&key), "fleet names containers <project>-<stage>-<service>"),
@@ -976,6 +984,26 @@ services:
         assert_eq!(spec.services[0].environment["1PASSWORD_CONNECT"], "y");
         assert_eq!(spec.services[0].labels["8080.expose"], "true");
         assert_eq!(spec.services[0].labels["app.kubernetes.io/name"], "web");
+    }
+
+    #[test]
+    fn a_variable_restart_policy_is_kept_and_a_variable_grace_period_explained() {
+        let out = imported(
+            "services:\n  a:\n    image: x\n    restart: ${RESTART_POLICY:-unless-stopped}\n    stop_grace_period: ${STOP:-30s}\n",
+        );
+        assert!(out.kdl.contains(r#"restart "${RESTART_POLICY:-unless-stopped}""#), "{}", out.kdl);
+        let w = out.warnings.join("\n");
+        assert!(
+            w.contains(
+                "services.a.stop_grace_period: `${STOP:-30s}` is not mapped: fleet's stop_timeout is whole seconds"
+            ),
+            "{w}"
+        );
+        let config = crate::config::Config::from_text(Path::new("/work/shop/fleet.kdl"), out.kdl).unwrap();
+        assert_eq!(
+            config.stage("local").unwrap().services[0].restart,
+            Some(crate::model::RestartPolicy::UnlessStopped)
+        );
     }
 
     #[test]
