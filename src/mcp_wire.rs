@@ -297,9 +297,15 @@ fn with_the_clients_id(line: &[u8], reply: String) -> String {
         return reply;
     };
     let Ok(Value::Number(n)) = serde_json::from_str::<Value>(raw) else { return reply };
-    let shown = format!("\"id\":{n},\"jsonrpc\":\"2.0\"}}");
-    match reply.strip_suffix(&shown) {
-        Some(head) if n.is_f64() => format!("{head}\"id\":{raw},\"jsonrpc\":\"2.0\"}}"),
+    if !n.is_f64() {
+        return reply;
+    }
+    match serde_json::from_str::<Value>(&reply) {
+        Ok(Value::Object(mut fields)) if fields.contains_key("id") => {
+            fields.remove("id");
+            let rest = Value::Object(fields).to_string();
+            format!("{{\"id\":{raw},{}", &rest[1..])
+        }
         _ => reply,
     }
 }
@@ -442,6 +448,13 @@ mod tests {
             panic!("a reply")
         };
         assert!(big.contains(r#""id":18446744073709551616000,"#), "{big}");
+        let mut fresh = guard();
+        let Decision::Reply(pong) = fresh.line(br#"{"jsonrpc":"2.0","id":18446744073709551616000,"method":"ping"}"#)
+        else {
+            panic!("a reply")
+        };
+        assert!(pong.contains(r#""id":18446744073709551616000,"#), "a result too: {pong}");
+        assert_eq!(serde_json::from_str::<Value>(&pong).unwrap()["result"], json!({}));
         // A notification rmcp cannot read gets no reply (and never reaches rmcp).
         assert_eq!(g.line(br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":[1]}"#), Decision::Drop);
         // An `initialize` whose params rmcp would read as an unknown method is refused, and the
