@@ -227,6 +227,7 @@ pub fn convert(text: &str, name: &str, project_dir: &Path) -> Result<Imported> {
         oneshot: BTreeSet::new(),
         healthy_waits: Vec::new(),
         typed: BTreeSet::new(),
+        dir: project_dir.to_path_buf(),
     };
     let project = project_name(&top, project_dir);
     let mut services_kdl = Vec::new();
@@ -318,6 +319,8 @@ struct Converter {
     healthy_waits: Vec<(String, String)>,
     /// Variables used in typed fields (ports, durations).
     typed: BTreeSet<String>,
+    /// The compose file's directory, which relative paths start from.
+    dir: std::path::PathBuf,
 }
 
 impl Converter {
@@ -517,14 +520,21 @@ impl Converter {
             match (&item, scalar(&item)) {
                 (_, Some(p)) => files.push(self.s(&p)),
                 (Value::Mapping(m), None) => {
-                    if let Some(p) = m.get("path").and_then(scalar) {
-                        files.push(self.s(&p));
-                    }
-                    if m.get("required") == Some(&Value::Bool(false)) {
-                        self.warn(
+                    let path = m.get("path").and_then(scalar);
+                    let optional = m.get("required") == Some(&Value::Bool(false));
+                    match path {
+                        // Compose skips an optional file that is not there: so does the import.
+                        Some(p) if optional && !p.contains('$') && !self.dir.join(&p).is_file() => self.warn(
                             &format!("services.{svc}.env_file"),
-                            "required: false is not mapped: fleet needs the file",
-                        );
+                            &format!("{p} (required: false) does not exist, so it is not listed: fleet needs every file it lists; add it when it exists"),
+                        ),
+                        Some(p) => {
+                            files.push(self.s(&p));
+                            if optional {
+                                self.warn(&format!("services.{svc}.env_file"), &format!("{p}: required: false is not mapped: fleet needs the file"));
+                            }
+                        }
+                        None => self.warn(&format!("services.{svc}.env_file"), "no `path`"),
                     }
                 }
                 _ => self.warn(&format!("services.{svc}.env_file"), "not a path"),
@@ -1004,6 +1014,20 @@ services:
             config.stage("local").unwrap().services[0].restart,
             Some(crate::model::RestartPolicy::UnlessStopped)
         );
+    }
+
+    #[test]
+    fn an_optional_env_file_that_is_not_there_is_left_out() {
+        let dir = std::env::temp_dir().join(format!("fleet-import-envfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("present.env"), "A=1\n").unwrap();
+        let yaml = "services:\n  a:\n    image: x\n    env_file:\n      - path: ./missing.env\n        required: false\n      - path: ./present.env\n        required: false\n";
+        let out = convert(yaml, "compose.yml", &dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(out.kdl.contains("env_file \"./present.env\"\n"), "{}", out.kdl);
+        let w = out.warnings.join("\n");
+        assert!(w.contains("./missing.env (required: false) does not exist, so it is not listed"), "{w}");
+        assert!(w.contains("./present.env: required: false is not mapped"), "{w}");
     }
 
     #[test]
