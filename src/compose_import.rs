@@ -412,6 +412,7 @@ impl Converter {
                 },
                 k if k.starts_with("x-") => self.warn(&path(k), "extension field: not configuration"),
                 "container_name" => self.warn(&path(&key), "fleet names containers <project>-<stage>-<service>"),
+                "build" if !self.build_input_is_here(svc, value, def.get("image").is_some(), &mut out) => {}
                 "build" => self.build(svc, value, &mut out),
                 "network_mode" => self.network_mode(svc, value),
                 "networks" => self.warn(
@@ -422,6 +423,41 @@ impl Converter {
             }
         }
         out
+    }
+
+    /// Whether the build context and its Dockerfile are there, as fleet needs them to read the
+    /// file (compose looks only when it builds). When they are not, the build is left out with a
+    /// warning and the service runs its image (the service's name when it names none).
+    fn build_input_is_here(&mut self, svc: &str, value: &Value, has_image: bool, out: &mut Vec<String>) -> bool {
+        let (context, dockerfile) = match value {
+            Value::Mapping(m) => (
+                m.get("context").and_then(scalar).unwrap_or(".".into()),
+                m.get("dockerfile").and_then(scalar).unwrap_or("Dockerfile".into()),
+            ),
+            other => (scalar(other).unwrap_or(".".into()), "Dockerfile".into()),
+        };
+        if context.contains('$') || dockerfile.contains('$') {
+            return true; // resolved when fleet reads the file
+        }
+        let dir = self.dir.join(&context);
+        let missing = if !dir.is_dir() {
+            format!("the build context {context} is not here")
+        } else if !dir.join(&dockerfile).is_file() {
+            format!("the build context {context} has no {dockerfile}")
+        } else {
+            return true;
+        };
+        if !has_image {
+            out.push(format!("image {}", q(svc)));
+        }
+        let image = if has_image { "its `image`".to_string() } else { format!("the image {svc}") };
+        self.warn(
+            &format!("services.{svc}.build"),
+            &format!(
+                "{missing}, so the build is not imported: fleet runs {image}; add `build` when the context is in place"
+            ),
+        );
+        false
     }
 
     /// `build: ./api`, or its long form (context, dockerfile, target, args) as a `build` block.
@@ -930,9 +966,18 @@ services:
 
     #[test]
     fn build_maps_in_short_and_long_form() {
-        let out = imported(
+        let dir = std::env::temp_dir().join(format!("fleet-import-build-{}", std::process::id()));
+        for path in ["api/Dockerfile", "web/Dockerfile.prod"] {
+            std::fs::create_dir_all(dir.join(path).parent().unwrap()).unwrap();
+            std::fs::write(dir.join(path), "FROM scratch\n").unwrap();
+        }
+        let out = convert(
             "services:\n  api:\n    build: ./api\n  web:\n    image: shop/web\n    build:\n      context: ./web\n      dockerfile: Dockerfile.prod\n      target: runtime\n      args: [VERSION=2]\n      cache_from: [x]\n",
-        );
+            "compose.yml",
+            &dir,
+        )
+        .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
         assert!(out.kdl.contains("build \"./api\""), "{}", out.kdl);
         assert!(
             out.kdl.contains(
@@ -1028,6 +1073,19 @@ services:
         let w = out.warnings.join("\n");
         assert!(w.contains("./missing.env (required: false) does not exist, so it is not listed"), "{w}");
         assert!(w.contains("./present.env: required: false is not mapped"), "{w}");
+    }
+
+    #[test]
+    fn a_build_whose_context_is_not_here_is_left_out_and_the_image_runs() {
+        let out = imported(
+            "services:\n  web:\n    image: shop/web\n    build: ./web\n  api:\n    build: {context: ./api, dockerfile: Dockerfile.dev}\n",
+        );
+        assert!(!out.kdl.contains("build"), "{}", out.kdl);
+        assert!(out.kdl.contains("image \"shop/web\"") && out.kdl.contains("image \"api\""), "{}", out.kdl);
+        let w = out.warnings.join("\n");
+        assert!(w.contains("services.web.build: the build context ./web is not here, so the build is not imported: fleet runs its `image`"), "{w}");
+        assert!(w.contains("services.api.build: the build context ./api is not here, so the build is not imported: fleet runs the image api"), "{w}");
+        crate::config::Config::from_text(Path::new("/work/shop/fleet.kdl"), out.kdl).unwrap().validate_all().unwrap();
     }
 
     #[test]
