@@ -633,6 +633,33 @@ impl Converter {
         }
     }
 
+    /// A port in long syntax as (host_ip, published, target, protocol); None when it has no target.
+    #[allow(clippy::type_complexity)]
+    fn long_port(
+        &mut self,
+        at: &str,
+        m: &serde_yaml_ng::Mapping,
+    ) -> Option<(Option<String>, Option<String>, String, Option<String>)> {
+        let Some(target) = m.get("target").and_then(scalar) else {
+            self.warn(at, "long syntax without `target`; skipped");
+            return None;
+        };
+        if m.get("mode").and_then(scalar).is_some_and(|mode| mode != "ingress" && mode != "host") {
+            self.warn(&format!("{at}.mode"), "not mapped");
+        }
+        for k in m.keys().filter_map(scalar) {
+            if !["target", "published", "host_ip", "protocol", "mode"].contains(&k.as_str()) {
+                self.warn(&format!("{at}.{k}"), "not mapped");
+            }
+        }
+        Some((
+            m.get("host_ip").and_then(scalar),
+            m.get("published").and_then(scalar),
+            target,
+            m.get("protocol").and_then(scalar),
+        ))
+    }
+
     fn ports(&mut self, svc: &str, value: &Value, out: &mut Vec<String>) {
         let Value::Sequence(items) = value else {
             self.warn(&format!("services.{svc}.ports"), "not a list");
@@ -642,21 +669,10 @@ impl Converter {
         for (i, item) in items.iter().enumerate() {
             let at = format!("services.{svc}.ports[{i}]");
             let (host_ip, host, container, protocol) = match item {
-                Value::Mapping(m) => {
-                    let Some(target) = m.get("target").and_then(scalar) else {
-                        self.warn(&at, "long syntax without `target`; skipped");
-                        continue;
-                    };
-                    if m.get("mode").and_then(scalar).is_some_and(|mode| mode != "ingress" && mode != "host") {
-                        self.warn(&format!("{at}.mode"), "not mapped");
-                    }
-                    (
-                        m.get("host_ip").and_then(scalar),
-                        m.get("published").and_then(scalar),
-                        target,
-                        m.get("protocol").and_then(scalar),
-                    )
-                }
+                Value::Mapping(m) => match self.long_port(&at, m) {
+                    Some(parts) => parts,
+                    None => continue,
+                },
                 other => {
                     let Some(text) = scalar(other) else { continue };
                     let (spec, protocol) = match text.rsplit_once('/') {
@@ -685,6 +701,10 @@ impl Converter {
             };
             if is_range(&container) || host.as_deref().is_some_and(is_range) {
                 self.warn(&at, "port ranges are not mapped; skipped");
+                continue;
+            }
+            if let Some(p) = protocol.as_deref().filter(|p| !p.contains('$') && !["tcp", "udp"].contains(p)) {
+                self.warn(&at, &format!("protocol `{p}` is not mapped (fleet publishes tcp and udp); skipped"));
                 continue;
             }
             let Some(container) = self.port_number(&at, &container) else { continue };
@@ -1086,6 +1106,21 @@ services:
         assert!(w.contains("services.web.build: the build context ./web is not here, so the build is not imported: fleet runs its `image`"), "{w}");
         assert!(w.contains("services.api.build: the build context ./api is not here, so the build is not imported: fleet runs the image api"), "{w}");
         crate::config::Config::from_text(Path::new("/work/shop/fleet.kdl"), out.kdl).unwrap().validate_all().unwrap();
+    }
+
+    #[test]
+    fn other_protocols_and_unmapped_long_port_keys_are_warnings() {
+        let out = imported(
+            "services:\n  a:\n    image: x\n    ports: ['9999:99/sctp', {target: 81, published: 8181, app_protocol: http, name: web}]\n",
+        );
+        assert!(out.kdl.contains("ports { port host=8181 container=81 }"), "{}", out.kdl);
+        let w = out.warnings.join("\n");
+        assert!(w.contains("services.a.ports[0]: protocol `sctp` is not mapped"), "{w}");
+        assert!(
+            w.contains("services.a.ports[1].app_protocol: not mapped")
+                && w.contains("services.a.ports[1].name: not mapped"),
+            "{w}"
+        );
     }
 
     #[test]
