@@ -44,6 +44,12 @@ fn q(s: &str) -> String {
     out
 }
 
+/// `NAME`: what `${…}` can name.
+fn is_var_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// A key (an environment variable, a label) as a KDL node name: bare where KDL reads it as a
 /// name, quoted where it would read a number or a keyword (`1PASSWORD_TOKEN`, `8080.expose`,
 /// `true`, `-9x`).
@@ -152,6 +158,9 @@ fn duration_secs(text: &str) -> Option<f64> {
     if rest.is_empty() {
         return None;
     }
+    if rest.chars().all(|c| c.is_ascii_digit() || c == '.') && rest != "0" {
+        return None; // Go's time.ParseDuration, which compose uses, needs a unit
+    }
     while !rest.is_empty() {
         num.clear();
         while let Some(c) = rest.chars().next().filter(|c| c.is_ascii_digit() || *c == '.') {
@@ -208,9 +217,12 @@ fn parse(text: &str, name: &str) -> Result<serde_yaml_ng::Mapping> {
 
 /// The project: compose's `name`, else the directory's, in the characters a project name takes.
 fn project_name(top: &serde_yaml_ng::Mapping, project_dir: &Path) -> String {
+    let from_dir =
+        || project_dir.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_else(|| "app".into());
+    // A name given by a variable, or one with no letter or digit, is not one fleet can write.
     let project = match top.get("name").and_then(scalar) {
-        Some(n) => n,
-        None => project_dir.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_else(|| "app".into()),
+        Some(n) if !n.contains('$') && n.chars().any(|c| c.is_ascii_alphanumeric()) => n,
+        _ => from_dir(),
     };
     let project: String = project
         .chars()
@@ -268,7 +280,7 @@ pub fn convert(text: &str, name: &str, project_dir: &Path) -> Result<Imported> {
     if !needed.is_empty() {
         kdl.push_str("\n// Unset in compose means empty; the environment and .env still win.\nvariables {\n");
         for v in needed {
-            let _ = writeln!(kdl, "    {v} \"\"");
+            let _ = writeln!(kdl, "    {} \"\"", kdl_key(v));
         }
         kdl.push_str("}\n");
     }
@@ -514,7 +526,11 @@ impl Converter {
             let v = match v {
                 Some(v) => v,
                 None if key == "labels" => String::new(),
-                None => format!("${{{k}}}"),
+                None if is_var_name(k) => format!("${{{k}}}"),
+                None => {
+                    let why = "no value, and not a variable name the environment could pass through; skipped";
+                    return me.warn(&format!("services.{svc}.{key}.{k}"), why);
+                }
             };
             out.push(format!("{} {}", kdl_key(k), me.s(&v)));
         };
@@ -1121,6 +1137,20 @@ services:
                 && w.contains("services.a.ports[1].name: not mapped"),
             "{w}"
         );
+    }
+
+    #[test]
+    fn odd_names_are_written_or_said_never_a_file_fleet_cannot_read() {
+        let out = imported(
+            "name: ${PROJECT}\nservices:\n  a:\n    image: x\n    command: [$null, $true]\n    environment: ['${V:-d}', 'a b', OK]\n    healthcheck: {test: [CMD, 'true'], interval: 5}\n",
+        );
+        assert!(out.kdl.contains("project \"shop\""), "{}", out.kdl);
+        assert!(out.kdl.contains("    \"null\" \"\"\n") && out.kdl.contains("    \"true\" \"\"\n"), "{}", out.kdl);
+        assert!(out.kdl.contains("environment { OK \"${OK}\" }"), "{}", out.kdl);
+        let w = out.warnings.join("\n");
+        assert!(w.contains("services.a.environment.a b: no value, and not a variable name"), "{w}");
+        assert!(w.contains("services.a.healthcheck.interval: not a duration"), "{w}");
+        crate::config::Config::from_text(Path::new("/work/shop/fleet.kdl"), out.kdl).unwrap().validate_all().unwrap();
     }
 
     #[test]
