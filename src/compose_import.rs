@@ -399,7 +399,7 @@ impl Converter {
                         self.warn(&path("restart"), "the retry count of on-failure is not mapped");
                     }
                     // Checked when fleet reads the file, as compose checks it at `up`.
-                    Some(r) if r.contains('$') => out.push(format!("restart {}", self.typed_var(&r))),
+                    Some(r) if r.contains('$') => out.push(format!("restart {}", self.typed_var(r))),
                     _ => self.warn(&path("restart"), "unknown restart policy"),
                 },
                 "labels" => {
