@@ -182,7 +182,7 @@ impl Guard {
             .get(name)
             .into_iter()
             .flatten()
-            .filter(|field| !arguments.contains_key(field.as_str()))
+            .filter(|field| arguments.get(field.as_str()).is_none_or(Value::is_null))
             .map(String::as_str)
             .collect();
         (!missing.is_empty()).then(|| format!("`{name}` needs the argument(s) {}", missing.join(", ")))
@@ -397,6 +397,7 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"validate","arguments":[1]}}"#,
             r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"plan","arguments":{"stage":"dev"}}}"#,
             r#"{"jsonrpc":"2.0","id":3,"method":"tools/call"}"#,
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"plan","arguments":{"stage":null,"action":"up"}}}"#,
         ] {
             let r = reply(g.line(line.as_bytes()));
             assert_eq!((r["id"].clone(), r["error"]["code"].clone()), (json!(3), json!(INVALID_PARAMS)), "{line}");
