@@ -187,7 +187,13 @@ fn duration_secs(text: &str) -> Option<f64> {
 pub fn import(path: &Path, project_dir: &Path) -> Result<Imported> {
     let text = crate::compose_limits::read(path)?;
     crate::compose_limits::check(&text, &path.display().to_string())?;
-    crate::compose_limits::check_expansion(&text, &path.display().to_string())?;
+    let name = path.display().to_string();
+    // The first pass of the YAML parser over the text runs within a time budget.
+    let counted = crate::compose_limits::in_time(&text, &name, {
+        let name = name.clone();
+        move |t| crate::compose_limits::check_expansion(t, &name)
+    });
+    counted??;
     convert(&text, &path.display().to_string(), project_dir)
 }
 

@@ -64,7 +64,59 @@ pub fn check(text: &str, name: &str) -> Result<()> {
             format!("a compose file nests a few levels; fleet reads files whose bound stays under {MAX_NESTING_BOUND}"),
         ));
     }
+    let open = flow_depth(text);
+    if open > MAX_FLOW_DEPTH {
+        return Err(Error::usage_help(
+            format!("{name} opens {open} levels of `[` and `{{` without closing them; nothing was read"),
+            "a compose file nests a few levels; the YAML parser slows down with every open level",
+        ));
+    }
     Ok(())
+}
+
+/// `[`/`{` levels open at once, counted byte by byte. libyaml does work proportional to the
+/// open flow levels for every token, so 2,000 open levels around 400,000 items took 20 s to be
+/// refused; the deserializer refuses past 128 anyway.
+pub const MAX_FLOW_DEPTH: usize = 256;
+
+/// The most `[`/`{` open at once, every bracket byte counted (also in strings and comments, so
+/// brackets in strings make it larger, never smaller, unless a string closes what it did not
+/// open: `parse_in_time` bounds that case).
+fn flow_depth(text: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    for b in text.bytes() {
+        match b {
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// How long the YAML parser may take on a compose file: real ones take milliseconds.
+pub const PARSE_BUDGET: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// Runs `work` on the text on its own thread and refuses the file when it does not finish within
+/// `PARSE_BUDGET` (the thread is left to the process's exit, which follows the refusal).
+pub fn in_time<T: Send + 'static>(text: &str, name: &str, work: impl FnOnce(&str) -> T + Send + 'static) -> Result<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owned = text.to_string();
+    let spawned = std::thread::Builder::new().name("compose-yaml".into()).spawn(move || {
+        let _ = tx.send(work(&owned));
+    });
+    if spawned.is_err() {
+        return Err(Error::failed("could not start the YAML parser's thread"));
+    }
+    rx.recv_timeout(PARSE_BUDGET).map_err(|_| {
+        Error::usage_help(
+            format!("{name}: the YAML parser did not finish within {} s; nothing was read", PARSE_BUDGET.as_secs_f32()),
+            "a compose file parses in milliseconds: look for deep `[`/`{` nesting",
+        )
+    })
 }
 
 /// Values (scalars, lists, mappings) a compose file may hold once its aliases are expanded: a
@@ -216,6 +268,19 @@ mod tests {
         std::fs::write(&file, "services: {}\n").unwrap();
         assert_eq!(read(&file).unwrap(), "services: {}\n");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn many_items_inside_many_open_levels_are_refused_at_once() {
+        let text = format!("services: {}{}1{}", "[".repeat(300), "1,".repeat(400_000), "]".repeat(300));
+        let started = std::time::Instant::now();
+        let err = check(&text, "c.yml").unwrap_err().to_string();
+        assert!(err.contains("opens 300 levels of `[` and `{` without closing them"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "{:?}", started.elapsed());
+        check("services: {a: {image: x, command: [\"]]]\", \"[[\"]}}", "c").unwrap();
+        let slow = in_time("x", "c.yml", |_| std::thread::sleep(std::time::Duration::from_secs(5)));
+        assert!(slow.unwrap_err().to_string().contains("did not finish within 1.5 s"));
+        assert_eq!(in_time("abc", "c", |t| t.len()).unwrap(), 3);
     }
 
     #[test]

@@ -180,6 +180,17 @@ fn compose_files_that_expand_or_never_end_fail_fast() {
         assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
         assert!(!p.path().join("imported.kdl").exists());
     }
+    // Many items inside many open levels: libyaml's work per token grows with the open levels
+    // (2,000 levels around 400,000 items took 21 s); strings that close what they did not open
+    // cannot hide the levels from the time budget.
+    let wide = format!("services: {}{}1{}\n", "[".repeat(2000), "1,".repeat(400_000), "]".repeat(2000));
+    let hidden = format!("services: {}{}1{}\n", "[[[[ \"]]]]\", ".repeat(500), "1,".repeat(300_000), "]".repeat(2000));
+    for (text, expected) in [(wide, "opens 2000 levels"), (hidden, "did not finish within")] {
+        std::fs::write(p.path().join("compose.yml"), text).unwrap();
+        let started = Instant::now();
+        p.fleet(&["import", "compose", "compose.yml", "-o", "imported.kdl"]).fails_with(2, &[expected]);
+        assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    }
     let started = Instant::now();
     p.fleet(&["import", "compose", "/dev/zero", "-o", "imported.kdl"]).fails_with(2, &["larger than 2 MiB"]);
     assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
