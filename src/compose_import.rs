@@ -186,15 +186,14 @@ fn duration_secs(text: &str) -> Option<f64> {
 /// Reads a compose file and turns it into fleet.kdl text.
 pub fn import(path: &Path, project_dir: &Path) -> Result<Imported> {
     let text = crate::compose_limits::read(path)?;
-    crate::compose_limits::check(&text, &path.display().to_string())?;
     let name = path.display().to_string();
-    // The first pass of the YAML parser over the text runs within a time budget.
-    let counted = crate::compose_limits::in_time(&text, &name, {
-        let name = name.clone();
-        move |t| crate::compose_limits::check_expansion(t, &name)
-    });
-    counted??;
-    convert(&text, &path.display().to_string(), project_dir)
+    crate::compose_limits::check(&text, &name)?;
+    // The YAML parser's passes over the text (and the conversion) run within a time budget.
+    let dir = project_dir.to_path_buf();
+    crate::compose_limits::in_time(&text, &name.clone(), move |t| {
+        crate::compose_limits::check_expansion(t, &name)?;
+        convert(t, &name, &dir)
+    })?
 }
 
 /// The compose YAML with its merges (<<) applied: a mapping at the top.

@@ -185,7 +185,10 @@ fn compose_files_that_expand_or_never_end_fail_fast() {
     // cannot hide the levels from the time budget.
     let wide = format!("services: {}{}1{}\n", "[".repeat(2000), "1,".repeat(400_000), "]".repeat(2000));
     let hidden = format!("services: {}{}1{}\n", "[[[[ \"]]]]\", ".repeat(500), "1,".repeat(300_000), "]".repeat(2000));
-    for (text, expected) in [(wide, "opens 2000 levels"), (hidden, "did not finish within")] {
+    let under = format!("services: {}{}1{}\n", "[".repeat(250), "1,".repeat(1_000_000), "]".repeat(250));
+    for (text, expected) in
+        [(wide, "opens 2000 levels"), (hidden, "did not finish within"), (under, "did not finish within")]
+    {
         std::fs::write(p.path().join("compose.yml"), text).unwrap();
         let started = Instant::now();
         p.fleet(&["import", "compose", "compose.yml", "-o", "imported.kdl"]).fails_with(2, &[expected]);
