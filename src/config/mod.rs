@@ -151,7 +151,12 @@ impl Config {
                 Err(e) => errors.extend(e),
             }
         }
-        errors.extend(unused::check(self));
+        let (unused_errors, unused_unset) = unused::check(self);
+        errors.extend(unused_errors);
+        unset.extend(unused_unset);
+        // A value with an unset variable is not known yet: what was said about its text as
+        // written (`${HOST}` is not a host name) is not a mistake in the file.
+        errors.retain(|e| !unset.iter().any(|w| unset::covers(w, e)));
         // The same service read by several stages reports the same mistake once.
         let mut seen = std::collections::HashSet::new();
         errors.retain(|e| seen.insert((e.message.clone(), e.span.offset())));

@@ -234,6 +234,10 @@ fn read_stage_with(
     place_relative_binds(&mut spec, &config.dir);
     spec.sensitive.extend(r.vars.used_sensitive());
     spec.sensitive.append(&mut r.env_file_values);
+    if let Some(unset) = &r.unset {
+        // `validate`: what was said about a value whose variable is unset judged `${VAR}` itself.
+        r.errors.retain(|e| !unset.iter().any(|w| super::unset::covers(w, e)));
+    }
     let result = if r.errors.is_empty() {
         Ok((spec, spans))
     } else {
