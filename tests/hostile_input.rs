@@ -44,6 +44,26 @@ fn nesting_limit_holds_where_a_prescan_read_the_text_differently() {
     }
 }
 
+/// Fuzz-found: a KDL 1 file nesting a few thousand blocks, one per line, grew quadratically in
+/// the KDL 1 to KDL 2 conversion (2,000 levels: 2 GB and 5 s; 10,000: killed for memory). Its
+/// depth is now checked on the KDL 1 document before anything converts it.
+#[test]
+fn deep_kdl1_nesting_is_refused_in_bounded_memory() {
+    let p = Project::new("deep-kdl1", FILE);
+    let levels = 2000;
+    let text = format!("x true\n{}{}", "a {\n".repeat(levels), "}\n".repeat(levels));
+    std::fs::write(p.path().join("fleet.kdl"), text).unwrap();
+    let child = p.cmd(&["validate"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
+    // SAFETY: the child's own pid, valid pointers; wait4 reports that child's peak memory.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as libc::pid_t);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 2, "wait status {status}");
+    let peak_mb = usage.ru_maxrss / 1024;
+    assert!(peak_mb < 500, "{levels} KDL 1 levels took {peak_mb} MB");
+    p.fleet(&["validate"]).fails_with(2, &["blocks nest more than 64 levels deep", "fleet.kdl:66:1"]);
+}
+
 /// Seeded: tricky prefixes and separators before deep nesting, read in this process (a stack
 /// overflow would abort the test binary): an error or a document, never a crash.
 #[test]

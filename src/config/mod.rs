@@ -230,7 +230,12 @@ fn full_parse(source: &SourceFile) -> Result<(KdlDocument, Vec<String>)> {
         Ok(doc) => return Ok((doc, Vec::new())),
         Err(e) => e,
     };
-    if let Ok(doc) = KdlDocument::parse_v1(&source.text) {
+    if let Ok(v1) = source.text.parse::<kdlv1::KdlDocument>() {
+        // Checked before kdl 6 converts it: the conversion clones each subtree once per level.
+        if let Some(offset) = limits::first_too_deep_v1(&v1) {
+            return Err(ConfigErrors { file: source.name.clone(), errors: vec![limits::too_deep(source, offset)] }.into());
+        }
+        let doc = KdlDocument::from(v1);
         let warning = format!(
             "{} uses KDL 1 syntax, which is deprecated: write booleans as #true / #false and null as #null (KDL 2)",
             source.name
