@@ -50,20 +50,39 @@ fn parse(text: &str) -> Result<Vec<(String, String)>, String> {
     }
 }
 
-/// Where dotenvy's failing entry (a line, the rest of a line, or the lines of an unclosed
-/// quote) is, without showing it.
+/// Where dotenvy's failing entry (a line, the rest of a line, or the lines of an unclosed quote)
+/// is, without showing it. The same text may occur earlier (`=x` in `H=x=y`): the place is the
+/// first copy whose line is the first that dotenvy refuses (the text before it parses, the text
+/// through it does not).
 fn where_(text: &str, entry: &str, index: usize) -> String {
-    let Some(at) = text.find(entry).filter(|_| !entry.is_empty()) else {
+    let line_start = |at: usize| text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = |at: usize| text[at..].find('\n').map_or(text.len(), |i| at + i + 1);
+    let found = text
+        .match_indices(entry)
+        .map(|(at, _)| at)
+        .find(|&at| parses(&text[..line_start(at)]) && !parses(&text[..line_end(at)]));
+    let Some(at) = found.filter(|_| !entry.is_empty()) else {
         return " a line is not KEY=VALUE (the line is not shown, it may hold a secret)".into();
     };
     let (line, _) = line_col(&text[..at]);
-    if entry.contains('\n') || index >= entry.len() {
+    if entry.contains(['"', '\'']) && (entry.contains('\n') || index >= entry.len()) {
         return format!(
             "{line}: a quote opened on this line is never closed (the line is not shown, it may hold a secret)"
         );
     }
-    let (_, col) = line_col(&text[..at + index]);
+    let first_line = entry.split('\n').next().unwrap_or_default();
+    let upto = &first_line[..floor_char_boundary(first_line, index)];
+    let col = text[line_start(at)..at].chars().count() + upto.chars().count() + 1;
     format!("{line}:{col}: line {line} is not KEY=VALUE (the line is not shown, it may hold a secret)")
+}
+
+/// The largest char boundary of `s` at or before `index`.
+fn floor_char_boundary(s: &str, index: usize) -> usize {
+    (0..=index.min(s.len())).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0)
+}
+
+fn parses(text: &str) -> bool {
+    dotenvy::from_read_iter(std::io::Cursor::new(text.as_bytes())).all(|r| r.is_ok())
 }
 
 /// docker-compose's `env_file` lines: `KEY=VALUE` (optionally `export KEY=VALUE`), `#` comments,
@@ -130,6 +149,18 @@ mod tests {
         let err = read_text(b"A=1\r\nB=2\r\n!!bad-secret\r\n").unwrap_err();
         assert!(err.starts_with("3:1: line 3 is not KEY=VALUE"), "{err}");
         assert!(!err.contains("bad-secret"), "{err}");
+    }
+
+    /// Fuzz-found: a bad line was placed where its text first occurred (`=x` inside an earlier
+    /// `H=x=y`), and a line without `=` was called an unclosed quote.
+    #[test]
+    fn a_bad_line_is_found_where_it_is_and_called_what_it_is() {
+        let err = read_text(b"H=x=y\nG=\n=x\n").unwrap_err();
+        assert!(err.starts_with("3:1: line 3 is not KEY=VALUE"), "{err}");
+        let err = read_text(b"A=1\rB\rC=2\r").unwrap_err();
+        assert!(err.starts_with("2:2: line 2 is not KEY=VALUE"), "{err}");
+        let err = read_text(b"A=\"x\nB\n\"\nB\n").unwrap_err();
+        assert!(err.starts_with("4:2: line 4 is not KEY=VALUE"), "a copy inside a quote is not the line: {err}");
     }
 
     #[test]
