@@ -71,6 +71,23 @@ impl ConfigError {
         self
     }
 
+    /// The same error with each value a secret went into masked, at any length, when the error
+    /// points at or around where that value is written (a 2-letter secret in `has no ab`).
+    pub fn masked_at(mut self, secrets: &[(SourceSpan, String)]) -> Self {
+        let (start, end) = (self.span.offset(), self.span.offset() + self.span.len());
+        for (at, value) in secrets {
+            let (s, e) = (at.offset(), at.offset() + at.len());
+            let overlaps = start < e.max(s + 1) && s < end.max(start + 1);
+            if overlaps && !value.is_empty() {
+                let mask = |t: &str| crate::secrets::mask_value(t, value);
+                self.message = mask(&self.message);
+                self.label = mask(&self.label);
+                self.help = self.help.as_deref().map(mask);
+            }
+        }
+        self
+    }
+
     /// `fleet.kdl:3:14`, for tests and one-line logs.
     pub fn location(&self) -> String {
         let text = self.src.inner();

@@ -98,6 +98,25 @@ pub fn mask_message(text: &str, sensitive: &BTreeSet<String>) -> String {
     out
 }
 
+/// `text` with every copy of one secret `value` masked. A short value (under 4 bytes) only where
+/// it stands alone (`has no ab (`, `/ab`), so the letters of other words stay.
+pub fn mask_value(text: &str, value: &str) -> String {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric());
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (at, _) in text.match_indices(value) {
+        let end = at + value.len();
+        let alone = !word(text[..at].chars().next_back()) && !word(text[end..].chars().next());
+        if at >= last && (value.len() >= MIN_SUBSTRING_LEN || alone) {
+            out.push_str(&text[last..at]);
+            out.push_str(MASK);
+            last = end;
+        }
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
 /// `localhost`, `app.localhost`, `127.0.0.1`, `[::1]`: a place, never a secret.
 fn names_a_host(value: &str) -> bool {
     let bare = value.trim_start_matches('[').trim_end_matches(']');

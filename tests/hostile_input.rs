@@ -206,6 +206,30 @@ fn values_from_env_files_are_masked_in_errors_whatever_the_line_endings() {
     }
 }
 
+/// Fuzz-found: what a message derives from a secret leaked it: the duration parser's detail
+/// (`unknown time unit "hunterxx"`), the number parsed from `+99999`, and a secret under four
+/// bytes outside quotes (`build context ab is not a directory`).
+#[test]
+fn text_derived_from_a_secret_and_short_secrets_stay_masked() {
+    let p = Project::new(
+        "masked-derived",
+        r#"service "web" {
+    image "{image}"
+    healthcheck { test "true"; interval "${D}"; }
+    ports { port "${P}" 80; }
+    build { context "${C}"; }
+}
+stage "local" { service "web" }
+"#,
+    );
+    std::fs::write(p.path().join(".env"), "D=5hunterxx\nP=+99999\nC=qz\n").unwrap();
+    let r = p.fleet(&["validate"]);
+    r.fails_with(2, &["invalid duration `${D}`", "port ******** is out of range", "build context ******** is not"]);
+    for leak in ["hunterxx", "99999", " qz ", "/qz"] {
+        assert!(!r.stderr.contains(leak), "leaks {leak}:\n{}", r.stderr);
+    }
+}
+
 /// Seeded: random values in typed fields never reach an error message.
 #[test]
 fn fuzzed_values_in_typed_fields_never_reach_errors() {

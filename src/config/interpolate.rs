@@ -30,6 +30,9 @@ pub struct Vars {
     /// Values of sensitive variables that interpolation used, so output can mask them wherever
     /// they ended up (an environment value, a command, a label).
     used_sensitive: std::cell::RefCell<std::collections::BTreeSet<String>>,
+    /// How many times a sensitive value was used: a reader compares it around one string to
+    /// know whether that string holds a secret.
+    sensitive_uses: std::cell::Cell<usize>,
 }
 
 impl Vars {
@@ -49,8 +52,14 @@ impl Vars {
         let (value, source) = self.values.get(name)?;
         if source.is_sensitive() && !value.is_empty() {
             self.used_sensitive.borrow_mut().insert(value.clone());
+            self.sensitive_uses.set(self.sensitive_uses.get() + 1);
         }
         Some(value.as_str())
+    }
+
+    /// How many sensitive values interpolation has used so far (each use counted).
+    pub fn sensitive_uses(&self) -> usize {
+        self.sensitive_uses.get()
     }
 
     /// Every sensitive value interpolation has used so far.

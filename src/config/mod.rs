@@ -130,7 +130,7 @@ impl Config {
             return Err(Error::usage_help(format!("stage `{name}` is not defined"), help));
         }
         let (spec, spans) = reader::read_stage(self, name).map_err(|errors| self.errors(errors))?;
-        let errors = masked(validate::validate(self, name, &spec, &spans), &spec);
+        let errors = masked(validate::validate(self, name, &spec, &spans), &spec, &spans);
         if errors.is_empty() { Ok(spec) } else { Err(self.errors(errors)) }
     }
 
@@ -145,7 +145,7 @@ impl Config {
             unset.extend(unset_here);
             match read {
                 Ok((spec, spans)) => {
-                    errors.extend(masked(validate::validate(self, &name, &spec, &spans), &spec));
+                    errors.extend(masked(validate::validate(self, &name, &spec, &spans), &spec, &spans));
                     specs.push(spec);
                 }
                 Err(e) => errors.extend(e),
@@ -182,8 +182,8 @@ fn not_utf8(path: &Path, e: std::string::FromUtf8Error) -> Error {
 }
 
 /// Errors with the stage's sensitive values (from `.env` and the environment) masked.
-fn masked(errors: Vec<ConfigError>, spec: &StageSpec) -> Vec<ConfigError> {
-    errors.into_iter().map(|e| e.masked(&spec.sensitive)).collect()
+fn masked(errors: Vec<ConfigError>, spec: &StageSpec, spans: &reader::Spans) -> Vec<ConfigError> {
+    errors.into_iter().map(|e| e.masked(&spec.sensitive).masked_at(&spans.secrets)).collect()
 }
 
 /// What `validate` found in a file with no error.

@@ -52,6 +52,8 @@ pub struct Spans {
     pub swarm_only: HashMap<(String, &'static str), SourceSpan>,
     /// service → its first `route` node, for the checks that need the whole stage.
     pub routes: HashMap<String, SourceSpan>,
+    /// Values that a variable from `.env` or the environment went into, where they are written.
+    pub secrets: Vec<(SourceSpan, String)>,
 }
 
 /// `project "name"`, or the directory name made safe for Docker; and whether the file states it (`project "…"`) rather than the directory.
@@ -183,6 +185,7 @@ fn read_stage_with(
         errors: Vec::new(),
         env_file_values: Default::default(),
         unset,
+        secrets: Vec::new(),
     };
     r.vars = r.stage_vars(config, stage_node, stage);
 
@@ -234,6 +237,7 @@ fn read_stage_with(
     place_relative_binds(&mut spec, &config.dir);
     spec.sensitive.extend(r.vars.used_sensitive());
     spec.sensitive.append(&mut r.env_file_values);
+    spans.secrets = std::mem::take(&mut r.secrets);
     if let Some(unset) = &r.unset {
         // `validate`: what was said about a value whose variable is unset judged `${VAR}` itself.
         r.errors.retain(|e| !unset.iter().any(|w| super::unset::covers(w, e)));
@@ -242,7 +246,7 @@ fn read_stage_with(
         Ok((spec, spans))
     } else {
         // A value from `.env` or the environment is never echoed by an error (a secret in a port).
-        Err(r.errors.into_iter().map(|e| e.masked(&spec.sensitive)).collect())
+        Err(r.errors.into_iter().map(|e| e.masked(&spec.sensitive).masked_at(&spans.secrets)).collect())
     };
     (result, r.unset)
 }
@@ -370,6 +374,8 @@ pub(super) struct Reader<'a> {
     pub(super) errors: Vec<ConfigError>,
     /// `validate` only: unset variables, as warnings (None: they are errors, as for `up`).
     pub(super) unset: Option<Vec<ConfigError>>,
+    /// Strings that a sensitive variable went into, by where they are written.
+    pub(super) secrets: Vec<(SourceSpan, String)>,
 }
 
 impl Reader<'_> {
@@ -440,8 +446,13 @@ impl Reader<'_> {
 
     /// A string value with variables resolved.
     pub(super) fn string(&mut self, entry: &KdlEntry) -> Option<String> {
+        let uses_before = self.vars.sensitive_uses();
         match entry.value() {
             KdlValue::String(s) => match interpolate(s, &self.vars) {
+                Ok(v) if self.vars.sensitive_uses() != uses_before => {
+                    self.secrets.push((entry.span(), v.clone()));
+                    Some(v)
+                }
                 Ok(v) => Some(v),
                 Err(e) if e.is_unset() && self.unset.is_some() => {
                     self.warn_unset(entry, &e);
@@ -467,6 +478,11 @@ impl Reader<'_> {
                 None
             }
         }
+    }
+
+    /// A sensitive variable went into this entry's string.
+    pub(super) fn from_secret(&self, entry: &KdlEntry) -> bool {
+        self.secrets.iter().any(|(at, _)| *at == entry.span())
     }
 
     /// A string taken literally (names), without interpolation.
@@ -536,12 +552,18 @@ impl Reader<'_> {
     }
 
     pub(super) fn integer(&mut self, entry: &KdlEntry, min: i128, max: i128, what: &str) -> Option<i128> {
+        // What an out-of-range message shows: the number, or for a secret the text as written.
+        let mut shown = String::new();
         let value = match entry.value() {
             KdlValue::Integer(i) => *i,
             // A port may come from a variable: `host="${WEB_PORT:-8080}"`.
             KdlValue::String(_) => {
                 let s = self.typed_string(entry)?;
                 match s.trim().parse::<i128>() {
+                    Ok(i) if self.from_secret(entry) => {
+                        shown = crate::secrets::MASK.to_string();
+                        i
+                    }
                     Ok(i) => i,
                     Err(_) => {
                         self.push(
@@ -559,7 +581,12 @@ impl Reader<'_> {
         };
         if value < min || value > max {
             self.push(
-                ConfigError::new(self.src, entry.span(), format!("{what} {value} is out of range"))
+                ConfigError::new(self.src, entry.span(), {
+                    if shown.is_empty() {
+                        shown = value.to_string();
+                    }
+                    format!("{what} {shown} is out of range")
+                })
                     .label(format!("must be {min}-{max}")),
             );
             return None;
@@ -655,9 +682,11 @@ impl Reader<'_> {
             KdlValue::String(s) => match humantime::parse_duration(&self.typed_string(entry)?) {
                 Ok(d) => d.as_millis(),
                 Err(e) => {
-                    // The text as written: a value from .env may be a secret.
+                    // The text as written: a value from .env may be a secret, and so may the
+                    // parser's detail (`unknown time unit "ecret"`).
+                    let detail = if self.from_secret(entry) { String::new() } else { format!(": {e}") };
                     self.push(
-                        ConfigError::new(self.src, entry.span(), format!("invalid duration `{s}`: {e}"))
+                        ConfigError::new(self.src, entry.span(), format!("invalid duration `{s}`{detail}"))
                             .help("write seconds as an integer, or a string like \"500ms\", \"2s\", \"1m\""),
                     );
                     return None;
