@@ -494,3 +494,16 @@ fn clap_errors_stay_clap_errors() {
     let r = Command::new(env!("CARGO_BIN_EXE_fleet")).arg("--no-such-flag").output().unwrap();
     assert_eq!(r.status.code(), Some(2));
 }
+
+/// Fuzz-found: `-f` on a symlink loop (or a path through a file) exited 1 as an I/O failure and
+/// printed the OS's reason twice, once in the message and again as its cause.
+#[test]
+fn an_unreadable_config_path_is_a_usage_error_said_once() {
+    let p = Project::new("loop", FILE);
+    std::os::unix::fs::symlink("b.kdl", p.path().join("a.kdl")).unwrap();
+    std::os::unix::fs::symlink("a.kdl", p.path().join("b.kdl")).unwrap();
+    let r = p.fleet(&["-f", "a.kdl", "validate"]);
+    r.fails_with(2, &["a.kdl cannot be read: Too many levels of symbolic links"]);
+    assert_eq!(r.stderr.matches("symbolic links").count(), 1, "{}", r.stderr);
+    p.fleet(&["-f", "fleet.kdl/x.kdl", "validate"]).fails_with(2, &["cannot be read: Not a directory"]);
+}

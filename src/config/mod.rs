@@ -77,13 +77,26 @@ fn explicit_file(p: PathBuf) -> Result<PathBuf> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             Err(Error::usage(format!("config file {} not found", p.display())))
         }
-        Err(e) => Err(Error::io(format!("reading {}", p.display()), e)),
+        // A symlink loop, a path through a file, no permission: the argument names no file
+        // fleet can read, a usage error (2) like a missing one.
+        Err(e) => Err(Error::usage(format!("config file {} cannot be read: {}", p.display(), io_reason(&e)))),
+    }
+}
+
+/// The OS's words for an I/O error, without Rust's ` (os error 40)`.
+fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" (os error") {
+        Some(at) => text[..at].to_string(),
+        None => text,
     }
 }
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let bytes = std::fs::read(path).map_err(|e| {
+            Error::usage(format!("config file {} cannot be read: {}", path.display(), io_reason(&e)))
+        })?;
         match String::from_utf8(bytes) {
             Ok(text) => Self::from_text(path, text),
             Err(e) => Err(not_utf8(path, e)),
