@@ -115,6 +115,13 @@ fn unwritable_stderr_and_stdout_exit_quietly_without_a_panic() {
         let status = p.cmd(args).stdout(full()).stderr(full()).status().unwrap();
         assert_eq!(status.code(), Some(2), "{args:?}: the output could not be written");
     }
+    // Fuzz-found: a command that succeeded but could not print what it promised exited 0.
+    p.write(FILE);
+    for args in [&["validate"][..], &["config", "local"], &["config", "local", "--format", "json"]] {
+        let status = p.cmd(args).stdout(full()).status().unwrap();
+        assert_eq!(status.code(), Some(2), "{args:?}: the output could not be written");
+    }
+    p.write("service \"web\" {\n    bogus 1\n}\nstage \"local\" { service \"web\" }\n");
     // A reader that went away: the pipe is closed before fleet writes its errors.
     let mut child = p.cmd(&["validate"]).stderr(Stdio::piped()).spawn().unwrap();
     drop(child.stderr.take());
