@@ -164,6 +164,7 @@ impl Ui {
     }
 
     pub fn warn(&self, text: impl std::fmt::Display) {
+        let text = crate::secrets::mask_remembered(&text.to_string());
         err(format!("{} {text}", "warning:".yellow().bold()));
     }
 

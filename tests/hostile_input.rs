@@ -514,3 +514,19 @@ fn an_unreadable_config_path_is_a_usage_error_said_once() {
     assert_eq!(r.stderr.matches("symbolic links").count(), 1, "{}", r.stderr);
     p.fleet(&["-f", "fleet.kdl/x.kdl", "validate"]).fails_with(2, &["cannot be read: Not a directory"]);
 }
+
+/// Fuzz-found: an error raised past the config (SSH, the engine) quoted a value from `.env`:
+/// `nothing answers SSH at <the address from .env>:22`.
+#[test]
+fn errors_past_the_config_mask_values_from_env_files() {
+    let p = Project::new(
+        "masked-later",
+        "project \"{project}\"\nservice \"web\" { image \"{image}\"; }\nstage \"prod\" {\n    server \"s1\" { provider \"host\"; address \"${ADDR}\"; }\n    service \"web\"\n}\n",
+    );
+    std::fs::write(p.path().join(".env"), "ADDR=secret-host-q.invalid\n").unwrap();
+    let out = p.cmd(&["plan", "prod"]).env("FLEET_SSH_WAIT_MS", "200").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("SSH at ********:22"), "{stderr}");
+    assert!(!stderr.contains("secret-host-q"), "{stderr}");
+}

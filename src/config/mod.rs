@@ -144,6 +144,8 @@ impl Config {
         }
         let (spec, spans) = reader::read_stage(self, name).map_err(|errors| self.errors(errors))?;
         let errors = masked(validate::validate(self, name, &spec, &spans), &spec, &spans);
+        // Whatever fails later (SSH, the engine, an API) may quote these values too.
+        crate::secrets::remember(&spec.sensitive);
         if errors.is_empty() { Ok(spec) } else { Err(self.errors(errors)) }
     }
 
