@@ -21,7 +21,11 @@ async fn main() {
     let code = match fleetflow::signal::run(run).await {
         // Output that could not be written (`>/dev/full`) is no success, and no "changes pending".
         Ok(code) if fleetflow::ui::stdout_failed() && (code == 0 || plan_like) => {
-            if plan_like { 1 } else { 2 }
+            if plan_like {
+                1
+            } else {
+                2
+            }
         }
         Ok(code) => code,
         Err(e) => report(e, plan_like),

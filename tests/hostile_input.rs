@@ -53,6 +53,8 @@ fn deep_kdl1_nesting_is_refused_in_bounded_memory() {
     let levels = 2000;
     let text = format!("x true\n{}{}", "a {\n".repeat(levels), "}\n".repeat(levels));
     std::fs::write(p.path().join("fleet.kdl"), text).unwrap();
+    // Reaped by wait4 below, which also reports its peak memory.
+    #[allow(clippy::zombie_processes)]
     let child = p.cmd(&["validate"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
     // SAFETY: the child's own pid, valid pointers; wait4 reports that child's peak memory.

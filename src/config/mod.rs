@@ -94,9 +94,8 @@ fn io_reason(e: &std::io::Error) -> String {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| {
-            Error::usage(format!("config file {} cannot be read: {}", path.display(), io_reason(&e)))
-        })?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::usage(format!("config file {} cannot be read: {}", path.display(), io_reason(&e))))?;
         match String::from_utf8(bytes) {
             Ok(text) => Self::from_text(path, text),
             Err(e) => Err(not_utf8(path, e)),
@@ -248,7 +247,9 @@ fn full_parse(source: &SourceFile) -> Result<(KdlDocument, Vec<String>)> {
     if let Ok(v1) = source.text.parse::<kdlv1::KdlDocument>() {
         // Checked before kdl 6 converts it: the conversion clones each subtree once per level.
         if let Some(offset) = limits::first_too_deep_v1(&v1) {
-            return Err(ConfigErrors { file: source.name.clone(), errors: vec![limits::too_deep(source, offset)] }.into());
+            return Err(
+                ConfigErrors { file: source.name.clone(), errors: vec![limits::too_deep(source, offset)] }.into()
+            );
         }
         let doc = KdlDocument::from(v1);
         let warning = format!(

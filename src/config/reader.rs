@@ -235,6 +235,12 @@ fn read_stage_with(
     r.check_routes(&spec, &spans);
     crate::proxy::add_route_names(&mut spec);
     place_relative_binds(&mut spec, &config.dir);
+    finish(r, spec, spans)
+}
+
+/// The stage as read, or its errors: masked, and for `validate` without those that judged a
+/// value whose variable is unset; the unset variables beside.
+fn finish(mut r: Reader<'_>, mut spec: StageSpec, mut spans: Spans) -> (StageResult, Option<Vec<ConfigError>>) {
     spec.sensitive.extend(r.vars.used_sensitive());
     spec.sensitive.append(&mut r.env_file_values);
     spans.secrets = std::mem::take(&mut r.secrets);
@@ -481,7 +487,7 @@ impl Reader<'_> {
     }
 
     /// A sensitive variable went into this entry's string.
-    pub(super) fn from_secret(&self, entry: &KdlEntry) -> bool {
+    pub(super) fn holds_secret(&self, entry: &KdlEntry) -> bool {
         self.secrets.iter().any(|(at, _)| *at == entry.span())
     }
 
@@ -560,7 +566,7 @@ impl Reader<'_> {
             KdlValue::String(_) => {
                 let s = self.typed_string(entry)?;
                 match s.trim().parse::<i128>() {
-                    Ok(i) if self.from_secret(entry) => {
+                    Ok(i) if self.holds_secret(entry) => {
                         shown = crate::secrets::MASK.to_string();
                         i
                     }
@@ -587,7 +593,7 @@ impl Reader<'_> {
                     }
                     format!("{what} {shown} is out of range")
                 })
-                    .label(format!("must be {min}-{max}")),
+                .label(format!("must be {min}-{max}")),
             );
             return None;
         }
@@ -684,7 +690,7 @@ impl Reader<'_> {
                 Err(e) => {
                     // The text as written: a value from .env may be a secret, and so may the
                     // parser's detail (`unknown time unit "ecret"`).
-                    let detail = if self.from_secret(entry) { String::new() } else { format!(": {e}") };
+                    let detail = if self.holds_secret(entry) { String::new() } else { format!(": {e}") };
                     self.push(
                         ConfigError::new(self.src, entry.span(), format!("invalid duration `{s}`{detail}"))
                             .help("write seconds as an integer, or a string like \"500ms\", \"2s\", \"1m\""),
