@@ -325,6 +325,17 @@ stage "local" { service "web" }
     p.ok(&["config", "local"]);
 }
 
+/// Fuzz-found: a `depends_on` cycle among services no stage uses passed `validate`; any stage
+/// naming one of them would meet it.
+#[test]
+fn validate_finds_a_dependency_cycle_no_stage_uses_yet() {
+    let p = Project::new(
+        "unused-cycle",
+        "service \"a\" { image \"x\"; depends_on \"b\"; }\nservice \"b\" { image \"x\"; depends_on \"a\"; }\nstage \"local\" { }\n",
+    );
+    p.fleet(&["validate"]).fails_with(2, &["dependency cycle: a → b → a", "fleet.kdl:1:37"]);
+}
+
 // ---- 8. MCP ------------------------------------------------------------------------------------
 
 const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;

@@ -19,6 +19,7 @@ pub fn check(config: &Config) -> (Vec<ConfigError>, Vec<ConfigError>) {
         return (Vec::new(), Vec::new());
     }
     let mut errors = dependency_errors(config, &services);
+    errors.extend(cycle_error(config, &services));
     let names = |defs: &[&KdlNode]| defs.iter().filter_map(|n| name_of(n).map(String::from)).collect::<Vec<_>>();
     let synthetic = synthetic_config(config, &names(&services), &names(&servers));
     // As for `validate`'s stages, an unset variable is not an error here (it is set at deploy time).
@@ -84,6 +85,36 @@ fn dependency_errors(config: &Config, services: &[&KdlNode]) -> Vec<ConfigError>
         }
     }
     errors
+}
+
+/// A `depends_on` cycle among unused services: a stage naming one must name the others it
+/// depends on, so it would meet the cycle whichever it names.
+fn cycle_error(config: &Config, services: &[&KdlNode]) -> Option<ConfigError> {
+    let graph: Vec<crate::model::Service> = services
+        .iter()
+        .map(|svc| crate::model::Service {
+            name: name_of(svc).unwrap_or_default().to_string(),
+            depends_on: deps(svc).into_iter().map(|(d, _)| d).collect(),
+            ..Default::default()
+        })
+        .collect();
+    let cycle = crate::plan::graph::find_cycle(&graph)?;
+    let from = services.iter().find(|s| name_of(s) == Some(cycle[0].as_str()))?;
+    let (_, entry) = deps(from).into_iter().find(|(d, _)| *d == cycle[1])?;
+    Some(
+        ConfigError::new(&config.source, entry.span(), format!("dependency cycle: {}", cycle.join(" → ")))
+            .label("this dependency closes the cycle")
+            .help("remove one of these depends_on entries"),
+    )
+}
+
+/// A service definition's `depends_on` names, each with where it is written.
+fn deps(svc: &KdlNode) -> Vec<(String, &KdlEntry)> {
+    super::reader::children(svc)
+        .filter(|c| c.name().value() == "depends_on")
+        .flat_map(|n| n.entries().iter().filter(|e| e.name().is_none()))
+        .filter_map(|e| Some((e.value().as_string()?.to_string(), e)))
+        .collect()
 }
 
 /// The file plus one stage naming every unused definition, its spans past the end of the text.
