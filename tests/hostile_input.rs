@@ -130,6 +130,22 @@ fn unwritable_stderr_and_stdout_exit_quietly_without_a_panic() {
     assert_eq!(child.wait().unwrap().code(), Some(2));
 }
 
+/// Fuzz-found: a variable in the environment that is not UTF-8, name or value, made every
+/// command that reads a stage panic (exit 101), whether the file used it or not.
+#[test]
+fn a_non_utf8_environment_variable_is_no_panic() {
+    let p =
+        Project::new("env-bytes", "service \"web\" { image \"x:${BYTES}\"; }\nstage \"local\" { service \"web\" }\n");
+    let mut cmd = p.cmd(&["config", "local"]);
+    cmd.env(OsStr::from_bytes(b"BYTES"), OsStr::from_bytes(b"v\xff1"));
+    cmd.env(OsStr::from_bytes(b"NAME_\xff"), "1");
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let status = p.cmd(&["validate"]).env(OsStr::from_bytes(b"NAME_\xff"), "1").status().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
 /// Seeded: random bytes as arguments, some not UTF-8.
 #[test]
 fn fuzzed_arguments_never_panic() {

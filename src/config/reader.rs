@@ -396,7 +396,11 @@ impl Reader<'_> {
     /// Process env > `.env.<stage>` > `.env` > stage `variables` > top-level `variables`.
     fn stage_vars(&mut self, config: &Config, stage_node: &KdlNode, stage: &str) -> Vars {
         let mut vars = Vars::default();
-        vars.add_layer(std::env::vars(), VarSource::Process);
+        // `vars()` panics on a variable that is not UTF-8 (`env $'X=\xff' fleet …`): such a
+        // name cannot be written as `${…}`, and such a value is read as lossy text.
+        let process =
+            std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.to_string_lossy().into_owned())));
+        vars.add_layer(process, VarSource::Process);
         for (file, source) in
             [(format!(".env.{stage}"), VarSource::StageEnvFile), (".env".to_string(), VarSource::EnvFile)]
         {
