@@ -23,9 +23,11 @@ fn decode(bytes: &[u8]) -> Result<String, String> {
             // Safe: `valid_up_to` is the end of the longest valid prefix.
             let before = std::str::from_utf8(valid).unwrap_or_default();
             let (line, col) = line_col(before);
+            let why = super::utf16_bom(bytes).map(|kind| format!(" (it starts with a {kind} byte order mark)"));
             return Err(format!(
-                "{line}:{col}: byte 0x{:02X} is not UTF-8 text; save the file as UTF-8",
-                bytes[e.valid_up_to()]
+                "{line}:{col}: byte 0x{:02X} is not UTF-8 text{}; save the file as UTF-8",
+                bytes[e.valid_up_to()],
+                why.unwrap_or_default()
             ));
         }
     };
@@ -167,6 +169,11 @@ mod tests {
     fn invalid_utf8_names_line_and_column() {
         let err = read_text(b"A=1\nB=ok\xFF\n").unwrap_err();
         assert_eq!(err, "2:5: byte 0xFF is not UTF-8 text; save the file as UTF-8");
+        let err = read_text(b"\xFF\xFEA\x00=\x001\x00").unwrap_err();
+        assert!(
+            err.starts_with("1:1: byte 0xFF is not UTF-8 text (it starts with a UTF-16LE byte order mark)"),
+            "{err}"
+        );
         let err = read_text(b"A=1\rB=\xC3\x28\r").unwrap_err();
         assert!(err.starts_with("2:3: byte 0xC3"), "{err}");
     }

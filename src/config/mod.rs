@@ -189,10 +189,23 @@ fn not_utf8(path: &Path, e: std::string::FromUtf8Error) -> Error {
     let at = e.utf8_error().valid_up_to();
     let byte = e.as_bytes()[at];
     let source = SourceFile::new(display_name(path), String::from_utf8_lossy(e.as_bytes()).into_owned());
+    let help = match utf16_bom(e.as_bytes()) {
+        Some(kind) => format!("the file is {kind} (it starts with that byte order mark); save it as UTF-8"),
+        None => "fleet.kdl is UTF-8 text; save it as UTF-8".to_string(),
+    };
     let error = ConfigError::new(&source, (at, 1).into(), format!("byte 0x{byte:02X} is not UTF-8 text"))
         .label("not UTF-8")
-        .help("fleet.kdl is UTF-8 text; save it as UTF-8");
+        .help(help);
     ConfigErrors { file: source.name.clone(), errors: vec![error] }.into()
+}
+
+/// `UTF-16LE` or `UTF-16BE` when `bytes` start with that byte order mark (Windows editors).
+pub(crate) fn utf16_bom(bytes: &[u8]) -> Option<&'static str> {
+    match bytes {
+        [0xFF, 0xFE, ..] => Some("UTF-16LE"),
+        [0xFE, 0xFF, ..] => Some("UTF-16BE"),
+        _ => None,
+    }
 }
 
 /// Errors with the stage's sensitive values (from `.env` and the environment) masked.
