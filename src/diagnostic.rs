@@ -71,6 +71,23 @@ impl ConfigError {
         self
     }
 
+    /// The same error with each value a secret went into masked, at any length, when the error
+    /// points at or around where that value is written (a 2-letter secret in `has no ab`).
+    pub fn masked_at(mut self, secrets: &[(SourceSpan, String)]) -> Self {
+        let (start, end) = (self.span.offset(), self.span.offset() + self.span.len());
+        for (at, value) in secrets {
+            let (s, e) = (at.offset(), at.offset() + at.len());
+            let overlaps = start < e.max(s + 1) && s < end.max(start + 1);
+            if overlaps && !value.is_empty() {
+                let mask = |t: &str| crate::secrets::mask_value(t, value);
+                self.message = mask(&self.message);
+                self.label = mask(&self.label);
+                self.help = self.help.as_deref().map(mask);
+            }
+        }
+        self
+    }
+
     /// `fleet.kdl:3:14`, for tests and one-line logs.
     pub fn location(&self) -> String {
         let text = self.src.inner();
@@ -108,9 +125,16 @@ fn plural(n: usize) -> String {
 /// Words longer than this get no suggestion: typos are made in names, and the cost of a
 /// comparison grows with the product of both lengths.
 const SUGGEST_MAX_CHARS: usize = 40;
-/// At most this many candidates are compared per suggestion, so N misspellings against N
-/// names cost N * this, never N * N.
-const SUGGEST_MAX_CANDIDATES: usize = 64;
+/// Comparisons one thread (the one reading the config) may spend on suggestions in all: a few typos in a file of thousands
+/// of names are each compared with every name; thousands of typos share this, so N misspellings
+/// against N names never cost N * N.
+const SUGGEST_BUDGET: usize = 100_000;
+/// Each suggestion may compare this many candidates even once the budget is spent.
+const SUGGEST_MIN_CANDIDATES: usize = 64;
+thread_local! {
+    /// Per thread: the config is read on one, and tests that run side by side do not share it.
+    static SUGGEST_SPENT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
 
 /// "did you mean `environment`?" for a misspelt key.
 pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
@@ -120,7 +144,9 @@ pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     }
     // Transpositions ("wbe") score low on Jaro-Winkler, so accept a small edit distance too.
     let max_edits = (len / 3).max(1);
-    candidates
+    let allowed = SUGGEST_BUDGET.saturating_sub(SUGGEST_SPENT.get()).max(SUGGEST_MIN_CANDIDATES);
+    let spent = std::cell::Cell::new(0usize);
+    let best = candidates
         .into_iter()
         // A byte length check first (cheap, never reads the text): far longer or shorter names
         // reach neither a Jaro-Winkler of 0.8 nor a small edit distance.
@@ -129,11 +155,14 @@ pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
             let n = c.chars().count();
             n <= 2 * len + 2 && n * 2 + 2 >= len
         })
-        .take(SUGGEST_MAX_CANDIDATES)
+        .take(allowed)
+        .inspect(|_| spent.set(spent.get() + 1))
         .map(|c| (strsim::jaro_winkler(word, c), strsim::osa_distance(word, c), c))
         .filter(|(score, edits, _)| *score > 0.8 || *edits <= max_edits)
         .min_by(|a, b| a.1.cmp(&b.1).then(b.0.total_cmp(&a.0)))
-        .map(|(_, _, c)| format!("did you mean `{c}`?"))
+        .map(|(_, _, c)| format!("did you mean `{c}`?"));
+    SUGGEST_SPENT.set(SUGGEST_SPENT.get() + spent.get());
+    best
 }
 
 #[cfg(test)]
@@ -145,6 +174,17 @@ mod tests {
         let f = SourceFile::new("fleet.kdl", "// 日本語\nservice x");
         let offset = f.text.find('x').unwrap();
         assert_eq!(f.line_col(offset), (2, 9));
+    }
+
+    /// A typo of the 3,000th name of a big file is still found: the cap is on the work all
+    /// suggestions share, not on the candidates each one sees.
+    #[test]
+    fn a_typo_far_down_a_long_list_is_still_suggested() {
+        let names: Vec<String> = (0..3000).map(|i| format!("service-{i:05}")).collect();
+        assert_eq!(
+            suggest("service-0299x", names.iter().map(String::as_str)).as_deref(),
+            Some("did you mean `service-02990`?")
+        );
     }
 
     #[test]

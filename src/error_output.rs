@@ -152,8 +152,18 @@ impl fmt::Display for Block<'_> {
 }
 
 impl std::error::Error for Block<'_> {
+    /// The causes the message does not already say: `reading x: Too many levels of symbolic
+    /// links` printed its cause a second time under it.
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.source()
+        let message = self.0.to_string();
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            if !message.contains(&c.to_string()) {
+                return Some(c);
+            }
+            cause = c.source();
+        }
+        None
     }
 }
 
@@ -231,6 +241,13 @@ mod tests {
             ConfigErrors { file: "fleet.kdl".into(), errors: vec![ConfigError::new(&src, (6, 5).into(), "unknown")] }
                 .into();
         assert!(render(&e, PLAIN).contains("[fleet.kdl:2:3]"));
+    }
+
+    #[test]
+    fn a_cause_the_message_already_says_is_not_printed_again() {
+        let io = std::io::Error::other("Too many levels of symbolic links");
+        let text = render(&Error::io("reading fleet.kdl", io), PLAIN);
+        assert_eq!(text.matches("Too many levels").count(), 1, "{text}");
     }
 
     #[test]

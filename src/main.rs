@@ -19,6 +19,14 @@ async fn main() {
         }
     };
     let code = match fleetflow::signal::run(run).await {
+        // Output that could not be written (`>/dev/full`) is no success, and no "changes pending".
+        Ok(code) if fleetflow::ui::stdout_failed() && (code == 0 || plan_like) => {
+            if plan_like {
+                1
+            } else {
+                2
+            }
+        }
         Ok(code) => code,
         Err(e) => report(e, plan_like),
     };
@@ -31,6 +39,8 @@ fn report(e: Error, plan_like: bool) -> i32 {
         code => code,
     };
     let text = fleetflow::error_output::render(&e, fleetflow::error_output::Style::for_stderr());
+    // A value from `.env` or the environment is never printed, whichever layer failed on it.
+    let text = fleetflow::secrets::mask_remembered(&text);
     // A stderr that cannot be written (`2>/dev/full`, a closed pipe) loses the message, not the exit code.
     let mut stderr = std::io::stderr().lock();
     let _ = stderr.write_all(text.as_bytes()).and_then(|_| stderr.flush());

@@ -110,6 +110,21 @@ pub fn mask_text(text: &str, sensitive: &BTreeSet<String>) -> String {
     mask_url_passwords(&out)
 }
 
+/// Sensitive values of every stage this process resolved: errors raised far from the config
+/// (an SSH address, an image tag Docker refused) are masked with them when printed.
+static REMEMBERED: std::sync::Mutex<BTreeSet<String>> = std::sync::Mutex::new(BTreeSet::new());
+
+/// Adds a resolved stage's sensitive values to those every printed error is masked with.
+pub fn remember(values: &BTreeSet<String>) {
+    REMEMBERED.lock().unwrap_or_else(|e| e.into_inner()).extend(values.iter().cloned());
+}
+
+/// `text` (an error or a warning about to be printed) with every remembered value masked.
+pub fn mask_remembered(text: &str) -> String {
+    let values = REMEMBERED.lock().unwrap_or_else(|e| e.into_inner());
+    if values.is_empty() { text.to_string() } else { mask_message(text, &values) }
+}
+
 /// An error message with every sensitive value masked: longer values wherever they appear (as
 /// `mask_text`), short ones where the message quotes them (`port \`ab\``), since an error that
 /// echoes a value read from `.env` would print the secret the snippet above it hides.
@@ -123,6 +138,25 @@ pub fn mask_message(text: &str, sensitive: &BTreeSet<String>) -> String {
             }
         }
     }
+    out
+}
+
+/// `text` with every copy of one secret `value` masked. A short value (under 4 bytes) only where
+/// it stands alone (`has no ab (`, `/ab`), so the letters of other words stay.
+pub fn mask_value(text: &str, value: &str) -> String {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric());
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (at, _) in text.match_indices(value) {
+        let end = at + value.len();
+        let alone = !word(text[..at].chars().next_back()) && !word(text[end..].chars().next());
+        if at >= last && (value.len() >= MIN_SUBSTRING_LEN || alone) {
+            out.push_str(&text[last..at]);
+            out.push_str(MASK);
+            last = end;
+        }
+    }
+    out.push_str(&text[last..]);
     out
 }
 

@@ -68,6 +68,15 @@ fn colour(text: String, kind: ChangeKind) -> String {
 /// command winds down normally so SSH connections and locks are closed.
 static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Set when a write to stdout failed for another reason (`>/dev/full`): the output the command
+/// promised is lost, so it must not exit 0 (`main` makes it 2).
+static STDOUT_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// True once a write to stdout failed other than by its reader leaving (a full disk).
+pub fn stdout_failed() -> bool {
+    STDOUT_FAILED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// True once a write to stdout failed because its reader went away.
 pub fn stdout_closed() -> bool {
     STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed)
@@ -131,9 +140,11 @@ fn out(text: impl std::fmt::Display) {
     }
     let mut stdout = anstream::stdout().lock();
     if let Err(e) = writeln!(stdout, "{text}").and_then(|_| stdout.flush()) {
-        // Other write errors (a full disk) are not ours to report either: output is best effort.
+        // A reader that left wanted no more (`| head`); other errors (a full disk) lost output.
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
+        } else {
+            STDOUT_FAILED.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }
@@ -153,6 +164,7 @@ impl Ui {
     }
 
     pub fn warn(&self, text: impl std::fmt::Display) {
+        let text = crate::secrets::mask_remembered(&text.to_string());
         err(format!("{} {text}", "warning:".yellow().bold()));
     }
 

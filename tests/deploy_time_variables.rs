@@ -80,3 +80,35 @@ stage "local" { service "web"; }
     let bad = run(&p, &["validate"]);
     bad.fails_with(2, &["names service `nope`, which is not defined"]);
 }
+
+/// Fuzz-found: an unset variable in a field checked as text (a route's host, a volume source, an
+/// `env_file`, a build context, a server's deploy-path, a definition no stage uses) failed
+/// `validate` with an error about `${VAR}` itself. Each is a warning; the stage still counts.
+#[test]
+fn unset_variables_in_checked_strings_are_warnings_not_errors() {
+    let kdl = r#"
+project "{project}"
+service "web" {
+    image "{image}"
+    route "${ADV_HOST}" port=80
+    volumes { volume "${ADV_DATA}" "/data"; }
+    env_file "${ADV_ENV_FILE}"
+    build { context "${ADV_CONTEXT}"; }
+}
+service "spare" { image "x"; route "${ADV_SPARE_HOST}" port=80; }
+server "box" { provider "host"; address "${ADV_ADDR}"; deploy-path "${ADV_DIR}"; }
+stage "local" { service "web"; }
+stage "prod" { server "box"; service "web"; }
+"#;
+    let p = Project::new("unset-checked", kdl);
+    let v = run(&p, &["validate"]);
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+    assert!(v.stdout.contains("2 stage(s)"), "{}", v.stdout);
+    for name in ["ADV_HOST", "ADV_DATA", "ADV_ENV_FILE", "ADV_CONTEXT", "ADV_SPARE_HOST", "ADV_ADDR", "ADV_DIR"] {
+        assert!(v.stderr.contains(&format!("variable `{name}` is not set")), "{name}: {}", v.stderr);
+    }
+    assert!(!v.stderr.contains("error"), "{}", v.stderr);
+    // The same fields with a literal mistake still fail.
+    p.write(&kdl.replace("${ADV_HOST}", "bad host!").replace("${ADV_DIR}", "relative"));
+    run(&p, &["validate"]).fails_with(2, &["`bad host!` is not a host name", "deploy-path `relative` must be"]);
+}

@@ -23,9 +23,11 @@ fn decode(bytes: &[u8]) -> Result<String, String> {
             // Safe: `valid_up_to` is the end of the longest valid prefix.
             let before = std::str::from_utf8(valid).unwrap_or_default();
             let (line, col) = line_col(before);
+            let why = super::utf16_bom(bytes).map(|kind| format!(" (it starts with a {kind} byte order mark)"));
             return Err(format!(
-                "{line}:{col}: byte 0x{:02X} is not UTF-8 text; save the file as UTF-8",
-                bytes[e.valid_up_to()]
+                "{line}:{col}: byte 0x{:02X} is not UTF-8 text{}; save the file as UTF-8",
+                bytes[e.valid_up_to()],
+                why.unwrap_or_default()
             ));
         }
     };
@@ -50,20 +52,39 @@ fn parse(text: &str) -> Result<Vec<(String, String)>, String> {
     }
 }
 
-/// Where dotenvy's failing entry (a line, the rest of a line, or the lines of an unclosed
-/// quote) is, without showing it.
+/// Where dotenvy's failing entry (a line, the rest of a line, or the lines of an unclosed quote)
+/// is, without showing it. The same text may occur earlier (`=x` in `H=x=y`): the place is the
+/// first copy whose line is the first that dotenvy refuses (the text before it parses, the text
+/// through it does not).
 fn where_(text: &str, entry: &str, index: usize) -> String {
-    let Some(at) = text.find(entry).filter(|_| !entry.is_empty()) else {
+    let line_start = |at: usize| text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = |at: usize| text[at..].find('\n').map_or(text.len(), |i| at + i + 1);
+    let found = text
+        .match_indices(entry)
+        .map(|(at, _)| at)
+        .find(|&at| parses(&text[..line_start(at)]) && !parses(&text[..line_end(at)]));
+    let Some(at) = found.filter(|_| !entry.is_empty()) else {
         return " a line is not KEY=VALUE (the line is not shown, it may hold a secret)".into();
     };
     let (line, _) = line_col(&text[..at]);
-    if entry.contains('\n') || index >= entry.len() {
+    if entry.contains(['"', '\'']) && (entry.contains('\n') || index >= entry.len()) {
         return format!(
             "{line}: a quote opened on this line is never closed (the line is not shown, it may hold a secret)"
         );
     }
-    let (_, col) = line_col(&text[..at + index]);
+    let first_line = entry.split('\n').next().unwrap_or_default();
+    let upto = &first_line[..floor_char_boundary(first_line, index)];
+    let col = text[line_start(at)..at].chars().count() + upto.chars().count() + 1;
     format!("{line}:{col}: line {line} is not KEY=VALUE (the line is not shown, it may hold a secret)")
+}
+
+/// The largest char boundary of `s` at or before `index`.
+fn floor_char_boundary(s: &str, index: usize) -> usize {
+    (0..=index.min(s.len())).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0)
+}
+
+fn parses(text: &str) -> bool {
+    dotenvy::from_read_iter(std::io::Cursor::new(text.as_bytes())).all(|r| r.is_ok())
 }
 
 /// docker-compose's `env_file` lines: `KEY=VALUE` (optionally `export KEY=VALUE`), `#` comments,
@@ -132,10 +153,27 @@ mod tests {
         assert!(!err.contains("bad-secret"), "{err}");
     }
 
+    /// Fuzz-found: a bad line was placed where its text first occurred (`=x` inside an earlier
+    /// `H=x=y`), and a line without `=` was called an unclosed quote.
+    #[test]
+    fn a_bad_line_is_found_where_it_is_and_called_what_it_is() {
+        let err = read_text(b"H=x=y\nG=\n=x\n").unwrap_err();
+        assert!(err.starts_with("3:1: line 3 is not KEY=VALUE"), "{err}");
+        let err = read_text(b"A=1\rB\rC=2\r").unwrap_err();
+        assert!(err.starts_with("2:2: line 2 is not KEY=VALUE"), "{err}");
+        let err = read_text(b"A=\"x\nB\n\"\nB\n").unwrap_err();
+        assert!(err.starts_with("4:2: line 4 is not KEY=VALUE"), "a copy inside a quote is not the line: {err}");
+    }
+
     #[test]
     fn invalid_utf8_names_line_and_column() {
         let err = read_text(b"A=1\nB=ok\xFF\n").unwrap_err();
         assert_eq!(err, "2:5: byte 0xFF is not UTF-8 text; save the file as UTF-8");
+        let err = read_text(b"\xFF\xFEA\x00=\x001\x00").unwrap_err();
+        assert!(
+            err.starts_with("1:1: byte 0xFF is not UTF-8 text (it starts with a UTF-16LE byte order mark)"),
+            "{err}"
+        );
         let err = read_text(b"A=1\rB=\xC3\x28\r").unwrap_err();
         assert!(err.starts_with("2:3: byte 0xC3"), "{err}");
     }

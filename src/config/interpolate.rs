@@ -34,6 +34,9 @@ pub struct Vars {
     /// that name a place or an account (`KC_HOSTNAME`, `DB_PORT`, `POSTGRES_USER`), and the
     /// values of secret-named variables (`DB_PASSWORD`) whatever their source.
     used_secrets: std::cell::RefCell<std::collections::BTreeSet<String>>,
+    /// How many times a sensitive value was used: a reader compares it around one string to
+    /// know whether that string holds a secret.
+    sensitive_uses: std::cell::Cell<usize>,
 }
 
 impl Vars {
@@ -53,12 +56,18 @@ impl Vars {
         let (value, source) = self.values.get(name)?;
         if source.is_sensitive() && !value.is_empty() {
             self.used_sensitive.borrow_mut().insert(value.clone());
+            self.sensitive_uses.set(self.sensitive_uses.get() + 1);
         }
         let shown = crate::secrets::is_public_name(name) || crate::secrets::is_public_value(value);
         if !value.is_empty() && ((source.is_sensitive() && !shown) || crate::secrets::is_secret_name(name)) {
             self.used_secrets.borrow_mut().insert(value.clone());
         }
         Some(value.as_str())
+    }
+
+    /// How many sensitive values interpolation has used so far (each use counted).
+    pub fn sensitive_uses(&self) -> usize {
+        self.sensitive_uses.get()
     }
 
     /// Every sensitive value interpolation has used so far.

@@ -4,7 +4,8 @@
 //! - fleet's own fast parser counts the depth as it recurses and stops at `MAX_NESTING`;
 //! - the official parser runs on a thread whose stack fits the deepest nesting *any* reading of
 //!   the text could have (one level per `{` byte in it), and the depth of what it returns is then
-//!   checked on the document itself.
+//!   checked on the document itself; a KDL 1 document is checked before kdl 6 converts it to
+//!   KDL 2, a conversion that clones every subtree once per level (quadratic in the depth).
 
 use super::diagnostic::{ConfigError, SourceFile};
 use crate::error::{Error, Result};
@@ -47,6 +48,25 @@ pub fn too_deep(source: &SourceFile, offset: usize) -> ConfigError {
 /// Where the first node whose children nest deeper than `MAX_NESTING` starts, if any. Walks
 /// with its own stack rather than recursing.
 pub fn first_too_deep(doc: &KdlDocument) -> Option<usize> {
+    let mut pending = vec![(doc, 0usize)];
+    let mut first: Option<usize> = None;
+    while let Some((d, depth)) = pending.pop() {
+        for node in d.nodes() {
+            if let Some(children) = node.children() {
+                if depth + 1 > MAX_NESTING {
+                    let at = node.span().offset();
+                    first = Some(first.map_or(at, |f| f.min(at)));
+                } else {
+                    pending.push((children, depth + 1));
+                }
+            }
+        }
+    }
+    first
+}
+
+/// `first_too_deep` for a KDL 1 document, before it is converted.
+pub fn first_too_deep_v1(doc: &kdlv1::KdlDocument) -> Option<usize> {
     let mut pending = vec![(doc, 0usize)];
     let mut first: Option<usize> = None;
     while let Some((d, depth)) = pending.pop() {

@@ -77,13 +77,25 @@ fn explicit_file(p: PathBuf) -> Result<PathBuf> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             Err(Error::usage(format!("config file {} not found", p.display())))
         }
-        Err(e) => Err(Error::io(format!("reading {}", p.display()), e)),
+        // A symlink loop, a path through a file, no permission: the argument names no file
+        // fleet can read, a usage error (2) like a missing one.
+        Err(e) => Err(Error::usage(format!("config file {} cannot be read: {}", p.display(), io_reason(&e)))),
+    }
+}
+
+/// The OS's words for an I/O error, without Rust's ` (os error 40)`.
+fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" (os error") {
+        Some(at) => text[..at].to_string(),
+        None => text,
     }
 }
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::usage(format!("config file {} cannot be read: {}", path.display(), io_reason(&e))))?;
         match String::from_utf8(bytes) {
             Ok(text) => Self::from_text(path, text),
             Err(e) => Err(not_utf8(path, e)),
@@ -130,7 +142,9 @@ impl Config {
             return Err(Error::usage_help(format!("stage `{name}` is not defined"), help));
         }
         let (spec, spans) = reader::read_stage(self, name).map_err(|errors| self.errors(errors))?;
-        let errors = masked(validate::validate(self, name, &spec, &spans), &spec);
+        let errors = masked(validate::validate(self, name, &spec, &spans), &spec, &spans);
+        // Whatever fails later (SSH, the engine, an API) may quote these values too.
+        crate::secrets::remember(&spec.sensitive);
         if errors.is_empty() { Ok(spec) } else { Err(self.errors(errors)) }
     }
 
@@ -145,13 +159,18 @@ impl Config {
             unset.extend(unset_here);
             match read {
                 Ok((spec, spans)) => {
-                    errors.extend(masked(validate::validate(self, &name, &spec, &spans), &spec));
+                    errors.extend(masked(validate::validate(self, &name, &spec, &spans), &spec, &spans));
                     specs.push(spec);
                 }
                 Err(e) => errors.extend(e),
             }
         }
-        errors.extend(unused::check(self));
+        let (unused_errors, unused_unset) = unused::check(self);
+        errors.extend(unused_errors);
+        unset.extend(unused_unset);
+        // A value with an unset variable is not known yet: what was said about its text as
+        // written (`${HOST}` is not a host name) is not a mistake in the file.
+        errors.retain(|e| !unset.iter().any(|w| unset::covers(w, e)));
         // The same service read by several stages reports the same mistake once.
         let mut seen = std::collections::HashSet::new();
         errors.retain(|e| seen.insert((e.message.clone(), e.span.offset())));
@@ -170,15 +189,28 @@ fn not_utf8(path: &Path, e: std::string::FromUtf8Error) -> Error {
     let at = e.utf8_error().valid_up_to();
     let byte = e.as_bytes()[at];
     let source = SourceFile::new(display_name(path), String::from_utf8_lossy(e.as_bytes()).into_owned());
+    let help = match utf16_bom(e.as_bytes()) {
+        Some(kind) => format!("the file is {kind} (it starts with that byte order mark); save it as UTF-8"),
+        None => "fleet.kdl is UTF-8 text; save it as UTF-8".to_string(),
+    };
     let error = ConfigError::new(&source, (at, 1).into(), format!("byte 0x{byte:02X} is not UTF-8 text"))
         .label("not UTF-8")
-        .help("fleet.kdl is UTF-8 text; save it as UTF-8");
+        .help(help);
     ConfigErrors { file: source.name.clone(), errors: vec![error] }.into()
 }
 
+/// `UTF-16LE` or `UTF-16BE` when `bytes` start with that byte order mark (Windows editors).
+pub(crate) fn utf16_bom(bytes: &[u8]) -> Option<&'static str> {
+    match bytes {
+        [0xFF, 0xFE, ..] => Some("UTF-16LE"),
+        [0xFE, 0xFF, ..] => Some("UTF-16BE"),
+        _ => None,
+    }
+}
+
 /// Errors with the stage's sensitive values (from `.env` and the environment) masked.
-fn masked(errors: Vec<ConfigError>, spec: &StageSpec) -> Vec<ConfigError> {
-    errors.into_iter().map(|e| e.masked(&spec.sensitive)).collect()
+fn masked(errors: Vec<ConfigError>, spec: &StageSpec, spans: &reader::Spans) -> Vec<ConfigError> {
+    errors.into_iter().map(|e| e.masked(&spec.sensitive).masked_at(&spans.secrets)).collect()
 }
 
 /// What `validate` found in a file with no error.
@@ -225,7 +257,14 @@ fn full_parse(source: &SourceFile) -> Result<(KdlDocument, Vec<String>)> {
         Ok(doc) => return Ok((doc, Vec::new())),
         Err(e) => e,
     };
-    if let Ok(doc) = KdlDocument::parse_v1(&source.text) {
+    if let Ok(v1) = source.text.parse::<kdlv1::KdlDocument>() {
+        // Checked before kdl 6 converts it: the conversion clones each subtree once per level.
+        if let Some(offset) = limits::first_too_deep_v1(&v1) {
+            return Err(
+                ConfigErrors { file: source.name.clone(), errors: vec![limits::too_deep(source, offset)] }.into()
+            );
+        }
+        let doc = KdlDocument::from(v1);
         let warning = format!(
             "{} uses KDL 1 syntax, which is deprecated: write booleans as #true / #false and null as #null (KDL 2)",
             source.name

@@ -52,6 +52,8 @@ pub struct Spans {
     pub swarm_only: HashMap<(String, &'static str), SourceSpan>,
     /// service → its first `route` node, for the checks that need the whole stage.
     pub routes: HashMap<String, SourceSpan>,
+    /// Values that a variable from `.env` or the environment went into, where they are written.
+    pub secrets: Vec<(SourceSpan, String)>,
 }
 
 /// `project "name"`, or the directory name made safe for Docker; and whether the file states it (`project "…"`) rather than the directory.
@@ -184,6 +186,7 @@ fn read_stage_with(
         env_file_values: Default::default(),
         env_file_secrets: Default::default(),
         unset,
+        secrets: Vec::new(),
     };
     r.vars = r.stage_vars(config, stage_node, stage);
 
@@ -234,12 +237,23 @@ fn read_stage_with(
     r.check_routes(&spec, &spans);
     crate::proxy::add_route_names(&mut spec);
     place_relative_binds(&mut spec, &config.dir);
+    finish(r, spec, spans)
+}
+
+/// The stage as read, or its errors: masked, and for `validate` without those that judged a
+/// value whose variable is unset; the unset variables beside.
+fn finish(mut r: Reader<'_>, mut spec: StageSpec, mut spans: Spans) -> (StageResult, Option<Vec<ConfigError>>) {
     r.hand_over_masks(&mut spec);
+    spans.secrets = std::mem::take(&mut r.secrets);
+    if let Some(unset) = &r.unset {
+        // `validate`: what was said about a value whose variable is unset judged `${VAR}` itself.
+        r.errors.retain(|e| !unset.iter().any(|w| super::unset::covers(w, e)));
+    }
     let result = if r.errors.is_empty() {
         Ok((spec, spans))
     } else {
         // A value from `.env` or the environment is never echoed by an error (a secret in a port).
-        Err(r.errors.into_iter().map(|e| e.masked(&spec.sensitive)).collect())
+        Err(r.errors.into_iter().map(|e| e.masked(&spec.sensitive).masked_at(&spans.secrets)).collect())
     };
     (result, r.unset)
 }
@@ -369,6 +383,8 @@ pub(super) struct Reader<'a> {
     pub(super) errors: Vec<ConfigError>,
     /// `validate` only: unset variables, as warnings (None: they are errors, as for `up`).
     pub(super) unset: Option<Vec<ConfigError>>,
+    /// Strings that a sensitive variable went into, by where they are written.
+    pub(super) secrets: Vec<(SourceSpan, String)>,
 }
 
 impl Reader<'_> {
@@ -392,7 +408,11 @@ impl Reader<'_> {
 
     fn stage_vars(&mut self, config: &Config, stage_node: &KdlNode, stage: &str) -> Vars {
         let mut vars = Vars::default();
-        vars.add_layer(std::env::vars(), VarSource::Process);
+        // `vars()` panics on a variable that is not UTF-8 (`env $'X=\xff' fleet …`): such a
+        // name cannot be written as `${…}`, and such a value is read as lossy text.
+        let process =
+            std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.to_string_lossy().into_owned())));
+        vars.add_layer(process, VarSource::Process);
         for (file, source) in
             [(format!(".env.{stage}"), VarSource::StageEnvFile), (".env".to_string(), VarSource::EnvFile)]
         {
@@ -448,8 +468,13 @@ impl Reader<'_> {
 
     /// A string value with variables resolved.
     pub(super) fn string(&mut self, entry: &KdlEntry) -> Option<String> {
+        let uses_before = self.vars.sensitive_uses();
         match entry.value() {
             KdlValue::String(s) => match interpolate(s, &self.vars) {
+                Ok(v) if self.vars.sensitive_uses() != uses_before => {
+                    self.secrets.push((entry.span(), v.clone()));
+                    Some(v)
+                }
                 Ok(v) => Some(v),
                 Err(e) if e.is_unset() && self.unset.is_some() => {
                     self.warn_unset(entry, &e);
@@ -475,6 +500,11 @@ impl Reader<'_> {
                 None
             }
         }
+    }
+
+    /// A sensitive variable went into this entry's string.
+    pub(super) fn holds_secret(&self, entry: &KdlEntry) -> bool {
+        self.secrets.iter().any(|(at, _)| *at == entry.span())
     }
 
     /// A string taken literally (names), without interpolation.
@@ -544,12 +574,18 @@ impl Reader<'_> {
     }
 
     pub(super) fn integer(&mut self, entry: &KdlEntry, min: i128, max: i128, what: &str) -> Option<i128> {
+        // What an out-of-range message shows: the number, or for a secret the text as written.
+        let mut shown = String::new();
         let value = match entry.value() {
             KdlValue::Integer(i) => *i,
             // A port may come from a variable: `host="${WEB_PORT:-8080}"`.
             KdlValue::String(_) => {
                 let s = self.typed_string(entry)?;
                 match s.trim().parse::<i128>() {
+                    Ok(i) if self.holds_secret(entry) => {
+                        shown = crate::secrets::MASK.to_string();
+                        i
+                    }
                     Ok(i) => i,
                     Err(_) => {
                         self.push(
@@ -567,8 +603,13 @@ impl Reader<'_> {
         };
         if value < min || value > max {
             self.push(
-                ConfigError::new(self.src, entry.span(), format!("{what} {value} is out of range"))
-                    .label(format!("must be {min}-{max}")),
+                ConfigError::new(self.src, entry.span(), {
+                    if shown.is_empty() {
+                        shown = value.to_string();
+                    }
+                    format!("{what} {shown} is out of range")
+                })
+                .label(format!("must be {min}-{max}")),
             );
             return None;
         }
@@ -663,9 +704,11 @@ impl Reader<'_> {
             KdlValue::String(s) => match humantime::parse_duration(&self.typed_string(entry)?) {
                 Ok(d) => d.as_millis(),
                 Err(e) => {
-                    // The text as written: a value from .env may be a secret.
+                    // The text as written: a value from .env may be a secret, and so may the
+                    // parser's detail (`unknown time unit "ecret"`).
+                    let detail = if self.holds_secret(entry) { String::new() } else { format!(": {e}") };
                     self.push(
-                        ConfigError::new(self.src, entry.span(), format!("invalid duration `{s}`: {e}"))
+                        ConfigError::new(self.src, entry.span(), format!("invalid duration `{s}`{detail}"))
                             .help("write seconds as an integer, or a string like \"500ms\", \"2s\", \"1m\""),
                     );
                     return None;

@@ -590,3 +590,17 @@ fn a_swarm_needs_servers_an_odd_number_of_managers_and_no_auto_suspend() {
     let order = SWARM.replace("order \"start-first\"", "order \"sideways\"");
     assert_eq!(stage_error(&order, "prod").0, "unknown order `sideways`");
 }
+
+/// A file saved as UTF-16 by a Windows editor is named as such, not only as a stray byte.
+#[test]
+fn a_utf16_file_is_named_as_utf16() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fleet.kdl");
+    std::fs::write(&path, b"\xFF\xFEp\x00").unwrap();
+    let err = Config::load(&path).unwrap_err();
+    let Error::Config(c) = err else { panic!("{err:?}") };
+    assert_eq!(
+        c.errors[0].help.as_deref(),
+        Some("the file is UTF-16LE (it starts with that byte order mark); save it as UTF-8")
+    );
+}

@@ -39,6 +39,25 @@ impl Reader<'_> {
     }
 }
 
+/// The error is about the value the unset-variable `warning` points at, so it judged the text as
+/// written (`${HOST}`), not a value: its place lies inside that value's, or it quotes that text
+/// (`deploy-path \`${DIR}\` must be absolute`, said of the whole line).
+pub fn covers(warning: &ConfigError, error: &ConfigError) -> bool {
+    let (w, e) = (warning.span, error.span);
+    if e.offset() >= w.offset() && e.offset() + e.len() <= w.offset() + w.len() {
+        return true;
+    }
+    // The entry as written, `"${DIR}"` or `port="${PORT}"`: its string is between the quotes.
+    let text = warning.src.inner();
+    let entry = text.get(w.offset()..w.offset() + w.len()).unwrap_or_default();
+    let written = match (entry.find('"'), entry.rfind('"')) {
+        (Some(open), Some(close)) if close > open + 1 => &entry[open + 1..close],
+        _ => return false,
+    };
+    [&error.message, &error.label].iter().any(|t| t.contains(written))
+        || error.help.as_deref().is_some_and(|h| h.contains(written))
+}
+
 /// `fleet.kdl:12:20: variable `TOKEN` is not set (`plan` and `up` need it: …)`, one line.
 pub fn render(w: &ConfigError) -> String {
     match &w.help {

@@ -11,27 +11,31 @@ use std::collections::BTreeSet;
 const SYNTHETIC_STAGE: &str = "(definitions no stage uses)";
 
 /// Errors inside top-level `service` and `server` definitions that no stage names.
-pub fn check(config: &Config) -> Vec<ConfigError> {
+/// Returned beside them: the unset variables found there (warnings, as in a stage).
+pub fn check(config: &Config) -> (Vec<ConfigError>, Vec<ConfigError>) {
     let services = unused(config, "service");
     let servers = unused(config, "server");
     if services.is_empty() && servers.is_empty() {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     }
     let mut errors = dependency_errors(config, &services);
+    errors.extend(cycle_error(config, &services));
     let names = |defs: &[&KdlNode]| defs.iter().filter_map(|n| name_of(n).map(String::from)).collect::<Vec<_>>();
     let synthetic = synthetic_config(config, &names(&services), &names(&servers));
     // As for `validate`'s stages, an unset variable is not an error here (it is set at deploy time).
-    if let Err(found) = super::reader::read_stage_for_validate(&synthetic, SYNTHETIC_STAGE).0 {
-        // Only what lies inside an unused definition: the synthetic stage itself is not in the file.
-        let ranges: Vec<(usize, usize)> =
-            services.iter().chain(&servers).map(|n| (n.span().offset(), n.span().offset() + n.span().len())).collect();
-        errors.extend(found.into_iter().filter(|e| {
-            let (start, end) = (e.span.offset(), e.span.offset() + e.span.len());
-            ranges.iter().any(|&(s, t)| start >= s && end <= t)
-        }));
+    let (read, unset) = super::reader::read_stage_for_validate(&synthetic, SYNTHETIC_STAGE);
+    // Only what lies inside an unused definition: the synthetic stage itself is not in the file.
+    let ranges: Vec<(usize, usize)> =
+        services.iter().chain(&servers).map(|n| (n.span().offset(), n.span().offset() + n.span().len())).collect();
+    let inside = |e: &ConfigError| {
+        let (start, end) = (e.span.offset(), e.span.offset() + e.span.len());
+        ranges.iter().any(|&(s, t)| start >= s && end <= t)
+    };
+    if let Err(found) = read {
+        errors.extend(found.into_iter().filter(|e| inside(e)));
     }
     errors.sort_by_key(|e| e.span.offset());
-    errors
+    (errors, unset.into_iter().filter(|e| inside(e)).collect())
 }
 
 fn name_of(node: &KdlNode) -> Option<&str> {
@@ -81,6 +85,36 @@ fn dependency_errors(config: &Config, services: &[&KdlNode]) -> Vec<ConfigError>
         }
     }
     errors
+}
+
+/// A `depends_on` cycle among unused services: a stage naming one must name the others it
+/// depends on, so it would meet the cycle whichever it names.
+fn cycle_error(config: &Config, services: &[&KdlNode]) -> Option<ConfigError> {
+    let graph: Vec<crate::model::Service> = services
+        .iter()
+        .map(|svc| crate::model::Service {
+            name: name_of(svc).unwrap_or_default().to_string(),
+            depends_on: deps(svc).into_iter().map(|(d, _)| d).collect(),
+            ..Default::default()
+        })
+        .collect();
+    let cycle = crate::plan::graph::find_cycle(&graph)?;
+    let from = services.iter().find(|s| name_of(s) == Some(cycle[0].as_str()))?;
+    let (_, entry) = deps(from).into_iter().find(|(d, _)| *d == cycle[1])?;
+    Some(
+        ConfigError::new(&config.source, entry.span(), format!("dependency cycle: {}", cycle.join(" → ")))
+            .label("this dependency closes the cycle")
+            .help("remove one of these depends_on entries"),
+    )
+}
+
+/// A service definition's `depends_on` names, each with where it is written.
+fn deps(svc: &KdlNode) -> Vec<(String, &KdlEntry)> {
+    super::reader::children(svc)
+        .filter(|c| c.name().value() == "depends_on")
+        .flat_map(|n| n.entries().iter().filter(|e| e.name().is_none()))
+        .filter_map(|e| Some((e.value().as_string()?.to_string(), e)))
+        .collect()
 }
 
 /// The file plus one stage naming every unused definition, its spans past the end of the text.
