@@ -45,39 +45,28 @@ pub fn too_deep(source: &SourceFile, offset: usize) -> ConfigError {
         .help("a fleet.kdl nests a few levels (stage, service, ports); check for unclosed or repeated blocks")
 }
 
-/// Where the first node whose children nest deeper than `MAX_NESTING` starts, if any. Walks
-/// with its own stack rather than recursing.
+/// Where the first node whose children nest deeper than `MAX_NESTING` starts, if any.
 pub fn first_too_deep(doc: &KdlDocument) -> Option<usize> {
-    let mut pending = vec![(doc, 0usize)];
-    let mut first: Option<usize> = None;
-    while let Some((d, depth)) = pending.pop() {
-        for node in d.nodes() {
-            if let Some(children) = node.children() {
-                if depth + 1 > MAX_NESTING {
-                    let at = node.span().offset();
-                    first = Some(first.map_or(at, |f| f.min(at)));
-                } else {
-                    pending.push((children, depth + 1));
-                }
-            }
-        }
-    }
-    first
+    first_too_deep_in(doc, |d| d.nodes().iter().map(|n| (n.children(), n.span().offset())).collect())
 }
 
 /// `first_too_deep` for a KDL 1 document, before it is converted.
 pub fn first_too_deep_v1(doc: &kdlv1::KdlDocument) -> Option<usize> {
+    first_too_deep_in(doc, |d| d.nodes().iter().map(|n| (n.children(), n.span().offset())).collect())
+}
+
+/// The walk behind both: `nodes` lists a document's nodes as (their children, their offset).
+/// Walks with its own stack rather than recursing.
+fn first_too_deep_in<'a, D>(doc: &'a D, nodes: impl Fn(&'a D) -> Vec<(Option<&'a D>, usize)>) -> Option<usize> {
     let mut pending = vec![(doc, 0usize)];
     let mut first: Option<usize> = None;
     while let Some((d, depth)) = pending.pop() {
-        for node in d.nodes() {
-            if let Some(children) = node.children() {
-                if depth + 1 > MAX_NESTING {
-                    let at = node.span().offset();
-                    first = Some(first.map_or(at, |f| f.min(at)));
-                } else {
-                    pending.push((children, depth + 1));
-                }
+        for (children, at) in nodes(d) {
+            let Some(children) = children else { continue };
+            if depth + 1 > MAX_NESTING {
+                first = Some(first.map_or(at, |f| f.min(at)));
+            } else {
+                pending.push((children, depth + 1));
             }
         }
     }
