@@ -48,6 +48,32 @@ pub fn render(e: &Error, style: Style) -> String {
     out
 }
 
+/// `text` with every line longer than `MAX_LINE_CHARS` cut in its middle: a name or value given
+/// as 100 kB is named by its start and end, not echoed whole. Run it after masking, so no cut
+/// leaves part of a secret the mask would no longer recognise.
+pub fn cut_long_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(64 * 1024));
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let chars = line.chars().count();
+        if chars <= MAX_LINE_CHARS {
+            out.push_str(line);
+            continue;
+        }
+        let head: String = line.chars().take(KEPT_HEAD).collect();
+        let tail: String = line.chars().skip(chars - KEPT_TAIL).collect();
+        out.push_str(&format!("{head} … [{} characters not shown] … {tail}", chars - KEPT_HEAD - KEPT_TAIL));
+    }
+    out
+}
+
+/// Characters a printed line may hold, and what of a longer one is kept of its start and end.
+const MAX_LINE_CHARS: usize = 1000;
+const KEPT_HEAD: usize = 300;
+const KEPT_TAIL: usize = 100;
+
 /// Blocks printed for one error at most: each snippet is found by reading its file up to it, and
 /// past a screenful the rest say nothing the first did not (3,000 took seconds to print).
 const MAX_BLOCKS: usize = 100;
@@ -248,6 +274,19 @@ mod tests {
         let io = std::io::Error::other("Too many levels of symbolic links");
         let text = render(&Error::io("reading fleet.kdl", io), PLAIN);
         assert_eq!(text.matches("Too many levels").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn a_line_past_a_thousand_characters_is_cut_in_its_middle() {
+        let text = format!("  error: stage `{}` is not in fleet.kdl\n  help: one\n", "é".repeat(100_000));
+        let cut = cut_long_lines(&text);
+        assert!(cut.len() < 2000, "{} bytes", cut.len());
+        assert!(
+            cut.contains(&format!("[{} characters not shown]", text.lines().next().unwrap().chars().count() - 400))
+                && cut.ends_with("` is not in fleet.kdl\n  help: one\n"),
+            "{cut}"
+        );
+        assert_eq!(cut_long_lines("short\nlines\n"), "short\nlines\n");
     }
 
     #[test]

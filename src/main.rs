@@ -41,6 +41,8 @@ fn report(e: Error, plan_like: bool) -> i32 {
     let text = fleetflow::error_output::render(&e, fleetflow::error_output::Style::for_stderr());
     // A value from `.env` or the environment is never printed, whichever layer failed on it.
     let text = fleetflow::secrets::mask_remembered(&text);
+    // After the mask: a 100 kB name is cut to its start and end, never a secret to part of it.
+    let text = fleetflow::error_output::cut_long_lines(&text);
     // A stderr that cannot be written (`2>/dev/full`, a closed pipe) loses the message, not the exit code.
     let mut stderr = std::io::stderr().lock();
     let _ = stderr.write_all(text.as_bytes()).and_then(|_| stderr.flush());
