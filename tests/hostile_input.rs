@@ -225,24 +225,24 @@ fn compose_files_that_expand_or_never_end_fail_fast() {
         let started = Instant::now();
         let r = p.fleet(&["import", "compose", "compose.yml", "-o", "imported.kdl"]);
         r.fails_with(2, &[expected]);
-        assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+        // Before the bounds: over 20 s and over a minute; the margin is for a loaded CI machine.
+        assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
         assert!(!p.path().join("imported.kdl").exists());
     }
     // Many items inside many open levels: libyaml's work per token grows with the open levels
-    // (2,000 levels around 400,000 items took 21 s); strings that close what they did not open
-    // cannot hide the levels from the time budget.
+    // (2,000 levels around 400,000 items took 21 s): refused at once by the count.
     let wide = format!("services: {}{}1{}\n", "[".repeat(2000), "1,".repeat(400_000), "]".repeat(2000));
+    std::fs::write(p.path().join("compose.yml"), wide).unwrap();
+    let started = Instant::now();
+    p.fleet(&["import", "compose", "compose.yml", "-o", "imported.kdl"]).fails_with(2, &["opens 2000 levels"]);
+    assert!(started.elapsed() < Duration::from_secs(6), "took {:?}", started.elapsed());
+    // Strings that close what they did not open hide the levels from the count: the parser's
+    // wall-time budget (10 s, wide for a loaded machine) ends it.
     let hidden = format!("services: {}{}1{}\n", "[[[[ \"]]]]\", ".repeat(500), "1,".repeat(300_000), "]".repeat(2000));
-    let under = format!("services: {}{}1{}\n", "[".repeat(250), "1,".repeat(1_000_000), "]".repeat(250));
-    for (text, expected) in
-        [(wide, "opens 2000 levels"), (hidden, "did not finish within"), (under, "did not finish within")]
-    {
-        std::fs::write(p.path().join("compose.yml"), text).unwrap();
-        let started = Instant::now();
-        p.fleet(&["import", "compose", "compose.yml", "-o", "imported.kdl"]).fails_with(2, &[expected]);
-        // The parser's budget is 1.5 s of wall time; the margin is for a loaded CI machine.
-        assert!(started.elapsed() < Duration::from_secs(6), "took {:?}", started.elapsed());
-    }
+    std::fs::write(p.path().join("compose.yml"), hidden).unwrap();
+    let started = Instant::now();
+    p.fleet(&["import", "compose", "compose.yml", "-o", "imported.kdl"]).fails_with(2, &["did not finish within 10 s"]);
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
     let started = Instant::now();
     p.fleet(&["import", "compose", "/dev/zero", "-o", "imported.kdl"]).fails_with(2, &["larger than 2 MiB"]);
     assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
