@@ -188,6 +188,7 @@ pub fn import(path: &Path, project_dir: &Path) -> Result<Imported> {
     let text = crate::compose_limits::read(path)?;
     let name = path.display().to_string();
     crate::compose_limits::check(&text, &name)?;
+    crate::compose_limits::check_work(&text, &name)?;
     // The YAML parser's passes over the text (and the conversion) run within a time budget.
     let dir = project_dir.to_path_buf();
     crate::compose_limits::in_time(&text, &name.clone(), move |t| {

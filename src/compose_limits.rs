@@ -97,6 +97,80 @@ fn flow_depth(text: &str) -> usize {
     max
 }
 
+/// Mappings and sequences open at once (flow or block), as libyaml reads them: a compose file
+/// nests a few levels.
+pub const MAX_DEPTH: usize = 256;
+/// libyaml's work on a file, counted as the levels open at each event: its scanner checks every
+/// open flow level at each token. A real compose file is a few hundred thousand, 2 MiB of
+/// one-level items two million; 250 open levels around 1,000,000 items (10 s) are 250 million.
+pub const MAX_WORK: usize = 10_000_000;
+
+/// Refuses `text` at the first of libyaml's own events past `MAX_DEPTH` or `MAX_WORK`. The
+/// events come from the parser serde_yaml_ng runs, so no second reading of the text can hide a
+/// level (a string that closes brackets it did not open fools a byte count, not this), and the
+/// walk stops at the bound, so a refusal costs at most that much. A syntax error ends the walk:
+/// the full parse names it with its line and column.
+pub fn check_work(text: &str, name: &str) -> Result<()> {
+    match walk_events(text) {
+        Walk::Done => Ok(()),
+        Walk::TooDeep => Err(Error::usage_help(
+            format!("{name} nests more than {MAX_DEPTH} levels of mappings and lists; nothing was read"),
+            "a compose file nests a few levels; check for unclosed `[` or `{`",
+        )),
+        Walk::TooHeavy => Err(Error::usage_help(
+            format!(
+                "{name} holds too many items inside open levels for the YAML parser (over {MAX_WORK} units of work); nothing was read"
+            ),
+            "a compose file nests a few levels; the YAML parser slows down with every open level",
+        )),
+    }
+}
+
+enum Walk {
+    Done,
+    TooDeep,
+    TooHeavy,
+}
+
+fn walk_events(text: &str) -> Walk {
+    use std::mem::MaybeUninit;
+    use unsafe_libyaml as unsafe_y;
+    // SAFETY: the parser is initialised before use and deleted on the one way out; every event
+    // read is deleted before the next; `text` outlives the parser, which ends in this function.
+    unsafe {
+        let mut parser = MaybeUninit::<unsafe_y::yaml_parser_t>::uninit();
+        if unsafe_y::yaml_parser_initialize(parser.as_mut_ptr()).fail {
+            return Walk::Done;
+        }
+        let parser = parser.as_mut_ptr();
+        unsafe_y::yaml_parser_set_input_string(parser, text.as_ptr(), text.len() as _);
+        let (mut depth, mut work) = (0usize, 0usize);
+        let mut event = MaybeUninit::<unsafe_y::yaml_event_t>::uninit();
+        let walk = loop {
+            if unsafe_y::yaml_parser_parse(parser, event.as_mut_ptr()).fail {
+                break Walk::Done;
+            }
+            let kind = (*event.as_ptr()).type_;
+            unsafe_y::yaml_event_delete(event.as_mut_ptr());
+            match kind {
+                unsafe_y::YAML_STREAM_END_EVENT => break Walk::Done,
+                unsafe_y::YAML_SEQUENCE_START_EVENT | unsafe_y::YAML_MAPPING_START_EVENT => depth += 1,
+                unsafe_y::YAML_SEQUENCE_END_EVENT | unsafe_y::YAML_MAPPING_END_EVENT => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            work += depth.max(1);
+            if depth > MAX_DEPTH {
+                break Walk::TooDeep;
+            }
+            if work > MAX_WORK {
+                break Walk::TooHeavy;
+            }
+        };
+        unsafe_y::yaml_parser_delete(parser);
+        walk
+    }
+}
+
 /// How long the YAML parser may take on a compose file. Real ones take milliseconds, a
 /// 1,000-service one 0.4 s; the budget is a net for what the counts above cannot see (strings
 /// that close brackets they did not open), wide enough that a busy machine never refuses a real
@@ -294,6 +368,26 @@ mod tests {
         let slow = within(budget, "x", "c.yml", |_| std::thread::sleep(std::time::Duration::from_secs(5)));
         assert!(slow.unwrap_err().to_string().contains("did not finish within 0.2 s"));
         assert_eq!(in_time("abc", "c", |t| t.len()).unwrap(), 3);
+    }
+
+    #[test]
+    fn libyaml_events_bound_depth_and_work_where_strings_hide_levels() {
+        let hidden =
+            format!("services: {}{}1{}", "[[[[ \"]]]]\", ".repeat(500), "1,".repeat(300_000), "]".repeat(2000));
+        check(&hidden, "c.yml").expect("the byte count is fooled by the strings");
+        let started = std::time::Instant::now();
+        let err = check_work(&hidden, "c.yml").unwrap_err().to_string();
+        assert!(err.contains("nests more than 256 levels"), "{err}");
+        let under = format!("services: {}{}1{}", "[".repeat(250), "1,".repeat(1_000_000), "]".repeat(250));
+        let err = check_work(&under, "c.yml").unwrap_err().to_string();
+        assert!(err.contains("too many items inside open levels"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+        // Real shapes pass: a 2 MiB-sized file of one-level items, block nesting, a syntax error
+        // (left to the full parse, which names its place).
+        let flat: String =
+            (0..1000).map(|i| format!("  s{i}:\n    image: x\n    environment: [{}]\n", "A=1, ".repeat(100))).collect();
+        check_work(&format!("services:\n{flat}"), "c").unwrap();
+        check_work("services: [", "c").unwrap();
     }
 
     #[test]
