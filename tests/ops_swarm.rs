@@ -89,7 +89,8 @@ fn swarm_stage_exec_run_restart_backup_refusals_restore() {
     let seed = "dd if=/dev/urandom of=/data/blob bs=1k count=2000 2>/dev/null; echo v1 > /data/note; md5sum /data/blob /data/note";
     let seeded = p.ok(&["run", "prod", "db", "sh", "-c", seed]).stdout;
     assert_eq!(p.ok(&["exec", "prod", "db", "md5sum", "/data/blob", "/data/note"]).stdout, seeded, "the task's volume");
-    assert_eq!(p.fleet(&["run", "--no-deps", "prod", "db", "sh", "-c", "exit 9"]).code, 9);
+    let r = p.fleet(&["run", "--no-deps", "prod", "db", "sh", "-c", "exit 9"]);
+    assert_eq!(r.code, 9, "{r:?}");
     for node in [n1, n2] {
         assert_eq!(on_node(&rig, node, &["ps", "-aq", "--filter", "label=fleetflow.run"]), "", "one-offs removed");
     }

@@ -212,20 +212,43 @@ impl Engine {
     /// records the exit (more so through an SSH tunnel), so an inspect right after the stream
     /// ends may still say "running" with no code: wait for the record instead of guessing one.
     pub async fn exec_exit_code(&self, exec_id: &str) -> std::result::Result<i64, bollard::errors::Error> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
+        recorded_exit(|| async {
             let inspect = self.docker.inspect_exec(exec_id).await?;
-            if inspect.running != Some(true)
-                && let Some(code) = inspect.exit_code
-            {
-                return Ok(code);
-            }
-            if std::time::Instant::now() >= deadline {
-                // Still running after the output ended: the command is gone as far as we can tell.
-                return Ok(inspect.exit_code.unwrap_or(-1));
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            Ok((inspect.running, inspect.exit_code))
+        })
+        .await
+    }
+
+    /// A stopped container's exit code as the engine recorded it, for when the wait's own answer
+    /// was lost (its connection through the SSH forward closed under load, which read as 1).
+    pub async fn container_exit_code(&self, id: &str) -> std::result::Result<i64, bollard::errors::Error> {
+        recorded_exit(|| async {
+            let state = self.docker.inspect_container(id, None).await?.state.unwrap_or_default();
+            Ok((state.running, state.exit_code))
+        })
+        .await
+    }
+}
+
+/// Polls `look` (running, exit code) until the engine no longer says running and has a code.
+async fn recorded_exit<F, Fut>(mut look: F) -> std::result::Result<i64, bollard::errors::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<(Option<bool>, Option<i64>), bollard::errors::Error>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (running, code) = look().await?;
+        if running != Some(true)
+            && let Some(code) = code
+        {
+            return Ok(code);
         }
+        if std::time::Instant::now() >= deadline {
+            // Still running after the output ended: the command is gone as far as we can tell.
+            return Ok(code.unwrap_or(-1));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 

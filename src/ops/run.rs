@@ -124,9 +124,8 @@ async fn attach_and_wait(site: &Site, id: &str, tty: bool) -> std::result::Resul
     let wait = WaitContainerOptionsBuilder::new().condition("not-running").build();
     let code = match docker.wait_container(id, Some(wait)).next().await {
         Some(Ok(r)) => r.status_code,
-        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
-        Some(Err(e)) => return Err(e),
-        None => 1,
+        // An error in the wait's answer, or no answer: the engine's record says how it exited.
+        _ => site.engine.container_exit_code(id).await?,
     };
     Ok(code as i32)
 }
