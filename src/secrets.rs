@@ -7,8 +7,7 @@ use std::collections::BTreeSet;
 pub const MASK: &str = "********";
 
 /// Keys whose values are masked whatever their origin.
-const SECRET_MARKERS: [&str; 10] =
-    ["PASSWORD", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "CREDENTIALS", "PASSWD", "PASS", "DSN", "SALT"];
+const SECRET_MARKERS: [&str; 9] = ["PASSWORD", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "PASSWD", "PASS", "DSN", "SALT"];
 
 /// Fields holding the names of services, servers and stages: names, never secrets, even when a
 /// `.env` value happens to be the same word (`DB_USER=keycloak` beside service "keycloak").
